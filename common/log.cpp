@@ -1,0 +1,70 @@
+#include "common/log.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <mutex>
+
+namespace chat {
+namespace {
+
+std::atomic<int> g_level{static_cast<int>(LogLevel::info)};
+std::mutex g_stderr_mutex;  // keeps each line whole when threads log at once
+thread_local std::string t_role = "main";
+
+constexpr std::string_view level_name(LogLevel level) {
+  switch (level) {
+    case LogLevel::error: return "error";
+    case LogLevel::warn: return "warn";
+    case LogLevel::info: return "info";
+    case LogLevel::debug: return "debug";
+  }
+  return "?";
+}
+
+}  // namespace
+
+bool parse_log_level(std::string_view text, LogLevel& out) {
+  for (LogLevel l : {LogLevel::error, LogLevel::warn, LogLevel::info, LogLevel::debug}) {
+    if (text == level_name(l)) {
+      out = l;
+      return true;
+    }
+  }
+  return false;
+}
+
+void set_log_level(LogLevel level) { g_level.store(static_cast<int>(level), std::memory_order_relaxed); }
+
+bool log_enabled(LogLevel level) { return static_cast<int>(level) <= g_level.load(std::memory_order_relaxed); }
+
+void set_thread_role(std::string role) { t_role = std::move(role); }
+
+const std::string& thread_role() { return t_role; }
+
+void log_raw(std::string_view line) {
+  std::lock_guard lock(g_stderr_mutex);
+  std::fwrite(line.data(), 1, line.size(), stderr);
+  std::fputc('\n', stderr);
+  std::fflush(stderr);
+}
+
+void log_line(LogLevel level, std::string_view message) {
+  using namespace std::chrono;
+  const auto now = system_clock::now();
+  const std::time_t t = system_clock::to_time_t(now);
+  std::tm local{};
+  localtime_r(&t, &local);
+  char stamp[32];
+  const auto ms = duration_cast<milliseconds>(now.time_since_epoch()).count() % 1000;
+  const auto n = std::strftime(stamp, sizeof stamp, "%H:%M:%S", &local);
+  std::snprintf(stamp + n, sizeof stamp - n, ".%03d", static_cast<int>(ms));
+  std::string line;
+  line.reserve(message.size() + t_role.size() + 32);
+  line.append(stamp).append(" [").append(t_role).append("] ").append(level_name(level)).append(": ");
+  line.append(message);
+  log_raw(line);
+}
+
+}  // namespace chat

@@ -1,0 +1,82 @@
+#include "common/net.hpp"
+
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <stdexcept>
+
+namespace chat {
+
+std::error_code apply_keepalive(asio::ip::tcp::socket& socket, const KeepaliveConfig& config) {
+  std::error_code ec;
+  socket.set_option(asio::socket_base::keep_alive(config.enabled), ec);
+  if (ec) return ec;
+  if (!config.enabled) {
+    socket.set_option(TcpUserTimeout(0), ec);  // 0: the kernel default (tcp_retries2)
+    return ec;
+  }
+  const auto seconds = [](Millis m) { return static_cast<int>(m.count() / 1000); };
+  socket.set_option(TcpKeepIdle(seconds(config.idle)), ec);
+  if (!ec) socket.set_option(TcpKeepInterval(seconds(config.interval)), ec);
+  if (!ec) socket.set_option(TcpKeepCount(config.count), ec);
+  // Keepalive only probes an idle connection. With data in flight to a dead peer the kernel
+  // retransmits instead, for ~15 minutes by default (tcp_retries2). TCP_USER_TIMEOUT caps
+  // that at the same budget, so both kinds of silence are caught in the same time.
+  if (!ec) socket.set_option(TcpUserTimeout(static_cast<int>(config.budget().count())), ec);
+  return ec;
+}
+
+LeaveCause cause_of(const std::error_code& ec) {
+  if (ec == asio::error::eof) return LeaveCause::closed;
+  if (ec == asio::error::connection_reset || ec == asio::error::broken_pipe ||
+      ec == asio::error::connection_aborted) {
+    return LeaveCause::reset;
+  }
+  if (ec == asio::error::timed_out) return LeaveCause::timeout;
+  return LeaveCause::error;
+}
+
+std::string what_was_seen(const std::error_code& ec) {
+  if (ec == asio::error::eof) return "connection closed by peer";
+  if (ec == asio::error::connection_reset) return "connection reset by peer";
+  if (ec == asio::error::broken_pipe) return "broken pipe";
+  if (ec == asio::error::timed_out) return "no keepalive reply";
+  return ec.message();
+}
+
+std::optional<std::error_code> peek_for_departure(int fd) {
+  char byte;
+  const ssize_t n = ::recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n > 0) return std::nullopt;  // unread data: the peer was alive when it sent it
+  if (n == 0) return std::error_code(asio::error::eof);
+  const int err = errno;
+  if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR) return std::nullopt;
+  return std::error_code(err, asio::error::get_system_category());
+}
+
+std::error_code pending_socket_error(int fd) {
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+  return std::error_code(err, asio::error::get_system_category());
+}
+
+Wakeup::Wakeup() : fd_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
+  if (fd_ < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
+}
+
+Wakeup::~Wakeup() { ::close(fd_); }
+
+void Wakeup::signal() {
+  const std::uint64_t one = 1;
+  [[maybe_unused]] auto n = ::write(fd_, &one, sizeof one);
+}
+
+void Wakeup::clear() {
+  std::uint64_t value;
+  [[maybe_unused]] auto n = ::read(fd_, &value, sizeof value);
+}
+
+}  // namespace chat

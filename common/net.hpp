@@ -1,0 +1,86 @@
+// Socket helpers shared by the server and chatclient: TCP keepalive through Asio socket
+// options, turning socket errors into leave causes, the poller's dead-peer probe, and a
+// Wakeup that lets one thread interrupt another's poll(2).
+#pragma once
+
+#include "common/protocol.hpp"
+#include "common/units.hpp"
+
+#include <asio.hpp>
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include <optional>
+#include <string>
+#include <system_error>
+
+namespace chat {
+
+// An integer socket option at (Level, Name) in the shape Asio's set_option() takes
+// (SettableSocketOption): how TCP_KEEPIDLE & co. are set without leaving Asio.
+template <int Level, int Name>
+class IntSocketOption {
+ public:
+  IntSocketOption() = default;
+  explicit IntSocketOption(int value) : value_(value) {}
+  int value() const { return value_; }
+  template <typename Protocol> int level(const Protocol&) const { return Level; }
+  template <typename Protocol> int name(const Protocol&) const { return Name; }
+  template <typename Protocol> int* data(const Protocol&) { return &value_; }
+  template <typename Protocol> const int* data(const Protocol&) const { return &value_; }
+  template <typename Protocol> std::size_t size(const Protocol&) const { return sizeof(value_); }
+  template <typename Protocol> void resize(const Protocol&, std::size_t) {}
+
+ private:
+  int value_ = 0;
+};
+
+using TcpKeepIdle = IntSocketOption<IPPROTO_TCP, TCP_KEEPIDLE>;
+using TcpKeepInterval = IntSocketOption<IPPROTO_TCP, TCP_KEEPINTVL>;
+using TcpKeepCount = IntSocketOption<IPPROTO_TCP, TCP_KEEPCNT>;
+using TcpUserTimeout = IntSocketOption<IPPROTO_TCP, TCP_USER_TIMEOUT>;  // milliseconds
+
+// Enables keepalive with `config` and sets TCP_USER_TIMEOUT to its budget, or turns both off.
+// Call from the thread that owns the socket, before other threads use it.
+std::error_code apply_keepalive(asio::ip::tcp::socket& socket, const KeepaliveConfig& config);
+
+// Why a connection ended, and what was seen, e.g. {timeout, "no keepalive reply (reader, ...)"}.
+struct Departure {
+  LeaveCause cause;
+  std::string detail;
+};
+
+// The cause that a socket error stands for: eof -> closed, ECONNRESET/EPIPE -> reset,
+// ETIMEDOUT -> timeout, anything else -> error.
+LeaveCause cause_of(const std::error_code& ec);
+
+// The readable part of a detail for `ec`: "connection closed by peer", "connection reset by
+// peer", "no keepalive reply" (ETIMEDOUT), or the system's message.
+std::string what_was_seen(const std::error_code& ec);
+
+// The poller's confirmation step: a non-blocking recv(MSG_PEEK) on `fd`. Returns the departure
+// it proves (0 bytes: closed; ECONNRESET: reset; ETIMEDOUT: timeout; other errno: error) or
+// nullopt when the peer is alive (data waiting, or EAGAIN: a false alarm).
+std::optional<std::error_code> peek_for_departure(int fd);
+
+// The pending error of `fd` (SO_ERROR), read after POLLERR/POLLHUP; clears it.
+std::error_code pending_socket_error(int fd);
+
+// An eventfd that one thread signals to wake another thread's poll(2). Thread safe.
+class Wakeup {
+ public:
+  Wakeup();
+  ~Wakeup();
+  Wakeup(const Wakeup&) = delete;
+  Wakeup& operator=(const Wakeup&) = delete;
+
+  int fd() const { return fd_; }  // poll it for POLLIN
+  void signal();                   // any thread
+  void clear();                    // the polling thread, after it woke
+
+ private:
+  int fd_;
+};
+
+}  // namespace chat

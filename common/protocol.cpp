@@ -1,0 +1,249 @@
+#include "common/protocol.hpp"
+
+#include "common/text.hpp"
+
+#include <array>
+#include <utility>
+
+namespace chat {
+namespace {
+
+// Splits at the first space: ("SAY", "hello world"). The rest keeps its inner spacing.
+std::pair<std::string_view, std::string_view> split_word(std::string_view s) {
+  const auto sp = s.find(' ');
+  if (sp == std::string_view::npos) return {s, {}};
+  return {s.substr(0, sp), s.substr(sp + 1)};
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    char x = a[i], y = b[i];
+    if (x >= 'a' && x <= 'z') x = static_cast<char>(x - 'a' + 'A');
+    if (y >= 'a' && y <= 'z') y = static_cast<char>(y - 'a' + 'A');
+    if (x != y) return false;
+  }
+  return true;
+}
+
+Refusal refuse(ErrorCode code, std::string detail) { return Refusal{code, std::move(detail)}; }
+
+std::optional<Refusal> check_line_text(std::string_view line) {
+  switch (check_text(line)) {
+    case TextProblem::bad_utf8: return refuse(ErrorCode::bad_utf8, "line is not valid UTF-8");
+    case TextProblem::bad_char: return refuse(ErrorCode::bad_char, "line contains a control character");
+    case TextProblem::none: break;
+  }
+  return std::nullopt;
+}
+
+ParseResult nick_command(Verb verb, std::string_view nick) {
+  if (auto problem = nick_problem(nick)) {
+    return refuse(ErrorCode::bad_nick, std::string(nick.empty() ? "(empty)" : nick) + ": " + *problem);
+  }
+  return Command{verb, std::string(nick), {}};
+}
+
+ParseResult text_command(Verb verb, std::string_view text, std::string_view usage) {
+  if (text.empty()) return refuse(ErrorCode::bad_args, "usage: " + std::string(usage));
+  return Command{verb, {}, std::string(text)};
+}
+
+ParseResult priv_command(std::string_view rest, std::string_view usage) {
+  auto [to, text] = split_word(rest);
+  if (to.empty() || text.empty()) return refuse(ErrorCode::bad_args, "usage: " + std::string(usage));
+  if (nick_problem(to)) return refuse(ErrorCode::no_such_nick, std::string(to));
+  return Command{Verb::priv, std::string(to), std::string(text)};
+}
+
+}  // namespace
+
+std::string_view to_string(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::bad_nick: return "bad-nick";
+    case ErrorCode::nick_in_use: return "nick-in-use";
+    case ErrorCode::no_such_nick: return "no-such-nick";
+    case ErrorCode::too_long: return "too-long";
+    case ErrorCode::bad_utf8: return "bad-utf8";
+    case ErrorCode::bad_char: return "bad-char";
+    case ErrorCode::unknown_command: return "unknown-command";
+    case ErrorCode::bad_args: return "bad-args";
+    case ErrorCode::not_joined: return "not-joined";
+  }
+  return "unknown";
+}
+
+ParseResult parse_protocol_line(std::string_view line) {
+  if (auto bad = check_line_text(line)) return *bad;
+  auto [verb, rest] = split_word(line);
+  if (iequals(verb, "HELLO")) return nick_command(Verb::hello, rest);
+  if (iequals(verb, "SAY")) return text_command(Verb::say, rest, "SAY <text>");
+  if (iequals(verb, "ME")) return text_command(Verb::me, rest, "ME <text>");
+  if (iequals(verb, "PRIV")) return priv_command(rest, "PRIV <nick> <text>");
+  if (iequals(verb, "NICK")) return nick_command(Verb::nick, rest);
+  if (iequals(verb, "WHO")) return Command{Verb::who, {}, {}};
+  if (iequals(verb, "PING")) return Command{Verb::ping, std::string(rest), {}};
+  if (iequals(verb, "PONG")) return Command{Verb::pong, std::string(rest), {}};
+  if (iequals(verb, "QUIT")) return Command{Verb::quit, {}, std::string(rest)};
+  if (iequals(verb, "HELP")) return Command{Verb::help, {}, {}};
+  return refuse(ErrorCode::unknown_command, std::string(verb.empty() ? "(empty line)" : verb));
+}
+
+ParseResult parse_text_input(std::string_view line) {
+  if (auto bad = check_line_text(line)) return *bad;
+  if (line.empty()) return refuse(ErrorCode::bad_args, "nothing to say");
+  if (line.starts_with("//")) return Command{Verb::say, {}, std::string(line.substr(1))};
+  if (line.front() == '@') return priv_command(line.substr(1), "@<nick> <text>");
+  if (line.front() != '/') return Command{Verb::say, {}, std::string(line)};
+  auto [word, rest] = split_word(line.substr(1));
+  if (iequals(word, "me")) return text_command(Verb::me, rest, "/me <action>");
+  if (iequals(word, "msg")) return priv_command(rest, "/msg <nick> <text>");
+  if (iequals(word, "nick")) return nick_command(Verb::nick, rest);
+  if (iequals(word, "who") || iequals(word, "names")) return Command{Verb::who, {}, {}};
+  if (iequals(word, "quit")) return Command{Verb::quit, {}, std::string(rest)};
+  if (iequals(word, "help")) return Command{Verb::help, {}, {}};
+  return refuse(ErrorCode::unknown_command, "/" + std::string(word) + " (type /help for the commands)");
+}
+
+std::string format_command(const Command& cmd) {
+  auto join = [](std::string_view verb, std::string_view rest) {
+    std::string out(verb);
+    if (!rest.empty()) {
+      out += ' ';
+      out += rest;
+    }
+    return out;
+  };
+  switch (cmd.verb) {
+    case Verb::hello: return join("HELLO", cmd.arg);
+    case Verb::say: return join("SAY", cmd.text);
+    case Verb::me: return join("ME", cmd.text);
+    case Verb::priv: return "PRIV " + cmd.arg + " " + cmd.text;
+    case Verb::nick: return join("NICK", cmd.arg);
+    case Verb::who: return "WHO";
+    case Verb::ping: return join("PING", cmd.arg);
+    case Verb::pong: return join("PONG", cmd.arg);
+    case Verb::quit: return join("QUIT", cmd.text);
+    case Verb::help: return "HELP";
+  }
+  return {};
+}
+
+namespace {
+constexpr std::array<std::pair<LeaveCause, std::string_view>, 8> cause_tokens{{
+    {LeaveCause::quit, "quit"},         {LeaveCause::closed, "closed"},
+    {LeaveCause::reset, "reset"},       {LeaveCause::timeout, "timeout"},
+    {LeaveCause::no_pong, "no-pong"},   {LeaveCause::too_slow, "too-slow"},
+    {LeaveCause::error, "error"},       {LeaveCause::shutdown, "shutdown"},
+}};
+}  // namespace
+
+std::string_view to_string(LeaveCause cause) {
+  for (const auto& [c, token] : cause_tokens) {
+    if (c == cause) return token;
+  }
+  return "error";
+}
+
+std::optional<LeaveCause> leave_cause_from(std::string_view token) {
+  for (const auto& [c, t] : cause_tokens) {
+    if (t == token) return c;
+  }
+  return std::nullopt;
+}
+
+std::string_view describe(LeaveCause cause) {
+  switch (cause) {
+    case LeaveCause::quit: return "quit";
+    case LeaveCause::closed: return "connection closed";
+    case LeaveCause::reset: return "connection reset";
+    case LeaveCause::timeout: return "connection timed out";
+    case LeaveCause::no_pong: return "stopped answering pings";
+    case LeaveCause::too_slow: return "too slow to keep up";
+    case LeaveCause::error: return "connection error";
+    case LeaveCause::shutdown: return "server shut down";
+  }
+  return "unknown";
+}
+
+std::string format_event(const Event& e) {
+  auto words = [](std::initializer_list<std::string_view> parts) {
+    std::string out;
+    for (auto p : parts) {
+      if (p.empty()) continue;
+      if (!out.empty()) out += ' ';
+      out += p;
+    }
+    return out;
+  };
+  using K = Event::Kind;
+  switch (e.kind) {
+    case K::welcome: return words({"WELCOME", e.nick});
+    case K::users: {
+      std::string out = "USERS";
+      for (const auto& u : e.users) out += ' ' + u;
+      return out;
+    }
+    case K::join: return words({"JOIN", e.nick});
+    case K::leave: return words({"LEAVE", e.nick, e.code, e.text});
+    case K::msg: return "MSG " + e.nick + " " + e.text;
+    case K::me: return "ME " + e.nick + " " + e.text;
+    case K::priv: return "PRIV " + e.nick + " " + e.arg + " " + e.text;
+    case K::nick: return words({"NICK", e.nick, e.arg});
+    case K::error: return words({"ERROR", e.code, e.text});
+    case K::bye: return words({"BYE", e.code, e.text});
+    case K::ping: return words({"PING", e.arg});
+    case K::pong: return words({"PONG", e.arg});
+    case K::comment: return "# " + e.text;
+  }
+  return {};
+}
+
+std::optional<Event> parse_event(std::string_view line) {
+  using K = Event::Kind;
+  if (line.starts_with('#')) {
+    line.remove_prefix(1);
+    if (line.starts_with(' ')) line.remove_prefix(1);
+    return Event{K::comment, {}, {}, {}, std::string(line), {}};
+  }
+  auto [verb, rest] = split_word(line);
+  auto [first, after_first] = split_word(rest);
+  auto [second, after_second] = split_word(after_first);
+  Event e{K::comment, {}, {}, {}, {}, {}};
+  if (verb == "WELCOME" && !rest.empty()) {
+    e.kind = K::welcome, e.nick = rest;
+  } else if (verb == "USERS") {
+    e.kind = K::users;
+    std::string_view r = rest;
+    while (!r.empty()) {
+      auto [u, more] = split_word(r);
+      if (!u.empty()) e.users.emplace_back(u);
+      r = more;
+    }
+  } else if (verb == "JOIN" && !rest.empty()) {
+    e.kind = K::join, e.nick = rest;
+  } else if (verb == "LEAVE" && !first.empty() && !second.empty()) {
+    e.kind = K::leave, e.nick = first, e.code = second, e.text = after_second;
+  } else if (verb == "MSG" && !first.empty()) {
+    e.kind = K::msg, e.nick = first, e.text = after_first;
+  } else if (verb == "ME" && !first.empty()) {
+    e.kind = K::me, e.nick = first, e.text = after_first;
+  } else if (verb == "PRIV" && !first.empty() && !second.empty()) {
+    e.kind = K::priv, e.nick = first, e.arg = second, e.text = after_second;
+  } else if (verb == "NICK" && !first.empty() && !second.empty()) {
+    e.kind = K::nick, e.nick = first, e.arg = second;
+  } else if (verb == "ERROR" && !first.empty()) {
+    e.kind = K::error, e.code = first, e.text = after_first;
+  } else if (verb == "BYE" && !first.empty()) {
+    e.kind = K::bye, e.code = first, e.text = after_first;
+  } else if (verb == "PING") {
+    e.kind = K::ping, e.arg = rest;
+  } else if (verb == "PONG") {
+    e.kind = K::pong, e.arg = rest;
+  } else {
+    return std::nullopt;
+  }
+  return e;
+}
+
+}  // namespace chat

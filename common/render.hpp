@@ -1,0 +1,29 @@
+// Readable rendering of server events: what text-mode clients (nc, telnet) receive from the
+// server and what chatclient prints. Pure functions; safe from any thread.
+#pragma once
+
+#include "common/protocol.hpp"
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace chat {
+
+// "14:02:09" in the machine's local time zone.
+std::string clock_stamp(std::chrono::system_clock::time_point when);
+
+// The text after the stamp, e.g. "<alice> hello", "*** bob joined (3 online)",
+// "*** bob left (closed: connection closed by peer)". `online` is the room size after a join
+// or leave when known. Returns nullopt for events a person does not need to see (PING, PONG).
+std::optional<std::string> render_event(const Event& event, std::optional<std::size_t> online = {});
+
+// "[14:02:09] " + render_event(...), or nullopt.
+std::optional<std::string> render_line(const Event& event, std::chrono::system_clock::time_point when,
+                                       std::optional<std::size_t> online = {});
+
+// The lines /help prints, shared by text mode and chatclient.
+const std::vector<std::string>& help_lines();
+
+}  // namespace chat
