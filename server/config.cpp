@@ -1,1 +1,99 @@
-// placeholder
+#include "server/config.hpp"
+
+#include <CLI/CLI.hpp>
+
+#include <iostream>
+
+namespace chat {
+namespace {
+
+// CLI11 validators that accept our units and store the parsed value.
+CLI::Option* add_duration(CLI::App& app, const std::string& name, Millis& target, const std::string& help) {
+  auto* opt = app.add_option_function<std::string>(
+      name,
+      [&target, name](const std::string& text) {
+        std::string error;
+        auto value = parse_duration(text, &error);
+        if (!value) throw CLI::ValidationError(name, error);
+        target = *value;
+      },
+      help);
+  opt->type_name("DUR")->default_str(format_duration(target));
+  return opt;
+}
+
+CLI::Option* add_size(CLI::App& app, const std::string& name, std::size_t& target, const std::string& help) {
+  auto* opt = app.add_option_function<std::string>(
+      name,
+      [&target, name](const std::string& text) {
+        std::string error;
+        auto value = parse_size(text, &error);
+        if (!value) throw CLI::ValidationError(name, error);
+        target = *value;
+      },
+      help);
+  opt->type_name("SIZE");
+  return opt;
+}
+
+}  // namespace
+
+std::variant<ServerConfig, int> parse_server_args(int argc, const char* const* argv) {
+  ServerConfig c;
+  CLI::App app{"chatserver: a chat server that notices, fast and for the right reason, when a peer is gone.\n"
+               "Clients: chatclient, or nc/telnet (type a nickname, then chat). Protocol: docs/protocol.md"};
+  app.set_version_flag("--version", std::string("chatserver ") + CHAT_VERSION);
+  app.get_formatter()->column_width(34);
+
+  app.add_option("--bind", c.bind, "Address to listen on")->capture_default_str();
+  app.add_option("--port", c.port, "TCP port; 0 picks a free one")->capture_default_str();
+  app.add_option("--max-clients", c.max_clients, "Most clients at once; more get 'BYE server-full'")
+      ->capture_default_str()
+      ->check(CLI::Range(std::size_t{1}, std::size_t{100'000}));
+  add_size(app, "--max-line", c.max_line, "Longest line accepted, in bytes (64..1MiB)")->default_str("4096");
+  add_duration(app, "--handshake-timeout", c.handshake_timeout, "Time a new client has to pick a nickname");
+  app.add_option("--log-file", c.log_file, "Append a dated transcript (joins, leaves, public messages)");
+  std::string level = "info";
+  app.add_option("--log-level", level, "error, warn, info or debug")->capture_default_str()
+      ->check(CLI::IsMember({"error", "warn", "info", "debug"}));
+
+  add_duration(app, "--poll-interval", c.poll_interval, "How often the poller checks every socket");
+  std::string keepalive = format_keepalive(c.keepalive);
+  app.add_option("--keepalive", keepalive,
+                 "TCP keepalive IDLE,INTERVAL,COUNT, or 'off' (also sets TCP_USER_TIMEOUT to their budget)")
+      ->capture_default_str()
+      ->type_name("SPEC");
+  add_duration(app, "--ping-interval", c.ping_interval, "Quiet time before a protocol client gets a PING");
+  add_duration(app, "--ping-timeout", c.ping_timeout, "No line this long after a PING: leave with no-pong");
+  add_size(app, "--send-queue", c.send_queue, "Output queued for one client before it leaves too-slow")
+      ->default_str("1MiB");
+  add_duration(app, "--send-timeout", c.send_timeout, "A write stuck this long: the client leaves too-slow");
+
+  try {
+    app.parse(argc, argv);
+    std::string error;
+    auto k = parse_keepalive(keepalive, &error);
+    if (!k) throw CLI::ValidationError("--keepalive", error);
+    c.keepalive = *k;
+    if (c.max_line < 64 || c.max_line > (1u << 20)) {
+      throw CLI::ValidationError("--max-line", "must be from 64 to 1048576 bytes");
+    }
+    if (c.send_queue < 2 * c.max_line) {
+      throw CLI::ValidationError("--send-queue", "must hold at least two lines (2 x --max-line)");
+    }
+    if (c.poll_interval < Millis{10}) throw CLI::ValidationError("--poll-interval", "must be at least 10ms");
+    for (auto [name, value] : {std::pair{"--handshake-timeout", c.handshake_timeout},
+                               std::pair{"--ping-interval", c.ping_interval},
+                               std::pair{"--ping-timeout", c.ping_timeout},
+                               std::pair{"--send-timeout", c.send_timeout}}) {
+      if (value < Millis{10}) throw CLI::ValidationError(name, "must be at least 10ms");
+    }
+    parse_log_level(level, c.log_level);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);  // prints help/version (0) or the error (non-zero)
+    return code == 0 ? 0 : 2;
+  }
+  return c;
+}
+
+}  // namespace chat

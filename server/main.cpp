@@ -1,1 +1,42 @@
-int main(){}
+// chatserver: parse the options, start the server, wait for SIGINT/SIGTERM, stop it.
+//
+// The main thread blocks the two signals before any other thread exists (so every thread
+// inherits the mask) and waits for them with sigwait(): no signal handler runs anywhere,
+// and the shutdown is ordinary code on the main thread.
+#include "common/log.hpp"
+#include "server/config.hpp"
+#include "server/server.hpp"
+
+#include <csignal>
+#include <cstring>
+#include <exception>
+#include <iostream>
+#include <variant>
+
+int main(int argc, char** argv) {
+  auto parsed = chat::parse_server_args(argc, argv);
+  if (const int* code = std::get_if<int>(&parsed)) return *code;
+  const auto& config = std::get<chat::ServerConfig>(parsed);
+  chat::set_log_level(config.log_level);
+  chat::set_thread_role("main");
+
+  std::signal(SIGPIPE, SIG_IGN);  // a peer that vanished mid-write is an error code, not death
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  try {
+    chat::Server server(config);
+    server.start();
+    int signal = 0;
+    sigwait(&stop_signals, &signal);
+    chat::log_info("received ", signal == SIGINT ? "SIGINT" : "SIGTERM", ", shutting down");
+    server.stop();
+  } catch (const std::exception& e) {
+    std::cerr << "chatserver: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}

@@ -1,1 +1,401 @@
-// placeholder
+#include "server/session.hpp"
+
+#include "common/log.hpp"
+#include "common/render.hpp"
+#include "common/text.hpp"
+#include "server/room.hpp"
+
+#include <sys/socket.h>
+
+#include <array>
+
+namespace chat {
+namespace {
+
+constexpr std::size_t read_chunk = 4096;
+constexpr std::size_t write_batch = 64 * 1024;
+
+std::string endpoint_text(const asio::ip::tcp::socket& socket) {
+  std::error_code ec;
+  const auto ep = socket.remote_endpoint(ec);
+  if (ec) return "?";
+  return ep.address().to_string() + ":" + std::to_string(ep.port());
+}
+
+SharedLine make_line(std::string text) {
+  text += '\n';
+  return std::make_shared<const std::string>(std::move(text));
+}
+
+bool starts_with_hello(std::string_view line) {
+  if (line.size() < 5) return false;
+  std::string verb(line.substr(0, 5));
+  for (char& c : verb) c = static_cast<char>(c >= 'a' && c <= 'z' ? c - 32 : c);
+  return verb == "HELLO" && (line.size() == 5 || line[5] == ' ');
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+}  // namespace
+
+std::string to_string(ClientId id) { return "#" + std::to_string(static_cast<std::uint64_t>(id)); }
+
+Session::Session(ClientId id, asio::ip::tcp::socket socket, const ServerConfig& config, Room& room)
+    : id_(id),
+      config_(config),
+      room_(room),
+      socket_(std::move(socket)),
+      fd_(socket_.native_handle()),
+      peer_(endpoint_text(socket_)),
+      accepted_at_(Clock::now()),
+      queue_(config.send_queue),
+      framer_(config.max_line),
+      last_received_(accepted_at_.time_since_epoch().count()) {}
+
+Session::~Session() {
+  // reader_ and writer_ are joined first (declared last); then socket_ closes the descriptor.
+  // The registry only lets go of a finished session, so these joins do not wait.
+}
+
+void Session::start() {
+  push_line("# chatserver " CHAT_VERSION ": type a nickname to join, or HELLO <nick>");
+  try {
+    writer_ = std::jthread([this] { write_loop(); });
+  } catch (...) {
+    writer_done_ = true;
+    reader_done_ = true;
+    end(LeaveCause::error, "could not start the writer thread");
+    throw;
+  }
+  try {
+    reader_ = std::jthread([this] { read_loop(); });
+  } catch (...) {
+    reader_done_ = true;
+    end(LeaveCause::error, "could not start the reader thread");
+    throw;
+  }
+}
+
+std::string Session::label() const {
+  std::lock_guard lock(mutex_);
+  return nick_.empty() ? to_string(id_) : nick_;
+}
+
+std::string Session::nick() const {
+  std::lock_guard lock(mutex_);
+  return nick_;
+}
+
+void Session::set_joined(std::string nick) {
+  set_nick(std::move(nick));
+  joined_ = true;
+}
+
+void Session::set_nick(std::string nick) {
+  std::lock_guard lock(mutex_);
+  nick_ = std::move(nick);
+}
+
+std::optional<Departure> Session::departure() const {
+  std::lock_guard lock(mutex_);
+  return departure_;
+}
+
+std::optional<Session::Clock::time_point> Session::ended_at() const {
+  std::lock_guard lock(mutex_);
+  if (!departure_) return std::nullopt;
+  return ended_at_;
+}
+
+void Session::end(LeaveCause cause, std::string detail, std::string_view bye) {
+  // A BYE repeats the detail where it tells the client something it does not know.
+  const bool bye_with_detail = cause == LeaveCause::shutdown || cause == LeaveCause::timeout;
+  Event bye_event{Event::Kind::bye, {}, {}, std::string(bye), bye_with_detail ? detail : std::string(), {}};
+  {
+    std::lock_guard lock(mutex_);
+    if (departure_) return;  // someone else noticed first; their cause stands
+    departure_ = Departure{cause, std::move(detail)};
+    ended_at_ = Clock::now();
+  }
+  ended_ = true;
+  if (!bye.empty()) {
+    // Polite ending: the writer sends what is queued, then the BYE, then a FIN. Only the
+    // read side is shut down here, which wakes a reader blocked in recv(2).
+    std::string line;
+    if (mode() == Mode::text) {
+      line = render_line(bye_event, std::chrono::system_clock::now()).value_or("");
+    } else {
+      line = format_event(bye_event);
+    }
+    queue_.close(make_line(std::move(line)));
+    ::shutdown(fd_, SHUT_RD);
+  } else {
+    force_close();
+  }
+}
+
+void Session::force_close() {
+  queue_.abort();
+  // Wakes the reader in recv(2) and the writer in send(2); both return at once. Unlike
+  // close(2), shutdown(2) leaves the descriptor valid, so no other thread can find it reused.
+  ::shutdown(fd_, SHUT_RDWR);
+}
+
+void Session::deliver(const Outgoing& out) {
+  const SharedLine& line = mode() == Mode::text ? out.text : out.protocol;
+  if (!line) return;
+  if (queue_.push(line) == SendQueue::Push::full) {
+    end(LeaveCause::too_slow, "send queue over " + std::to_string(queue_.limit()) + " bytes (room)");
+  }
+}
+
+void Session::push_line(std::string line) {
+  if (queue_.push(make_line(std::move(line))) == SendQueue::Push::full) {
+    end(LeaveCause::too_slow, "send queue over " + std::to_string(queue_.limit()) + " bytes (reply)");
+  }
+}
+
+void Session::reply(const Event& event) {
+  if (mode() == Mode::text) {
+    if (auto line = render_line(event, std::chrono::system_clock::now())) push_line(std::move(*line));
+  } else {
+    push_line(format_event(event));
+  }
+}
+
+void Session::reply_text(std::string_view line) { push_line(std::string(line)); }
+
+void Session::refuse(const Refusal& refusal) {
+  reply(Event{Event::Kind::error, {}, {}, std::string(to_string(refusal.code)), refusal.detail, {}});
+}
+
+void Session::send_ping(const std::string& token) {
+  push_line(format_event(Event{Event::Kind::ping, {}, token, {}, {}, {}}));
+}
+
+std::size_t Session::available() {
+  std::error_code ec;
+  const auto n = socket_.available(ec);  // ioctl(FIONREAD): reads no socket state the reader changes
+  return ec ? 0 : n;
+}
+
+Session::Clock::time_point Session::last_received() const {
+  return Clock::time_point(Clock::duration(last_received_.load()));
+}
+
+std::optional<Session::Clock::time_point> Session::write_stalled_since() const {
+  const auto rep = write_progress_.load();
+  if (rep == 0) return std::nullopt;
+  return Clock::time_point(Clock::duration(rep));
+}
+
+std::string Session::time_since_traffic() const {
+  return format_duration(Clock::now() - last_received()) + " after last traffic";
+}
+
+// ---- reader thread --------------------------------------------------------------------------
+
+void Session::read_loop() {
+  set_thread_role("reader " + to_string(id_));
+  try {
+    std::array<char, read_chunk> buffer;
+    while (!ended()) {
+      std::error_code ec;
+      const std::size_t n = socket_.read_some(asio::buffer(buffer), ec);
+      if (ec) {
+        if (ec == asio::error::eof) {
+          std::string last;
+          if (!ended() && framer_.take_partial(last)) handle_line(last);
+        }
+        end(cause_of(ec), what_was_seen(ec) + " (reader, " + time_since_traffic() + ")");
+        break;
+      }
+      last_received_ = Clock::now().time_since_epoch().count();
+      framer_.feed(std::string_view(buffer.data(), n), [this](const LineFramer::Piece& piece) {
+        if (ended()) return;
+        if (piece.kind == LineFramer::Piece::Kind::too_long) {
+          refuse({ErrorCode::too_long, "lines are at most " + std::to_string(config_.max_line) + " bytes"});
+        } else {
+          handle_line(piece.text);
+        }
+      });
+    }
+  } catch (const std::exception& e) {
+    log_error("reader failed: ", e.what());
+    end(LeaveCause::error, std::string("server error: ") + e.what());
+  }
+  // The one place a member's LEAVE is broadcast, whoever ended the session.
+  try {
+    room_.leave(*this);
+  } catch (const std::exception& e) {
+    log_error("leave failed: ", e.what());
+  }
+  if (auto d = departure()) {
+    log_info("disconnected: ", to_string(d->cause), " (", d->detail, ")");
+  }
+  reader_done_ = true;
+}
+
+void Session::handle_line(std::string_view line) {
+  if (!joined()) {
+    handle_handshake(line);
+    return;
+  }
+  const auto parsed = mode() == Mode::text ? parse_text_input(line) : parse_protocol_line(line);
+  if (const auto* refusal = std::get_if<Refusal>(&parsed)) {
+    // An empty line in text mode is someone pressing Enter: not worth an error.
+    if (!(mode() == Mode::text && line.empty())) refuse(*refusal);
+    return;
+  }
+  handle_command(std::get<Command>(parsed));
+}
+
+void Session::handle_handshake(std::string_view line) {
+  if (mode() == Mode::undecided) {
+    if (trim(line).empty()) return;  // telnet and friends may send an empty line first
+    mode_ = starts_with_hello(line) ? Mode::protocol : Mode::text;
+    log_debug("chose ", mode() == Mode::text ? "text" : "protocol", " mode");
+  }
+  if (mode() == Mode::protocol) {
+    const auto parsed = parse_protocol_line(line);
+    if (const auto* refusal = std::get_if<Refusal>(&parsed)) {
+      refuse(*refusal);
+      return;
+    }
+    const auto& cmd = std::get<Command>(parsed);
+    switch (cmd.verb) {
+      case Verb::hello: join(cmd.arg); return;
+      case Verb::ping: reply(Event{Event::Kind::pong, {}, cmd.arg, {}, {}, {}}); return;
+      case Verb::pong: return;
+      case Verb::quit: end(LeaveCause::quit, cmd.text, "quit"); return;
+      case Verb::help: for (const auto& h : help_lines()) reply(Event{Event::Kind::comment, {}, {}, {}, h, {}}); return;
+      default: refuse({ErrorCode::not_joined, "send HELLO <nick> first"}); return;
+    }
+  }
+  // Text mode: a line is a nickname, unless it is a command.
+  const auto text = trim(line);
+  if (text.empty()) return;
+  if (text.front() == '/') {
+    const auto parsed = parse_text_input(text);
+    if (const auto* cmd = std::get_if<Command>(&parsed)) {
+      if (cmd->verb == Verb::quit) return end(LeaveCause::quit, cmd->text, "quit");
+      if (cmd->verb == Verb::help) {
+        for (const auto& h : help_lines()) reply_text(h);
+        return;
+      }
+    }
+    refuse({ErrorCode::not_joined, "type a nickname first"});
+    return;
+  }
+  const auto parsed = parse_protocol_line("HELLO " + std::string(text));
+  if (const auto* refusal = std::get_if<Refusal>(&parsed)) {
+    refuse(*refusal);
+    reply_text("# type a nickname to join (1-24 characters: A-Z a-z 0-9 _ ! -)");
+    return;
+  }
+  join(std::get<Command>(parsed).arg);
+}
+
+void Session::join(std::string_view nick) {
+  switch (room_.join(shared_from_this(), std::string(nick))) {
+    case Room::JoinResult::joined:
+      set_thread_role("reader " + std::string(nick));
+      log_info("joined from ", peer_, " as ", to_string(id_), " (", mode() == Mode::text ? "text" : "protocol",
+               " mode)");
+      return;
+    case Room::JoinResult::nick_in_use:
+      refuse({ErrorCode::nick_in_use, std::string(nick)});
+      if (mode() == Mode::text) reply_text("# that nickname is taken; type another one");
+      return;
+    case Room::JoinResult::closed:
+      return;  // the server is shutting down; BYE is on its way
+  }
+}
+
+void Session::handle_command(const Command& cmd) {
+  switch (cmd.verb) {
+    case Verb::hello:
+      refuse({ErrorCode::bad_args, "already joined as " + nick() + "; use NICK to change nickname"});
+      return;
+    case Verb::say: room_.say(*this, cmd.text); return;
+    case Verb::me: room_.me(*this, cmd.text); return;
+    case Verb::priv:
+      if (!room_.priv(*this, cmd.arg, cmd.text)) refuse({ErrorCode::no_such_nick, cmd.arg});
+      return;
+    case Verb::nick: {
+      const auto old = nick();
+      switch (room_.rename(*this, cmd.arg)) {
+        case Room::RenameResult::renamed:
+          set_thread_role("reader " + cmd.arg);
+          log_info("renamed from ", old);
+          return;
+        case Room::RenameResult::unchanged: return;
+        case Room::RenameResult::nick_in_use: refuse({ErrorCode::nick_in_use, cmd.arg}); return;
+      }
+      return;
+    }
+    case Verb::who: reply(Event{Event::Kind::users, {}, {}, {}, {}, room_.users()}); return;
+    case Verb::ping: reply(Event{Event::Kind::pong, {}, cmd.arg, {}, {}, {}}); return;
+    case Verb::pong: return;  // the reader already counted the line as a sign of life
+    case Verb::quit: end(LeaveCause::quit, cmd.text, "quit"); return;
+    case Verb::help:
+      for (const auto& h : help_lines()) {
+        if (mode() == Mode::text) {
+          reply_text(h);
+        } else {
+          reply(Event{Event::Kind::comment, {}, {}, {}, h, {}});
+        }
+      }
+      return;
+  }
+}
+
+// ---- writer thread --------------------------------------------------------------------------
+
+void Session::write_loop() {
+  set_thread_role("writer " + to_string(id_));
+  try {
+    std::string batch;
+    batch.reserve(write_batch);
+    for (;;) {
+      batch.clear();
+      const auto popped = queue_.pop(batch, write_batch);
+      if (popped == SendQueue::Pop::aborted) break;
+      if (popped == SendQueue::Pop::drained) {
+        ::shutdown(fd_, SHUT_WR);  // after the BYE: a FIN, so the client sees a clean close
+        break;
+      }
+      if (const auto ec = write_all(batch)) {
+        set_thread_role("writer " + label());
+        log_debug("write failed: ", ec.message());
+        end(cause_of(ec), what_was_seen(ec) + " (writer)");
+        break;
+      }
+    }
+  } catch (const std::exception& e) {
+    log_error("writer failed: ", e.what());
+    end(LeaveCause::error, std::string("server error: ") + e.what());
+  }
+  writer_done_ = true;
+}
+
+std::error_code Session::write_all(std::string_view bytes) {
+  // The poller reads write_progress_: a write that stays at the same progress for
+  // --send-timeout means the client stopped reading (a zero window: TCP never times that out).
+  write_progress_ = Clock::now().time_since_epoch().count();
+  std::error_code ec;
+  while (!bytes.empty()) {
+    const std::size_t n = socket_.write_some(asio::buffer(bytes.data(), bytes.size()), ec);
+    if (ec) break;
+    bytes.remove_prefix(n);
+    write_progress_ = Clock::now().time_since_epoch().count();
+  }
+  write_progress_ = 0;
+  return ec;
+}
+
+}  // namespace chat

@@ -1,0 +1,40 @@
+// ServerConfig: every chatserver setting, and the command line that fills it.
+//
+// Made once by the main thread before any other thread starts; read-only afterwards, so
+// every thread may read it without a lock.
+#pragma once
+
+#include "common/log.hpp"
+#include "common/units.hpp"
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <variant>
+
+namespace chat {
+
+struct ServerConfig {
+  std::string bind = "0.0.0.0";
+  std::uint16_t port = 15600;          // 0: any free port (read it back from the first log line)
+  std::size_t max_clients = 1000;      // connected clients, joined or not
+  std::size_t max_line = 4096;         // bytes per line, not counting CR LF
+  Millis handshake_timeout{30'000};    // connect to joined
+  std::string log_file;                // transcript; empty: none
+  LogLevel log_level = LogLevel::info;
+
+  // Dead-peer detection (docs/detection.md).
+  Millis poll_interval{100};           // the poller's sweep period
+  KeepaliveConfig keepalive{};         // 10s,2s,3 and TCP_USER_TIMEOUT = 16 s
+  Millis ping_interval{15'000};        // quiet time before a protocol client gets PING
+  Millis ping_timeout{10'000};         // no line at all this long after a PING: no-pong
+  std::size_t send_queue = 1 << 20;    // queued output per client before too-slow
+  Millis send_timeout{30'000};         // a write making no progress this long: too-slow
+  Millis goodbye_timeout{2'000};       // how long a leaving client's last lines may take
+};
+
+// Parses chatserver's command line. Returns the config, or the exit code to use right away
+// (0 after --help / --version, 2 after a usage error: the message is already printed).
+std::variant<ServerConfig, int> parse_server_args(int argc, const char* const* argv);
+
+}  // namespace chat

@@ -1,0 +1,56 @@
+// Poller: the one shared thread that checks every session (PoshChat's poll runspace).
+//
+// Every --poll-interval it
+//   1. reaps sessions whose threads have returned,
+//   2. probes every socket at once: one poll(2) with a 1 ms timeout over all of them. A socket
+//      that is readable with 0 bytes available is confirmed with recv(MSG_PEEK) before anyone
+//      is told: 0 is closed, ECONNRESET reset, ETIMEDOUT timeout, EAGAIN a false alarm;
+//   3. ends clients that have not joined within --handshake-timeout,
+//   4. pings protocol clients quiet for --ping-interval, and ends those silent for
+//      --ping-timeout after the PING (no-pong),
+//   5. ends clients whose write has made no progress for --send-timeout (too-slow), and forces
+//      shut sessions whose goodbye takes longer than --goodbye-timeout.
+//
+// Threads: constructed, started and stopped by the main thread; run() is the poller thread.
+#pragma once
+
+#include "server/config.hpp"
+
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace chat {
+
+class Session;
+class SessionRegistry;
+
+class Poller {
+ public:
+  Poller(const ServerConfig& config, SessionRegistry& sessions);
+  ~Poller();
+
+  void start();  // main thread
+  void stop();   // main thread; wakes and joins the poller thread; idempotent
+
+  // One sweep over `sessions`, exactly as the thread does it. Poller thread (or a test that
+  // owns the sessions and runs no poller thread).
+  void sweep(const std::vector<std::shared_ptr<Session>>& sessions);
+
+ private:
+  void run(std::stop_token stop);
+  void probe_sockets(const std::vector<std::shared_ptr<Session>>& sessions);
+  void check_timers(Session& session);
+
+  const ServerConfig& config_;
+  SessionRegistry& sessions_;
+  std::uint64_t next_token_ = 1;  // poller thread only
+  std::mutex wait_mutex_;         // only for sleeping on wake_
+  std::condition_variable_any wake_;
+  std::jthread thread_;
+};
+
+}  // namespace chat

@@ -1,0 +1,41 @@
+#include "server/registry.hpp"
+
+#include "server/session.hpp"
+
+#include <algorithm>
+
+namespace chat {
+
+void SessionRegistry::add(std::shared_ptr<Session> session) {
+  std::lock_guard lock(mutex_);
+  sessions_.push_back(std::move(session));
+}
+
+std::vector<std::shared_ptr<Session>> SessionRegistry::snapshot() const {
+  std::lock_guard lock(mutex_);
+  return sessions_;
+}
+
+std::size_t SessionRegistry::live() const {
+  std::lock_guard lock(mutex_);
+  return static_cast<std::size_t>(
+      std::count_if(sessions_.begin(), sessions_.end(), [](const auto& s) { return !s->ended(); }));
+}
+
+std::size_t SessionRegistry::reap() {
+  std::vector<std::shared_ptr<Session>> finished;
+  {
+    std::lock_guard lock(mutex_);
+    auto keep = std::partition(sessions_.begin(), sessions_.end(), [](const auto& s) { return !s->finished(); });
+    finished.assign(std::make_move_iterator(keep), std::make_move_iterator(sessions_.end()));
+    sessions_.erase(keep, sessions_.end());
+  }
+  return finished.size();  // destroyed here, outside the lock
+}
+
+std::vector<std::shared_ptr<Session>> SessionRegistry::take_all() {
+  std::lock_guard lock(mutex_);
+  return std::exchange(sessions_, {});
+}
+
+}  // namespace chat

@@ -1,0 +1,56 @@
+// Server: wires the pieces together and owns them.
+//
+//   Listener  (listener thread)   accepts, hands each socket to a new Session
+//   Session   (reader + writer)   one pair of threads per client
+//   Poller    (poller thread)     dead-peer probe, handshake / heartbeat / stall timers, reaping
+//   Room                           members and the single delivery path
+//   Transcript (transcript thread) the --log-file
+//
+// Threads: the main thread (or a test) constructs, start()s and stop()s it; none of these
+// methods may be called from the server's own threads.
+#pragma once
+
+#include "server/config.hpp"
+#include "server/listener.hpp"
+#include "server/poller.hpp"
+#include "server/registry.hpp"
+#include "server/room.hpp"
+#include "server/transcript.hpp"
+
+#include <asio.hpp>
+
+#include <memory>
+
+namespace chat {
+
+class Server {
+ public:
+  // Binds the listening socket; throws std::system_error / std::runtime_error with a message
+  // fit for the user (port in use, bad address, log file not writable).
+  explicit Server(ServerConfig config);
+  ~Server();  // stop()
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  asio::ip::tcp::endpoint local_endpoint() const { return listener_->local_endpoint(); }
+
+  // Logs "chatserver listening on <address>:<port>" and starts the threads.
+  void start();
+
+  // Every client gets "BYE shutdown", every thread is joined. Idempotent.
+  void stop();
+
+  const Room& room() const { return room_; }
+
+ private:
+  const ServerConfig config_;
+  asio::io_context io_;  // never run: the sockets use Asio's synchronous calls only
+  Transcript transcript_;
+  Room room_;
+  SessionRegistry sessions_;
+  std::unique_ptr<Listener> listener_;
+  Poller poller_;
+  bool stopped_ = false;  // main thread only
+};
+
+}  // namespace chat
