@@ -34,7 +34,13 @@ LeaveCause cause_of(const std::error_code& ec) {
       ec == asio::error::connection_aborted) {
     return LeaveCause::reset;
   }
-  if (ec == asio::error::timed_out) return LeaveCause::timeout;
+  // A connection to an unreachable host fails when its timer runs out, with the last ICMP or
+  // ARP failure as the error instead of ETIMEDOUT (tcp_write_err uses sk_err_soft): the same
+  // event, "no reply in time", seen through a different errno.
+  if (ec == asio::error::timed_out || ec == asio::error::host_unreachable ||
+      ec == asio::error::network_unreachable) {
+    return LeaveCause::timeout;
+  }
   return LeaveCause::error;
 }
 
@@ -43,6 +49,8 @@ std::string what_was_seen(const std::error_code& ec) {
   if (ec == asio::error::connection_reset) return "connection reset by peer";
   if (ec == asio::error::broken_pipe) return "broken pipe";
   if (ec == asio::error::timed_out) return "no keepalive reply";
+  if (ec == asio::error::host_unreachable) return "no keepalive reply (host unreachable)";
+  if (ec == asio::error::network_unreachable) return "no keepalive reply (network unreachable)";
   return ec.message();
 }
 

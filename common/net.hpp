@@ -52,7 +52,8 @@ struct Departure {
 };
 
 // The cause that a socket error stands for: eof -> closed, ECONNRESET/EPIPE -> reset,
-// ETIMEDOUT -> timeout, anything else -> error.
+// ETIMEDOUT (and EHOSTUNREACH / ENETUNREACH, what a timeout reports after ARP or ICMP
+// failures) -> timeout, anything else -> error.
 LeaveCause cause_of(const std::error_code& ec);
 
 // The readable part of a detail for `ec`: "connection closed by peer", "connection reset by

@@ -7,6 +7,8 @@
 #include "server/config.hpp"
 #include "server/server.hpp"
 
+#include <sys/resource.h>
+
 #include <csignal>
 #include <cstring>
 #include <exception>
@@ -19,6 +21,13 @@ int main(int argc, char** argv) {
   const auto& config = std::get<chat::ServerConfig>(parsed);
   chat::set_log_level(config.log_level);
   chat::set_thread_role("main");
+
+  // Each client holds one descriptor; 1000 clients do not fit the usual soft limit of 1024.
+  rlimit files{};
+  if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = files.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &files);
+  }
 
   std::signal(SIGPIPE, SIG_IGN);  // a peer that vanished mid-write is an error code, not death
   sigset_t stop_signals;

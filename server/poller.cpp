@@ -6,6 +6,7 @@
 #include "server/session.hpp"
 
 #include <poll.h>
+#include <sys/ioctl.h>
 
 #include <cerrno>
 #include <cstring>
@@ -19,6 +20,39 @@ std::string seen_by_poller(const std::error_code& ec, const Session& s) {
 }
 
 }  // namespace
+
+std::vector<std::optional<std::error_code>> probe_sockets(std::span<const int> fds) {
+  std::vector<std::optional<std::error_code>> results(fds.size());
+  if (fds.empty()) return results;
+  std::vector<pollfd> pfds;
+  pfds.reserve(fds.size());
+  for (int fd : fds) pfds.push_back(pollfd{fd, POLLIN | POLLRDHUP, 0});
+  // One system call for all sockets, waiting at most 1 ms: PoshChat's Poll(1ms, SelectRead),
+  // without paying the millisecond once per client.
+  const int ready = ::poll(pfds.data(), pfds.size(), 1);
+  if (ready < 0) {
+    if (errno != EINTR) log_error("poll failed: ", std::strerror(errno));
+    return results;
+  }
+  for (std::size_t i = 0; ready > 0 && i < pfds.size(); ++i) {
+    const short ev = pfds[i].revents;
+    if (ev == 0) continue;
+    if (ev & (POLLERR | POLLHUP | POLLNVAL)) {
+      // The kernel has a verdict: SO_ERROR says which (ECONNRESET, ETIMEDOUT, ...).
+      auto ec = pending_socket_error(fds[i]);
+      results[i] = ec ? ec : peek_for_departure(fds[i]).value_or(asio::error::eof);
+      continue;
+    }
+    // Readable and nothing to read means the peer is gone... or that the reader thread just
+    // consumed the bytes that made the socket readable. recv(MSG_PEEK) tells the two apart:
+    // it returns 0 only at end of stream, an error only for a broken connection, and EAGAIN
+    // when the reader simply got there first. (FIONREAD alone cannot: it is 0 in both cases.)
+    int available = 0;
+    if (::ioctl(fds[i], FIONREAD, &available) == 0 && available > 0) continue;
+    results[i] = peek_for_departure(fds[i]);
+  }
+  return results;
+}
 
 Poller::Poller(const ServerConfig& config, SessionRegistry& sessions) : config_(config), sessions_(sessions) {}
 
@@ -52,45 +86,23 @@ void Poller::run(std::stop_token stop) {
 }
 
 void Poller::sweep(const std::vector<std::shared_ptr<Session>>& sessions) {
-  probe_sockets(sessions);
+  probe(sessions);
   for (const auto& s : sessions) check_timers(*s);
 }
 
-void Poller::probe_sockets(const std::vector<std::shared_ptr<Session>>& sessions) {
-  std::vector<pollfd> fds;
-  std::vector<Session*> polled;
+void Poller::probe(const std::vector<std::shared_ptr<Session>>& sessions) {
+  std::vector<int> fds;
+  std::vector<Session*> probed;
   fds.reserve(sessions.size());
-  polled.reserve(sessions.size());
+  probed.reserve(sessions.size());
   for (const auto& s : sessions) {
     if (s->ended()) continue;
-    fds.push_back(pollfd{s->native_handle(), POLLIN | POLLRDHUP, 0});
-    polled.push_back(s.get());
+    fds.push_back(s->native_handle());
+    probed.push_back(s.get());
   }
-  if (fds.empty()) return;
-  // One system call for all sockets, waiting at most 1 ms: PoshChat's Poll(1ms, SelectRead),
-  // without paying the millisecond once per client.
-  const int ready = ::poll(fds.data(), fds.size(), 1);
-  if (ready < 0) {
-    if (errno != EINTR) log_error("poll failed: ", std::strerror(errno));
-    return;
-  }
-  if (ready == 0) return;
-  for (std::size_t i = 0; i < fds.size(); ++i) {
-    const short ev = fds[i].revents;
-    if (ev == 0) continue;
-    Session& s = *polled[i];
-    if (ev & (POLLERR | POLLHUP | POLLNVAL)) {
-      auto ec = pending_socket_error(s.native_handle());
-      if (!ec) ec = peek_for_departure(s.native_handle()).value_or(asio::error::eof);
-      s.end(cause_of(ec), seen_by_poller(ec, s));
-      continue;
-    }
-    // Readable and nothing to read means the peer is gone... or that the reader thread just
-    // consumed the bytes that made it readable. recv(MSG_PEEK) tells the two apart: it
-    // returns 0 only at end of stream, an error only for a broken connection, and EAGAIN
-    // when the reader simply got there first.
-    if (s.available() != 0) continue;
-    if (auto ec = peek_for_departure(s.native_handle())) s.end(cause_of(*ec), seen_by_poller(*ec, s));
+  const auto results = probe_sockets(fds);
+  for (std::size_t i = 0; i < results.size(); ++i) {
+    if (results[i]) probed[i]->end(cause_of(*results[i]), seen_by_poller(*results[i], *probed[i]));
   }
 }
 

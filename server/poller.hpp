@@ -20,10 +20,20 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <span>
+#include <system_error>
 #include <thread>
 #include <vector>
 
 namespace chat {
+
+// The poller's probe, on its own: one poll(2) over all of `fds` with a 1 ms timeout, then for
+// each socket that is readable with 0 bytes available, the recv(MSG_PEEK) confirmation.
+// Returns, in the order of `fds`, the error that proves a socket's peer is gone (eof,
+// connection_reset, timed_out, ...) or nullopt for a live one. Thread safe: it only reads the
+// sockets' state, so it may run while other threads read from and write to them.
+std::vector<std::optional<std::error_code>> probe_sockets(std::span<const int> fds);
 
 class Session;
 class SessionRegistry;
@@ -42,7 +52,7 @@ class Poller {
 
  private:
   void run(std::stop_token stop);
-  void probe_sockets(const std::vector<std::shared_ptr<Session>>& sessions);
+  void probe(const std::vector<std::shared_ptr<Session>>& sessions);
   void check_timers(Session& session);
 
   const ServerConfig& config_;

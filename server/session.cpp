@@ -177,12 +177,6 @@ void Session::send_ping(const std::string& token) {
   push_line(format_event(Event{Event::Kind::ping, {}, token, {}, {}, {}}));
 }
 
-std::size_t Session::available() {
-  std::error_code ec;
-  const auto n = socket_.available(ec);  // ioctl(FIONREAD): reads no socket state the reader changes
-  return ec ? 0 : n;
-}
-
 Session::Clock::time_point Session::last_received() const {
   return Clock::time_point(Clock::duration(last_received_.load()));
 }

@@ -86,7 +86,6 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // ---- the poller thread ------------------------------------------------------------------
   int native_handle() const { return fd_; }
-  std::size_t available();                        // bytes the reader has not read yet
   Clock::time_point accepted_at() const { return accepted_at_; }
   Clock::time_point last_received() const;       // the last time bytes arrived
   std::optional<Clock::time_point> write_stalled_since() const;  // a write in progress: its last progress

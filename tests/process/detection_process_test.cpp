@@ -1,0 +1,159 @@
+// Dead-peer detection with real processes: a client killed (closed), a client stopped
+// (no-pong), a client that stops reading (too-slow) while the others keep chatting.
+#include "tests/process/server_process.hpp"
+#include "tests/support/line_client.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <csignal>
+#include <memory>
+#include <thread>
+
+using namespace chat::test;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+std::unique_ptr<LineClient> join(std::uint16_t port, const std::string& nick) {
+  auto c = std::make_unique<LineClient>(port);
+  REQUIRE(c->send_line("HELLO " + nick));
+  REQUIRE(c->expect_line("USERS", patience));
+  return c;
+}
+
+std::unique_ptr<Subprocess> start_chatclient(std::uint16_t port, const std::string& nick,
+                                             std::vector<std::string> extra = {}) {
+  std::vector<std::string> argv{CHATCLIENT_PATH, "--host", "127.0.0.1", "--port", std::to_string(port), "--nick", nick};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  auto p = std::make_unique<Subprocess>(std::move(argv));
+  REQUIRE(p->wait_for_line(Stream::out, "*** welcome, " + nick, patience));
+  return p;
+}
+
+}  // namespace
+
+TEST_CASE("a client killed with SIGKILL leaves with cause closed", "[process][detection]") {
+  ServerProcess server;
+  auto observer = join(server.port(), "observer");
+  auto victim = start_chatclient(server.port(), "victim");
+  REQUIRE(observer->expect_line("JOIN victim", patience));
+  REQUIRE(victim->signal(SIGKILL));
+  auto leave = observer->expect_line([](const std::string& l) { return l.rfind("LEAVE ", 0) == 0; }, patience);
+  REQUIRE(leave);
+  CHECK(leave->rfind("LEAVE victim closed connection closed by peer (", 0) == 0);
+}
+
+TEST_CASE("a client stopped with SIGSTOP leaves with cause no-pong", "[process][detection]") {
+  ServerProcess server({"--ping-interval", "300ms", "--ping-timeout", "700ms"});
+  auto observer = join(server.port(), "observer");
+  // The victim's own heartbeat is off so that only the server's PING can keep it alive.
+  auto victim = start_chatclient(server.port(), "victim", {"--ping-interval", "0"});
+  REQUIRE(observer->expect_line("JOIN victim", patience));
+  // While it runs, it answers the server's PINGs and stays: several ping rounds pass.
+  const auto alive_until = Clock::now() + std::chrono::milliseconds(2500);
+  while (Clock::now() < alive_until) {
+    REQUIRE(observer->send_line("PING keepalive"));  // the observer must answer too
+    auto line = observer->read_line(std::chrono::milliseconds(200));
+    if (line) CHECK(line->rfind("LEAVE", 0) != 0);
+  }
+  REQUIRE(victim->signal(SIGSTOP));
+  const auto stopped_at = Clock::now();
+  std::string leave;
+  while (Clock::now() - stopped_at < patience) {
+    auto line = observer->read_line(std::chrono::milliseconds(200));
+    if (line && line->rfind("PING ", 0) == 0) observer->send_line("PONG " + line->substr(5));
+    if (line && line->rfind("LEAVE ", 0) == 0) {
+      leave = *line;
+      break;
+    }
+  }
+  const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - stopped_at);
+  WARN("no-pong detected " << took.count() << " ms after SIGSTOP (ping interval 300 ms, timeout 700 ms)");
+  CHECK(leave.rfind("LEAVE victim no-pong no reply to PING within 700 ms (poller", 0) == 0);
+  victim->signal(SIGCONT);
+}
+
+namespace {
+
+// Runs the too-slow scenario: `slow` joins and never reads; alice and bob chat with big
+// lines; bob measures how long each of alice's lines takes to reach him.
+void too_slow_scenario(std::vector<std::string> server_args, const std::string& expected_detail) {
+  ServerProcess server(std::move(server_args));
+  auto alice = join(server.port(), "alice");
+  auto bob = join(server.port(), "bob");
+  auto slow = join(server.port(), "slow");  // never reads again
+  // A small receive window, so the stall comes after ~100 KB rather than after the several MB
+  // that loopback autotuning would otherwise absorb.
+  slow->socket().set_option(asio::socket_base::receive_buffer_size(4096));
+  REQUIRE(bob->expect_line("JOIN slow", patience));
+
+  const std::string filler(3000, 'x');
+  std::string leave;
+  Clock::duration worst{};
+  int sent = 0;
+  // Bounded: at most 5000 lines (15 MB through the server) or 30 s.
+  const auto deadline = Clock::now() + std::chrono::seconds(30);
+  while (leave.empty() && sent < 5000 && Clock::now() < deadline) {
+    const auto t0 = Clock::now();
+    REQUIRE(alice->send_line("SAY " + std::to_string(sent) + " " + filler));
+    // Bob receives each line promptly, however far behind `slow` is.
+    std::string seen;
+    auto got = bob->expect_line(
+        [&](const std::string& l) {
+          if (l.rfind("LEAVE slow", 0) == 0) leave = l;
+          return l.rfind("MSG alice " + std::to_string(sent) + " ", 0) == 0;
+        },
+        patience);
+    REQUIRE(got);
+    worst = std::max(worst, Clock::now() - t0);
+    // Alice's own copy comes back too; read it so she is never the slow one.
+    REQUIRE(alice->expect_line("MSG alice " + std::to_string(sent) + " ", patience));
+    ++sent;
+  }
+  if (leave.empty()) {
+    auto l = bob->expect_line("LEAVE slow", patience);
+    REQUIRE(l);
+    leave = *l;
+  }
+  const auto worst_ms = std::chrono::duration_cast<std::chrono::milliseconds>(worst).count();
+  WARN("slow client left after " << sent << " lines of 3 KB; worst delivery to bob " << worst_ms << " ms: " << leave);
+  CHECK(leave.rfind("LEAVE slow too-slow " + expected_detail, 0) == 0);
+  CHECK(worst < std::chrono::seconds(2));  // generous: a busy CI core; chatbench reports figures
+  // And the room goes on.
+  REQUIRE(alice->send_line("SAY after"));
+  CHECK(bob->expect_line("MSG alice after", patience));
+}
+
+}  // namespace
+
+TEST_CASE("a client that stops reading leaves too-slow when its queue is full; others are not delayed",
+          "[process][detection]") {
+  too_slow_scenario({"--send-queue", "64KiB", "--send-timeout", "1h"}, "send queue over 65536 bytes");
+}
+
+TEST_CASE("a client whose writes make no progress leaves too-slow after --send-timeout", "[process][detection]") {
+  too_slow_scenario({"--send-queue", "1GiB", "--send-timeout", "500ms"}, "no write progress for");
+}
+
+TEST_CASE("a client reading at a normal pace is never dropped by a burst it can absorb", "[process][detection]") {
+  ServerProcess server({"--send-queue", "1MiB", "--send-timeout", "2s"});
+  auto alice = join(server.port(), "alice");
+  auto bob = join(server.port(), "bob");
+  // A burst of 200 lines of 3 KB (600 KB), sent as fast as alice can, while bob reads at
+  // his own pace; alice reads her copies only after the burst (it fits in her 1 MiB queue).
+  const std::string filler(3000, 'y');
+  std::jthread burst([&] {
+    for (int i = 0; i < 200; ++i) alice->send_line("SAY " + std::to_string(i) + " " + filler);
+  });
+  for (int i = 0; i < 200; ++i) {
+    auto got = bob->expect_line(
+        [&](const std::string& l) {
+          CHECK(l.rfind("LEAVE", 0) != 0);
+          return l.rfind("MSG alice " + std::to_string(i) + " ", 0) == 0;
+        },
+        patience);
+    REQUIRE(got);
+  }
+  burst.join();
+  for (int i = 0; i < 200; ++i) REQUIRE(alice->expect_line("MSG alice " + std::to_string(i) + " ", patience));
+}
