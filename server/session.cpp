@@ -359,12 +359,12 @@ void Session::write_loop() {
       batch.clear();
       const auto popped = queue_.pop(batch, write_batch);
       if (popped == SendQueue::Pop::aborted) break;
+      if (log_enabled(LogLevel::debug) || popped == SendQueue::Pop::drained) set_thread_role("writer " + label());
       if (popped == SendQueue::Pop::drained) {
         ::shutdown(fd_, SHUT_WR);  // after the BYE: a FIN, so the client sees a clean close
         break;
       }
       if (const auto ec = write_all(batch)) {
-        set_thread_role("writer " + label());
         log_debug("write failed: ", ec.message());
         end(cause_of(ec), what_was_seen(ec) + " (writer)");
         break;

@@ -1,0 +1,112 @@
+// chatclient: command-line parsing, then ChatClient (chat_client.hpp) does the work.
+// Runs on the main thread; ChatClient starts and joins its own network thread.
+#include "client/chat_client.hpp"
+
+#include "common/log.hpp"
+#include "common/text.hpp"
+#include "common/units.hpp"
+
+#include <CLI/CLI.hpp>
+
+#include <unistd.h>
+
+#include <csignal>
+#include <exception>
+#include <iostream>
+
+namespace {
+
+// A CLI11 check built from one of common/units.hpp's parsers: the parser's own message
+// becomes the usage error.
+template <typename Parse>
+CLI::Validator parsed_by(Parse parse, std::string name) {
+  return CLI::Validator(
+      [parse](std::string& text) -> std::string {
+        std::string error;
+        return parse(text, &error) ? std::string() : error;
+      },
+      std::move(name));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // A server that vanishes mid-send must give EPIPE, not kill us before we can say so.
+  std::signal(SIGPIPE, SIG_IGN);
+  chat::set_thread_role("main");
+
+  chat::ClientOptions options;
+  std::string keepalive = "10s,2s,3";
+  std::string ping_interval = "15s";
+  std::string ping_timeout = "10s";
+  std::string max_line = "4096";
+  int port = options.port;
+
+  CLI::App app{"chatclient: a scriptable terminal client for the chat server.\n"
+               "Reads lines from stdin (type /help once joined), prints the room's events to stdout.",
+               "chatclient"};
+  app.add_option("--host", options.host, "Server address")->capture_default_str();
+  app.add_option("--port", port, "Server TCP port")->check(CLI::Range(1, 65535))->capture_default_str();
+  app.add_option("--nick", options.nick, "Nickname to join as (1-24 of A-Z a-z 0-9 _ ! -)")
+      ->required()
+      ->check(CLI::Validator(
+          [](std::string& nick) -> std::string {
+            // Checked here because the nickname goes into the HELLO line as given.
+            auto problem = chat::nick_problem(nick);
+            return problem ? "'" + nick + "': " + *problem : std::string();
+          },
+          "NICK"));
+  app.add_option("--keepalive", keepalive, "TCP keepalive IDLE,INTERVAL,COUNT, or off")
+      ->check(parsed_by(chat::parse_keepalive, "IDLE,INTERVAL,COUNT|off"))
+      ->capture_default_str();
+  app.add_option("--ping-interval", ping_interval, "PING the server after this much silence; 0: never")
+      ->check(parsed_by(chat::parse_duration, "DURATION"))
+      ->capture_default_str();
+  app.add_option("--ping-timeout", ping_timeout, "Server is dead if silent this long after our PING")
+      ->check(parsed_by(
+          [](std::string_view text, std::string* error) -> std::optional<chat::Millis> {
+            auto d = chat::parse_duration(text, error);
+            if (d && *d <= chat::Millis::zero()) {
+              *error = "'" + std::string(text) + "': the ping timeout must be more than 0";
+              return std::nullopt;
+            }
+            return d;
+          },
+          "DURATION"))
+      ->capture_default_str();
+  app.add_option("--max-line", max_line, "Longest line either way, in bytes (64 to 16MiB)")
+      ->check(parsed_by(
+          [](std::string_view text, std::string* error) -> std::optional<std::size_t> {
+            auto size = chat::parse_size(text, error);
+            if (size && (*size < 64 || *size > (std::size_t{16} << 20))) {
+              *error = "'" + std::string(text) + "': must be from 64 bytes to 16MiB";
+              return std::nullopt;
+            }
+            return size;
+          },
+          "BYTES"))
+      ->capture_default_str();
+  app.set_version_flag("--version", std::string("chatclient ") + CHAT_VERSION);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help and --version "fail" with exit code 0; every real usage error exits 2.
+    return app.exit(e) == 0 ? chat::exit_ok : chat::exit_usage;
+  }
+
+  // The checks above have accepted these already.
+  options.port = static_cast<std::uint16_t>(port);
+  options.keepalive = *chat::parse_keepalive(keepalive);
+  options.ping_interval = *chat::parse_duration(ping_interval);
+  options.ping_timeout = *chat::parse_duration(ping_timeout);
+  options.max_line = *chat::parse_size(max_line);
+
+  try {
+    chat::ChatClient client(std::move(options), STDIN_FILENO, std::cout, std::cerr);
+    return client.run();
+  } catch (const std::exception& e) {
+    std::cerr << "chatclient: error: " << e.what() << std::endl;
+    return chat::exit_failure;
+  }
+}
