@@ -83,6 +83,9 @@ void Listener::accept_one() {
     return;
   }
   if (auto kec = apply_keepalive(socket, config_.keepalive)) log_warn("cannot set keepalive: ", kec.message());
+  // Chat lines are small and wanted now: without this, Nagle holds a line back until the
+  // previous one is acknowledged, up to a delayed-ACK time (40 ms or more) per line.
+  socket.set_option(asio::ip::tcp::no_delay(true), ec);
   const ClientId id{next_id_++};
   auto session = std::make_shared<Session>(id, std::move(socket), config_, room_);
   log_info("accepted ", session->peer(), " as ", to_string(id));

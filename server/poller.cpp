@@ -102,7 +102,16 @@ void Poller::probe(const std::vector<std::shared_ptr<Session>>& sessions) {
   }
   const auto results = probe_sockets(fds);
   for (std::size_t i = 0; i < results.size(); ++i) {
-    if (results[i]) probed[i]->end(cause_of(*results[i]), seen_by_poller(*results[i], *probed[i]));
+    Session& s = *probed[i];
+    // The verdict is acted on when two sweeps in a row agree. A peer that sends its last
+    // lines ("QUIT gone home") and closes makes the socket look gone the moment the reader
+    // has taken those bytes, before it has handled them; ending the session then would lose
+    // them and report `closed` instead of `quit`. One sweep later the reader has either
+    // handled them and seen the end itself, or it is stuck, and then the poller ends it.
+    if (results[i] && s.suspected_gone) {
+      s.end(cause_of(*results[i]), seen_by_poller(*results[i], s));
+    }
+    s.suspected_gone = results[i];
   }
 }
 

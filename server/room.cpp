@@ -96,6 +96,11 @@ Room::RenameResult Room::rename(Session& session, const std::string& nick) {
   return RenameResult::renamed;
 }
 
+void Room::who(Session& session) {
+  std::lock_guard lock(mutex_);
+  session.deliver(render_both(Event{Event::Kind::users, {}, {}, {}, {}, users_locked()}, std::nullopt));
+}
+
 std::vector<std::string> Room::users() const {
   std::lock_guard lock(mutex_);
   return users_locked();
@@ -110,7 +115,12 @@ void Room::close() {
   std::lock_guard lock(mutex_);
   if (closed_) return;
   closed_ = true;
+  // The clients get "BYE shutdown" rather than a LEAVE for every other member (a LEAVE storm
+  // of N x N lines saying the same thing); the transcript still records one LEAVE per JOIN.
   transcript_.note("*** server shutting down (" + std::to_string(members_.size()) + " online)");
+  for (const auto& [key, member] : members_) {
+    transcript_.record(Event{Event::Kind::leave, member.nick, {}, "shutdown", "server shutting down", {}}, std::nullopt);
+  }
   members_.clear();
 }
 

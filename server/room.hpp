@@ -43,6 +43,8 @@ class Room {
   enum class RenameResult { renamed, unchanged, nick_in_use };
   RenameResult rename(Session& session, const std::string& nick);
 
+  // Sends `session` the USERS list, under the lock, so it is in order with JOIN and LEAVE.
+  void who(Session& session);
   std::vector<std::string> users() const;  // sorted ignoring case
   std::size_t size() const;
 

@@ -239,10 +239,11 @@ void Session::handle_line(std::string_view line) {
     handle_handshake(line);
     return;
   }
+  // A blank line in text mode is someone pressing Enter: nothing to say, nothing to refuse.
+  if (mode() == Mode::text && trim(line).empty()) return;
   const auto parsed = mode() == Mode::text ? parse_text_input(line) : parse_protocol_line(line);
   if (const auto* refusal = std::get_if<Refusal>(&parsed)) {
-    // An empty line in text mode is someone pressing Enter: not worth an error.
-    if (!(mode() == Mode::text && line.empty())) refuse(*refusal);
+    refuse(*refusal);
     return;
   }
   handle_command(std::get<Command>(parsed));
@@ -332,7 +333,7 @@ void Session::handle_command(const Command& cmd) {
       }
       return;
     }
-    case Verb::who: reply(Event{Event::Kind::users, {}, {}, {}, {}, room_.users()}); return;
+    case Verb::who: room_.who(*this); return;
     case Verb::ping: reply(Event{Event::Kind::pong, {}, cmd.arg, {}, {}, {}}); return;
     case Verb::pong: return;  // the reader already counted the line as a sign of life
     case Verb::quit: end(LeaveCause::quit, cmd.text, "quit"); return;

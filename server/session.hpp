@@ -95,6 +95,8 @@ class Session : public std::enable_shared_from_this<Session> {
   void send_ping(const std::string& token);
   // The PING waiting for an answer (nullopt: none). Poller thread only, no lock.
   std::optional<Clock::time_point> ping_sent_at;
+  // The probe's verdict at the previous sweep, if it found the peer gone. Poller thread only.
+  std::optional<std::error_code> suspected_gone;
 
  private:
   void read_loop();

@@ -19,8 +19,9 @@ std::unique_ptr<Subprocess> start_client(std::uint16_t port, const std::string& 
   argv.insert(argv.end(), extra.begin(), extra.end());
   auto p = std::make_unique<Subprocess>(std::move(argv));
   std::string seen;
+  const bool welcomed = p->wait_for_line(Stream::out, "*** welcome, " + nick, patience, &seen);
   INFO(seen);
-  REQUIRE(p->wait_for_line(Stream::out, "*** welcome, " + nick, patience, &seen));
+  REQUIRE(welcomed);
   return p;
 }
 
@@ -72,8 +73,9 @@ TEST_CASE("chatclient says the server is gone, and why, when it shuts down", "[p
   auto alice = start_client(server.port(), "alice");
   REQUIRE(server.process().signal(SIGTERM));
   std::string seen;
+  const bool lost = alice->wait_for_line(Stream::out, "*** connection to server lost (shutdown", patience, &seen);
   INFO(seen);
-  CHECK(alice->wait_for_line(Stream::out, "*** connection to server lost (shutdown", patience, &seen));
+  CHECK(lost);
   CHECK(alice->wait_exit(patience) == 1);
   CHECK(server.process().wait_exit(patience) == 0);
 }

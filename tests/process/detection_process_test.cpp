@@ -5,6 +5,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <poll.h>
+
 #include <csignal>
 #include <memory>
 #include <thread>
@@ -37,10 +39,31 @@ TEST_CASE("a client killed with SIGKILL leaves with cause closed", "[process][de
   auto observer = join(server.port(), "observer");
   auto victim = start_chatclient(server.port(), "victim");
   REQUIRE(observer->expect_line("JOIN victim", patience));
+  // The victim must have read everything sent to it: a process that dies with unread data
+  // makes its kernel send RST instead of FIN, and that is `reset` (the next test).
+  REQUIRE(victim->wait_for_line(Stream::out, "*** online (2)", patience));
   REQUIRE(victim->signal(SIGKILL));
   auto leave = observer->expect_line([](const std::string& l) { return l.rfind("LEAVE ", 0) == 0; }, patience);
   REQUIRE(leave);
+  INFO(*leave);
   CHECK(leave->rfind("LEAVE victim closed connection closed by peer (", 0) == 0);
+}
+
+TEST_CASE("a client killed with unread data leaves with cause reset", "[process][detection]") {
+  ServerProcess server;
+  auto observer = join(server.port(), "observer");
+  auto victim = join(server.port(), "victim");
+  REQUIRE(observer->expect_line("JOIN victim", patience));
+  // Data arrives that the victim never reads, then it dies: its kernel answers with RST.
+  REQUIRE(observer->send_line("SAY unread"));
+  REQUIRE(observer->expect_line("MSG observer unread", patience));
+  pollfd readable{victim->socket().native_handle(), POLLIN, 0};
+  REQUIRE(::poll(&readable, 1, 10'000) == 1);  // the line is in the victim's buffer, unread
+  victim->close();
+  auto leave = observer->expect_line([](const std::string& l) { return l.rfind("LEAVE ", 0) == 0; }, patience);
+  REQUIRE(leave);
+  INFO(*leave);
+  CHECK(leave->rfind("LEAVE victim reset connection reset by peer (", 0) == 0);
 }
 
 TEST_CASE("a client stopped with SIGSTOP leaves with cause no-pong", "[process][detection]") {
