@@ -180,3 +180,30 @@ TEST_CASE("a client reading at a normal pace is never dropped by a burst it can 
   burst.join();
   for (int i = 0; i < 200; ++i) REQUIRE(alice->expect_line("MSG alice " + std::to_string(i) + " ", patience));
 }
+
+TEST_CASE("a QUIT or last line sent right before closing is never lost to the poller", "[process][detection]") {
+  // The poller sees "readable, 0 bytes available" as soon as the reader has taken the last
+  // bytes, before it has handled them. Repeated, so the race gets its chances.
+  ServerProcess server({"--poll-interval", "10ms", "--log-level", "warn"});
+  auto observer = join(server.port(), "observer");
+  const int rounds = sanitized ? 10 : 50;
+  for (int i = 0; i < rounds; ++i) {
+    const std::string nick = "v" + std::to_string(i);
+    // A half-close: FIN right behind the lines, while the socket still takes what the server
+    // sends (a full close would make the victim's kernel answer the greeting with RST, which
+    // is `reset`, and rightly so).
+    chat::test::LineClient victim(server.port());
+    REQUIRE(victim.send_raw("HELLO " + nick + "\nSAY last words " + std::to_string(i) + "\n" +
+                            (i % 2 ? "QUIT gone home\n" : "")));
+    victim.socket().shutdown(asio::ip::tcp::socket::shutdown_send);
+    REQUIRE(observer->expect_line("MSG " + nick + " last words " + std::to_string(i), patience));
+    auto leave = observer->expect_line("LEAVE " + nick + " ", patience);
+    REQUIRE(leave);
+    INFO(*leave);
+    if (i % 2) {
+      CHECK(*leave == "LEAVE " + nick + " quit gone home");
+    } else {
+      CHECK(leave->rfind("LEAVE " + nick + " closed ", 0) == 0);
+    }
+  }
+}
