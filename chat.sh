@@ -51,11 +51,11 @@ case "$cmd" in
     ;;
   build)
     install_missing
-    build release
+    build release -DCHAT_BUILD_TESTS=ON
     ;;
   test)
     install_missing
-    build release
+    build release -DCHAT_BUILD_TESTS=ON
     run_suite release "tests"
     if [ "${CHAT_TEST_SANITIZERS:-1}" != 0 ]; then
       build tsan -DCHAT_SANITIZE=thread -DCHAT_BUILD_BENCH=OFF

@@ -367,7 +367,7 @@ void Session::write_loop() {
       }
       if (const auto ec = write_all(batch)) {
         log_debug("write failed: ", ec.message());
-        end(cause_of(ec), what_was_seen(ec) + " (writer)");
+        end(cause_of(ec), what_was_seen(ec) + " (writer, " + time_since_traffic() + ")");
         break;
       }
     }
