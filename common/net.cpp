@@ -64,6 +64,13 @@ std::optional<std::error_code> peek_for_departure(int fd) {
   return std::error_code(err, asio::error::get_system_category());
 }
 
+std::optional<TcpHealth> tcp_health(int fd) {
+  tcp_info info{};
+  socklen_t len = sizeof info;
+  if (::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) != 0) return std::nullopt;
+  return TcpHealth{std::chrono::milliseconds(info.tcpi_last_ack_recv), info.tcpi_unacked, info.tcpi_probes};
+}
+
 std::error_code pending_socket_error(int fd) {
   int err = 0;
   socklen_t len = sizeof err;

@@ -11,6 +11,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 
+#include <chrono>
 #include <optional>
 #include <string>
 #include <system_error>
@@ -64,6 +65,17 @@ std::string what_was_seen(const std::error_code& ec);
 // it proves (0 bytes: closed; ECONNRESET: reset; ETIMEDOUT: timeout; other errno: error) or
 // nullopt when the peer is alive (data waiting, or EAGAIN: a false alarm).
 std::optional<std::error_code> peek_for_departure(int fd);
+
+// What the kernel knows about a TCP connection's health (TCP_INFO), for telling "the peer's
+// host is gone" (its kernel stopped ACKing) from "the peer's process is hung" (its kernel
+// ACKs, the process does not answer).
+struct TcpHealth {
+  std::chrono::milliseconds since_last_ack;  // since any ACK arrived (data, PING, keepalive probe)
+  unsigned unacked = 0;                      // segments sent and not yet acknowledged
+  unsigned keepalive_probes = 0;             // keepalive probes sent without an answer
+};
+// nullopt if `fd` is not a TCP socket or TCP_INFO fails. Thread safe (reads kernel state).
+std::optional<TcpHealth> tcp_health(int fd);
 
 // The pending error of `fd` (SO_ERROR), read after POLLERR/POLLHUP; clears it.
 std::error_code pending_socket_error(int fd);

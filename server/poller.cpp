@@ -134,9 +134,22 @@ void Poller::check_timers(Session& s) {
     s.end(LeaveCause::too_slow, "no write progress for " + format_duration(now - *stalled) + " (poller)");
     return;
   }
+  const auto last = s.last_received();
+  // The keepalive budget, checked here too. The kernel only sends keepalive probes while no
+  // data is in flight: as soon as anything is queued to a dead peer (a PING, a message for
+  // the room) it retransmits instead, and TCP_USER_TIMEOUT counts from the first
+  // retransmission, so a peer gone quiet at 0 s would only time out at (time of the write) +
+  // budget. Whatever the kernel is doing, "no ACK at all for the whole budget" means the
+  // peer's host or the path to it is gone.
+  if (config_.keepalive.enabled && now - last > config_.keepalive.budget()) {
+    if (const auto h = tcp_health(s.native_handle()); h && h->since_last_ack >= config_.keepalive.budget()) {
+      s.end(LeaveCause::timeout, "no ACK from peer for " + format_duration(h->since_last_ack) + " (poller, " +
+                                     format_duration(now - last) + " after last traffic)");
+      return;
+    }
+  }
   // Heartbeat, protocol clients only: a person on nc cannot answer PING (keepalive covers them).
   if (s.mode() != Session::Mode::protocol) return;
-  const auto last = s.last_received();
   if (s.ping_sent_at && last >= *s.ping_sent_at) s.ping_sent_at.reset();  // any line answers
   if (!s.ping_sent_at) {
     if (now - last > config_.ping_interval) {
@@ -144,6 +157,15 @@ void Poller::check_timers(Session& s) {
       s.ping_sent_at = now;
     }
   } else if (now - *s.ping_sent_at > config_.ping_timeout) {
+    // No answer. If the peer's kernel did not even ACK the PING, the process is not the
+    // problem: the host or the path is gone (as with --keepalive off and a pulled cable).
+    const auto h = tcp_health(s.native_handle());
+    if (h && h->unacked > 0 && h->since_last_ack >= now - *s.ping_sent_at) {
+      s.end(LeaveCause::timeout, "no ACK from peer for " + format_duration(h->since_last_ack) +
+                                     ", not even for the PING (poller, " + format_duration(now - last) +
+                                     " after last traffic)");
+      return;
+    }
     s.end(LeaveCause::no_pong, "no reply to PING within " + format_duration(config_.ping_timeout) + " (poller, " +
                                    format_duration(now - last) + " after last traffic)",
           "no-pong");
