@@ -21,36 +21,42 @@ std::string seen_by_poller(const std::error_code& ec, const Session& s) {
 
 }  // namespace
 
-std::vector<std::optional<std::error_code>> probe_sockets(std::span<const int> fds) {
-  std::vector<std::optional<std::error_code>> results(fds.size());
-  if (fds.empty()) return results;
+std::vector<short> poll_sockets(std::span<const int> fds) {
   std::vector<pollfd> pfds;
   pfds.reserve(fds.size());
   for (int fd : fds) pfds.push_back(pollfd{fd, POLLIN | POLLRDHUP, 0});
+  std::vector<short> revents(fds.size(), 0);
+  if (fds.empty()) return revents;
   // One system call for all sockets, waiting at most 1 ms: PoshChat's Poll(1ms, SelectRead),
   // without paying the millisecond once per client.
-  const int ready = ::poll(pfds.data(), pfds.size(), 1);
-  if (ready < 0) {
+  if (::poll(pfds.data(), pfds.size(), 1) < 0) {
     if (errno != EINTR) log_error("poll failed: ", std::strerror(errno));
-    return results;
+    return revents;
   }
-  for (std::size_t i = 0; ready > 0 && i < pfds.size(); ++i) {
-    const short ev = pfds[i].revents;
-    if (ev == 0) continue;
-    if (ev & (POLLERR | POLLHUP | POLLNVAL)) {
-      // The kernel has a verdict: SO_ERROR says which (ECONNRESET, ETIMEDOUT, ...).
-      auto ec = pending_socket_error(fds[i]);
-      results[i] = ec ? ec : peek_for_departure(fds[i]).value_or(asio::error::eof);
-      continue;
-    }
-    // Readable and nothing to read means the peer is gone... or that the reader thread just
-    // consumed the bytes that made the socket readable. recv(MSG_PEEK) tells the two apart:
-    // it returns 0 only at end of stream, an error only for a broken connection, and EAGAIN
-    // when the reader simply got there first. (FIONREAD alone cannot: it is 0 in both cases.)
-    int available = 0;
-    if (::ioctl(fds[i], FIONREAD, &available) == 0 && available > 0) continue;
-    results[i] = peek_for_departure(fds[i]);
+  for (std::size_t i = 0; i < pfds.size(); ++i) revents[i] = pfds[i].revents;
+  return revents;
+}
+
+std::optional<std::error_code> confirm_departure(int fd, short revents) {
+  if (revents == 0) return std::nullopt;
+  if (revents & (POLLERR | POLLHUP | POLLNVAL)) {
+    // The kernel has a verdict: SO_ERROR says which (ECONNRESET, ETIMEDOUT, ...).
+    auto ec = pending_socket_error(fd);
+    return ec ? ec : peek_for_departure(fd).value_or(asio::error::eof);
   }
+  // Readable and nothing to read means the peer is gone... or that the reader thread just
+  // consumed the bytes that made the socket readable. recv(MSG_PEEK) tells the two apart:
+  // it returns 0 only at end of stream, an error only for a broken connection, and EAGAIN
+  // when the reader simply got there first. (FIONREAD alone cannot: it is 0 in both cases.)
+  int available = 0;
+  if (::ioctl(fd, FIONREAD, &available) == 0 && available > 0) return std::nullopt;
+  return peek_for_departure(fd);
+}
+
+std::vector<std::optional<std::error_code>> probe_sockets(std::span<const int> fds) {
+  const auto revents = poll_sockets(fds);
+  std::vector<std::optional<std::error_code>> results(fds.size());
+  for (std::size_t i = 0; i < fds.size(); ++i) results[i] = confirm_departure(fds[i], revents[i]);
   return results;
 }
 
@@ -100,18 +106,17 @@ void Poller::probe(const std::vector<std::shared_ptr<Session>>& sessions) {
     fds.push_back(s->native_handle());
     probed.push_back(s.get());
   }
-  const auto results = probe_sockets(fds);
-  for (std::size_t i = 0; i < results.size(); ++i) {
+  const auto revents = poll_sockets(fds);
+  for (std::size_t i = 0; i < revents.size(); ++i) {
     Session& s = *probed[i];
+    const auto verdict = s.confirm_gone(revents[i]);
     // The verdict is acted on when two sweeps in a row agree. A peer that sends its last
     // lines ("QUIT gone home") and closes makes the socket look gone the moment the reader
     // has taken those bytes, before it has handled them; ending the session then would lose
     // them and report `closed` instead of `quit`. One sweep later the reader has either
     // handled them and seen the end itself, or it is stuck, and then the poller ends it.
-    if (results[i] && s.suspected_gone) {
-      s.end(cause_of(*results[i]), seen_by_poller(*results[i], s));
-    }
-    s.suspected_gone = results[i];
+    if (verdict && s.suspected_gone) s.end(cause_of(*verdict), seen_by_poller(*verdict, s));
+    s.suspected_gone = verdict;
   }
 }
 

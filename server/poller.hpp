@@ -36,6 +36,13 @@ namespace chat {
 // sockets' state, so it may run while other threads read from and write to them.
 std::vector<std::optional<std::error_code>> probe_sockets(std::span<const int> fds);
 
+// The two steps of probe_sockets(), for callers that must do the second under a lock:
+// poll_sockets() is the one poll(2), returning each socket's revents; confirm_departure() is
+// the confirmation for one socket given its revents (nullopt: alive). Careful: when the
+// socket has a pending error, confirm_departure() reads it, and that clears it.
+std::vector<short> poll_sockets(std::span<const int> fds);
+std::optional<std::error_code> confirm_departure(int fd, short revents);
+
 class Session;
 class SessionRegistry;
 

@@ -119,7 +119,10 @@ void Room::close() {
   // of N x N lines saying the same thing); the transcript still records one LEAVE per JOIN.
   transcript_.note("*** server shutting down (" + std::to_string(members_.size()) + " online)");
   for (const auto& [key, member] : members_) {
-    transcript_.record(Event{Event::Kind::leave, member.nick, {}, "shutdown", "server shutting down", {}}, std::nullopt);
+    // One whose reader had not yet broadcast its own LEAVE keeps its own cause.
+    const auto d = member.session->departure().value_or(Departure{LeaveCause::shutdown, "server shutting down"});
+    transcript_.record(Event{Event::Kind::leave, member.nick, {}, std::string(to_string(d.cause)), d.detail, {}},
+                       std::nullopt);
   }
   members_.clear();
 }

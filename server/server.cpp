@@ -46,6 +46,7 @@ void Server::stop() {
   poller_.stop();
   sessions.clear();
   sessions_.take_all();  // destroyed here: each ~Session joins its reader and writer
+  transcript_.stop();
   log_info("stopped");
 }
 

@@ -3,6 +3,7 @@
 #include "common/log.hpp"
 #include "common/render.hpp"
 #include "common/text.hpp"
+#include "server/poller.hpp"
 #include "server/room.hpp"
 
 #include <sys/socket.h>
@@ -98,6 +99,14 @@ void Session::set_joined(std::string nick) {
 void Session::set_nick(std::string nick) {
   std::lock_guard lock(mutex_);
   nick_ = std::move(nick);
+}
+
+std::optional<std::error_code> Session::confirm_gone(short revents) {
+  if (revents == 0) return std::nullopt;
+  std::lock_guard lock(mutex_);
+  auto verdict = confirm_departure(fd_, revents);
+  if (verdict && *verdict != asio::error::eof && !error_seen_by_poller_) error_seen_by_poller_ = *verdict;
+  return verdict;
 }
 
 std::optional<Departure> Session::departure() const {
@@ -204,6 +213,8 @@ void Session::read_loop() {
         if (ec == asio::error::eof) {
           std::string last;
           if (!ended() && framer_.take_partial(last)) handle_line(last);
+          std::lock_guard lock(mutex_);
+          if (error_seen_by_poller_) ec = error_seen_by_poller_;  // the poller read the real error first
         }
         end(cause_of(ec), what_was_seen(ec) + " (reader, " + time_since_traffic() + ")");
         break;

@@ -97,6 +97,12 @@ class Session : public std::enable_shared_from_this<Session> {
   std::optional<Clock::time_point> ping_sent_at;
   // The probe's verdict at the previous sweep, if it found the peer gone. Poller thread only.
   std::optional<std::error_code> suspected_gone;
+  // The probe's confirmation step (confirm_departure) for this socket, given its revents.
+  // Reading a socket's pending error clears it (getsockopt(SO_ERROR) and recv(MSG_PEEK) both
+  // do), so after the poller has read an ECONNRESET the reader's recv() sees only the end of
+  // the stream. The error is therefore read and kept in one step under mutex_, and the
+  // reader, after an EOF, takes mutex_ and reports the kept error instead. Poller thread.
+  std::optional<std::error_code> confirm_gone(short revents);
 
  private:
   void read_loop();
@@ -133,6 +139,7 @@ class Session : public std::enable_shared_from_this<Session> {
   mutable std::mutex mutex_;
   std::string nick_;                      // guarded by mutex_ (written under the room's lock too)
   std::optional<Departure> departure_;    // guarded by mutex_
+  std::error_code error_seen_by_poller_;  // guarded by mutex_: see confirm_gone()
   Clock::time_point ended_at_{};          // guarded by mutex_
 
   // Declared last: destroyed (joined) first, while everything they use still exists.

@@ -31,9 +31,13 @@ Transcript::Transcript(const std::string& path) {
 }
 
 Transcript::~Transcript() {
+  stop();
+  if (file_) std::fclose(file_);
+}
+
+void Transcript::stop() {
   queue_.close();
   if (writer_.joinable()) writer_.join();
-  if (file_) std::fclose(file_);
 }
 
 void Transcript::record(const Event& event, std::optional<std::size_t> online) {

@@ -24,7 +24,11 @@ class Transcript {
   // Empty path: a transcript that records nothing. Throws std::runtime_error if the file
   // cannot be opened for appending.
   explicit Transcript(const std::string& path);
-  ~Transcript();  // writes what is queued, then joins the writer thread
+  ~Transcript();  // stop()
+
+  // Writes what is queued, then joins the writer thread; later lines are dropped. Idempotent.
+  // The thread that owns the Transcript (the main thread).
+  void stop();
   Transcript(const Transcript&) = delete;
   Transcript& operator=(const Transcript&) = delete;
 
