@@ -7,33 +7,34 @@
 namespace chat {
 namespace {
 
-// CLI11 validators that accept our units and store the parsed value.
-CLI::Option* add_duration(CLI::App& app, const std::string& name, Millis& target, const std::string& help) {
+// An option whose text goes through one of common/units.hpp's parsers: the parser's own
+// message becomes the usage error, the parsed value lands in `target`.
+template <typename T, typename Parse>
+CLI::Option* add_parsed(CLI::App& app, const std::string& name, T& target, const std::string& help, Parse parse,
+                        const std::string& type, const std::string& default_text) {
   auto* opt = app.add_option_function<std::string>(
       name,
-      [&target, name](const std::string& text) {
+      [&target, name, parse](const std::string& text) {
         std::string error;
-        auto value = parse_duration(text, &error);
+        auto value = parse(text, &error);
         if (!value) throw CLI::ValidationError(name, error);
         target = *value;
       },
       help);
-  opt->type_name("DUR")->default_str(format_duration(target));
+  opt->type_name(type)->default_str(default_text);
   return opt;
 }
 
-CLI::Option* add_size(CLI::App& app, const std::string& name, std::size_t& target, const std::string& help) {
-  auto* opt = app.add_option_function<std::string>(
-      name,
-      [&target, name](const std::string& text) {
-        std::string error;
-        auto value = parse_size(text, &error);
-        if (!value) throw CLI::ValidationError(name, error);
-        target = *value;
-      },
-      help);
-  opt->type_name("SIZE");
-  return opt;
+CLI::Option* add_duration(CLI::App& app, const std::string& name, Millis& target, const std::string& help,
+                          const std::string& default_text) {
+  return add_parsed(app, name, target, help, [](std::string_view t, std::string* e) { return parse_duration(t, e); },
+                    "DUR", default_text);
+}
+
+CLI::Option* add_size(CLI::App& app, const std::string& name, std::size_t& target, const std::string& help,
+                      const std::string& default_text) {
+  return add_parsed(app, name, target, help, [](std::string_view t, std::string* e) { return parse_size(t, e); },
+                    "SIZE", default_text);
 }
 
 }  // namespace
@@ -50,24 +51,23 @@ std::variant<ServerConfig, int> parse_server_args(int argc, const char* const* a
   app.add_option("--max-clients", c.max_clients, "Most clients at once; more get 'BYE server-full'")
       ->capture_default_str()
       ->check(CLI::Range(std::size_t{1}, std::size_t{100'000}));
-  add_size(app, "--max-line", c.max_line, "Longest line accepted, in bytes (64..1MiB)")->default_str("4096");
-  add_duration(app, "--handshake-timeout", c.handshake_timeout, "Time a new client has to pick a nickname");
+  add_size(app, "--max-line", c.max_line, "Longest line accepted, in bytes (64..1MiB)", "4096");
+  add_duration(app, "--handshake-timeout", c.handshake_timeout, "Time a new client has to pick a nickname", "30s");
   app.add_option("--log-file", c.log_file, "Append a dated transcript (joins, leaves, public messages)");
   std::string level = "info";
   app.add_option("--log-level", level, "error, warn, info or debug")->capture_default_str()
       ->check(CLI::IsMember({"error", "warn", "info", "debug"}));
 
-  add_duration(app, "--poll-interval", c.poll_interval, "How often the poller checks every socket");
+  add_duration(app, "--poll-interval", c.poll_interval, "How often the poller checks every socket", "100ms");
   std::string keepalive = format_keepalive(c.keepalive);
   app.add_option("--keepalive", keepalive,
                  "TCP keepalive IDLE,INTERVAL,COUNT, or 'off' (also sets TCP_USER_TIMEOUT to their budget)")
       ->capture_default_str()
       ->type_name("SPEC");
-  add_duration(app, "--ping-interval", c.ping_interval, "Quiet time before a protocol client gets a PING");
-  add_duration(app, "--ping-timeout", c.ping_timeout, "No line this long after a PING: leave with no-pong");
-  add_size(app, "--send-queue", c.send_queue, "Output queued for one client before it leaves too-slow")
-      ->default_str("1MiB");
-  add_duration(app, "--send-timeout", c.send_timeout, "A write stuck this long: the client leaves too-slow");
+  add_duration(app, "--ping-interval", c.ping_interval, "Quiet time before a protocol client gets a PING", "15s");
+  add_duration(app, "--ping-timeout", c.ping_timeout, "No line this long after a PING: leave with no-pong", "10s");
+  add_size(app, "--send-queue", c.send_queue, "Output queued for one client before it leaves too-slow", "1MiB");
+  add_duration(app, "--send-timeout", c.send_timeout, "A write stuck this long: the client leaves too-slow", "30s");
 
   try {
     app.parse(argc, argv);
