@@ -1,5 +1,7 @@
 #include "client/chat_client.hpp"
 
+#include "client/sanitize.hpp"
+
 #include "common/line_framer.hpp"
 #include "common/log.hpp"
 #include "common/render.hpp"
@@ -40,15 +42,15 @@ Event error_event(std::string_view code, std::string detail) {
   return Event{Event::Kind::error, {}, {}, std::string(code), std::move(detail), {}};
 }
 
-// A line we could not parse is shown to the user, but with its control characters defused:
-// it comes from the network and must not drive the terminal.
-std::string printable(std::string_view line) {
-  std::string out(line);
-  for (char& c : out) {
-    const auto u = static_cast<unsigned char>(c);
-    if (u < 0x20 || u == 0x7f) c = '?';
-  }
-  return out;
+// Every string a server sent, made safe before it is printed: it comes from the network and
+// must not drive the terminal (client/sanitize.hpp).
+Event sanitized(Event e) {
+  e.nick = sanitize(e.nick);
+  e.arg = sanitize(e.arg);
+  e.code = sanitize(e.code);
+  e.text = sanitize(e.text);
+  for (auto& u : e.users) u = sanitize(u);
+  return e;
 }
 
 }  // namespace
@@ -246,25 +248,45 @@ void ChatClient::read_loop(std::stop_token stop) {
   std::array<char, 16384> buf;
   const bool heartbeat = options_.ping_interval > Millis::zero();
   auto last_heard = Clock::now();
-  std::optional<Clock::time_point> ping_sent;  // our PING is unanswered since then
+  // Our PING is unanswered since ping_sent_at. (Not an optional: GCC 12 reports a false
+  // maybe-uninitialized on it here.)
+  bool ping_sent = false;
+  Clock::time_point ping_sent_at{};
   std::uint64_t next_token = 1;
   const int fd = socket_.native_handle();
 
   while (!stop.stop_requested()) {
     std::optional<Clock::time_point> deadline;
-    if (heartbeat) deadline = ping_sent ? *ping_sent + options_.ping_timeout : last_heard + options_.ping_interval;
+    if (heartbeat) deadline = ping_sent ? ping_sent_at + options_.ping_timeout : last_heard + options_.ping_interval;
+    // The keepalive budget is checked here too (common/net.hpp: no_ack_for_budget says why).
+    const auto budget_check = last_heard + options_.keepalive.budget();
+    if (options_.keepalive.enabled && (!deadline || budget_check < *deadline)) deadline = budget_check;
     pollfd p{fd, POLLIN, 0};
     const int ready = poll_until(&p, 1, deadline);
     if (stop.stop_requested()) return;
 
-    if (ready == 0) {  // the heartbeat's deadline
+    if (ready == 0) {  // a deadline: the keepalive budget or the heartbeat's
+      if (Clock::now() - last_heard >= options_.keepalive.budget()) {
+        if (auto silent = no_ack_for_budget(fd, options_.keepalive)) {
+          lost("timeout", *silent);
+          return;
+        }
+      }
       if (ping_sent) {
+        const auto since_ping = Clock::now() - ping_sent_at;
+        if (since_ping < options_.ping_timeout) continue;
+        if (auto unacked = ping_not_acked(fd, since_ping)) {
+          lost("timeout", *unacked);
+          return;
+        }
         lost("no-pong", "no reply to PING within " + format_duration(options_.ping_timeout));
         return;
       }
+      if (!heartbeat || Clock::now() - last_heard < options_.ping_interval) continue;
       send_line("PING " + std::to_string(next_token++));
       if (ended()) return;  // the send stalled
-      ping_sent = Clock::now();
+      ping_sent = true;
+      ping_sent_at = Clock::now();
       continue;
     }
 
@@ -281,7 +303,7 @@ void ChatClient::read_loop(std::stop_token stop) {
     // Any bytes prove the server alive, even the middle of a long line that is not complete
     // yet: counting only whole lines would call a slow big line a dead server.
     last_heard = Clock::now();
-    ping_sent.reset();
+    ping_sent = false;
 
     bool go_on = true;
     framer.feed({buf.data(), got}, [&](const LineFramer::Piece& piece) {
@@ -298,11 +320,12 @@ void ChatClient::read_loop(std::stop_token stop) {
 }
 
 bool ChatClient::handle_server_line(std::string_view line) {
-  const auto event = parse_event(line);
+  auto event = parse_event(line);
   if (!event) {
-    print_stamped("*** unrecognised line from server: " + printable(line));
+    print_stamped("*** unrecognised line from server: " + sanitize(line));
     return true;
   }
+  *event = sanitized(std::move(*event));
   using K = Event::Kind;
   const auto count = [this]() -> std::optional<std::size_t> {
     if (!users_known_) return std::nullopt;

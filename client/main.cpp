@@ -1,6 +1,10 @@
-// chatclient: command-line parsing, then ChatClient (chat_client.hpp) does the work.
-// Runs on the main thread; ChatClient starts and joins its own network thread.
+// chatclient: command-line parsing, then one of two modes does the work:
+//   - interactive (stdin and stdout are both a terminal): the full-screen client,
+//     run_interactive() in client/tui.hpp, with reconnection on by default;
+//   - script (anything else): ChatClient (client/chat_client.hpp), line in, line out.
+// Runs on the main thread; each mode starts and joins its own network thread.
 #include "client/chat_client.hpp"
+#include "client/tui.hpp"
 
 #include "common/log.hpp"
 #include "common/text.hpp"
@@ -10,6 +14,7 @@
 
 #include <unistd.h>
 
+#include <clocale>
 #include <csignal>
 #include <exception>
 #include <iostream>
@@ -41,14 +46,19 @@ int main(int argc, char** argv) {
   std::string ping_timeout = "10s";
   std::string max_line = "4096";
   int port = options.port;
+  bool no_reconnect = false;
+  // Decided before parsing: --nick is optional only where we can ask for it.
+  const bool interactive = ::isatty(STDIN_FILENO) == 1 && ::isatty(STDOUT_FILENO) == 1;
 
-  CLI::App app{"chatclient: a scriptable terminal client for the chat server.\n"
-               "Reads lines from stdin (type /help once joined), prints the room's events to stdout.",
+  CLI::App app{"chatclient: a terminal client for the chat server.\n"
+               "On a terminal: a full-screen client (messages, who is online, status, input line; /help).\n"
+               "Otherwise (script mode): reads lines from stdin (type /help once joined), prints the room's\n"
+               "events to stdout, and exits 1 if the server goes away.",
                "chatclient"};
   app.add_option("--host", options.host, "Server address")->capture_default_str();
   app.add_option("--port", port, "Server TCP port")->check(CLI::Range(1, 65535))->capture_default_str();
-  app.add_option("--nick", options.nick, "Nickname to join as (1-24 of A-Z a-z 0-9 _ ! -)")
-      ->required()
+  app.add_option("--nick", options.nick,
+                 "Nickname to join as (1-24 of A-Z a-z 0-9 _ ! -); required in script mode, asked for on a terminal")
       ->check(CLI::Validator(
           [](std::string& nick) -> std::string {
             // Checked here because the nickname goes into the HELLO line as given.
@@ -86,6 +96,8 @@ int main(int argc, char** argv) {
           },
           "BYTES"))
       ->capture_default_str();
+  app.add_flag("--no-reconnect", no_reconnect,
+               "On a terminal: when the connection is lost, do not reconnect (script mode never does)");
   app.set_version_flag("--version", std::string("chatclient ") + CHAT_VERSION);
 
   try {
@@ -95,12 +107,43 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? chat::exit_ok : chat::exit_usage;
   }
 
+  if (!interactive && options.nick.empty()) {
+    std::cerr << "--nick is required (in script mode, when stdin or stdout is not a terminal)\n"
+              << "Run with --help for more information." << std::endl;
+    return chat::exit_usage;
+  }
+
   // The checks above have accepted these already.
   options.port = static_cast<std::uint16_t>(port);
   options.keepalive = *chat::parse_keepalive(keepalive);
   options.ping_interval = *chat::parse_duration(ping_interval);
   options.ping_timeout = *chat::parse_duration(ping_timeout);
   options.max_line = *chat::parse_size(max_line);
+
+  if (interactive) {
+    // ncursesw draws UTF-8 (and wcwidth() measures it) only under the user's locale.
+    std::setlocale(LC_ALL, "");
+    if (options.nick.empty()) {
+      auto nick = chat::ask_nick(std::cin, std::cout);
+      if (!nick) return chat::exit_ok;
+      options.nick = *nick;
+    }
+    chat::LinkOptions link;
+    link.host = options.host;
+    link.port = options.port;
+    link.nick = options.nick;
+    link.keepalive = options.keepalive;
+    link.ping_interval = options.ping_interval;
+    link.ping_timeout = options.ping_timeout;
+    link.max_line = options.max_line;
+    link.reconnect = !no_reconnect;
+    try {
+      return chat::run_interactive(std::move(link));
+    } catch (const std::exception& e) {
+      std::cerr << "chatclient: error: " << e.what() << std::endl;
+      return chat::exit_failure;
+    }
+  }
 
   try {
     chat::ChatClient client(std::move(options), STDIN_FILENO, std::cout, std::cerr);

@@ -71,6 +71,19 @@ std::optional<TcpHealth> tcp_health(int fd) {
   return TcpHealth{std::chrono::milliseconds(info.tcpi_last_ack_recv), info.tcpi_unacked, info.tcpi_probes};
 }
 
+std::optional<std::string> no_ack_for_budget(int fd, const KeepaliveConfig& config) {
+  if (!config.enabled) return std::nullopt;
+  const auto h = tcp_health(fd);
+  if (!h || h->since_last_ack < config.budget()) return std::nullopt;
+  return "no ACK from peer for " + format_duration(h->since_last_ack);
+}
+
+std::optional<std::string> ping_not_acked(int fd, std::chrono::steady_clock::duration since_ping) {
+  const auto h = tcp_health(fd);
+  if (!h || h->unacked == 0 || h->since_last_ack < since_ping) return std::nullopt;
+  return "no ACK from peer for " + format_duration(h->since_last_ack) + ", not even for the PING";
+}
+
 std::error_code pending_socket_error(int fd) {
   int err = 0;
   socklen_t len = sizeof err;

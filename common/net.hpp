@@ -77,6 +77,23 @@ struct TcpHealth {
 // nullopt if `fd` is not a TCP socket or TCP_INFO fails. Thread safe (reads kernel state).
 std::optional<TcpHealth> tcp_health(int fd);
 
+// The two judgements a heartbeat makes from TCP_INFO, shared by the server's poller and
+// chatclient. Linux sends keepalive probes only while no data is in flight: once anything
+// is queued to a dead peer (a PING, a message) it retransmits instead, and TCP_USER_TIMEOUT
+// counts from the first retransmission, so a heartbeat can delay the keepalive's verdict.
+//
+// The keepalive budget: the peer's kernel has ACKed nothing (data, PING or keepalive probe)
+// for all of `config.budget()`. A healthy idle connection is never that quiet with keepalive
+// on, since its probes are ACKed every `config.idle`. Returns the detail for a `timeout`
+// departure ("no ACK from peer for 16.1 s"), or nullopt.
+std::optional<std::string> no_ack_for_budget(int fd, const KeepaliveConfig& config);
+
+// A PING sent `since_ping` ago got no answer. If the peer's kernel did not even ACK it, the
+// host or the path is gone, not the process: returns the detail for a `timeout` departure
+// ("no ACK from peer for 10.0 s, not even for the PING"). nullopt: the kernel ACKs and the
+// process does not answer, which is `no-pong`.
+std::optional<std::string> ping_not_acked(int fd, std::chrono::steady_clock::duration since_ping);
+
 // The pending error of `fd` (SO_ERROR), read after POLLERR/POLLHUP; clears it.
 std::error_code pending_socket_error(int fd);
 

@@ -147,9 +147,8 @@ void Poller::check_timers(Session& s) {
   // budget. Whatever the kernel is doing, "no ACK at all for the whole budget" means the
   // peer's host or the path to it is gone.
   if (config_.keepalive.enabled && now - last > config_.keepalive.budget()) {
-    if (const auto h = tcp_health(s.native_handle()); h && h->since_last_ack >= config_.keepalive.budget()) {
-      s.end(LeaveCause::timeout, "no ACK from peer for " + format_duration(h->since_last_ack) + " (poller, " +
-                                     format_duration(now - last) + " after last traffic)");
+    if (auto silent = no_ack_for_budget(s.native_handle(), config_.keepalive)) {
+      s.end(LeaveCause::timeout, *silent + " (poller, " + format_duration(now - last) + " after last traffic)");
       return;
     }
   }
@@ -164,11 +163,8 @@ void Poller::check_timers(Session& s) {
   } else if (now - *s.ping_sent_at > config_.ping_timeout) {
     // No answer. If the peer's kernel did not even ACK the PING, the process is not the
     // problem: the host or the path is gone (as with --keepalive off and a pulled cable).
-    const auto h = tcp_health(s.native_handle());
-    if (h && h->unacked > 0 && h->since_last_ack >= now - *s.ping_sent_at) {
-      s.end(LeaveCause::timeout, "no ACK from peer for " + format_duration(h->since_last_ack) +
-                                     ", not even for the PING (poller, " + format_duration(now - last) +
-                                     " after last traffic)");
+    if (auto unacked = ping_not_acked(s.native_handle(), now - *s.ping_sent_at)) {
+      s.end(LeaveCause::timeout, *unacked + " (poller, " + format_duration(now - last) + " after last traffic)");
       return;
     }
     s.end(LeaveCause::no_pong, "no reply to PING within " + format_duration(config_.ping_timeout) + " (poller, " +

@@ -1,0 +1,491 @@
+#include "client/link.hpp"
+
+#include "client/sanitize.hpp"
+#include "common/line_framer.hpp"
+#include "common/log.hpp"
+#include "common/text.hpp"
+
+#include <poll.h>
+#include <pthread.h>
+#include <sys/socket.h>
+
+#include <array>
+#include <cassert>
+#include <cerrno>
+#include <csignal>
+
+namespace chat {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+int millis_until(std::optional<Clock::time_point> deadline) {
+  if (!deadline) return -1;
+  const auto left = std::chrono::ceil<std::chrono::milliseconds>(*deadline - Clock::now()).count();
+  return left < 0 ? 0 : static_cast<int>(left);
+}
+
+// poll(2) retrying on EINTR. Returns its result.
+int poll_fds(pollfd* fds, nfds_t n, std::optional<Clock::time_point> deadline) {
+  while (true) {
+    const int r = ::poll(fds, n, millis_until(deadline));
+    if (r >= 0) return r;
+    if (errno != EINTR) throw std::system_error(errno, std::generic_category(), "poll");
+  }
+}
+
+std::optional<Clock::time_point> earliest(std::optional<Clock::time_point> a, std::optional<Clock::time_point> b) {
+  if (!a) return b;
+  if (!b) return a;
+  return std::min(*a, *b);
+}
+
+// Every string a server sent, made safe for the terminal before it leaves this thread.
+Event sanitized(Event e) {
+  e.nick = sanitize(e.nick);
+  e.arg = sanitize(e.arg);
+  e.code = sanitize(e.code);
+  e.text = sanitize(e.text);
+  for (auto& u : e.users) u = sanitize(u);
+  return e;
+}
+
+LinkEvent make(LinkEvent::Kind kind) {
+  LinkEvent e;
+  e.kind = kind;
+  return e;
+}
+
+}  // namespace
+
+Link::Link(LinkOptions options, Backoff::Random random)
+    : options_(std::move(options)), backoff_(options_.backoff, std::move(random)), wanted_(options_.nick) {}
+
+Link::~Link() {
+  if (thread_.joinable()) {
+    thread_.request_stop();
+    to_net_.signal();
+    thread_.join();
+  }
+}
+
+void Link::start() {
+  thread_ = std::jthread([this](std::stop_token stop) { run(stop); });
+}
+
+void Link::send(Command command) {
+  {
+    std::lock_guard lock(mutex_);
+    outbox_.push_back(std::move(command));
+  }
+  to_net_.signal();
+}
+
+void Link::quit(std::string reason) {
+  {
+    std::lock_guard lock(mutex_);
+    if (!quit_) quit_ = std::move(reason);
+  }
+  to_net_.signal();
+}
+
+std::vector<LinkEvent> Link::take_events() {
+  assert(std::this_thread::get_id() != thread_.get_id());  // the UI thread's call
+  to_ui_.clear();
+  std::lock_guard lock(mutex_);
+  std::vector<LinkEvent> out(std::make_move_iterator(events_.begin()), std::make_move_iterator(events_.end()));
+  events_.clear();
+  return out;
+}
+
+void Link::post(LinkEvent event) {
+  {
+    std::lock_guard lock(mutex_);
+    events_.push_back(std::move(event));
+  }
+  to_ui_.signal();
+}
+
+void Link::post_lost(std::string cause, std::string detail) {
+  LinkEvent e = make(LinkEvent::Kind::lost);
+  e.text = sanitize(cause) + (detail.empty() ? "" : ": " + sanitize(detail));
+  post(std::move(e));
+}
+
+// ---- network thread ----------------------------------------------------------------------
+
+void Link::run(std::stop_token stop) {
+  // Signals are the UI thread's business: SIGWINCH must interrupt its poll(2) (ncurses turns it
+  // into KEY_RESIZE), and SIGINT / SIGTERM / SIGHUP reach it through its signalfd.
+  sigset_t mask;
+  sigemptyset(&mask);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGWINCH}) sigaddset(&mask, sig);
+  pthread_sigmask(SIG_BLOCK, &mask, nullptr);
+  set_thread_role("network");
+
+  try {
+    bool ever_joined = false;
+    while (true) {
+      LinkEvent connecting = make(LinkEvent::Kind::connecting);
+      connecting.text = options_.host + ":" + std::to_string(options_.port);
+      connecting.attempt = backoff_.failures() + 1;
+      post(std::move(connecting));
+
+      const Outcome outcome = session(stop, ever_joined);
+      socket_.reset();  // closed here, on the only thread that ever used it
+      if (outcome == Outcome::stopped) return;
+      if (outcome == Outcome::quit) break;
+      if (!options_.reconnect) {
+        LinkEvent ended = make(LinkEvent::Kind::ended);
+        ended.error = true;
+        post(std::move(ended));
+        return;
+      }
+      LinkEvent retry = make(LinkEvent::Kind::retry);
+      retry.delay = backoff_.next();
+      retry.attempt = backoff_.failures() + 1;
+      const Millis delay = retry.delay;
+      post(std::move(retry));
+      if (!wait(stop, delay)) {
+        if (stop.stop_requested()) return;
+        break;  // /quit while waiting
+      }
+    }
+    post(make(LinkEvent::Kind::ended));
+  } catch (const std::exception& e) {
+    LinkEvent note = make(LinkEvent::Kind::notice);
+    note.text = std::string("internal error in the network thread: ") + e.what();
+    note.error = true;
+    post(std::move(note));
+    LinkEvent ended = make(LinkEvent::Kind::ended);
+    ended.error = true;
+    post(std::move(ended));
+  }
+}
+
+bool Link::wait(std::stop_token stop, Millis delay) {
+  const auto deadline = Clock::now() + delay;
+  while (!stop.stop_requested()) {
+    std::deque<Command> dropped;
+    {
+      std::lock_guard lock(mutex_);
+      if (quit_) return false;
+      dropped.swap(outbox_);
+    }
+    for (const auto& cmd : dropped) {
+      (void)cmd;
+      LinkEvent note = make(LinkEvent::Kind::notice);
+      note.text = "not connected: not sent";
+      note.error = true;
+      post(std::move(note));
+    }
+    if (Clock::now() >= deadline) return true;
+    pollfd p{to_net_.fd(), POLLIN, 0};
+    if (poll_fds(&p, 1, deadline) > 0) to_net_.clear();
+  }
+  return false;
+}
+
+std::optional<std::string> Link::connect(std::stop_token stop) {
+  const std::string where = options_.host + ":" + std::to_string(options_.port);
+  std::error_code ec;
+  asio::ip::tcp::resolver resolver(io_);
+  const auto endpoints =
+      resolver.resolve(options_.host, std::to_string(options_.port), asio::ip::resolver_base::numeric_service, ec);
+  if (ec) return "cannot resolve " + options_.host + ": " + ec.message();
+
+  std::string failure = "cannot connect to " + where + ": no address";
+  for (const auto& entry : endpoints) {
+    socket_.emplace(io_);
+    const auto endpoint = entry.endpoint();
+    socket_->open(endpoint.protocol(), ec);
+    if (ec) return "cannot create a socket: " + ec.message();
+    const int fd = socket_->native_handle();
+    // Non-blocking from here on: the connect waits in poll(2) next to to_net_ (so /quit and
+    // the destructor interrupt it), and reads and writes use MSG_DONTWAIT anyway.
+    socket_->non_blocking(true, ec);
+    int r = ::connect(fd, endpoint.data(), static_cast<socklen_t>(endpoint.size()));
+    if (r != 0 && errno != EINPROGRESS) {
+      failure = "cannot connect to " + where + ": " + std::generic_category().message(errno);
+      continue;
+    }
+    if (r != 0) {
+      const auto deadline = Clock::now() + options_.connect_timeout;
+      while (true) {
+        std::array<pollfd, 2> fds{{{fd, POLLOUT, 0}, {to_net_.fd(), POLLIN, 0}}};
+        const int ready = poll_fds(fds.data(), fds.size(), deadline);
+        if (stop.stop_requested()) return "stopped";
+        if (fds[1].revents != 0) {
+          to_net_.clear();
+          std::lock_guard lock(mutex_);
+          if (quit_) return "quit";
+        }
+        if (fds[0].revents != 0) break;
+        if (ready == 0) return "cannot connect to " + where + ": timed out";
+      }
+      if (const auto err = pending_socket_error(fd)) {
+        failure = "cannot connect to " + where + ": " + err.message();
+        continue;
+      }
+    }
+    socket_->set_option(asio::ip::tcp::no_delay(true), ec);
+    apply_keepalive(*socket_, options_.keepalive);  // best effort, as in script mode
+    return std::nullopt;
+  }
+  return failure;
+}
+
+Link::Outcome Link::session(std::stop_token stop, bool& ever_joined) {
+  if (auto failure = connect(stop)) {
+    if (stop.stop_requested()) return Outcome::stopped;
+    {
+      std::lock_guard lock(mutex_);
+      if (quit_) return Outcome::quit;
+    }
+    LinkEvent note = make(LinkEvent::Kind::notice);
+    note.text = sanitize(*failure);
+    note.error = true;
+    post(std::move(note));
+    return Outcome::lost;
+  }
+
+  const int fd = socket_->native_handle();
+  // On a rejoin we ask for the nickname we had chosen (options_.nick, or the last one the
+  // user picked); a suffixed one is only a stand-in while the ghost holds it.
+  std::string nick = wanted_;
+  int ghost = 0;
+  bool joined = false;
+  bool choosing = false;  // the first join was refused; waiting for the user's /nick
+  bool quitting = false;
+  Clock::time_point quit_deadline{};
+
+  std::string out = format_command(Command{Verb::hello, nick, {}}) + "\n";
+  // When writes began to make no progress; `stalled` says whether they have (a plain time
+  // point: GCC 12 warns falsely about std::optional<time_point> here).
+  bool stalled = false;
+  Clock::time_point stalled_since{};
+  LineFramer framer(options_.max_line);
+  std::array<char, 16384> buf;
+  auto last_heard = Clock::now();
+  auto last_ping = Clock::now();
+  std::optional<Clock::time_point> ping_sent;
+  std::string ping_token;
+  std::uint64_t next_token = 1;
+  std::optional<Outcome> result;
+
+  const auto notice = [this](std::string text, bool error) {
+    LinkEvent note = make(LinkEvent::Kind::notice);
+    note.text = std::move(text);
+    note.error = error;
+    post(std::move(note));
+  };
+
+  const auto handle_line = [&](std::string_view line) {
+    const auto parsed = parse_event(line);
+    if (!parsed) {
+      notice("unrecognised line from server: " + sanitize(line), true);
+      return;
+    }
+    const Event ev = sanitized(*parsed);
+    using K = Event::Kind;
+    switch (ev.kind) {
+      case K::comment: return;
+      case K::ping: out += format_command(Command{Verb::pong, ev.arg, {}}) + "\n"; return;
+      case K::pong:
+        if (ping_sent && ev.arg == ping_token) {
+          LinkEvent rtt = make(LinkEvent::Kind::rtt);
+          rtt.delay = std::chrono::ceil<Millis>(Clock::now() - *ping_sent);
+          post(std::move(rtt));
+          ping_sent.reset();
+        }
+        return;
+      case K::welcome: {
+        joined = true;
+        LinkEvent j = make(LinkEvent::Kind::joined);
+        j.nick = ev.nick;
+        j.rejoin = ever_joined;
+        if (ghost > 0) j.text = wanted_;
+        post(std::move(j));
+        ever_joined = true;
+        backoff_.reset();
+        last_ping = Clock::now() - options_.rtt_interval;  // measure the round trip at once
+        return;
+      }
+      case K::error: {
+        const bool nick_refused = ev.code == to_string(ErrorCode::nick_in_use) || ev.code == to_string(ErrorCode::bad_nick);
+        if (!joined && nick_refused) {
+          if (ever_joined && ev.code == to_string(ErrorCode::nick_in_use) && ghost < options_.max_ghost_tries) {
+            ++ghost;
+            const std::string next = ghost_nick(wanted_, ghost);
+            notice(nick + " is still taken (probably by our old connection); trying " + next, false);
+            nick = next;
+            out += format_command(Command{Verb::hello, nick, {}}) + "\n";
+          } else {
+            choosing = true;
+            LinkEvent refused = make(LinkEvent::Kind::refused);
+            refused.event = ev;
+            post(std::move(refused));
+          }
+          return;
+        }
+        break;
+      }
+      case K::bye:
+        if (quitting) {
+          result = Outcome::quit;
+          return;
+        }
+        {
+          LinkEvent server = make(LinkEvent::Kind::server);
+          server.event = ev;
+          post(std::move(server));
+          std::string detail = ev.text;
+          if (detail.empty()) {
+            const auto cause = leave_cause_from(ev.code);
+            detail = cause ? std::string(describe(*cause)) : "the server ended the session";
+          }
+          post_lost(ev.code, detail);
+        }
+        result = Outcome::lost;
+        return;
+      case K::nick:
+        if (fold_nick(ev.nick) == fold_nick(nick)) {
+          nick = ev.arg;
+          wanted_ = ev.arg;
+        }
+        break;
+      default: break;
+    }
+    LinkEvent server = make(LinkEvent::Kind::server);
+    server.event = ev;
+    post(std::move(server));
+  };
+
+  while (true) {
+    // What the UI thread asked for.
+    std::deque<Command> commands;
+    std::optional<std::string> quit_reason;
+    {
+      std::lock_guard lock(mutex_);
+      commands.swap(outbox_);
+      quit_reason = quit_;
+    }
+    for (auto& cmd : commands) {
+      if (joined) {
+        out += format_command(cmd) + "\n";
+      } else if (choosing && cmd.verb == Verb::nick) {
+        choosing = false;
+        nick = cmd.arg;
+        wanted_ = cmd.arg;
+        out += format_command(Command{Verb::hello, nick, {}}) + "\n";
+      } else {
+        notice("not joined yet: not sent", true);
+      }
+    }
+    if (quit_reason && !quitting) {
+      quitting = true;
+      quit_deadline = Clock::now() + options_.quit_wait;
+      out += format_command(Command{Verb::quit, {}, *quit_reason}) + "\n";
+    }
+
+    // Write what the kernel takes now; the rest waits for POLLOUT.
+    while (!out.empty()) {
+      const ssize_t n = ::send(fd, out.data(), out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n > 0) {
+        out.erase(0, static_cast<std::size_t>(n));
+        stalled = false;
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        if (!stalled) stalled_since = Clock::now();
+        stalled = true;
+        break;
+      }
+      // A send error: the read below reports the cause (the socket is readable with it).
+      out.clear();
+      break;
+    }
+
+    // The next deadline: the goodbye after QUIT, a stalled write, the heartbeat and the RTT
+    // probe.
+    const bool heartbeat = options_.ping_interval > Millis::zero();
+    std::optional<Clock::time_point> deadline;
+    if (quitting) deadline = quit_deadline;
+    if (stalled) deadline = earliest(deadline, stalled_since + options_.ping_timeout);
+    // The keepalive budget is checked here too (common/net.hpp: no_ack_for_budget says why).
+    if (options_.keepalive.enabled) deadline = earliest(deadline, last_heard + options_.keepalive.budget());
+    if (ping_sent) {
+      deadline = earliest(deadline, *ping_sent + options_.ping_timeout);
+    } else if (!quitting) {
+      if (heartbeat) deadline = earliest(deadline, last_heard + options_.ping_interval);
+      if (joined && options_.rtt_interval > Millis::zero()) deadline = earliest(deadline, last_ping + options_.rtt_interval);
+    }
+
+    std::array<pollfd, 2> fds{{{fd, static_cast<short>(POLLIN | (out.empty() ? 0 : POLLOUT)), 0},
+                               {to_net_.fd(), POLLIN, 0}}};
+    poll_fds(fds.data(), fds.size(), deadline);
+    if (stop.stop_requested()) return Outcome::stopped;
+    if (fds[1].revents != 0) to_net_.clear();
+    const auto now = Clock::now();
+
+    if (quitting && now >= quit_deadline) return Outcome::quit;
+    if (stalled && now - stalled_since >= options_.ping_timeout) {
+      post_lost("timeout", "the server stopped reading (a send waited " + format_duration(options_.ping_timeout) + ")");
+      return Outcome::lost;
+    }
+    if (now - last_heard >= options_.keepalive.budget()) {
+      if (auto silent = no_ack_for_budget(fd, options_.keepalive)) {
+        post_lost("timeout", *silent);
+        return Outcome::lost;
+      }
+    }
+    if (ping_sent && now - *ping_sent >= options_.ping_timeout) {
+      if (last_heard < *ping_sent) {
+        if (auto unacked = ping_not_acked(fd, now - *ping_sent)) {
+          post_lost("timeout", *unacked);
+          return Outcome::lost;
+        }
+        post_lost("no-pong", "no reply to PING within " + format_duration(options_.ping_timeout));
+        return Outcome::lost;
+      }
+      ping_sent.reset();  // it is talking, just not answering this PING: alive
+    }
+    if (!ping_sent && !quitting &&
+        ((heartbeat && now - last_heard >= options_.ping_interval) ||
+         (joined && options_.rtt_interval > Millis::zero() && now - last_ping >= options_.rtt_interval))) {
+      ping_token = "c" + std::to_string(next_token++);
+      out += format_command(Command{Verb::ping, ping_token, {}}) + "\n";
+      ping_sent = now;
+      last_ping = now;
+    }
+
+    if ((fds[0].revents & (POLLIN | POLLERR | POLLHUP)) == 0) continue;
+    const ssize_t got = ::recv(fd, buf.data(), buf.size(), MSG_DONTWAIT);
+    if (got < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) continue;
+    if (got <= 0) {
+      const std::error_code ec = got == 0 ? std::error_code(asio::error::eof)
+                                          : std::error_code(errno, asio::error::get_system_category());
+      std::string partial;  // "BYE shutdown" without its LF still counts
+      if (framer.take_partial(partial)) handle_line(partial);
+      if (result) return *result;
+      if (quitting) return Outcome::quit;
+      post_lost(std::string(to_string(cause_of(ec))), what_was_seen(ec));
+      return Outcome::lost;
+    }
+    last_heard = now;
+    framer.feed({buf.data(), static_cast<std::size_t>(got)}, [&](const LineFramer::Piece& piece) {
+      if (result) return;
+      if (piece.kind == LineFramer::Piece::Kind::too_long) {
+        notice("a line from the server was longer than " + std::to_string(options_.max_line) +
+                   " bytes and was discarded",
+               true);
+        return;
+      }
+      handle_line(piece.text);
+    });
+    if (result) return *result;
+  }
+}
+
+}  // namespace chat

@@ -1,0 +1,108 @@
+// Link: interactive chatclient's network side. One network thread connects, joins, relays
+// commands, answers the server's PINGs, measures the round-trip time with PINGs of its own,
+// and when the connection is lost says why and reconnects with backoff (client/reconnect.hpp),
+// rejoining with the same nickname or, if its ghost still holds it, a suffixed one.
+//
+// Threads:
+//   - the UI thread (client/tui.cpp) creates the Link, calls start() once, sends commands with
+//     send() / quit(), drains events with take_events() when event_fd() is readable, and
+//     destroys it (which stops and joins the network thread).
+//   - the network thread (thread_, a std::jthread) is the only thread that touches the socket:
+//     it connects, reads and writes it, and closes it. The UI thread never waits on the network:
+//     what it sends is queued under mutex_ and the network thread is woken through to_net_.
+//   - the network thread never touches the terminal: what it has to say becomes a LinkEvent
+//     (client/link_event.hpp), sanitised, queued under mutex_, with to_ui_ signalled.
+//
+// The socket's descriptor is not shared, so the UI thread stops the network thread with
+// request_stop() + to_net_.signal() (no shutdown() needed).
+#pragma once
+
+#include "client/link_event.hpp"
+#include "client/reconnect.hpp"
+#include "common/net.hpp"
+#include "common/protocol.hpp"
+#include "common/units.hpp"
+
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <stop_token>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace chat {
+
+struct LinkOptions {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 15600;
+  std::string nick;
+  KeepaliveConfig keepalive{};
+  Millis ping_interval{15'000};  // silence before a heartbeat PING; 0: no heartbeat
+  Millis ping_timeout{10'000};   // silence after our PING before the server counts as gone
+  Millis rtt_interval{5'000};    // a PING for the status line's round-trip time this often
+  std::size_t max_line = 4096;
+  bool reconnect = true;
+  BackoffConfig backoff{};
+  Millis connect_timeout{10'000};
+  Millis quit_wait{2'000};  // after QUIT, how long to wait for BYE / the close
+  int max_ghost_tries = 5;  // suffixed nicknames to try on a rejoin before giving up on one
+};
+
+class Link {
+ public:
+  explicit Link(LinkOptions options, Backoff::Random random = {});
+  // Stops and joins the network thread (UI thread).
+  ~Link();
+
+  Link(const Link&) = delete;
+  Link& operator=(const Link&) = delete;
+
+  // UI thread, once: starts the network thread.
+  void start();
+
+  // Thread safe. Queues a command for the server. While not joined it is not sent: a notice
+  // says so, except NICK while choosing a nickname after a refusal, which becomes HELLO.
+  void send(Command command);
+  // Thread safe. Sends QUIT (if connected), waits a bounded time for the goodbye and ends the
+  // network thread, which reports `ended`. Also ends a wait between reconnect attempts.
+  void quit(std::string reason);
+
+  // Readable (POLLIN) when events are waiting. The UI thread polls it next to stdin.
+  int event_fd() const { return to_ui_.fd(); }
+  // UI thread: every event queued so far, oldest first.
+  std::vector<LinkEvent> take_events();
+
+ private:
+  enum class Outcome { stopped, quit, lost };
+
+  // ---- network thread ----
+  void run(std::stop_token stop);
+  Outcome session(std::stop_token stop, bool& ever_joined);
+  std::optional<std::string> connect(std::stop_token stop);  // error message, or nullopt
+  bool wait(std::stop_token stop, Millis delay);             // false: stop or quit came first
+  void post(LinkEvent event);
+  void post_lost(std::string cause, std::string detail);
+
+  const LinkOptions options_;
+  Backoff backoff_;  // network thread only
+  // Network thread only: the nickname a rejoin asks for (the one given, or the last one the
+  // user chose); a suffixed one stands in only while our ghost holds it.
+  std::string wanted_;
+
+  // Network thread only: connected, used and closed there.
+  asio::io_context io_;
+  std::optional<asio::ip::tcp::socket> socket_;
+
+  std::mutex mutex_;
+  std::deque<LinkEvent> events_;     // guarded by mutex_: network thread -> UI thread
+  std::deque<Command> outbox_;       // guarded by mutex_: UI thread -> network thread
+  std::optional<std::string> quit_;  // guarded by mutex_: the reason, once /quit was typed
+  Wakeup to_ui_;                     // signalled after events_ grows
+  Wakeup to_net_;                    // signalled after outbox_ or quit_ changes
+
+  std::jthread thread_;  // last: stopped and joined before the members it uses go
+};
+
+}  // namespace chat

@@ -1,0 +1,142 @@
+// ScreenModel: what interactive chatclient shows, without a terminal. The message pane (lines
+// with a stamp and a colour category, date lines, scroll position), the user list, the status
+// line and the input line; plus the transcript that /save writes. client/tui.cpp only draws it.
+//
+// It is fed LinkEvents (client/link_event.hpp) from the network thread, already sanitised, and
+// notices of the UI's own; each takes the time it happened, so tests drive it with fixed times.
+//
+// Not thread safe: the UI thread creates, uses and destroys it (the network thread never sees
+// it; its events reach the model through Link::take_events() on the UI thread).
+#pragma once
+
+#include "client/input_line.hpp"
+#include "client/link_event.hpp"
+#include "common/protocol.hpp"
+
+#include <chrono>
+#include <cstddef>
+#include <deque>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+namespace chat {
+
+// What a line means, which decides its colour (PoshChat's colours): joins and leaves green,
+// errors and lost connections red, private messages received orange and sent blue.
+enum class Category {
+  message,   // <nick> text, * nick action
+  own,       // our own public message or action
+  join,      // green
+  leave,     // green
+  error,     // red: ERROR replies, lost connections, failures
+  priv_in,   // orange: a private message to us
+  priv_out,  // blue: a private message we sent
+  info,      // the client's and server's notices: welcome, online list, renames, reconnecting
+  date,      // "--- Tuesday 14 May 2024 ---" when the day changes
+};
+std::string_view to_string(Category category);
+
+// The moment an event is applied: the wall clock for stamps and dates, the steady clock for
+// the reconnect countdown.
+struct Moment {
+  std::chrono::system_clock::time_point wall;
+  std::chrono::steady_clock::time_point steady;
+  static Moment now() { return {std::chrono::system_clock::now(), std::chrono::steady_clock::now()}; }
+};
+
+struct ScreenLine {
+  std::string stamp;  // "14:02:09" (local time); empty for date lines
+  std::string text;
+  Category category;
+  // "[14:02:09] text", or the date line as it is.
+  std::string rendered() const;
+};
+
+// The connection as the status line shows it.
+enum class LinkState { connecting, joined, waiting_retry, choosing_nick, offline };
+
+// What the UI thread should do with a line the user entered.
+struct InputAction {
+  enum class Kind { none, send, quit, save, clear, help, error };
+  Kind kind = Kind::none;
+  Command command{Verb::say, {}, {}};  // send: the command; quit: text = reason
+  std::string arg;                     // save: the file name; error: the message
+};
+// "/save FILE", "/clear", "/help" and "/quit [reason]" are the client's; everything else goes
+// through parse_text_input() (common/protocol.hpp), like script mode's input.
+InputAction interpret_input(std::string_view line);
+
+// "no keepalive reply (reader, 16.0 s after last traffic)" -> "no keepalive reply": the
+// server's note of which thread noticed is for its log, not for people.
+std::string without_thread_note(std::string_view detail);
+
+class ScreenModel {
+ public:
+  // `server` is shown in the status line ("127.0.0.1:15600"); `nick` is the one we ask for.
+  ScreenModel(std::string server, std::string nick, std::size_t max_lines = 10'000);
+
+  // ---- feeding ----
+  void apply(const LinkEvent& event, const Moment& at);
+  // A line of the client's own (help, /save result, input errors).
+  void notice(std::string text, Category category, const Moment& at);
+  // /clear: empties the message pane (the transcript keeps everything).
+  void clear();
+
+  // ---- message pane ----
+  const std::deque<ScreenLine>& lines() const { return lines_; }
+  // How many lines are hidden below the bottom of the pane (0: following the conversation).
+  std::size_t scroll_offset() const { return scroll_; }
+  void scroll_up(std::size_t n);
+  void scroll_down(std::size_t n);
+  void scroll_to_end() { scroll_ = 0; }
+
+  // ---- user list, sorted ignoring case ----
+  std::vector<std::string> users() const;
+  const std::string& nick() const { return nick_; }
+
+  // ---- status line ----
+  LinkState state() const { return state_; }
+  std::optional<Millis> rtt() const { return rtt_; }
+  // e.g. "127.0.0.1:15600 | alice | connected | rtt 1 ms" or
+  // "127.0.0.1:15600 | alice | reconnecting in 4 s (attempt 3)".
+  std::string status(std::chrono::steady_clock::time_point now) const;
+  // When the status text next changes by itself (the countdown), if it does.
+  std::optional<std::chrono::steady_clock::time_point> next_status_change(
+      std::chrono::steady_clock::time_point now) const;
+
+  // ---- input line ----
+  InputLine& input() { return input_; }
+  const InputLine& input() const { return input_; }
+
+  // ---- /save ----
+  // Every line since start-up (also those /clear removed), as plain text, one per line.
+  std::string transcript() const;
+
+ private:
+  void add(std::string text, Category category, const Moment& at);
+  void server_event(const Event& e, const Moment& at);
+
+  std::string server_;
+  std::string nick_;
+  std::size_t max_lines_;
+
+  std::deque<ScreenLine> lines_;
+  std::size_t scroll_ = 0;
+  std::vector<std::string> transcript_;
+  std::optional<int> last_day_;  // tm_year * 400 + tm_yday of the last stamped line
+
+  std::map<std::string, std::string> users_;  // fold_nick() -> nickname
+
+  LinkState state_ = LinkState::connecting;
+  std::chrono::steady_clock::time_point retry_at_{};
+  int attempt_ = 0;
+  std::optional<Millis> rtt_;
+
+  InputLine input_;
+};
+
+}  // namespace chat
