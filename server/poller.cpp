@@ -14,6 +14,9 @@
 namespace chat {
 namespace {
 
+// How long the reader gets to notice a departure the probe has seen (see Poller::probe).
+constexpr auto reader_grace = std::chrono::seconds(1);
+
 std::string seen_by_poller(const std::error_code& ec, const Session& s) {
   return what_was_seen(ec) + " (poller, " + format_duration(Session::Clock::now() - s.last_received()) +
          " after last traffic)";
@@ -110,13 +113,21 @@ void Poller::probe(const std::vector<std::shared_ptr<Session>>& sessions) {
   for (std::size_t i = 0; i < revents.size(); ++i) {
     Session& s = *probed[i];
     const auto verdict = s.confirm_gone(revents[i]);
-    // The verdict is acted on when two sweeps in a row agree. A peer that sends its last
-    // lines ("QUIT gone home") and closes makes the socket look gone the moment the reader
-    // has taken those bytes, before it has handled them; ending the session then would lose
-    // them and report `closed` instead of `quit`. One sweep later the reader has either
-    // handled them and seen the end itself, or it is stuck, and then the poller ends it.
-    if (verdict && s.suspected_gone) s.end(cause_of(*verdict), seen_by_poller(*verdict, s));
-    s.suspected_gone = verdict;
+    // The verdict is acted on only if the reader has not ended the session itself within
+    // reader_grace. The reader sits in recv(2), and the kernel wakes it at once for a FIN,
+    // an RST or a timeout, so normally it reports first and this probe is the backstop. The
+    // grace matters when a peer sends its last lines ("QUIT gone home") and closes: from the
+    // moment the reader's recv() has taken those bytes until it has handled them, the socket
+    // looks gone (readable, 0 bytes available, MSG_PEEK sees the end). Ending the session then
+    // would lose the lines and say `closed` instead of `quit`. Two sweeps were not enough on
+    // a loaded machine (the reader was not scheduled for over 10 ms).
+    if (!verdict) {
+      s.suspected_gone_since.reset();
+    } else if (!s.suspected_gone_since) {
+      s.suspected_gone_since = Session::Clock::now();
+    } else if (Session::Clock::now() - *s.suspected_gone_since >= reader_grace) {
+      s.end(cause_of(*verdict), seen_by_poller(*verdict, s));
+    }
   }
 }
 

@@ -5,7 +5,8 @@
 //   2. probes every socket at once: one poll(2) with a 1 ms timeout over all of them. A socket
 //      that is readable with 0 bytes available is confirmed with recv(MSG_PEEK) before anyone
 //      is told: 0 is closed, ECONNRESET reset, ETIMEDOUT timeout, EAGAIN a false alarm. The
-//      session ends when two sweeps in a row agree (see Poller::probe for why);
+//      session ends if the reader has not noticed by itself within a grace of 1 s (see
+//      Poller::probe for why);
 //   3. ends clients that have not joined within --handshake-timeout,
 //   4. pings protocol clients quiet for --ping-interval, and ends those silent for
 //      --ping-timeout after the PING (no-pong),

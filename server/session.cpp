@@ -156,15 +156,14 @@ void Session::force_close() {
 
 void Session::deliver(const Outgoing& out) {
   const SharedLine& line = mode() == Mode::text ? out.text : out.protocol;
-  if (!line) return;
-  if (queue_.push(line) == SendQueue::Push::full) {
-    end(LeaveCause::too_slow, "send queue over " + std::to_string(queue_.limit()) + " bytes (room)");
-  }
+  if (line) enqueue(line, "room");
 }
 
-void Session::push_line(std::string line) {
-  if (queue_.push(make_line(std::move(line))) == SendQueue::Push::full) {
-    end(LeaveCause::too_slow, "send queue over " + std::to_string(queue_.limit()) + " bytes (reply)");
+void Session::push_line(std::string line) { enqueue(make_line(std::move(line)), "reply"); }
+
+void Session::enqueue(SharedLine line, std::string_view via) {
+  if (queue_.push(std::move(line)) == SendQueue::Push::full) {
+    end(LeaveCause::too_slow, "send queue over " + std::to_string(queue_.limit()) + " bytes (" + std::string(via) + ")");
   }
 }
 

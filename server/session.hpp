@@ -95,8 +95,8 @@ class Session : public std::enable_shared_from_this<Session> {
   void send_ping(const std::string& token);
   // The PING waiting for an answer (nullopt: none). Poller thread only, no lock.
   std::optional<Clock::time_point> ping_sent_at;
-  // The probe's verdict at the previous sweep, if it found the peer gone. Poller thread only.
-  std::optional<std::error_code> suspected_gone;
+  // Since when the probe has found the peer gone, sweep after sweep. Poller thread only.
+  std::optional<Clock::time_point> suspected_gone_since;
   // The probe's confirmation step (confirm_departure) for this socket, given its revents.
   // Reading a socket's pending error clears it (getsockopt(SO_ERROR) and recv(MSG_PEEK) both
   // do), so after the poller has read an ECONNRESET the reader's recv() sees only the end of
@@ -116,6 +116,8 @@ class Session : public std::enable_shared_from_this<Session> {
   void reply_text(std::string_view line);  // text mode: a line as is (help, prompts)
   void refuse(const Refusal& refusal);
   void push_line(std::string line);
+  // Queues `line`; a full queue ends the session too-slow, naming `via` ("room", "reply").
+  void enqueue(SharedLine line, std::string_view via);
   std::string time_since_traffic() const;
 
   const ClientId id_;
