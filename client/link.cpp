@@ -90,7 +90,7 @@ void Link::quit(std::string reason) {
 }
 
 std::vector<LinkEvent> Link::take_events() {
-  assert(std::this_thread::get_id() != thread_.get_id());  // the UI thread's call
+  assert(std::this_thread::get_id() != thread_.get_id());  // the driving thread's call
   to_ui_.clear();
   std::lock_guard lock(mutex_);
   std::vector<LinkEvent> out(std::make_move_iterator(events_.begin()), std::make_move_iterator(events_.end()));
@@ -112,11 +112,20 @@ void Link::post_lost(std::string cause, std::string detail) {
   post(std::move(e));
 }
 
+// A server that stops reading must not hold our sends forever; they wait with the heartbeat's
+// patience, or without a heartbeat the keepalive budget's, or 30 s when both are off.
+Millis Link::send_patience() const {
+  if (options_.ping_interval > Millis::zero()) return options_.ping_timeout;
+  if (options_.keepalive.enabled) return options_.keepalive.budget();
+  return Millis{30'000};
+}
+
 // ---- network thread ----------------------------------------------------------------------
 
 void Link::run(std::stop_token stop) {
-  // Signals are the UI thread's business: SIGWINCH must interrupt its poll(2) (ncurses turns it
-  // into KEY_RESIZE), and SIGINT / SIGTERM / SIGHUP reach it through its signalfd.
+  // Signals are the driving thread's business: in interactive mode SIGWINCH must interrupt its
+  // poll(2) (ncurses turns it into KEY_RESIZE), and SIGINT / SIGTERM / SIGHUP reach it through
+  // its signalfd.
   sigset_t mask;
   sigemptyset(&mask);
   for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGWINCH}) sigaddset(&mask, sig);
@@ -135,7 +144,7 @@ void Link::run(std::stop_token stop) {
       socket_.reset();  // closed here, on the only thread that ever used it
       if (outcome == Outcome::stopped) return;
       if (outcome == Outcome::quit) break;
-      if (!options_.reconnect) {
+      if (outcome == Outcome::refused || !options_.reconnect) {
         LinkEvent ended = make(LinkEvent::Kind::ended);
         ended.error = true;
         post(std::move(ended));
@@ -228,8 +237,14 @@ std::optional<std::string> Link::connect(std::stop_token stop) {
         continue;
       }
     }
+    // Each line goes out in one send() already; Nagle would only hold a PONG or a typed line
+    // back behind an unacknowledged one.
     socket_->set_option(asio::ip::tcp::no_delay(true), ec);
-    apply_keepalive(*socket_, options_.keepalive);  // best effort, as in script mode
+    if (const auto kec = apply_keepalive(*socket_, options_.keepalive)) {
+      LinkEvent note = make(LinkEvent::Kind::notice);
+      note.text = "warning: cannot set TCP keepalive: " + kec.message();
+      post(std::move(note));
+    }
     return std::nullopt;
   }
   return failure;
@@ -242,7 +257,7 @@ Link::Outcome Link::session(std::stop_token stop, bool& ever_joined) {
       std::lock_guard lock(mutex_);
       if (quit_) return Outcome::quit;
     }
-    LinkEvent note = make(LinkEvent::Kind::notice);
+    LinkEvent note = make(LinkEvent::Kind::unreachable);
     note.text = sanitize(*failure);
     note.error = true;
     post(std::move(note));
@@ -325,20 +340,21 @@ Link::Outcome Link::session(std::stop_token stop, bool& ever_joined) {
             LinkEvent refused = make(LinkEvent::Kind::refused);
             refused.event = ev;
             post(std::move(refused));
+            if (options_.give_up_when_refused) result = Outcome::refused;
           }
           return;
         }
         break;
       }
-      case K::bye:
-        if (quitting) {
+      case K::bye: {
+        LinkEvent server = make(LinkEvent::Kind::server);
+        server.event = ev;
+        post(std::move(server));
+        if (quitting) {  // the goodbye we asked for
           result = Outcome::quit;
           return;
         }
         {
-          LinkEvent server = make(LinkEvent::Kind::server);
-          server.event = ev;
-          post(std::move(server));
           std::string detail = ev.text;
           if (detail.empty()) {
             const auto cause = leave_cause_from(ev.code);
@@ -348,6 +364,7 @@ Link::Outcome Link::session(std::stop_token stop, bool& ever_joined) {
         }
         result = Outcome::lost;
         return;
+      }
       case K::nick:
         if (fold_nick(ev.nick) == fold_nick(nick)) {
           nick = ev.arg;
@@ -362,7 +379,7 @@ Link::Outcome Link::session(std::stop_token stop, bool& ever_joined) {
   };
 
   while (true) {
-    // What the UI thread asked for.
+    // What the driving thread asked for.
     std::deque<Command> commands;
     std::optional<std::string> quit_reason;
     {
@@ -412,7 +429,7 @@ Link::Outcome Link::session(std::stop_token stop, bool& ever_joined) {
     const bool heartbeat = options_.ping_interval > Millis::zero();
     std::optional<Clock::time_point> deadline;
     if (quitting) deadline = quit_deadline;
-    if (stalled) deadline = earliest(deadline, stalled_since + options_.ping_timeout);
+    if (stalled) deadline = earliest(deadline, stalled_since + send_patience());
     // The keepalive budget is checked here too (common/net.hpp: no_ack_for_budget says why).
     if (options_.keepalive.enabled) deadline = earliest(deadline, last_heard + options_.keepalive.budget());
     if (ping_sent) {
@@ -430,8 +447,8 @@ Link::Outcome Link::session(std::stop_token stop, bool& ever_joined) {
     const auto now = Clock::now();
 
     if (quitting && now >= quit_deadline) return Outcome::quit;
-    if (stalled && now - stalled_since >= options_.ping_timeout) {
-      post_lost("timeout", "the server stopped reading (a send waited " + format_duration(options_.ping_timeout) + ")");
+    if (stalled && now - stalled_since >= send_patience()) {
+      post_lost("timeout", "the server stopped reading (a send waited " + format_duration(send_patience()) + ")");
       return Outcome::lost;
     }
     if (now - last_heard >= options_.keepalive.budget()) {

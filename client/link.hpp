@@ -1,19 +1,22 @@
-// Link: interactive chatclient's network side. One network thread connects, joins, relays
-// commands, answers the server's PINGs, measures the round-trip time with PINGs of its own,
-// and when the connection is lost says why and reconnects with backoff (client/reconnect.hpp),
-// rejoining with the same nickname or, if its ghost still holds it, a suffixed one.
+// Link: chatclient's network side, for both modes. One network thread connects, joins,
+// relays commands, answers the server's PINGs, runs the heartbeat (and, if asked, measures the
+// round-trip time with PINGs of its own), and when the connection is lost says why and, if
+// asked, reconnects with backoff (client/reconnect.hpp), rejoining with the same nickname or,
+// if its ghost still holds it, a suffixed one.
 //
 // Threads:
-//   - the UI thread (client/tui.cpp) creates the Link, calls start() once, sends commands with
-//     send() / quit(), drains events with take_events() when event_fd() is readable, and
+//   - the driving thread (interactive mode: the UI thread, client/tui.cpp; script mode: the
+//     main thread, client/chat_client.cpp) creates the Link, calls start() once, sends commands
+//     with send() / quit(), drains events with take_events() when event_fd() is readable, and
 //     destroys it (which stops and joins the network thread).
 //   - the network thread (thread_, a std::jthread) is the only thread that touches the socket:
-//     it connects, reads and writes it, and closes it. The UI thread never waits on the network:
-//     what it sends is queued under mutex_ and the network thread is woken through to_net_.
-//   - the network thread never touches the terminal: what it has to say becomes a LinkEvent
-//     (client/link_event.hpp), sanitised, queued under mutex_, with to_ui_ signalled.
+//     it connects, reads and writes it, and closes it. The driving thread never waits on the
+//     network: what it sends is queued under mutex_ and the network thread is woken through
+//     to_net_.
+//   - the network thread never touches the terminal or stdout: what it has to say becomes a
+//     LinkEvent (client/link_event.hpp), sanitised, queued under mutex_, with to_ui_ signalled.
 //
-// The socket's descriptor is not shared, so the UI thread stops the network thread with
+// The socket's descriptor is not shared, so the driving thread stops the network thread with
 // request_stop() + to_net_.signal() (no shutdown() needed).
 #pragma once
 
@@ -41,9 +44,10 @@ struct LinkOptions {
   KeepaliveConfig keepalive{};
   Millis ping_interval{15'000};  // silence before a heartbeat PING; 0: no heartbeat
   Millis ping_timeout{10'000};   // silence after our PING before the server counts as gone
-  Millis rtt_interval{5'000};    // a PING for the status line's round-trip time this often
+  Millis rtt_interval{5'000};    // a PING for the status line's round-trip time this often; 0: never
   std::size_t max_line = 4096;
-  bool reconnect = true;
+  bool reconnect = true;            // after a loss (or a failed connect): back off and try again
+  bool give_up_when_refused = false;  // a refused nickname ends the Link instead of waiting for /nick
   BackoffConfig backoff{};
   Millis connect_timeout{10'000};
   Millis quit_wait{2'000};  // after QUIT, how long to wait for BYE / the close
@@ -53,13 +57,13 @@ struct LinkOptions {
 class Link {
  public:
   explicit Link(LinkOptions options, Backoff::Random random = {});
-  // Stops and joins the network thread (UI thread).
+  // Stops and joins the network thread (driving thread).
   ~Link();
 
   Link(const Link&) = delete;
   Link& operator=(const Link&) = delete;
 
-  // UI thread, once: starts the network thread.
+  // Driving thread, once: starts the network thread.
   void start();
 
   // Thread safe. Queues a command for the server. While not joined it is not sent: a notice
@@ -69,13 +73,13 @@ class Link {
   // network thread, which reports `ended`. Also ends a wait between reconnect attempts.
   void quit(std::string reason);
 
-  // Readable (POLLIN) when events are waiting. The UI thread polls it next to stdin.
+  // Readable (POLLIN) when events are waiting. The driving thread polls it next to stdin.
   int event_fd() const { return to_ui_.fd(); }
-  // UI thread: every event queued so far, oldest first.
+  // Driving thread: every event queued so far, oldest first.
   std::vector<LinkEvent> take_events();
 
  private:
-  enum class Outcome { stopped, quit, lost };
+  enum class Outcome { stopped, quit, lost, refused };
 
   // ---- network thread ----
   void run(std::stop_token stop);
@@ -84,6 +88,7 @@ class Link {
   bool wait(std::stop_token stop, Millis delay);             // false: stop or quit came first
   void post(LinkEvent event);
   void post_lost(std::string cause, std::string detail);
+  Millis send_patience() const;  // how long a send may make no progress
 
   const LinkOptions options_;
   Backoff backoff_;  // network thread only
@@ -96,8 +101,8 @@ class Link {
   std::optional<asio::ip::tcp::socket> socket_;
 
   std::mutex mutex_;
-  std::deque<LinkEvent> events_;     // guarded by mutex_: network thread -> UI thread
-  std::deque<Command> outbox_;       // guarded by mutex_: UI thread -> network thread
+  std::deque<LinkEvent> events_;     // guarded by mutex_: network thread -> driving thread
+  std::deque<Command> outbox_;       // guarded by mutex_: driving thread -> network thread
   std::optional<std::string> quit_;  // guarded by mutex_: the reason, once /quit was typed
   Wakeup to_ui_;                     // signalled after events_ grows
   Wakeup to_net_;                    // signalled after outbox_ or quit_ changes

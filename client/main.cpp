@@ -1,8 +1,10 @@
 // chatclient: command-line parsing, then one of two modes does the work:
 //   - interactive (stdin and stdout are both a terminal): the full-screen client,
-//     run_interactive() in client/tui.hpp, with reconnection on by default;
-//   - script (anything else): ChatClient (client/chat_client.hpp), line in, line out.
-// Runs on the main thread; each mode starts and joins its own network thread.
+//     run_interactive() in client/tui.hpp, with reconnection on by default (--no-reconnect);
+//   - script (anything else): ChatClient (client/chat_client.hpp), line in, line out, with
+//     reconnection off by default (--reconnect).
+// Runs on the main thread; both modes drive the same network side, a Link (client/link.hpp),
+// which starts and joins its own network thread.
 #include "client/chat_client.hpp"
 #include "client/tui.hpp"
 
@@ -47,13 +49,14 @@ int main(int argc, char** argv) {
   std::string max_line = "4096";
   int port = options.port;
   bool no_reconnect = false;
+  bool reconnect = false;
   // Decided before parsing: --nick is optional only where we can ask for it.
   const bool interactive = ::isatty(STDIN_FILENO) == 1 && ::isatty(STDOUT_FILENO) == 1;
 
   CLI::App app{"chatclient: a terminal client for the chat server.\n"
                "On a terminal: a full-screen client (messages, who is online, status, input line; /help).\n"
                "Otherwise (script mode): reads lines from stdin (type /help once joined), prints the room's\n"
-               "events to stdout, and exits 1 if the server goes away.",
+               "events to stdout, and exits 1 if the server goes away (with --reconnect: reconnects).",
                "chatclient"};
   app.add_option("--host", options.host, "Server address")->capture_default_str();
   app.add_option("--port", port, "Server TCP port")->check(CLI::Range(1, 65535))->capture_default_str();
@@ -96,8 +99,11 @@ int main(int argc, char** argv) {
           },
           "BYTES"))
       ->capture_default_str();
-  app.add_flag("--no-reconnect", no_reconnect,
-               "On a terminal: when the connection is lost, do not reconnect (script mode never does)");
+  auto* no_reconnect_flag = app.add_flag("--no-reconnect", no_reconnect,
+                                         "On a terminal: when the connection is lost, do not reconnect");
+  app.add_flag("--reconnect", reconnect,
+               "In script mode: when the connection is lost, reconnect with backoff instead of exiting 1")
+      ->excludes(no_reconnect_flag);
   app.set_version_flag("--version", std::string("chatclient ") + CHAT_VERSION);
 
   try {
@@ -119,6 +125,7 @@ int main(int argc, char** argv) {
   options.ping_interval = *chat::parse_duration(ping_interval);
   options.ping_timeout = *chat::parse_duration(ping_timeout);
   options.max_line = *chat::parse_size(max_line);
+  options.reconnect = interactive ? !no_reconnect : reconnect;
 
   if (interactive) {
     // ncursesw draws UTF-8 (and wcwidth() measures it) only under the user's locale.
@@ -128,17 +135,8 @@ int main(int argc, char** argv) {
       if (!nick) return chat::exit_ok;
       options.nick = *nick;
     }
-    chat::LinkOptions link;
-    link.host = options.host;
-    link.port = options.port;
-    link.nick = options.nick;
-    link.keepalive = options.keepalive;
-    link.ping_interval = options.ping_interval;
-    link.ping_timeout = options.ping_timeout;
-    link.max_line = options.max_line;
-    link.reconnect = !no_reconnect;
     try {
-      return chat::run_interactive(std::move(link));
+      return chat::run_interactive(chat::link_options(options));
     } catch (const std::exception& e) {
       std::cerr << "chatclient: error: " << e.what() << std::endl;
       return chat::exit_failure;

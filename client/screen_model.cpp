@@ -169,7 +169,8 @@ void ScreenModel::apply(const LinkEvent& ev, const Moment& at) {
       return;
     }
     case K::server: server_event(ev.event, at); return;
-    case K::notice: add("*** " + ev.text, ev.error ? Category::error : Category::info, at); return;
+    case K::notice:
+    case K::unreachable: add("*** " + ev.text, ev.error ? Category::error : Category::info, at); return;
     case K::refused:
       state_ = LinkState::choosing_nick;
       add("*** cannot join as " + nick_ + ": " + ev.event.code + (ev.event.text.empty() ? "" : " " + ev.event.text),

@@ -71,6 +71,18 @@ bool TmuxSession::resize(int width, int height) {
 
 bool TmuxSession::alive() { return tmux({"has-session", "-t", "=0"}).has_value(); }
 
+bool TmuxSession::wait_gone(std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  auto pause = std::chrono::milliseconds(10);
+  while (alive()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    // Polling, as in wait_for(): a detached tmux session cannot tell us when it ends.
+    std::this_thread::sleep_for(pause);
+    pause = std::min(pause * 2, std::chrono::milliseconds(100));
+  }
+  return true;
+}
+
 bool TmuxSession::wait_for(const std::function<bool(const std::string&)>& match, std::chrono::milliseconds timeout,
                            bool escapes, std::string* last) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;

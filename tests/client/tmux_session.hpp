@@ -42,6 +42,8 @@ class TmuxSession {
   bool resize(int width, int height);
   // True while the session (and so the program) is still there.
   bool alive();
+  // Waits (bounded by `timeout`) until the program in the pane has exited and tmux with it.
+  bool wait_gone(std::chrono::milliseconds timeout);
 
   // Captures repeatedly until `match` accepts the screen or `timeout` passes. Returns whether it
   // matched; `last` gets the last screen seen (for the failure message).
