@@ -123,6 +123,26 @@ std::unique_ptr<Subprocess> start_client(const TestNetwork& net, const Host& hos
   return client;
 }
 
+// How the side that loses its peer is configured in the link-down cases: its defaults
+// (keepalive 10s,2s,3, a 16 s budget, which the heartbeat's PING at 15 s must not delay), a
+// tuned keepalive, and keepalive off, where the heartbeat's PING is not even ACKed, which says
+// the host is gone, not that the process hung. Both timeouts must say `timeout`.
+struct Setting {
+  std::string name;
+  std::vector<std::string> args;
+  std::chrono::seconds budget;
+};
+
+std::vector<Setting> timeout_settings() {
+  return {
+      {"defaults (keepalive 10s,2s,3)", {}, std::chrono::seconds(16)},
+      {"keepalive " + quick_keepalive, {"--keepalive", quick_keepalive, "--ping-interval", no_heartbeat},
+       std::chrono::seconds(4)},
+      {"keepalive off, heartbeat 1s + 2s", {"--keepalive", "off", "--ping-interval", "1s", "--ping-timeout", "2s"},
+       std::chrono::seconds(3)},
+  };
+}
+
 }  // namespace
 
 TEST_CASE("chatserver reports timeout when a client's link goes down", "[netns][server]") {
@@ -131,22 +151,8 @@ TEST_CASE("chatserver reports timeout when a client's link goes down", "[netns][
   Host& server_host = net->add_host("server");
   Host& client_host = net->add_host("client");
 
-  // Measured twice: with chatserver's defaults (keepalive 10s,2s,3: a 16 s budget, which
-  // comes before the heartbeat's 15 s + 10 s), and with a tuned 4 s budget.
-  struct Setting {
-    std::string name;
-    std::vector<std::string> args;
-    std::chrono::seconds budget;
-  };
-  const Setting setting = GENERATE(Setting{"defaults (keepalive 10s,2s,3)", {}, std::chrono::seconds(16)},
-                                   Setting{"keepalive " + quick_keepalive,
-                                           {"--keepalive", quick_keepalive, "--ping-interval", no_heartbeat},
-                                           std::chrono::seconds(4)},
-                                   // No keepalive: the heartbeat's PING is not even ACKed, which
-                                   // says the host is gone, not that the process hung.
-                                   Setting{"keepalive off, heartbeat 1s + 2s",
-                                           {"--keepalive", "off", "--ping-interval", "1s", "--ping-timeout", "2s"},
-                                           std::chrono::seconds(3)});
+  // Once per setting (timeout_settings): chatserver's defaults, tuned, keepalive off.
+  const Setting setting = GENERATE(from_range(timeout_settings()));
   auto server = start_server(*net, server_host, setting.args);
   // The observer shares the server's host, so it is not cut off; it sees the LEAVE.
   auto observer = start_client(*net, server_host, server_host.address, server.port, "observer",
@@ -239,20 +245,8 @@ TEST_CASE("chatclient reports timeout when the server's link goes down", "[netns
   Host& server_host = net->add_host("server");
   Host& client_host = net->add_host("client");
 
-  // As for the server: chatclient's defaults (keepalive 10s,2s,3 and its heartbeat, whose
-  // PING at 15 s stops the kernel's keepalive probing), a tuned keepalive, and keepalive off.
-  struct Setting {
-    std::string name;
-    std::vector<std::string> args;
-    std::chrono::seconds budget;
-  };
-  const Setting setting = GENERATE(Setting{"defaults (keepalive 10s,2s,3)", {}, std::chrono::seconds(16)},
-                                   Setting{"keepalive " + quick_keepalive,
-                                           {"--keepalive", quick_keepalive, "--ping-interval", no_heartbeat},
-                                           std::chrono::seconds(4)},
-                                   Setting{"keepalive off, heartbeat 1s + 2s",
-                                           {"--keepalive", "off", "--ping-interval", "1s", "--ping-timeout", "2s"},
-                                           std::chrono::seconds(3)});
+  // Once per setting (timeout_settings), now for chatclient's side.
+  const Setting setting = GENERATE(from_range(timeout_settings()));
   auto server = start_server(*net, server_host, {"--ping-interval", no_heartbeat});
   auto alice = start_client(*net, client_host, server_host.address, server.port, "alice", setting.args);
   // Keepalive counts from the last segment received: the WELCOME, just before this.

@@ -1,3 +1,4 @@
+#include "tests/support/deadline.hpp"
 #include "tests/support/line_client.hpp"
 
 #include <poll.h>
@@ -9,10 +10,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-int millis_until(Clock::time_point deadline) {
-  const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()).count();
-  return left < 0 ? 0 : static_cast<int>(left);
-}
 
 }  // namespace
 

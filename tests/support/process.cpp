@@ -1,3 +1,4 @@
+#include "tests/support/deadline.hpp"
 #include "tests/support/process.hpp"
 
 #include <fcntl.h>
@@ -19,11 +20,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// Milliseconds left until `deadline` as poll(2) wants them, never negative.
-int millis_until(Clock::time_point deadline) {
-  const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()).count();
-  return left < 0 ? 0 : static_cast<int>(left);
-}
 
 void close_fd(int& fd) {
   if (fd >= 0) ::close(fd);
