@@ -12,6 +12,25 @@
 
 using namespace chat::test;
 
+namespace {
+
+// The room most tests here need: alice and bob on text mode (as with nc), carol on protocol
+// mode, everyone's join notices already read.
+struct ThreeInRoom {
+  TestServer server;
+  std::unique_ptr<chat::test::LineClient> alice = connect_text(server.port(), "alice");
+  std::unique_ptr<chat::test::LineClient> bob = connect_text(server.port(), "bob");
+  std::unique_ptr<chat::test::LineClient> carol = connect_and_join(server.port(), "carol");
+
+  ThreeInRoom() {
+    CHECK(next_text(*alice) == "*** bob joined (2 online)");
+    CHECK(next_text(*alice) == "*** carol joined (3 online)");
+    CHECK(next_text(*bob) == "*** carol joined (3 online)");
+  }
+};
+
+}  // namespace
+
 TEST_CASE("text mode: the first line is the nickname, welcome and online list", "[text]") {
   TestServer server;
   auto c = connect_client(server.port());
@@ -45,14 +64,7 @@ TEST_CASE("text mode: joins render with the room size", "[text]") {
   CHECK(next_line(*carol) == "JOIN bob");
 }
 
-TEST_CASE("text mode: a plain line is SAY, rendered <nick> text", "[text]") {
-  TestServer server;
-  auto alice = connect_text(server.port(), "alice");
-  auto bob = connect_text(server.port(), "bob");
-  auto carol = connect_and_join(server.port(), "carol");
-  CHECK(next_text(*alice) == "*** bob joined (2 online)");
-  CHECK(next_text(*alice) == "*** carol joined (3 online)");
-  CHECK(next_text(*bob) == "*** carol joined (3 online)");
+TEST_CASE_METHOD(ThreeInRoom, "text mode: a plain line is SAY, rendered <nick> text", "[text]") {
 
   REQUIRE(alice->send_line("hello"));
   CHECK(next_text(*alice) == "<alice> hello");  // the sender too
@@ -109,14 +121,7 @@ TEST_CASE("text mode: a private message to an unknown nick is an error", "[text]
   CHECK(next_text(*alice).starts_with("*** error (no-such-nick): zed"));
 }
 
-TEST_CASE("text mode: /nick renders is now known as", "[text]") {
-  TestServer server;
-  auto alice = connect_text(server.port(), "alice");
-  auto bob = connect_text(server.port(), "bob");
-  auto carol = connect_and_join(server.port(), "carol");
-  CHECK(next_text(*alice) == "*** bob joined (2 online)");
-  CHECK(next_text(*alice) == "*** carol joined (3 online)");
-  CHECK(next_text(*bob) == "*** carol joined (3 online)");
+TEST_CASE_METHOD(ThreeInRoom, "text mode: /nick renders is now known as", "[text]") {
 
   REQUIRE(alice->send_line("/nick alicia"));
   CHECK(next_text(*alice) == "*** alice is now known as alicia");
@@ -156,14 +161,7 @@ TEST_CASE("text mode: /help lists the commands", "[text]") {
   CHECK(next_text(*alice) == "<alice> after help");
 }
 
-TEST_CASE("text mode: /quit closes, the others see left (quit: reason)", "[text]") {
-  TestServer server;
-  auto alice = connect_text(server.port(), "alice");
-  auto bob = connect_text(server.port(), "bob");
-  auto carol = connect_and_join(server.port(), "carol");
-  CHECK(next_text(*alice) == "*** bob joined (2 online)");
-  CHECK(next_text(*alice) == "*** carol joined (3 online)");
-  CHECK(next_text(*bob) == "*** carol joined (3 online)");
+TEST_CASE_METHOD(ThreeInRoom, "text mode: /quit closes, the others see left (quit: reason)", "[text]") {
 
   REQUIRE(bob->send_line("/quit gone fishing"));
   const auto bye = next_text(*bob);
