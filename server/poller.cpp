@@ -135,7 +135,7 @@ void Poller::check_timers(Session& s) {
   using Clock = Session::Clock;
   const auto now = Clock::now();
   if (const auto ended_at = s.ended_at()) {
-    // A leaving client gets --goodbye-timeout to take its BYE; then the socket is shut down.
+    // A leaving client gets goodbye_timeout (2 s) to take its BYE; then the socket is shut down.
     if (!s.finished() && now - *ended_at > config_.goodbye_timeout) s.force_close();
     return;
   }

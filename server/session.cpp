@@ -106,6 +106,9 @@ std::optional<std::error_code> Session::confirm_gone(short revents) {
   std::lock_guard lock(mutex_);
   auto verdict = confirm_departure(fd_, revents);
   if (verdict && *verdict != asio::error::eof && !error_seen_by_poller_) error_seen_by_poller_ = *verdict;
+  // Once the error has been read, later sweeps see only the end of the stream: the kept error
+  // is still the truth.
+  if (verdict && *verdict == asio::error::eof && error_seen_by_poller_) verdict = error_seen_by_poller_;
   return verdict;
 }
 
