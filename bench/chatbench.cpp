@@ -1,27 +1,37 @@
-// chatbench: measures a real chatserver, which it starts itself on 127.0.0.1 with --port 0
-// (never any other address), and ends by pid when done. Every run is bounded in count and
-// time; chatbench stops by itself.
+// chatbench: measures chat servers. The detection modes start chatserver themselves on
+// 127.0.0.1 with --port 0 (never any other address) and end it by pid when done. The side-by-side
+// modes (fanout, join, scale) measure a running server given by --host/--port in any of four
+// protocols, or start their own chatserver when no port is given. Every run is bounded in count
+// and time; chatbench stops by itself.
 //
-// How to run (after `./chat.sh run` or any build of the project):
+// How to run (after `./chat.sh build` or any build of the project):
 //
-//   build/release/bench/chatbench detect              # detection latency per failure (~45 s)
-//   build/release/bench/chatbench detect --runs 10
-//   build/release/bench/chatbench shutdown            # SIGTERM with 1000 joined clients (~15 s)
-//   build/release/bench/chatbench shutdown --clients 200
-//   build/release/bench/chatbench load                # latency and throughput, 50 clients (~3 s)
-//   build/release/bench/chatbench load --clients 100 --messages 5000 --size 200
-//   build/release/bench/chatbench all                 # the three with their defaults (~1 min)
-//   build/release/bench/chatbench --json all > results.json
+//   build/release/bench/chatbench fanout --max                  # 100 clients, 10 senders x 1000 x 64 B
+//   build/release/bench/chatbench fanout --rate 100             # 100 msg/s per sender: latency
+//   build/release/bench/chatbench join --clients 2000           # a join storm
+//   build/release/bench/chatbench scale --clients 10000         # memory, threads, idle CPU, one round
+//   build/release/bench/chatbench fanout --max --protocol irc --port 6667 --server-pid 1234
+//   build/release/bench/chatbench detect                        # detection latency per failure (~45 s)
+//   build/release/bench/chatbench shutdown                      # SIGTERM with 1000 joined clients
+//   build/release/bench/chatbench all                           # detect, shutdown and fanout --max
+//   build/release/bench/chatbench --json fanout --max > results.json
+//   bench/compare.sh                                            # chatserver next to ngircd, ncat, Asio
 //
-// (Times measured on 2 CPUs. Most of `detect` is the one no-pong run with the server's default
-// 15 s + 10 s heartbeat; most of `shutdown` is joining: each JOIN goes to everyone already in.)
+// Options for every mode: --server PATH (the chatserver to start; default: the one built with
+// this chatbench), --json (stdout gets one JSON document; the tables go to stderr instead).
+// For fanout, join and scale: --protocol chat|line|irc|asio, --host H --port P (a running server;
+// without --port chatbench starts chatserver), --server-pid PID (its /proc figures: memory,
+// threads, CPU), --label NAME (for the report), --server-arg ARG (repeatable: an option for the
+// chatserver chatbench starts). Progress lines always go to stderr. Exit status: 0 when every
+// measurement completed as expected (right causes, every BYE, every delivery exactly once and in
+// order), 1 otherwise, 2 on a usage error.
 //
-// Options for every mode: --server PATH (default: the chatserver built with this chatbench),
-// --json (stdout gets one JSON document; the tables go to stderr instead). Progress lines
-// always go to stderr. Exit status: 0 when every measurement completed as expected (right
-// causes, every BYE, every delivery), 1 otherwise, 2 on a usage error.
-//
-// The modes (details in detect.hpp, shutdown.hpp, load.hpp):
+// The modes (details in fanout.hpp, join_storm.hpp, scale.hpp, detect.hpp, shutdown.hpp):
+//   fanout    deliveries per second and latency p50/p99/max, with a delivery checker (loss,
+//             duplicates, reordering, corruption, and chatserver's global order).
+//   join      N clients connect and join at once: time to the last join and to the end of the
+//             join chatter, refused and dropped clients, then a message round.
+//   scale     N clients: join time, server RSS and threads, idle CPU, a message round's latency.
 //   detect    time from an injected failure to the observer's `LEAVE victim <cause>`: quit,
 //             closed (victim process SIGKILLed), reset (RST), no-pong (victim process
 //             SIGSTOPped; server defaults once, then --ping-interval 1s --ping-timeout 1s),
@@ -29,13 +39,17 @@
 //             --send-timeout 1s). Victim processes are this executable, run as
 //             `chatbench victim` (an internal mode).
 //   shutdown  SIGTERM -> process exit, and -> every client has read `BYE shutdown`.
-//   load      delivery latency p50/p99/max across all receivers, and delivered lines/s.
+//
+// The side-by-side modes drive every client from one thread with one epoll set (swarm.hpp) and
+// report that thread's CPU, so a reader can tell when chatbench, not the server, was the limit.
 //
 // Threads: main thread; each chatserver started has a stderr drain thread (child_process.hpp).
 // SIGINT/SIGTERM stop the benchmark within 100 ms, ending the processes it started.
 #include "bench/child_process.hpp"
 #include "bench/detect.hpp"
-#include "bench/load.hpp"
+#include "bench/fanout.hpp"
+#include "bench/join_storm.hpp"
+#include "bench/scale.hpp"
 #include "bench/shutdown.hpp"
 #include "bench/victim.hpp"
 
@@ -58,25 +72,31 @@ using namespace chat::bench;
 struct Settings {
   std::string server = CHATSERVER_PATH;
   bool json = false;
+  std::string protocol = "chat";
+  TargetOptions target;
   DetectOptions detect;
   ShutdownOptions shutdown;
-  LoadOptions load;
+  FanoutOptions fanout;
+  JoinStormOptions join;
+  ScaleOptions scale;
 };
 
 int run(const std::string& mode, Settings& s) {
   // With --json, stdout is for the JSON document alone; the tables go to stderr.
   std::ostream& tables = s.json ? std::cerr : std::cout;
   std::ostream& progress = std::cerr;
-  s.detect.server_path = s.shutdown.server_path = s.load.server_path = s.server;
+  s.detect.server_path = s.shutdown.server_path = s.target.server_path = s.server;
   s.detect.self_path = self_path();
-  if (::access(s.server.c_str(), X_OK) != 0) {
+  s.target.protocol = *protocol_from(s.protocol);
+  const bool starts_server = mode == "detect" || mode == "shutdown" || mode == "all" || s.target.port == 0;
+  if (starts_server && ::access(s.server.c_str(), X_OK) != 0) {
     std::cerr << "chatbench: cannot run chatserver at " << s.server << " (use --server PATH)\n";
     return 2;
   }
 
   Json json;
   json.begin_object();
-  json.field("server", s.server);
+  json.field("server", s.target.port == 0 ? s.server : s.target.host + ":" + std::to_string(s.target.port));
   bool ok = true;
   if (mode == "detect" || mode == "all") {
     const auto rows = run_detect(s.detect, progress);
@@ -92,11 +112,25 @@ int run(const std::string& mode, Settings& s) {
     json_shutdown(result, json);
     ok = ok && result.ok();
   }
-  if (mode == "load" || mode == "all") {
-    const auto result = run_load(s.load, progress);
+  if (mode == "fanout" || mode == "all") {
+    const auto result = run_fanout(s.fanout, s.target, progress);
     tables << "\n";
-    print_load(result, tables);
-    json_load(result, json);
+    print_fanout(result, tables);
+    json_fanout(result, json);
+    ok = ok && result.ok();
+  }
+  if (mode == "join") {
+    const auto result = run_join_storm(s.join, s.target, progress);
+    tables << "\n";
+    print_join_storm(result, tables);
+    json_join_storm(result, json);
+    ok = ok && result.ok();
+  }
+  if (mode == "scale") {
+    const auto result = run_scale(s.scale, s.target, progress);
+    tables << "\n";
+    print_scale(result, tables);
+    json_scale(result, json);
     ok = ok && result.ok();
   }
   json.field("ok", ok);
@@ -105,17 +139,77 @@ int run(const std::string& mode, Settings& s) {
   return ok ? 0 : 1;
 }
 
+// The options every side-by-side mode shares.
+void add_size_option(CLI::App* mode, int& size) {
+  mode->add_option("--size", size, "Bytes of text per message")
+      ->capture_default_str()
+      ->check(CLI::Range(static_cast<int>(min_payload_size), static_cast<int>(max_payload_size)));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   Settings s;
-  CLI::App app{"chatbench: measures chatserver (started here on 127.0.0.1, port 0): detection latency per "
-               "failure, shutdown time, message latency and throughput.",
+  CLI::App app{"chatbench: measures chat servers: delivery rate and latency, join storms and scale side by side "
+               "(this project's chatserver, ncat --chat, ngircd, the Asio chat example), and chatserver's "
+               "detection latency per failure and shutdown time.",
                "chatbench"};
   app.fallthrough();
   app.require_subcommand(1);
-  app.add_option("--server", s.server, "chatserver to run")->capture_default_str();
+  app.add_option("--server", s.server, "chatserver to start")->capture_default_str();
   app.add_flag("--json", s.json, "Print the results as one JSON document on stdout (tables go to stderr)");
+  app.add_option("--protocol", s.protocol, "fanout/join/scale: chat, line (ncat --chat), irc (ngircd) or asio")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"chat", "line", "irc", "asio"}));
+  app.add_option("--host", s.target.host, "fanout/join/scale: the server's address (numeric)")->capture_default_str();
+  app.add_option("--port", s.target.port, "fanout/join/scale: a running server's port; none: start chatserver")
+      ->check(CLI::Range(1, 65535));
+  app.add_option("--server-pid", s.target.pid, "fanout/join/scale: the running server's pid, for /proc figures")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--label", s.target.label, "fanout/join/scale: the server's name in the report");
+  app.add_option("--server-arg", s.target.server_args, "fanout/join/scale: an option for the chatserver started here")
+      ->allow_extra_args(false);
+
+  auto* fanout = app.add_subcommand("fanout", "N clients in one room, S senders: deliveries/s, latency, checked");
+  fanout->add_option("--clients", s.fanout.clients, "Clients in the room")->capture_default_str()->check(CLI::Range(2, 20'000));
+  fanout->add_option("--senders", s.fanout.senders, "Clients that send")->capture_default_str()->check(CLI::Range(1, 1000));
+  add_size_option(fanout, s.fanout.size);
+  auto* rate = fanout->add_option("--rate", s.fanout.rate, "Messages per second per sender")->check(CLI::Range(0.1, 1e6));
+  bool max = false;
+  auto* max_flag = fanout->add_flag("--max", max, "Send as fast as the server takes them");
+  rate->excludes(max_flag);
+  auto* msgs = fanout->add_option("--msgs", s.fanout.msgs, "Messages per sender")->capture_default_str()->check(CLI::Range(1, 1'000'000));
+  auto* duration = fanout->add_option("--duration", s.fanout.duration, "Seconds of sending, instead of --msgs")
+                       ->check(CLI::Range(0.1, 3600.0));
+  duration->excludes(msgs);
+  fanout->add_option("--window", s.fanout.window, "With --max: messages per sender not yet delivered to all (0: no limit)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1'000'000));
+
+  auto* join = app.add_subcommand("join", "N clients connect and join at once: time, refusals, drops, then a round");
+  join->add_option("--clients", s.join.clients, "Clients")->capture_default_str()->check(CLI::Range(1, 20'000));
+  join->add_option("--round-senders", s.join.round_senders, "Members that send one message after the storm")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000));
+  add_size_option(join, s.join.size);
+  join->add_option("--patience", s.join.patience, "Seconds before the storm counts as timed out")
+      ->capture_default_str()
+      ->check(CLI::Range(1.0, 3600.0));
+
+  auto* scale = app.add_subcommand("scale", "N clients: join time, server memory and threads, idle CPU, one round");
+  scale->add_option("--clients", s.scale.clients, "Clients")->capture_default_str()->check(CLI::Range(1, 30'000));
+  scale->add_option("--in-progress", s.scale.in_progress, "Connections being set up at once")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 30'000));
+  scale->add_option("--rate", s.scale.rate, "Messages per second in the chat phase, all senders together")
+      ->capture_default_str()
+      ->check(CLI::Range(0.1, 10'000.0));
+  scale->add_option("--duration", s.scale.duration, "Seconds of chat")->capture_default_str()->check(CLI::Range(0.0, 3600.0));
+  scale->add_option("--idle", s.scale.idle, "Seconds of silence for the idle CPU")->capture_default_str()->check(CLI::Range(0.0, 3600.0));
+  add_size_option(scale, s.scale.size);
+  scale->add_option("--patience", s.scale.patience, "Seconds for everybody to join")
+      ->capture_default_str()
+      ->check(CLI::Range(1.0, 3600.0));
 
   auto* detect = app.add_subcommand("detect", "Detection latency per failure, each run a fresh scenario");
   detect->add_option("--runs", s.detect.runs, "Runs per case (no-pong with the 15s/10s defaults runs once)")
@@ -127,23 +221,7 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(1, 10'000));
 
-  auto* load = app.add_subcommand("load", "Delivery latency (p50/p99/max) and throughput with N clients");
-  load->add_option("--clients", s.load.clients, "Joined clients")->capture_default_str()->check(CLI::Range(1, 2'000));
-  load->add_option("--messages", s.load.messages, "Messages per phase")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 100'000));
-  load->add_option("--size", s.load.size, "Bytes of text per message")
-      ->capture_default_str()
-      ->check(CLI::Range(40, 4000));
-  load->add_option("--senders", s.load.senders, "Clients that send")->capture_default_str()->check(CLI::Range(1, 100));
-  load->add_option("--rate", s.load.rate, "Messages per second in the paced phase")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 1'000'000));
-  load->add_option("--window", s.load.window, "Messages in flight in the flood phase")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 100'000));
-
-  app.add_subcommand("all", "detect, shutdown and load with their defaults");
+  app.add_subcommand("all", "detect, shutdown and fanout --max with their defaults");
 
   // Internal: the victim process of the detect cases.
   int victim_port = 0;
@@ -157,6 +235,14 @@ int main(int argc, char** argv) {
 
   try {
     app.parse(argc, argv);
+    if (fanout->parsed() && !max && s.fanout.rate <= 0) throw CLI::ValidationError("fanout", "give --rate R or --max");
+    if (fanout->parsed() && s.fanout.senders > s.fanout.clients) {
+      throw CLI::ValidationError("--senders", "cannot exceed --clients");
+    }
+    if (fanout->parsed() && s.fanout.duration == 0 &&
+        static_cast<long long>(s.fanout.clients) * s.fanout.senders * s.fanout.msgs > 200'000'000) {
+      throw CLI::ValidationError("fanout", "--clients x --senders x --msgs must stay within 200,000,000 deliveries");
+    }
   } catch (const CLI::ParseError& e) {
     const int code = app.exit(e);
     return code == 0 ? 0 : 2;
@@ -164,10 +250,7 @@ int main(int argc, char** argv) {
   if (victim->parsed()) {
     return run_victim(static_cast<std::uint16_t>(victim_port), victim_nick, std::chrono::seconds(victim_lifetime_s));
   }
-  if (load->parsed() && static_cast<long long>(s.load.clients) * s.load.messages > 5'000'000) {
-    std::cerr << "chatbench: --clients x --messages must stay within 5,000,000 deliveries per phase\n";
-    return 2;
-  }
+  if (max) s.fanout.rate = 0;
 
   install_interrupt_handlers();
   const std::string mode = app.get_subcommands().front()->get_name();

@@ -1,0 +1,64 @@
+// `chatbench fanout`: N clients join one room; S of them send M messages each (or for a
+// duration), paced at R messages per second per sender or as fast as the server takes them.
+// Reports deliveries per second (to clients other than the sender), delivery latency p50 / p99
+// / max, and what the checker found: every receiver must get every message exactly once, in
+// each sender's order, intact, and from chatserver in the same global order as everyone else.
+// Any failure is printed and makes chatbench exit 1.
+//
+// Threads: main thread only (one Swarm).
+#pragma once
+
+#include "bench/checker.hpp"
+#include "bench/report.hpp"
+#include "bench/target.hpp"
+#include "bench/traffic.hpp"
+
+#include <optional>
+#include <ostream>
+#include <string>
+
+namespace chat::bench {
+
+struct FanoutOptions {
+  int clients = 100;
+  int senders = 10;
+  int size = 64;          // payload bytes
+  double rate = 0;        // messages per second per sender; 0: as fast as possible (--max)
+  int msgs = 1000;        // per sender, unless duration > 0
+  double duration = 0;    // seconds of sending instead of a count
+  int window = 0;         // --max: messages per sender not yet delivered to everyone; 0: no limit
+};
+
+struct FanoutResult {
+  FanoutOptions options;
+  std::string label;
+  Protocol protocol = Protocol::chat;
+  std::string endpoint;
+  JoinOutcome join;
+  DeliveryChecker::Report check;
+  std::uint64_t sent = 0;
+  std::uint64_t stale = 0;
+  double seconds = 0;          // first send -> last delivery
+  double deliveries_per_second = 0;
+  double p50_ms = 0, p99_ms = 0, max_ms = 0;
+  double generator_cpu = 0;    // percent of one core, over the sending and draining
+  std::optional<double> server_cpu;
+  std::optional<ProcSample> server_after;
+  std::string stats_before, stats_after;  // chatserver's STATS lines
+  std::size_t ended_during_run = 0;
+  std::string ended_reasons;
+  std::string error;
+  bool ok() const;
+  bool generator_bound() const { return generator_cpu >= 90; }
+};
+
+FanoutResult run_fanout(const FanoutOptions& options, const TargetOptions& target, std::ostream& progress);
+void print_fanout(const FanoutResult& result, std::ostream& out);
+void json_fanout(const FanoutResult& result, Json& json);
+
+// Shared by the side-by-side reports.
+void print_check(const DeliveryChecker::Report& check, std::ostream& out, std::size_t receivers);
+void json_check(const DeliveryChecker::Report& check, Json& json);
+void json_sample(std::string_view key, const std::optional<ProcSample>& sample, Json& json);
+
+}  // namespace chat::bench

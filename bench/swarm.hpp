@@ -1,0 +1,141 @@
+// Swarm: chatbench's load generator for the side-by-side modes. Many client connections, one
+// thread, one epoll set: non-blocking connects, the dialect's handshake (wire.hpp), PING
+// answers in every dialect, and every received frame handed to the mode that runs it.
+//
+// Why one thread: a load generator that needs as many cores as the server it measures cannot
+// tell the server's limit from its own. The swarm reports its thread's CPU time (cpu_seconds())
+// so every report can say when chatbench, not the server, was the bottleneck.
+//
+// Threads: not thread safe. One thread (chatbench's main thread) creates it, runs it and
+// destroys it; on_frame and on_end run on that thread, inside run_once().
+//
+// Memory: a client holds at most one partial incoming frame (bounded by max_frame) and the
+// output its mode queued (the modes keep that under a low-water mark).
+#pragma once
+
+#include "bench/deadline.hpp"
+#include "bench/wire.hpp"
+
+#include <netinet/in.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace chat::bench {
+
+struct SwarmOptions {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 0;
+  Protocol protocol = Protocol::chat;
+  std::string nick_prefix = "b";  // client i is "b<i>" where the dialect has nicknames
+  // Connections in progress (connecting, or connected and not yet in the room) at any moment;
+  // 0: no limit, every client starts at once (a join storm).
+  std::size_t max_in_progress = 0;
+  std::size_t max_frame = 1 << 20;  // a longer frame ends that client ("line over 1 MiB")
+};
+
+class Swarm {
+ public:
+  enum class State { waiting, connecting, handshake, joined, ended };
+
+  struct Client {
+    int fd = -1;
+    State state = State::waiting;
+    std::string in;            // an incomplete frame carried over to the next read
+    std::string out;
+    std::size_t out_pos = 0;   // out[out_pos..] is not yet written
+    bool watching_out = false; // EPOLLOUT registered
+    bool welcomed = false;
+    std::size_t roster = 0;    // members named on joining, self included
+    std::uint64_t chatter = 0; // members who joined after this client did
+    std::uint64_t left_seen = 0;
+    bool was_joined = false;
+    Clock::time_point started{};
+    Clock::time_point joined_at{};
+    std::string end_reason;    // why it ended: the server's BYE / ERROR line, or what the socket said
+  };
+
+  // Resolves the address (a numeric IPv4 or IPv6 address). Throws std::runtime_error.
+  explicit Swarm(SwarmOptions options);
+  ~Swarm();  // closes every connection
+  Swarm(const Swarm&) = delete;
+  Swarm& operator=(const Swarm&) = delete;
+
+  const SwarmOptions& options() const { return options_; }
+  const Dialect& dialect() const { return dialect_; }
+
+  // Adds `n` clients; they start connecting in run_once() (all at once, or max_in_progress at a
+  // time). Raises the process's RLIMIT_NOFILE first if needed; throws std::runtime_error when
+  // the limit cannot fit them.
+  void add_clients(std::size_t n);
+  std::size_t size() const { return clients_.size(); }
+  const Client& client(std::size_t i) const { return clients_[i]; }
+  std::string nick(std::size_t i) const;
+
+  // Called for every message and stats frame (the views are valid during the call only), with
+  // the time the bytes were read.
+  std::function<void(std::size_t client, const Seen& seen, Clock::time_point now)> on_frame;
+  // Called once when a client's connection ends for any reason.
+  std::function<void(std::size_t client)> on_end;
+
+  // Waits for events until `deadline` (at most poll_slice), handles all that came. Throws
+  // Interrupted.
+  void run_once(Clock::time_point deadline);
+  // run_once() until `done()` or `deadline`; true if done.
+  bool run_until(const std::function<bool()>& done, Clock::time_point deadline);
+
+  // Queues bytes for client `i` and writes what the socket takes now. Ignored once it ended.
+  void send(std::size_t i, std::string_view bytes);
+  // The client's output buffer, to encode into directly; then call flush(i).
+  std::string& out(std::size_t i) { return clients_[i].out; }
+  std::size_t pending(std::size_t i) const { return clients_[i].out.size() - clients_[i].out_pos; }
+  void flush(std::size_t i);
+  // Closes one client (it counts as ended, reason "closed by chatbench").
+  void close(std::size_t i);
+
+  std::size_t joined() const { return joined_; }           // in the room now
+  std::size_t ever_joined() const { return ever_joined_; }  // in the room at some point
+  std::size_t ended() const { return ended_; }
+  std::size_t refused() const { return refused_; }          // ended before joining
+  std::size_t dropped() const { return dropped_; }          // ended after joining
+  // Clients not yet in the room that have not ended either.
+  std::size_t in_progress() const { return connecting_; }
+  // The last time a client became joined.
+  Clock::time_point last_join() const { return last_join_; }
+  // The last time any client saw another member join (the join chatter).
+  Clock::time_point last_chatter() const { return last_chatter_; }
+
+  // This thread's CPU time (user + system) so far, in seconds.
+  static double cpu_seconds();
+
+ private:
+  void start_connects();
+  void on_connected(std::size_t i);
+  void on_readable(std::size_t i);
+  void handle_frame(std::size_t i, std::string_view frame, Clock::time_point now);
+  void end(std::size_t i, std::string reason);
+  void set_joined(std::size_t i, Clock::time_point now);
+  void watch_out(std::size_t i, bool on);
+
+  SwarmOptions options_;
+  const Dialect& dialect_;
+  sockaddr_storage address_{};
+  socklen_t address_size_ = 0;
+  int epoll_fd_ = -1;
+  std::vector<Client> clients_;
+  std::size_t next_to_start_ = 0;
+  std::size_t connecting_ = 0;  // started, not joined, not ended
+  std::size_t joined_ = 0;
+  std::size_t ever_joined_ = 0;
+  std::size_t ended_ = 0;
+  std::size_t refused_ = 0;
+  std::size_t dropped_ = 0;
+  Clock::time_point last_join_{};
+  Clock::time_point last_chatter_{};
+  std::vector<char> scratch_;  // the receive buffer shared by every client
+};
+
+}  // namespace chat::bench

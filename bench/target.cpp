@@ -1,0 +1,44 @@
+#include "bench/target.hpp"
+
+#include <algorithm>
+#include <stdexcept>
+
+namespace chat::bench {
+
+Target::Target(const TargetOptions& options, std::size_t clients)
+    : host_(options.host), port_(static_cast<std::uint16_t>(options.port)), pid_(options.pid), label_(options.label) {
+  if (options.port == 0) {
+    if (options.protocol != Protocol::chat) {
+      throw std::runtime_error("--protocol " + std::string(to_string(options.protocol)) +
+                               " needs --port of a running server (chatbench starts only chatserver)");
+    }
+    if (host_ != "127.0.0.1") throw std::runtime_error("--host needs --port: chatbench starts chatserver on 127.0.0.1");
+    std::vector<std::string> args{"--log-level", "warn", "--max-clients",
+                                  std::to_string(std::max<std::size_t>(clients + 100, 1000))};
+    args.insert(args.end(), options.server_args.begin(), options.server_args.end());
+    server_ = std::make_unique<ServerProcess>(options.server_path, args);
+    port_ = server_->port();
+    pid_ = server_->pid();
+    if (label_.empty()) label_ = "chatserver";
+  } else if (label_.empty()) {
+    label_ = std::string(to_string(options.protocol)) + " server at " + host_ + ":" + std::to_string(port_);
+  }
+}
+
+Target::~Target() = default;  // ServerProcess kills what it started
+
+std::optional<ProcSample> Target::sample() const { return sample_process(pid_); }
+
+std::string Target::stop() {
+  if (!server_ || stopped_) return {};
+  stopped_ = true;
+  const int code = server_->stop();
+  if (code == 0) return {};
+  return "chatserver exited with status " + std::to_string(code);
+}
+
+std::vector<std::string> Target::stderr_tail() const {
+  return server_ ? server_->stderr_tail() : std::vector<std::string>{};
+}
+
+}  // namespace chat::bench

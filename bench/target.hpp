@@ -1,0 +1,59 @@
+// The server a side-by-side mode measures: a running one (--host/--port, any protocol, with
+// --server-pid for the figures /proc gives), or a chatserver that chatbench starts itself on
+// 127.0.0.1 port 0 when no port is given.
+//
+// Threads: one thread creates, uses and destroys it (chatbench's main thread).
+#pragma once
+
+#include "bench/child_process.hpp"
+#include "bench/proc_stats.hpp"
+#include "bench/wire.hpp"
+
+#include <memory>
+#include <optional>
+#include <ostream>
+#include <string>
+#include <vector>
+
+namespace chat::bench {
+
+struct TargetOptions {
+  std::string host = "127.0.0.1";
+  int port = 0;                           // 0: start a chatserver here
+  int pid = 0;                            // a running server's pid, for /proc (0: unknown)
+  Protocol protocol = Protocol::chat;
+  std::string label;                      // the name in reports; default: chatserver / host:port
+  std::string server_path;                // the chatserver to start
+  std::vector<std::string> server_args;   // extra options for it (--server-arg, repeatable)
+};
+
+class Target {
+ public:
+  // Starts chatserver when options.port is 0, sized for `clients` connections. Throws
+  // std::runtime_error when the options make no sense (a port-less non-chat protocol) or the
+  // server does not start.
+  Target(const TargetOptions& options, std::size_t clients);
+  ~Target();
+
+  const std::string& host() const { return host_; }
+  std::uint16_t port() const { return port_; }
+  const std::string& label() const { return label_; }
+  bool started_here() const { return server_ != nullptr; }
+  // The server's /proc figures now; nullopt when its pid is unknown or it is gone.
+  std::optional<ProcSample> sample() const;
+  // A server started here: SIGTERM, and its exit code (or a description of what went wrong);
+  // empty when all is well or the server is not ours. Idempotent.
+  std::string stop();
+  // The last lines a server started here wrote to stderr.
+  std::vector<std::string> stderr_tail() const;
+
+ private:
+  std::string host_;
+  std::uint16_t port_ = 0;
+  int pid_ = 0;
+  std::string label_;
+  std::unique_ptr<ServerProcess> server_;
+  bool stopped_ = false;
+};
+
+}  // namespace chat::bench

@@ -1,0 +1,193 @@
+#include "bench/traffic.hpp"
+
+#include <algorithm>
+#include <random>
+#include <sstream>
+
+namespace chat::bench {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr auto chatter_quiet = 3s;  // no announcement for this long: the chatter is over
+constexpr auto progress_every = 5s;
+
+}  // namespace
+
+JoinOutcome join_all(Swarm& swarm, Clock::time_point deadline, std::ostream& progress) {
+  const auto start = Clock::now();
+  const bool announces = swarm.options().protocol != Protocol::asio;
+  JoinOutcome out;
+  out.clients = swarm.size();
+  // A member expects to hear of every client that joined after it: all who ever joined, less
+  // those named in its roster (itself included). Servers without a roster (ncat) name nobody,
+  // so there only the quiet period ends the wait.
+  auto expected = [&] {
+    std::uint64_t total = 0;
+    for (std::size_t i = 0; i < swarm.size(); ++i) {
+      const auto& c = swarm.client(i);
+      if (c.state != Swarm::State::joined || c.roster == 0) continue;
+      total += swarm.ever_joined() > c.roster ? swarm.ever_joined() - c.roster : 0;
+    }
+    return total;
+  };
+  auto seen = [&] {
+    std::uint64_t total = 0;
+    for (std::size_t i = 0; i < swarm.size(); ++i) total += swarm.client(i).chatter;
+    return total;
+  };
+  auto next_progress = start + progress_every;
+  while (true) {
+    const auto now = Clock::now();
+    const bool resolved = swarm.joined() + swarm.ended() == swarm.size();
+    if (resolved) {
+      if (!announces) break;
+      const auto last = std::max(swarm.last_chatter(), swarm.last_join());
+      if (seen() >= expected() && swarm.options().protocol != Protocol::line) break;
+      if (now - last >= chatter_quiet) break;
+    }
+    if (now >= deadline) {
+      out.timed_out = true;
+      break;
+    }
+    if (now >= next_progress) {
+      progress << "  ... " << swarm.joined() << " of " << swarm.size() << " in the room, " << swarm.ended()
+               << " ended, after " << std::chrono::duration_cast<std::chrono::seconds>(now - start).count() << " s\n";
+      next_progress = now + progress_every;
+    }
+    swarm.run_once(std::min(deadline, now + 100ms));
+  }
+  out.joined = swarm.joined();
+  out.refused = swarm.refused();
+  out.dropped = swarm.dropped();
+  out.chatter_seen = seen();
+  out.chatter_expected = expected();
+  if (swarm.ever_joined() > 0) out.last_join_ms = millis_between(start, swarm.last_join());
+  out.chatter_end_ms = std::max(out.last_join_ms, swarm.last_chatter() > start
+                                                      ? millis_between(start, swarm.last_chatter())
+                                                      : 0.0);
+  for (std::size_t i = 0; i < swarm.size(); ++i) {
+    const auto& c = swarm.client(i);
+    if (c.state == Swarm::State::ended) ++out.reasons[c.end_reason];
+  }
+  return out;
+}
+
+std::string describe_reasons(const std::map<std::string, std::size_t>& reasons, std::size_t max) {
+  std::vector<std::pair<std::size_t, std::string>> sorted;
+  for (const auto& [reason, n] : reasons) sorted.emplace_back(n, reason);
+  std::sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  std::string out;
+  for (std::size_t k = 0; k < sorted.size() && k < max; ++k) {
+    if (!out.empty()) out += "; ";
+    out += std::to_string(sorted[k].first) + " x " + sorted[k].second;
+  }
+  if (sorted.size() > max) out += "; ...";
+  return out;
+}
+
+Traffic::Traffic(Swarm& swarm, std::size_t size)
+    : swarm_(swarm), size_(size), tag_(std::random_device{}() & 0xffffffu), base_(Clock::now()) {
+  swarm_.on_frame = [this](std::size_t client, const Seen& seen, Clock::time_point now) { on_frame(client, seen, now); };
+}
+
+void Traffic::begin(std::vector<std::size_t> sender_clients, bool global_order) {
+  sender_of_client_.assign(swarm_.size(), 0);
+  for (std::size_t k = 0; k < sender_clients.size(); ++k) sender_of_client_[sender_clients[k]] = k + 1;
+  checker_ = std::make_unique<DeliveryChecker>(swarm_.size(), std::move(sender_clients), swarm_.dialect().echoes(),
+                                               global_order);
+  latency_ = LatencyHistogram{};
+  to_others_ = 0;
+  first_send_ = {};
+  last_delivery_ = {};
+}
+
+void Traffic::queue_message(std::size_t sender) {
+  const auto client = checker_->sender_client(sender);
+  const auto now = Clock::now();
+  if (first_send_ == Clock::time_point{}) first_send_ = now;
+  Payload p;
+  p.tag = tag_;
+  p.sender = static_cast<std::uint32_t>(sender);
+  p.seq = static_cast<std::uint32_t>(checker_->sent_by(sender));
+  p.sent_us = now_us(now);
+  scratch_.clear();
+  encode_payload(scratch_, p, size_);
+  swarm_.dialect().encode_message(swarm_.out(client), scratch_);
+  checker_->sent(sender);
+}
+
+void Traffic::send_message(std::size_t sender) {
+  queue_message(sender);
+  swarm_.flush(checker_->sender_client(sender));
+}
+
+void Traffic::on_frame(std::size_t client, const Seen& seen, Clock::time_point now) {
+  if (seen.kind == Seen::Kind::stats) {
+    if (want_stats_) stats_ = std::string(seen.text);
+    return;
+  }
+  if (seen.kind == Seen::Kind::error) {
+    if (want_stats_ && seen.text.find("STATS") != std::string_view::npos) {
+      stats_ = "(no STATS: " + std::string(seen.text) + ")";
+    } else {
+      ++errors_;
+      if (errors_ <= 3) error_lines_.emplace_back(seen.text);
+    }
+    return;
+  }
+  if (!checker_) return;  // before the first batch (the Asio example replays old messages)
+  Payload p;
+  switch (decode_payload(seen.payload, tag_, p)) {
+    case PayloadCheck::stale: ++stale_; return;
+    case PayloadCheck::corrupt: checker_->corrupt(client, std::string(seen.text)); return;
+    case PayloadCheck::ok: break;
+  }
+  if (p.sender >= checker_->senders()) {
+    checker_->corrupt(client, std::string(seen.text));
+    return;
+  }
+  if (swarm_.dialect().names_senders() && seen.from != swarm_.nick(checker_->sender_client(p.sender))) {
+    checker_->corrupt(client, "attributed to " + std::string(seen.from) + ": " + std::string(seen.text));
+    return;
+  }
+  if (!checker_->delivered(client, p.sender, p.seq)) return;
+  if (client != checker_->sender_client(p.sender)) {
+    const auto at = now_us(now);
+    latency_.add(at > p.sent_us ? at - p.sent_us : 0);
+    ++to_others_;
+  }
+  last_delivery_ = now;
+}
+
+std::string Traffic::fetch_stats(std::size_t i, Clock::time_point deadline) {
+  const auto request = swarm_.dialect().stats_request();
+  if (request.empty() || swarm_.client(i).state != Swarm::State::joined) return {};
+  stats_.clear();
+  want_stats_ = true;
+  swarm_.send(i, request);
+  swarm_.run_until([&] { return !stats_.empty() || swarm_.client(i).state == Swarm::State::ended; }, deadline);
+  want_stats_ = false;
+  return stats_.starts_with("STATS") ? stats_ : std::string();
+}
+
+std::string Traffic::problems() const {
+  if (errors_ == 0) return {};
+  std::string out = "the server refused " + std::to_string(errors_) + " lines:";
+  for (const auto& line : error_lines_) out += " \"" + line + "\"";
+  return out;
+}
+
+std::map<std::string, std::string> parse_stats(const std::string& line) {
+  std::map<std::string, std::string> out;
+  std::istringstream words(line);
+  std::string word;
+  words >> word;  // STATS
+  while (words >> word) {
+    const auto eq = word.find('=');
+    if (eq != std::string::npos) out[word.substr(0, eq)] = word.substr(eq + 1);
+  }
+  return out;
+}
+
+}  // namespace chat::bench

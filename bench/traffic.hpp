@@ -1,0 +1,101 @@
+// What every side-by-side mode (fanout, join, scale) does with a Swarm: join everybody and
+// wait until the join chatter is over, send benchmark messages (wire.hpp's payload), and feed
+// every message that arrives to a DeliveryChecker and a latency histogram.
+//
+// Latency is the time from a message's send time (in its payload) to the moment its receiver's
+// bytes were read, for deliveries to clients other than the sender only, so servers that echo
+// and servers that do not compare fairly.
+//
+// Threads: not thread safe; chatbench's main thread, with the Swarm it drives.
+#pragma once
+
+#include "bench/checker.hpp"
+#include "bench/swarm.hpp"
+
+#include <map>
+#include <memory>
+#include <ostream>
+#include <string>
+#include <vector>
+
+namespace chat::bench {
+
+// How the room filled up.
+struct JoinOutcome {
+  std::size_t clients = 0;
+  std::size_t joined = 0;           // in the room at the end
+  std::size_t refused = 0;          // ended before joining
+  std::size_t dropped = 0;          // ended after joining
+  double last_join_ms = 0;          // from the first connect to the last client in the room
+  double chatter_end_ms = 0;        // ... to the last announcement of a newcomer anyone read
+  std::uint64_t chatter_seen = 0;   // announcements of newcomers read, all clients together
+  std::uint64_t chatter_expected = 0;
+  bool timed_out = false;
+  std::map<std::string, std::size_t> reasons;  // why clients ended, with how many
+  bool complete() const { return !timed_out && refused == 0 && dropped == 0 && chatter_seen >= chatter_expected; }
+};
+
+// Runs `swarm` until every client is in the room (or ended) and every member has read the
+// announcement of every member who joined after it (where the dialect announces joins), or
+// until `deadline`. Progress lines go to `progress` every few seconds.
+JoinOutcome join_all(Swarm& swarm, Clock::time_point deadline, std::ostream& progress);
+// "421 x connection closed by the server; 3 x BYE server-full": the most common reasons first.
+std::string describe_reasons(const std::map<std::string, std::size_t>& reasons, std::size_t max = 4);
+
+class Traffic {
+ public:
+  // Installs itself as `swarm`'s frame handler; messages carry `size` bytes of payload.
+  Traffic(Swarm& swarm, std::size_t size);
+
+  // Starts a new batch: the clients that will send, and whether to check the global order.
+  // Every client of the swarm is a receiver.
+  void begin(std::vector<std::size_t> sender_clients, bool global_order);
+  DeliveryChecker& checker() { return *checker_; }
+  const LatencyHistogram& latency() const { return latency_; }
+
+  // Encodes sender k's next message into its client's output buffer; call Swarm::flush.
+  void queue_message(std::size_t sender);
+  void send_message(std::size_t sender);  // queue_message + flush
+
+  std::uint64_t stale() const { return stale_; }               // from an earlier run (ignored)
+  // ERROR lines the server sent to joined clients (a benchmark client sends nothing wrong).
+  std::uint64_t errors() const { return errors_; }
+  const std::vector<std::string>& error_lines() const { return error_lines_; }
+  // "the server refused 3 lines: ..." or empty.
+  std::string problems() const;
+  std::uint64_t to_others() const { return to_others_; }       // deliveries counted for latency
+  Clock::time_point first_send() const { return first_send_; }
+  Clock::time_point last_delivery() const { return last_delivery_; }
+
+  // Asks client `i` for chatserver's STATS and waits for the answer (until `deadline`); empty
+  // if the dialect has none or none came.
+  std::string fetch_stats(std::size_t i, Clock::time_point deadline);
+
+ private:
+  void on_frame(std::size_t client, const Seen& seen, Clock::time_point now);
+  std::uint64_t now_us(Clock::time_point t) const {
+    return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(t - base_).count());
+  }
+
+  Swarm& swarm_;
+  std::size_t size_;
+  std::uint32_t tag_;
+  Clock::time_point base_;
+  std::unique_ptr<DeliveryChecker> checker_;
+  LatencyHistogram latency_;
+  std::vector<std::size_t> sender_of_client_;  // client -> sender index + 1 (0: not a sender)
+  std::uint64_t stale_ = 0;
+  std::uint64_t errors_ = 0;
+  std::vector<std::string> error_lines_;  // the first few
+  std::uint64_t to_others_ = 0;
+  Clock::time_point first_send_{};
+  Clock::time_point last_delivery_{};
+  std::string stats_;
+  bool want_stats_ = false;
+  std::string scratch_;
+};
+
+// "k=v k=v" of a STATS line into a map (the "STATS" word skipped).
+std::map<std::string, std::string> parse_stats(const std::string& line);
+
+}  // namespace chat::bench
