@@ -1,5 +1,7 @@
 #include "common/log.hpp"
 
+#include "common/thread.hpp"
+
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -39,7 +41,10 @@ void set_log_level(LogLevel level) { g_level.store(static_cast<int>(level), std:
 
 bool log_enabled(LogLevel level) { return static_cast<int>(level) <= g_level.load(std::memory_order_relaxed); }
 
-void set_thread_role(std::string role) { t_role = std::move(role); }
+void set_thread_role(std::string role) {
+  name_current_thread(role);  // the same name for top -H, ps -L and gdb
+  t_role = std::move(role);
+}
 
 const std::string& thread_role() { return t_role; }
 

@@ -18,7 +18,8 @@ bool parse_log_level(std::string_view text, LogLevel& out);
 void set_log_level(LogLevel level);
 bool log_enabled(LogLevel level);
 
-// The calling thread's tag, e.g. "listener", "reader alice". Thread-local.
+// The calling thread's tag, e.g. "listener", "reader alice". Thread-local; also the thread's
+// name for the kernel (name_current_thread), cut to 15 bytes there.
 void set_thread_role(std::string role);
 const std::string& thread_role();
 

@@ -86,6 +86,7 @@ ParseResult parse_protocol_line(std::string_view line) {
   if (iequals(verb, "PONG")) return Command{Verb::pong, std::string(rest), {}};
   if (iequals(verb, "QUIT")) return Command{Verb::quit, {}, std::string(rest)};
   if (iequals(verb, "HELP")) return Command{Verb::help, {}, {}};
+  if (iequals(verb, "STATS")) return Command{Verb::stats, {}, {}};
   return refuse(ErrorCode::unknown_command, std::string(verb.empty() ? "(empty line)" : verb));
 }
 
@@ -125,6 +126,7 @@ std::string format_command(const Command& cmd) {
     case Verb::pong: return join("PONG", cmd.arg);
     case Verb::quit: return join("QUIT", cmd.text);
     case Verb::help: return "HELP";
+    case Verb::stats: return "STATS";
   }
   return {};
 }

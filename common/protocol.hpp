@@ -14,12 +14,12 @@ inline constexpr std::string_view protocol_greeting_prefix = "#";
 
 // ---- client to server -------------------------------------------------------------------
 
-enum class Verb { hello, say, me, priv, nick, who, ping, pong, quit, help };
+enum class Verb { hello, say, me, priv, nick, who, ping, pong, quit, help, stats };
 
 // One request from a client. Which fields are used depends on the verb:
 //   hello, nick: arg = the nickname      say, me: text
 //   priv: arg = recipient, text          ping, pong: arg = token
-//   quit: text = reason (may be empty)   who, help: nothing
+//   quit: text = reason (may be empty)   who, help, stats: nothing
 struct Command {
   Verb verb;
   std::string arg;

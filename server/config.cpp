@@ -59,6 +59,12 @@ std::variant<ServerConfig, int> parse_server_args(int argc, const char* const* a
       ->check(CLI::IsMember({"error", "warn", "info", "debug"}));
 
   add_duration(app, "--poll-interval", c.poll_interval, "How often the poller checks every socket", "100ms");
+  std::string probe = "poll";
+  app.add_option("--probe", probe,
+                 "How the poller checks every socket: poll (one poll(2) over all) or epoll (the same check, "
+                 "cheaper with thousands of clients)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"poll", "epoll"}));
   std::string keepalive = format_keepalive(c.keepalive);
   app.add_option("--keepalive", keepalive,
                  "TCP keepalive IDLE,INTERVAL,COUNT, or 'off' (also sets TCP_USER_TIMEOUT to their budget)")
@@ -68,6 +74,9 @@ std::variant<ServerConfig, int> parse_server_args(int argc, const char* const* a
   add_duration(app, "--ping-timeout", c.ping_timeout, "No line this long after a PING: leave with no-pong", "10s");
   add_size(app, "--send-queue", c.send_queue, "Output queued for one client before it leaves too-slow", "1MiB");
   add_duration(app, "--send-timeout", c.send_timeout, "A write stuck this long: the client leaves too-slow", "30s");
+  app.add_option("--writers", c.writers, "Writer threads that send every client its bytes")
+      ->capture_default_str()
+      ->check(CLI::Range(std::size_t{1}, std::size_t{64}));
 
   try {
     app.parse(argc, argv);
@@ -89,6 +98,7 @@ std::variant<ServerConfig, int> parse_server_args(int argc, const char* const* a
       if (value < Millis{10}) throw CLI::ValidationError(name, "must be at least 10ms");
     }
     parse_log_level(level, c.log_level);
+    c.probe = probe == "epoll" ? ProbeMethod::epoll : ProbeMethod::poll;
   } catch (const CLI::ParseError& e) {
     const int code = app.exit(e);  // prints help/version (0) or the error (non-zero)
     return code == 0 ? 0 : 2;

@@ -14,6 +14,11 @@
 
 namespace chat {
 
+// How the poller asks "readable within 1 ms?" of every socket: one poll(2) over all of them
+// (PoshChat's Poll, as taught), or one epoll_wait over a set that holds them all (the same
+// answer; the kernel's work grows with the sockets that are ready, not with all of them).
+enum class ProbeMethod { poll, epoll };
+
 struct ServerConfig {
   std::string bind = "0.0.0.0";
   std::uint16_t port = 15600;          // 0: any free port (read it back from the first log line)
@@ -25,12 +30,16 @@ struct ServerConfig {
 
   // Dead-peer detection (docs/detection.md).
   Millis poll_interval{100};           // the poller's sweep period
+  ProbeMethod probe = ProbeMethod::poll;
   KeepaliveConfig keepalive{};         // 10s,2s,3 and TCP_USER_TIMEOUT = 16 s
   Millis ping_interval{15'000};        // quiet time before a protocol client gets PING
   Millis ping_timeout{10'000};         // no line at all this long after a PING: no-pong
   std::size_t send_queue = 1 << 20;    // queued output per client before too-slow
   Millis send_timeout{30'000};         // a write making no progress this long: too-slow
   Millis goodbye_timeout{2'000};       // how long a leaving client's last lines may take
+
+  // Delivery (docs/threads.md).
+  std::size_t writers = 2;             // writer threads sending every client its bytes
 };
 
 // Parses chatserver's command line. Returns the config, or the exit code to use right away

@@ -3,6 +3,8 @@
 #include "common/log.hpp"
 #include "server/registry.hpp"
 #include "server/session.hpp"
+#include "server/stats.hpp"
+#include "server/writer.hpp"
 
 #include <poll.h>
 #include <sys/socket.h>
@@ -11,8 +13,9 @@
 
 namespace chat {
 
-Listener::Listener(asio::io_context& io, const ServerConfig& config, Room& room, SessionRegistry& sessions)
-    : io_(io), config_(config), room_(room), sessions_(sessions), acceptor_(io) {
+Listener::Listener(asio::io_context& io, const ServerConfig& config, Room& room, SessionRegistry& sessions,
+                   WriterPool& writers, ServerStats& stats)
+    : io_(io), config_(config), room_(room), sessions_(sessions), writers_(writers), stats_(stats), acceptor_(io) {
   const std::string where = config.bind + ":" + std::to_string(config.port);
   std::error_code ec;
   const auto address = asio::ip::make_address(config.bind, ec);
@@ -77,7 +80,7 @@ void Listener::accept_one() {
     ::poll(&wake, 1, 100);
     return;
   }
-  socket.non_blocking(false, ec);  // the session's threads use blocking I/O
+  socket.non_blocking(false, ec);  // the reader blocks in recv(2); writers pass MSG_DONTWAIT
   if (sessions_.live() >= config_.max_clients) {
     refuse_full(socket);
     return;
@@ -87,9 +90,12 @@ void Listener::accept_one() {
   // previous one is acknowledged, up to a delayed-ACK time (40 ms or more) per line.
   socket.set_option(asio::ip::tcp::no_delay(true), ec);
   const ClientId id{next_id_++};
-  auto session = std::make_shared<Session>(id, std::move(socket), config_, room_);
+  auto session = std::make_shared<Session>(id, std::move(socket), config_, room_, stats_);
   log_info("accepted ", session->peer(), " as ", to_string(id));
   sessions_.add(session);
+  ++stats_.connected;
+  ++stats_.accepted;
+  writers_.adopt(session);
   session->start();  // on failure it has ended itself; the poller reaps it
 }
 

@@ -23,10 +23,25 @@ int main(int argc, char** argv) {
   chat::set_thread_role("main");
 
   // Each client holds one descriptor; 1000 clients do not fit the usual soft limit of 1024.
+  // Logged once the server has started: the first stderr line must be "listening on".
+  std::string files_raised, files_short;
   rlimit files{};
-  if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
-    files.rlim_cur = files.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &files);
+  if (getrlimit(RLIMIT_NOFILE, &files) == 0) {
+    if (files.rlim_cur < files.rlim_max) {
+      const auto before = files.rlim_cur;
+      files.rlim_cur = files.rlim_max;
+      if (setrlimit(RLIMIT_NOFILE, &files) == 0) {
+        files_raised = "raised the open file limit from " + std::to_string(before) + " to " + std::to_string(files.rlim_cur);
+      }
+      getrlimit(RLIMIT_NOFILE, &files);
+    }
+    // A few descriptors are the server's own (listening socket, eventfds, epoll sets, log file).
+    constexpr rlim_t own = 32;
+    if (files.rlim_cur != RLIM_INFINITY && files.rlim_cur < config.max_clients + own) {
+      files_short = "the open file limit is " + std::to_string(files.rlim_cur) + ": about " +
+                    std::to_string(files.rlim_cur > own ? files.rlim_cur - own : 0) + " clients fit, not --max-clients " +
+                    std::to_string(config.max_clients) + "; raise it (ulimit -n, or LimitNOFILE= for a service)";
+    }
   }
 
   std::signal(SIGPIPE, SIG_IGN);  // a peer that vanished mid-write is an error code, not death
@@ -39,6 +54,8 @@ int main(int argc, char** argv) {
   try {
     chat::Server server(config);
     server.start();
+    if (!files_raised.empty()) chat::log_info(files_raised);
+    if (!files_short.empty()) chat::log_warn(files_short);
     int signal = 0;
     sigwait(&stop_signals, &signal);
     chat::log_info("received ", signal == SIGINT ? "SIGINT" : "SIGTERM", ", shutting down");

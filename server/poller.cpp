@@ -4,18 +4,32 @@
 #include "common/net.hpp"
 #include "server/registry.hpp"
 #include "server/session.hpp"
+#include "server/stats.hpp"
 
 #include <poll.h>
+#include <sys/epoll.h>
+#include <unistd.h>
 #include <sys/ioctl.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <ctime>
+#include <utility>
 
 namespace chat {
 namespace {
 
 // How long the reader gets to notice a departure the probe has seen (see Poller::probe).
 constexpr auto reader_grace = std::chrono::seconds(1);
+
+// This thread's CPU time: a sweep's wall time minus this is time the poller waited (the 1 ms
+// probe) or was not scheduled.
+std::chrono::nanoseconds thread_cpu_time() {
+  timespec t{};
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return std::chrono::seconds(t.tv_sec) + std::chrono::nanoseconds(t.tv_nsec);
+}
 
 std::string seen_by_poller(const std::error_code& ec, const Session& s) {
   return what_was_seen(ec) + " (poller, " + format_duration(Session::Clock::now() - s.last_received()) +
@@ -63,9 +77,18 @@ std::vector<std::optional<std::error_code>> probe_sockets(std::span<const int> f
   return results;
 }
 
-Poller::Poller(const ServerConfig& config, SessionRegistry& sessions) : config_(config), sessions_(sessions) {}
+Poller::Poller(const ServerConfig& config, SessionRegistry& sessions, ServerStats& stats)
+    : config_(config), sessions_(sessions), stats_(stats) {
+  if (config_.probe == ProbeMethod::epoll) {
+    probe_epoll_ = ::epoll_create1(EPOLL_CLOEXEC);
+    if (probe_epoll_ < 0) throw std::system_error(errno, std::generic_category(), "epoll_create1");
+  }
+}
 
-Poller::~Poller() { stop(); }
+Poller::~Poller() {
+  stop();
+  if (probe_epoll_ >= 0) ::close(probe_epoll_);
+}
 
 void Poller::start() {
   thread_ = std::jthread([this](std::stop_token stop) { run(stop); });
@@ -75,6 +98,7 @@ void Poller::stop() {
   if (!thread_.joinable()) return;
   thread_.request_stop();  // wakes the wait below through its stop_token
   thread_.join();
+  snapshot_.clear();
 }
 
 void Poller::run(std::stop_token stop) {
@@ -86,8 +110,17 @@ void Poller::run(std::stop_token stop) {
     }
     if (stop.stop_requested()) break;
     try {
-      sessions_.reap();
-      sweep(sessions_.snapshot());
+      const auto started = Session::Clock::now();
+      const auto cpu_started = thread_cpu_time();
+      // Reaping scans every session, so it waits until one has finished.
+      if (stats_.unreaped.load() > 0) {
+        const auto reaped = sessions_.reap();
+        stats_.unreaped -= reaped;
+        stats_.connected -= reaped;
+      }
+      sessions_.refresh(snapshot_, snapshot_version_);
+      sweep(snapshot_);
+      stats_.record_sweep(Session::Clock::now() - started, thread_cpu_time() - cpu_started);
     } catch (const std::exception& e) {
       log_error("sweep failed: ", e.what());
     }
@@ -96,20 +129,57 @@ void Poller::run(std::stop_token stop) {
 
 void Poller::sweep(const std::vector<std::shared_ptr<Session>>& sessions) {
   probe(sessions);
-  for (const auto& s : sessions) check_timers(*s);
+  std::uint64_t largest = 0;
+  const auto now = Session::Clock::now();  // one clock read for all: 10,000 reads cost a millisecond
+  for (const auto& s : sessions) largest = std::max(largest, check_timers(*s, now));
+  stats_.backlog_now = largest;
+  stats_.note_backlog(largest);
+}
+
+std::vector<short> Poller::readiness(const std::vector<Session*>& probed) {
+  if (config_.probe == ProbeMethod::poll) {
+    std::vector<int> fds;
+    fds.reserve(probed.size());
+    for (auto* s : probed) fds.push_back(s->native_handle());
+    return poll_sockets(fds);
+  }
+  // The same question through epoll: every probed socket is in the set (added once, on its
+  // first sweep), and one epoll_wait with a 1 ms timeout returns those readable within that
+  // millisecond. The kernel does work per ready socket, not per socket, which is what makes a
+  // sweep over 10,000 idle clients cheap. Same flags: EPOLLIN == POLLIN, EPOLLRDHUP == POLLRDHUP.
+  for (auto* s : probed) {
+    if (s->in_probe_set) continue;
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLRDHUP;
+    ev.data.ptr = s;
+    if (::epoll_ctl(probe_epoll_, EPOLL_CTL_ADD, s->native_handle(), &ev) == 0) {
+      s->in_probe_set = true;
+    } else {
+      log_error("epoll_ctl failed: ", std::strerror(errno));
+    }
+  }
+  events_.resize(std::max<std::size_t>(probed.size(), 1));
+  const int n = ::epoll_wait(probe_epoll_, events_.data(), static_cast<int>(events_.size()), 1);
+  if (n < 0 && errno != EINTR) log_error("epoll_wait failed: ", std::strerror(errno));
+  for (int k = 0; k < n; ++k) static_cast<Session*>(events_[k].data.ptr)->probe_revents = static_cast<short>(events_[k].events);
+  std::vector<short> revents(probed.size(), 0);
+  for (std::size_t i = 0; i < probed.size(); ++i) revents[i] = std::exchange(probed[i]->probe_revents, 0);
+  return revents;
 }
 
 void Poller::probe(const std::vector<std::shared_ptr<Session>>& sessions) {
-  std::vector<int> fds;
   std::vector<Session*> probed;
-  fds.reserve(sessions.size());
   probed.reserve(sessions.size());
   for (const auto& s : sessions) {
-    if (s->ended()) continue;
-    fds.push_back(s->native_handle());
+    if (s->ended()) {
+      // Out of the epoll set before it can be reaped (closing the socket would also remove it).
+      if (s->in_probe_set) ::epoll_ctl(probe_epoll_, EPOLL_CTL_DEL, s->native_handle(), nullptr);
+      s->in_probe_set = false;
+      continue;
+    }
     probed.push_back(s.get());
   }
-  const auto revents = poll_sockets(fds);
+  const auto revents = readiness(probed);
   for (std::size_t i = 0; i < revents.size(); ++i) {
     Session& s = *probed[i];
     const auto verdict = s.confirm_gone(revents[i]);
@@ -122,7 +192,7 @@ void Poller::probe(const std::vector<std::shared_ptr<Session>>& sessions) {
     // would lose the lines and say `closed` instead of `quit`. Two sweeps were not enough on
     // a loaded machine (the reader was not scheduled for over 10 ms).
     if (!verdict) {
-      s.suspected_gone_since.reset();
+      if (s.suspected_gone_since) s.suspected_gone_since.reset();
     } else if (!s.suspected_gone_since) {
       s.suspected_gone_since = Session::Clock::now();
     } else if (Session::Clock::now() - *s.suspected_gone_since >= reader_grace) {
@@ -131,24 +201,30 @@ void Poller::probe(const std::vector<std::shared_ptr<Session>>& sessions) {
   }
 }
 
-void Poller::check_timers(Session& s) {
-  using Clock = Session::Clock;
-  const auto now = Clock::now();
-  if (const auto ended_at = s.ended_at()) {
+std::uint64_t Poller::check_timers(Session& s, Session::Clock::time_point now) {
+  if (s.ended()) {  // an atomic: the session's lock is taken only for the few that ended
     // A leaving client gets goodbye_timeout (2 s) to take its BYE; then the socket is shut down.
-    if (!s.finished() && now - *ended_at > config_.goodbye_timeout) s.force_close();
-    return;
+    const auto ended_at = s.ended_at();
+    if (ended_at && !s.finished() && now - *ended_at > config_.goodbye_timeout) s.force_close();
+    return 0;
   }
   if (!s.joined()) {
     if (now - s.accepted_at() > config_.handshake_timeout) {
       s.end(LeaveCause::timeout, "no nickname within " + format_duration(config_.handshake_timeout),
             "handshake-timeout");
     }
-    return;
+    return 0;
   }
   if (const auto stalled = s.write_stalled_since(); stalled && now - *stalled > config_.send_timeout) {
     s.end(LeaveCause::too_slow, "no write progress for " + format_duration(now - *stalled) + " (poller)");
-    return;
+    return 0;
+  }
+  // The writers check this rule whenever they serve the client; this catches one they have not
+  // served since it fell behind.
+  const auto backlog = s.outbox().backlog();
+  if (backlog > config_.send_queue) {
+    s.end(LeaveCause::too_slow, "send queue over " + std::to_string(config_.send_queue) + " bytes (poller)");
+    return backlog;
   }
   const auto last = s.last_received();
   // The keepalive budget, checked here too. The kernel only sends keepalive probes while no
@@ -160,11 +236,17 @@ void Poller::check_timers(Session& s) {
   if (config_.keepalive.enabled && now - last > config_.keepalive.budget()) {
     if (auto silent = no_ack_for_budget(s.native_handle(), config_.keepalive)) {
       s.end(LeaveCause::timeout, *silent + " (poller, " + format_duration(now - last) + " after last traffic)");
-      return;
+      return backlog;
     }
   }
   // Heartbeat, protocol clients only: a person on nc cannot answer PING (keepalive covers them).
-  if (s.mode() != Session::Mode::protocol) return;
+  if (s.mode() != Session::Mode::protocol) return backlog;
+  // A client whose reader stopped reading (backpressure) is sending, not silent: its lines wait
+  // in its socket. Whether it reads is the too-slow rules' business.
+  if (s.reader_paused()) {
+    s.ping_sent_at.reset();
+    return backlog;
+  }
   if (s.ping_sent_at && last >= *s.ping_sent_at) s.ping_sent_at.reset();  // any line answers
   if (!s.ping_sent_at) {
     if (now - last > config_.ping_interval) {
@@ -176,12 +258,13 @@ void Poller::check_timers(Session& s) {
     // problem: the host or the path is gone (as with --keepalive off and a pulled cable).
     if (auto unacked = ping_not_acked(s.native_handle(), now - *s.ping_sent_at)) {
       s.end(LeaveCause::timeout, *unacked + " (poller, " + format_duration(now - last) + " after last traffic)");
-      return;
+      return backlog;
     }
     s.end(LeaveCause::no_pong, "no reply to PING within " + format_duration(config_.ping_timeout) + " (poller, " +
                                    format_duration(now - last) + " after last traffic)",
           "no-pong");
   }
+  return backlog;
 }
 
 }  // namespace chat

@@ -10,14 +10,19 @@
 //   3. ends clients that have not joined within --handshake-timeout,
 //   4. pings protocol clients quiet for --ping-interval, and ends those silent for
 //      --ping-timeout after the PING (no-pong),
-//   5. ends clients whose write has made no progress for --send-timeout (too-slow), and forces
-//      shut sessions whose goodbye takes longer than ServerConfig::goodbye_timeout.
+//   5. ends clients whose socket has taken nothing for --send-timeout, or that are more than
+//      --send-queue bytes behind (too-slow; the writers check the second rule too), and forces
+//      shut sessions whose goodbye takes longer than ServerConfig::goodbye_timeout,
+//   6. records its own duration for STATS.
 //
 // Threads: constructed, started and stopped by the main thread; run() is the poller thread.
 #pragma once
 
 #include "server/config.hpp"
 
+#include <sys/epoll.h>
+
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
@@ -46,10 +51,11 @@ std::optional<std::error_code> confirm_departure(int fd, short revents);
 
 class Session;
 class SessionRegistry;
+class ServerStats;
 
 class Poller {
  public:
-  Poller(const ServerConfig& config, SessionRegistry& sessions);
+  Poller(const ServerConfig& config, SessionRegistry& sessions, ServerStats& stats);
   ~Poller();
 
   void start();  // main thread
@@ -62,11 +68,20 @@ class Poller {
  private:
   void run(std::stop_token stop);
   void probe(const std::vector<std::shared_ptr<Session>>& sessions);
-  void check_timers(Session& session);
+  // The probe's first step for `probed`: each socket's revents, by --probe poll or epoll.
+  std::vector<short> readiness(const std::vector<Session*>& probed);
+  // The timers of one session; returns its backlog (bytes behind).
+  std::uint64_t check_timers(Session& session, std::chrono::steady_clock::time_point now);
 
   const ServerConfig& config_;
   SessionRegistry& sessions_;
+  ServerStats& stats_;
   std::uint64_t next_token_ = 1;  // poller thread only
+  int probe_epoll_ = -1;          // --probe epoll: the set of probed sockets (poller thread only)
+  std::vector<epoll_event> events_;  // poller thread only
+  // The sessions as of the last change (SessionRegistry::refresh). Poller thread only.
+  std::vector<std::shared_ptr<Session>> snapshot_;
+  std::uint64_t snapshot_version_ = 0;
   std::mutex wait_mutex_;         // only for sleeping on wake_
   std::condition_variable_any wake_;
   std::jthread thread_;

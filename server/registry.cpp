@@ -9,6 +9,15 @@ namespace chat {
 void SessionRegistry::add(std::shared_ptr<Session> session) {
   std::lock_guard lock(mutex_);
   sessions_.push_back(std::move(session));
+  ++version_;
+}
+
+bool SessionRegistry::refresh(std::vector<std::shared_ptr<Session>>& copy, std::uint64_t& version) const {
+  std::lock_guard lock(mutex_);
+  if (version == version_) return false;
+  copy = sessions_;
+  version = version_;
+  return true;
 }
 
 std::vector<std::shared_ptr<Session>> SessionRegistry::snapshot() const {
@@ -29,12 +38,14 @@ std::size_t SessionRegistry::reap() {
     auto keep = std::partition(sessions_.begin(), sessions_.end(), [](const auto& s) { return !s->finished(); });
     finished.assign(std::make_move_iterator(keep), std::make_move_iterator(sessions_.end()));
     sessions_.erase(keep, sessions_.end());
+    if (!finished.empty()) ++version_;
   }
   return finished.size();  // destroyed here, outside the lock
 }
 
 std::vector<std::shared_ptr<Session>> SessionRegistry::take_all() {
   std::lock_guard lock(mutex_);
+  ++version_;
   return std::exchange(sessions_, {});
 }
 

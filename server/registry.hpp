@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -17,6 +18,9 @@ class SessionRegistry {
  public:
   void add(std::shared_ptr<Session> session);
   std::vector<std::shared_ptr<Session>> snapshot() const;
+  // Refreshes `copy` to the current sessions if they changed since `version` (which it
+  // updates); true if it did. The poller's sweep keeps its copy while nobody comes or goes.
+  bool refresh(std::vector<std::shared_ptr<Session>>& copy, std::uint64_t& version) const;
   std::size_t live() const;  // sessions not yet ended
   // Drops the sessions whose reader and writer have both returned (so destroying them joins
   // nothing that still runs). Returns how many.
@@ -26,6 +30,7 @@ class SessionRegistry {
  private:
   mutable std::mutex mutex_;
   std::vector<std::shared_ptr<Session>> sessions_;  // guarded by mutex_
+  std::uint64_t version_ = 1;                       // guarded by mutex_: bumped on every change
 };
 
 }  // namespace chat

@@ -1,10 +1,12 @@
 // Server: wires the pieces together and owns them.
 //
-//   Listener  (listener thread)   accepts, hands each socket to a new Session
-//   Session   (reader + writer)   one pair of threads per client
-//   Poller    (poller thread)     dead-peer probe, handshake / heartbeat / stall timers, reaping
-//   Room                           members and the single delivery path
+//   Listener   (listener thread)   accepts, hands each socket to a new Session
+//   Session    (reader thread)     one per client: reads lines and acts on them
+//   WriterPool (--writers threads) send every client its bytes (writer.hpp)
+//   Poller     (poller thread)     dead-peer probe, handshake / heartbeat / stall timers, reaping
+//   Room                           members and the single delivery path (the History)
 //   Transcript (transcript thread) the --log-file
+//   ServerStats                    the counters behind STATS
 //
 // Threads: the main thread (or a test) constructs, start()s and stop()s it; none of these
 // methods may be called from the server's own threads.
@@ -15,7 +17,9 @@
 #include "server/poller.hpp"
 #include "server/registry.hpp"
 #include "server/room.hpp"
+#include "server/stats.hpp"
 #include "server/transcript.hpp"
+#include "server/writer.hpp"
 
 #include <asio.hpp>
 
@@ -46,7 +50,9 @@ class Server {
   const ServerConfig config_;
   asio::io_context io_;  // never run: the sockets use Asio's synchronous calls only
   Transcript transcript_;
-  Room room_;
+  ServerStats stats_;
+  Room room_;           // holds the History the writers read, so it outlives them
+  WriterPool writers_;
   SessionRegistry sessions_;
   std::unique_ptr<Listener> listener_;
   Poller poller_;

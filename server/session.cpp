@@ -5,6 +5,8 @@
 #include "common/text.hpp"
 #include "server/poller.hpp"
 #include "server/room.hpp"
+#include "server/stats.hpp"
+#include "server/writer.hpp"
 
 #include <sys/socket.h>
 
@@ -14,18 +16,12 @@ namespace chat {
 namespace {
 
 constexpr std::size_t read_chunk = 4096;
-constexpr std::size_t write_batch = 64 * 1024;
 
 std::string endpoint_text(const asio::ip::tcp::socket& socket) {
   std::error_code ec;
   const auto ep = socket.remote_endpoint(ec);
   if (ec) return "?";
   return ep.address().to_string() + ":" + std::to_string(ep.port());
-}
-
-SharedLine make_line(std::string text) {
-  text += '\n';
-  return std::make_shared<const std::string>(std::move(text));
 }
 
 bool starts_with_hello(std::string_view line) {
@@ -45,38 +41,31 @@ std::string_view trim(std::string_view s) {
 
 std::string to_string(ClientId id) { return "#" + std::to_string(static_cast<std::uint64_t>(id)); }
 
-Session::Session(ClientId id, asio::ip::tcp::socket socket, const ServerConfig& config, Room& room)
-    : id_(id),
+Session::Session(ClientId id, asio::ip::tcp::socket socket, const ServerConfig& config, Room& room, ServerStats& stats)
+    : fd_(socket.native_handle()),
+      last_received_(Clock::now().time_since_epoch().count()),
+      outbox_(room.history(), config.send_queue),
+      id_(id),
       config_(config),
       room_(room),
+      stats_(stats),
       socket_(std::move(socket)),
-      fd_(socket_.native_handle()),
       peer_(endpoint_text(socket_)),
-      accepted_at_(Clock::now()),
-      queue_(config.send_queue),
-      framer_(config.max_line),
-      last_received_(accepted_at_.time_since_epoch().count()) {}
+      accepted_at_(Clock::time_point(Clock::duration(last_received_.load()))),
+      framer_(config.max_line) {}
 
 Session::~Session() {
-  // reader_ and writer_ are joined first (declared last); then socket_ closes the descriptor.
-  // The registry only lets go of a finished session, so these joins do not wait.
+  // reader_ is joined first (declared last); then socket_ closes the descriptor. The registry
+  // only lets go of a finished session, so the join does not wait.
 }
 
 void Session::start() {
-  push_line("# chatserver " CHAT_VERSION ": type a nickname to join, or HELLO <nick>");
+  reply_line("# chatserver " CHAT_VERSION ": type a nickname to join, or HELLO <nick>");
   try {
-    writer_ = std::jthread([this] { write_loop(); });
+    reader_ = NamedThread("reader " + to_string(id_), small_stack, [this] { read_loop(); });
   } catch (...) {
-    writer_done_ = true;
-    reader_done_ = true;
-    end(LeaveCause::error, "could not start the writer thread");
-    throw;
-  }
-  try {
-    reader_ = std::jthread([this] { read_loop(); });
-  } catch (...) {
-    reader_done_ = true;
     end(LeaveCause::error, "could not start the reader thread");
+    part_done(reader_done_);
     throw;
   }
 }
@@ -135,57 +124,80 @@ void Session::end(LeaveCause cause, std::string detail, std::string_view bye) {
   }
   ended_ = true;
   if (!bye.empty()) {
-    // Polite ending: the writer sends what is queued, then the BYE, then a FIN. Only the
-    // read side is shut down here, which wakes a reader blocked in recv(2).
-    std::string line;
+    // Polite ending: the writer sends what is due (the room events caused before now), then
+    // the BYE, then a FIN. Only the read side is shut down here, which wakes a reader blocked
+    // in recv(2).
+    Outbox::Item last;
+    last.after = room_.history().head();
     if (mode() == Mode::text) {
-      line = render_line(bye_event, std::chrono::system_clock::now()).value_or("");
+      last.line = render_line(bye_event, std::chrono::system_clock::now()).value_or("");
     } else {
-      line = format_event(bye_event);
+      last.line = format_event(bye_event);
     }
-    queue_.close(make_line(std::move(line)));
+    last.line += '\n';
+    outbox_.close_with(std::move(last));
     ::shutdown(fd_, SHUT_RD);
+    wake_writer();
   } else {
     force_close();
   }
 }
 
 void Session::force_close() {
-  queue_.abort();
-  // Wakes the reader in recv(2) and the writer in send(2); both return at once. Unlike
-  // close(2), shutdown(2) leaves the descriptor valid, so no other thread can find it reused.
+  outbox_.abort();
+  // Wakes the reader in recv(2); the writer lets go of the session when it sees the abort.
+  // Unlike close(2), shutdown(2) leaves the descriptor valid, so no other thread can find it
+  // reused.
   ::shutdown(fd_, SHUT_RDWR);
+  wake_writer();
 }
 
-void Session::deliver(const Outgoing& out) {
-  const SharedLine& line = mode() == Mode::text ? out.text : out.protocol;
-  if (line) enqueue(line, "room");
+void Session::part_done(std::atomic<bool>& flag) {
+  flag = true;
+  // The second of the two (reader, writer) to finish tells the poller there is one to reap.
+  if (done_parts_.fetch_add(1) == 1) ++stats_.unreaped;
 }
 
-void Session::push_line(std::string line) { enqueue(make_line(std::move(line)), "reply"); }
+void Session::writer_released() { part_done(writer_done_); }
 
-void Session::enqueue(SharedLine line, std::string_view via) {
-  if (queue_.push(std::move(line)) == SendQueue::Push::full) {
-    end(LeaveCause::too_slow, "send queue over " + std::to_string(queue_.limit()) + " bytes (" + std::string(via) + ")");
+void Session::wake_writer() {
+  if (writer_ != nullptr) writer_->wake(*this);
+}
+
+void Session::send_item(Outbox::Item item, std::string_view via) {
+  if (outbox_.push(std::move(item)) == Outbox::Push::full) {
+    end(LeaveCause::too_slow, "send queue over " + std::to_string(outbox_.limit()) + " bytes (" + std::string(via) + ")");
+    return;
   }
+  wake_writer();
 }
+
+void Session::send_own(std::string line, std::uint64_t after, std::string_view via) {
+  Outbox::Item item;
+  item.after = after;
+  item.line = std::move(line);
+  item.line += '\n';
+  send_item(std::move(item), via);
+}
+
+void Session::reply_line(std::string line) { send_own(std::move(line), room_.history().head(), "reply"); }
 
 void Session::reply(const Event& event) {
   if (mode() == Mode::text) {
-    if (auto line = render_line(event, std::chrono::system_clock::now())) push_line(std::move(*line));
+    if (auto line = render_line(event, std::chrono::system_clock::now())) reply_line(std::move(*line));
   } else {
-    push_line(format_event(event));
+    reply_line(format_event(event));
   }
 }
 
-void Session::reply_text(std::string_view line) { push_line(std::string(line)); }
+void Session::reply_text(std::string_view line) { reply_line(std::string(line)); }
 
 void Session::refuse(const Refusal& refusal) {
   reply(Event{Event::Kind::error, {}, {}, std::string(to_string(refusal.code)), refusal.detail, {}});
 }
 
 void Session::send_ping(const std::string& token) {
-  push_line(format_event(Event{Event::Kind::ping, {}, token, {}, {}, {}}));
+  reply_line(format_event(Event{Event::Kind::ping, {}, token, {}, {}, {}}));
 }
 
 Session::Clock::time_point Session::last_received() const {
@@ -193,9 +205,13 @@ Session::Clock::time_point Session::last_received() const {
 }
 
 std::optional<Session::Clock::time_point> Session::write_stalled_since() const {
-  const auto rep = write_progress_.load();
+  const auto rep = write_stalled_.load();
   if (rep == 0) return std::nullopt;
   return Clock::time_point(Clock::duration(rep));
+}
+
+void Session::set_write_stalled(std::optional<Clock::time_point> since) {
+  write_stalled_ = since ? since->time_since_epoch().count() : 0;
 }
 
 std::string Session::time_since_traffic() const {
@@ -204,11 +220,29 @@ std::string Session::time_since_traffic() const {
 
 // ---- reader thread --------------------------------------------------------------------------
 
+void Session::apply_backpressure() {
+  // A client far behind on its own output (its echoes, the room's traffic) is not read from
+  // until it has caught up: its lines wait in its own socket, TCP's flow control slows its
+  // sender, and it is never dropped as too-slow for sending faster than it reads. Half the
+  // limit stops the reading, a quarter resumes it.
+  const std::uint64_t limit = outbox_.limit();
+  if (outbox_.backlog() <= limit / 2) return;
+  reader_paused_ = true;
+  ++stats_.pauses;
+  ++stats_.paused_now;
+  log_debug("stopped reading: ", outbox_.backlog(), " bytes behind");
+  outbox_.wait_below(limit / 4, [this] { return ended(); });
+  --stats_.paused_now;
+  reader_paused_ = false;
+}
+
 void Session::read_loop() {
   set_thread_role("reader " + to_string(id_));
   try {
     std::array<char, read_chunk> buffer;
     while (!ended()) {
+      if (joined()) apply_backpressure();
+      if (ended()) break;
       std::error_code ec;
       const std::size_t n = socket_.read_some(asio::buffer(buffer), ec);
       if (ec) {
@@ -244,7 +278,7 @@ void Session::read_loop() {
   if (auto d = departure()) {
     log_info("disconnected: ", to_string(d->cause), " (", d->detail, ")");
   }
-  reader_done_ = true;
+  part_done(reader_done_);
 }
 
 void Session::handle_line(std::string_view line) {
@@ -266,6 +300,7 @@ void Session::handle_handshake(std::string_view line) {
   if (mode() == Mode::undecided) {
     if (trim(line).empty()) return;  // telnet and friends may send an empty line first
     mode_ = starts_with_hello(line) ? Mode::protocol : Mode::text;
+    outbox_.set_mode(mode() == Mode::text ? StreamMode::text : StreamMode::protocol);
     log_debug("chose ", mode() == Mode::text ? "text" : "protocol", " mode");
   }
   if (mode() == Mode::protocol) {
@@ -281,6 +316,7 @@ void Session::handle_handshake(std::string_view line) {
       case Verb::pong: return;
       case Verb::quit: end(LeaveCause::quit, cmd.text, "quit"); return;
       case Verb::help: for (const auto& h : help_lines()) reply(Event{Event::Kind::comment, {}, {}, {}, h, {}}); return;
+      case Verb::stats: reply_line(room_.stats_line()); return;
       default: refuse({ErrorCode::not_joined, "send HELLO <nick> first"}); return;
     }
   }
@@ -347,6 +383,14 @@ void Session::handle_command(const Command& cmd) {
       return;
     }
     case Verb::who: room_.who(*this); return;
+    case Verb::stats:
+      // Protocol mode only: the counters are for programs (chatbench), not a person on nc.
+      if (mode() == Mode::protocol) {
+        reply_line(room_.stats_line());
+      } else {
+        refuse({ErrorCode::unknown_command, "STATS"});
+      }
+      return;
     case Verb::ping: reply(Event{Event::Kind::pong, {}, cmd.arg, {}, {}, {}}); return;
     case Verb::pong: return;  // the reader already counted the line as a sign of life
     case Verb::quit: end(LeaveCause::quit, cmd.text, "quit"); return;
@@ -360,50 +404,6 @@ void Session::handle_command(const Command& cmd) {
       }
       return;
   }
-}
-
-// ---- writer thread --------------------------------------------------------------------------
-
-void Session::write_loop() {
-  set_thread_role("writer " + to_string(id_));
-  try {
-    std::string batch;
-    batch.reserve(write_batch);
-    for (;;) {
-      batch.clear();
-      const auto popped = queue_.pop(batch, write_batch);
-      if (popped == SendQueue::Pop::aborted) break;
-      if (log_enabled(LogLevel::debug) || popped == SendQueue::Pop::drained) set_thread_role("writer " + label());
-      if (popped == SendQueue::Pop::drained) {
-        ::shutdown(fd_, SHUT_WR);  // after the BYE: a FIN, so the client sees a clean close
-        break;
-      }
-      if (const auto ec = write_all(batch)) {
-        log_debug("write failed: ", ec.message());
-        end(cause_of(ec), what_was_seen(ec) + " (writer, " + time_since_traffic() + ")");
-        break;
-      }
-    }
-  } catch (const std::exception& e) {
-    log_error("writer failed: ", e.what());
-    end(LeaveCause::error, std::string("server error: ") + e.what());
-  }
-  writer_done_ = true;
-}
-
-std::error_code Session::write_all(std::string_view bytes) {
-  // The poller reads write_progress_: a write that stays at the same progress for
-  // --send-timeout means the client stopped reading (a zero window: TCP never times that out).
-  write_progress_ = Clock::now().time_since_epoch().count();
-  std::error_code ec;
-  while (!bytes.empty()) {
-    const std::size_t n = socket_.write_some(asio::buffer(bytes.data(), bytes.size()), ec);
-    if (ec) break;
-    bytes.remove_prefix(n);
-    write_progress_ = Clock::now().time_since_epoch().count();
-  }
-  write_progress_ = 0;
-  return ec;
 }
 
 }  // namespace chat

@@ -1,0 +1,234 @@
+#include "server/outbox.hpp"
+
+#include "common/protocol.hpp"
+#include "common/render.hpp"
+
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <cerrno>
+
+namespace chat {
+namespace {
+
+constexpr std::size_t max_pieces = 1024;  // iovecs per sendmsg: IOV_MAX
+
+}  // namespace
+
+Outbox::Push Outbox::push(Item item) {
+  {
+    std::lock_guard lock(mutex_);
+    if (closed_ || aborted_) return Push::closed;
+    const std::uint64_t size = item.line.size();
+    if (item.kind != Item::Kind::join_room && backlog() + size > limit_) return Push::full;
+    if (item.kind == Item::Kind::join_room) {
+      // From now on the room's bytes count against this client, whether or not the writer has
+      // got to this item yet.
+      room_sent_.store(item.start_bytes);
+      in_room_.store(true);
+    }
+    own_bytes_ += size;
+    inbox_.push_back(std::move(item));
+  }
+  return Push::ok;
+}
+
+void Outbox::close_with(Item last) {
+  {
+    std::lock_guard lock(mutex_);
+    if (closed_ || aborted_) return;
+    closed_ = true;
+    last.kind = Item::Kind::last;
+    own_bytes_ += last.line.size();
+    inbox_.push_back(std::move(last));
+  }
+  drained_.notify_all();
+}
+
+void Outbox::abort() {
+  {
+    std::lock_guard lock(mutex_);
+    closed_ = true;
+    aborted_ = true;
+    inbox_.clear();
+  }
+  drained_.notify_all();
+}
+
+bool Outbox::closed() const {
+  std::lock_guard lock(mutex_);
+  return closed_;
+}
+
+std::uint64_t Outbox::backlog() const {
+  std::uint64_t room = 0;
+  if (in_room_.load()) {
+    const auto head_bytes = history_.bytes_at_head(mode_.load());
+    const auto sent = room_sent_.load();
+    room = head_bytes > sent ? head_bytes - sent : 0;
+  }
+  return own_bytes_.load() + room;
+}
+
+void Outbox::notify_reader() {
+  if (!reader_waiting_.load()) return;
+  std::lock_guard lock(mutex_);  // so the reader cannot miss it between its check and its wait
+  drained_.notify_all();
+}
+
+void Outbox::take_inbox() {
+  std::lock_guard lock(mutex_);
+  for (auto& item : inbox_) pending_.push_back(std::move(item));
+  inbox_.clear();
+}
+
+bool Outbox::has_pending() const {
+  {
+    std::lock_guard lock(mutex_);
+    if (aborted_) return true;  // write_some() will say so
+    if (!inbox_.empty()) return true;
+  }
+  if (!pending_.empty()) return true;
+  return cursor_in_room_ && cursor_.seq() < history_.head();
+}
+
+std::string Outbox::render_users(const Item& item) const {
+  Event users{Event::Kind::users, {}, {}, {}, {}, item.users.names()};
+  if (mode_.load() == StreamMode::text) return render_line(users, item.when).value_or("") + "\n";
+  return format_event(users) + "\n";
+}
+
+Outbox::Written Outbox::write_some(int fd, std::size_t budget) {
+  Written out;
+  {
+    std::lock_guard lock(mutex_);
+    if (aborted_) {
+      pending_.clear();
+      cursor_ = HistoryCursor();  // lets go of the history chunks
+      out.state = Written::State::aborted;
+      return out;
+    }
+  }
+  take_inbox();
+  const StreamMode mode = mode_.load();
+  const std::uint64_t head = history_.head();
+
+  // Gather: own items and room entries, merged by their stamps, into at most max_pieces iovecs.
+  iovec iov[max_pieces];
+  std::size_t iovs = 0;
+  std::vector<Piece>& pieces = pieces_;  // reused: no allocation per call
+  pieces.clear();
+  std::size_t total = 0;
+  bool last_included = false;
+  HistoryCursor g = cursor_;  // where the room stream would be after the pieces gathered so far
+  bool g_in_room = cursor_in_room_;
+  std::size_t next_own = 0;
+  auto add = [&](bool own, std::string_view bytes) {
+    const std::size_t skip = pieces.empty() ? partial_ : 0;
+    pieces.push_back(Piece{own, bytes.size()});
+    if (bytes.size() <= skip) return;
+    char* from = const_cast<char*>(bytes.data()) + skip;
+    const std::size_t size = bytes.size() - skip;
+    total += size;
+    // History lines of one chunk lie back to back: a run of room events is one iovec.
+    if (iovs > 0 && static_cast<char*>(iov[iovs - 1].iov_base) + iov[iovs - 1].iov_len == from) {
+      iov[iovs - 1].iov_len += size;
+    } else {
+      iov[iovs++] = iovec{from, size};
+    }
+  };
+  while (iovs < max_pieces && pieces.size() < max_pieces * 8 && total < budget) {
+    if (next_own < pending_.size() && (!g_in_room || pending_[next_own].after <= g.seq())) {
+      Item& item = pending_[next_own++];
+      if (item.kind == Item::Kind::users && item.line.empty()) {
+        item.line = render_users(item);  // once: a partial write resumes from the same bytes
+        own_bytes_ += item.line.size();
+      }
+      if (item.kind == Item::Kind::join_room) {
+        g = item.start;
+        g_in_room = true;
+      }
+      add(true, item.line);
+      if (item.kind == Item::Kind::last) {
+        last_included = true;
+        break;
+      }
+      continue;
+    }
+    if (g_in_room && g.seq() < head && (next_own >= pending_.size() || g.seq() < pending_[next_own].after)) {
+      const HistoryEntry& e = g.entry();
+      add(false, mode == StreamMode::text ? e.text : e.protocol);
+      g.advance();
+      continue;
+    }
+    break;
+  }
+  if (pieces.empty()) {
+    out.state = Written::State::idle;
+    return out;
+  }
+
+  std::size_t written = 0;
+  if (total > 0) {
+    msghdr msg{};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = iovs;
+    ssize_t n;
+    do {
+      n = ::sendmsg(fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        out.state = Written::State::blocked;
+      } else {
+        out.state = Written::State::failed;
+        out.error = std::error_code(errno, std::generic_category());
+      }
+      return out;
+    }
+    written = static_cast<std::size_t>(n);
+  }
+  out.bytes = written;
+  consume(written, pieces, out);
+  if (written < total) {
+    out.state = Written::State::blocked;
+  } else if (last_included) {
+    out.state = Written::State::finished;
+    cursor_ = HistoryCursor();
+  } else {
+    const bool more = !pending_.empty() || (cursor_in_room_ && cursor_.seq() < history_.head());
+    out.state = more ? Written::State::more : Written::State::idle;
+  }
+  if (written > 0) notify_reader();
+  return out;
+}
+
+void Outbox::consume(std::size_t bytes, const std::vector<Piece>& pieces, Written& out) {
+  // The pieces were gathered from the front of pending_ and from the cursor, in order: walk them
+  // again with the byte count the kernel took, and advance past every piece it took whole.
+  for (const Piece& piece : pieces) {
+    const std::size_t left = piece.size - partial_;
+    if (bytes < left) {
+      partial_ += bytes;
+      return;
+    }
+    bytes -= left;
+    partial_ = 0;
+    if (piece.own) {
+      Item& item = pending_.front();
+      own_bytes_ -= item.line.size();
+      if (item.kind == Item::Kind::join_room) {
+        cursor_ = std::move(item.start);
+        cursor_in_room_ = true;
+      }
+      pending_.pop_front();
+    } else {
+      cursor_.entry();  // moves the cursor's chunk along, so it pins nothing it has sent
+      cursor_.advance();
+      room_sent_ += piece.size;
+      ++out.room_entries;
+    }
+  }
+}
+
+}  // namespace chat

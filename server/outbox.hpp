@@ -1,0 +1,152 @@
+// Outbox: everything the server has to send one client, in the order the client must get it.
+//
+// Two sources merge into one byte stream:
+//   the room stream  once the client has joined, every History entry from its join on; its
+//                    place in the history is a cursor, so a room event costs the room one
+//                    append whatever the number of members, and nothing is copied per member;
+//   its own lines    the greeting, WELCOME, USERS, ERROR, PONG, PING, PRIV, BYE: lines for this
+//                    client alone, each stamped with the history head at the moment it was
+//                    caused. An own line stamped h goes after every room entry below h and before
+//                    every entry from h on, so USERS agrees with the JOINs and LEAVEs that follow
+//                    it, and a PRIV sent after a SAY arrives after that MSG.
+//
+// A writer thread (writer.hpp) calls write_some(), which gathers the pending pieces into one
+// sendmsg(2) (writev) without blocking and remembers how far it got.
+//
+// Bounded: backlog() is the bytes this client is behind (own lines queued plus room bytes not
+// yet written); push() refuses a line that would take it over the limit, and the session ends
+// a client that is over it (too-slow). Memory: own lines up to the limit, and a cursor that keeps
+// at most the history chunks it has not yet sent.
+//
+// Threads: push(), close_with(), abort(), backlog() and wait_below() from any thread (mutex_);
+// write_some() and the rest of the writer side from one writer thread at a time.
+#pragma once
+
+#include "server/history.hpp"
+#include "server/roster.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <string>
+#include <system_error>
+#include <vector>
+
+namespace chat {
+
+class Outbox {
+ public:
+  struct Item {
+    enum class Kind {
+      line,       // `line` as is
+      users,      // the USERS line for `users`, rendered by the writer (O(N), outside every lock)
+      join_room,  // start the room stream at `start` (no bytes)
+      last,       // `line`, then nothing more: the writer shuts the sending side down (a FIN)
+    };
+    Kind kind = Kind::line;
+    std::uint64_t after = 0;  // the history head when this was caused
+    std::string line;         // with its LF
+    Roster users;
+    std::chrono::system_clock::time_point when{};  // users: the time for the text-mode stamp
+    HistoryCursor start;      // join_room
+    std::uint64_t start_bytes = 0;  // join_room: the history's bytes (this client's mode) at `start`
+  };
+
+  enum class Push { ok, full, closed };
+
+  struct Written {
+    enum class State {
+      idle,      // everything pending was written
+      more,      // the per-call budget ran out; call again
+      blocked,   // the socket takes no more now (EAGAIN): wait for EPOLLOUT
+      finished,  // the last line was written: shut the sending side down
+      aborted,   // abort() was called: nothing more will be written
+      failed,    // sendmsg failed: error
+    };
+    State state = State::idle;
+    std::size_t bytes = 0;         // written by this call
+    std::uint64_t room_entries = 0; // room events completed by this call
+    std::error_code error;
+  };
+
+  Outbox(const History& history, std::size_t limit) : history_(history), limit_(limit) {}
+
+  // ---- any thread ----------------------------------------------------------------------------
+  // Text or protocol lines from the room stream. Set once, by the reader, before it joins.
+  void set_mode(StreamMode mode) { mode_.store(mode); }
+  StreamMode mode() const { return mode_.load(); }
+  std::size_t limit() const { return limit_; }
+
+  // Queues an item. `full`: it would take the backlog over the limit (nothing was queued; the
+  // caller ends the client too-slow). `closed`: after close_with() or abort().
+  Push push(Item item);
+  // The polite end: `last` goes after what is queued and the room events caused before it;
+  // nothing is queued after it. Ignored once closed.
+  void close_with(Item last);
+  // Drops everything; write_some() says aborted from now on.
+  void abort();
+  bool closed() const;
+
+  // Bytes this client is behind: own lines queued and room bytes not yet written.
+  std::uint64_t backlog() const;
+  // The reader's backpressure: blocks while backlog() > `threshold`, until it drains or the
+  // outbox is closed. Returns at once if not over. `stop` is checked on every wake-up.
+  template <typename Stop>
+  void wait_below(std::uint64_t threshold, Stop stop);
+
+  // ---- the writer thread ----------------------------------------------------------------------
+  // Writes what is pending to `fd`, at most about `budget` bytes, in one sendmsg(2) that never
+  // blocks (more calls only if a write was interrupted).
+  Written write_some(int fd, std::size_t budget);
+  // True if write_some() has anything to do (own lines, or room events it has not sent).
+  bool has_pending() const;
+
+ private:
+  struct Piece {
+    bool own;           // an own item (pending_ front) or a room entry (the cursor)
+    std::size_t size;
+  };
+  void take_inbox();                  // writer: moves inbox_ to pending_
+  void consume(std::size_t bytes, const std::vector<Piece>& pieces, Written& out);
+  std::string render_users(const Item& item) const;
+  void notify_reader();
+
+  // Read by the poller for every session on every sweep (backlog()): first, together.
+  std::atomic<std::uint64_t> own_bytes_{0};   // own lines queued, not yet written
+  std::atomic<std::uint64_t> room_sent_{0};   // history bytes (this mode) written or skipped
+  std::atomic<bool> in_room_{false};          // join_room was pushed
+  std::atomic<StreamMode> mode_{StreamMode::protocol};
+  std::atomic<bool> reader_waiting_{false};
+  const History& history_;
+  const std::size_t limit_;
+
+  mutable std::mutex mutex_;
+  std::condition_variable drained_;   // the reader waits on it (wait_below)
+  std::vector<Item> inbox_;           // guarded by mutex_
+  bool closed_ = false;               // guarded by mutex_
+  bool aborted_ = false;              // guarded by mutex_
+
+  // Writer side, one thread at a time.
+  std::deque<Item> pending_;
+  HistoryCursor cursor_;
+  bool cursor_in_room_ = false;
+  std::size_t partial_ = 0;  // bytes of the first pending piece already written
+  std::vector<Piece> pieces_;  // write_some's list of what it gathered, kept to reuse its memory
+};
+
+template <typename Stop>
+void Outbox::wait_below(std::uint64_t threshold, Stop stop) {
+  if (backlog() <= threshold) return;
+  std::unique_lock lock(mutex_);
+  reader_waiting_ = true;
+  // The writer notifies after each write while reader_waiting_ is set; the timeout is only a
+  // safety net for `stop`, which is not a condition this variable is told about.
+  while (!closed_ && !stop() && backlog() > threshold) drained_.wait_for(lock, std::chrono::milliseconds(100));
+  reader_waiting_ = false;
+}
+
+}  // namespace chat

@@ -1,0 +1,295 @@
+// The pieces of the delivery path on their own (issue 8): Roster (the persistent member set),
+// History (the sequenced, bounded room stream read without a lock) and Outbox (one client's
+// merge of room events and its own lines, written with non-blocking sendmsg). The Outbox writes
+// to one end of a socketpair and the test reads the other.
+//
+// Threads: the test thread only, except where a test says otherwise.
+#include "server/history.hpp"
+#include "server/outbox.hpp"
+#include "server/roster.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <map>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace chat;
+
+namespace {
+
+// Both ends of a UNIX stream socketpair; the Outbox writes to `out`, the test reads `in`.
+struct Pair {
+  int out = -1;
+  int in = -1;
+  Pair() {
+    int fds[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0);
+    out = fds[0];
+    in = fds[1];
+  }
+  ~Pair() {
+    ::close(out);
+    ::close(in);
+  }
+  Pair(const Pair&) = delete;
+  Pair& operator=(const Pair&) = delete;
+  // Everything readable now.
+  std::string drain() const {
+    std::string got;
+    char buffer[65536];
+    for (;;) {
+      const ssize_t n = ::recv(in, buffer, sizeof buffer, MSG_DONTWAIT);
+      if (n <= 0) break;
+      got.append(buffer, static_cast<std::size_t>(n));
+    }
+    return got;
+  }
+};
+
+Outbox::Item own(std::string line, std::uint64_t after) {
+  Outbox::Item item;
+  item.line = std::move(line) + "\n";
+  item.after = after;
+  return item;
+}
+
+Outbox::Item join_at(History& history, StreamMode mode) {
+  Outbox::Item item;
+  item.kind = Outbox::Item::Kind::join_room;
+  item.after = history.head();
+  item.start = history.start();
+  item.start_bytes = history.bytes_at_head(mode);
+  return item;
+}
+
+// Writes until the outbox has nothing left (or it is finished / aborted).
+Outbox::Written write_all(Outbox& box, int fd) {
+  Outbox::Written w;
+  do {
+    w = box.write_some(fd, 1 << 20);
+  } while (w.state == Outbox::Written::State::more);
+  return w;
+}
+
+}  // namespace
+
+TEST_CASE("Roster: sorted by key, persistent, and the same as a map after random changes", "[roster]") {
+  Roster empty;
+  const Roster a = empty.with("bob", "Bob").with("alice", "alice").with("carol", "CAROL");
+  CHECK(a.names() == std::vector<std::string>{"alice", "Bob", "CAROL"});
+  const Roster b = a.without("bob");
+  CHECK(b.names() == std::vector<std::string>{"alice", "CAROL"});
+  CHECK(a.names() == std::vector<std::string>{"alice", "Bob", "CAROL"});  // unchanged
+  CHECK(empty.size() == 0);
+  CHECK(a.with("bob", "BOB").names() == std::vector<std::string>{"alice", "BOB", "CAROL"});  // replaced
+  CHECK(a.without("nobody").size() == 3);
+
+  std::mt19937 rng(7);
+  std::map<std::string, std::string> reference;
+  Roster roster;
+  std::vector<Roster> kept;
+  std::vector<std::vector<std::string>> kept_names;
+  for (int i = 0; i < 20000; ++i) {
+    const std::string key = "n" + std::to_string(rng() % 3000);
+    if (rng() % 3 == 0) {
+      reference.erase(key);
+      roster = roster.without(key);
+    } else {
+      reference[key] = key + "!";
+      roster = roster.with(key, key + "!");
+    }
+    if (i % 2000 == 0) {
+      kept.push_back(roster);
+      std::vector<std::string> names;
+      for (const auto& [k, v] : reference) names.push_back(v);
+      kept_names.push_back(names);
+    }
+  }
+  std::vector<std::string> names;
+  for (const auto& [k, v] : reference) names.push_back(v);
+  CHECK(roster.size() == reference.size());
+  CHECK(roster.names() == names);
+  for (std::size_t k = 0; k < kept.size(); ++k) CHECK(kept[k].names() == kept_names[k]);  // snapshots still right
+}
+
+TEST_CASE("History: entries across chunks, byte counts, trimming that keeps the limit", "[history]") {
+  History history(10'000);
+  auto cursor = history.start();
+  std::uint64_t bytes = 0;
+  for (int i = 0; i < 1000; ++i) {
+    const std::string line = "MSG a " + std::to_string(i) + "\n";
+    bytes += line.size();
+    CHECK(history.append(line, "[t] " + line) == static_cast<std::uint64_t>(i));
+  }
+  CHECK(history.head() == 1000);
+  CHECK(history.bytes_at_head(StreamMode::protocol) == bytes);
+  CHECK(history.bytes_at_head(StreamMode::text) == bytes + 4 * 1000);
+  // A cursor from the start still reads all of it: it holds its chunk, however the history trims.
+  for (int i = 0; i < 1000; ++i) {
+    REQUIRE(cursor.seq() == static_cast<std::uint64_t>(i));
+    CHECK(cursor.entry().protocol == "MSG a " + std::to_string(i) + "\n");
+    cursor.advance();
+  }
+  // ~13 bytes per entry: 10,000 bytes are about 770 entries, so some of the 4 chunks went.
+  CHECK(history.chunks() < 4);
+  CHECK(history.chunks() >= 3);
+}
+
+TEST_CASE("History: a long chain of chunks pinned by one cursor is freed without recursion", "[history]") {
+  History history(64);  // keeps almost nothing
+  auto pinned = history.start();
+  for (int i = 0; i < 300'000; ++i) history.append("x\n", "");  // ~1,170 chunks behind `pinned`
+  CHECK(history.chunks() <= 2);
+  pinned = HistoryCursor();  // destroys the chain: must not overflow the stack
+  SUCCEED("freed");
+}
+
+TEST_CASE("Outbox: own lines keep their place among room events", "[outbox]") {
+  History history(1 << 20);
+  Outbox box(history, 1 << 20);
+  Pair pair;
+  // Before joining: only own lines.
+  REQUIRE(box.push(own("# greeting", history.head())) == Outbox::Push::ok);
+  history.append("MSG x before-join\n", "");
+  REQUIRE(box.push(join_at(history, StreamMode::protocol)) == Outbox::Push::ok);
+  REQUIRE(box.push(own("WELCOME me", history.head())) == Outbox::Push::ok);
+  history.append("MSG a 1\n", "");
+  history.append("MSG a 2\n", "");
+  REQUIRE(box.push(own("PRIV a me after-2", history.head())) == Outbox::Push::ok);
+  history.append("MSG a 3\n", "");
+  CHECK(write_all(box, pair.out).state == Outbox::Written::State::idle);
+  CHECK(pair.drain() == "# greeting\nWELCOME me\nMSG a 1\nMSG a 2\nPRIV a me after-2\nMSG a 3\n");
+  CHECK(box.backlog() == 0);
+  // Nothing new: idle, nothing written.
+  const auto w = box.write_some(pair.out, 1 << 20);
+  CHECK(w.state == Outbox::Written::State::idle);
+  CHECK(w.bytes == 0);
+}
+
+TEST_CASE("Outbox: USERS is rendered from its snapshot when written, in the client's mode", "[outbox]") {
+  History history(1 << 20);
+  Pair pair;
+  Roster roster = Roster().with("bob", "bob").with("al", "Al");
+  Outbox::Item users;
+  users.kind = Outbox::Item::Kind::users;
+  users.users = roster;
+  SECTION("protocol") {
+    Outbox box(history, 1 << 20);
+    REQUIRE(box.push(users) == Outbox::Push::ok);
+    roster = roster.with("zed", "zed");  // later changes do not show
+    write_all(box, pair.out);
+    CHECK(pair.drain() == "USERS Al bob\n");
+  }
+  SECTION("text") {
+    Outbox box(history, 1 << 20);
+    box.set_mode(StreamMode::text);
+    REQUIRE(box.push(users) == Outbox::Push::ok);
+    write_all(box, pair.out);
+    const auto got = pair.drain();
+    CHECK(got.ends_with("*** online (2): Al bob\n"));
+  }
+}
+
+TEST_CASE("Outbox: text mode sends the text lines and skips events a person does not see", "[outbox]") {
+  History history(1 << 20);
+  Outbox box(history, 1 << 20);
+  box.set_mode(StreamMode::text);
+  Pair pair;
+  REQUIRE(box.push(join_at(history, StreamMode::text)) == Outbox::Push::ok);
+  history.append("MSG a hi\n", "[t] <a> hi\n");
+  history.append("NOT-SHOWN\n", "");
+  history.append("MSG a ho\n", "[t] <a> ho\n");
+  write_all(box, pair.out);
+  CHECK(pair.drain() == "[t] <a> hi\n[t] <a> ho\n");
+  CHECK(box.backlog() == 0);
+}
+
+TEST_CASE("Outbox: a socket that takes only part of it resumes at the right byte", "[outbox]") {
+  History history(1 << 22);
+  Outbox box(history, 1 << 22);
+  Pair pair;
+  const int small = 4096;
+  ::setsockopt(pair.out, SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+  REQUIRE(box.push(join_at(history, StreamMode::protocol)) == Outbox::Push::ok);
+  std::string expected;
+  for (int i = 0; i < 2000; ++i) {
+    const std::string line = "MSG a " + std::to_string(i) + " " + std::string(static_cast<std::size_t>(i % 97), 'y') + "\n";
+    expected += line;
+    history.append(line, "");
+    if (i % 100 == 0) {
+      const std::string mine = "PING p" + std::to_string(i) + "\n";
+      REQUIRE(box.push(own("PING p" + std::to_string(i), history.head())) == Outbox::Push::ok);
+      expected += mine;
+    }
+  }
+  std::string got;
+  int blocked = 0;
+  for (int rounds = 0; rounds < 100'000; ++rounds) {
+    const auto w = box.write_some(pair.out, 64 * 1024);
+    if (w.state == Outbox::Written::State::blocked) ++blocked;
+    got += pair.drain();
+    if (w.state == Outbox::Written::State::idle) break;
+  }
+  got += pair.drain();
+  CHECK(blocked > 0);  // the small buffer did fill up
+  CHECK(got == expected);
+  CHECK(box.backlog() == 0);
+}
+
+TEST_CASE("Outbox: the last line ends it; abort drops everything; a full outbox refuses", "[outbox]") {
+  History history(1 << 20);
+  Pair pair;
+  SECTION("close_with: room events caused before it, then the BYE, then finished") {
+    Outbox box(history, 1 << 20);
+    REQUIRE(box.push(join_at(history, StreamMode::protocol)) == Outbox::Push::ok);
+    history.append("MSG a 1\n", "");
+    Outbox::Item bye = own("BYE quit", history.head());
+    box.close_with(std::move(bye));
+    history.append("MSG a after-bye\n", "");
+    CHECK(box.push(own("ERROR late", history.head())) == Outbox::Push::closed);
+    CHECK(write_all(box, pair.out).state == Outbox::Written::State::finished);
+    CHECK(pair.drain() == "MSG a 1\nBYE quit\n");
+  }
+  SECTION("abort") {
+    Outbox box(history, 1 << 20);
+    REQUIRE(box.push(own("never sent", history.head())) == Outbox::Push::ok);
+    box.abort();
+    CHECK(box.write_some(pair.out, 1 << 20).state == Outbox::Written::State::aborted);
+    CHECK(pair.drain().empty());
+  }
+  SECTION("full: own lines and room bytes count against the limit") {
+    Outbox box(history, 100);
+    REQUIRE(box.push(join_at(history, StreamMode::protocol)) == Outbox::Push::ok);
+    history.append(std::string(60, 'r') + "\n", "");
+    CHECK(box.backlog() == 61);
+    CHECK(box.push(own(std::string(30, 'o'), history.head())) == Outbox::Push::ok);  // 61 + 31 = 92
+    CHECK(box.push(own(std::string(10, 'o'), history.head())) == Outbox::Push::full);  // 92 + 11 > 100
+    CHECK(box.backlog() == 92);
+  }
+}
+
+TEST_CASE("Outbox: wait_below returns once a writer has drained it (the reader's backpressure)", "[outbox]") {
+  History history(1 << 20);
+  Outbox box(history, 1 << 20);
+  Pair pair;
+  REQUIRE(box.push(join_at(history, StreamMode::protocol)) == Outbox::Push::ok);
+  for (int i = 0; i < 1000; ++i) history.append(std::string(99, 'm') + "\n", "");
+  REQUIRE(box.backlog() == 100'000);
+  // A writer thread drains it; the test thread waits like a paused reader.
+  std::jthread writer([&] {
+    for (;;) {
+      const auto w = box.write_some(pair.out, 4096);
+      (void)pair.drain();
+      if (w.state == Outbox::Written::State::idle) return;
+    }
+  });
+  box.wait_below(10'000, [] { return false; });
+  CHECK(box.backlog() <= 10'000);
+}
