@@ -12,11 +12,14 @@ set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")"
 
 PACKAGES=(g++ make cmake libasio-dev catch2 libcli11-dev libncurses-dev iproute2 tmux netcat-openbsd procps)
+# The test suite also runs bench/compare.sh --quick: the servers chatserver is compared with.
+TEST_PACKAGES=(ncat ngircd libasio-doc jq)
 JOBS=${CHAT_JOBS:-$(nproc)}
 
+# install_missing [EXTRA PACKAGES...]
 install_missing() {
   local missing=() p
-  for p in "${PACKAGES[@]}"; do
+  for p in "${PACKAGES[@]}" "$@"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
@@ -25,6 +28,13 @@ install_missing() {
   [ "$(id -u)" -eq 0 ] || sudo=(sudo)
   "${sudo[@]}" apt-get update -qq
   "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  # Debian's ngircd package starts a system service (0.0.0.0:6667) where systemd runs; the tests
+  # start their own ngircd on 127.0.0.1 (bench/peers.sh), so the service is stopped and disabled.
+  if [[ " ${missing[*]} " == *" ngircd "* ]] && command -v systemctl >/dev/null &&
+    systemctl is-enabled --quiet ngircd 2>/dev/null; then
+    echo "chat.sh: disabling the ngircd system service (the tests run their own)" >&2
+    "${sudo[@]}" systemctl disable --now ngircd >/dev/null 2>&1 || true
+  fi
 }
 
 # build DIR [cmake args...]
@@ -54,7 +64,7 @@ case "$cmd" in
     build release -DCHAT_BUILD_TESTS=ON
     ;;
   test)
-    install_missing
+    install_missing "${TEST_PACKAGES[@]}"
     build release -DCHAT_BUILD_TESTS=ON
     run_suite release "tests"
     if [ "${CHAT_TEST_SANITIZERS:-1}" != 0 ]; then

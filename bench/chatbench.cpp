@@ -182,6 +182,13 @@ int main(int argc, char** argv) {
   auto* duration = fanout->add_option("--duration", s.fanout.duration, "Seconds of sending, instead of --msgs")
                        ->check(CLI::Range(0.1, 3600.0));
   duration->excludes(msgs);
+  fanout->add_option("--threads", s.fanout.threads,
+                     "Generator threads, each driving its share of the clients (one epoll set each)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 16));
+  fanout->add_option("--in-progress", s.fanout.in_progress, "Clients joining at once before the run")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 20'000));
   fanout->add_option("--window", s.fanout.window, "With --max: messages per sender not yet delivered to all (0: no limit)")
       ->capture_default_str()
       ->check(CLI::Range(0, 1'000'000));
@@ -236,6 +243,17 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
     if (fanout->parsed() && !max && s.fanout.rate <= 0) throw CLI::ValidationError("fanout", "give --rate R or --max");
+    const bool side_by_side = fanout->parsed() || join->parsed() || scale->parsed();
+    if (side_by_side && s.target.port == 0 && s.protocol != "chat") {
+      throw CLI::ValidationError("--protocol " + s.protocol,
+                                 "needs --port of a running server (chatbench starts only chatserver)");
+    }
+    if (side_by_side && s.target.port == 0 && s.target.host != "127.0.0.1") {
+      throw CLI::ValidationError("--host", "needs --port: chatbench starts chatserver on 127.0.0.1 only");
+    }
+    if (fanout->parsed() && s.fanout.window > 0 && s.fanout.threads > 1) {
+      throw CLI::ValidationError("--window", "works with one generator thread only (--threads 1)");
+    }
     if (fanout->parsed() && s.fanout.senders > s.fanout.clients) {
       throw CLI::ValidationError("--senders", "cannot exceed --clients");
     }

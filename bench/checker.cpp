@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
-#include <unordered_map>
 
 namespace chat::bench {
 namespace {
@@ -43,6 +42,14 @@ void LatencyHistogram::add(std::uint64_t us) {
   max_ = std::max(max_, us);
 }
 
+void LatencyHistogram::merge(const LatencyHistogram& other) {
+  if (other.buckets_.size() > buckets_.size()) buckets_.resize(other.buckets_.size(), 0);
+  for (std::size_t b = 0; b < other.buckets_.size(); ++b) buckets_[b] += other.buckets_[b];
+  count_ += other.count_;
+  min_ = std::min(min_, other.min_);
+  max_ = std::max(max_, other.max_);
+}
+
 double LatencyHistogram::percentile_ms(double p) const {
   if (count_ == 0) return 0;
   auto rank = static_cast<std::uint64_t>(std::ceil(p / 100.0 * static_cast<double>(count_)));
@@ -57,31 +64,32 @@ double LatencyHistogram::percentile_ms(double p) const {
 
 // ---- DeliveryChecker --------------------------------------------------------------------------
 
+std::uint64_t SentCounts::total() const {
+  std::uint64_t total = 0;
+  for (const auto& n : counts_) total += n.load(std::memory_order_acquire);
+  return total;
+}
+
 DeliveryChecker::DeliveryChecker(std::size_t receivers, std::vector<std::size_t> sender_clients, bool echo,
-                                 bool global_order)
+                                 bool global_order, std::shared_ptr<SentCounts> sent, std::vector<char> owned)
     : receivers_(receivers),
       senders_(sender_clients.size()),
       sender_clients_(std::move(sender_clients)),
       echo_(echo),
       global_order_(global_order),
-      sent_(senders_, 0),
+      sent_(sent ? std::move(sent) : std::make_shared<SentCounts>(senders_)),
+      owned_(std::move(owned)),
       streams_(receivers * senders_),
       gone_(receivers, 0),
       order_(global_order ? receivers : 0),
       copies_(senders_) {}
-
-std::uint64_t DeliveryChecker::sent_total() const {
-  std::uint64_t total = 0;
-  for (auto n : sent_) total += n;
-  return total;
-}
 
 void DeliveryChecker::example(const std::string& text) {
   if (examples_.size() < max_examples) examples_.push_back(text);
 }
 
 bool DeliveryChecker::delivered(std::size_t receiver, std::size_t sender, std::uint32_t seq) {
-  if (receiver >= receivers_ || sender >= senders_ || seq >= sent_[sender]) {
+  if (receiver >= receivers_ || sender >= senders_ || seq >= sent_->of(sender)) {
     ++corrupt_;
     example("client " + std::to_string(receiver) + " got " + message_name(sender, seq) + ", which was never sent");
     return false;
@@ -110,11 +118,19 @@ bool DeliveryChecker::delivered(std::size_t receiver, std::size_t sender, std::u
             std::to_string(s.highest - 1));
   }
   s.highest = std::max(s.highest, seq + 1);
-  auto& copies = copies_[sender];
-  if (seq >= copies.size()) copies.resize(std::max<std::size_t>(seq + 1, copies.size() * 2), 0);
-  ++copies[seq];
+  if (track_copies_) {
+    auto& copies = copies_[sender];
+    if (seq >= copies.size()) copies.resize(std::max<std::size_t>(seq + 1, copies.size() * 2), 0);
+    ++copies[seq];
+  }
   if (global_order_) order_[receiver].push_back(static_cast<std::uint64_t>(sender) << 32 | seq);
   return true;
+}
+
+void DeliveryChecker::reserve(std::size_t messages) {
+  for (std::size_t rx = 0; rx < order_.size(); ++rx) {
+    if (owns(rx)) order_[rx].reserve(messages);
+  }
 }
 
 std::uint32_t DeliveryChecker::copies_of(std::size_t sender, std::uint32_t seq) const {
@@ -127,60 +143,80 @@ void DeliveryChecker::corrupt(std::size_t receiver, const std::string& frame) {
   example("client " + std::to_string(receiver) + " got a corrupted line: \"" + frame.substr(0, 100) + "\"");
 }
 
-DeliveryChecker::Report DeliveryChecker::report() const {
+DeliveryChecker::Report DeliveryChecker::report() const { return merged_report({this}); }
+
+DeliveryChecker::Report DeliveryChecker::merged_report(const std::vector<const DeliveryChecker*>& checkers) {
   Report r;
-  r.duplicates = duplicates_;
-  r.reordered = reordered_;
-  r.corrupt = corrupt_;
-  r.examples = examples_;
+  if (checkers.empty()) return r;
+  const DeliveryChecker& first = *checkers.front();
+  const std::size_t senders = first.senders_;
+  std::vector<std::uint64_t> sent(senders);
+  for (std::size_t tx = 0; tx < senders; ++tx) sent[tx] = first.sent_->of(tx);
   std::size_t lost_examples = 0;
-  for (std::size_t rx = 0; rx < receivers_; ++rx) {
-    for (std::size_t tx = 0; tx < senders_; ++tx) {
-      const bool own = rx == sender_clients_[tx];
-      if (own && !echo_) continue;
-      const Stream& s = stream(rx, tx);
-      r.expected += sent_[tx];
-      r.delivered += s.distinct;
-      if (!own) r.to_others += s.distinct;
-      const auto missing = sent_[tx] - std::min<std::uint64_t>(s.distinct, sent_[tx]);
-      r.lost += missing;
-      if (gone_[rx]) r.lost_to_gone += missing;
-      if (missing > 0 && lost_examples < 4 && r.examples.size() < max_examples + 4) {
-        ++lost_examples;
-        r.examples.push_back("client " + std::to_string(rx) + " missed " + std::to_string(missing) + " of sender " +
-                             std::to_string(tx) + "'s " + std::to_string(sent_[tx]) + " messages" +
-                             (gone_[rx] ? " (its connection had ended)" : ""));
+  // Each receiver's order of arrival, wherever its checker is.
+  std::vector<const std::vector<std::uint64_t>*> orders(first.receivers_, nullptr);
+  for (const auto* c : checkers) {
+    r.duplicates += c->duplicates_;
+    r.reordered += c->reordered_;
+    r.corrupt += c->corrupt_;
+    for (const auto& e : c->examples_) {
+      if (r.examples.size() < max_examples) r.examples.push_back(e);
+    }
+    for (std::size_t rx = 0; rx < c->receivers_; ++rx) {
+      if (!c->owns(rx)) continue;
+      if (c->global_order_) orders[rx] = &c->order_[rx];
+      for (std::size_t tx = 0; tx < senders; ++tx) {
+        const bool own = rx == c->sender_clients_[tx];
+        if (own && !c->echo_) continue;
+        const Stream& s = c->stream(rx, tx);
+        r.expected += sent[tx];
+        r.delivered += s.distinct;
+        if (!own) r.to_others += s.distinct;
+        const auto missing = sent[tx] - std::min<std::uint64_t>(s.distinct, sent[tx]);
+        r.lost += missing;
+        if (c->gone_[rx]) r.lost_to_gone += missing;
+        if (missing > 0 && lost_examples < 4 && r.examples.size() < max_examples + 4) {
+          ++lost_examples;
+          r.examples.push_back("client " + std::to_string(rx) + " missed " + std::to_string(missing) + " of sender " +
+                               std::to_string(tx) + "'s " + std::to_string(sent[tx]) + " messages" +
+                               (c->gone_[rx] ? " (its connection had ended)" : ""));
+        }
       }
     }
   }
-  if (global_order_ && receivers_ > 0) {
-    r.order_checked = true;
-    // The reference order: the longest stream (the receiver that missed nothing, if any).
-    std::size_t ref = 0;
-    for (std::size_t rx = 1; rx < receivers_; ++rx) {
-      if (order_[rx].size() > order_[ref].size()) ref = rx;
-    }
-    std::unordered_map<std::uint64_t, std::uint64_t> position;
-    position.reserve(order_[ref].size());
-    for (std::size_t i = 0; i < order_[ref].size(); ++i) position.emplace(order_[ref][i], i);
-    for (std::size_t rx = 0; rx < receivers_; ++rx) {
-      std::uint64_t last = 0;
-      bool first = true;
-      for (const auto id : order_[rx]) {
-        const auto it = position.find(id);
-        if (it == position.end()) continue;  // the reference missed it: counted as lost
-        if (!first && it->second < last) {
-          ++r.order_violations;
-          if (r.examples.size() < max_examples + 6) {
-            r.examples.push_back("client " + std::to_string(rx) + " got " +
-                                 message_name(static_cast<std::size_t>(id >> 32), static_cast<std::uint32_t>(id)) +
-                                 " in another place of the global order than client " + std::to_string(ref));
-          }
-          break;
+  if (!first.global_order_) return r;
+  r.order_checked = true;
+  // The reference order: the longest stream (a receiver that missed nothing, if any).
+  std::size_t ref = 0;
+  for (std::size_t rx = 0; rx < orders.size(); ++rx) {
+    if (orders[rx] && (!orders[ref] || orders[rx]->size() > orders[ref]->size())) ref = rx;
+  }
+  if (!orders[ref]) return r;
+  // position[sender][seq]: the message's place in the reference order (UINT32_MAX: missed).
+  std::vector<std::vector<std::uint32_t>> position(senders);
+  for (std::size_t tx = 0; tx < senders; ++tx) position[tx].assign(sent[tx], UINT32_MAX);
+  for (std::size_t i = 0; i < orders[ref]->size(); ++i) {
+    const auto id = (*orders[ref])[i];
+    position[id >> 32][static_cast<std::uint32_t>(id)] = static_cast<std::uint32_t>(i);
+  }
+  for (std::size_t rx = 0; rx < orders.size(); ++rx) {
+    if (!orders[rx]) continue;
+    std::uint32_t last = 0;
+    bool seen_one = false;
+    for (const auto id : *orders[rx]) {
+      const auto at = position[id >> 32][static_cast<std::uint32_t>(id)];
+      if (at == UINT32_MAX) continue;  // the reference missed it: counted as lost
+      if (seen_one && at < last) {
+        ++r.order_violations;
+        if (r.examples.size() < max_examples + 6) {
+          r.examples.push_back("client " + std::to_string(rx) + " got " +
+                               message_name(static_cast<std::size_t>(id >> 32), static_cast<std::uint32_t>(id)) +
+                               " in another place of the global order than client " + std::to_string(ref));
         }
-        last = it->second;
-        first = false;
+        break;
       }
+      last = at;
+      seen_one = true;
     }
   }
   return r;

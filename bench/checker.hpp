@@ -8,11 +8,15 @@
 // Memory: one bit per (receiver, sender, message) for duplicates, and with the global-order
 // check one 8-byte id per delivery; chatbench bounds both through its option limits.
 //
-// Threads: not thread safe; the benchmark's event loop thread owns it.
+// Threads: a DeliveryChecker is used by one generator thread (its receivers' and senders');
+// with several threads, each has its own checker, they share the SentCounts, and
+// merged_report() runs once they have all stopped.
 #pragma once
 
 #include <cstddef>
+#include <atomic>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -24,6 +28,7 @@ namespace chat::bench {
 class LatencyHistogram {
  public:
   void add(std::uint64_t us);
+  void merge(const LatencyHistogram& other);
   std::uint64_t count() const { return count_; }
   // The p-th percentile (0..100) by nearest rank, in milliseconds: the upper bound of the bucket
   // that holds it (never above max). 0 without samples.
@@ -40,26 +45,43 @@ class LatencyHistogram {
   std::uint64_t max_ = 0;
 };
 
+// What the senders have sent so far: one count per sender, shared by the checkers of several
+// generator threads (a sender's thread counts, every receiver's thread reads). Thread safe.
+class SentCounts {
+ public:
+  explicit SentCounts(std::size_t senders) : counts_(senders) {}
+  void add(std::size_t sender) { counts_[sender].fetch_add(1, std::memory_order_release); }
+  std::uint64_t of(std::size_t sender) const { return counts_[sender].load(std::memory_order_acquire); }
+  std::uint64_t total() const;
+  std::size_t senders() const { return counts_.size(); }
+
+ private:
+  std::vector<std::atomic<std::uint64_t>> counts_;
+};
+
 class DeliveryChecker {
  public:
   // `receivers` clients (0 .. receivers-1); sender k is client sender_clients[k]. `echo`: a
   // sender receives its own messages too (and is checked for them). `global_order`: record every
-  // receiver's order of arrival and compare them.
-  DeliveryChecker(std::size_t receivers, std::vector<std::size_t> sender_clients, bool echo, bool global_order);
+  // receiver's order of arrival and compare them. `sent`: counts shared with other checkers (one
+  // per generator thread; null: this checker's own). `owned`: the receivers this checker is told
+  // about (empty: all); the others are another thread's business.
+  DeliveryChecker(std::size_t receivers, std::vector<std::size_t> sender_clients, bool echo, bool global_order,
+                  std::shared_ptr<SentCounts> sent = nullptr, std::vector<char> owned = {});
   std::size_t senders() const { return senders_; }
   std::size_t sender_client(std::size_t sender) const { return sender_clients_[sender]; }
 
   // `sender` sent its next message (seq 0, 1, 2, ...).
-  void sent(std::size_t sender) { ++sent_[sender]; }
-  std::uint64_t sent_by(std::size_t sender) const { return sent_[sender]; }
-  std::uint64_t sent_total() const;
+  void sent(std::size_t sender) { sent_->add(sender); }
+  std::uint64_t sent_by(std::size_t sender) const { return sent_->of(sender); }
+  std::uint64_t sent_total() const { return sent_->total(); }
 
   // `receiver` got message `seq` of `sender`. Returns true if it is a first delivery.
   bool delivered(std::size_t receiver, std::size_t sender, std::uint32_t seq);
   // `receiver` got a frame in a message's place that is not one of ours, intact.
   void corrupt(std::size_t receiver, const std::string& frame);
-  // A receiver that was not one of this run's clients' messages' targets any more (its
-  // connection ended): its missing messages are still counted as lost, and named as such.
+  // A receiver whose connection ended: its missing messages are still counted as lost, and
+  // named as such.
   void receiver_gone(std::size_t receiver) { gone_[receiver] = 1; }
 
   struct Report {
@@ -71,18 +93,26 @@ class DeliveryChecker {
     std::uint64_t duplicates = 0;
     std::uint64_t reordered = 0;     // arrived after a later message of the same sender
     std::uint64_t corrupt = 0;
-    std::uint64_t order_violations = 0;  // receivers whose order differs from the first one's
+    std::uint64_t order_violations = 0;  // receivers whose order differs from the reference one's
     bool order_checked = false;
     std::vector<std::string> examples;   // a few of each problem, for people
     bool ok() const { return lost == 0 && duplicates == 0 && reordered == 0 && corrupt == 0 && order_violations == 0; }
   };
-  // Compares what was sent with what arrived. May be called more than once.
+  // Compares what was sent with what arrived at the receivers this checker owns. May be called
+  // more than once. Only while no thread feeds the checker.
   Report report() const;
+  // The same over several checkers that split the receivers between them (one per generator
+  // thread), the global order compared across all of them.
+  static Report merged_report(const std::vector<const DeliveryChecker*>& checkers);
 
   // The deliveries recorded so far, own echoes included.
   std::uint64_t deliveries() const { return delivered_; }
-  // Distinct deliveries of `sender`'s message `seq` so far (for --window).
+  // Counts the distinct deliveries of every message from now on (for --window; one checker only).
+  void track_copies() { track_copies_ = true; }
   std::uint32_t copies_of(std::size_t sender, std::uint32_t seq) const;
+  // Makes room for `messages` arrivals per receiver in the global-order record, so that it is
+  // not copied while it grows during a run.
+  void reserve(std::size_t messages);
 
  private:
   struct Stream {                 // one receiver's view of one sender
@@ -95,17 +125,20 @@ class DeliveryChecker {
     return streams_[receiver * senders_ + sender];
   }
   void example(const std::string& text);
+  bool owns(std::size_t receiver) const { return owned_.empty() || owned_[receiver]; }
 
   std::size_t receivers_;
   std::size_t senders_;
   std::vector<std::size_t> sender_clients_;
   bool echo_;
   bool global_order_;
-  std::vector<std::uint64_t> sent_;
+  std::shared_ptr<SentCounts> sent_;
+  std::vector<char> owned_;
   std::vector<Stream> streams_;
   std::vector<char> gone_;
   std::vector<std::vector<std::uint64_t>> order_;   // per receiver: (sender << 32 | seq) in arrival order
   std::vector<std::vector<std::uint32_t>> copies_;  // per sender, per seq: distinct deliveries
+  bool track_copies_ = false;
   std::uint64_t delivered_ = 0;
   std::uint64_t duplicates_ = 0;
   std::uint64_t reordered_ = 0;

@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
+#include <random>
+#include <thread>
 
 namespace chat::bench {
 namespace {
@@ -34,12 +37,121 @@ bool FanoutResult::ok() const {
   return error.empty() && join.complete() && check.ok() && ended_during_run == 0 && sent > 0;
 }
 
+namespace {
+
+// One generator thread's share of a fanout run: its swarm (clients t, t+T, t+2T, ...), its
+// traffic and checker, and what it reports back.
+struct Worker {
+  std::unique_ptr<Swarm> swarm;
+  std::unique_ptr<Traffic> traffic;
+  std::size_t ended_before = 0;
+  double cpu_seconds = 0;
+  std::string error;
+};
+
+// What the workers share while they run. Thread safe (atomics).
+struct Run {
+  Clock::time_point t0;
+  Clock::time_point send_until;
+  Clock::time_point hard_deadline;
+  bool by_time = false;
+  std::uint64_t per_sender = 0;
+  std::uint64_t copies_per_message = 0;
+  std::shared_ptr<SentCounts> sent;
+  std::vector<std::atomic<std::uint64_t>> delivered;  // per worker
+  std::atomic<std::size_t> done_sending{0};
+  std::atomic<bool> abort{false};
+  explicit Run(std::size_t workers) : delivered(workers) {}
+  std::uint64_t delivered_total() const {
+    std::uint64_t sum = 0;
+    for (const auto& d : delivered) sum += d.load();
+    return sum;
+  }
+};
+
+// The sending and draining of one worker (on its own thread, or the caller's when there is one).
+void work(Worker& w, std::size_t index, Run& run, const FanoutOptions& o) {
+  Swarm& swarm = *w.swarm;
+  Traffic& traffic = *w.traffic;
+  auto& checker = traffic.checker();
+  const double cpu0 = Swarm::cpu_seconds();
+  const std::size_t senders = checker.senders();
+  std::vector<std::uint32_t> acked(senders, 0);  // --window: messages delivered to everyone
+  auto mine_done = [&](Clock::time_point now) {
+    if (run.by_time) return now >= run.send_until;
+    for (std::size_t k = 0; k < senders; ++k) {
+      if (traffic.sends_here(k) && checker.sent_by(k) < run.per_sender) return false;
+    }
+    return true;
+  };
+  while (!run.abort) {
+    const auto now = Clock::now();
+    if (mine_done(now)) break;
+    if (now >= run.hard_deadline) {
+      w.error = "sending did not finish in time";
+      run.abort = true;
+      break;
+    }
+    if (swarm.ended() > w.ended_before) {
+      run.abort = true;
+      break;
+    }
+    auto wake = std::min(run.hard_deadline, run.by_time ? run.send_until : run.hard_deadline);
+    for (std::size_t k = 0; k < senders; ++k) {
+      if (!traffic.sends_here(k) || checker.sent_by(k) >= run.per_sender) continue;
+      if (o.rate > 0) {
+        // Open loop: sender k's message n is due at t0 + (n + k / S) / R, whatever the server does.
+        auto due = [&](std::uint64_t n) {
+          return run.t0 + seconds((static_cast<double>(n) + static_cast<double>(k) / static_cast<double>(senders)) / o.rate);
+        };
+        while (checker.sent_by(k) < run.per_sender && due(checker.sent_by(k)) <= now) traffic.send_message(k);
+        if (checker.sent_by(k) < run.per_sender) wake = std::min(wake, due(checker.sent_by(k)));
+      } else {
+        if (o.window > 0) {
+          while (acked[k] < checker.sent_by(k) && checker.copies_of(k, acked[k]) >= run.copies_per_message) ++acked[k];
+        }
+        bool queued = false;
+        while (checker.sent_by(k) < run.per_sender && traffic.pending(k) < low_water &&
+               (o.window == 0 || checker.sent_by(k) - acked[k] < static_cast<std::uint64_t>(o.window))) {
+          traffic.queue_message(k);
+          queued = true;
+        }
+        if (queued) traffic.flush(k);
+      }
+    }
+    swarm.run_once(wake);
+    run.delivered[index] = checker.deliveries();
+  }
+  ++run.done_sending;
+  // Draining: until every copy arrived, or nothing has arrived anywhere for a while.
+  auto last_total = run.delivered_total();
+  auto last_progress = Clock::now();
+  while (!run.abort) {
+    run.delivered[index] = checker.deliveries();
+    const auto now = Clock::now();
+    const auto total = run.delivered_total();
+    if (run.done_sending == run.delivered.size() && total >= run.sent->total() * run.copies_per_message) break;
+    if (total != last_total) {
+      last_total = total;
+      last_progress = now;
+    }
+    if ((run.done_sending == run.delivered.size() && now - last_progress >= drain_quiet) || now >= run.hard_deadline) break;
+    if (swarm.ended() > w.ended_before) break;
+    swarm.run_once(now + 20ms);
+  }
+  run.delivered[index] = checker.deliveries();
+  w.cpu_seconds = Swarm::cpu_seconds() - cpu0;
+}
+
+}  // namespace
+
 FanoutResult run_fanout(const FanoutOptions& o, const TargetOptions& target_options, std::ostream& progress) {
   FanoutResult r;
   r.options = o;
   r.protocol = target_options.protocol;
   const auto clients = static_cast<std::size_t>(o.clients);
   const auto senders = static_cast<std::size_t>(std::min(o.senders, o.clients));
+  const auto threads = static_cast<std::size_t>(std::max(1, o.threads));
   Target target(target_options, clients);
   r.label = target.label();
   r.endpoint = target.host() + ":" + std::to_string(target.port());
@@ -48,13 +160,23 @@ FanoutResult run_fanout(const FanoutOptions& o, const TargetOptions& target_opti
   so.host = target.host();
   so.port = target.port();
   so.protocol = target_options.protocol;
-  so.max_in_progress = 200;  // joining is not what this mode measures: no storm
-  Swarm swarm(so);
-  swarm.add_clients(clients);
-  Traffic traffic(swarm, static_cast<std::size_t>(o.size));
+  // Joining is not what this mode measures: a few at a time, so that no server's listen backlog
+  // (ngircd's and ncat's is 10) overflows and no client waits for a SYN retransmission.
+  so.max_in_progress = std::max<std::size_t>(1, static_cast<std::size_t>(o.in_progress) / threads);
+  std::vector<Worker> workers(threads);
+  std::vector<Swarm*> swarms;
+  for (std::size_t t = 0; t < threads; ++t) {
+    std::vector<std::size_t> ids;
+    for (std::size_t g = t; g < clients; g += threads) ids.push_back(g);
+    workers[t].swarm = std::make_unique<Swarm>(so);
+    workers[t].swarm->add_clients(ids);
+    workers[t].traffic = std::make_unique<Traffic>(*workers[t].swarm, static_cast<std::size_t>(o.size));
+    swarms.push_back(workers[t].swarm.get());
+  }
+  Swarm& first = *workers[0].swarm;  // holds client 0
 
   progress << "fanout: " << r.label << ": joining " << clients << " clients ...\n";
-  r.join = join_all(swarm, Clock::now() + join_patience, progress);
+  r.join = join_all(swarms, Clock::now() + join_patience, progress);
   if (!r.join.complete()) {
     r.error = "not every client joined: " + std::to_string(r.join.joined) + " of " + std::to_string(clients) +
               (r.join.timed_out ? " in time" : "") + (r.join.reasons.empty() ? "" : " (" + describe_reasons(r.join.reasons) + ")");
@@ -65,108 +187,91 @@ FanoutResult run_fanout(const FanoutOptions& o, const TargetOptions& target_opti
     if (auto e = target.stop(); !e.empty()) r.error += "; " + e;
     return r;
   }
-  r.stats_before = traffic.fetch_stats(0, Clock::now() + 5s);
+  r.stats_before = workers[0].traffic->fetch_stats(0, Clock::now() + 5s);
 
   std::vector<std::size_t> sender_clients(senders);
   for (std::size_t k = 0; k < senders; ++k) sender_clients[k] = k;
-  traffic.begin(sender_clients, target_options.protocol == Protocol::chat);
-  auto& checker = traffic.checker();
-  const std::size_t ended_before = swarm.ended();
-  const std::size_t copies_per_message = swarm.dialect().echoes() ? clients : clients - 1;
+  Run run(threads);
+  run.sent = std::make_shared<SentCounts>(senders);
+  const Traffic::Shared shared{clients, run.sent, std::random_device{}() & 0xffffffu};
+  for (auto& w : workers) {
+    w.traffic->begin(sender_clients, target_options.protocol == Protocol::chat, &shared);
+    if (o.window > 0) w.traffic->checker().track_copies();
+    if (o.duration == 0) w.traffic->checker().reserve(static_cast<std::size_t>(o.msgs) * senders);
+    w.ended_before = w.swarm->ended();
+  }
+  run.copies_per_message = first.dialect().echoes() ? clients : clients - 1;
+  run.by_time = o.duration > 0;
+  run.per_sender = run.by_time ? UINT64_MAX : static_cast<std::uint64_t>(o.msgs);
 
-  progress << "fanout: " << offered(o) << " ...\n";
-  const double cpu0 = Swarm::cpu_seconds();
+  progress << "fanout: " << offered(o) << (threads > 1 ? " (" + std::to_string(threads) + " generator threads)" : "")
+           << " ...\n";
   const auto server0 = target.sample();
-  const auto t0 = Clock::now();
-  const bool by_time = o.duration > 0;
-  const auto send_until = t0 + seconds(o.duration);
-  const std::uint64_t per_sender = by_time ? UINT64_MAX : static_cast<std::uint64_t>(o.msgs);
-  const auto planned = by_time ? seconds(o.duration) : o.rate > 0 ? seconds(static_cast<double>(o.msgs) / o.rate) : 0s;
-  const auto hard_deadline = t0 + planned + send_slack;
-  std::vector<std::uint32_t> acked(senders, 0);  // --window: messages delivered to everyone
+  run.t0 = Clock::now();
+  run.send_until = run.t0 + seconds(o.duration);
+  const auto planned =
+      run.by_time ? seconds(o.duration) : o.rate > 0 ? seconds(static_cast<double>(o.msgs) / o.rate) : Clock::duration(0s);
+  run.hard_deadline = run.t0 + planned + send_slack;
+  if (threads == 1) {
+    work(workers[0], 0, run, o);
+  } else {
+    std::vector<std::jthread> running;
+    for (std::size_t t = 0; t < threads; ++t) running.emplace_back([&, t] { work(workers[t], t, run, o); });
+  }  // joined here
+  check_interrupted();
 
-  auto sending_over = [&](Clock::time_point now) {
-    if (by_time) return now >= send_until;
-    for (std::size_t k = 0; k < senders; ++k) {
-      if (checker.sent_by(k) < per_sender) return false;
-    }
-    return true;
-  };
-  while (true) {
-    const auto now = Clock::now();
-    if (sending_over(now)) break;
-    if (now >= hard_deadline) {
-      r.error = "sending did not finish in time";
-      break;
-    }
-    if (swarm.ended() > ended_before) break;
-    auto wake = std::min(hard_deadline, by_time ? send_until : hard_deadline);
-    for (std::size_t k = 0; k < senders; ++k) {
-      if (checker.sent_by(k) >= per_sender) continue;
-      if (o.rate > 0) {
-        // Open loop: sender k's message n is due at t0 + (n + k / S) / R, whatever the server does.
-        auto due = [&](std::uint64_t n) {
-          return t0 + seconds((static_cast<double>(n) + static_cast<double>(k) / static_cast<double>(senders)) / o.rate);
-        };
-        while (checker.sent_by(k) < per_sender && due(checker.sent_by(k)) <= now) traffic.send_message(k);
-        if (checker.sent_by(k) < per_sender) wake = std::min(wake, due(checker.sent_by(k)));
-      } else {
-        if (o.window > 0) {
-          while (acked[k] < checker.sent_by(k) && checker.copies_of(k, acked[k]) >= copies_per_message) ++acked[k];
-        }
-        bool queued = false;
-        while (checker.sent_by(k) < per_sender && swarm.pending(k) < low_water &&
-               (o.window == 0 || checker.sent_by(k) - acked[k] < static_cast<std::uint64_t>(o.window))) {
-          traffic.queue_message(k);
-          queued = true;
-        }
-        if (queued) swarm.flush(k);
+  r.sent = run.sent->total();
+  Clock::time_point first_send = Clock::time_point::max(), last_delivery{};
+  LatencyHistogram latency;
+  std::vector<const DeliveryChecker*> checkers;
+  double generator_cpu = 0;
+  std::map<std::string, std::size_t> reasons;
+  for (auto& w : workers) {
+    auto& t = *w.traffic;
+    if (t.first_send() != Clock::time_point{}) first_send = std::min(first_send, t.first_send());
+    last_delivery = std::max(last_delivery, t.last_delivery());
+    latency.merge(t.latency());
+    checkers.push_back(&t.checker());
+    generator_cpu += w.cpu_seconds;
+    if (r.error.empty() && !w.error.empty()) r.error = w.error;
+    r.ended_during_run += w.swarm->ended() - w.ended_before;
+    for (std::size_t i = 0; i < w.swarm->size(); ++i) {
+      if (w.swarm->client(i).state == Swarm::State::ended) {
+        t.checker().receiver_gone(w.swarm->id(i));
+        ++reasons[w.swarm->client(i).end_reason];
       }
     }
-    swarm.run_once(wake);
+    if (const auto p = t.problems(); !p.empty() && r.error.empty()) r.error = p;
+    r.stale += t.stale();
   }
-  r.sent = checker.sent_total();
-  // Draining: until every copy arrived, or nothing has arrived for a while.
-  const std::uint64_t expected = r.sent * copies_per_message;
-  auto last_count = checker.deliveries();
-  auto last_progress = Clock::now();
-  while (checker.deliveries() < expected && swarm.ended() == ended_before) {
-    const auto now = Clock::now();
-    if (checker.deliveries() != last_count) {
-      last_count = checker.deliveries();
-      last_progress = now;
-    }
-    if (now - last_progress >= drain_quiet || now >= hard_deadline) break;
-    swarm.run_once(now + 100ms);
-  }
-  const auto t_end = Clock::now();
-  const double wall = std::chrono::duration<double>(t_end - t0).count();
-  r.generator_cpu = 100 * (Swarm::cpu_seconds() - cpu0) / wall;
+  // CPU over the time the work took: from the first send to the last delivery (a wait for
+  // deliveries that never came costs no CPU, and must not dilute the figure). /proc counts CPU
+  // time in clock ticks (10 ms): over a run shorter than half a second the figure says nothing.
+  const auto t_end = last_delivery > run.t0 ? last_delivery : Clock::now();
+  const double wall = std::chrono::duration<double>(t_end - run.t0).count();
   const auto server1 = target.sample();
-  if (server0 && server1) r.server_cpu = 100 * (server1->cpu_seconds - server0->cpu_seconds) / wall;
+  if (wall >= 0.5) {
+    r.generator_cpu = 100 * generator_cpu / wall;
+    if (server0 && server1) r.server_cpu = 100 * (server1->cpu_seconds - server0->cpu_seconds) / wall;
+  }
   r.server_after = server1;
-
-  r.ended_during_run = swarm.ended() - ended_before;
-  std::map<std::string, std::size_t> reasons;
-  for (std::size_t i = 0; i < clients; ++i) {
-    if (swarm.client(i).state == Swarm::State::ended) {
-      checker.receiver_gone(i);
-      ++reasons[swarm.client(i).end_reason];
+  r.ended_reasons = describe_reasons(reasons);
+  r.check = DeliveryChecker::merged_report(checkers);
+  r.p50_ms = latency.percentile_ms(50);
+  r.p99_ms = latency.percentile_ms(99);
+  r.max_ms = latency.max_ms();
+  if (r.check.to_others > 0 && first_send < last_delivery) {
+    r.seconds = std::chrono::duration<double>(last_delivery - first_send).count();
+    r.deliveries_per_second = static_cast<double>(r.check.to_others) / r.seconds;
+  }
+  if (first.joined() > 0) {
+    for (std::size_t i = 0; i < first.size(); ++i) {
+      if (first.client(i).state == Swarm::State::joined) {
+        r.stats_after = workers[0].traffic->fetch_stats(i, Clock::now() + 5s);
+        break;
+      }
     }
   }
-  r.ended_reasons = describe_reasons(reasons);
-  r.check = checker.report();
-  if (const auto p = traffic.problems(); !p.empty() && r.error.empty()) r.error = p;
-  r.stale = traffic.stale();
-  const auto& lat = traffic.latency();
-  r.p50_ms = lat.percentile_ms(50);
-  r.p99_ms = lat.percentile_ms(99);
-  r.max_ms = lat.max_ms();
-  if (traffic.to_others() > 0) {
-    r.seconds = std::chrono::duration<double>(traffic.last_delivery() - traffic.first_send()).count();
-    if (r.seconds > 0) r.deliveries_per_second = static_cast<double>(traffic.to_others()) / r.seconds;
-  }
-  if (swarm.joined() > 0) r.stats_after = traffic.fetch_stats(std::min<std::size_t>(senders, clients - 1), Clock::now() + 5s);
   if (auto e = target.stop(); !e.empty() && r.error.empty()) r.error = e;
   progress << "fanout: done\n";
   return r;
@@ -224,10 +329,12 @@ void print_fanout(const FanoutResult& r, std::ostream& out) {
       << "\n";
   print_check(r.check, out, static_cast<std::size_t>(o.clients));
   if (r.stale > 0) out << "  ignored: " << r.stale << " messages from an earlier run\n";
-  out << "  CPU over the run: chatbench " << format_count(r.generator_cpu) << "% of one core";
-  if (r.generator_bound()) out << " (chatbench itself may have been the limit)";
-  if (r.server_cpu) out << ", server " << format_count(*r.server_cpu) << "%";
-  out << "\n";
+  if (r.generator_cpu > 0) {
+    out << "  CPU over the run: chatbench " << format_count(r.generator_cpu) << "% of one core";
+    if (r.generator_bound()) out << " (chatbench itself may have been the limit)";
+    if (r.server_cpu) out << ", server " << format_count(*r.server_cpu) << "%";
+    out << "\n";
+  }
   if (r.server_after) {
     out << "  server: " << format_ms(r.server_after->rss_mib) << " MiB resident, " << r.server_after->threads
         << " threads\n";
@@ -263,8 +370,10 @@ void json_fanout(const FanoutResult& r, Json& json) {
   json.end_object();
   json_check(r.check, json);
   json.field("stale", static_cast<long long>(r.stale));
-  json.field("generator_cpu_percent", r.generator_cpu);
-  json.field("generator_bound", r.generator_bound());
+  if (r.generator_cpu > 0) {  // measured over runs of half a second or more
+    json.field("generator_cpu_percent", r.generator_cpu);
+    json.field("generator_bound", r.generator_bound());
+  }
   if (r.server_cpu) json.field("server_cpu_percent", *r.server_cpu);
   json_sample("server_after", r.server_after, json);
   if (!r.stats_after.empty()) json.field("stats", r.stats_after);

@@ -27,6 +27,8 @@ struct FanoutOptions {
   int msgs = 1000;        // per sender, unless duration > 0
   double duration = 0;    // seconds of sending instead of a count
   int window = 0;         // --max: messages per sender not yet delivered to everyone; 0: no limit
+  int in_progress = 8;    // clients joining at once before the run
+  int threads = 1;        // generator threads, each with its own share of the clients
 };
 
 struct FanoutResult {

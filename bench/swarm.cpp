@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <stdexcept>
@@ -38,7 +39,7 @@ bool fit_descriptors(std::size_t needed) {
 }  // namespace
 
 Swarm::Swarm(SwarmOptions options)
-    : options_(std::move(options)), dialect_(dialect_for(options_.protocol)), scratch_(scratch_size) {
+    : options_(std::move(options)), dialect_(dialect_for(options_.protocol)), scratch_(options_.max_frame + scratch_size) {
   auto* v4 = reinterpret_cast<sockaddr_in*>(&address_);
   auto* v6 = reinterpret_cast<sockaddr_in6*>(&address_);
   if (::inet_pton(AF_INET, options_.host.c_str(), &v4->sin_addr) == 1) {
@@ -63,14 +64,22 @@ Swarm::~Swarm() {
   if (epoll_fd_ >= 0) ::close(epoll_fd_);
 }
 
-std::string Swarm::nick(std::size_t i) const { return options_.nick_prefix + std::to_string(i); }
-
 void Swarm::add_clients(std::size_t n) {
-  if (!fit_descriptors(clients_.size() + n)) {
-    throw std::runtime_error("cannot open " + std::to_string(clients_.size() + n) +
+  std::vector<std::size_t> ids(n);
+  for (std::size_t k = 0; k < n; ++k) ids[k] = clients_.size() + k;
+  add_clients(ids);
+}
+
+void Swarm::add_clients(const std::vector<std::size_t>& ids) {
+  if (!fit_descriptors(ids.size() + clients_.size())) {
+    throw std::runtime_error("cannot open " + std::to_string(clients_.size() + ids.size()) +
                              " connections: RLIMIT_NOFILE is too low (raise the hard limit, e.g. ulimit -Hn)");
   }
-  clients_.resize(clients_.size() + n);
+  for (const auto id : ids) {
+    ids_.push_back(id);
+    nicks_.push_back(options_.nick_prefix + std::to_string(id));
+  }
+  clients_.resize(clients_.size() + ids.size());
 }
 
 double Swarm::cpu_seconds() {
@@ -94,6 +103,10 @@ void Swarm::start_connects() {
     // Lines go out as soon as they are queued: latency is what the benchmark measures.
     const int one = 1;
     ::setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (const char* rb = std::getenv("CHATBENCH_RCVBUF")) {
+      const int size = std::atoi(rb);
+      ::setsockopt(c.fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+    }
     c.state = State::connecting;
     epoll_event ev{};
     ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP;
@@ -220,7 +233,7 @@ void Swarm::handle_frame(std::size_t i, std::string_view frame, Clock::time_poin
       if (on_frame) on_frame(i, seen, now);
       return;
     case Seen::Kind::ping:
-      send(i, seen.reply);
+      send(i, dialect_.pong(seen.token));
       return;
     case Seen::Kind::welcomed:
       if (c.welcomed) return;
@@ -230,7 +243,7 @@ void Swarm::handle_frame(std::size_t i, std::string_view frame, Clock::time_poin
     case Seen::Kind::roster:
       if (c.state != State::handshake) return;
       c.roster += seen.count;
-      if (dialect_.roster_in_one_line() && c.welcomed) set_joined(i, now);
+      if (dialect_.roster_in_one_line() && (c.welcomed || !dialect_.welcomes())) set_joined(i, now);
       return;
     case Seen::Kind::roster_end:
       if (c.state == State::handshake && c.welcomed) set_joined(i, now);
@@ -264,7 +277,11 @@ void Swarm::on_readable(std::size_t i) {
   for (std::size_t round = 0; round < reads_per_event; ++round) {
     Client& c = clients_[i];
     if (c.state == State::ended) return;
-    const ssize_t n = ::recv(c.fd, scratch_.data(), scratch_.size(), 0);
+    // A frame left incomplete by the last read goes to the front of the scratch buffer and the
+    // read lands right behind it: only that piece is copied, never the bulk of the data.
+    const std::size_t carried = c.in.size();
+    std::memcpy(scratch_.data(), c.in.data(), carried);
+    const ssize_t n = ::recv(c.fd, scratch_.data() + carried, scratch_.size() - carried, 0);
     if (n == 0) {
       end(i, "connection closed by the server");
       return;
@@ -276,13 +293,7 @@ void Swarm::on_readable(std::size_t i) {
       return;
     }
     const auto now = Clock::now();
-    // Frames are cut from the fresh bytes where they are; only a frame that straddles two
-    // reads is copied into the client's own buffer.
-    std::string_view data(scratch_.data(), static_cast<std::size_t>(n));
-    if (!c.in.empty()) {
-      c.in.append(data);
-      data = c.in;
-    }
+    const std::string_view data(scratch_.data(), carried + static_cast<std::size_t>(n));
     std::size_t used = 0;
     while (used < data.size()) {
       std::string_view frame;
@@ -296,13 +307,8 @@ void Swarm::on_readable(std::size_t i) {
       handle_frame(i, frame, now);
       if (clients_[i].state == State::ended) return;
     }
-    Client& after = clients_[i];
-    if (data.data() == after.in.data()) {
-      after.in.erase(0, used);
-    } else {
-      after.in.assign(data.substr(used));
-    }
-    if (static_cast<std::size_t>(n) < scratch_.size()) return;  // drained
+    clients_[i].in.assign(data.substr(used));
+    if (static_cast<std::size_t>(n) < scratch_.size() - carried) return;  // drained
   }
 }
 

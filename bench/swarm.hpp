@@ -44,7 +44,7 @@ class Swarm {
   struct Client {
     int fd = -1;
     State state = State::waiting;
-    std::string in;            // an incomplete frame carried over to the next read
+    std::string in;            // an incomplete frame carried over to the next read (< max_frame)
     std::string out;
     std::size_t out_pos = 0;   // out[out_pos..] is not yet written
     bool watching_out = false; // EPOLLOUT registered
@@ -67,13 +67,17 @@ class Swarm {
   const SwarmOptions& options() const { return options_; }
   const Dialect& dialect() const { return dialect_; }
 
-  // Adds `n` clients; they start connecting in run_once() (all at once, or max_in_progress at a
-  // time). Raises the process's RLIMIT_NOFILE first if needed; throws std::runtime_error when
-  // the limit cannot fit them.
+  // Adds `n` clients numbered from size() on; they start connecting in run_once() (all at once,
+  // or max_in_progress at a time). Raises the process's RLIMIT_NOFILE first if needed; throws
+  // std::runtime_error when the limit cannot fit them.
   void add_clients(std::size_t n);
+  // The same with the run-wide numbers of the clients (several swarms, one per generator
+  // thread, share out the clients of one run): client i here is client ids[i] of the run.
+  void add_clients(const std::vector<std::size_t>& ids);
   std::size_t size() const { return clients_.size(); }
   const Client& client(std::size_t i) const { return clients_[i]; }
-  std::string nick(std::size_t i) const;
+  std::size_t id(std::size_t i) const { return ids_[i]; }  // client i's number in the run
+  const std::string& nick(std::size_t i) const { return nicks_[i]; }  // prefix + id(i)
 
   // Called for every message and stats frame (the views are valid during the call only), with
   // the time the bytes were read.
@@ -126,6 +130,8 @@ class Swarm {
   socklen_t address_size_ = 0;
   int epoll_fd_ = -1;
   std::vector<Client> clients_;
+  std::vector<std::size_t> ids_;
+  std::vector<std::string> nicks_;  // made once: compared on every message
   std::size_t next_to_start_ = 0;
   std::size_t connecting_ = 0;  // started, not joined, not ended
   std::size_t joined_ = 0;
@@ -135,7 +141,7 @@ class Swarm {
   std::size_t dropped_ = 0;
   Clock::time_point last_join_{};
   Clock::time_point last_chatter_{};
-  std::vector<char> scratch_;  // the receive buffer shared by every client
+  std::vector<char> scratch_;  // the receive buffer shared by every client (max_frame + a read)
 };
 
 }  // namespace chat::bench

@@ -15,35 +15,59 @@ constexpr auto progress_every = 5s;
 }  // namespace
 
 JoinOutcome join_all(Swarm& swarm, Clock::time_point deadline, std::ostream& progress) {
+  return join_all(std::vector<Swarm*>{&swarm}, deadline, progress);
+}
+
+JoinOutcome join_all(const std::vector<Swarm*>& swarms, Clock::time_point deadline, std::ostream& progress) {
   const auto start = Clock::now();
-  const bool announces = swarm.options().protocol != Protocol::asio;
+  const bool announces = swarms.front()->options().protocol != Protocol::asio;
   JoinOutcome out;
-  out.clients = swarm.size();
+  auto total = [&](auto of) {
+    std::uint64_t sum = 0;
+    for (const auto* s : swarms) sum += of(*s);
+    return sum;
+  };
+  out.clients = total([](const Swarm& s) { return s.size(); });
+  const auto ever_joined = [&] { return total([](const Swarm& s) { return s.ever_joined(); }); };
   // A member expects to hear of every client that joined after it: all who ever joined, less
-  // those named in its roster (itself included). Servers without a roster (ncat) name nobody,
-  // so there only the quiet period ends the wait.
+  // those named in its roster (itself included). If some of them were dropped before they were
+  // announced, the count is never reached, and the quiet period ends the wait.
   auto expected = [&] {
-    std::uint64_t total = 0;
-    for (std::size_t i = 0; i < swarm.size(); ++i) {
-      const auto& c = swarm.client(i);
-      if (c.state != Swarm::State::joined || c.roster == 0) continue;
-      total += swarm.ever_joined() > c.roster ? swarm.ever_joined() - c.roster : 0;
+    const auto everyone = ever_joined();
+    std::uint64_t sum = 0;
+    for (const auto* s : swarms) {
+      for (std::size_t i = 0; i < s->size(); ++i) {
+        const auto& c = s->client(i);
+        if (c.state != Swarm::State::joined || c.roster == 0) continue;
+        sum += everyone > c.roster ? everyone - c.roster : 0;
+      }
     }
-    return total;
+    return sum;
   };
   auto seen = [&] {
-    std::uint64_t total = 0;
-    for (std::size_t i = 0; i < swarm.size(); ++i) total += swarm.client(i).chatter;
-    return total;
+    std::uint64_t sum = 0;
+    for (const auto* s : swarms) {
+      for (std::size_t i = 0; i < s->size(); ++i) sum += s->client(i).chatter;
+    }
+    return sum;
+  };
+  auto latest = [&](auto of) {
+    Clock::time_point t{};
+    for (const auto* s : swarms) t = std::max(t, of(*s));
+    return t;
   };
   auto next_progress = start + progress_every;
+  // With several swarms, each gets a short turn, so none of them waits on another's sockets.
+  const auto turn = swarms.size() > 1 ? std::chrono::milliseconds(1) : std::chrono::milliseconds(100);
   while (true) {
     const auto now = Clock::now();
-    const bool resolved = swarm.joined() + swarm.ended() == swarm.size();
-    if (resolved) {
+    const auto in_room = total([](const Swarm& s) { return s.joined(); });
+    const auto ended = total([](const Swarm& s) { return s.ended(); });
+    if (in_room + ended == out.clients) {
       if (!announces) break;
-      const auto last = std::max(swarm.last_chatter(), swarm.last_join());
-      if (seen() >= expected() && swarm.options().protocol != Protocol::line) break;
+      const auto last = std::max(latest([](const Swarm& s) { return s.last_chatter(); }),
+                                 latest([](const Swarm& s) { return s.last_join(); }));
+      if (seen() >= expected()) break;
       if (now - last >= chatter_quiet) break;
     }
     if (now >= deadline) {
@@ -51,24 +75,26 @@ JoinOutcome join_all(Swarm& swarm, Clock::time_point deadline, std::ostream& pro
       break;
     }
     if (now >= next_progress) {
-      progress << "  ... " << swarm.joined() << " of " << swarm.size() << " in the room, " << swarm.ended()
-               << " ended, after " << std::chrono::duration_cast<std::chrono::seconds>(now - start).count() << " s\n";
+      progress << "  ... " << in_room << " of " << out.clients << " in the room, " << ended << " ended, after "
+               << std::chrono::duration_cast<std::chrono::seconds>(now - start).count() << " s\n";
       next_progress = now + progress_every;
     }
-    swarm.run_once(std::min(deadline, now + 100ms));
+    for (auto* s : swarms) s->run_once(std::min(deadline, Clock::now() + turn));
   }
-  out.joined = swarm.joined();
-  out.refused = swarm.refused();
-  out.dropped = swarm.dropped();
+  out.joined = total([](const Swarm& s) { return s.joined(); });
+  out.refused = total([](const Swarm& s) { return s.refused(); });
+  out.dropped = total([](const Swarm& s) { return s.dropped(); });
   out.chatter_seen = seen();
   out.chatter_expected = expected();
-  if (swarm.ever_joined() > 0) out.last_join_ms = millis_between(start, swarm.last_join());
-  out.chatter_end_ms = std::max(out.last_join_ms, swarm.last_chatter() > start
-                                                      ? millis_between(start, swarm.last_chatter())
-                                                      : 0.0);
-  for (std::size_t i = 0; i < swarm.size(); ++i) {
-    const auto& c = swarm.client(i);
-    if (c.state == Swarm::State::ended) ++out.reasons[c.end_reason];
+  const auto last_join = latest([](const Swarm& s) { return s.last_join(); });
+  const auto last_chatter = latest([](const Swarm& s) { return s.last_chatter(); });
+  if (ever_joined() > 0) out.last_join_ms = millis_between(start, last_join);
+  out.chatter_end_ms = std::max(out.last_join_ms, last_chatter > start ? millis_between(start, last_chatter) : 0.0);
+  for (const auto* s : swarms) {
+    for (std::size_t i = 0; i < s->size(); ++i) {
+      const auto& c = s->client(i);
+      if (c.state == Swarm::State::ended) ++out.reasons[c.end_reason];
+    }
   }
   return out;
 }
@@ -91,11 +117,26 @@ Traffic::Traffic(Swarm& swarm, std::size_t size)
   swarm_.on_frame = [this](std::size_t client, const Seen& seen, Clock::time_point now) { on_frame(client, seen, now); };
 }
 
-void Traffic::begin(std::vector<std::size_t> sender_clients, bool global_order) {
-  sender_of_client_.assign(swarm_.size(), 0);
-  for (std::size_t k = 0; k < sender_clients.size(); ++k) sender_of_client_[sender_clients[k]] = k + 1;
-  checker_ = std::make_unique<DeliveryChecker>(swarm_.size(), std::move(sender_clients), swarm_.dialect().echoes(),
-                                               global_order);
+void Traffic::begin(std::vector<std::size_t> sender_clients, bool global_order, const Shared* shared) {
+  local_of_sender_.assign(sender_clients.size(), -1);
+  sender_nicks_.clear();
+  for (std::size_t k = 0; k < sender_clients.size(); ++k) {
+    sender_nicks_.push_back(swarm_.options().nick_prefix + std::to_string(sender_clients[k]));
+  }
+  for (std::size_t i = 0; i < swarm_.size(); ++i) {
+    for (std::size_t k = 0; k < sender_clients.size(); ++k) {
+      if (sender_clients[k] == swarm_.id(i)) local_of_sender_[k] = static_cast<long>(i);
+    }
+  }
+  if (shared) tag_ = shared->tag;
+  const std::size_t receivers = shared ? shared->receivers : swarm_.size();
+  std::vector<char> owned;
+  if (shared) {
+    owned.assign(receivers, 0);
+    for (std::size_t i = 0; i < swarm_.size(); ++i) owned[swarm_.id(i)] = 1;
+  }
+  checker_ = std::make_unique<DeliveryChecker>(receivers, std::move(sender_clients), swarm_.dialect().echoes(),
+                                               global_order, shared ? shared->sent : nullptr, std::move(owned));
   latency_ = LatencyHistogram{};
   to_others_ = 0;
   first_send_ = {};
@@ -103,7 +144,7 @@ void Traffic::begin(std::vector<std::size_t> sender_clients, bool global_order) 
 }
 
 void Traffic::queue_message(std::size_t sender) {
-  const auto client = checker_->sender_client(sender);
+  const auto client = static_cast<std::size_t>(local_of_sender_[sender]);
   const auto now = Clock::now();
   if (first_send_ == Clock::time_point{}) first_send_ = now;
   Payload p;
@@ -119,7 +160,7 @@ void Traffic::queue_message(std::size_t sender) {
 
 void Traffic::send_message(std::size_t sender) {
   queue_message(sender);
-  swarm_.flush(checker_->sender_client(sender));
+  swarm_.flush(static_cast<std::size_t>(local_of_sender_[sender]));
 }
 
 void Traffic::on_frame(std::size_t client, const Seen& seen, Clock::time_point now) {
@@ -138,21 +179,22 @@ void Traffic::on_frame(std::size_t client, const Seen& seen, Clock::time_point n
   }
   if (!checker_) return;  // before the first batch (the Asio example replays old messages)
   Payload p;
-  switch (decode_payload(seen.payload, tag_, p)) {
+  switch (decode_payload(seen.payload, tag_, size_, p)) {
     case PayloadCheck::stale: ++stale_; return;
-    case PayloadCheck::corrupt: checker_->corrupt(client, std::string(seen.text)); return;
+    case PayloadCheck::corrupt: checker_->corrupt(swarm_.id(client), std::string(seen.text)); return;
     case PayloadCheck::ok: break;
   }
   if (p.sender >= checker_->senders()) {
-    checker_->corrupt(client, std::string(seen.text));
+    checker_->corrupt(swarm_.id(client), std::string(seen.text));
     return;
   }
-  if (swarm_.dialect().names_senders() && seen.from != swarm_.nick(checker_->sender_client(p.sender))) {
-    checker_->corrupt(client, "attributed to " + std::string(seen.from) + ": " + std::string(seen.text));
+  const std::size_t receiver = swarm_.id(client);
+  if (swarm_.dialect().names_senders() && seen.from != sender_nicks_[p.sender]) {
+    checker_->corrupt(receiver, "attributed to " + std::string(seen.from) + ": " + std::string(seen.text));
     return;
   }
-  if (!checker_->delivered(client, p.sender, p.seq)) return;
-  if (client != checker_->sender_client(p.sender)) {
+  if (!checker_->delivered(receiver, p.sender, p.seq)) return;
+  if (receiver != checker_->sender_client(p.sender)) {
     const auto at = now_us(now);
     latency_.add(at > p.sent_us ? at - p.sent_us : 0);
     ++to_others_;

@@ -39,6 +39,9 @@ struct JoinOutcome {
 // announcement of every member who joined after it (where the dialect announces joins), or
 // until `deadline`. Progress lines go to `progress` every few seconds.
 JoinOutcome join_all(Swarm& swarm, Clock::time_point deadline, std::ostream& progress);
+// The same for the swarms of one run (one per generator thread), pumped in turn by the caller's
+// thread: a member expects the arrivals announced across all of them.
+JoinOutcome join_all(const std::vector<Swarm*>& swarms, Clock::time_point deadline, std::ostream& progress);
 // "421 x connection closed by the server; 3 x BYE server-full": the most common reasons first.
 std::string describe_reasons(const std::map<std::string, std::size_t>& reasons, std::size_t max = 4);
 
@@ -47,15 +50,29 @@ class Traffic {
   // Installs itself as `swarm`'s frame handler; messages carry `size` bytes of payload.
   Traffic(Swarm& swarm, std::size_t size);
 
-  // Starts a new batch: the clients that will send, and whether to check the global order.
-  // Every client of the swarm is a receiver.
-  void begin(std::vector<std::size_t> sender_clients, bool global_order);
+  // Several generator threads: the run's size, and the sent counts all their checkers share.
+  struct Shared {
+    std::size_t receivers = 0;
+    std::shared_ptr<SentCounts> sent;
+    std::uint32_t tag = 0;  // the run's tag, the same in every thread's messages
+  };
+  // Starts a new batch: the clients that will send (by their number in the run, Swarm::id),
+  // and whether to check the global order. Every client of the swarm is a receiver; with
+  // `shared`, the run's other clients belong to the other threads' swarms.
+  void begin(std::vector<std::size_t> sender_clients, bool global_order, const Shared* shared = nullptr);
+  // True if sender k's client is in this swarm.
+  bool sends_here(std::size_t sender) const { return local_of_sender_[sender] >= 0; }
   DeliveryChecker& checker() { return *checker_; }
   const LatencyHistogram& latency() const { return latency_; }
 
   // Encodes sender k's next message into its client's output buffer; call Swarm::flush.
   void queue_message(std::size_t sender);
   void send_message(std::size_t sender);  // queue_message + flush
+  // Sender k's client: output queued and not yet written; write what its socket takes.
+  std::size_t pending(std::size_t sender) const {
+    return swarm_.pending(static_cast<std::size_t>(local_of_sender_[sender]));
+  }
+  void flush(std::size_t sender) { swarm_.flush(static_cast<std::size_t>(local_of_sender_[sender])); }
 
   std::uint64_t stale() const { return stale_; }               // from an earlier run (ignored)
   // ERROR lines the server sent to joined clients (a benchmark client sends nothing wrong).
@@ -83,7 +100,8 @@ class Traffic {
   Clock::time_point base_;
   std::unique_ptr<DeliveryChecker> checker_;
   LatencyHistogram latency_;
-  std::vector<std::size_t> sender_of_client_;  // client -> sender index + 1 (0: not a sender)
+  std::vector<long> local_of_sender_;        // sender -> its client's index in this swarm (-1: elsewhere)
+  std::vector<std::string> sender_nicks_;   // sender -> its client's nickname
   std::uint64_t stale_ = 0;
   std::uint64_t errors_ = 0;
   std::vector<std::string> error_lines_;  // the first few

@@ -1,6 +1,7 @@
 #include "bench/wire.hpp"
 
 #include <charconv>
+#include <type_traits>
 #include <cstring>
 
 namespace chat::bench {
@@ -8,14 +9,14 @@ namespace {
 
 char filler_at(std::uint32_t seq, std::size_t i) { return static_cast<char>('a' + (seq + i) % 26); }
 
-template <typename T>
-bool parse_field(std::string_view& text, T& value, int base = 10) {
-  const auto colon = text.find(':');
-  if (colon == std::string_view::npos || colon == 0) return false;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + colon, value, base);
-  if (ec != std::errc() || end != text.data() + colon) return false;
-  text.remove_prefix(colon + 1);
-  return true;
+// "abc...zabc...z...": the filler of any message is a slice of it, so checking one is a memcmp.
+const std::string& alphabet_run() {
+  static const std::string run = [] {
+    std::string s;
+    for (std::size_t i = 0; i < max_payload_size + 26; ++i) s.push_back(static_cast<char>('a' + i % 26));
+    return s;
+  }();
+  return run;
 }
 
 std::string_view first_word(std::string_view s) { return s.substr(0, s.find(' ')); }
@@ -50,10 +51,22 @@ class ChatDialect final : public Dialect {
     out.append("SAY ").append(payload).push_back('\n');
   }
   std::string stats_request() const override { return "STATS\n"; }
+  std::string pong(std::string_view token) const override {
+    return token.empty() ? std::string("PONG\n") : "PONG " + std::string(token) + "\n";
+  }
 
   Seen classify(std::string_view frame) const override {
     Seen s;
     s.text = frame;
+    // The hot path first: a relayed message.
+    if (frame.starts_with("MSG ")) {
+      const auto rest = frame.substr(4);
+      const auto space = rest.find(' ');
+      s.kind = Seen::Kind::message;
+      s.from = rest.substr(0, space);
+      s.payload = space == std::string_view::npos ? std::string_view() : rest.substr(space + 1);
+      return s;
+    }
     const auto verb = first_word(frame);
     const auto rest = after_word(frame);
     if (verb == "MSG") {
@@ -71,7 +84,7 @@ class ChatDialect final : public Dialect {
       s.count = count_words(rest);
     } else if (verb == "PING") {
       s.kind = Seen::Kind::ping;
-      s.reply = "PONG " + std::string(rest) + "\n";
+      s.token = rest;
     } else if (verb == "BYE") {
       s.kind = Seen::Kind::refused;
     } else if (verb == "ERROR") {
@@ -85,16 +98,21 @@ class ChatDialect final : public Dialect {
 
 // ---- ncat --chat ------------------------------------------------------------------------------
 //
-// ncat relays every chunk it reads from a client to the others as "<userN> " + the chunk, and
-// tells everyone about arrivals and departures in "<announce> ..." lines (bench/compare.sh's
-// notes in docs/performance.md). It echoes nothing to the sender and has no handshake.
+// ncat (7.93) names a client <userN> after its descriptor. On every connect it tells everyone,
+// the newcomer included, "<announce> 127.0.0.1 is connected as <user5>." and then
+// "<announce> already connected: 127.0.0.1 as <user4>, ..." (or "... nobody."): for the newcomer
+// the second line is its roster. It relays whatever one recv() returned to the others with one
+// "<userN> " in front, so a line split across two reads arrives corrupted ("<user5> hel<user5>
+// lo") and the second of two lines read at once arrives without a prefix. It echoes nothing to
+// the sender and has no heartbeat. (bench/compare.sh notes, docs/performance.md.)
 
 class LineDialect final : public Dialect {
  public:
   Protocol protocol() const override { return Protocol::line; }
   std::string greeting(std::string_view) const override { return {}; }
-  bool joined_on_connect() const override { return true; }
+  bool welcomes() const override { return false; }
   bool echoes() const override { return false; }
+  bool names_senders() const override { return false; }  // <userN>, not our nicknames
   void encode_message(std::string& out, std::string_view payload) const override {
     out.append(payload).push_back('\n');
   }
@@ -106,13 +124,18 @@ class LineDialect final : public Dialect {
       const auto rest = frame.substr(11);
       if (rest.find(" is connected as ") != std::string_view::npos) {
         s.kind = Seen::Kind::member_joined;
+      } else if (rest.starts_with("already connected: ")) {
+        s.kind = Seen::Kind::roster;
+        std::size_t others = 0;
+        for (auto at = rest.find(" as <user"); at != std::string_view::npos; at = rest.find(" as <user", at + 1)) ++others;
+        s.count = others + 1;  // and the newcomer itself, as chat's USERS and IRC's NAMES count it
       } else if (rest.find(" is disconnected") != std::string_view::npos) {
         s.kind = Seen::Kind::member_left;
       }
       return s;
     }
-    // "<user5> text". Anything else in this dialect is a relayed piece that lost its line
-    // structure: a message that decode_payload will call corrupt.
+    // "<user5> text". A line without the prefix (the second line of a read) is a message too,
+    // and decode_payload tells an intact one from a piece.
     s.kind = Seen::Kind::message;
     if (frame.starts_with("<user")) {
       const auto close = frame.find("> ");
@@ -137,6 +160,7 @@ class IrcDialect final : public Dialect {
     return "NICK " + n + "\r\nUSER " + n + " 0 * :" + n + "\r\n";
   }
   std::string after_welcome() const override { return "JOIN #chat\r\n"; }
+  std::string pong(std::string_view token) const override { return "PONG :" + std::string(token) + "\r\n"; }
   bool roster_in_one_line() const override { return false; }
   bool echoes() const override { return false; }
   void encode_message(std::string& out, std::string_view payload) const override {
@@ -170,7 +194,7 @@ class IrcDialect final : public Dialect {
       s.kind = Seen::Kind::member_left;
     } else if (command == "PING") {
       s.kind = Seen::Kind::ping;
-      s.reply = "PONG :" + std::string(trailing) + "\r\n";
+      s.token = trailing;
     } else if (command == "001") {
       s.kind = Seen::Kind::welcomed;
     } else if (command == "353") {
@@ -211,13 +235,19 @@ class AsioDialect final : public Dialect {
 
   bool next_frame(std::string_view in, std::size_t, std::string_view& frame, std::size_t& consumed) const override {
     if (in.size() < header) return false;
-    // The example writes "%4d": the length right-aligned, padded with spaces.
+    // The example writes "%4d": the length right-aligned, padded with spaces (and reads it with
+    // atoi, so zeros work too). Spaces, then at least one digit, then nothing but digits.
+    std::size_t i = 0;
+    while (i < header && in[i] == ' ') ++i;
     std::size_t length = 0;
-    for (std::size_t i = 0; i < header; ++i) {
+    if (i == header) {
+      consumed = 0;  // four spaces: not a header, the stream is out of step
+      return true;
+    }
+    for (; i < header; ++i) {
       const char c = in[i];
-      if (c == ' ' && length == 0) continue;
       if (c < '0' || c > '9') {
-        consumed = 0;  // not a header: the stream is out of step
+        consumed = 0;
         return true;
       }
       length = length * 10 + static_cast<std::size_t>(c - '0');
@@ -269,21 +299,51 @@ void encode_payload(std::string& out, const Payload& p, std::size_t size) {
   for (std::size_t i = head_size; i < size; ++i) out.push_back(filler_at(p.seq, i));
 }
 
-PayloadCheck decode_payload(std::string_view text, std::uint32_t tag, Payload& out) {
+PayloadCheck decode_payload(std::string_view text, std::uint32_t tag, std::size_t expected_size, Payload& out) {
+  // One pass over "tttttt:sender:seq:us:": the tag is exactly 6 hex digits, the numbers are
+  // decimal without sign or leading space, each field ends at its colon.
   const std::size_t size = text.size();
-  // The tag is exactly 6 hex digits: "0001a0:" and "1a0:" are not the same message.
-  if (size < 7 || text[6] != ':') return PayloadCheck::corrupt;
-  std::string_view rest = text;
+  if (size < 7 || size > max_payload_size || text[6] != ':') return PayloadCheck::corrupt;
   Payload p;
-  if (!parse_field(rest, p.tag, 16) || !parse_field(rest, p.sender) || !parse_field(rest, p.seq) ||
-      !parse_field(rest, p.sent_us)) {
+  for (std::size_t i = 0; i < 6; ++i) {
+    const char c = text[i];
+    unsigned digit;
+    if (c >= '0' && c <= '9') {
+      digit = static_cast<unsigned>(c - '0');
+    } else if (c >= 'a' && c <= 'f') {
+      digit = static_cast<unsigned>(c - 'a' + 10);
+    } else {
+      return PayloadCheck::corrupt;
+    }
+    p.tag = p.tag * 16 + digit;
+  }
+  std::size_t at = 7;
+  auto number = [&](auto& value) {
+    const std::size_t from = at;
+    std::uint64_t v = 0;
+    while (at < size && text[at] >= '0' && text[at] <= '9') {
+      v = v * 10 + static_cast<std::uint64_t>(text[at] - '0');
+      if (v > UINT32_MAX && sizeof(value) == 4) return false;
+      if (at - from > 19) return false;
+      ++at;
+    }
+    if (at == from || at == size || text[at] != ':') return false;
+    ++at;
+    value = static_cast<std::remove_reference_t<decltype(value)>>(v);
+    return true;
+  };
+  if (!number(p.sender) || !number(p.seq) || !number(p.sent_us)) return PayloadCheck::corrupt;
+  if (std::memcmp(text.data() + at, alphabet_run().data() + (p.seq + at) % 26, size - at) != 0) {
     return PayloadCheck::corrupt;
   }
-  for (std::size_t i = size - rest.size(); i < size; ++i) {
-    if (text[i] != filler_at(p.seq, i)) return PayloadCheck::corrupt;
+  if (p.tag != (tag & 0xffffffu)) {
+    out = p;
+    return PayloadCheck::stale;
   }
+  // Cut inside the filler, or padded: the filler that is there matched, the length does not.
+  if (size != expected_size) return PayloadCheck::corrupt;
   out = p;
-  return p.tag == (tag & 0xffffffu) ? PayloadCheck::ok : PayloadCheck::stale;
+  return PayloadCheck::ok;
 }
 
 bool Dialect::next_frame(std::string_view in, std::size_t max_frame, std::string_view& frame,
@@ -299,6 +359,10 @@ bool Dialect::next_frame(std::string_view in, std::size_t max_frame, std::string
   const auto at = static_cast<std::size_t>(static_cast<const char*>(lf) - in.data());
   frame = in.substr(0, at);
   if (!frame.empty() && frame.back() == '\r') frame.remove_suffix(1);
+  if (frame.size() > max_frame) {  // the search allowed for a CR; a bare LF one byte later is too long
+    consumed = 0;
+    return true;
+  }
   consumed = at + 1;
   return true;
 }

@@ -47,9 +47,9 @@ inline constexpr std::size_t max_payload_size = 400;
 void encode_payload(std::string& out, const Payload& p, std::size_t size);
 
 enum class PayloadCheck { ok, stale, corrupt };
-// Decodes `text`, which must be exactly what encode_payload wrote with `tag` (any size). A
-// well-formed message of another tag is stale; anything else is corrupt.
-PayloadCheck decode_payload(std::string_view text, std::uint32_t tag, Payload& out);
+// Decodes `text`, which must be exactly what encode_payload wrote with `tag` and `size`. A
+// well-formed message of another tag (of any size) is stale; anything else is corrupt.
+PayloadCheck decode_payload(std::string_view text, std::uint32_t tag, std::size_t size, Payload& out);
 
 // ---- received frames --------------------------------------------------------------------------
 
@@ -61,9 +61,10 @@ struct Seen {
     welcomed,       // registered (chat WELCOME, IRC 001): the client may now join / is joining
     roster,         // names of the members, self included (chat USERS, IRC 353): count
     roster_end,     // the member list is complete: the client is in the room (IRC 366)
-    member_joined,  // someone else joined after us (chat JOIN, IRC JOIN, ncat announce)
+    member_joined,  // someone joined (chat JOIN, IRC JOIN, ncat "is connected as"); before we are
+                    // in the room it may be our own arrival, and does not count
     member_left,    // someone left (chat LEAVE, IRC PART / QUIT, ncat announce): text
-    ping,           // the server checks we are alive: reply holds the answer
+    ping,           // the server checks we are alive: answer with pong(token)
     refused,        // the server refused or ended us (chat BYE, IRC ERROR / 433): text
     error,          // the server refused one line (chat ERROR): fatal before joining only
     stats,          // chatserver's STATS reply: text
@@ -72,7 +73,7 @@ struct Seen {
   std::string_view payload;  // message
   std::string_view from;     // message: who sent it, as the server names them
   std::size_t count = 0;     // roster: names on this line
-  std::string reply;         // ping: the bytes to send back
+  std::string_view token;    // ping: what the answer must carry
   std::string_view text;     // the whole frame
 };
 
@@ -91,6 +92,8 @@ class Dialect {
   virtual bool joined_on_connect() const { return false; }
   // Is the roster complete with the first roster line (chat USERS) or only at roster_end (IRC)?
   virtual bool roster_in_one_line() const { return true; }
+  // Does the server welcome a client before its roster (chat WELCOME, IRC 001)?
+  virtual bool welcomes() const { return true; }
   // Does the sender receive its own message back?
   virtual bool echoes() const = 0;
   // Can the benchmark tell who sent a message from the frame (chat and IRC: the nickname)?
@@ -104,8 +107,11 @@ class Dialect {
   // longer than `max_frame` makes `consumed` 0 and returns true: the caller ends the client.
   virtual bool next_frame(std::string_view in, std::size_t max_frame, std::string_view& frame,
                           std::size_t& consumed) const;
-  // What a received frame means.
+  // What a received frame means. (Seen holds views into `frame` only: nothing to allocate or
+  // free on the path every delivered message takes.)
   virtual Seen classify(std::string_view frame) const = 0;
+  // The answer to a ping carrying `token`.
+  virtual std::string pong(std::string_view token) const { return std::string(token); }
 };
 
 // The dialect for `protocol` (a static object; never null).

@@ -1,0 +1,457 @@
+#!/usr/bin/env bash
+# bench/compare.sh: chatserver next to ngircd, `ncat --chat` and the Asio chat example, every
+# scenario against every server in one run, on 127.0.0.1 of this machine; then rewrites the
+# measured part of docs/performance.md (between its compare.sh markers; the rest of the page,
+# the analysis and the profile, is written by people).
+#
+#   bench/compare.sh                       every scenario, 3 runs each (scale: 1), ~15 min
+#   bench/compare.sh --baseline f500d89    adds a column for chatserver built from that commit
+#   bench/compare.sh --profile             adds perf profiles of chatserver (saturation, join storm)
+#   bench/compare.sh --quick --out FILE    a tiny version of every scenario (the test suite's smoke)
+#   bench/compare.sh --only fanout,join    some scenarios only
+#
+# What it does, in order:
+#   1. installs what is missing from Debian (ncat, ngircd, libasio-doc, jq; linux-perf with
+#      --profile) and builds chatserver and chatbench (build/release) and the Asio example
+#      (build/peers, compiled from /usr/share/doc/libasio-dev/examples; never copied here);
+#   2. for every scenario, server and run: starts the server afresh (chatbench starts chatserver
+#      itself; bench/peers.sh starts the peers, on 127.0.0.1 with the configs it writes), runs
+#      chatbench --json against it, keeps the JSON and the log in build/compare/, and stops the
+#      server by its pid;
+#   3. writes the tables: each server's figures (median of the runs, and the range) and its ratio
+#      to chatserver, a failed run written in its cell, the machine, the date and the commands.
+#
+# chatserver runs with its defaults, as the peers do with theirs, except --max-clients (sized
+# for the scenario). Everything stops by itself; an interruption stops what was started (by pid).
+set -euo pipefail
+cd "$(dirname "$(readlink -f "$0")")/.."
+REPO=$(pwd)
+# shellcheck source=bench/peers.sh
+source bench/peers.sh
+
+RUNS=3
+SCALE_RUNS=1
+BASELINE=""
+PROFILE=0
+QUICK=0
+ONLY="fanout,rate,join,scale"
+OUT=docs/performance.md
+WORK=build/compare
+BUILD=build/release
+
+usage() {
+  sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+  echo "options: --runs N  --scale-runs N  --baseline REV  --profile  --quick  --only LIST  --out FILE"
+  echo "         --build DIR (the CMake build with chatserver and chatbench; default build/release)"
+  echo "         --work DIR (raw results; default build/compare)"
+}
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --runs) RUNS=$2; shift 2 ;;
+    --scale-runs) SCALE_RUNS=$2; shift 2 ;;
+    --baseline) BASELINE=$2; shift 2 ;;
+    --profile) PROFILE=1; shift ;;
+    --quick) QUICK=1; shift ;;
+    --only) ONLY=$2; shift 2 ;;
+    --out) OUT=$2; shift 2 ;;
+    --build) BUILD=$2; shift 2 ;;
+    --work) WORK=$2; shift 2 ;;
+    -h | --help) usage; exit 0 ;;
+    *) echo "compare.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
+  esac
+done
+[[ $RUNS =~ ^[1-9][0-9]*$ && $SCALE_RUNS =~ ^[1-9][0-9]*$ ]] || { echo "compare.sh: --runs takes a number" >&2; exit 2; }
+
+# The scenarios (docs/performance.md explains each). --quick keeps their shape, shrinks them.
+if [ "$QUICK" = 1 ]; then
+  RUNS=1 SCALE_RUNS=1
+  FANOUT_MAX=(fanout --max --clients 10 --senders 2 --msgs 50)
+  FANOUT_RATE=(fanout --rate 100 --clients 10 --senders 2 --msgs 20)
+  # ncat wedges a client or two when many connect at once: short patience keeps this quick.
+  JOIN=(join --clients 50 --round-senders 3 --patience 10)
+  SCALE=(scale --clients 60 --duration 1 --idle 1 --rate 10 --patience 10)
+else
+  FANOUT_MAX=(fanout --max --clients 100 --senders 10 --msgs 1000 --size 64)
+  FANOUT_RATE=(fanout --rate 100 --clients 100 --senders 10 --msgs 1000 --size 64)
+  JOIN=(join --clients 2000)
+  SCALE=(scale --clients 10000)
+fi
+
+log() { echo "compare.sh: $*" >&2; }
+
+# ---- 1. install and build -----------------------------------------------------------------------
+PEERS_PACKAGES+=(jq cmake make libcli11-dev)
+[ "$PROFILE" = 0 ] || PEERS_PACKAGES+=(linux-perf)
+peers_install
+peers_build_asio
+if [ ! -f "$BUILD/CMakeCache.txt" ]; then
+  cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCHAT_BUILD_TESTS=OFF >/dev/null
+fi
+cmake --build "$BUILD" -j "$(nproc)" --target chatserver chatbench >/dev/null
+BUILD=$(cd "$BUILD" && pwd)
+CHATBENCH=$BUILD/bench/chatbench
+
+SERVERS=(chatserver)
+if [ -n "$BASELINE" ]; then
+  # The same build, of another commit, in build/compare/baseline (from git archive: no worktree).
+  rev=$(git rev-parse --short "$BASELINE")
+  base=$WORK/baseline-$rev
+  if [ ! -x "$base/build/server/chatserver" ]; then
+    log "building chatserver at $rev in $base"
+    rm -rf "$base" && mkdir -p "$base/src"
+    git archive "$rev" | tar -x -C "$base/src"
+    cmake -S "$base/src" -B "$base/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCHAT_BUILD_TESTS=OFF \
+      -DCHAT_BUILD_BENCH=OFF >/dev/null
+    cmake --build "$base/build" -j "$(nproc)" --target chatserver >/dev/null
+  fi
+  BASELINE_BIN=$(cd "$base/build/server" && pwd)/chatserver
+  BASELINE_NAME="chatserver $rev"
+  SERVERS+=(baseline)
+fi
+SERVERS+=(ngircd ncat asio)
+
+mkdir -p "$WORK"
+STARTED=()  # pids of peers running now
+cleanup() {
+  local pid
+  for pid in "${STARTED[@]}"; do peers_stop "$pid" || true; done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+label_of() {
+  case "$1" in
+    chatserver) echo "chatserver" ;;
+    epoll) echo "chatserver --probe epoll" ;;
+    baseline) echo "$BASELINE_NAME" ;;
+    ngircd) echo "ngircd 26" ;;
+    ncat) echo "ncat --chat" ;;
+    asio) echo "Asio chat example" ;;
+  esac
+}
+
+protocol_of() {
+  case "$1" in
+    chatserver | epoll | baseline) echo chat ;;
+    ngircd) echo irc ;;
+    ncat) echo line ;;
+    asio) echo asio ;;
+  esac
+}
+
+# The commands, as run, for the page.
+COMMANDS=()
+
+# run_one SCENARIO SERVER RUN ARGS...: one chatbench run; JSON in $WORK/SCENARIO-SERVER-RUN.json.
+run_one() {
+  local scenario=$1 server=$2 run=$3
+  shift 3
+  local json=$WORK/$scenario-$server-$run.json errlog=$WORK/$scenario-$server-$run.log
+  local cmd=("$CHATBENCH" --json)
+  case "$server" in
+    chatserver) cmd+=("$@") ;;
+    epoll) cmd+=(--server-arg=--probe --server-arg=epoll "$@") ;;
+    baseline) cmd+=(--server "$BASELINE_BIN" "$@") ;;
+    *)
+      if ! peers_start "$server" >/dev/null; then
+        echo '{"error": "the server did not start"}' >"$json"
+        return 0
+      fi
+      STARTED+=("$PEERS_PID")
+      cmd+=(--protocol "$(protocol_of "$server")" --port "$PEERS_PORT" --server-pid "$PEERS_PID"
+        --label "$(label_of "$server")" "$@")
+      ;;
+  esac
+  if [ "$run" = 1 ]; then
+    # As a person would type it: the peer's port and pid are whatever peers.sh picked.
+    local shown
+    shown=$(printf '%q ' "${cmd[@]#"$REPO/"}")
+    shown=$(sed -E 's/--port [0-9]+/--port PORT/; s/--server-pid [0-9]+/--server-pid PID/' <<<"$shown")
+    COMMANDS+=("$(label_of "$server"): $shown")
+  fi
+  log "$scenario, $(label_of "$server"), run $run: ${*}"
+  local code=0
+  # Bounded: chatbench stops by itself; the timeout is a backstop against a wedged peer.
+  timeout 900 "${cmd[@]}" >"$json" 2>"$errlog" || code=$?
+  if [ ! -s "$json" ]; then
+    # No JSON: chatbench could not run (the server refused everything, or died): say why.
+    jq -n --arg e "$(grep -v '^  \.\.\.' "$errlog" | tail -1)" --argjson c "$code" '{error: $e, exit: $c}' >"$json"
+  fi
+  if [ "${#STARTED[@]}" -gt 0 ]; then
+    local pid=${STARTED[-1]}
+    if ! peers_alive "$pid"; then
+      # A peer that died during the run: its cell says so.
+      jq '. + {server_died: true}' "$json" >"$json.tmp" && mv "$json.tmp" "$json"
+    fi
+    peers_stop "$pid" || true
+    unset 'STARTED[-1]'
+  fi
+}
+
+# run_scenario NAME RUNS SERVERS... -- ARGS...
+run_scenario() {
+  local name=$1 runs=$2
+  shift 2
+  local servers=()
+  while [ "$1" != -- ]; do servers+=("$1"); shift; done
+  shift
+  local run server
+  for ((run = 1; run <= runs; run++)); do
+    for server in "${servers[@]}"; do run_one "$name" "$server" "$run" "$@"; done
+  done
+}
+
+# ---- 2. the runs ------------------------------------------------------------------------------------
+want() { [[ ",$ONLY," == *",$1,"* ]]; }
+STARTED_AT=$(date -u '+%Y-%m-%d %H:%M UTC')
+want fanout && run_scenario fanout "$RUNS" "${SERVERS[@]}" -- "${FANOUT_MAX[@]}"
+want rate && run_scenario rate "$RUNS" "${SERVERS[@]}" -- "${FANOUT_RATE[@]}"
+want join && run_scenario join "$RUNS" "${SERVERS[@]}" -- "${JOIN[@]}"
+# ncat exits at its 1,021st client (select(), FD_SETSIZE): it is run anyway, and its cell says so.
+# The baseline is left out here: the chatserver before the rebuild needs minutes of CPU to join
+# 10,000 clients (every JOIN went to every member's own queue and thread).
+PEERS_ONLY=(ngircd ncat asio)
+want scale && run_scenario scale "$SCALE_RUNS" chatserver epoll "${PEERS_ONLY[@]}" -- "${SCALE[@]}"
+
+# ---- optional: profiles of chatserver -------------------------------------------------------------
+PROFILES=""
+if [ "$PROFILE" = 1 ]; then
+  # System-wide (a 2,000-thread process is too many for perf -p), kept to chatserver's threads
+  # by command name when reported. The perf.data files stay in build/compare/.
+  profile_one() {
+    local name=$1
+    shift
+    perf record -F 999 -a -g -o "$WORK/perf-$name.data" -- "$CHATBENCH" "$@" >/dev/null 2>"$WORK/perf-$name.log" || true
+    {
+      echo "#### $name: \`chatbench $*\`"
+      echo
+      echo "By thread (share of all samples on the machine, chatbench's own included):"
+      echo
+      echo '```'
+      perf report -i "$WORK/perf-$name.data" --no-children --sort comm -g none --stdio 2>/dev/null |
+        grep -E '^ +[0-9]' | head -12
+      echo '```'
+      echo
+      echo "chatserver's hottest functions (all its threads):"
+      echo
+      echo '```'
+      perf report -i "$WORK/perf-$name.data" --no-children --sort dso,sym -g none --stdio \
+        --comms "$(perf report -i "$WORK/perf-$name.data" --sort comm -g none --stdio 2>/dev/null |
+          awk '/%/ && $2 != "chatbench" && $2 != "perf" && $2 != "swapper" {print $2}' | paste -sd, -)" 2>/dev/null |
+        grep -E '^ +[0-9]' | head -15
+      echo '```'
+      echo
+    } >>"$WORK/profiles.md"
+  }
+  : >"$WORK/profiles.md"
+  profile_one saturation "${FANOUT_MAX[@]}" --msgs 10000
+  profile_one join-storm "${JOIN[@]}"
+  PROFILES=$(cat "$WORK/profiles.md")
+fi
+
+# ---- 3. the tables ----------------------------------------------------------------------------------
+# A figure from every run of SCENARIO on SERVER: prints "median (min-max)" or "-".
+# figure SCENARIO SERVER RUNS JQ-EXPR FORMAT
+figure() {
+  local scenario=$1 server=$2 runs=$3 expr=$4 fmt=$5 values=() v run
+  for ((run = 1; run <= runs; run++)); do
+    v=$(jq -r "($expr) // empty" "$WORK/$scenario-$server-$run.json" 2>/dev/null || true)
+    [ -n "$v" ] && [ "$v" != null ] && values+=("$v")
+  done
+  [ ${#values[@]} -gt 0 ] || { echo "-"; return; }
+  printf '%s\n' "${values[@]}" | sort -g | awk -v fmt="$fmt" '
+    { a[NR] = $1 }
+    END {
+      m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2
+      out = sprintf(fmt, m)
+      if (NR > 1) out = out sprintf(" (" fmt "-" fmt ")", a[1], a[NR])
+      print out
+    }'
+}
+
+# The median alone, as a number, for ratios.
+median() {
+  local scenario=$1 server=$2 runs=$3 expr=$4 values=() v run
+  for ((run = 1; run <= runs; run++)); do
+    v=$(jq -r "($expr) // empty" "$WORK/$scenario-$server-$run.json" 2>/dev/null || true)
+    [ -n "$v" ] && [ "$v" != null ] && values+=("$v")
+  done
+  [ ${#values[@]} -gt 0 ] || return 0
+  printf '%s\n' "${values[@]}" | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+
+# ratio A B: A / B with two decimals, or "-".
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0) print "-"; else printf "%.2f", a / b }'; }
+
+# What went wrong in the runs of SCENARIO on SERVER (empty when all were ok).
+failures() {
+  local scenario=$1 server=$2 runs=$3 key=$4 run f out=""
+  for ((run = 1; run <= runs; run++)); do
+    f=$WORK/$scenario-$server-$run.json
+    [ -f "$f" ] || continue
+    local text
+    text=$(jq -r --arg k "$key" '
+      if .server_died then "the server died during the run"
+      elif (.[$k] == null) then (.error // "no result")
+      elif .[$k].ok then empty
+      else [ (.[$k].error // empty),
+             (if (.[$k].check.lost // 0) > 0 then "\(.[$k].check.lost) lost" else empty end),
+             (if (.[$k].check.corrupt // 0) > 0 then "\(.[$k].check.corrupt) corrupted" else empty end),
+             (if (.[$k].check.order_violations // 0) > 0 then "order differs at \(.[$k].check.order_violations)" else empty end),
+             (if (.[$k].timed_out // false) then "not all in the room in time" else empty end),
+             (if (.[$k].refused // 0) > 0 then "\(.[$k].refused) refused" else empty end),
+             (if (.[$k].dropped // 0) > 0 then "\(.[$k].dropped) dropped" else empty end),
+             (if (.[$k].ended_during_run // 0) > 0 then "\(.[$k].ended_during_run) dropped" else empty end),
+             (if (.[$k].reasons // "") != "" then "(\(.[$k].reasons))" else empty end)
+           ] | join(", ") end' "$f" 2>/dev/null || echo "unreadable result")
+    [ -n "$text" ] && out+="run $run: ${text//|/\\|}; "
+  done
+  printf '%s' "${out%; }" | cut -c1-400
+}
+
+cell() {  # figure + failures
+  local fig=$1 fail=$2
+  if [ -n "$fail" ]; then echo "$fig **FAILED**: $fail"; else echo "$fig"; fi
+}
+
+# vs SERVER A B: "1" in chatserver's own row, else A / B.
+vs() { if [ "$1" = chatserver ]; then echo 1; else ratio "$2" "$3"; fi; }
+
+# row CELL...: one table row.
+row() {
+  local out="|" c
+  for c in "$@"; do out+=" $c |"; done
+  echo "$out"
+}
+
+page=$(mktemp)
+{
+  echo "<!-- compare.sh:begin (generated by bench/compare.sh; edits here are overwritten) -->"
+  echo
+  echo "Measured $STARTED_AT on $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'))," \
+    "Linux $(uname -r), $(sed -n 's/^PRETTY_NAME="\(.*\)"/\1/p' /etc/os-release); chatserver at $(git rev-parse --short HEAD)$(git diff --quiet || echo ' plus uncommitted changes')."
+  echo "Each cell: the median of $RUNS runs (scale: $SCALE_RUNS) and the range; every run starts the server afresh."
+  echo "Ratios compare medians: above 1 means chatserver is better by that factor."
+  echo
+
+  if want fanout; then
+    echo "### Saturation: ${FANOUT_MAX[*]}"
+    echo
+    echo "Deliveries per second count only deliveries to clients other than the sender; the checker"
+    echo "verifies every message reached every receiver once, intact, in order (and, for chatserver,"
+    echo "in the same global order everywhere). chatbench is one thread; its CPU tells when it was the limit."
+    echo
+    echo "| server | deliveries/s | chatserver ÷ it | latency p50 ms | p99 ms | server CPU % | chatbench CPU % |"
+    echo "|---|---|---|---|---|---|---|"
+    base=$(median fanout chatserver "$RUNS" '.fanout.deliveries_per_second')
+    for s in "${SERVERS[@]}"; do
+      m=$(median fanout "$s" "$RUNS" '.fanout.deliveries_per_second')
+      row "$(label_of "$s")" \
+        "$(cell "$(figure fanout "$s" "$RUNS" '.fanout.deliveries_per_second' '%.0f')" "$(failures fanout "$s" "$RUNS" fanout)")" \
+        "$(vs "$s" "$base" "$m")" \
+        "$(figure fanout "$s" "$RUNS" '.fanout.latency_ms.p50' '%.1f')" \
+        "$(figure fanout "$s" "$RUNS" '.fanout.latency_ms.p99' '%.1f')" \
+        "$(figure fanout "$s" "$RUNS" '.fanout.server_cpu_percent' '%.0f')" \
+        "$(figure fanout "$s" "$RUNS" '.fanout.generator_cpu_percent' '%.0f')"
+    done
+    echo
+  fi
+
+  if want rate; then
+    echo "### Latency at a moderate rate: ${FANOUT_RATE[*]}"
+    echo
+    echo "| server | latency p50 ms | it ÷ chatserver (p50) | p99 ms | it ÷ chatserver (p99) | max ms | deliveries/s |"
+    echo "|---|---|---|---|---|---|---|"
+    b50=$(median rate chatserver "$RUNS" '.fanout.latency_ms.p50')
+    b99=$(median rate chatserver "$RUNS" '.fanout.latency_ms.p99')
+    for s in "${SERVERS[@]}"; do
+      m50=$(median rate "$s" "$RUNS" '.fanout.latency_ms.p50')
+      m99=$(median rate "$s" "$RUNS" '.fanout.latency_ms.p99')
+      row "$(label_of "$s")" \
+        "$(cell "$(figure rate "$s" "$RUNS" '.fanout.latency_ms.p50' '%.2f')" "$(failures rate "$s" "$RUNS" fanout)")" \
+        "$(vs "$s" "$m50" "$b50")" \
+        "$(figure rate "$s" "$RUNS" '.fanout.latency_ms.p99' '%.2f')" \
+        "$(vs "$s" "$m99" "$b99")" \
+        "$(figure rate "$s" "$RUNS" '.fanout.latency_ms.max' '%.1f')" \
+        "$(figure rate "$s" "$RUNS" '.fanout.deliveries_per_second' '%.0f')"
+    done
+    echo
+  fi
+
+  if want join; then
+    echo "### Join storm: ${JOIN[*]}"
+    echo
+    echo "All clients connect and join at once. \"In the room\" is the time to the last join; \"chatter over\""
+    echo "is when every member has read the announcement of every later one. Then a few members send one"
+    echo "message each, and every client that connected should get them."
+    echo
+    echo "| server | in the room | last join ms | chatter over ms | it ÷ chatserver (chatter) | refused | dropped | messages after |"
+    echo "|---|---|---|---|---|---|---|---|"
+    base=$(median join chatserver "$RUNS" '.join.chatter_end_ms')
+    for s in "${SERVERS[@]}"; do
+      m=$(median join "$s" "$RUNS" '.join.chatter_end_ms')
+      row "$(label_of "$s")" \
+        "$(cell "$(figure join "$s" "$RUNS" '.join.joined' '%.0f')" "$(failures join "$s" "$RUNS" join)")" \
+        "$(figure join "$s" "$RUNS" '.join.last_join_ms' '%.0f')" \
+        "$(figure join "$s" "$RUNS" '.join.chatter_end_ms' '%.0f')" \
+        "$(vs "$s" "$m" "$base")" \
+        "$(figure join "$s" "$RUNS" '.join.refused' '%.0f')" \
+        "$(figure join "$s" "$RUNS" '.join.dropped' '%.0f')" \
+        "$(figure join "$s" "$RUNS" '.join.check.delivered' '%.0f') of $(figure join "$s" "$RUNS" '.join.check.expected' '%.0f')"
+    done
+    echo
+  fi
+
+  if want scale; then
+    echo "### Scale: ${SCALE[*]}"
+    echo
+    echo "Connect and join (500 at a time), chat at 10 messages/s for 10 s, 10 s idle, then one message to all."
+    echo "Memory and threads from /proc/<pid>; the sweep times from chatserver's STATS over the idle phase"
+    echo "(wall time includes the probe's 1 ms wait; CPU is the poller thread's own)."
+    echo
+    echo "| server | in the room | join ms | RSS MiB | threads | idle CPU % | sweep p99 ms (CPU p99) | one message to all, ms | it ÷ chatserver (round) |"
+    echo "|---|---|---|---|---|---|---|---|---|"
+    base=$(median scale chatserver "$SCALE_RUNS" '.scale.round.ms_to_last')
+    for s in chatserver epoll "${PEERS_ONLY[@]}"; do
+      m=$(median scale "$s" "$SCALE_RUNS" '.scale.round.ms_to_last')
+      row "$(label_of "$s")" \
+        "$(cell "$(figure scale "$s" "$SCALE_RUNS" '.scale.joined' '%.0f')" "$(failures scale "$s" "$SCALE_RUNS" scale)")" \
+        "$(figure scale "$s" "$SCALE_RUNS" '.scale.last_join_ms' '%.0f')" \
+        "$(figure scale "$s" "$SCALE_RUNS" '.scale.at_end.rss_mib' '%.0f')" \
+        "$(figure scale "$s" "$SCALE_RUNS" '.scale.at_end.threads' '%.0f')" \
+        "$(figure scale "$s" "$SCALE_RUNS" '.scale.idle_cpu_percent' '%.1f')" \
+        "$(figure scale "$s" "$SCALE_RUNS" '.scale.idle_sweep_p99_us / 1000' '%.1f') ($(figure scale "$s" "$SCALE_RUNS" '.scale.idle_sweep_cpu_p99_us / 1000' '%.1f'))" \
+        "$(figure scale "$s" "$SCALE_RUNS" '.scale.round.ms_to_last' '%.0f')" \
+        "$(vs "$s" "$m" "$base")"
+    done
+    echo
+  fi
+
+  echo "The commands (each run starts the server afresh; peers through bench/peers.sh):"
+  echo
+  echo '```'
+  printf '%s\n' "${COMMANDS[@]}"
+  echo '```'
+  if [ -n "$PROFILES" ]; then
+    echo
+    echo "### Profiles (perf record -a -g, while compare.sh ran these)"
+    echo
+    echo "$PROFILES"
+  fi
+  echo
+  echo "<!-- compare.sh:end -->"
+} >"$page"
+
+# Replace what is between the markers in OUT (or create OUT with just the measured part).
+if [ -f "$OUT" ] && grep -q '<!-- compare.sh:begin' "$OUT"; then
+  awk -v gen="$page" '
+    /<!-- compare.sh:begin/ { while ((getline line < gen) > 0) print line; skip = 1; next }
+    /<!-- compare.sh:end -->/ { skip = 0; next }
+    !skip { print }' "$OUT" >"$OUT.tmp" && mv "$OUT.tmp" "$OUT"
+else
+  mkdir -p "$(dirname "$OUT")"
+  cp "$page" "$OUT"
+fi
+rm -f "$page"
+log "wrote $OUT (raw results in $WORK/)"
