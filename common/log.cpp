@@ -2,6 +2,8 @@
 
 #include "common/thread.hpp"
 
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -42,7 +44,9 @@ void set_log_level(LogLevel level) { g_level.store(static_cast<int>(level), std:
 bool log_enabled(LogLevel level) { return static_cast<int>(level) <= g_level.load(std::memory_order_relaxed); }
 
 void set_thread_role(std::string role) {
-  name_current_thread(role);  // the same name for top -H, ps -L and gdb
+  // The same name for top -H, ps -L and gdb; not for the main thread, whose kernel name is the
+  // process's (ps, pgrep and systemd show it: it stays "chatserver").
+  if (::gettid() != ::getpid()) name_current_thread(role);
   t_role = std::move(role);
 }
 

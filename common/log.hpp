@@ -19,7 +19,8 @@ void set_log_level(LogLevel level);
 bool log_enabled(LogLevel level);
 
 // The calling thread's tag, e.g. "listener", "reader alice". Thread-local; also the thread's
-// name for the kernel (name_current_thread), cut to 15 bytes there.
+// name for the kernel (name_current_thread, cut to 15 bytes), except on the main thread, which
+// keeps the process's name.
 void set_thread_role(std::string role);
 const std::string& thread_role();
 

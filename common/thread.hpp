@@ -1,6 +1,7 @@
 // NamedThread: a joinable thread with a stack size of our choosing and a name the kernel
-// knows (pthread_setname_np), so `top -H`, `ps -L` and gdb show the thread model the code
-// teaches: "listener", "poller", "writer 1", "reader alice".
+// knows (pthread_setname_np). chatserver's readers are NamedThreads ("reader #7"); the other
+// threads name themselves through set_thread_role (common/log.hpp), so `top -H`, `ps -L` and gdb
+// show the thread model the code teaches: "listener", "poller", "writer 1", "reader alice".
 //
 // Why not std::jthread: it cannot set the stack size, and a server with 10,000 reader threads
 // cannot give each the default 8 MiB of address space. Like std::jthread it joins in its

@@ -82,16 +82,6 @@ void Outbox::take_inbox() {
   inbox_.clear();
 }
 
-bool Outbox::has_pending() const {
-  {
-    std::lock_guard lock(mutex_);
-    if (aborted_) return true;  // write_some() will say so
-    if (!inbox_.empty()) return true;
-  }
-  if (!pending_.empty()) return true;
-  return cursor_in_room_ && cursor_.seq() < history_.head();
-}
-
 std::string Outbox::render_users(const Item& item) const {
   Event users{Event::Kind::users, {}, {}, {}, {}, item.users.names()};
   if (mode_.load() == StreamMode::text) return render_line(users, item.when).value_or("") + "\n";
@@ -223,7 +213,7 @@ void Outbox::consume(std::size_t bytes, const std::vector<Piece>& pieces, Writte
       }
       pending_.pop_front();
     } else {
-      cursor_.entry();  // moves the cursor's chunk along, so it pins nothing it has sent
+      cursor_.entry();  // moves the cursor onto the chunk it is in: older ones are let go
       cursor_.advance();
       room_sent_ += piece.size;
       ++out.room_entries;

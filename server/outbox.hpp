@@ -16,10 +16,11 @@
 // Bounded: backlog() is the bytes this client is behind (own lines queued plus room bytes not
 // yet written); push() refuses a line that would take it over the limit, and the session ends
 // a client that is over it (too-slow). Memory: own lines up to the limit, and a cursor that keeps
-// at most the history chunks it has not yet sent.
+// alive the history chunk it is in and those after it.
 //
-// Threads: push(), close_with(), abort(), backlog() and wait_below() from any thread (mutex_);
-// write_some() and the rest of the writer side from one writer thread at a time.
+// Threads: push(), close_with(), abort() and closed() from any thread (under mutex_); backlog()
+// from any thread (atomics only); wait_below() from the client's reader; write_some() from one
+// writer thread at a time.
 #pragma once
 
 #include "server/history.hpp"
@@ -102,8 +103,6 @@ class Outbox {
   // Writes what is pending to `fd`, at most about `budget` bytes, in one sendmsg(2) that never
   // blocks (more calls only if a write was interrupted).
   Written write_some(int fd, std::size_t budget);
-  // True if write_some() has anything to do (own lines, or room events it has not sent).
-  bool has_pending() const;
 
  private:
   struct Piece {

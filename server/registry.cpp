@@ -13,11 +13,15 @@ void SessionRegistry::add(std::shared_ptr<Session> session) {
 }
 
 bool SessionRegistry::refresh(std::vector<std::shared_ptr<Session>>& copy, std::uint64_t& version) const {
-  std::lock_guard lock(mutex_);
-  if (version == version_) return false;
-  copy = sessions_;
-  version = version_;
-  return true;
+  std::vector<std::shared_ptr<Session>> old;  // the last references to reaped sessions, maybe
+  {
+    std::lock_guard lock(mutex_);
+    if (version == version_) return false;
+    old.swap(copy);
+    copy = sessions_;
+    version = version_;
+  }
+  return true;  // `old` is destroyed here, outside the lock
 }
 
 std::vector<std::shared_ptr<Session>> SessionRegistry::snapshot() const {

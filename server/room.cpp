@@ -25,8 +25,9 @@ Room::Room(const ServerConfig& config, Transcript& transcript, ServerStats& stat
       transcript_(transcript),
       stats_(stats),
       writers_(writers),
-      // Every member may be up to --send-queue bytes behind before it is too slow; the history
-      // keeps at least that much, so nobody allowed to be behind misses an entry.
+      // The history keeps the last --send-queue bytes of events (members' cursors keep what
+      // they still need on their own): the recent past, for a client that reconnects to catch
+      // up on one day. Nothing reads it yet; the bound is what matters now.
       history_(config.send_queue) {}
 
 std::optional<std::string> Room::line_for(const Session& session, const Event& event) {

@@ -1,9 +1,9 @@
-// SendQueue: one client's outgoing lines, bounded in bytes, drained by that client's writer.
+// SendQueue: lines bounded in bytes, drained by one thread. The transcript's queue (its writer
+// thread appends them to the --log-file); clients' output goes through their Outbox instead.
 //
-// Threads: any thread pushes (readers broadcasting through the room, the poller's PINGs);
-// exactly one writer thread pops. push() never blocks, so a slow client can never stall
-// the thread that delivers to it: when the queue is full, push() refuses and the session
-// decides what that means (for a client: it leaves too-slow).
+// Threads: any thread pushes (the room records under its lock); exactly one thread pops.
+// push() never blocks: when the queue is full it refuses, and the owner decides what that means
+// (the transcript counts the dropped lines).
 #pragma once
 
 #include <condition_variable>

@@ -10,7 +10,9 @@
 // last byte (or the session was aborted). The poller thread reaps the session (drops the
 // registry's reference) once the reader has returned and the writer has let go, so ~Session()
 // only joins a reader thread that has already finished. Other threads hold shared_ptr copies
-// briefly (the room's member list, the poller's snapshot).
+// for a while (the room's member list, the poller's snapshot, a writer's list of sessions that
+// asked for its attention), so the last reference may go on the poller, main or a writer
+// thread, never on the session's own reader.
 //
 // Ending: end() may be called by any thread, any number of times; the first call decides the
 // departure (cause + detail) and wakes the reader with shutdown(2), never close(2): the socket
