@@ -9,6 +9,7 @@
 #   bench/compare.sh --profile             adds perf profiles of chatserver (saturation, join storm)
 #   bench/compare.sh --quick --out FILE    a tiny version of every scenario (the test suite's smoke)
 #   bench/compare.sh --only fanout,join    some scenarios only
+#   bench/compare.sh --no-run              rewrite the page from the last results (build/compare)
 #
 # What it does, in order:
 #   1. installs what is missing from Debian (ncat, ngircd, libasio-doc, jq; linux-perf with
@@ -33,8 +34,9 @@ RUNS=3
 SCALE_RUNS=1
 BASELINE=""
 PROFILE=0
+NO_RUN=0
 QUICK=0
-ONLY="fanout,rate,join,scale"
+ONLY="fanout,sustained,rate,join,scale"
 OUT=docs/performance.md
 WORK=build/compare
 BUILD=build/release
@@ -52,6 +54,7 @@ while [ $# -gt 0 ]; do
     --scale-runs) SCALE_RUNS=$2; shift 2 ;;
     --baseline) BASELINE=$2; shift 2 ;;
     --profile) PROFILE=1; shift ;;
+    --no-run) NO_RUN=1; shift ;;
     --quick) QUICK=1; shift ;;
     --only) ONLY=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
@@ -67,12 +70,14 @@ done
 if [ "$QUICK" = 1 ]; then
   RUNS=1 SCALE_RUNS=1
   FANOUT_MAX=(fanout --max --clients 10 --senders 2 --msgs 50)
+  FANOUT_LONG=(fanout --max --clients 10 --senders 2 --msgs 500)
   FANOUT_RATE=(fanout --rate 100 --clients 10 --senders 2 --msgs 20)
   # ncat wedges a client or two when many connect at once: short patience keeps this quick.
   JOIN=(join --clients 50 --round-senders 3 --patience 10)
   SCALE=(scale --clients 60 --duration 1 --idle 1 --rate 10 --patience 10)
 else
   FANOUT_MAX=(fanout --max --clients 100 --senders 10 --msgs 1000 --size 64)
+  FANOUT_LONG=(fanout --max --clients 100 --senders 10 --msgs 10000 --size 64)  # long enough for CPU figures
   FANOUT_RATE=(fanout --rate 100 --clients 100 --senders 10 --msgs 1000 --size 64)
   JOIN=(join --clients 2000)
   SCALE=(scale --clients 10000)
@@ -169,6 +174,7 @@ run_one() {
     shown=$(printf '%q ' "${cmd[@]#"$REPO/"}")
     shown=$(sed -E 's/--port [0-9]+/--port PORT/; s/--server-pid [0-9]+/--server-pid PID/' <<<"$shown")
     COMMANDS+=("$(label_of "$server"): $shown")
+    echo "$(label_of "$server"): $shown" >>"$WORK/commands.txt"
   fi
   log "$scenario, $(label_of "$server"), run $run: ${*}"
   local code=0
@@ -204,15 +210,26 @@ run_scenario() {
 
 # ---- 2. the runs ------------------------------------------------------------------------------------
 want() { [[ ",$ONLY," == *",$1,"* ]]; }
-STARTED_AT=$(date -u '+%Y-%m-%d %H:%M UTC')
-want fanout && run_scenario fanout "$RUNS" "${SERVERS[@]}" -- "${FANOUT_MAX[@]}"
-want rate && run_scenario rate "$RUNS" "${SERVERS[@]}" -- "${FANOUT_RATE[@]}"
-want join && run_scenario join "$RUNS" "${SERVERS[@]}" -- "${JOIN[@]}"
+# The long runs leave out the servers that would take minutes per run at a tenth of the others'
+# rate (the Asio example, the chatserver before the rebuild): the short runs above measure them.
+FAST_PEERS=(ngircd ncat)
 # ncat exits at its 1,021st client (select(), FD_SETSIZE): it is run anyway, and its cell says so.
-# The baseline is left out here: the chatserver before the rebuild needs minutes of CPU to join
+# The baseline is left out of scale: the chatserver before the rebuild needs minutes of CPU to join
 # 10,000 clients (every JOIN went to every member's own queue and thread).
 PEERS_ONLY=(ngircd ncat asio)
+if [ "$NO_RUN" = 0 ]; then
+STARTED_AT=$(date -u '+%Y-%m-%d %H:%M UTC')
+echo "$STARTED_AT" >"$WORK/started_at"
+: >"$WORK/commands.txt"
+want fanout && run_scenario fanout "$RUNS" "${SERVERS[@]}" -- "${FANOUT_MAX[@]}"
+want sustained && run_scenario sustained "$RUNS" chatserver "${FAST_PEERS[@]}" -- "${FANOUT_LONG[@]}"
+want rate && run_scenario rate "$RUNS" "${SERVERS[@]}" -- "${FANOUT_RATE[@]}"
+want join && run_scenario join "$RUNS" "${SERVERS[@]}" -- "${JOIN[@]}"
 want scale && run_scenario scale "$SCALE_RUNS" chatserver epoll "${PEERS_ONLY[@]}" -- "${SCALE[@]}"
+else
+  STARTED_AT=$(cat "$WORK/started_at" 2>/dev/null || echo "?")
+  mapfile -t COMMANDS <"$WORK/commands.txt"
+fi
 
 # ---- optional: profiles of chatserver -------------------------------------------------------------
 PROFILES=""
@@ -222,31 +239,39 @@ if [ "$PROFILE" = 1 ]; then
   profile_one() {
     local name=$1
     shift
-    perf record -F 999 -a -g -o "$WORK/perf-$name.data" -- "$CHATBENCH" "$@" >/dev/null 2>"$WORK/perf-$name.log" || true
+    local data=$WORK/perf-${name//[^a-z0-9-]/_}.data
+    perf record -F 999 -a -g -o "$data" -- "$CHATBENCH" "$@" >/dev/null 2>"${data%.data}.log" || true
+    # (Pipelines cut short by head: their SIGPIPE is no error here.)
     {
-      echo "#### $name: \`chatbench $*\`"
+      echo "#### $name: \`chatbench ${*#"$REPO/"}\`"
       echo
       echo "By thread (share of all samples on the machine, chatbench's own included):"
       echo
       echo '```'
-      perf report -i "$WORK/perf-$name.data" --no-children --sort comm -g none --stdio 2>/dev/null |
-        grep -E '^ +[0-9]' | head -12
+      perf report -i "$data" --no-children --sort comm -g none --stdio 2>/dev/null |
+        grep -E '^ +[0-9]' | head -12 || true
       echo '```'
       echo
       echo "chatserver's hottest functions (all its threads):"
       echo
       echo '```'
-      perf report -i "$WORK/perf-$name.data" --no-children --sort dso,sym -g none --stdio \
-        --comms "$(perf report -i "$WORK/perf-$name.data" --sort comm -g none --stdio 2>/dev/null |
-          awk '/%/ && $2 != "chatbench" && $2 != "perf" && $2 != "swapper" {print $2}' | paste -sd, -)" 2>/dev/null |
-        grep -E '^ +[0-9]' | head -15
+      perf report -i "$data" --no-children --sort dso,sym -g none --stdio \
+        --comms "$(perf report -i "$data" --no-children --sort comm -g none --stdio 2>/dev/null |
+          sed -nE 's/^ +[0-9.]+% +(.*[^ ]) *$/\1/p' | grep -vE '^(chatbench|perf|swapper|kworker|kdamond|ksoftirq|rcu_)' |
+          paste -sd, -)" 2>/dev/null |
+        grep -E '^ +[0-9]' | head -15 || true
       echo '```'
       echo
     } >>"$WORK/profiles.md"
   }
   : >"$WORK/profiles.md"
-  profile_one saturation "${FANOUT_MAX[@]}" --msgs 10000
+  profile_one saturation "${FANOUT_LONG[@]}"
   profile_one join-storm "${JOIN[@]}"
+  if [ -n "$BASELINE" ]; then
+    # The same two loads on the chatserver before the rebuild: where its time went.
+    profile_one "saturation, $BASELINE_NAME" --server "$BASELINE_BIN" "${FANOUT_MAX[@]}"
+    profile_one "join-storm, $BASELINE_NAME" --server "$BASELINE_BIN" "${JOIN[@]}"
+  fi
   PROFILES=$(cat "$WORK/profiles.md")
 fi
 
@@ -342,8 +367,8 @@ page=$(mktemp)
     echo "verifies every message reached every receiver once, intact, in order (and, for chatserver,"
     echo "in the same global order everywhere). chatbench is one thread; its CPU tells when it was the limit."
     echo
-    echo "| server | deliveries/s | chatserver ÷ it | latency p50 ms | p99 ms | server CPU % | chatbench CPU % |"
-    echo "|---|---|---|---|---|---|---|"
+    echo "| server | deliveries/s | chatserver ÷ it | latency p50 ms | p99 ms | server CPU % | server CPU ns per delivery | chatbench CPU % |"
+    echo "|---|---|---|---|---|---|---|---|"
     base=$(median fanout chatserver "$RUNS" '.fanout.deliveries_per_second')
     for s in "${SERVERS[@]}"; do
       m=$(median fanout "$s" "$RUNS" '.fanout.deliveries_per_second')
@@ -353,7 +378,35 @@ page=$(mktemp)
         "$(figure fanout "$s" "$RUNS" '.fanout.latency_ms.p50' '%.1f')" \
         "$(figure fanout "$s" "$RUNS" '.fanout.latency_ms.p99' '%.1f')" \
         "$(figure fanout "$s" "$RUNS" '.fanout.server_cpu_percent' '%.0f')" \
+        "$(figure fanout "$s" "$RUNS" '.fanout.server_cpu_ns_per_delivery' '%.0f')" \
         "$(figure fanout "$s" "$RUNS" '.fanout.generator_cpu_percent' '%.0f')"
+    done
+    echo
+  fi
+
+  if want sustained; then
+    echo "### Sustained saturation: ${FANOUT_LONG[*]}"
+    echo
+    echo "Ten times the messages, so CPU figures are long enough to trust. Where chatbench's own CPU is"
+    echo "near 100%, the generator, not the server, set the rate: the server's CPU per delivery then"
+    echo "says what each server would need, and \"it ÷ chatserver\" compares those costs."
+    echo "Left out: $(label_of asio)${BASELINE:+ and $BASELINE_NAME} (a tenth of the others' rate: minutes per run)."
+    echo
+    echo "| server | deliveries/s | chatserver ÷ it | latency p50 ms | server CPU % | server CPU ns per delivery | it ÷ chatserver (CPU per delivery) | chatbench CPU % |"
+    echo "|---|---|---|---|---|---|---|---|"
+    base=$(median sustained chatserver "$RUNS" '.fanout.deliveries_per_second')
+    bns=$(median sustained chatserver "$RUNS" '.fanout.server_cpu_ns_per_delivery')
+    for s in chatserver "${FAST_PEERS[@]}"; do
+      m=$(median sustained "$s" "$RUNS" '.fanout.deliveries_per_second')
+      mns=$(median sustained "$s" "$RUNS" '.fanout.server_cpu_ns_per_delivery')
+      row "$(label_of "$s")" \
+        "$(cell "$(figure sustained "$s" "$RUNS" '.fanout.deliveries_per_second' '%.0f')" "$(failures sustained "$s" "$RUNS" fanout)")" \
+        "$(vs "$s" "$base" "$m")" \
+        "$(figure sustained "$s" "$RUNS" '.fanout.latency_ms.p50' '%.1f')" \
+        "$(figure sustained "$s" "$RUNS" '.fanout.server_cpu_percent' '%.0f')" \
+        "$(figure sustained "$s" "$RUNS" '.fanout.server_cpu_ns_per_delivery' '%.0f')" \
+        "$(vs "$s" "$mns" "$bns")" \
+        "$(figure sustained "$s" "$RUNS" '.fanout.generator_cpu_percent' '%.0f')"
     done
     echo
   fi

@@ -257,6 +257,10 @@ FanoutResult run_fanout(const FanoutOptions& o, const TargetOptions& target_opti
   r.server_after = server1;
   r.ended_reasons = describe_reasons(reasons);
   r.check = DeliveryChecker::merged_report(checkers);
+  if (wall >= 0.5 && server0 && server1 && r.check.to_others > 0) {
+    r.server_ns_per_delivery =
+        1e9 * (server1->cpu_seconds - server0->cpu_seconds) / static_cast<double>(r.check.to_others);
+  }
   r.p50_ms = latency.percentile_ms(50);
   r.p99_ms = latency.percentile_ms(99);
   r.max_ms = latency.max_ms();
@@ -333,6 +337,7 @@ void print_fanout(const FanoutResult& r, std::ostream& out) {
     out << "  CPU over the run: chatbench " << format_count(r.generator_cpu) << "% of one core";
     if (r.generator_bound()) out << " (chatbench itself may have been the limit)";
     if (r.server_cpu) out << ", server " << format_count(*r.server_cpu) << "%";
+    if (r.server_ns_per_delivery) out << " (" << format_ms(*r.server_ns_per_delivery) << " ns of server CPU per delivery)";
     out << "\n";
   }
   if (r.server_after) {
@@ -375,6 +380,7 @@ void json_fanout(const FanoutResult& r, Json& json) {
     json.field("generator_bound", r.generator_bound());
   }
   if (r.server_cpu) json.field("server_cpu_percent", *r.server_cpu);
+  if (r.server_ns_per_delivery) json.field("server_cpu_ns_per_delivery", *r.server_ns_per_delivery);
   json_sample("server_after", r.server_after, json);
   if (!r.stats_after.empty()) json.field("stats", r.stats_after);
   json.field("ended_during_run", r.ended_during_run);

@@ -45,6 +45,9 @@ struct FanoutResult {
   double p50_ms = 0, p99_ms = 0, max_ms = 0;
   double generator_cpu = 0;    // percent of one core, over the sending and draining
   std::optional<double> server_cpu;
+  // The server's CPU time per delivery to others (ns): what one delivery costs it, whoever
+  // was the limit. Only where the run was long enough to measure CPU.
+  std::optional<double> server_ns_per_delivery;
   std::optional<ProcSample> server_after;
   std::string stats_before, stats_after;  // chatserver's STATS lines
   std::size_t ended_during_run = 0;

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench/compare.sh --quick, so the side-by-side script cannot rot: every scenario against
-# chatserver and the three peers, tiny. Passes when the page has all four tables, a row for every
+# chatserver and the three peers, tiny. Passes when the page has all five tables, a row for every
 # server in each, and chatserver's rows show no failure. (A peer's failure is a finding the page
 # reports, not a failure of the script; ncat, for one, wedges or exits when many clients come.)
 #
@@ -15,14 +15,16 @@ mkdir -p "$work"
 "$repo/bench/compare.sh" --quick --build "$build" --work "$work" --out "$out"
 
 fail() { echo "compare_smoke: $*" >&2; cat "$out" >&2; exit 1; }
-for title in "### Saturation" "### Latency at a moderate rate" "### Join storm" "### Scale"; do
+for title in "### Saturation" "### Sustained saturation" "### Latency at a moderate rate" "### Join storm" "### Scale"; do
   grep -q "^$title" "$out" || fail "no table '$title'"
 done
 for row in "| chatserver |" "| ngircd 26 |" "| ncat --chat |" "| Asio chat example |" "| chatserver --probe epoll |"; do
   grep -qF "$row" "$out" || fail "no row '$row'"
 done
-# Every chatserver row of the four tables: figures, no failure.
-[ "$(grep -cF '| chatserver |' "$out")" -eq 4 ] || fail "expected 4 chatserver rows"
+# Every chatserver row of the five tables: figures, no failure.
+[ "$(grep -cF '| chatserver |' "$out")" -eq 5 ] || fail "expected 5 chatserver rows"
+# The sustained table reports the server's CPU per delivery (a number, not "-", in chatserver's row).
+grep -A12 '^### Sustained' "$out" | grep -qE '^\| server \|.*ns per delivery' || fail "no CPU per delivery column"
 if grep -E '^\| chatserver( --probe epoll)? \|' "$out" | grep -q FAILED; then fail "chatserver failed"; fi
 grep -q '<!-- compare.sh:end -->' "$out" || fail "the page is not complete"
 echo "compare_smoke: ok"
