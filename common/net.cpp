@@ -71,9 +71,11 @@ std::optional<TcpHealth> tcp_health(int fd) {
   return TcpHealth{std::chrono::milliseconds(info.tcpi_last_ack_recv), info.tcpi_unacked, info.tcpi_probes};
 }
 
-std::optional<std::string> no_ack_for_budget(int fd, const KeepaliveConfig& config) {
+std::optional<std::string> no_ack_for_budget(int fd, const KeepaliveConfig& config,
+                                             std::chrono::milliseconds* ack_age) {
   if (!config.enabled) return std::nullopt;
   const auto h = tcp_health(fd);
+  if (h && ack_age) *ack_age = h->since_last_ack;
   if (!h || h->since_last_ack < config.budget()) return std::nullopt;
   return "no ACK from peer for " + format_duration(h->since_last_ack);
 }

@@ -85,8 +85,11 @@ std::optional<TcpHealth> tcp_health(int fd);
 // The keepalive budget: the peer's kernel has ACKed nothing (data, PING or keepalive probe)
 // for all of `config.budget()`. A healthy idle connection is never that quiet with keepalive
 // on, since its probes are ACKed every `config.idle`. Returns the detail for a `timeout`
-// departure ("no ACK from peer for 16.1 s"), or nullopt.
-std::optional<std::string> no_ack_for_budget(int fd, const KeepaliveConfig& config);
+// departure ("no ACK from peer for 16.1 s"), or nullopt. If `ack_age` is given, it receives
+// how long ago the last ACK came (unchanged if TCP_INFO fails): a caller watching many sockets
+// need not ask again before `config.budget() - *ack_age` has passed.
+std::optional<std::string> no_ack_for_budget(int fd, const KeepaliveConfig& config,
+                                             std::chrono::milliseconds* ack_age = nullptr);
 
 // A PING sent `since_ping` ago got no answer. If the peer's kernel did not even ACK it, the
 // host or the path is gone, not the process: returns the detail for a `timeout` departure

@@ -64,6 +64,10 @@ class Session : public std::enable_shared_from_this<Session> {
   // --probe epoll: in the poller's epoll set, and the events it reported this sweep.
   bool in_probe_set = false;
   short probe_revents = 0;
+  // Not before then can the keepalive budget run out (the last ACK's age, as of the last
+  // TCP_INFO, subtracted from the budget): a healthy idle client costs one getsockopt per
+  // keepalive interval, not one per sweep.
+  Clock::time_point ack_check_due{};
 
  private:
   std::atomic<bool> ended_{false};
