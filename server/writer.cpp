@@ -9,7 +9,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <system_error>
@@ -154,10 +153,9 @@ void Writer::run(std::stop_token stop) {
         }
       } else {
         for (const auto& s : marked) again |= service(s);
-        for (auto* s : writable) {
-          const auto it = std::find_if(owned_.begin(), owned_.end(), [s](const auto& p) { return p.get() == s; });
-          if (it != owned_.end()) again |= service(*it);
-        }
+        // A session in the epoll set is alive and in owned_: release() takes it out of the set
+        // before owned_ lets go of it (at the end of a turn, after this loop).
+        for (auto* s : writable) again |= service(s->shared_from_this());
       }
       std::erase_if(owned_, [](const auto& s) { return s->writer_done(); });
     } catch (const std::exception& e) {
