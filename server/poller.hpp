@@ -79,6 +79,7 @@ class Poller {
   std::uint64_t next_token_ = 1;  // poller thread only
   int probe_epoll_ = -1;          // --probe epoll: the set of probed sockets (poller thread only)
   std::vector<epoll_event> events_;  // poller thread only
+  std::vector<Session*> pinged_;     // poller thread only: PINGs queued this sweep, writers to wake
   // The sessions as of the last change (SessionRegistry::refresh). Poller thread only.
   std::vector<std::shared_ptr<Session>> snapshot_;
   std::uint64_t snapshot_version_ = 0;

@@ -165,11 +165,15 @@ void Session::wake_writer() {
 }
 
 void Session::send_item(Outbox::Item item, std::string_view via) {
+  if (queue_item(std::move(item), via)) wake_writer();
+}
+
+bool Session::queue_item(Outbox::Item item, std::string_view via) {
   if (outbox_.push(std::move(item)) == Outbox::Push::full) {
     end(LeaveCause::too_slow, "send queue over " + std::to_string(outbox_.limit()) + " bytes (" + std::string(via) + ")");
-    return;
+    return false;
   }
-  wake_writer();
+  return true;
 }
 
 void Session::send_own(std::string line, std::uint64_t after, std::string_view via) {
@@ -196,8 +200,12 @@ void Session::refuse(const Refusal& refusal) {
   reply(Event{Event::Kind::error, {}, {}, std::string(to_string(refusal.code)), refusal.detail, {}});
 }
 
-void Session::send_ping(const std::string& token) {
-  reply_line(format_event(Event{Event::Kind::ping, {}, token, {}, {}, {}}));
+void Session::queue_ping(const std::string& token) {
+  Outbox::Item item;
+  item.after = room_.history().head();
+  item.line = format_event(Event{Event::Kind::ping, {}, token, {}, {}, {}});
+  item.line += '\n';
+  queue_item(std::move(item), "reply");
 }
 
 Session::Clock::time_point Session::last_received() const {

@@ -130,7 +130,12 @@ class Session : public std::enable_shared_from_this<Session> {
   // The reader stopped reading because this client is far behind on its own output.
   bool reader_paused() const { return reader_paused_.load(); }
   void force_close();                             // shut down both ways, drop the output
-  void send_ping(const std::string& token);
+  // Queues a PING without waking the writer: the poller queues a sweep's PINGs (hundreds with
+  // 10,000 clients), then wakes each writer once (wake_writer), instead of the writers
+  // starting on the first PING and contending with the rest of the sweep.
+  void queue_ping(const std::string& token);
+  // Tells this session's writer it has something (new) to send.
+  void wake_writer();
   // (The poller's own fields, ping_sent_at and the rest, are at the top of the class.)
   // The probe's confirmation step (confirm_departure) for this socket, given its revents.
   // Reading a socket's pending error clears it (getsockopt(SO_ERROR) and recv(MSG_PEEK) both
@@ -163,7 +168,8 @@ class Session : public std::enable_shared_from_this<Session> {
   void reply_line(std::string line);       // own line stamped with the current head
   void apply_backpressure();
   void part_done(std::atomic<bool>& flag);  // reader_done_ or writer_done_, counted once both are
-  void wake_writer();
+  // send_item without the wake-up: false if it did not fit and the session ended too-slow.
+  bool queue_item(Outbox::Item item, std::string_view via);
 
   const ClientId id_;
   const ServerConfig& config_;
