@@ -156,13 +156,9 @@ FanoutResult run_fanout(const FanoutOptions& o, const TargetOptions& target_opti
   r.label = target.label();
   r.endpoint = target.host() + ":" + std::to_string(target.port());
 
-  SwarmOptions so;
-  so.host = target.host();
-  so.port = target.port();
-  so.protocol = target_options.protocol;
   // Joining is not what this mode measures: a few at a time, so that no server's listen backlog
   // (ngircd's and ncat's is 10) overflows and no client waits for a SYN retransmission.
-  so.max_in_progress = std::max<std::size_t>(1, static_cast<std::size_t>(o.in_progress) / threads);
+  SwarmOptions so = target.swarm_options(std::max<std::size_t>(1, static_cast<std::size_t>(o.in_progress) / threads));
   std::vector<Worker> workers(threads);
   std::vector<Swarm*> swarms;
   for (std::size_t t = 0; t < threads; ++t) {
@@ -319,6 +315,16 @@ void json_sample(std::string_view key, const std::optional<ProcSample>& sample, 
   json.field("rss_mib", sample->rss_mib);
   json.field("threads", static_cast<long long>(sample->threads));
   json.end_object();
+}
+
+void json_join(const JoinOutcome& j, Json& json) {
+  json.field("joined", j.joined);
+  json.field("refused", j.refused);
+  json.field("dropped", j.dropped);
+  json.field("timed_out", j.timed_out);
+  json.field("last_join_ms", j.last_join_ms);
+  json.field("chatter_end_ms", j.chatter_end_ms);
+  json.field("reasons", describe_reasons(j.reasons, 10));
 }
 
 void print_fanout(const FanoutResult& r, std::ostream& out) {

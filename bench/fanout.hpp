@@ -65,5 +65,7 @@ void json_fanout(const FanoutResult& result, Json& json);
 void print_check(const DeliveryChecker::Report& check, std::ostream& out, std::size_t receivers);
 void json_check(const DeliveryChecker::Report& check, Json& json);
 void json_sample(std::string_view key, const std::optional<ProcSample>& sample, Json& json);
+// How the room filled up (join and scale): joined, refused, dropped, timings, reasons.
+void json_join(const JoinOutcome& join, Json& json);
 
 }  // namespace chat::bench

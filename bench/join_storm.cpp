@@ -52,12 +52,7 @@ JoinStormResult run_join_storm(const JoinStormOptions& o, const TargetOptions& t
   r.label = target.label();
   r.endpoint = target.host() + ":" + std::to_string(target.port());
 
-  SwarmOptions so;
-  so.host = target.host();
-  so.port = target.port();
-  so.protocol = target_options.protocol;
-  so.max_in_progress = 0;  // everyone at once
-  Swarm swarm(so);
+  Swarm swarm(target.swarm_options(0));  // everyone at once
   swarm.add_clients(clients);
   Traffic traffic(swarm, static_cast<std::size_t>(o.size));
 
@@ -128,15 +123,9 @@ void json_join_storm(const JoinStormResult& r, Json& json) {
   json.field("server", r.label);
   json.field("protocol", to_string(r.protocol));
   json.field("clients", r.options.clients);
-  json.field("joined", j.joined);
-  json.field("refused", j.refused);
-  json.field("dropped", j.dropped);
-  json.field("timed_out", j.timed_out);
-  json.field("last_join_ms", j.last_join_ms);
-  json.field("chatter_end_ms", j.chatter_end_ms);
+  json_join(j, json);
   json.field("chatter_seen", static_cast<long long>(j.chatter_seen));
   json.field("chatter_expected", static_cast<long long>(j.chatter_expected));
-  json.field("reasons", describe_reasons(j.reasons, 10));
   json.field("round_ms", r.round_ms);
   json_check(r.round, json);
   json.field("generator_cpu_percent", r.generator_cpu);

@@ -26,12 +26,7 @@ ScaleResult run_scale(const ScaleOptions& o, const TargetOptions& target_options
   r.label = target.label();
   r.endpoint = target.host() + ":" + std::to_string(target.port());
 
-  SwarmOptions so;
-  so.host = target.host();
-  so.port = target.port();
-  so.protocol = target_options.protocol;
-  so.max_in_progress = static_cast<std::size_t>(o.in_progress);
-  Swarm swarm(so);
+  Swarm swarm(target.swarm_options(static_cast<std::size_t>(o.in_progress)));
   swarm.add_clients(clients);
   Traffic traffic(swarm, static_cast<std::size_t>(o.size));
   const double cpu0 = Swarm::cpu_seconds();
@@ -157,19 +152,12 @@ void print_scale(const ScaleResult& r, std::ostream& out) {
 }
 
 void json_scale(const ScaleResult& r, Json& json) {
-  const auto& j = r.join;
   json.begin_object("scale");
   json.field("server", r.label);
   json.field("protocol", to_string(r.protocol));
   json.field("clients", r.options.clients);
   json.field("in_progress", r.options.in_progress);
-  json.field("joined", j.joined);
-  json.field("refused", j.refused);
-  json.field("dropped", j.dropped);
-  json.field("timed_out", j.timed_out);
-  json.field("last_join_ms", j.last_join_ms);
-  json.field("chatter_end_ms", j.chatter_end_ms);
-  json.field("reasons", describe_reasons(j.reasons, 10));
+  json_join(r.join, json);
   json_sample("after_join", r.after_join, json);
   json.begin_object("chat");
   json.field("rate", r.options.rate);

@@ -6,7 +6,11 @@
 namespace chat::bench {
 
 Target::Target(const TargetOptions& options, std::size_t clients)
-    : host_(options.host), port_(static_cast<std::uint16_t>(options.port)), pid_(options.pid), label_(options.label) {
+    : host_(options.host),
+      port_(static_cast<std::uint16_t>(options.port)),
+      protocol_(options.protocol),
+      pid_(options.pid),
+      label_(options.label) {
   if (options.port == 0) {
     if (options.protocol != Protocol::chat) {
       throw std::runtime_error("--protocol " + std::string(to_string(options.protocol)) +
@@ -39,6 +43,15 @@ std::string Target::stop() {
 
 std::vector<std::string> Target::stderr_tail() const {
   return server_ ? server_->stderr_tail() : std::vector<std::string>{};
+}
+
+SwarmOptions Target::swarm_options(std::size_t max_in_progress) const {
+  SwarmOptions so;
+  so.host = host_;
+  so.port = port_;
+  so.protocol = protocol_;
+  so.max_in_progress = max_in_progress;
+  return so;
 }
 
 }  // namespace chat::bench

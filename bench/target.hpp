@@ -7,6 +7,7 @@
 
 #include "bench/child_process.hpp"
 #include "bench/proc_stats.hpp"
+#include "bench/swarm.hpp"
 #include "bench/wire.hpp"
 
 #include <memory>
@@ -38,6 +39,9 @@ class Target {
   const std::string& host() const { return host_; }
   std::uint16_t port() const { return port_; }
   const std::string& label() const { return label_; }
+  // Options for a Swarm aimed at this server, in its protocol, with at most `max_in_progress`
+  // connections being set up at once (0: all at once).
+  SwarmOptions swarm_options(std::size_t max_in_progress) const;
   bool started_here() const { return server_ != nullptr; }
   // The server's /proc figures now; nullopt when its pid is unknown or it is gone.
   std::optional<ProcSample> sample() const;
@@ -50,6 +54,7 @@ class Target {
  private:
   std::string host_;
   std::uint16_t port_ = 0;
+  Protocol protocol_ = Protocol::chat;
   int pid_ = 0;
   std::string label_;
   std::unique_ptr<ServerProcess> server_;
