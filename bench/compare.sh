@@ -245,7 +245,10 @@ if [ "$PROFILE" = 1 ]; then
     local name=$1
     shift
     local data=$WORK/perf-${name//[^a-z0-9-]/_}.data
-    perf record -F 999 -a -g -o "$data" -- "$CHATBENCH" "$@" >/dev/null 2>"${data%.data}.log" || true
+    # --no-run: the report is made again from the recording of the last run, if there is one.
+    if [ "$NO_RUN" = 0 ] || [ ! -f "$data" ]; then
+      perf record -F 999 -a -g -o "$data" -- "$CHATBENCH" "$@" >/dev/null 2>"${data%.data}.log" || true
+    fi
     # (Pipelines cut short by head: their SIGPIPE is no error here.)
     {
       echo "#### $name: \`chatbench ${*#"$REPO/"}\`"
@@ -257,10 +260,13 @@ if [ "$PROFILE" = 1 ]; then
         grep -E '^ +[0-9]' | head -12 || true
       echo '```'
       echo
-      echo "chatserver's hottest functions (all its threads):"
+      # By thread and function: with --sort dso,sym alone, perf merges a function's samples from
+      # every process before it applies --comms, and chatbench's share of a libc function shows
+      # up as chatserver's.
+      echo "chatserver's hottest functions, by thread (share of all samples):"
       echo
       echo '```'
-      perf report -i "$data" --no-children --sort dso,sym -g none --stdio \
+      perf report -i "$data" --no-children --sort comm,dso,sym -g none --stdio \
         --comms "$(perf report -i "$data" --no-children --sort comm -g none --stdio 2>/dev/null |
           sed -nE 's/^ +[0-9.]+% +(.*[^ ]) *$/\1/p' | grep -vE '^(chatbench|perf|swapper|kworker|kdamond|ksoftirq|rcu_)' |
           paste -sd, -)" 2>/dev/null |
