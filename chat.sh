@@ -3,10 +3,12 @@
 #
 #   ./chat.sh run [chatserver options]   install what is missing, build, run chatserver
 #   ./chat.sh test                       install what is missing, build, run every test suite
-#                                        (plain, ThreadSanitizer, AddressSanitizer + UBSan)
+#                                        (plain, ThreadSanitizer, AddressSanitizer + UBSan),
+#                                        then fuzz for about a minute (libFuzzer, build/fuzz)
 #   ./chat.sh build                      install what is missing and build (build/release)
 #
 # Environment: CHAT_TEST_SANITIZERS=0 skips the two sanitizer builds in `test`;
+# CHAT_TEST_FUZZ=0 skips the fuzz build in `test` (and installing clang for it);
 # CHAT_JOBS=N sets build parallelism (default: number of cores).
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")"
@@ -14,6 +16,9 @@ cd "$(dirname "$(readlink -f "$0")")"
 PACKAGES=(g++ make cmake libasio-dev catch2 libcli11-dev libncurses-dev iproute2 tmux netcat-openbsd procps)
 # The test suite also runs bench/compare.sh --quick: the servers chatserver is compared with.
 TEST_PACKAGES=(ncat ngircd libasio-doc jq)
+# The fuzz targets (tests/fuzz): clang and its compiler-rt (libFuzzer, ASan and UBSan runtimes;
+# on Debian 12 libclang-rt-dev is libclang-rt-14-dev, which --no-install-recommends leaves out).
+FUZZ_PACKAGES=(clang libclang-rt-dev)
 JOBS=${CHAT_JOBS:-$(nproc)}
 
 # install_missing [EXTRA PACKAGES...]
@@ -45,10 +50,10 @@ build() {
   cmake --build "build/$dir" -j "$JOBS"
 }
 
-# run_suite DIR LABEL: every test, with output for the failures only.
+# run_suite DIR LABEL [CTEST ARGS...]: every test, with output for the failures only.
 run_suite() {
   echo "== $2 =="
-  (cd "build/$1" && ctest --output-on-failure --timeout 600 -j 2)
+  (cd "build/$1" && ctest --output-on-failure --timeout 600 -j 2 "${@:3}")
 }
 
 cmd=${1:-}
@@ -64,7 +69,12 @@ case "$cmd" in
     build release -DCHAT_BUILD_TESTS=ON
     ;;
   test)
-    install_missing "${TEST_PACKAGES[@]}"
+    fuzz=${CHAT_TEST_FUZZ:-1}
+    if [ "$fuzz" != 0 ]; then
+      install_missing "${TEST_PACKAGES[@]}" "${FUZZ_PACKAGES[@]}"
+    else
+      install_missing "${TEST_PACKAGES[@]}"
+    fi
     build release -DCHAT_BUILD_TESTS=ON
     run_suite release "tests"
     if [ "${CHAT_TEST_SANITIZERS:-1}" != 0 ]; then
@@ -72,6 +82,16 @@ case "$cmd" in
       TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" run_suite tsan "tests under ThreadSanitizer"
       build asan -DCHAT_SANITIZE=address -DCHAT_BUILD_BENCH=OFF
       ASAN_OPTIONS="detect_leaks=1" UBSAN_OPTIONS="print_stacktrace=1" run_suite asan "tests under AddressSanitizer + UBSan"
+    fi
+    # Each fuzz target runs CHAT_FUZZ_SECONDS (12 s) from its seeds; any crash, leak, timeout or
+    # sanitizer report fails it (tests/fuzz/CMakeLists.txt).
+    if [ "$fuzz" = 0 ]; then
+      echo "== fuzzing (libFuzzer): skipped (CHAT_TEST_FUZZ=0) =="
+    elif ! command -v clang++ >/dev/null; then
+      echo "== fuzzing (libFuzzer): skipped, clang++ not found (apt-get install ${FUZZ_PACKAGES[*]}) =="
+    else
+      build fuzz -DCMAKE_CXX_COMPILER=clang++ -DCHAT_FUZZ=ON
+      run_suite fuzz "fuzzing (libFuzzer)" -L fuzz
     fi
     ;;
   *)
