@@ -27,7 +27,8 @@ class LineFramer {
   explicit LineFramer(std::size_t max_line) : max_line_(max_line) {}
 
   // Feeds received bytes; calls `on_piece(const Piece&)` for each complete line and once for
-  // each over-long line, as soon as it is known to be too long (before its LF arrives).
+  // each over-long line, at the latest at its LF: as soon as max_line + 2 bytes of it are
+  // buffered (one more than a line plus its CR), so a flood without LF is never held.
   template <typename OnPiece>
   void feed(std::string_view bytes, OnPiece&& on_piece);
 
