@@ -92,7 +92,10 @@ class ChildProcess {
   std::optional<int> exit_code_;
 };
 
-// chatserver started as `PATH --bind 127.0.0.1 --port 0 EXTRA...` (never any other address).
+// chatserver started as `PATH --bind 127.0.0.1 --port 0 --max-per-ip 0 --max-rate 0 EXTRA...`
+// (never any other address; the two limits are lifted when the binary has them: every
+// benchmark client comes from one address and sends as fast as it can, and the peers run
+// without their limits too).
 //
 // Threads: created, used and destroyed by one thread (the benchmark's main thread). It owns a
 // drain thread (std::jthread) that reads the server's stderr after the first line, so the

@@ -356,10 +356,7 @@ Link::Outcome Link::session(std::stop_token stop, bool& ever_joined) {
         }
         {
           std::string detail = ev.text;
-          if (detail.empty()) {
-            const auto cause = leave_cause_from(ev.code);
-            detail = cause ? std::string(describe(*cause)) : "the server ended the session";
-          }
+          if (detail.empty()) detail = std::string(describe_bye(ev.code));
           post_lost(ev.code, detail);
         }
         result = Outcome::lost;

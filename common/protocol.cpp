@@ -132,11 +132,12 @@ std::string format_command(const Command& cmd) {
 }
 
 namespace {
-constexpr std::array<std::pair<LeaveCause, std::string_view>, 8> cause_tokens{{
+constexpr std::array<std::pair<LeaveCause, std::string_view>, 9> cause_tokens{{
     {LeaveCause::quit, "quit"},         {LeaveCause::closed, "closed"},
     {LeaveCause::reset, "reset"},       {LeaveCause::timeout, "timeout"},
     {LeaveCause::no_pong, "no-pong"},   {LeaveCause::too_slow, "too-slow"},
-    {LeaveCause::error, "error"},       {LeaveCause::shutdown, "shutdown"},
+    {LeaveCause::flood, "flood"},       {LeaveCause::error, "error"},
+    {LeaveCause::shutdown, "shutdown"},
 }};
 }  // namespace
 
@@ -162,10 +163,20 @@ std::string_view describe(LeaveCause cause) {
     case LeaveCause::timeout: return "connection timed out";
     case LeaveCause::no_pong: return "stopped answering pings";
     case LeaveCause::too_slow: return "too slow to keep up";
+    case LeaveCause::flood: return "sent too fast for too long";
     case LeaveCause::error: return "connection error";
     case LeaveCause::shutdown: return "server shut down";
   }
   return "unknown";
+}
+
+std::string_view describe_bye(std::string_view reason) {
+  if (const auto cause = leave_cause_from(reason)) return describe(*cause);
+  if (reason == "server-full") return "the server is full";
+  if (reason == "too-many") return "too many connections from your address";
+  if (reason == "server-busy") return "the server is out of resources";
+  if (reason == "handshake-timeout") return "no nickname in time";
+  return "the server ended the session";
 }
 
 std::string format_event(const Event& e) {

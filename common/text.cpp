@@ -43,12 +43,14 @@ TextProblem check_text(std::string_view text) {
 
 std::optional<std::string> nick_problem(std::string_view nick) {
   if (nick.empty()) return "a nickname needs 1 to 24 characters";
-  if (nick.size() > max_nick_length) return "longer than 24 characters";
+  // The characters first: "é" x 13 is 13 characters (26 bytes), refused for what it is, not
+  // as too long.
   for (char c : nick) {
     const bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
                     c == '_' || c == '!' || c == '-';
     if (!ok) return "only A-Z a-z 0-9 _ ! - are allowed";
   }
+  if (nick.size() > max_nick_length) return "longer than 24 characters";
   return std::nullopt;
 }
 

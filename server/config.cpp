@@ -78,6 +78,20 @@ std::variant<ServerConfig, int> parse_server_args(int argc, const char* const* a
       ->capture_default_str()
       ->check(CLI::Range(std::size_t{1}, std::size_t{64}));
 
+  app.add_option("--max-rate", c.max_rate,
+                 "Lines per second one client may send (flood control); faster senders are slowed; 0: off")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1e6));
+  app.add_option("--max-burst", c.max_burst, "Lines one client may send at once before flood control slows it")
+      ->capture_default_str()
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1'000'000}));
+  add_duration(app, "--flood-grace", c.flood_grace,
+               "A client slowed by flood control without a break this long leaves with cause flood", "10s");
+  app.add_option("--max-per-ip", c.max_per_ip,
+                 "Connections from one address; more get 'BYE too-many' (loopback counts too); 0: no limit")
+      ->capture_default_str()
+      ->check(CLI::Range(std::size_t{0}, std::size_t{100'000}));
+
   try {
     app.parse(argc, argv);
     std::string error;
@@ -94,7 +108,8 @@ std::variant<ServerConfig, int> parse_server_args(int argc, const char* const* a
     for (auto [name, value] : {std::pair{"--handshake-timeout", c.handshake_timeout},
                                std::pair{"--ping-interval", c.ping_interval},
                                std::pair{"--ping-timeout", c.ping_timeout},
-                               std::pair{"--send-timeout", c.send_timeout}}) {
+                               std::pair{"--send-timeout", c.send_timeout},
+                               std::pair{"--flood-grace", c.flood_grace}}) {
       if (value < Millis{10}) throw CLI::ValidationError(name, "must be at least 10ms");
     }
     parse_log_level(level, c.log_level);

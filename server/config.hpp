@@ -40,6 +40,12 @@ struct ServerConfig {
 
   // Delivery (docs/threads.md).
   std::size_t writers = 2;             // writer threads sending every client its bytes
+
+  // Limits (docs/protocol.md, "Limits"): one client, or one address, cannot take the room.
+  double max_rate = 20;                // lines per second a client may send, sustained; 0: no flood control
+  std::size_t max_burst = 50;          // lines a client may send at once before it is slowed
+  Millis flood_grace{10'000};          // slowed without a break this long: leaves with cause flood
+  std::size_t max_per_ip = 16;         // connections from one address; 0: no limit
 };
 
 // Parses chatserver's command line. Returns the config, or the exit code to use right away

@@ -6,10 +6,15 @@
 #include "server/stats.hpp"
 #include "server/writer.hpp"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <array>
+#include <cerrno>
+#include <cstring>
+#include <new>
 
 namespace chat {
 
@@ -30,9 +35,13 @@ Listener::Listener(asio::io_context& io, const ServerConfig& config, Room& room,
   if (!ec) acceptor_.non_blocking(true, ec);
   if (ec) throw std::system_error(ec, "cannot listen on " + where);
   endpoint_ = acceptor_.local_endpoint();
+  reserve_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
 }
 
-Listener::~Listener() { stop(); }
+Listener::~Listener() {
+  stop();
+  if (reserve_fd_ >= 0) ::close(reserve_fd_);
+}
 
 void Listener::start() {
   thread_ = std::jthread([this](std::stop_token stop) { run(stop); });
@@ -73,16 +82,37 @@ void Listener::accept_one() {
   if (ec == asio::error::would_block || ec == asio::error::try_again || ec == asio::error::connection_aborted) {
     return;
   }
+  if (ec.value() == EMFILE || ec.value() == ENFILE) {
+    refuse_out_of_descriptors(ec);
+    return;
+  }
   if (ec) {
-    // EMFILE and friends: wait a little (interruptibly) instead of spinning on a full table.
+    // Anything else (ENOBUFS, ENOMEM, ...): wait a little (interruptibly) instead of spinning.
     log_warn("accept failed: ", ec.message());
     pollfd wake{wakeup_.fd(), POLLIN, 0};
     ::poll(&wake, 1, 100);
     return;
   }
+  if (refused_for_descriptors_ > 0) {
+    log_info("descriptors available again; ", refused_for_descriptors_, " clients were sent BYE server-busy meanwhile");
+    refused_for_descriptors_ = 0;
+  }
+  out_of_descriptors_ = false;
   socket.non_blocking(false, ec);  // the reader blocks in recv(2); writers pass MSG_DONTWAIT
-  if (sessions_.live() >= config_.max_clients) {
-    refuse_full(socket);
+  const auto peer = socket.remote_endpoint(ec);
+  const auto live = sessions_.live(peer.address());
+  if (live.all >= config_.max_clients) {
+    log_warn("refused ", peer.address().to_string(), ":", peer.port(), ": ", config_.max_clients,
+             " clients already connected");
+    ++stats_.refused_full;
+    refuse(socket.native_handle(), "BYE server-full\n");
+    return;
+  }
+  if (config_.max_per_ip != 0 && live.from_address >= config_.max_per_ip) {
+    log_warn("refused ", peer.address().to_string(), ":", peer.port(), ": ", live.from_address,
+             " connections from that address already (--max-per-ip ", config_.max_per_ip, ")");
+    ++stats_.refused_per_ip;
+    refuse(socket.native_handle(), "BYE too-many\n");
     return;
   }
   if (auto kec = apply_keepalive(socket, config_.keepalive)) log_warn("cannot set keepalive: ", kec.message());
@@ -90,25 +120,67 @@ void Listener::accept_one() {
   // previous one is acknowledged, up to a delayed-ACK time (40 ms or more) per line.
   socket.set_option(asio::ip::tcp::no_delay(true), ec);
   const ClientId id{next_id_++};
-  auto session = std::make_shared<Session>(id, std::move(socket), config_, room_, stats_);
+  std::shared_ptr<Session> session;
+  try {
+    session = std::make_shared<Session>(id, std::move(socket), config_, room_, stats_);
+  } catch (const std::bad_alloc&) {
+    log_error("refused ", peer.address().to_string(), ":", peer.port(), ": out of memory");
+    ++stats_.refused_busy;
+    if (socket.is_open()) refuse(socket.native_handle(), "BYE server-busy\n");
+    return;
+  }
   log_info("accepted ", session->peer(), " as ", to_string(id));
   sessions_.add(session);
   ++stats_.connected;
   ++stats_.accepted;
   writers_.adopt(session);
-  session->start();  // on failure it has ended itself; the poller reaps it
+  try {
+    session->start();
+  } catch (const std::system_error& e) {
+    // No thread for its reader (or no memory for one): the session has ended itself with
+    // BYE server-busy, which its writer sends; the poller reaps it. The server goes on.
+    ++stats_.refused_busy;
+    log_error("cannot serve ", session->peer(), ": ", e.what(), "; sent BYE server-busy");
+  }
 }
 
-void Listener::refuse_full(asio::ip::tcp::socket& socket) {
-  static constexpr std::string_view bye = "BYE server-full\n";
-  std::error_code ec;
-  const auto peer = socket.remote_endpoint(ec);
-  log_warn("refused ", peer.address().to_string(), ":", peer.port(), ": ", config_.max_clients,
-           " clients already connected");
+void Listener::refuse_out_of_descriptors(std::error_code why) {
+  if (!out_of_descriptors_) {
+    out_of_descriptors_ = true;  // logged once per episode, not once per waiting client
+    log_warn("out of file descriptors (", why.message(), "): new clients get BYE server-busy until some leave");
+  }
+  // The reserve-descriptor trick: give up the spare descriptor, accept the waiting client on
+  // it, tell it why, close it, and take the spare back. Without it the client would wait
+  // unanswered in the backlog, and poll(2) would report it again at once, forever.
+  if (reserve_fd_ >= 0) {
+    ::close(reserve_fd_);
+    reserve_fd_ = -1;
+    const int fd = ::accept4(acceptor_.native_handle(), nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd >= 0) {
+      ++refused_for_descriptors_;
+      ++stats_.refused_busy;
+      refuse(fd, "BYE server-busy\n");
+      ::close(fd);
+    }
+    reserve_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0 && reserve_fd_ >= 0) return;
+  }
+  // Not even that (the spare is gone, or the system's table is full): wait a little,
+  // interruptibly, instead of spinning on a connection we cannot take.
+  pollfd wake{wakeup_.fd(), POLLIN, 0};
+  ::poll(&wake, 1, 100);
+  if (reserve_fd_ < 0) reserve_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+void Listener::refuse(int fd, std::string_view bye) {
   // MSG_DONTWAIT: a fresh socket's send buffer is empty, but the listener must never block.
-  ::send(socket.native_handle(), bye.data(), bye.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
-  ::shutdown(socket.native_handle(), SHUT_WR);
-  socket.close(ec);
+  ::send(fd, bye.data(), bye.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+  ::shutdown(fd, SHUT_WR);
+  // What the client already sent is read and dropped (at most 64 KiB): closing a socket with
+  // unread data sends an RST instead of a FIN, and the RST may overtake the BYE.
+  std::array<char, 4096> sink;
+  for (int i = 0; i < 16 && ::recv(fd, sink.data(), sink.size(), MSG_DONTWAIT) > 0; ++i) {
+  }
 }
 
 }  // namespace chat

@@ -2,8 +2,10 @@
 //
 // It never reads from a client: a client that connects and says nothing cannot delay anyone
 // else. Each accepted socket gets its keepalive options and a new Session with its own reader
-// thread, handed to one of the writer threads; clients over --max-clients get
-// "BYE server-full" and are closed.
+// thread, handed to one of the writer threads. Refused at once, with one line: clients over
+// --max-clients ("BYE server-full"), over --max-per-ip from one address ("BYE too-many"), and
+// clients that arrive while the process is out of descriptors, threads or memory ("BYE
+// server-busy": one descriptor is kept in reserve to be able to say so).
 //
 // Threads: constructed and stopped by the main thread; run() is the listener thread.
 #pragma once
@@ -15,6 +17,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <string_view>
 #include <thread>
 
 namespace chat {
@@ -39,7 +42,10 @@ class Listener {
  private:
   void run(std::stop_token stop);
   void accept_one();
-  void refuse_full(asio::ip::tcp::socket& socket);
+  void refuse_out_of_descriptors(std::error_code why);
+  // Sends `bye` without blocking, shuts down the sending side and drops what the client sent;
+  // the caller closes the descriptor (or lets the socket object do it).
+  static void refuse(int fd, std::string_view bye);
 
   asio::io_context& io_;
   const ServerConfig& config_;
@@ -51,6 +57,9 @@ class Listener {
   asio::ip::tcp::endpoint endpoint_;  // immutable after construction
   Wakeup wakeup_;                     // stop() signals it to interrupt poll(2)
   std::uint64_t next_id_ = 1;         // listener thread only
+  int reserve_fd_ = -1;               // listener thread only: /dev/null, given up to refuse a client when out of descriptors
+  bool out_of_descriptors_ = false;   // listener thread only: in an episode (logged once)
+  std::uint64_t refused_for_descriptors_ = 0;  // listener thread only: in this episode
   std::jthread thread_;
 };
 

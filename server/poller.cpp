@@ -251,9 +251,10 @@ std::uint64_t Poller::check_timers(Session& s, Session::Clock::time_point now) {
   }
   // Heartbeat, protocol clients only: a person on nc cannot answer PING (keepalive covers them).
   if (s.mode() != Session::Mode::protocol) return backlog;
-  // A client whose reader stopped reading (backpressure) is sending, not silent: its lines wait
-  // in its socket. Whether it reads is the too-slow rules' business.
-  if (s.reader_paused()) {
+  // A client whose reader stopped reading (backpressure) or waits before its next line (flood
+  // control) is sending, not silent: its lines wait in its socket. Whether it reads is the
+  // too-slow rules' business, how fast it sends the flood rules'.
+  if (s.reader_paused() || s.reader_throttled()) {
     s.ping_sent_at.reset();
     return backlog;
   }

@@ -35,6 +35,17 @@ std::size_t SessionRegistry::live() const {
       std::count_if(sessions_.begin(), sessions_.end(), [](const auto& s) { return !s->ended(); }));
 }
 
+SessionRegistry::Live SessionRegistry::live(const asio::ip::address& address) const {
+  Live out;
+  std::lock_guard lock(mutex_);
+  for (const auto& s : sessions_) {
+    if (s->ended()) continue;
+    ++out.all;
+    if (s->address() == address) ++out.from_address;
+  }
+  return out;
+}
+
 std::size_t SessionRegistry::reap() {
   std::vector<std::shared_ptr<Session>> finished;
   {

@@ -4,6 +4,8 @@
 // main thread takes everything at shutdown. Sessions are destroyed outside the lock.
 #pragma once
 
+#include <asio/ip/address.hpp>
+
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -22,6 +24,12 @@ class SessionRegistry {
   // updates); true if it did. The poller's sweep keeps its copy while nobody comes or goes.
   bool refresh(std::vector<std::shared_ptr<Session>>& copy, std::uint64_t& version) const;
   std::size_t live() const;  // sessions not yet ended
+  // Sessions not yet ended: all of them, and those from `address` (one pass, for the listener).
+  struct Live {
+    std::size_t all = 0;
+    std::size_t from_address = 0;
+  };
+  Live live(const asio::ip::address& address) const;
   // Drops the sessions whose reader and writer have both returned (so destroying them joins
   // nothing that still runs). Returns how many.
   std::size_t reap();

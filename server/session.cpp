@@ -10,12 +10,21 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <array>
+#include <cstdio>
+#include <thread>
 
 namespace chat {
 namespace {
 
 constexpr std::size_t read_chunk = 4096;
+
+asio::ip::address peer_address(const asio::ip::tcp::socket& socket) {
+  std::error_code ec;
+  const auto ep = socket.remote_endpoint(ec);
+  return ec ? asio::ip::address() : ep.address();
+}
 
 std::string endpoint_text(const asio::ip::tcp::socket& socket) {
   std::error_code ec;
@@ -29,6 +38,13 @@ bool starts_with_hello(std::string_view line) {
   std::string verb(line.substr(0, 5));
   for (char& c : verb) c = static_cast<char>(c >= 'a' && c <= 'z' ? c - 32 : c);
   return verb == "HELLO" && (line.size() == 5 || line[5] == ' ');
+}
+
+// "20", "2.5": a --max-rate for people.
+std::string format_rate(double lines_per_second) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", lines_per_second);
+  return buf;
 }
 
 std::string_view trim(std::string_view s) {
@@ -51,8 +67,13 @@ Session::Session(ClientId id, asio::ip::tcp::socket socket, const ServerConfig& 
       stats_(stats),
       socket_(std::move(socket)),
       peer_(endpoint_text(socket_)),
+      address_(peer_address(socket_)),
       accepted_at_(Clock::time_point(Clock::duration(last_received_.load()))),
-      framer_(config.max_line) {}
+      framer_(config.max_line) {
+  if (config.max_rate > 0) {
+    flood_.emplace(config.max_rate, static_cast<double>(config.max_burst), config.flood_grace, accepted_at_);
+  }
+}
 
 Session::~Session() {
   // reader_ is joined first (declared last); then socket_ closes the descriptor. The registry
@@ -64,7 +85,8 @@ void Session::start() {
   try {
     reader_ = NamedThread("reader " + to_string(id_), small_stack, [this] { read_loop(); });
   } catch (...) {
-    end(LeaveCause::error, "could not start the reader thread");
+    // Out of threads or memory: this client is told so and closed; the server goes on.
+    end(LeaveCause::error, "could not start the reader thread", "server-busy");
     part_done(reader_done_);
     throw;
   }
@@ -114,7 +136,8 @@ std::optional<Session::Clock::time_point> Session::ended_at() const {
 
 void Session::end(LeaveCause cause, std::string detail, std::string_view bye) {
   // A BYE repeats the detail where it tells the client something it does not know.
-  const bool bye_with_detail = cause == LeaveCause::shutdown || cause == LeaveCause::timeout;
+  const bool bye_with_detail =
+      cause == LeaveCause::shutdown || cause == LeaveCause::timeout || cause == LeaveCause::flood;
   Event bye_event{Event::Kind::bye, {}, {}, std::string(bye), bye_with_detail ? detail : std::string(), {}};
   {
     std::lock_guard lock(mutex_);
@@ -244,6 +267,32 @@ void Session::apply_backpressure() {
   reader_paused_ = false;
 }
 
+bool Session::apply_flood_control() {
+  if (!flood_) return true;
+  const bool was_slowed = flood_->slowed_since().has_value();
+  const auto verdict = flood_->take(Clock::now());
+  if (verdict.flood) {
+    end(LeaveCause::flood,
+        "over " + format_rate(config_.max_rate) + " lines/s for " + format_duration(config_.flood_grace) +
+            " (burst " + std::to_string(config_.max_burst) + ")",
+        "flood");
+    return false;
+  }
+  if (verdict.wait == Clock::duration::zero()) return true;
+  if (!was_slowed) ++stats_.throttles;
+  // Over the limit: this line waits for its token, and the client's next bytes wait in its own
+  // socket meanwhile (nobody else waits). In slices, so that an ending session is not held up.
+  reader_throttled_ = true;
+  ++stats_.throttled_now;
+  const auto until = Clock::now() + verdict.wait;
+  for (auto now = Clock::now(); now < until && !ended(); now = Clock::now()) {
+    std::this_thread::sleep_for(std::min<Clock::duration>(until - now, std::chrono::milliseconds(50)));
+  }
+  --stats_.throttled_now;
+  reader_throttled_ = false;
+  return !ended();
+}
+
 void Session::read_loop() {
   set_thread_role("reader " + to_string(id_));
   try {
@@ -265,7 +314,7 @@ void Session::read_loop() {
       }
       last_received_ = Clock::now().time_since_epoch().count();
       framer_.feed(std::string_view(buffer.data(), n), [this](const LineFramer::Piece& piece) {
-        if (ended()) return;
+        if (ended() || !apply_flood_control()) return;
         if (piece.kind == LineFramer::Piece::Kind::too_long) {
           refuse({ErrorCode::too_long, "lines are at most " + std::to_string(config_.max_line) + " bytes"});
         } else {
@@ -273,6 +322,15 @@ void Session::read_loop() {
         }
       });
     }
+  } catch (const std::bad_alloc&) {
+    // Out of memory while serving this client: it is told so and closed; the server goes on.
+    log_error("reader failed: out of memory");
+    ++stats_.refused_busy;
+    end(LeaveCause::error, "server out of memory", "server-busy");
+  } catch (const std::system_error& e) {
+    log_error("reader failed: ", e.what());
+    ++stats_.refused_busy;
+    end(LeaveCause::error, std::string("server error: ") + e.what(), "server-busy");
   } catch (const std::exception& e) {
     log_error("reader failed: ", e.what());
     end(LeaveCause::error, std::string("server error: ") + e.what());
@@ -339,6 +397,10 @@ void Session::handle_handshake(std::string_view line) {
         for (const auto& h : help_lines()) reply_text(h);
         return;
       }
+    } else if (const auto* refusal = std::get_if<Refusal>(&parsed);
+               refusal->code == ErrorCode::bad_utf8 || refusal->code == ErrorCode::bad_char) {
+      refuse(*refusal);  // the text rules first, as for every other line
+      return;
     }
     refuse({ErrorCode::not_joined, "type a nickname first"});
     return;

@@ -26,6 +26,7 @@
 #include "common/protocol.hpp"
 #include "common/thread.hpp"
 #include "server/config.hpp"
+#include "server/flood_control.hpp"
 #include "server/outbox.hpp"
 
 #include <asio.hpp>
@@ -73,6 +74,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::atomic<bool> ended_{false};
   std::atomic<bool> joined_{false};
   std::atomic<bool> reader_paused_{false};
+  std::atomic<bool> reader_throttled_{false};
   std::atomic<Mode> mode_{Mode::undecided};     // written by the reader before it joins
   const int fd_;                                // socket_'s descriptor, for sendmsg(2), shutdown(2) and poll(2)
   std::atomic<Clock::rep> last_received_;       // reader writes, poller reads
@@ -93,6 +95,7 @@ class Session : public std::enable_shared_from_this<Session> {
   // ---- thread safe ------------------------------------------------------------------------
   ClientId id() const { return id_; }
   const std::string& peer() const { return peer_; }  // "127.0.0.1:53712"; immutable
+  const asio::ip::address& address() const { return address_; }  // the peer's; immutable
   std::string label() const;                         // the nickname once joined, else "#7"
   Mode mode() const { return mode_.load(); }
   bool joined() const { return joined_.load(); }
@@ -129,6 +132,9 @@ class Session : public std::enable_shared_from_this<Session> {
   bool finished() const { return reader_done_.load() && writer_done_.load(); }
   // The reader stopped reading because this client is far behind on its own output.
   bool reader_paused() const { return reader_paused_.load(); }
+  // The reader is waiting before its next line because the client sends too fast (flood
+  // control): like a paused reader, the client is sending, not silent.
+  bool reader_throttled() const { return reader_throttled_.load(); }
   void force_close();                             // shut down both ways, drop the output
   // Queues a PING without waking the writer: the poller queues a sweep's PINGs (hundreds with
   // 10,000 clients), then wakes each writer once (wake_writer), instead of the writers
@@ -167,6 +173,8 @@ class Session : public std::enable_shared_from_this<Session> {
   void refuse(const Refusal& refusal);
   void reply_line(std::string line);       // own line stamped with the current head
   void apply_backpressure();
+  // Flood control before each line; false if the client has just been ended for flooding.
+  bool apply_flood_control();
   void part_done(std::atomic<bool>& flag);  // reader_done_ or writer_done_, counted once both are
   // send_item without the wake-up: false if it did not fit and the session ended too-slow.
   bool queue_item(Outbox::Item item, std::string_view via);
@@ -177,9 +185,11 @@ class Session : public std::enable_shared_from_this<Session> {
   ServerStats& stats_;
   asio::ip::tcp::socket socket_;  // read by the reader; written through fd_ by a writer; closed by ~Session
   const std::string peer_;
+  const asio::ip::address address_;
   const Clock::time_point accepted_at_;
   Writer* writer_ = nullptr;      // set before start(), then read-only
   LineFramer framer_;             // reader thread only
+  std::optional<FloodControl> flood_;  // reader thread only; nullopt: --max-rate 0
 
   std::atomic<bool> reader_done_{false};
   std::atomic<bool> writer_done_{false};

@@ -72,7 +72,7 @@ std::string ServerStats::line(std::size_t joined, std::size_t writers, std::size
   add("bytes_out", bytes_out.load());
   add("writes", writes.load());
   for (auto cause : {LeaveCause::quit, LeaveCause::closed, LeaveCause::reset, LeaveCause::timeout, LeaveCause::no_pong,
-                     LeaveCause::too_slow, LeaveCause::error, LeaveCause::shutdown}) {
+                     LeaveCause::too_slow, LeaveCause::flood, LeaveCause::error, LeaveCause::shutdown}) {
     std::string key = "leave_" + std::string(to_string(cause));
     std::replace(key.begin(), key.end(), '-', '_');
     add(key, leaves_[static_cast<std::size_t>(cause)].load());
@@ -87,6 +87,11 @@ std::string ServerStats::line(std::size_t joined, std::size_t writers, std::size
   add("backlog_peak", backlog_peak.load());
   add("paused_now", paused_now.load());
   add("pauses", pauses.load());
+  add("throttled_now", throttled_now.load());
+  add("throttles", throttles.load());
+  add("refused_full", refused_full.load());
+  add("refused_per_ip", refused_per_ip.load());
+  add("refused_busy", refused_busy.load());
   add("history_chunks", history_chunks);
   add("uptime_s", uptime.count());
   return out;

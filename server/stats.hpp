@@ -1,6 +1,7 @@
 // ServerStats: the counters behind the STATS command (docs/protocol.md), kept where the work
 // happens: the room counts events and leaves, the writers deliveries and bytes, the poller its
-// sweep times and the largest backlog, the readers their backpressure pauses.
+// sweep times and the largest backlog, the readers their backpressure pauses and flood control,
+// the listener the connections it refused.
 //
 // Threads: every counter is an atomic that any thread may bump; the sweep times are the poller
 // thread's, guarded by sweep_mutex_ so that a reader answering STATS can read them.
@@ -31,6 +32,11 @@ class ServerStats {
   std::atomic<std::uint64_t> writes{0};       // sendmsg calls that wrote something
   std::atomic<std::uint64_t> pauses{0};       // times a reader stopped reading (backpressure)
   std::atomic<std::uint64_t> paused_now{0};   // readers stopped right now
+  std::atomic<std::uint64_t> throttled_now{0};  // readers waiting for flood control right now
+  std::atomic<std::uint64_t> throttles{0};     // times a reader waited for flood control
+  std::atomic<std::uint64_t> refused_full{0};  // connections refused: BYE server-full
+  std::atomic<std::uint64_t> refused_per_ip{0};  // connections refused: BYE too-many
+  std::atomic<std::uint64_t> refused_busy{0};  // connections refused or ended: BYE server-busy
   std::atomic<std::uint64_t> backlog_peak{0}; // the largest backlog the poller or a writer saw
   std::atomic<std::uint64_t> backlog_now{0};  // the largest backlog at the last sweep
 
@@ -47,7 +53,7 @@ class ServerStats {
  private:
   static constexpr std::size_t sweep_window = 100;  // the last 10 s at the default 100 ms
   const std::chrono::steady_clock::time_point started_;
-  std::array<std::atomic<std::uint64_t>, 8> leaves_{};  // by LeaveCause
+  std::array<std::atomic<std::uint64_t>, 9> leaves_{};  // by LeaveCause
   mutable std::mutex sweep_mutex_;
   std::array<std::uint32_t, sweep_window> sweeps_us_{};  // guarded by sweep_mutex_: a ring
   std::array<std::uint32_t, sweep_window> sweeps_cpu_us_{};  // guarded by sweep_mutex_: the same sweeps' CPU time

@@ -101,6 +101,8 @@ namespace {
 // Runs the too-slow scenario: `slow` joins and never reads; alice and bob chat with big
 // lines; bob measures how long each of alice's lines takes to reach him.
 void too_slow_scenario(std::vector<std::string> server_args, const std::string& expected_detail) {
+  // Alice sends as fast as bob reads: far over the flood control's 20 lines/s, which is lifted.
+  server_args.insert(server_args.end(), {"--max-rate", "0"});
   ServerProcess server(std::move(server_args));
   auto alice = join(server.port(), "alice");
   auto bob = join(server.port(), "bob");
@@ -159,7 +161,7 @@ TEST_CASE("a client whose writes make no progress leaves too-slow after --send-t
 }
 
 TEST_CASE("a client reading at a normal pace is never dropped by a burst it can absorb", "[process][detection]") {
-  ServerProcess server({"--send-queue", "1MiB", "--send-timeout", "2s"});
+  ServerProcess server({"--send-queue", "1MiB", "--send-timeout", "2s", "--max-rate", "0"});  // a burst of 200
   auto alice = join(server.port(), "alice");
   auto bob = join(server.port(), "bob");
   // A burst of 200 lines of 3 KB (600 KB), sent as fast as alice can, while bob reads at

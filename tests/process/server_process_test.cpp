@@ -47,7 +47,8 @@ TEST_CASE("chatserver --help and --version exit 0", "[process]") {
   CHECK(code == 0);
   for (const char* option : {"--bind", "--port", "--max-clients", "--max-line", "--handshake-timeout", "--log-file",
                              "--log-level", "--version", "--keepalive", "--ping-interval", "--ping-timeout",
-                             "--send-queue", "--send-timeout", "--poll-interval"}) {
+                             "--send-queue", "--send-timeout", "--poll-interval", "--max-rate", "--max-burst",
+                             "--flood-grace", "--max-per-ip"}) {
     INFO(option);
     CHECK(out.find(option) != std::string::npos);
   }
@@ -61,7 +62,8 @@ TEST_CASE("chatserver rejects bad usage with a message and exit code 2", "[proce
       {"--port", "abc"},          {"--port", "70000"},          {"--max-clients", "0"},
       {"--handshake-timeout", "5"}, {"--ping-interval", "soon"}, {"--keepalive", "10s,2s"},
       {"--keepalive", "1.5s,2s,3"}, {"--send-queue", "12XB"},   {"--log-level", "loud"},
-      {"--no-such-option"},       {"--max-line", "10"},
+      {"--no-such-option"},       {"--max-line", "10"},         {"--max-rate", "-1"},
+      {"--max-burst", "0"},       {"--flood-grace", "1"},       {"--max-per-ip", "x"},
   };
   for (const auto& args : bad) {
     auto [code, out] = run_to_exit(args);
@@ -92,7 +94,8 @@ TEST_CASE("SIGTERM and SIGINT: every client gets BYE shutdown, exit 0", "[proces
   // is checked with fewer clients under the sanitizers, and the time bound is generous.
   const int count = sanitized ? 50 : (signal == SIGTERM ? 1000 : 100);
   // warn: nobody drains the server's stderr pipe here, and 2 info lines per client would fill it.
-  ServerProcess server({"--log-level", "warn"});
+  // Every client comes from 127.0.0.1: the per-address limit is lifted.
+  ServerProcess server({"--log-level", "warn", "--max-per-ip", "0"});
   std::vector<std::unique_ptr<LineClient>> clients;
   clients.reserve(static_cast<std::size_t>(count));
   for (int i = 0; i < count; ++i) clients.push_back(join(server.port(), "u" + std::to_string(i)));

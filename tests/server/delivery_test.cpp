@@ -204,6 +204,8 @@ TEST_CASE("8 senders, 200 members: every member gets every message in one global
 
   auto config = TestServer::config();
   config.writers = static_cast<std::size_t>(writers);
+  config.max_per_ip = 0;  // 200 members from 127.0.0.1
+  config.max_rate = 0;    // senders as fast as they can
   TestServer server(config);
   auto clients = join_many(server.port(), "m", members);
 
@@ -262,6 +264,7 @@ TEST_CASE("a client that sends faster than it reads is slowed by backpressure, n
   // rebuild the sender was dropped too-slow by its own echoes, and the observer too.
   auto config = TestServer::config();
   config.send_queue = 256 * 1024;
+  config.max_rate = 0;  // the flooder floods: backpressure, not flood control, is under test
   TestServer server(config);
   auto observer = connect_and_join(server.port(), "observer");
   auto flooder = connect_and_join(server.port(), "flooder");
@@ -303,6 +306,7 @@ TEST_CASE("backpressure: the server stops reading a client that does not read, a
   config.send_queue = 256 * 1024;
   config.keepalive.enabled = false;
   config.send_timeout = std::chrono::minutes(10);
+  config.max_rate = 0;  // the flooder floods: backpressure, not flood control, is under test
   TestServer server(config);
   auto observer = connect_and_join(server.port(), "observer");
   auto flooder = connect_and_join(server.port(), "flooder");
@@ -367,6 +371,8 @@ TEST_CASE("a slow reader among 200 members leaves too-slow; the others are not d
   const int members = sanitized ? 50 : 200;
   auto config = TestServer::config();
   config.send_queue = 64 * 1024;
+  config.max_per_ip = 0;  // 200 members from 127.0.0.1
+  config.max_rate = 0;    // the sender sends as fast as the observer reads
   TestServer server(config);
   auto clients = join_many(server.port(), "m", members - 1);
   auto slow = connect_and_join(server.port(), "slow");  // never reads again

@@ -293,7 +293,9 @@ TEST_CASE("room events reach every client in one global order", "[lifecycle][ord
   constexpr int per_sender = 200;
   constexpr int total = senders * per_sender;
 
-  TestServer server;
+  auto config = TestServer::config();
+  config.max_rate = 0;  // 200 lines per sender as fast as it can
+  TestServer server(config);
   auto r1 = connect_and_join(server.port(), "r1");
   auto r2 = connect_text(server.port(), "r2");  // one receiver of each kind: the order is shared
   std::vector<std::unique_ptr<LineClient>> clients;
