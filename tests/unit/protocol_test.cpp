@@ -295,11 +295,21 @@ TEST_CASE("to_string(ErrorCode) gives the protocol tokens", "[protocol]") {
   CHECK(chat::to_string(ErrorCode::not_joined) == "not-joined");
 }
 
+TEST_CASE("BYE reasons are described for people, the leave causes among them as those", "[protocol]") {
+  CHECK(chat::describe_bye("flood") == chat::describe(LeaveCause::flood));
+  CHECK(chat::describe_bye("no-pong") == chat::describe(LeaveCause::no_pong));
+  CHECK(chat::describe_bye("too-many") == "too many connections from your address");
+  CHECK(chat::describe_bye("server-busy") == "the server is out of resources");
+  CHECK(chat::describe_bye("server-full") == "the server is full");
+  CHECK(chat::describe_bye("handshake-timeout") == "no nickname in time");
+  CHECK(chat::describe_bye("frob") == "the server ended the session");
+}
+
 TEST_CASE("LeaveCause tokens round-trip through to_string and leave_cause_from", "[protocol]") {
   const std::vector<std::pair<LeaveCause, std::string_view>> all{
       {LeaveCause::quit, "quit"},       {LeaveCause::closed, "closed"},     {LeaveCause::reset, "reset"},
       {LeaveCause::timeout, "timeout"}, {LeaveCause::no_pong, "no-pong"},   {LeaveCause::too_slow, "too-slow"},
-      {LeaveCause::error, "error"},     {LeaveCause::shutdown, "shutdown"},
+      {LeaveCause::flood, "flood"},     {LeaveCause::error, "error"},       {LeaveCause::shutdown, "shutdown"},
   };
   for (const auto& [cause, token] : all) {
     INFO("token " << token);
