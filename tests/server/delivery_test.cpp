@@ -26,12 +26,6 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-#ifdef CHAT_SANITIZED_BUILD
-constexpr bool sanitized = true;
-#else
-constexpr bool sanitized = false;
-#endif
-
 // "STATS clients=3 joined=2 ..." -> {clients: 3, joined: 2, ...}
 std::map<std::string, long long> parse_stats(const std::string& line) {
   std::map<std::string, long long> out;
@@ -140,6 +134,17 @@ class RoomObserver {
   std::string problems_;  // written by thread_, read after it is joined
   std::jthread thread_;   // last: starts after everything it uses
 };
+
+// The flooder's echo of its line `i` ("MSG flooder <i> ..."): the next MSG it reads, with no
+// LEAVE or BYE before it. Test thread only.
+void read_echo(LineClient& flooder, int i) {
+  auto line = flooder.expect_line(
+      [](const std::string& l) { return l.starts_with("MSG ") || l.starts_with("LEAVE") || l.starts_with("BYE"); },
+      io_timeout);
+  INFO("the flooder's echo " << i << (line ? ": " + line->substr(0, 80) : std::string(" did not come")));
+  REQUIRE(line);
+  REQUIRE(line->starts_with("MSG flooder " + std::to_string(i) + " "));
+}
 
 // Sends up to `lines` lines "SAY <i> <880 x f>" on a raw descriptor as fast as the observer
 // takes them: at most `window` lines ahead of it, so that only the flooder, which reads nothing
@@ -275,16 +280,7 @@ TEST_CASE("a client that sends faster than it reads is slowed by backpressure, n
   RoomObserver watch(*observer, "flooder", false);
   Flooder sender(flooder->socket().native_handle(), lines, watch);
   // The test thread reads the flooder: every echo, in order, and nobody leaves.
-  int flooder_next = 0;
-  while (flooder_next < lines) {
-    auto line = flooder->expect_line(
-        [](const std::string& l) { return l.starts_with("MSG ") || l.starts_with("LEAVE") || l.starts_with("BYE"); },
-        io_timeout);
-    INFO("the flooder's echo " << flooder_next << (line ? ": " + line->substr(0, 80) : std::string(" did not come")));
-    REQUIRE(line);
-    REQUIRE(line->starts_with("MSG flooder " + std::to_string(flooder_next) + " "));
-    ++flooder_next;
-  }
+  for (int i = 0; i < lines; ++i) read_echo(*flooder, i);
   sender.join();
   CHECK_FALSE(sender.failed());
   REQUIRE(watch.wait_for(lines));
@@ -340,12 +336,7 @@ TEST_CASE("backpressure: the server stops reading a client that does not read, a
   int flooder_next = 0;
   bool sender_done = false;
   while (!sender_done || flooder_next < sender.sent()) {
-    auto line = flooder->expect_line(
-        [](const std::string& l) { return l.starts_with("MSG ") || l.starts_with("LEAVE") || l.starts_with("BYE"); },
-        io_timeout);
-    INFO("the flooder's echo " << flooder_next << (line ? ": " + line->substr(0, 80) : std::string(" did not come")));
-    REQUIRE(line);
-    REQUIRE(line->starts_with("MSG flooder " + std::to_string(flooder_next) + " "));
+    read_echo(*flooder, flooder_next);
     ++flooder_next;
     if (!sender_done && flooder_next >= sender.sent()) {
       sender.join();  // it stops after its current send, which the server now reads

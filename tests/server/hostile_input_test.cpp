@@ -56,12 +56,6 @@ using std::chrono::milliseconds;
 
 namespace {
 
-#ifdef CHAT_SANITIZED_BUILD
-constexpr bool sanitized = true;
-#else
-constexpr bool sanitized = false;
-#endif
-
 // What the server answers to refused input (common/protocol.cpp, common/text.cpp).
 const std::string bad_utf8 = "ERROR bad-utf8 line is not valid UTF-8";
 const std::string bad_char = "ERROR bad-char line contains a control character";

@@ -29,6 +29,14 @@
 
 namespace chat::test {
 
+// True in the sanitizer builds (CHAT_SANITIZED_BUILD, tests/server/CMakeLists.txt): tests scale
+// their client and message counts down there.
+#ifdef CHAT_SANITIZED_BUILD
+inline constexpr bool sanitized = true;
+#else
+inline constexpr bool sanitized = false;
+#endif
+
 // The most any single expected line or close may take. Only a failing test waits this long.
 inline constexpr std::chrono::milliseconds io_timeout{5000};
 
