@@ -87,7 +87,9 @@ ParseResult parse_protocol_line(std::string_view line) {
   if (iequals(verb, "QUIT")) return Command{Verb::quit, {}, std::string(rest)};
   if (iequals(verb, "HELP")) return Command{Verb::help, {}, {}};
   if (iequals(verb, "STATS")) return Command{Verb::stats, {}, {}};
-  return refuse(ErrorCode::unknown_command, std::string(verb.empty() ? "(empty line)" : verb));
+  if (!verb.empty()) return refuse(ErrorCode::unknown_command, std::string(verb));
+  const bool blank = line.find_first_not_of(" \t") == std::string_view::npos;
+  return refuse(ErrorCode::unknown_command, blank ? "(empty line)" : "(line starts with a space)");
 }
 
 ParseResult parse_text_input(std::string_view line) {

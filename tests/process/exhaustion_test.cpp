@@ -137,6 +137,8 @@ TEST_CASE("out of descriptors: BYE server-busy at once, logged once, accepted ag
     recovered += line->find("descriptors available again") != std::string::npos;
   }
   INFO(busy << " clients refused");
+  WARN("out of descriptors: " << busy << " of 8 connections got BYE server-busy, " << warnings
+                              << " warning(s) logged, descriptors back after the accepted ones left");
   CHECK(warnings >= 1);
   CHECK(warnings < busy);
   CHECK(recovered == warnings);

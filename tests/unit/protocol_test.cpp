@@ -155,6 +155,9 @@ TEST_CASE("parse_protocol_line: unknown verbs are unknown-command", "[protocol]"
   CHECK(proto_error(" SAY hi") == ErrorCode::unknown_command);  // the verb is the empty word
   auto r = refusal_of(chat::parse_protocol_line("JUMP high"));
   CHECK(r.detail.find("JUMP") != std::string::npos);
+  CHECK(refusal_of(chat::parse_protocol_line("")).detail == "(empty line)");
+  CHECK(refusal_of(chat::parse_protocol_line("   ")).detail == "(empty line)");
+  CHECK(refusal_of(chat::parse_protocol_line(" SAY hi")).detail == "(line starts with a space)");
 }
 
 TEST_CASE("parse_protocol_line: text rules give bad-utf8 and bad-char", "[protocol]") {
