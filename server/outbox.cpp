@@ -3,6 +3,8 @@
 #include "common/protocol.hpp"
 #include "common/render.hpp"
 
+#include <asio/error.hpp>
+
 #include <sys/socket.h>
 #include <sys/uio.h>
 
@@ -172,7 +174,9 @@ Outbox::Written Outbox::write_some(int fd, std::size_t budget) {
         out.state = Written::State::blocked;
       } else {
         out.state = Written::State::failed;
-        out.error = std::error_code(errno, std::generic_category());
+        // Asio's system category, not std::generic_category(): cause_of() compares with
+        // asio::error::connection_reset and friends, and a reset must read as `reset`.
+        out.error = std::error_code(errno, asio::error::get_system_category());
       }
       return out;
     }

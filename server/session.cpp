@@ -8,6 +8,8 @@
 #include "server/stats.hpp"
 #include "server/writer.hpp"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -38,6 +40,14 @@ bool starts_with_hello(std::string_view line) {
   std::string verb(line.substr(0, 5));
   for (char& c : verb) c = static_cast<char>(c >= 'a' && c <= 'z' ? c - 32 : c);
   return verb == "HELLO" && (line.size() == 5 || line[5] == ' ');
+}
+
+// The socket is CLOSE: an RST ended it (the reader has not closed it, and a FIN alone leaves
+// it in CLOSE_WAIT).
+bool reset_by_peer(int fd) {
+  tcp_info info{};
+  socklen_t len = sizeof info;
+  return ::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) == 0 && info.tcpi_state == TCP_CLOSE;
 }
 
 // "20", "2.5": a --max-rate for people.
@@ -116,10 +126,10 @@ std::optional<std::error_code> Session::confirm_gone(short revents) {
   if (revents == 0) return std::nullopt;
   std::lock_guard lock(mutex_);
   auto verdict = confirm_departure(fd_, revents);
-  if (verdict && *verdict != asio::error::eof && !error_seen_by_poller_) error_seen_by_poller_ = *verdict;
+  if (verdict && *verdict != asio::error::eof && !error_seen_) error_seen_ = *verdict;
   // Once the error has been read, later sweeps see only the end of the stream: the kept error
   // is still the truth.
-  if (verdict && *verdict == asio::error::eof && error_seen_by_poller_) verdict = error_seen_by_poller_;
+  if (verdict && *verdict == asio::error::eof && error_seen_) verdict = error_seen_;
   return verdict;
 }
 
@@ -241,6 +251,14 @@ std::optional<Session::Clock::time_point> Session::write_stalled_since() const {
   return Clock::time_point(Clock::duration(rep));
 }
 
+void Session::writer_failed(std::error_code error) {
+  {
+    std::lock_guard lock(mutex_);
+    if (!error_seen_) error_seen_ = error;
+  }
+  end(cause_of(error), what_was_seen(error) + " (writer, " + time_since_traffic() + ")");
+}
+
 void Session::set_write_stalled(std::optional<Clock::time_point> since) {
   write_stalled_ = since ? since->time_since_epoch().count() : 0;
 }
@@ -304,10 +322,22 @@ void Session::read_loop() {
       const std::size_t n = socket_.read_some(asio::buffer(buffer), ec);
       if (ec) {
         if (ec == asio::error::eof) {
+          // The poller or a writer may have read the real error first (a reset), and the
+          // recv() sees only the end of the stream: theirs is the truth. A writer's sendmsg
+          // takes the error before it can say so: if the socket is CLOSE (an RST came) and no
+          // one has said anything yet, the writer gets a few milliseconds to.
+          for (int wait = 0;; ++wait) {
+            {
+              std::lock_guard lock(mutex_);
+              if (error_seen_) ec = error_seen_;
+            }
+            if (ec != asio::error::eof || wait == 10 || !reset_by_peer(fd_)) break;
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+          }
+          // After a FIN, an unfinished last line is still the client's last word; after a reset,
+          // nothing is (docs/protocol.md).
           std::string last;
-          if (!ended() && framer_.take_partial(last)) handle_line(last);
-          std::lock_guard lock(mutex_);
-          if (error_seen_by_poller_) ec = error_seen_by_poller_;  // the poller read the real error first
+          if (ec == asio::error::eof && !ended() && framer_.take_partial(last)) handle_line(last);
         }
         end(cause_of(ec), what_was_seen(ec) + " (reader, " + time_since_traffic() + ")");
         break;

@@ -152,6 +152,10 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // ---- its writer thread ------------------------------------------------------------------
   void set_write_stalled(std::optional<Clock::time_point> since);
+  // A send failed with `error` (ECONNRESET, EPIPE, ...): kept for the reader as confirm_gone()
+  // keeps the poller's (sendmsg took the socket's pending error, and the reader's recv() then
+  // sees only the end of the stream), then the session ends with its cause.
+  void writer_failed(std::error_code error);
   void writer_released();
   bool writer_done() const { return writer_done_.load(); }
   // Writer-thread-only state (writer.cpp): waiting for EPOLLOUT, registered with its epoll set.
@@ -198,7 +202,7 @@ class Session : public std::enable_shared_from_this<Session> {
   mutable std::mutex mutex_;
   std::string nick_;                      // guarded by mutex_ (written under the room's lock too)
   std::optional<Departure> departure_;    // guarded by mutex_
-  std::error_code error_seen_by_poller_;  // guarded by mutex_: see confirm_gone()
+  std::error_code error_seen_;  // guarded by mutex_: see confirm_gone() and writer_failed()
   Clock::time_point ended_at_{};          // guarded by mutex_
 
   // Declared last: destroyed (joined) first, while everything it uses still exists.

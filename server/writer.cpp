@@ -158,6 +158,9 @@ void Writer::run(std::stop_token stop) {
         for (auto* s : writable) again |= service(s->shared_from_this());
       }
       std::erase_if(owned_, [](const auto& s) { return s->writer_done(); });
+      // Let go of this turn's references now, not at the next turn (up to a second away on an
+      // idle server): a reaped session's descriptor closes with its last reference.
+      marked.clear();
     } catch (const std::exception& e) {
       log_error("writer turn failed: ", e.what());
     }
@@ -204,7 +207,7 @@ bool Writer::service(const std::shared_ptr<Session>& session) {
       return false;
     case State::failed:
       log_debug("write to ", s.label(), " failed: ", w.error.message());
-      s.end(cause_of(w.error), what_was_seen(w.error) + " (writer, " + s.time_since_traffic() + ")");
+      s.writer_failed(w.error);
       release(session);
       return false;
   }
