@@ -77,6 +77,13 @@ std::optional<std::string> first_line(std::uint16_t port, std::unique_ptr<LineCl
 
 TEST_CASE("out of descriptors: BYE server-busy at once, logged once, accepted again when they return",
           "[process][exhaustion]") {
+#if defined(__SANITIZE_ADDRESS__)
+  // UBSan's vptr check asks whether memory is readable by writing it to a pipe: with no
+  // descriptors left it cannot, and reports every virtual call as "invalid vptr". The case
+  // runs in the release and ThreadSanitizer builds.
+  WARN("skipped under AddressSanitizer + UBSan");
+  return;
+#endif
   ServerProcess server({"--max-per-ip", "0"});
   const pid_t pid = server.process().pid();
   auto alice = join(server.port(), "alice");
