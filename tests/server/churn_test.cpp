@@ -418,19 +418,7 @@ class Stayers {
 
   void read_from(std::size_t i) {
     auto& s = stayers_[i];
-    char buffer[65536];
-    std::string gone;
-    for (;;) {
-      const ssize_t n = ::recv(s.fd.get(), buffer, sizeof buffer, 0);
-      if (n > 0) {
-        s.in.append(buffer, static_cast<std::size_t>(n));
-        continue;
-      }
-      if (n == 0) gone = "closed by the server";
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) gone = std::strerror(errno);
-      break;
-    }
+    const std::string gone = raw::read_available(s.fd.get(), s.in);
     std::size_t start = 0;
     for (auto lf = s.in.find('\n'); lf != std::string::npos; lf = s.in.find('\n', start)) {
       handle(i, std::string_view(s.in).substr(start, lf - start));

@@ -39,6 +39,24 @@ namespace chat::test::raw {
 
 using Clock = std::chrono::steady_clock;
 
+// Appends everything a non-blocking socket holds right now to `in`. Returns why the connection
+// is gone ("end of stream", or the error), or an empty string while it is still open.
+inline std::string read_available(int fd, std::string& in) {
+  char buffer[65536];
+  for (;;) {
+    const ssize_t n = ::recv(fd, buffer, sizeof buffer, 0);
+    if (n > 0) {
+      in.append(buffer, static_cast<std::size_t>(n));
+      if (n < static_cast<ssize_t>(sizeof buffer)) return {};  // drained: the next recv would say EAGAIN
+      continue;
+    }
+    if (n == 0) return "end of stream";
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return {};
+    return std::strerror(errno);
+  }
+}
+
 // An owned descriptor: closed (an ordinary close(2)) when it goes out of scope.
 class Fd {
  public:

@@ -343,20 +343,7 @@ class Soak {
     }
     if ((events & EPOLLOUT) != 0) flush(i);
     if (!s.fd.valid() || (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) == 0) return;
-    char buffer[65536];
-    std::string gone;
-    for (;;) {
-      const ssize_t n = ::recv(s.fd.get(), buffer, sizeof buffer, 0);
-      if (n > 0) {
-        s.in.append(buffer, static_cast<std::size_t>(n));
-        if (n < static_cast<ssize_t>(sizeof buffer)) break;
-        continue;
-      }
-      if (n == 0) gone = "end of stream";
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) gone = std::strerror(errno);
-      break;
-    }
+    const std::string gone = raw::read_available(s.fd.get(), s.in);
     std::size_t start = 0;
     for (auto lf = s.in.find('\n'); lf != std::string::npos && s.fd.valid(); lf = s.in.find('\n', start)) {
       const std::string_view line = std::string_view(s.in).substr(start, lf - start);
