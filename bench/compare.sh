@@ -25,7 +25,8 @@
 # chatserver runs with its defaults, as the peers do with theirs, except --max-clients (sized
 # for the scenario) and its two limits meant for people, which every benchmark client (all from
 # 127.0.0.1, sending as fast as they can) would meet: chatbench starts it with --max-per-ip 0
-# --max-rate 0 (bench/child_process.hpp), as ngircd runs with its flood control off (peers.sh). Everything stops by itself; an interruption stops what was started (by pid).
+# --max-rate 0 (bench/child_process.hpp), as ngircd runs with its flood control off (peers.sh).
+# Everything stops by itself; an interruption stops what was started (by pid).
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")/.."
 REPO=$(pwd)

@@ -82,6 +82,7 @@ void Listener::accept_one() {
   if (ec == asio::error::would_block || ec == asio::error::try_again || ec == asio::error::connection_aborted) {
     return;
   }
+  // By errno value: Asio's system category does not compare equal to std::errc here.
   if (ec.value() == EMFILE || ec.value() == ENFILE) {
     refuse_out_of_descriptors(ec);
     return;
@@ -93,11 +94,11 @@ void Listener::accept_one() {
     ::poll(&wake, 1, 100);
     return;
   }
-  if (refused_for_descriptors_ > 0) {
+  if (out_of_descriptors_) {
     log_info("descriptors available again; ", refused_for_descriptors_, " clients were sent BYE server-busy meanwhile");
+    out_of_descriptors_ = false;
     refused_for_descriptors_ = 0;
   }
-  out_of_descriptors_ = false;
   socket.non_blocking(false, ec);  // the reader blocks in recv(2); writers pass MSG_DONTWAIT
   const auto peer = socket.remote_endpoint(ec);
   const auto live = sessions_.live(peer.address());

@@ -404,16 +404,8 @@ class Stayers {
   }
 
   static void flush(Stayer& s) {
-    while (!s.out.empty()) {
-      const ssize_t n = ::send(s.fd.get(), s.out.data(), s.out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-      if (n > 0) {
-        s.out.erase(0, static_cast<std::size_t>(n));
-        continue;
-      }
-      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
-      if (s.dropped.empty()) s.dropped = std::string("send: ") + std::strerror(errno);
-      return;
-    }
+    const auto error = raw::write_pending(s.fd.get(), s.out);
+    if (!error.empty() && s.dropped.empty()) s.dropped = "send: " + error;
   }
 
   void read_from(std::size_t i) {

@@ -15,8 +15,10 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <latch>
 #include <map>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -65,8 +67,9 @@ std::vector<std::unique_ptr<LineClient>> join_many(std::uint16_t port, const std
 // where the test thread read the flooder for longer than the kernel's buffers last). It counts
 // `MSG <from> <i> ...` in order; a LEAVE, a BYE, a gap or the end of the connection is kept as a
 // problem for the test thread to check after stop(). With poll_stats it asks STATS every 50 ms
-// and keeps the last paused_now. Threads: the test thread constructs, polls and stops it; only
-// its own thread touches the LineClient until stop() returns.
+// and keeps the last paused_now. Threads: the test thread constructs, waits on and stops it, the
+// flooder's thread waits on it; only its own thread touches the LineClient until stop() returns.
+// Whoever waits is woken through changed_ whenever it saw a line, a STATS answer or a problem.
 class RoomObserver {
  public:
   RoomObserver(LineClient& c, std::string from, bool poll_stats)
@@ -79,11 +82,19 @@ class RoomObserver {
   int seen() const { return seen_.load(); }
   long long paused_now() const { return paused_now_.load(); }
 
+  // Waits until `done()` holds, the observer has stopped on a problem, `st` asks to stop or the
+  // deadline passes; returns done(). done() is checked each time the observer saw something
+  // (with poll_stats, a STATS answer at least every 50 ms).
+  template <typename Done>
+  bool wait(Done done, Clock::time_point deadline, std::stop_token st = {}) const {
+    std::unique_lock lock(mutex_);
+    changed_.wait_until(lock, st, deadline, [&] { return done() || finished_; });
+    return done();
+  }
+
   // Waits (at most 60 s) until `n` lines have been seen; false if they were not.
   bool wait_for(int n) const {
-    const auto deadline = Clock::now() + std::chrono::seconds(60);
-    while (seen_ < n && !finished_ && Clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    return seen_ >= n;
+    return wait([&] { return seen_ >= n; }, Clock::now() + std::chrono::seconds(60));
   }
 
   // Joins the thread; returns the problems seen, empty if none. The LineClient is the test
@@ -112,9 +123,10 @@ class RoomObserver {
       if (line->starts_with(prefix_)) {
         const auto number = line->substr(prefix_.size(), line->find(' ', prefix_.size()) - prefix_.size());
         if (number != std::to_string(seen_.load())) return fail("expected line " + std::to_string(seen_) + ", got " + number);
-        ++seen_;
+        notify([&] { ++seen_; });
       } else if (line->starts_with("STATS ")) {
-        paused_now_ = parse_stats(*line)["paused_now"];
+        const auto paused = parse_stats(*line)["paused_now"];
+        notify([&] { paused_now_ = paused; });
       } else if (line->starts_with("LEAVE") || line->starts_with("BYE") || line->starts_with("ERROR")) {
         return fail("unexpected: " + line->substr(0, 100));
       }  // PING and the like: the server's heartbeat, answered by nobody here (the test is short)
@@ -122,7 +134,16 @@ class RoomObserver {
   }
   void fail(std::string what) {
     problems_ = "observer, after " + std::to_string(seen_) + " lines: " + std::move(what);
-    finished_ = true;
+    notify([&] { finished_ = true; });
+  }
+  // Changes what waiters look at under mutex_, so none can miss it between its check and its wait.
+  template <typename Change>
+  void notify(Change change) {
+    {
+      std::lock_guard lock(mutex_);
+      change();
+    }
+    changed_.notify_all();
   }
 
   LineClient& client_;
@@ -131,6 +152,8 @@ class RoomObserver {
   std::atomic<int> seen_{0};
   std::atomic<long long> paused_now_{0};
   std::atomic<bool> finished_{false};
+  mutable std::mutex mutex_;                   // taken to change seen_, paused_now_, finished_
+  mutable std::condition_variable_any changed_;  // notified after each change
   std::string problems_;  // written by thread_, read after it is joined
   std::jthread thread_;   // last: starts after everything it uses
 };
@@ -176,10 +199,7 @@ class Flooder {
     const std::string filler(880, 'f');
     const auto deadline = Clock::now() + std::chrono::seconds(120);
     for (int i = 0; i < lines && !st.stop_requested() && Clock::now() < deadline; ++i) {
-      while (i - observer.seen() > window && !st.stop_requested() && Clock::now() < deadline) {
-        std::this_thread::sleep_for(std::chrono::microseconds(200));
-      }
-      if (st.stop_requested()) break;
+      if (!observer.wait([&] { return i - observer.seen() <= window; }, deadline, st)) break;
       const std::string line = "SAY " + std::to_string(i) + " " + filler + "\n";
       if (::send(fd, line.data(), line.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(line.size())) {
         failed_ = true;
@@ -318,10 +338,7 @@ TEST_CASE("backpressure: the server stops reading a client that does not read, a
   // reader is paused.
   RoomObserver watch(*observer, "flooder", true);
   Flooder sender(flooder->socket().native_handle(), 20'000, watch);
-  const auto deadline = Clock::now() + std::chrono::seconds(120);
-  while (watch.paused_now() == 0 && !sender.done() && Clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
+  watch.wait([&] { return watch.paused_now() != 0 || sender.done(); }, Clock::now() + std::chrono::seconds(120));
   if (watch.paused_now() != 1) {
     sender.stop();
     FAIL("the server did not stop reading the flooder: it sent " << sender.sent() << " lines"

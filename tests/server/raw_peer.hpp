@@ -39,6 +39,22 @@ namespace chat::test::raw {
 
 using Clock = std::chrono::steady_clock;
 
+// Sends as much of `out` as a non-blocking socket takes now, and erases what was sent. Returns
+// the error if the connection failed, else an empty string (all sent, or the rest must wait).
+inline std::string write_pending(int fd, std::string& out) {
+  while (!out.empty()) {
+    const ssize_t n = ::send(fd, out.data(), out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) {
+      out.erase(0, static_cast<std::size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n == 0 || errno == EAGAIN || errno == EWOULDBLOCK) return {};
+    return std::strerror(errno);
+  }
+  return {};
+}
+
 // Appends everything a non-blocking socket holds right now to `in`. Returns why the connection
 // is gone ("end of stream", or the error), or an empty string while it is still open.
 inline std::string read_available(int fd, std::string& in) {

@@ -305,14 +305,8 @@ class Soak {
 
   void flush(std::size_t i) {
     auto& s = slots_[i];
-    while (!s.out.empty()) {
-      const ssize_t n = ::send(s.fd.get(), s.out.data(), s.out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-      if (n > 0) {
-        s.out.erase(0, static_cast<std::size_t>(n));
-        continue;
-      }
-      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) break;
-      problem("send", s.nick + ": " + std::strerror(errno));
+    if (const auto error = raw::write_pending(s.fd.get(), s.out); !error.empty()) {
+      problem("send", s.nick + ": " + error);
       idle(i, Clock::now());
       return;
     }
