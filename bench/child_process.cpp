@@ -167,6 +167,22 @@ ChildProcess::~ChildProcess() {
 
 void ChildProcess::close_stdin() { close_fd(stdin_fd_); }
 
+bool ChildProcess::write_stdin(std::string_view text, Clock::time_point deadline) {
+  while (!text.empty()) {
+    if (stdin_fd_ < 0) return false;
+    const ssize_t n = ::write(stdin_fd_, text.data(), text.size());
+    if (n > 0) {
+      text.remove_prefix(static_cast<std::size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return false;
+    if (Clock::now() >= deadline) return false;
+    pollfd p{stdin_fd_, POLLOUT, 0};
+    ::poll(&p, 1, poll_timeout(deadline));
+  }
+  return true;
+}
+
 bool ChildProcess::signal(int sig) {
   if (pid_ <= 0 || exit_code_) return false;
   return ::kill(pid_, sig) == 0;
@@ -226,14 +242,18 @@ std::string server_help(const std::string& path) {
   return text;
 }
 
-std::vector<std::string> server_argv(const std::string& path, const std::vector<std::string>& extra) {
-  std::vector<std::string> argv{path, "--bind", "127.0.0.1", "--port", "0"};
+std::vector<std::string> server_argv(const std::string& path, const std::vector<std::string>& extra,
+                                     const ServerProcess::Launch& launch) {
+  std::vector<std::string> argv = launch.prefix;
+  argv.insert(argv.end(), {path, "--bind", launch.bind, "--port", "0"});
   // Every benchmark client comes from 127.0.0.1 and sends as fast as it can: chatserver runs
   // without its per-address limit and flood control, as the peers run without theirs (options
   // given in `extra` come later and win).
-  const auto help = server_help(path);
-  if (help.find("--max-per-ip ") != std::string::npos) argv.insert(argv.end(), {"--max-per-ip", "0"});
-  if (help.find("--max-rate ") != std::string::npos) argv.insert(argv.end(), {"--max-rate", "0"});
+  if (launch.lift_limits) {
+    const auto help = server_help(path);
+    if (help.find("--max-per-ip ") != std::string::npos) argv.insert(argv.end(), {"--max-per-ip", "0"});
+    if (help.find("--max-rate ") != std::string::npos) argv.insert(argv.end(), {"--max-rate", "0"});
+  }
   argv.insert(argv.end(), extra.begin(), extra.end());
   return argv;
 }
@@ -241,9 +261,13 @@ std::vector<std::string> server_argv(const std::string& path, const std::vector<
 }  // namespace
 
 ServerProcess::ServerProcess(const std::string& path, const std::vector<std::string>& extra)
-    : process_(server_argv(path, extra), ChildProcess::Output::discard, ChildProcess::Output::pipe) {
+    : ServerProcess(path, extra, Launch{}) {}
+
+ServerProcess::ServerProcess(const std::string& path, const std::vector<std::string>& extra, Launch launch)
+    : launch_(std::move(launch)),
+      process_(server_argv(path, extra, launch_), ChildProcess::Output::discard, ChildProcess::Output::pipe) {
   const auto first = process_.err().read_line(Clock::now() + std::chrono::seconds(10));
-  const std::string prefix = "chatserver listening on 127.0.0.1:";
+  const std::string prefix = "chatserver listening on " + launch_.bind + ":";
   if (!first || first->rfind(prefix, 0) != 0) {
     std::string said = first.value_or("(nothing)");
     // A usage error is a few lines: show them.
@@ -271,6 +295,7 @@ void ServerProcess::drain(std::stop_token stop) {
     while (!stop.stop_requested()) {
       auto line = process_.err().read_line(Clock::now() + poll_slice);
       if (line) {
+        if (launch_.on_line) launch_.on_line(*line);
         std::lock_guard lock(tail_mutex_);
         tail_.push_back(std::move(*line));
         if (tail_.size() > max_tail) tail_.pop_front();

@@ -19,9 +19,11 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -71,6 +73,9 @@ class ChildProcess {
   PipeLines& out() { return out_; }
   PipeLines& err() { return err_; }
   void close_stdin();
+  // Writes all of `text` to the child's stdin, waiting until `deadline` for pipe space. False if
+  // stdin is closed, the child stopped reading (EPIPE: needs SIGPIPE ignored) or time ran out.
+  bool write_stdin(std::string_view text, Clock::time_point deadline);
 
   // Sends `sig` to the child's pid. False once reaped (so the pid can no longer be reused).
   bool signal(int sig);
@@ -104,9 +109,19 @@ class ChildProcess {
 // the process is killed and its pipes are closed (it is declared last).
 class ServerProcess {
  public:
+  // How to start it, for the callers that need more than the benchmark's defaults (chatlab).
+  struct Launch {
+    std::vector<std::string> prefix;  // run through this, e.g. {"ip", "netns", "exec", "ns1"}
+    std::string bind = "127.0.0.1";   // the address to listen on (and to read back)
+    bool lift_limits = true;          // --max-per-ip 0 --max-rate 0, when the binary has them
+    // Called on the drain thread with every stderr line after the first (and may not throw).
+    std::function<void(const std::string&)> on_line;
+  };
+
   // Starts the server and reads "chatserver listening on 127.0.0.1:<port>" from its first
   // stderr line, waiting at most 10 s. Throws std::runtime_error (with what the server said).
   ServerProcess(const std::string& path, const std::vector<std::string>& extra);
+  ServerProcess(const std::string& path, const std::vector<std::string>& extra, Launch launch);
   ~ServerProcess();
 
   std::uint16_t port() const { return port_; }
@@ -123,6 +138,7 @@ class ServerProcess {
  private:
   void drain(std::stop_token stop);
 
+  Launch launch_;
   ChildProcess process_;
   std::uint16_t port_ = 0;
   mutable std::mutex tail_mutex_;

@@ -23,6 +23,7 @@ constexpr std::string_view level_name(LogLevel level) {
     case LogLevel::warn: return "warn";
     case LogLevel::info: return "info";
     case LogLevel::debug: return "debug";
+    case LogLevel::trace: return "trace";
   }
   return "?";
 }
@@ -30,7 +31,7 @@ constexpr std::string_view level_name(LogLevel level) {
 }  // namespace
 
 bool parse_log_level(std::string_view text, LogLevel& out) {
-  for (LogLevel l : {LogLevel::error, LogLevel::warn, LogLevel::info, LogLevel::debug}) {
+  for (LogLevel l : {LogLevel::error, LogLevel::warn, LogLevel::info, LogLevel::debug, LogLevel::trace}) {
     if (text == level_name(l)) {
       out = l;
       return true;
@@ -66,9 +67,14 @@ void log_line(LogLevel level, std::string_view message) {
   std::tm local{};
   localtime_r(&t, &local);
   char stamp[32];
-  const auto ms = duration_cast<milliseconds>(now.time_since_epoch()).count() % 1000;
   const auto n = std::strftime(stamp, sizeof stamp, "%H:%M:%S", &local);
-  std::snprintf(stamp + n, sizeof stamp - n, ".%03d", static_cast<int>(ms));
+  if (log_enabled(LogLevel::trace)) {
+    const auto us = duration_cast<microseconds>(now.time_since_epoch()).count() % 1'000'000;
+    std::snprintf(stamp + n, sizeof stamp - n, ".%06d", static_cast<int>(us));
+  } else {
+    const auto ms = duration_cast<milliseconds>(now.time_since_epoch()).count() % 1000;
+    std::snprintf(stamp + n, sizeof stamp - n, ".%03d", static_cast<int>(ms));
+  }
   std::string line;
   line.reserve(message.size() + t_role.size() + 32);
   line.append(stamp).append(" [").append(t_role).append("] ").append(level_name(level)).append(": ");

@@ -1,6 +1,11 @@
 // Logging to stderr, one whole line at a time, each tagged with the role of the thread that
 // wrote it: "02:14:07.120 [reader alice] info: joined from 127.0.0.1:53712".
 //
+// The trace level (chatserver --trace) adds one line for each decision a detector makes, with
+// its inputs ("probe bob: POLLIN|POLLRDHUP, 0 bytes available, recv(MSG_PEEK): end of stream");
+// at that level the time stamps carry microseconds, so that chatlab can order what the threads
+// saw within a millisecond: "02:14:07.120345".
+//
 // Thread safe: any thread may log; each thread names its own role with set_thread_role().
 #pragma once
 
@@ -10,9 +15,9 @@
 
 namespace chat {
 
-enum class LogLevel { error = 0, warn = 1, info = 2, debug = 3 };
+enum class LogLevel { error = 0, warn = 1, info = 2, debug = 3, trace = 4 };
 
-// "error", "warn", "info", "debug"; false for anything else.
+// "error", "warn", "info", "debug", "trace"; false for anything else.
 bool parse_log_level(std::string_view text, LogLevel& out);
 
 void set_log_level(LogLevel level);
@@ -41,5 +46,8 @@ template <typename... Args> void log_error(const Args&... args) { log(LogLevel::
 template <typename... Args> void log_warn(const Args&... args) { log(LogLevel::warn, args...); }
 template <typename... Args> void log_info(const Args&... args) { log(LogLevel::info, args...); }
 template <typename... Args> void log_debug(const Args&... args) { log(LogLevel::debug, args...); }
+template <typename... Args> void log_trace(const Args&... args) { log(LogLevel::trace, args...); }
+// Whether trace lines are wanted: for a detector that must compute its inputs' text first.
+inline bool tracing() { return log_enabled(LogLevel::trace); }
 
 }  // namespace chat

@@ -68,7 +68,16 @@ std::optional<TcpHealth> tcp_health(int fd) {
   tcp_info info{};
   socklen_t len = sizeof info;
   if (::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) != 0) return std::nullopt;
-  return TcpHealth{std::chrono::milliseconds(info.tcpi_last_ack_recv), info.tcpi_unacked, info.tcpi_probes};
+  return TcpHealth{std::chrono::milliseconds(info.tcpi_last_ack_recv), info.tcpi_unacked, info.tcpi_probes,
+                   info.tcpi_retransmits};
+}
+
+std::string describe_tcp_health(int fd) {
+  const auto h = tcp_health(fd);
+  if (!h) return "TCP_INFO: unavailable";
+  return "TCP_INFO: last ACK " + format_duration(h->since_last_ack) + " ago, " + std::to_string(h->keepalive_probes) +
+         " keepalive probes unanswered, " + std::to_string(h->unacked) + " unacked, " +
+         std::to_string(h->retransmits) + " retransmits";
 }
 
 std::optional<std::string> no_ack_for_budget(int fd, const KeepaliveConfig& config,

@@ -73,9 +73,13 @@ struct TcpHealth {
   std::chrono::milliseconds since_last_ack;  // since any ACK arrived (data, PING, keepalive probe)
   unsigned unacked = 0;                      // segments sent and not yet acknowledged
   unsigned keepalive_probes = 0;             // keepalive probes sent without an answer
+  unsigned retransmits = 0;                  // retransmissions of the oldest unacked segment
 };
 // nullopt if `fd` is not a TCP socket or TCP_INFO fails. Thread safe (reads kernel state).
 std::optional<TcpHealth> tcp_health(int fd);
+// "TCP_INFO: last ACK 4.1 s ago, 2 keepalive probes unanswered, 1 unacked, 3 retransmits", for
+// trace lines; "TCP_INFO: unavailable" when it cannot be read.
+std::string describe_tcp_health(int fd);
 
 // The two judgements a heartbeat makes from TCP_INFO, shared by the server's poller and
 // chatclient. Linux sends keepalive probes only while no data is in flight: once anything

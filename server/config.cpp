@@ -55,8 +55,11 @@ std::variant<ServerConfig, int> parse_server_args(int argc, const char* const* a
   add_duration(app, "--handshake-timeout", c.handshake_timeout, "Time a new client has to pick a nickname", "30s");
   app.add_option("--log-file", c.log_file, "Append a dated transcript (joins, leaves, public messages)");
   std::string level = "info";
-  app.add_option("--log-level", level, "error, warn, info or debug")->capture_default_str()
-      ->check(CLI::IsMember({"error", "warn", "info", "debug"}));
+  app.add_option("--log-level", level, "error, warn, info, debug or trace")->capture_default_str()
+      ->check(CLI::IsMember({"error", "warn", "info", "debug", "trace"}));
+  bool trace = false;
+  app.add_flag("--trace", trace,
+               "Log each detector's decision with its inputs, one line each (--log-level trace; chatlab reads it)");
 
   add_duration(app, "--poll-interval", c.poll_interval, "How often the poller checks every socket", "100ms");
   std::string probe = "poll";
@@ -70,7 +73,10 @@ std::variant<ServerConfig, int> parse_server_args(int argc, const char* const* a
                  "TCP keepalive IDLE,INTERVAL,COUNT, or 'off' (also sets TCP_USER_TIMEOUT to their budget)")
       ->capture_default_str()
       ->type_name("SPEC");
-  add_duration(app, "--ping-interval", c.ping_interval, "Quiet time before a protocol client gets a PING", "15s");
+  add_parsed(
+      app, "--ping-interval", c.ping_interval, "Quiet time before a protocol client gets a PING; 'off' or 0: no heartbeat",
+      [](std::string_view t, std::string* e) { return t == "off" ? std::optional<Millis>(Millis{0}) : parse_duration(t, e); },
+      "DUR|off", "15s");
   add_duration(app, "--ping-timeout", c.ping_timeout, "No line this long after a PING: leave with no-pong", "10s");
   add_size(app, "--send-queue", c.send_queue, "Output queued for one client before it leaves too-slow", "1MiB");
   add_duration(app, "--send-timeout", c.send_timeout, "A write stuck this long: the client leaves too-slow", "30s");
@@ -106,13 +112,15 @@ std::variant<ServerConfig, int> parse_server_args(int argc, const char* const* a
     }
     if (c.poll_interval < Millis{10}) throw CLI::ValidationError("--poll-interval", "must be at least 10ms");
     for (auto [name, value] : {std::pair{"--handshake-timeout", c.handshake_timeout},
-                               std::pair{"--ping-interval", c.ping_interval},
                                std::pair{"--ping-timeout", c.ping_timeout},
                                std::pair{"--send-timeout", c.send_timeout},
                                std::pair{"--flood-grace", c.flood_grace}}) {
       if (value < Millis{10}) throw CLI::ValidationError(name, "must be at least 10ms");
     }
-    parse_log_level(level, c.log_level);
+    if (c.ping_interval != Millis{0} && c.ping_interval < Millis{10}) {
+      throw CLI::ValidationError("--ping-interval", "must be at least 10ms, or off");
+    }
+    parse_log_level(trace ? "trace" : level, c.log_level);
     c.probe = probe == "epoll" ? ProbeMethod::epoll : ProbeMethod::poll;
   } catch (const CLI::ParseError& e) {
     const int code = app.exit(e);  // prints help/version (0) or the error (non-zero)

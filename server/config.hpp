@@ -32,7 +32,7 @@ struct ServerConfig {
   Millis poll_interval{100};           // the poller's sweep period
   ProbeMethod probe = ProbeMethod::poll;
   KeepaliveConfig keepalive{};         // 10s,2s,3 and TCP_USER_TIMEOUT = 16 s
-  Millis ping_interval{15'000};        // quiet time before a protocol client gets PING
+  Millis ping_interval{15'000};        // quiet time before a protocol client gets PING; 0: no heartbeat
   Millis ping_timeout{10'000};         // no line at all this long after a PING: no-pong
   std::size_t send_queue = 1 << 20;    // queued output per client before too-slow
   Millis send_timeout{30'000};         // a write making no progress this long: too-slow

@@ -117,6 +117,15 @@ void Listener::accept_one() {
     return;
   }
   if (auto kec = apply_keepalive(socket, config_.keepalive)) log_warn("cannot set keepalive: ", kec.message());
+  if (tracing()) {
+    log_trace("accept ", peer.address().to_string(), ":", peer.port(), ": ",
+              config_.keepalive.enabled
+                  ? "SO_KEEPALIVE on, TCP_KEEPIDLE " + format_duration(config_.keepalive.idle) + ", TCP_KEEPINTVL " +
+                        format_duration(config_.keepalive.interval) + ", TCP_KEEPCNT " +
+                        std::to_string(config_.keepalive.count) + ", TCP_USER_TIMEOUT " +
+                        format_duration(config_.keepalive.budget())
+                  : std::string("keepalive off, no TCP_USER_TIMEOUT"));
+  }
   // Chat lines are small and wanted now: without this, Nagle holds a line back until the
   // previous one is acknowledged, up to a delayed-ACK time (40 ms or more) per line.
   socket.set_option(asio::ip::tcp::no_delay(true), ec);

@@ -31,6 +31,22 @@ std::chrono::nanoseconds thread_cpu_time() {
   return std::chrono::seconds(t.tv_sec) + std::chrono::nanoseconds(t.tv_nsec);
 }
 
+// "POLLIN|POLLRDHUP": a probe's revents, for trace lines.
+std::string revents_text(short revents) {
+  std::string text;
+  for (auto [bit, name] : {std::pair{POLLIN, "POLLIN"}, std::pair{POLLRDHUP, "POLLRDHUP"}, std::pair{POLLERR, "POLLERR"},
+                           std::pair{POLLHUP, "POLLHUP"}, std::pair{POLLNVAL, "POLLNVAL"}}) {
+    if (revents & bit) text.append(text.empty() ? "" : "|").append(name);
+  }
+  return text.empty() ? "none" : text;
+}
+
+// Bytes waiting in `fd`'s receive queue (FIONREAD), for trace lines.
+int bytes_available(int fd) {
+  int available = 0;
+  return ::ioctl(fd, FIONREAD, &available) == 0 ? available : -1;
+}
+
 std::string seen_by_poller(const std::error_code& ec, const Session& s) {
   return what_was_seen(ec) + " (poller, " + format_duration(Session::Clock::now() - s.last_received()) +
          " after last traffic)";
@@ -172,6 +188,20 @@ std::vector<short> Poller::readiness(const std::vector<Session*>& probed) {
 }
 
 void Poller::probe(const std::vector<std::shared_ptr<Session>>& sessions) {
+  if (tracing() && !sessions.empty()) {
+    // Once a second, what the probe did meanwhile: a quiet socket is never mentioned otherwise,
+    // and "never readable" is exactly what a pulled cable looks like to it.
+    const auto now = Session::Clock::now();
+    if (trace_since_ == Session::Clock::time_point{}) trace_since_ = now;
+    if (now - trace_since_ >= std::chrono::seconds(1)) {
+      log_trace("probe: ", trace_sweeps_, " sweeps of ", sessions.size(), " sockets in ",
+                format_duration(now - trace_since_), ", ", trace_readable_, " readable");
+      trace_since_ = now;
+      trace_sweeps_ = 0;
+      trace_readable_ = 0;
+    }
+    ++trace_sweeps_;
+  }
   std::vector<Session*> probed;
   probed.reserve(sessions.size());
   for (const auto& s : sessions) {
@@ -187,6 +217,28 @@ void Poller::probe(const std::vector<std::shared_ptr<Session>>& sessions) {
   for (std::size_t i = 0; i < revents.size(); ++i) {
     Session& s = *probed[i];
     const auto verdict = s.confirm_gone(revents[i]);
+    if (revents[i] != 0) ++trace_readable_;
+    if (revents[i] != 0 && tracing()) {
+      // The probe's inputs and verdict, one line: readable within 1 ms, bytes available (FIONREAD),
+      // and what recv(MSG_PEEK) (or SO_ERROR after POLLERR/POLLHUP) said.
+      std::string decision;
+      if (!verdict) {
+        decision = "alive";
+      } else if (!s.suspected_gone_since) {
+        decision = "gone? the reader gets " + format_duration(reader_grace) + " to notice first";
+      } else if (Session::Clock::now() - *s.suspected_gone_since >= reader_grace) {
+        decision = "still gone after " + format_duration(Session::Clock::now() - *s.suspected_gone_since) +
+                   " and the reader has not noticed: ends the session";
+      } else {
+        decision = "gone, waiting for the reader (" +
+                   format_duration(Session::Clock::now() - *s.suspected_gone_since) + " of " +
+                   format_duration(reader_grace) + ")";
+      }
+      log_trace("probe ", s.label(), ": readable (", revents_text(revents[i]), "), ",
+                bytes_available(s.native_handle()), " bytes available, ",
+                verdict ? "recv(MSG_PEEK): " + what_was_seen(*verdict) : std::string("peek: data or EAGAIN"), " -> ",
+                decision);
+    }
     // The verdict is acted on only if the reader has not ended the session itself within
     // reader_grace. The reader sits in recv(2), and the kernel wakes it at once for a FIN,
     // an RST or a timeout, so normally it reports first and this probe is the backstop. The
@@ -214,12 +266,18 @@ std::uint64_t Poller::check_timers(Session& s, Session::Clock::time_point now) {
   }
   if (!s.joined()) {
     if (now - s.accepted_at() > config_.handshake_timeout) {
+      if (tracing()) log_trace("handshake ", s.label(), ": no nickname within ", format_duration(now - s.accepted_at()));
       s.end(LeaveCause::timeout, "no nickname within " + format_duration(config_.handshake_timeout),
             "handshake-timeout");
     }
     return 0;
   }
   if (const auto stalled = s.write_stalled_since(); stalled && now - *stalled > config_.send_timeout) {
+    if (tracing()) {
+      log_trace("send ", s.label(), ": the socket has taken nothing for ", format_duration(now - *stalled),
+                " (send-timeout ", format_duration(config_.send_timeout), "), ", s.outbox().backlog(),
+                " bytes waiting -> too-slow");
+    }
     s.end(LeaveCause::too_slow, "no write progress for " + format_duration(now - *stalled) + " (poller)");
     return 0;
   }
@@ -227,6 +285,7 @@ std::uint64_t Poller::check_timers(Session& s, Session::Clock::time_point now) {
   // served since it fell behind.
   const auto backlog = s.outbox().backlog();
   if (backlog > config_.send_queue) {
+    if (tracing()) log_trace("send ", s.label(), ": ", backlog, " bytes behind > send-queue ", config_.send_queue, " -> too-slow");
     s.end(LeaveCause::too_slow, "send queue over " + std::to_string(config_.send_queue) + " bytes (poller)");
     return backlog;
   }
@@ -243,7 +302,16 @@ std::uint64_t Poller::check_timers(Session& s, Session::Clock::time_point now) {
   // budget could have run out, counting from the last ACK it reported.
   if (config_.keepalive.enabled && now - last > config_.keepalive.budget() && now >= s.ack_check_due) {
     std::chrono::milliseconds ack_age{0};
-    if (auto silent = no_ack_for_budget(s.native_handle(), config_.keepalive, &ack_age)) {
+    auto silent = no_ack_for_budget(s.native_handle(), config_.keepalive, &ack_age);
+    if (tracing()) {
+      log_trace("keepalive ", s.label(), ": quiet for ", format_duration(now - last), " > budget ",
+                format_duration(config_.keepalive.budget()), " (", format_keepalive(config_.keepalive), "); ",
+                describe_tcp_health(s.native_handle()), " -> ",
+                silent ? std::string("timeout: its kernel has ACKed nothing for the whole budget")
+                       : "alive: its kernel ACKs; next check in " +
+                             format_duration(config_.keepalive.budget() - ack_age));
+    }
+    if (silent) {
       s.end(LeaveCause::timeout, *silent + " (poller, " + format_duration(now - last) + " after last traffic)");
       return backlog;
     }
@@ -258,17 +326,34 @@ std::uint64_t Poller::check_timers(Session& s, Session::Clock::time_point now) {
     s.ping_sent_at.reset();
     return backlog;
   }
-  if (s.ping_sent_at && last >= *s.ping_sent_at) s.ping_sent_at.reset();  // any line answers
+  if (s.ping_sent_at && last >= *s.ping_sent_at) {  // any line answers
+    if (tracing()) log_trace("heartbeat ", s.label(), ": a line ", format_duration(last - *s.ping_sent_at), " after the PING: alive");
+    s.ping_sent_at.reset();
+  }
+  if (config_.ping_interval == Millis{0}) return backlog;  // --ping-interval off
   if (!s.ping_sent_at) {
     if (now - last > config_.ping_interval) {
-      s.queue_ping("p" + std::to_string(next_token_++));
+      const auto token = "p" + std::to_string(next_token_++);
+      if (tracing()) {
+        log_trace("heartbeat ", s.label(), ": quiet for ", format_duration(now - last), " > ping-interval ",
+                  format_duration(config_.ping_interval), " -> PING ", token);
+      }
+      s.queue_ping(token);
       pinged_.push_back(&s);  // alive until the sweep ends: snapshot_ holds it
       s.ping_sent_at = now;
     }
   } else if (now - *s.ping_sent_at > config_.ping_timeout) {
     // No answer. If the peer's kernel did not even ACK the PING, the process is not the
     // problem: the host or the path is gone (as with --keepalive off and a pulled cable).
-    if (auto unacked = ping_not_acked(s.native_handle(), now - *s.ping_sent_at)) {
+    auto unacked = ping_not_acked(s.native_handle(), now - *s.ping_sent_at);
+    if (tracing()) {
+      log_trace("heartbeat ", s.label(), ": no line for ", format_duration(now - *s.ping_sent_at),
+                " after the PING > ping-timeout ", format_duration(config_.ping_timeout), "; ",
+                describe_tcp_health(s.native_handle()), " -> ",
+                unacked ? "timeout: not even its kernel ACKed the PING"
+                        : "no-pong: its kernel ACKs, its process does not answer");
+    }
+    if (unacked) {
       s.end(LeaveCause::timeout, *unacked + " (poller, " + format_duration(now - last) + " after last traffic)");
       return backlog;
     }

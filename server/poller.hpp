@@ -77,6 +77,10 @@ class Poller {
   SessionRegistry& sessions_;
   ServerStats& stats_;
   std::uint64_t next_token_ = 1;  // poller thread only
+  // --trace: the probe's counts since trace_since_, logged once a second. Poller thread only.
+  std::chrono::steady_clock::time_point trace_since_{};
+  std::uint64_t trace_sweeps_ = 0;
+  std::uint64_t trace_readable_ = 0;
   int probe_epoll_ = -1;          // --probe epoll: the set of probed sockets (poller thread only)
   std::vector<epoll_event> events_;  // poller thread only
   std::vector<Session*> pinged_;     // poller thread only: PINGs queued this sweep, writers to wake

@@ -151,7 +151,14 @@ void Session::end(LeaveCause cause, std::string detail, std::string_view bye) {
   Event bye_event{Event::Kind::bye, {}, {}, std::string(bye), bye_with_detail ? detail : std::string(), {}};
   {
     std::lock_guard lock(mutex_);
-    if (departure_) return;  // someone else noticed first; their cause stands
+    if (departure_) {
+      // Someone else noticed first; their cause stands.
+      if (tracing()) log_trace("ends ", nick_.empty() ? to_string(id_) : nick_, ": ", to_string(cause), " (", detail,
+                               "), but it had already ended ", to_string(departure_->cause));
+      return;
+    }
+    // The detector's decision: the thread role in this line names the detector that fired.
+    if (tracing()) log_trace("ends ", nick_.empty() ? to_string(id_) : nick_, ": ", to_string(cause), " (", detail, ")");
     departure_ = Departure{cause, std::move(detail)};
     ended_at_ = Clock::now();
   }
@@ -298,6 +305,12 @@ bool Session::apply_flood_control() {
   }
   if (verdict.wait == Clock::duration::zero()) return true;
   if (!was_slowed) ++stats_.throttles;
+  if (tracing()) {
+    const auto slowed = flood_->slowed_since() ? Clock::now() - *flood_->slowed_since() : Clock::duration::zero();
+    log_trace("flood control: over ", format_rate(config_.max_rate), " lines/s (burst ", config_.max_burst,
+              "): this line waits ", format_duration(verdict.wait), "; slowed for ", format_duration(slowed), " of ",
+              format_duration(config_.flood_grace), " grace");
+  }
   // Over the limit: this line waits for its token, and the client's next bytes wait in its own
   // socket meanwhile (nobody else waits). In slices, so that an ending session is not held up.
   reader_throttled_ = true;
@@ -334,15 +347,24 @@ void Session::read_loop() {
             if (ec != asio::error::eof || wait == 10 || !reset_by_peer(fd_)) break;
             std::this_thread::sleep_for(std::chrono::milliseconds(1));
           }
+          if (tracing()) {
+            log_trace(ec != asio::error::eof ? "recv: 0 bytes, end of stream; another thread had already read the "
+                                               "socket's error: " + ec.message()
+                      : ended() ? std::string("recv: 0 bytes: another thread ended the session and shut the socket down")
+                                : std::string("recv: 0 bytes, end of stream (the peer sent FIN)"));
+          }
           // After a FIN, an unfinished last line is still the client's last word; after a reset,
           // nothing is (docs/protocol.md).
           std::string last;
           if (ec == asio::error::eof && !ended() && framer_.take_partial(last)) handle_line(last);
+        } else if (tracing()) {
+          log_trace("recv: error ", ec.message(), " (errno ", ec.value(), ")");
         }
         end(cause_of(ec), what_was_seen(ec) + " (reader, " + time_since_traffic() + ")");
         break;
       }
       last_received_ = Clock::now().time_since_epoch().count();
+      if (tracing()) log_trace("recv: ", n, " bytes");
       framer_.feed(std::string_view(buffer.data(), n), [this](const LineFramer::Piece& piece) {
         if (ended() || !apply_flood_control()) return;
         if (piece.kind == LineFramer::Piece::Kind::too_long) {

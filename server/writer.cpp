@@ -175,6 +175,7 @@ bool Writer::service(const std::shared_ptr<Session>& session) {
     const auto backlog = s.outbox().backlog();
     stats_.note_backlog(backlog);
     if (backlog > config_.send_queue) {
+      if (tracing()) log_trace("send ", s.label(), ": ", backlog, " bytes behind > send-queue ", config_.send_queue, " -> too-slow");
       s.end(LeaveCause::too_slow, "send queue over " + std::to_string(config_.send_queue) + " bytes (room)");
     }
   }
@@ -195,7 +196,14 @@ bool Writer::service(const std::shared_ptr<Session>& session) {
       return true;
     case State::blocked:
       // The poller ends the client too-slow if this lasts --send-timeout with no progress.
-      if (w.bytes > 0 || !s.write_stalled_since()) s.set_write_stalled(Session::Clock::now());
+      if (w.bytes > 0 || !s.write_stalled_since()) {
+        if (tracing() && !s.write_stalled_since()) {
+          log_trace("send ", s.label(), ": socket full (EAGAIN) after ", w.bytes, " bytes, ", s.outbox().backlog(),
+                    " waiting; parked until EPOLLOUT, too-slow after ", format_duration(config_.send_timeout),
+                    " without progress");
+        }
+        s.set_write_stalled(Session::Clock::now());
+      }
       park(s);
       return false;
     case State::finished:
@@ -207,6 +215,7 @@ bool Writer::service(const std::shared_ptr<Session>& session) {
       return false;
     case State::failed:
       log_debug("write to ", s.label(), " failed: ", w.error.message());
+      if (tracing()) log_trace("send ", s.label(), ": sendmsg: ", w.error.message(), " (errno ", w.error.value(), ")");
       s.writer_failed(w.error);
       release(session);
       return false;

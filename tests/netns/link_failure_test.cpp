@@ -1,5 +1,5 @@
 // Network failures between real chatserver and chatclient processes in network namespaces
-// (TestNetwork): a link that goes down, and a host that crashes and reboots. Each side must
+// (LabNetwork): a link that goes down, and a host that crashes and reboots. Each side must
 // notice the other is gone with the right cause: `timeout` when packets just vanish (within
 // the keepalive budget), `reset` when a rebooted host answers with a RST.
 //
@@ -9,7 +9,7 @@
 //
 // Timing: the bounds are the keepalive budget plus 10 s of slack (CI has 2 busy cores, and a
 // sanitizer build is slower). The measured times are printed with WARN for the benchmark.
-#include "tests/netns/test_network.hpp"
+#include "lab/network.hpp"
 #include "tests/support/process.hpp"
 
 #include <catch2/catch.hpp>
@@ -21,10 +21,11 @@
 #include <string>
 #include <vector>
 
+using namespace chat::lab;
 using namespace chat::test;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
-using Host = TestNetwork::Host;
+using Host = LabNetwork::Host;
 
 namespace {
 
@@ -51,9 +52,9 @@ std::chrono::milliseconds until(Clock::time_point deadline) {
 
 // Catch2 v2 has no SKIP macro: when this machine cannot build the network, the test WARNs
 // "skipped: <why>" and returns early, which is how these tests skip.
-std::unique_ptr<TestNetwork> network_or_skip() {
+std::unique_ptr<LabNetwork> network_or_skip() {
   try {
-    return std::make_unique<TestNetwork>();
+    return std::make_unique<LabNetwork>();
   } catch (const NetworkUnavailable& e) {
     WARN("skipped: " << e.what());
     return nullptr;
@@ -94,7 +95,7 @@ struct RunningServer {
 
 // chatserver inside `host`, listening on the host's address with a port the kernel picks,
 // read back from its first stderr line "chatserver listening on <address>:<port>".
-RunningServer start_server(const TestNetwork& net, const Host& host, std::vector<std::string> options) {
+RunningServer start_server(const LabNetwork& net, const Host& host, std::vector<std::string> options) {
   std::vector<std::string> argv{CHATSERVER_PATH, "--bind", host.address, "--port", "0"};
   argv.insert(argv.end(), options.begin(), options.end());
   RunningServer server;
@@ -109,7 +110,7 @@ RunningServer start_server(const TestNetwork& net, const Host& host, std::vector
 }
 
 // chatclient inside `host`, joined to the server at `server_address`:`port` as `nick`.
-std::unique_ptr<Subprocess> start_client(const TestNetwork& net, const Host& host, const std::string& server_address,
+std::unique_ptr<Subprocess> start_client(const LabNetwork& net, const Host& host, const std::string& server_address,
                                          std::uint16_t port, const std::string& nick,
                                          std::vector<std::string> options) {
   std::vector<std::string> argv{CHATCLIENT_PATH, "--host", server_address, "--port", std::to_string(port), "--nick",

@@ -4,8 +4,10 @@
 
 using chat::LogLevel;
 
-TEST_CASE("parse_log_level accepts the four level names", "[log]") {
+TEST_CASE("parse_log_level accepts the five level names", "[log]") {
   LogLevel level = LogLevel::error;
+  REQUIRE(chat::parse_log_level("trace", level));
+  CHECK(level == LogLevel::trace);
   REQUIRE(chat::parse_log_level("debug", level));
   CHECK(level == LogLevel::debug);
   REQUIRE(chat::parse_log_level("info", level));
@@ -17,7 +19,7 @@ TEST_CASE("parse_log_level accepts the four level names", "[log]") {
 }
 
 TEST_CASE("parse_log_level rejects anything else and leaves the level alone", "[log]") {
-  for (std::string_view bad : {"", "INFO", "Info", "warning", "err", "trace", " info", "info ", "debug2"}) {
+  for (std::string_view bad : {"", "INFO", "Info", "warning", "err", "TRACE", " info", "info ", "debug2"}) {
     INFO("text '" << bad << "'");
     LogLevel level = LogLevel::warn;
     CHECK_FALSE(chat::parse_log_level(bad, level));
@@ -25,8 +27,9 @@ TEST_CASE("parse_log_level rejects anything else and leaves the level alone", "[
   }
 }
 
-TEST_CASE("LogLevel order: error < warn < info < debug", "[log]") {
+TEST_CASE("LogLevel order: error < warn < info < debug < trace", "[log]") {
   CHECK(static_cast<int>(LogLevel::error) < static_cast<int>(LogLevel::warn));
   CHECK(static_cast<int>(LogLevel::warn) < static_cast<int>(LogLevel::info));
   CHECK(static_cast<int>(LogLevel::info) < static_cast<int>(LogLevel::debug));
+  CHECK(static_cast<int>(LogLevel::debug) < static_cast<int>(LogLevel::trace));
 }

@@ -1,6 +1,6 @@
-#include "tests/netns/test_network.hpp"
+#include "lab/network.hpp"
 
-#include "tests/support/process.hpp"
+#include "bench/child_process.hpp"
 
 #include <unistd.h>
 
@@ -12,12 +12,9 @@
 #include <optional>
 #include <system_error>
 
-namespace chat::test {
-namespace {
+namespace chat::lab {
 
-// `ip` from PATH, or from the sbin directories a non-login root shell may not have on PATH.
-// Empty when there is none.
-std::string find_ip() {
+std::string find_program(const std::string& name) {
   std::vector<std::string> dirs;
   if (const char* path = std::getenv("PATH")) {
     std::string p = path;
@@ -29,16 +26,18 @@ std::string find_ip() {
   }
   for (const char* dir : {"/usr/sbin", "/sbin", "/usr/bin", "/bin"}) dirs.emplace_back(dir);
   for (const auto& dir : dirs) {
-    const std::string candidate = dir + "/ip";
+    const std::string candidate = dir + "/" + name;
     if (::access(candidate.c_str(), X_OK) == 0) return candidate;
   }
   return {};
 }
 
 const std::string& ip_path() {
-  static const std::string path = find_ip();
+  static const std::string path = find_program("ip");
   return path;
 }
+
+namespace {
 
 std::string join(const std::vector<std::string>& args) {
   std::string text = "ip";
@@ -55,7 +54,7 @@ void ip_or_throw(const std::vector<std::string>& args) {
   }
 }
 
-// Distinguishes the TestNetworks of one process; part of every namespace name.
+// Distinguishes the LabNetworks of one process; part of every namespace name.
 std::atomic<int> next_sequence{1};
 
 }  // namespace
@@ -64,16 +63,17 @@ CommandResult run_ip(const std::vector<std::string>& args, std::chrono::millisec
   if (ip_path().empty()) throw std::runtime_error("no `ip` program (iproute2) found");
   std::vector<std::string> argv{ip_path()};
   argv.insert(argv.end(), args.begin(), args.end());
-  Subprocess ip(std::move(argv));
+  using bench::ChildProcess;
+  ChildProcess ip(std::move(argv), ChildProcess::Output::pipe, ChildProcess::Output::pipe);
   ip.close_stdin();
   // `ip` writes a line or two at most, far below a pipe's 64 KiB, so it never blocks on output
   // while we wait for its exit; what it wrote is still in the pipes afterwards.
-  const auto code = ip.wait_exit(timeout);
+  const auto code = ip.wait_exit(bench::Clock::now() + timeout);
   if (!code) throw std::runtime_error("`" + join(args) + "` did not finish in time");
   CommandResult result;
   result.exit_code = *code;
-  for (Stream s : {Stream::err, Stream::out}) {
-    while (auto line = ip.read_line(s, std::chrono::milliseconds(0))) {
+  for (auto* pipe : {&ip.err(), &ip.out()}) {
+    while (auto line = pipe->read_line(bench::Clock::now())) {
       if (!result.output.empty()) result.output += "; ";
       result.output += *line;
     }
@@ -98,12 +98,12 @@ NetNamespace::~NetNamespace() {
   }
 }
 
-// ---- TestNetwork ----------------------------------------------------------------------------
+// ---- LabNetwork ----------------------------------------------------------------------------
 
-TestNetwork::TestNetwork()
+LabNetwork::LabNetwork()
     : sequence_(next_sequence.fetch_add(1)),
       prefix_("chat" + std::to_string(::getpid()) + "-" + std::to_string(sequence_)),
-      // One /24 per TestNetwork of this process. They are in separate namespaces and never
+      // One /24 per LabNetwork of this process. They are in separate namespaces and never
       // overlap in time anyway; a distinct subnet makes each test's addresses recognisable.
       subnet_((sequence_ - 1) % 250 + 1),
       bridge_("b" + std::to_string(::getpid())) {
@@ -135,9 +135,9 @@ TestNetwork::TestNetwork()
 }
 
 // Members do the work: hosts_ (declared last) are deleted first, then the switch namespace.
-TestNetwork::~TestNetwork() = default;
+LabNetwork::~LabNetwork() = default;
 
-TestNetwork::Host& TestNetwork::add_host(const std::string& label) {
+LabNetwork::Host& LabNetwork::add_host(const std::string& label) {
   auto host = std::make_unique<Host>();
   const int k = static_cast<int>(hosts_.size()) + 1;
   const std::string pid = std::to_string(::getpid());
@@ -156,7 +156,7 @@ TestNetwork::Host& TestNetwork::add_host(const std::string& label) {
   return *hosts_.back();
 }
 
-void TestNetwork::wire(Host& host) {
+void LabNetwork::wire(Host& host) {
   const std::string& sw = switch_ns_->name();
   ip_or_throw({"-n", host.ns_name, "link", "set", "lo", "up"});
   // Created inside the switch namespace with the peer placed straight into the host's: no
@@ -169,7 +169,7 @@ void TestNetwork::wire(Host& host) {
   wait_until_forwarding(host);
 }
 
-void TestNetwork::wait_until_forwarding(const Host& host) {
+void LabNetwork::wait_until_forwarding(const Host& host) {
   // "Link up" is not instant. The host's end came up last; the carrier this gives the bridge's
   // end reaches the bridge through the kernel's linkwatch worker, which then enables the port
   // (and attaches the end's transmit queue). Until then frames for the host are dropped: without
@@ -195,15 +195,15 @@ void TestNetwork::wait_until_forwarding(const Host& host) {
   }
 }
 
-std::vector<std::string> TestNetwork::in_host(const Host& host, std::vector<std::string> program) const {
+std::vector<std::string> LabNetwork::in_host(const Host& host, std::vector<std::string> program) const {
   std::vector<std::string> argv{ip_path(), "netns", "exec", host.ns_name};
   argv.insert(argv.end(), program.begin(), program.end());
   return argv;
 }
 
-void TestNetwork::link_down(Host& host) { ip_or_throw({"-n", host.ns_name, "link", "set", host.host_if, "down"}); }
+void LabNetwork::link_down(Host& host) { ip_or_throw({"-n", host.ns_name, "link", "set", host.host_if, "down"}); }
 
-void TestNetwork::crash(Host& host) {
+void LabNetwork::crash(Host& host) {
   host.ns.reset();  // `ip netns del`
   // Deleting the namespace destroys its veth end, and one end takes its pair along, unless the
   // kernel keeps the dead namespace alive a while: a killed process's socket left in FIN-WAIT-1
@@ -218,10 +218,10 @@ void TestNetwork::crash(Host& host) {
   }
 }
 
-void TestNetwork::reboot(Host& host) {
+void LabNetwork::reboot(Host& host) {
   if (host.ns) throw std::logic_error("reboot of host " + host.label + ", which has not crashed");
   host.ns = std::make_unique<NetNamespace>(host.ns_name);
   wire(host);
 }
 
-}  // namespace chat::test
+}  // namespace chat::lab

@@ -1,5 +1,5 @@
-// TestNetwork: a private IPv4 network built from network namespaces, for tests that break the
-// link between two real processes (tests/netns/link_failure_test.cpp).
+// LabNetwork: a private IPv4 network built from network namespaces, for chatlab's scenarios and
+// the tests that break the link between two real processes (tests/netns/link_failure_test.cpp).
 //
 //   switch namespace            host namespaces (one per add_host)
 //   +---------------------+     +---------------------------+
@@ -25,9 +25,9 @@
 //
 // Lifetime: the destructor deletes every namespace it created (hosts first, then the switch),
 // also when a test fails or throws. Processes started inside with in_host() should be owned by
-// objects declared after the TestNetwork, so that they end (by pid, Subprocess) before it.
+// objects declared after the LabNetwork, so that they end (by pid, Subprocess) before it.
 //
-// Not thread safe: one test thread creates, uses and destroys a TestNetwork. Every `ip` command
+// Not thread safe: one test thread creates, uses and destroys a LabNetwork. Every `ip` command
 // it runs is bounded by a deadline, and nothing sleeps: the one wait with no line to wait on
 // (for a bridge port to forward after "link up") is a bounded poll of `ip`.
 #pragma once
@@ -38,9 +38,9 @@
 #include <string>
 #include <vector>
 
-namespace chat::test {
+namespace chat::lab {
 
-// The machine cannot host a TestNetwork at all: not root, no runnable `ip`, or `ip netns add`
+// The machine cannot host a LabNetwork at all: not root, no runnable `ip`, or `ip netns add`
 // fails. A test that gets this skips; any later failure (a bridge or veth that cannot be made)
 // is a test failure, not a skip.
 class NetworkUnavailable : public std::runtime_error {
@@ -57,6 +57,12 @@ struct CommandResult {
 // Runs `ip args...` (`ip` found on PATH or in /usr/sbin, /sbin) and waits at most `timeout` for
 // it to finish. Throws std::runtime_error if there is no `ip` or it does not finish in time, and
 // std::system_error if it cannot be started.
+// The path of program `name` ("ip", "ss"): from PATH, or from the sbin directories a non-login
+// root shell may not have on PATH. Empty when there is none.
+std::string find_program(const std::string& name);
+// find_program("ip"), looked up once.
+const std::string& ip_path();
+
 CommandResult run_ip(const std::vector<std::string>& args,
                      std::chrono::milliseconds timeout = std::chrono::seconds(20));
 
@@ -74,7 +80,7 @@ class NetNamespace {
   std::string name_;
 };
 
-class TestNetwork {
+class LabNetwork {
  public:
   struct Host {
     std::string label;    // "server", "client": for messages only
@@ -89,13 +95,13 @@ class TestNetwork {
 
   // Creates the switch namespace and its bridge. Throws NetworkUnavailable when this machine
   // cannot do it at all (the reason is the message), std::runtime_error for other failures.
-  TestNetwork();
-  ~TestNetwork();
-  TestNetwork(const TestNetwork&) = delete;
-  TestNetwork& operator=(const TestNetwork&) = delete;
+  LabNetwork();
+  ~LabNetwork();
+  LabNetwork(const LabNetwork&) = delete;
+  LabNetwork& operator=(const LabNetwork&) = delete;
 
   // Creates a host namespace joined to the bridge, with address 10.254.<n>.<k>, k = 1, 2, ...
-  // in the order of the calls. The reference stays valid as long as the TestNetwork.
+  // in the order of the calls. The reference stays valid as long as the LabNetwork.
   Host& add_host(const std::string& label);
 
   // argv that runs `program` inside `host`'s namespace (`ip netns exec`, which execs in place:
@@ -110,7 +116,7 @@ class TestNetwork {
   void wire(Host& host);  // veth pair to the bridge, MAC, address, link up
   void wait_until_forwarding(const Host& host);  // the bridge passes frames to and from it
 
-  const int sequence_;        // this process's TestNetworks count 1, 2, ...
+  const int sequence_;        // this process's LabNetworks count 1, 2, ...
   const std::string prefix_;  // "chat<pid>-<seq>": every namespace name starts with it
   const int subnet_;          // <n>
   const std::string bridge_;
@@ -119,4 +125,4 @@ class TestNetwork {
   std::vector<std::unique_ptr<Host>> hosts_;
 };
 
-}  // namespace chat::test
+}  // namespace chat::lab

@@ -1,0 +1,136 @@
+// chatlab: the failure lab. It starts a chatserver (with --trace), an observer client and a
+// victim client, injects one failure, and prints a timeline in milliseconds from the fault:
+// what each server thread saw and decided (the reader's recv(), the poller's probe, heartbeat
+// and keepalive checks, a writer's send), what the kernel showed of the socket (`ss -tnoi`:
+// keepalive probes, retransmissions), and the LEAVE the others received.
+//
+//   chatlab --list                    the scenarios
+//   chatlab kill                      one scenario, as a table
+//   chatlab --json hang               the same as one JSON document
+//   chatlab hang -- --ping-timeout 3s more chatserver options (they come last and win)
+//   sudo chatlab cable-pull           cable-pull, host-reboot and poll-only need root (network
+//                                     namespaces); without it chatlab says so and exits 2
+//
+// Exit status: 0 when the scenario ended as expected (the cause, the detector), 1 when it did
+// not, 2 on a usage error or when the scenario cannot run here. Walk-through: docs/lab.md.
+//
+// Threads: the main thread runs the scenario; the objects it creates own the rest (the
+// server's stderr drain thread, the observer's reader, the ss sampler). `chatlab victim` is the
+// victim process (an internal mode, single-threaded).
+#include "bench/child_process.hpp"
+#include "lab/network.hpp"
+#include "lab/scenarios.hpp"
+#include "lab/victim.hpp"
+#include "common/units.hpp"
+
+#include <CLI/CLI.hpp>
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <csignal>
+#include <exception>
+#include <iostream>
+
+#ifndef CHATSERVER_PATH
+#define CHATSERVER_PATH "chatserver"
+#endif
+
+namespace {
+
+// The chatserver to start: next to this chatlab (an installed pair), the one built with it,
+// or the first on PATH.
+std::string default_server(const std::string& self) {
+  const auto slash = self.rfind('/');
+  const std::string beside = self.substr(0, slash + 1) + "chatserver";
+  if (::access(beside.c_str(), X_OK) == 0) return beside;
+  if (::access(CHATSERVER_PATH, X_OK) == 0) return CHATSERVER_PATH;
+  return chat::lab::find_program("chatserver");
+}
+
+std::string scenario_list() {
+  std::string text;
+  for (const auto& name : chat::lab::scenario_names()) {
+    text += "  " + name + (chat::lab::needs_netns(name) ? " (root)" : "") + ": " + chat::lab::scenario_summary(name) + "\n";
+  }
+  return text;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::signal(SIGPIPE, SIG_IGN);
+  CLI::App app{"chatlab: break a chat client in one way and watch which chatserver thread notices, when, and why."};
+  app.footer("Scenarios:\n" + scenario_list() + "\nWalk-through: docs/lab.md");
+  app.get_formatter()->column_width(30);
+
+  chat::lab::LabOptions options;
+  std::string scenario;
+  bool json = false, list = false;
+  std::string wait = "60s", watch = "10s";
+  app.add_flag("--json", json, "Print the timeline as one JSON document");
+  app.add_flag("--list", list, "List the scenarios");
+  app.add_option("--server", options.server_path, "The chatserver to start (default: the one beside chatlab)");
+  app.add_option("--wait", wait, "Longest wait for the LEAVE after the fault")->capture_default_str();
+  app.add_option("--watch", watch, "poll-only: how long to watch nothing happen")->capture_default_str();
+  app.add_option("scenario", scenario, "What to break (see below)");
+  app.add_option("server-options", options.extra, "More chatserver options, after --");
+
+  std::string victim_address;
+  int victim_port = 0;
+  auto* victim = app.add_subcommand("victim", "");  // internal: the victim process
+  victim->group("");
+  victim->add_option("address", victim_address)->required();
+  victim->add_option("port", victim_port)->required();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  if (victim->parsed()) return chat::lab::run_victim(victim_address, static_cast<std::uint16_t>(victim_port));
+  if (list) {
+    std::cout << scenario_list();
+    return 0;
+  }
+  if (scenario.empty()) {
+    std::cerr << "chatlab: which scenario? One of:\n" << scenario_list();
+    return 2;
+  }
+  const auto& names = chat::lab::scenario_names();
+  if (std::find(names.begin(), names.end(), scenario) == names.end()) {
+    std::cerr << "chatlab: no scenario '" << scenario << "'. One of:\n" << scenario_list();
+    return 2;
+  }
+  for (auto [text, target] : {std::pair{&wait, &options.wait}, std::pair{&watch, &options.watch}}) {
+    std::string error;
+    auto value = chat::parse_duration(*text, &error);
+    if (!value || *value <= std::chrono::milliseconds(0)) {
+      std::cerr << "chatlab: bad duration '" << *text << "': " << (error.empty() ? "must be positive" : error) << "\n";
+      return 2;
+    }
+    *target = *value;
+  }
+  try {
+    options.self_path = chat::bench::self_path();
+    if (options.server_path.empty()) options.server_path = default_server(options.self_path);
+    if (options.server_path.empty()) {
+      std::cerr << "chatlab: no chatserver found beside chatlab or on PATH; give --server PATH\n";
+      return 2;
+    }
+    const auto result = chat::lab::run_scenario(scenario, options, std::cerr);
+    if (json) {
+      std::cout << chat::lab::json_result(result) << "\n";
+    } else {
+      chat::lab::print_result(result, std::cout);
+    }
+    return result.ok() ? 0 : 1;
+  } catch (const chat::lab::LabUnavailable& e) {
+    std::cerr << "chatlab: " << scenario << " needs network namespaces, which this machine cannot give: " << e.what()
+              << "\n(run it as root, with iproute2 installed: sudo " << argv[0] << " " << scenario << ")\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "chatlab: " << scenario << " failed: " << e.what() << "\n";
+    return 1;
+  }
+}

@@ -1,0 +1,77 @@
+// Observer: the client that stays. It joins the room as "observer" before the victim, answers
+// the server's PINGs (so it is never the one dropped), and reads what "the others" receive:
+// the victim's JOIN, and the LEAVE with its cause, which is the end of every scenario. It can
+// also talk (say), to give the server something to send the victim.
+//
+// Threads: the constructor connects on the calling thread (the main thread) and starts the
+// observer's reader thread, which reads every line and answers PINGs; the destructor stops and
+// joins it. say() and the wait_*() calls are for the main thread; the state they share with
+// the reader thread is guarded by mutex_, and sending by send_mutex_.
+#pragma once
+
+#include "lab/timeline.hpp"
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace chat::lab {
+
+// A blocking TCP connection to `address`:`port` (IPv4), made from inside the network namespace
+// `netns` when it is not empty (/run/netns/<netns>; the calling thread enters it for the
+// connect and comes back; a socket stays in the namespace it was made in). Waits at most
+// `timeout`. Returns the descriptor; throws std::system_error / std::runtime_error.
+int connect_tcp(const std::string& address, std::uint16_t port, const std::string& netns,
+                std::chrono::milliseconds timeout);
+
+// The local port of a connected socket.
+std::uint16_t local_port(int fd);
+
+struct LeaveSeen {
+  WallClock::time_point at;
+  std::string cause;
+  std::string detail;
+};
+
+class Observer {
+ public:
+  Observer(const std::string& address, std::uint16_t port, const std::string& netns, Timeline& timeline);
+  ~Observer();
+  Observer(const Observer&) = delete;
+  Observer& operator=(const Observer&) = delete;
+
+  std::uint16_t port() const { return port_; }
+  // Sends "SAY <text>". False if the connection is gone.
+  bool say(const std::string& text);
+  // Waits until the room says `nick` joined (JOIN), or until `deadline`.
+  bool wait_join(const std::string& nick, std::chrono::steady_clock::time_point deadline);
+  // Waits for "LEAVE <nick> ...", until `deadline`.
+  std::optional<LeaveSeen> wait_leave(const std::string& nick, std::chrono::steady_clock::time_point deadline);
+  // The LEAVE of `nick` if it has come (does not wait).
+  std::optional<LeaveSeen> leave_of(const std::string& nick) const;
+
+ private:
+  void read_loop(std::stop_token stop);
+  bool send_line(const std::string& line);
+  std::optional<LeaveSeen> find_leave(const std::string& nick) const;  // with mutex_ held
+
+  Timeline& timeline_;
+  int fd_ = -1;
+  std::uint16_t port_ = 0;
+  std::mutex send_mutex_;  // one line at a time: the main thread's SAYs, the reader's PONGs
+  mutable std::mutex mutex_;
+  std::condition_variable cv_;
+  std::vector<std::string> joined_;  // guarded by mutex_
+  std::vector<std::pair<std::string, LeaveSeen>> left_;  // guarded by mutex_
+  bool welcomed_ = false;            // guarded by mutex_: the server said WELCOME
+  bool gone_ = false;                // guarded by mutex_: the server closed the connection
+  std::jthread reader_;              // last: stopped and joined before the rest goes
+};
+
+}  // namespace chat::lab

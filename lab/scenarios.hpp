@@ -1,0 +1,83 @@
+// chatlab's scenarios: each starts a chatserver with --trace, an observer client and a victim
+// client, injects one failure into the victim (or its host, or the path to it), waits for the
+// LEAVE the observer receives, and keeps everything that happened meanwhile as a Timeline.
+//
+//   quit          the victim says QUIT                       -> quit      (reader)
+//   close         the victim closes its socket (FIN)         -> closed    (reader)
+//   kill          the victim's process is SIGKILLed (FIN)    -> closed    (reader)
+//   crash-unread  killed with unread data: the kernel's RST  -> reset     (reader)
+//   cable-pull    its host's link goes down (netns, root)    -> timeout   (keepalive: kernel or poller)
+//   host-reboot   its host crashes and boots again           -> reset     (the next write meets an RST)
+//   hang          its process is stopped (SIGSTOP)           -> no-pong   (poller's heartbeat)
+//   not-reading   it stops reading while the room talks      -> too-slow  (writer or poller)
+//   flood         it sends as fast as it can                 -> flood     (reader's flood control)
+//   poll-only     cable-pull with keepalive and heartbeat off: nothing notices; then keepalive on
+//
+// Threads: run_scenario runs on the main thread; the objects it creates own the other threads
+// (the server's stderr drain thread, the observer's reader thread, the ss thread).
+#pragma once
+
+#include "lab/timeline.hpp"
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace chat::lab {
+
+struct LabOptions {
+  std::string server_path;  // chatserver
+  std::string self_path;    // this executable, started again as `chatlab victim`
+  std::vector<std::string> extra;  // more chatserver options; they come last and win
+  std::chrono::milliseconds wait{60'000};   // longest wait for the LEAVE
+  std::chrono::milliseconds watch{10'000};  // poll-only: how long nothing is seen to happen
+};
+
+// One server run: one failure, one timeline.
+struct PhaseResult {
+  std::string title;                     // "keepalive off, no heartbeat"
+  std::string fault;                     // what was done at 0 ms
+  std::vector<std::string> server_args;  // the options chatserver ran with
+  std::vector<LabEvent> events;
+  WallClock::time_point fault_at{};
+  std::optional<std::string> leave_line; // what the observer read, if anything
+  std::string cause;                     // from the LEAVE ("" without one)
+  double leave_ms = 0;                   // from the fault to the observer reading the LEAVE
+  std::string detector;                  // the thread whose decision ended the session: "reader", "poller", "writer"
+  std::string decision;                  // that thread's "ends victim: ..." line
+  std::string evidence;                  // that thread's line just before: the inputs it decided on
+  double detected_ms = 0;                // from the fault to that decision
+  std::string expected_cause;            // "" when nothing is expected to notice
+  std::vector<std::string> expected_detectors;
+  bool ok = false;
+  std::string verdict;                   // one sentence: what happened, and whether it was expected
+};
+
+struct ScenarioResult {
+  std::string name;
+  std::string summary;  // the failure and the lesson, a sentence or two
+  std::vector<PhaseResult> phases;
+  bool ok() const;
+};
+
+// The scenario names, in the order of the table above.
+const std::vector<std::string>& scenario_names();
+// "cable-pull" and friends need network namespaces (root, iproute2).
+bool needs_netns(const std::string& name);
+std::string scenario_summary(const std::string& name);
+
+// Thrown when a scenario needs what this machine cannot give (root for namespaces).
+struct LabUnavailable : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Runs the scenario `name`. Progress lines go to `progress` (stderr). Throws LabUnavailable,
+// std::invalid_argument for an unknown name, std::runtime_error when the lab itself fails.
+ScenarioResult run_scenario(const std::string& name, const LabOptions& options, std::ostream& progress);
+
+// The timeline for people, and as JSON.
+void print_result(const ScenarioResult& result, std::ostream& out);
+std::string json_result(const ScenarioResult& result);
+
+}  // namespace chat::lab

@@ -1,0 +1,145 @@
+#include "lab/timeline.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <ctime>
+
+namespace chat::lab {
+namespace {
+
+// `word` occurs in `text` on its own: not inside a longer nickname, number or port.
+bool contains_word(std::string_view text, std::string_view word) {
+  auto is_word_char = [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '!' ||
+           c == '-';
+  };
+  for (std::size_t at = text.find(word); at != std::string_view::npos; at = text.find(word, at + 1)) {
+    const bool starts = at == 0 || !is_word_char(text[at - 1]) || word.front() == '#' || word.front() == ':';
+    const std::size_t end = at + word.size();
+    if (starts && (end == text.size() || !is_word_char(text[end]))) return true;
+  }
+  return false;
+}
+
+int number(std::string_view text) {
+  int value = -1;
+  std::from_chars(text.data(), text.data() + text.size(), value);
+  return value;
+}
+
+}  // namespace
+
+double ms_between(WallClock::time_point from, WallClock::time_point to) {
+  return std::chrono::duration<double, std::milli>(to - from).count();
+}
+
+std::optional<ServerLine> parse_server_line(std::string_view line, WallClock::time_point received) {
+  // HH:MM:SS.fff[fff] [role] level: message
+  if (line.size() < 14 || line[2] != ':' || line[5] != ':' || line[8] != '.') return std::nullopt;
+  const auto space = line.find(' ');
+  const auto close = line.find("] ");
+  if (space == std::string_view::npos || close == std::string_view::npos || line[space + 1] != '[') return std::nullopt;
+  const auto colon = line.find(": ", close);
+  if (colon == std::string_view::npos) return std::nullopt;
+  const int hours = number(line.substr(0, 2));
+  const int minutes = number(line.substr(3, 2));
+  const int seconds = number(line.substr(6, 2));
+  const auto fraction = line.substr(9, space - 9);
+  if (hours < 0 || minutes < 0 || seconds < 0 || fraction.empty() || fraction.size() > 6) return std::nullopt;
+  int micros = number(fraction);
+  if (micros < 0) return std::nullopt;
+  for (auto digits = fraction.size(); digits < 6; ++digits) micros *= 10;
+
+  // The stamp is local time of day: put it on the day of `received`, then move it a day if
+  // that is nearer (a run across midnight).
+  const std::time_t t = WallClock::to_time_t(received);
+  std::tm local{};
+  localtime_r(&t, &local);
+  local.tm_hour = hours;
+  local.tm_min = minutes;
+  local.tm_sec = seconds;
+  local.tm_isdst = -1;
+  auto at = WallClock::from_time_t(std::mktime(&local)) + std::chrono::microseconds(micros);
+  using namespace std::chrono_literals;
+  if (at - received > 12h) at -= 24h;
+  if (received - at > 12h) at += 24h;
+
+  ServerLine parsed;
+  parsed.at = at;
+  parsed.role = std::string(line.substr(space + 2, close - space - 2));
+  parsed.level = std::string(line.substr(close + 2, colon - close - 2));
+  parsed.message = std::string(line.substr(colon + 2));
+  return parsed;
+}
+
+void Timeline::add(std::string source, std::string text, WallClock::time_point at) {
+  std::lock_guard lock(mutex_);
+  if (events_.size() >= max_events) {
+    ++dropped_;
+    return;
+  }
+  events_.push_back(LabEvent{at, std::move(source), std::move(text)});
+}
+
+void Timeline::add_server_line(const std::string& line) {
+  const auto now = WallClock::now();
+  if (auto parsed = parse_server_line(line, now)) {
+    if (parsed->level == "debug") return;
+    add(std::move(parsed->role), parsed->level == "trace" || parsed->level == "info"
+                                     ? std::move(parsed->message)
+                                     : parsed->level + ": " + parsed->message,
+        parsed->at);
+  } else {
+    add("server", line, now);  // "chatserver listening on ...", or anything unexpected
+  }
+}
+
+void Timeline::ignore_client(std::string nick, std::uint16_t port) {
+  std::lock_guard lock(mutex_);
+  ignored_.push_back(std::move(nick));
+  ignored_ports_.push_back(port);
+}
+
+void Timeline::mark_fault(WallClock::time_point at) {
+  std::lock_guard lock(mutex_);
+  fault_ = at;
+}
+
+std::optional<WallClock::time_point> Timeline::fault() const {
+  std::lock_guard lock(mutex_);
+  return fault_;
+}
+
+std::size_t Timeline::dropped() const {
+  std::lock_guard lock(mutex_);
+  return dropped_;
+}
+
+std::vector<LabEvent> Timeline::events() const {
+  std::lock_guard lock(mutex_);
+  // The ignored clients' numbers, from the listener's lines about their ports.
+  std::vector<std::string> words = ignored_;
+  for (const auto& e : events_) {
+    if (e.source != "listener") continue;
+    for (auto port : ignored_ports_) {
+      const std::string needle = ":" + std::to_string(port) + " as #";
+      if (const auto at = e.text.find(needle); at != std::string::npos) {
+        words.push_back(e.text.substr(at + needle.size() - 1));
+      }
+    }
+  }
+  for (auto port : ignored_ports_) words.push_back(":" + std::to_string(port));
+  std::vector<LabEvent> kept;
+  for (const auto& e : events_) {
+    // chatlab's own steps, the victim's and what the observer read (the others' view) are kept.
+    const bool own = e.source == "observer" || e.source == "chatlab" || e.source == "victim";
+    const bool ignored = !own && std::any_of(words.begin(), words.end(), [&](const std::string& w) {
+      return contains_word(e.source, w) || contains_word(e.text, w);
+    });
+    if (!ignored) kept.push_back(e);
+  }
+  std::stable_sort(kept.begin(), kept.end(), [](const LabEvent& a, const LabEvent& b) { return a.at < b.at; });
+  return kept;
+}
+
+}  // namespace chat::lab

@@ -1,0 +1,219 @@
+// chatlab on loopback: the parsers its timeline is built from, every scenario that needs no
+// network namespace, and the program itself (exit status, --json, usage errors).
+#include "lab/ss_watch.hpp"
+#include "lab/timeline.hpp"
+#include "tests/lab/lab_check.hpp"
+#include "tests/support/process.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <sstream>
+
+using namespace chat::lab;
+using namespace chat::test;
+using namespace std::chrono_literals;
+
+TEST_CASE("parse_server_line reads the stamp, the thread's role, the level and the message", "[lab]") {
+  const auto now = WallClock::now();
+  const std::time_t t = WallClock::to_time_t(now);
+  std::tm local{};
+  localtime_r(&t, &local);
+  char stamp[16];
+  std::strftime(stamp, sizeof stamp, "%H:%M:%S", &local);
+
+  const auto traced = parse_server_line(std::string(stamp) + ".123456 [reader victim] trace: recv: 13 bytes", now);
+  REQUIRE(traced);
+  CHECK(traced->role == "reader victim");
+  CHECK(traced->level == "trace");
+  CHECK(traced->message == "recv: 13 bytes");
+  const auto whole_second = WallClock::from_time_t(t);
+  CHECK(traced->at - whole_second == std::chrono::microseconds(123456));
+
+  const auto plain = parse_server_line(std::string(stamp) + ".120 [poller] info: x: y", now);
+  REQUIRE(plain);
+  CHECK(plain->at - whole_second == std::chrono::microseconds(120000));
+  CHECK(plain->message == "x: y");
+
+  for (const char* bad : {"chatserver listening on 127.0.0.1:4000", "", "12:00:00", "12:00:00.1 poller info: x"}) {
+    INFO(bad);
+    CHECK_FALSE(parse_server_line(bad, now));
+  }
+}
+
+TEST_CASE("parse_server_line puts a stamp from just before midnight on the day before", "[lab]") {
+  std::tm local{};
+  local.tm_year = 126;
+  local.tm_mon = 11;
+  local.tm_mday = 2;
+  local.tm_hour = 0;
+  local.tm_min = 0;
+  local.tm_sec = 1;
+  local.tm_isdst = -1;
+  const auto just_after = WallClock::from_time_t(std::mktime(&local));
+  const auto line = parse_server_line("23:59:59.500000 [poller] trace: x", just_after);
+  REQUIRE(line);
+  CHECK(just_after - line->at == 1500ms);
+}
+
+TEST_CASE("parse_ss_record reads the state, the timer, the probes and the retransmissions", "[lab]") {
+  const auto keepalive = parse_ss_record(
+      "ESTAB 0      0      10.254.1.1:15600 10.254.1.2:41234 timer:(keepalive,1.2sec,2)",
+      "\t ts sack cubic wscale:7,7 rto:204 rtt:0.05/0.02 lastsnd:3000 lastrcv:3000 lastack:3056 unacked:0");
+  REQUIRE(keepalive);
+  CHECK(keepalive->state == "ESTAB");
+  CHECK(keepalive->timer == "keepalive");
+  CHECK(keepalive->timer_count == 2);
+  CHECK(keepalive->lastack_ms == 3056);
+  CHECK(keepalive->describe() == "ESTAB, Recv-Q 0, Send-Q 0, keepalive timer, 2 probes sent, last ACK 3056 ms ago");
+
+  const auto retransmitting = parse_ss_record("FIN-WAIT-1 0 153115 127.0.0.1:1 127.0.0.1:2 timer:(on,408ms,3)",
+                                              "\t rto:1632 backoff:3 unacked:5 retrans:1/9 lastack:900");
+  REQUIRE(retransmitting);
+  CHECK(retransmitting->send_q == 153115);
+  CHECK(retransmitting->timer == "on");
+  CHECK(retransmitting->unacked == 5);
+  CHECK(retransmitting->retrans == "1/9");
+  CHECK(retransmitting->backoff == 3);
+  CHECK(retransmitting->describe().find("retransmission timer, 3 retransmissions") != std::string::npos);
+  // A new probe changes the signature; the ACK's age alone does not.
+  auto older = *keepalive;
+  older.lastack_ms += 100;
+  CHECK(older.signature() == keepalive->signature());
+  older.timer_count = 3;
+  CHECK(older.signature() != keepalive->signature());
+
+  CHECK_FALSE(parse_ss_record("", ""));
+  CHECK_FALSE(parse_ss_record("ESTAB 0", ""));
+}
+
+TEST_CASE("Timeline leaves out the observer's lines and keeps the rest in time order", "[lab]") {
+  Timeline timeline;
+  const auto t0 = WallClock::now();
+  timeline.ignore_client("observer", 40000);
+  timeline.add("poller", "heartbeat victim: quiet", t0 + 2ms);
+  timeline.add("listener", "accepted 127.0.0.1:40000 as #1", t0);
+  timeline.add("reader #1", "recv: 15 bytes", t0 + 1ms);
+  timeline.add("reader observer", "recv: 6 bytes", t0 + 3ms);
+  timeline.add("poller", "heartbeat observer: quiet", t0 + 4ms);
+  timeline.add("poller", "heartbeat #10: quiet", t0 + 5ms);  // #10 is not #1
+  timeline.add("observer", "LEAVE victim closed", t0 + 6ms);
+  timeline.add("chatlab", "FAULT: the observer talks", t0 + 1ms);
+  std::vector<std::string> kept;
+  for (const auto& e : timeline.events()) kept.push_back(e.source + ": " + e.text);
+  CHECK(kept == std::vector<std::string>{"chatlab: FAULT: the observer talks", "poller: heartbeat victim: quiet",
+                                         "poller: heartbeat #10: quiet", "observer: LEAVE victim closed"});
+}
+
+TEST_CASE("Timeline keeps a bounded number of events", "[lab]") {
+  Timeline timeline;
+  for (std::size_t i = 0; i < Timeline::max_events + 10; ++i) timeline.add("poller", "x");
+  CHECK(timeline.events().size() == Timeline::max_events);
+  CHECK(timeline.dropped() == 10);
+}
+
+TEST_CASE("chatlab quit: the reader reads QUIT", "[lab][scenario]") {
+  const auto result = run_scenario("quit", lab_options(), std::cerr);
+  INFO(timeline_text(result));
+  REQUIRE(result.phases.size() == 1);
+  check_phase(result.phases[0], "quit", {"reader"});
+}
+
+TEST_CASE("chatlab close: the reader's recv() returns 0 (FIN)", "[lab][scenario]") {
+  const auto result = run_scenario("close", lab_options(), std::cerr);
+  INFO(timeline_text(result));
+  REQUIRE(result.phases.size() == 1);
+  check_phase(result.phases[0], "closed", {"reader"});
+  CHECK(result.phases[0].evidence.find("end of stream (the peer sent FIN)") != std::string::npos);
+}
+
+TEST_CASE("chatlab kill: a killed process's kernel sends a FIN", "[lab][scenario]") {
+  const auto result = run_scenario("kill", lab_options(), std::cerr);
+  INFO(timeline_text(result));
+  REQUIRE(result.phases.size() == 1);
+  check_phase(result.phases[0], "closed", {"reader"});
+}
+
+TEST_CASE("chatlab crash-unread: unread data turns the close into an RST", "[lab][scenario]") {
+  const auto result = run_scenario("crash-unread", lab_options(), std::cerr);
+  INFO(timeline_text(result));
+  REQUIRE(result.phases.size() == 1);
+  check_phase(result.phases[0], "reset", {"reader", "poller", "writer"});
+  const auto& events = result.phases[0].events;
+  CHECK(std::any_of(events.begin(), events.end(), [](const LabEvent& e) {
+    return e.source == "victim" && e.text.rfind("unread ", 0) == 0;
+  }));
+}
+
+TEST_CASE("chatlab hang: the poller's heartbeat finds a stopped process", "[lab][scenario]") {
+  const auto result = run_scenario("hang", lab_options(), std::cerr);
+  INFO(timeline_text(result));
+  REQUIRE(result.phases.size() == 1);
+  const auto& phase = result.phases[0];
+  check_phase(phase, "no-pong", {"poller"});
+  CHECK(phase.evidence.find("heartbeat victim: no line") != std::string::npos);
+  CHECK(phase.evidence.find("its kernel ACKs") != std::string::npos);
+  // The PING went out first.
+  CHECK(std::any_of(phase.events.begin(), phase.events.end(), [](const LabEvent& e) {
+    return e.source == "poller" && e.text.find("-> PING") != std::string::npos;
+  }));
+}
+
+TEST_CASE("chatlab not-reading: a client that does not read is dropped too-slow", "[lab][scenario]") {
+  const auto result = run_scenario("not-reading", lab_options(), std::cerr);
+  INFO(timeline_text(result));
+  REQUIRE(result.phases.size() == 1);
+  check_phase(result.phases[0], "too-slow", {"writer", "poller", "reader"});
+}
+
+TEST_CASE("chatlab flood: flood control slows the reader, then drops the client", "[lab][scenario]") {
+  const auto result = run_scenario("flood", lab_options(), std::cerr);
+  INFO(timeline_text(result));
+  REQUIRE(result.phases.size() == 1);
+  const auto& phase = result.phases[0];
+  check_phase(phase, "flood", {"reader"});
+  CHECK(std::any_of(phase.events.begin(), phase.events.end(), [](const LabEvent& e) {
+    return e.source == "reader victim" && e.text.rfind("flood control: over 10 lines/s", 0) == 0;
+  }));
+  // Not before the grace (2 s) has run out.
+  CHECK(phase.detected_ms >= 1900);
+}
+
+TEST_CASE("chatlab the program: a timeline, --json, and exit 2 for what it cannot do", "[lab][program]") {
+  {
+    Subprocess lab({CHATLAB_PATH, "close"});
+    lab.close_stdin();
+    std::string seen;
+    CHECK(lab.wait_for_line(Stream::out, "ok: cause closed, decided by the reader thread", 30s, &seen));
+    INFO(seen);
+    CHECK(seen.find("FAULT: the victim closes its socket") != std::string::npos);
+    CHECK(seen.find("LEAVE victim closed") != std::string::npos);
+    CHECK(lab.wait_exit(30s) == 0);
+  }
+  {
+    // One JSON document; the options come after -- and reach chatserver.
+    Subprocess lab({CHATLAB_PATH, "--json", "kill", "--", "--poll-interval", "50ms"});
+    lab.close_stdin();
+    const auto json = lab.read_line(Stream::out, 30s);
+    REQUIRE(json);
+    CHECK(json->rfind("{\"scenario\":\"kill\"", 0) == 0);
+    CHECK(json->find("\"ok\":true") != std::string::npos);
+    CHECK(json->find("\"detector\":\"reader\"") != std::string::npos);
+    CHECK(json->find("\"--poll-interval\",\"50ms\"") != std::string::npos);
+    CHECK(lab.wait_exit(30s) == 0);
+  }
+  for (std::vector<std::string> argv : {std::vector<std::string>{CHATLAB_PATH, "no-such-scenario"},
+                                        std::vector<std::string>{CHATLAB_PATH},
+                                        std::vector<std::string>{CHATLAB_PATH, "--wait", "soon", "kill"}}) {
+    Subprocess lab(argv);
+    lab.close_stdin();
+    CHECK(lab.wait_exit(10s) == 2);
+  }
+  {
+    // The server's own usage error is the lab's failure, said as such.
+    Subprocess lab({CHATLAB_PATH, "kill", "--", "--no-such-option"});
+    lab.close_stdin();
+    std::string seen;
+    CHECK(lab.wait_for_line(Stream::err, "chatserver did not start", 10s, &seen));
+    CHECK(lab.wait_exit(10s) == 1);
+  }
+}

@@ -1,0 +1,56 @@
+// Runs one chatlab scenario in-process (the victim is the chatlab executable, the server the
+// chatserver built with it) and checks what a learner is promised: the others receive the
+// expected cause, and the timeline names the thread that decided and what it saw.
+//
+// Threads: the Catch2 test thread (the scenario's objects own their threads).
+#pragma once
+
+#include "lab/scenarios.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <iostream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace chat::test {
+
+inline lab::LabOptions lab_options() {
+  lab::LabOptions options;
+  options.server_path = CHATSERVER_PATH;
+  options.self_path = CHATLAB_PATH;
+  options.wait = std::chrono::seconds(30);  // generous: the lab timings fire within 5 s
+  options.watch = std::chrono::seconds(2);
+  return options;
+}
+
+inline std::string timeline_text(const lab::ScenarioResult& result) {
+  std::ostringstream out;
+  lab::print_result(result, out);
+  return out.str();
+}
+
+// Checks one phase: its cause, the detector (one of `detectors`), and that the timeline holds
+// the detector's decision ("ends victim: <cause>") from that thread, and the observer's LEAVE.
+inline void check_phase(const lab::PhaseResult& phase, const std::string& cause,
+                        const std::vector<std::string>& detectors) {
+  CHECK(phase.cause == cause);
+  CHECK(std::find(detectors.begin(), detectors.end(), phase.detector) != detectors.end());
+  CHECK(phase.ok);
+  const auto decided = std::find_if(phase.events.begin(), phase.events.end(), [&](const lab::LabEvent& e) {
+    return e.source.rfind(phase.detector, 0) == 0 && e.text.rfind("ends victim: " + cause, 0) == 0;
+  });
+  CHECK(decided != phase.events.end());
+  CHECK_FALSE(phase.evidence.empty());
+  const auto leave = std::find_if(phase.events.begin(), phase.events.end(), [&](const lab::LabEvent& e) {
+    return e.source == "observer" && e.text.rfind("LEAVE victim " + cause, 0) == 0;
+  });
+  CHECK(leave != phase.events.end());
+  // Time 0 is the fault: the decision comes after it, and the others hear of it after that.
+  CHECK(phase.detected_ms >= 0);
+  CHECK(phase.leave_ms >= phase.detected_ms);
+}
+
+}  // namespace chat::test
