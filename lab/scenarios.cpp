@@ -13,7 +13,6 @@
 #include <memory>
 #include <ostream>
 #include <stdexcept>
-#include <thread>
 
 namespace chat::lab {
 namespace {
@@ -339,9 +338,13 @@ PhaseResult run_phase(const PhaseSpec& spec, const LabOptions& options, std::ost
   progress << "chatlab: FAULT: " << r.fault << "\n";
   const auto wait = spec.expected_cause.empty() ? options.watch : options.wait;
   const auto leave = observer.wait_leave("victim", SteadyClock::now() + wait);
-  // The lines that follow the decision (the reader's way out, ss seeing the socket go) come
-  // within milliseconds; a moment for them, then the timeline is taken.
-  std::this_thread::sleep_for(300ms);
+  // The reader logs "disconnected" on its way out, after the LEAVE went to the others: once
+  // that line is in, the story is complete.
+  if (leave) {
+    timeline.wait_for([](const std::string& source, const std::string& text) {
+      return source.rfind("reader", 0) == 0 && text.rfind("disconnected: ", 0) == 0;
+    }, SteadyClock::now() + 5s);
+  }
   ctx.drain_victim();
   if (leave) {
     r.cause = leave->cause;

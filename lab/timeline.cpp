@@ -73,12 +73,27 @@ std::optional<ServerLine> parse_server_line(std::string_view line, WallClock::ti
 }
 
 void Timeline::add(std::string source, std::string text, WallClock::time_point at) {
-  std::lock_guard lock(mutex_);
-  if (events_.size() >= max_events) {
-    ++dropped_;
-    return;
+  {
+    std::lock_guard lock(mutex_);
+    if (events_.size() >= max_events) {
+      ++dropped_;
+      return;
+    }
+    events_.push_back(LabEvent{at, std::move(source), std::move(text)});
   }
-  events_.push_back(LabEvent{at, std::move(source), std::move(text)});
+  added_.notify_all();
+}
+
+bool Timeline::wait_for(const std::function<bool(const std::string&, const std::string&)>& match,
+                        std::chrono::steady_clock::time_point deadline) const {
+  std::unique_lock lock(mutex_);
+  std::size_t checked = 0;
+  return added_.wait_until(lock, deadline, [&] {
+    for (; checked < events_.size(); ++checked) {
+      if (match(events_[checked].source, events_[checked].text)) return true;
+    }
+    return false;
+  });
 }
 
 void Timeline::add_server_line(const std::string& line) {

@@ -11,7 +11,9 @@
 
 #include <chrono>
 #include <cstddef>
+#include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -55,12 +57,18 @@ class Timeline {
   void mark_fault(WallClock::time_point at);
   std::optional<WallClock::time_point> fault() const;
 
+  // Waits until an event for which `match(source, text)` is true has been added, or until
+  // `deadline`. True if one was.
+  bool wait_for(const std::function<bool(const std::string&, const std::string&)>& match,
+                std::chrono::steady_clock::time_point deadline) const;
+
   // The events kept, in time order (ties in the order they were added).
   std::vector<LabEvent> events() const;
   std::size_t dropped() const;
 
  private:
   mutable std::mutex mutex_;
+  mutable std::condition_variable added_;  // notified for every event added
   std::vector<LabEvent> events_;        // guarded by mutex_
   std::vector<std::string> ignored_;    // guarded by mutex_: nicknames
   std::vector<std::uint16_t> ignored_ports_;  // guarded by mutex_

@@ -209,3 +209,44 @@ TEST_CASE("a QUIT or last line sent right before closing is never lost to the po
     }
   }
 }
+
+TEST_CASE("--ping-interval off: a quiet protocol client gets no PING; with an interval it does", "[process][detection]") {
+  for (const std::string interval : {"off", "0", "50ms"}) {
+    INFO("--ping-interval " << interval);
+    ServerProcess server({"--ping-interval", interval, "--ping-timeout", "10s", "--poll-interval", "10ms"});
+    auto quiet = join(server.port(), "quiet");
+    // Waiting here is the test: 20 sweeps' worth of silence at least (a PING comes after 50 ms).
+    auto ping = quiet->expect_line([](const std::string& l) { return l.rfind("PING ", 0) == 0; },
+                                   std::chrono::milliseconds(600));
+    CHECK(ping.has_value() == (interval == "50ms"));
+  }
+}
+
+TEST_CASE("--trace: each detector's decision is one line, tagged with the thread that made it", "[process][detection]") {
+  ServerProcess server({"--trace", "--ping-interval", "200ms", "--ping-timeout", "300ms", "--keepalive", "2s,1s,2"});
+  std::string seen;
+  CHECK(server.process().wait_for_line(Stream::err, "keepalive 2s,1s,2", patience, &seen));
+  auto observer = join(server.port(), "observer");
+  // The listener says which keepalive options the socket got; the reader what recv() returned.
+  CHECK(server.process().wait_for_line(
+      Stream::err, "[listener] trace: accept 127.0.0.1:", patience, &seen));
+  CHECK(seen.find("TCP_KEEPIDLE 2.0 s, TCP_KEEPINTVL 1.0 s, TCP_KEEPCNT 2, TCP_USER_TIMEOUT 4.0 s") != std::string::npos);
+  CHECK(server.process().wait_for_line(Stream::err, "trace: recv: 15 bytes", patience, &seen));
+  // The poller's heartbeat: the PING, then (nobody answers) its verdict with TCP_INFO's view.
+  CHECK(server.process().wait_for_line(Stream::err, "[poller] trace: heartbeat observer: quiet for", patience, &seen));
+  CHECK(seen.find("> ping-interval 200 ms -> PING p") != std::string::npos);
+  CHECK(server.process().wait_for_line(Stream::err, "[poller] trace: heartbeat observer: no line for", patience, &seen));
+  CHECK(seen.find("TCP_INFO: last ACK") != std::string::npos);
+  CHECK(seen.find("-> no-pong: its kernel ACKs, its process does not answer") != std::string::npos);
+  // The decision, from the thread that made it; then the reader's recv() sees why it woke.
+  CHECK(server.process().wait_for_line(Stream::err, "[poller] trace: ends observer: no-pong", patience, &seen));
+  CHECK(server.process().wait_for_line(
+      Stream::err, "trace: recv: 0 bytes: another thread ended the session and shut the socket down", patience, &seen));
+  // Time stamps carry microseconds at this level: HH:MM:SS.uuuuuu.
+  const auto line_start = seen.rfind('\n', seen.size() - 2);
+  const auto last = seen.substr(line_start == std::string::npos ? 0 : line_start + 1);
+  INFO(last);
+  CHECK(last.size() > 16);
+  CHECK(last[8] == '.');
+  CHECK(last[15] == ' ');
+}

@@ -48,7 +48,7 @@ TEST_CASE("chatserver --help and --version exit 0", "[process]") {
   for (const char* option : {"--bind", "--port", "--max-clients", "--max-line", "--handshake-timeout", "--log-file",
                              "--log-level", "--version", "--keepalive", "--ping-interval", "--ping-timeout",
                              "--send-queue", "--send-timeout", "--poll-interval", "--max-rate", "--max-burst",
-                             "--flood-grace", "--max-per-ip"}) {
+                             "--flood-grace", "--max-per-ip", "--trace"}) {
     INFO(option);
     CHECK(out.find(option) != std::string::npos);
   }
@@ -64,6 +64,7 @@ TEST_CASE("chatserver rejects bad usage with a message and exit code 2", "[proce
       {"--keepalive", "1.5s,2s,3"}, {"--send-queue", "12XB"},   {"--log-level", "loud"},
       {"--no-such-option"},       {"--max-line", "10"},         {"--max-rate", "-1"},
       {"--max-burst", "0"},       {"--flood-grace", "1"},       {"--max-per-ip", "x"},
+      {"--ping-interval", "5ms"}, {"--log-level", "TRACE"},     {"--trace", "yes"},
   };
   for (const auto& args : bad) {
     auto [code, out] = run_to_exit(args);
