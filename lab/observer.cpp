@@ -118,17 +118,19 @@ Observer::~Observer() {
   ::close(fd_);
 }
 
-bool Observer::send_line(const std::string& line) {
-  std::lock_guard lock(send_mutex_);
-  std::string data = line + "\n";
-  std::string_view rest = data;
-  while (!rest.empty()) {
-    const ssize_t n = ::send(fd_, rest.data(), rest.size(), MSG_NOSIGNAL);
+bool send_all(int fd, std::string_view data) {
+  while (!data.empty()) {
+    const ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return false;
-    rest.remove_prefix(static_cast<std::size_t>(n));
+    data.remove_prefix(static_cast<std::size_t>(n));
   }
   return true;
+}
+
+bool Observer::send_line(const std::string& line) {
+  std::lock_guard lock(send_mutex_);
+  return send_all(fd_, line + "\n");
 }
 
 bool Observer::say(const std::string& text) { return send_line("SAY " + text); }

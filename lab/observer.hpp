@@ -17,6 +17,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -29,6 +30,9 @@ namespace chat::lab {
 // `timeout`. Returns the descriptor; throws std::system_error / std::runtime_error.
 int connect_tcp(const std::string& address, std::uint16_t port, const std::string& netns,
                 std::chrono::milliseconds timeout);
+
+// Sends all of `data` on a blocking socket (MSG_NOSIGNAL); false when the connection is gone.
+bool send_all(int fd, std::string_view data);
 
 // The local port of a connected socket.
 std::uint16_t local_port(int fd);

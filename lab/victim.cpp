@@ -18,17 +18,6 @@
 namespace chat::lab {
 namespace {
 
-// Sends all of `data`; false when the connection is gone.
-bool send_all(int fd, std::string_view data) {
-  while (!data.empty()) {
-    const ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    data.remove_prefix(static_cast<std::size_t>(n));
-  }
-  return true;
-}
-
 // One line for chatlab, stamped with the wall clock in microseconds (chatlab puts it on its
 // timeline at that time, not at the time it happens to read it).
 void report(const std::string& text) {

@@ -45,6 +45,9 @@ std::variant<ServerConfig, int> parse_server_args(int argc, const char* const* a
                "Clients: chatclient, or nc/telnet (type a nickname, then chat). Protocol: docs/protocol.md"};
   app.set_version_flag("--version", std::string("chatserver ") + CHAT_VERSION);
   app.get_formatter()->column_width(34);
+  // An option given twice takes its last value, as in most Unix programs: a wrapper (chatlab,
+  // a service file) can add its own defaults and still let the user's options win.
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
 
   app.add_option("--bind", c.bind, "Address to listen on")->capture_default_str();
   app.add_option("--port", c.port, "TCP port; 0 picks a free one")->capture_default_str();

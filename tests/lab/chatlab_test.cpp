@@ -190,8 +190,8 @@ TEST_CASE("chatlab the program: a timeline, --json, and exit 2 for what it canno
     CHECK(lab.wait_exit(30s) == 0);
   }
   {
-    // One JSON document; the options come after -- and reach chatserver.
-    Subprocess lab({CHATLAB_PATH, "--json", "kill", "--", "--poll-interval", "50ms"});
+    // One JSON document; the options after -- reach chatserver, after the lab's own, and win.
+    Subprocess lab({CHATLAB_PATH, "--json", "kill", "--", "--poll-interval", "50ms", "--keepalive", "3s,1s,3"});
     lab.close_stdin();
     const auto json = lab.read_line(Stream::out, 30s);
     REQUIRE(json);
@@ -199,6 +199,7 @@ TEST_CASE("chatlab the program: a timeline, --json, and exit 2 for what it canno
     CHECK(json->find("\"ok\":true") != std::string::npos);
     CHECK(json->find("\"detector\":\"reader\"") != std::string::npos);
     CHECK(json->find("\"--poll-interval\",\"50ms\"") != std::string::npos);
+    CHECK(json->find("TCP_KEEPIDLE 3.0 s, TCP_KEEPINTVL 1.0 s, TCP_KEEPCNT 3") != std::string::npos);
     CHECK(lab.wait_exit(30s) == 0);
   }
   for (std::vector<std::string> argv : {std::vector<std::string>{CHATLAB_PATH, "no-such-scenario"},
