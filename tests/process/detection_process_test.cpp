@@ -210,7 +210,7 @@ TEST_CASE("a QUIT or last line sent right before closing is never lost to the po
   }
 }
 
-TEST_CASE("--ping-interval off: a quiet protocol client gets no PING; with an interval it does", "[process][detection]") {
+TEST_CASE("chatserver --ping-interval off: a quiet protocol client gets no PING, with an interval it does", "[process][detection]") {
   for (const std::string interval : {"off", "0", "50ms"}) {
     INFO("--ping-interval " << interval);
     // Given twice, the last one wins (chatlab adds its own timings before the user's).
@@ -224,7 +224,7 @@ TEST_CASE("--ping-interval off: a quiet protocol client gets no PING; with an in
   }
 }
 
-TEST_CASE("--trace: each detector's decision is one line, tagged with the thread that made it", "[process][detection]") {
+TEST_CASE("chatserver --trace: each detector's decision is one line, tagged with the thread that made it", "[process][detection]") {
   ServerProcess server({"--trace", "--ping-interval", "200ms", "--ping-timeout", "300ms", "--keepalive", "2s,1s,2"});
   std::string seen;
   CHECK(server.process().wait_for_line(Stream::err, "keepalive 2s,1s,2", patience, &seen));
