@@ -11,6 +11,7 @@
 #include <csignal>
 #include <stdexcept>
 #include <system_error>
+#include <mutex>
 #include <utility>
 
 extern char** environ;
@@ -96,6 +97,10 @@ std::optional<std::string> PipeLines::read_line(Clock::time_point deadline) {
 
 ChildProcess::ChildProcess(std::vector<std::string> argv, Output out, Output err) {
   if (argv.empty()) throw std::invalid_argument("ChildProcess: empty argv");
+  // Writing to the stdin of a child that has died must be an error (EPIPE), not the end of this
+  // process: SIGPIPE is ignored here from the first child on (the child gets the default back).
+  static std::once_flag ignore_sigpipe;
+  std::call_once(ignore_sigpipe, [] { std::signal(SIGPIPE, SIG_IGN); });
   // Every descriptor we create is close-on-exec: only the dup2()ed copies reach the child, so
   // no child holds another child's pipe (or a benchmark socket) open.
   int in[2] = {-1, -1};
@@ -140,6 +145,8 @@ ChildProcess::ChildProcess(std::vector<std::string> argv, Output out, Output err
   if (outp[1] >= 0) ::close(outp[1]);
   if (errp[1] >= 0) ::close(errp[1]);
   stdin_fd_ = in[1];
+  // Our end only: write_stdin() waits for pipe space with a deadline instead of blocking.
+  ::fcntl(stdin_fd_, F_SETFL, ::fcntl(stdin_fd_, F_GETFL) | O_NONBLOCK);
   out_ = PipeLines(outp[0]);
   err_ = PipeLines(errp[0]);
   if (rc != 0) {
@@ -295,7 +302,13 @@ void ServerProcess::drain(std::stop_token stop) {
     while (!stop.stop_requested()) {
       auto line = process_.err().read_line(Clock::now() + poll_slice);
       if (line) {
-        if (launch_.on_line) launch_.on_line(*line);
+        if (launch_.on_line) {
+          try {
+            launch_.on_line(*line);
+          } catch (const std::exception&) {
+            // The caller's business (out of memory, say); the line still goes to the tail.
+          }
+        }
         std::lock_guard lock(tail_mutex_);
         tail_.push_back(std::move(*line));
         if (tail_.size() > max_tail) tail_.pop_front();

@@ -61,6 +61,7 @@ class ChildProcess {
   // Spawns `argv` (argv[0] a path). Its stdin is a pipe that only we hold: the child reads EOF
   // when we close it, or when chatbench dies. stdout and stderr as asked. The child starts
   // with default signal handling and no blocked signals. Throws std::system_error.
+  // The first ChildProcess sets SIGPIPE to SIG_IGN in this process (see write_stdin).
   ChildProcess(std::vector<std::string> argv, Output out, Output err);
   ~ChildProcess();  // SIGKILL by pid and reap, if still running
 
@@ -98,15 +99,17 @@ class ChildProcess {
 };
 
 // chatserver started as `PATH --bind 127.0.0.1 --port 0 --max-per-ip 0 --max-rate 0 EXTRA...`
-// (never any other address; the two limits are lifted when the binary has them: every
-// benchmark client comes from one address and sends as fast as it can, and the peers run
-// without their limits too).
+// (for the benchmark: 127.0.0.1 and no other address; the two limits are lifted when the
+// binary has them: every benchmark client comes from one address and sends as fast as it can,
+// and the peers run without their limits too). chatlab starts it through Launch: inside a
+// network namespace it created, bound to the address it gave that namespace, limits as set.
 //
-// Threads: created, used and destroyed by one thread (the benchmark's main thread). It owns a
-// drain thread (std::jthread) that reads the server's stderr after the first line, so the
-// server never blocks on a full pipe whatever its --log-level; the drain thread keeps the last
-// lines for error messages (tail_mutex_). The drain thread is joined in the destructor before
-// the process is killed and its pipes are closed (it is declared last).
+// Threads: created, used and destroyed by one thread (chatbench's or chatlab's main thread, or
+// a test's). It owns a drain thread (std::jthread) that reads the server's stderr after the
+// first line, so the server never blocks on a full pipe whatever its --log-level; the drain
+// thread keeps the last lines for error messages (tail_mutex_) and hands each line to
+// Launch::on_line. The drain thread is joined in the destructor before the process is killed
+// and its pipes are closed (it is declared last).
 class ServerProcess {
  public:
   // How to start it, for the callers that need more than the benchmark's defaults (chatlab).

@@ -449,14 +449,14 @@ Link::Outcome Link::session(std::stop_token stop, bool& ever_joined) {
       return Outcome::lost;
     }
     if (now - last_heard >= options_.keepalive.budget()) {
-      if (auto silent = no_ack_for_budget(fd, options_.keepalive)) {
+      if (auto silent = no_ack_for_budget(tcp_health(fd), options_.keepalive)) {
         post_lost("timeout", *silent);
         return Outcome::lost;
       }
     }
     if (ping_sent && now - *ping_sent >= options_.ping_timeout) {
       if (last_heard < *ping_sent) {
-        if (auto unacked = ping_not_acked(fd, now - *ping_sent)) {
+        if (auto unacked = ping_not_acked(tcp_health(fd), now - *ping_sent)) {
           post_lost("timeout", *unacked);
           return Outcome::lost;
         }

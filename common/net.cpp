@@ -72,25 +72,23 @@ std::optional<TcpHealth> tcp_health(int fd) {
                    info.tcpi_retransmits};
 }
 
-std::string describe_tcp_health(int fd) {
-  const auto h = tcp_health(fd);
+std::string describe_tcp_health(const std::optional<TcpHealth>& h) {
   if (!h) return "TCP_INFO: unavailable";
   return "TCP_INFO: last ACK " + format_duration(h->since_last_ack) + " ago, " + std::to_string(h->keepalive_probes) +
          " keepalive probes unanswered, " + std::to_string(h->unacked) + " unacked, " +
          std::to_string(h->retransmits) + " retransmits";
 }
 
-std::optional<std::string> no_ack_for_budget(int fd, const KeepaliveConfig& config,
+std::optional<std::string> no_ack_for_budget(const std::optional<TcpHealth>& h, const KeepaliveConfig& config,
                                              std::chrono::milliseconds* ack_age) {
   if (!config.enabled) return std::nullopt;
-  const auto h = tcp_health(fd);
   if (h && ack_age) *ack_age = h->since_last_ack;
   if (!h || h->since_last_ack < config.budget()) return std::nullopt;
   return "no ACK from peer for " + format_duration(h->since_last_ack);
 }
 
-std::optional<std::string> ping_not_acked(int fd, std::chrono::steady_clock::duration since_ping) {
-  const auto h = tcp_health(fd);
+std::optional<std::string> ping_not_acked(const std::optional<TcpHealth>& h,
+                                          std::chrono::steady_clock::duration since_ping) {
   if (!h || h->unacked == 0 || h->since_last_ack < since_ping) return std::nullopt;
   return "no ACK from peer for " + format_duration(h->since_last_ack) + ", not even for the PING";
 }

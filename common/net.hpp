@@ -78,10 +78,11 @@ struct TcpHealth {
 // nullopt if `fd` is not a TCP socket or TCP_INFO fails. Thread safe (reads kernel state).
 std::optional<TcpHealth> tcp_health(int fd);
 // "TCP_INFO: last ACK 4.1 s ago, 2 keepalive probes unanswered, 1 unacked, 3 retransmits", for
-// trace lines; "TCP_INFO: unavailable" when it cannot be read.
-std::string describe_tcp_health(int fd);
+// trace lines; "TCP_INFO: unavailable" when it could not be read.
+std::string describe_tcp_health(const std::optional<TcpHealth>& health);
 
-// The two judgements a heartbeat makes from TCP_INFO, shared by the server's poller and
+// The two judgements a heartbeat makes from TCP_INFO (`health`, one read of tcp_health(fd), so
+// that a trace line can show exactly what was judged), shared by the server's poller and
 // chatclient. Linux sends keepalive probes only while no data is in flight: once anything
 // is queued to a dead peer (a PING, a message) it retransmits instead, and TCP_USER_TIMEOUT
 // counts from the first retransmission, so a heartbeat can delay the keepalive's verdict.
@@ -92,14 +93,15 @@ std::string describe_tcp_health(int fd);
 // departure ("no ACK from peer for 16.1 s"), or nullopt. If `ack_age` is given, it receives
 // how long ago the last ACK came (unchanged if TCP_INFO fails): a caller watching many sockets
 // need not ask again before `config.budget() - *ack_age` has passed.
-std::optional<std::string> no_ack_for_budget(int fd, const KeepaliveConfig& config,
+std::optional<std::string> no_ack_for_budget(const std::optional<TcpHealth>& health, const KeepaliveConfig& config,
                                              std::chrono::milliseconds* ack_age = nullptr);
 
 // A PING sent `since_ping` ago got no answer. If the peer's kernel did not even ACK it, the
 // host or the path is gone, not the process: returns the detail for a `timeout` departure
 // ("no ACK from peer for 10.0 s, not even for the PING"). nullopt: the kernel ACKs and the
 // process does not answer, which is `no-pong`.
-std::optional<std::string> ping_not_acked(int fd, std::chrono::steady_clock::duration since_ping);
+std::optional<std::string> ping_not_acked(const std::optional<TcpHealth>& health,
+                                          std::chrono::steady_clock::duration since_ping);
 
 // The pending error of `fd` (SO_ERROR), read after POLLERR/POLLHUP; clears it.
 std::error_code pending_socket_error(int fd);

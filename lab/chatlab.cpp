@@ -111,6 +111,15 @@ int main(int argc, char** argv) {
     }
     *target = *value;
   }
+  const auto unavailable = [&](const std::string& why) {
+    std::cerr << "chatlab: " << scenario << " needs network namespaces, which this machine cannot give: " << why
+              << "\n(run it as root, with iproute2 installed: sudo " << argv[0] << " " << scenario << ")\n";
+    return 2;
+  };
+  if (chat::lab::needs_netns(scenario) && ::geteuid() != 0) {
+    return unavailable("needs root to create network namespaces and veth pairs (effective uid " +
+                       std::to_string(::geteuid()) + ")");
+  }
   try {
     options.self_path = chat::bench::self_path();
     if (options.server_path.empty()) options.server_path = default_server(options.self_path);
@@ -126,9 +135,7 @@ int main(int argc, char** argv) {
     }
     return result.ok() ? 0 : 1;
   } catch (const chat::lab::LabUnavailable& e) {
-    std::cerr << "chatlab: " << scenario << " needs network namespaces, which this machine cannot give: " << e.what()
-              << "\n(run it as root, with iproute2 installed: sudo " << argv[0] << " " << scenario << ")\n";
-    return 2;
+    return unavailable(e.what());
   } catch (const std::exception& e) {
     std::cerr << "chatlab: " << scenario << " failed: " << e.what() << "\n";
     return 1;

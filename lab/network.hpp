@@ -54,15 +54,15 @@ struct CommandResult {
   std::string output;  // stderr then stdout, as the command wrote them
 };
 
-// Runs `ip args...` (`ip` found on PATH or in /usr/sbin, /sbin) and waits at most `timeout` for
-// it to finish. Throws std::runtime_error if there is no `ip` or it does not finish in time, and
-// std::system_error if it cannot be started.
 // The path of program `name` ("ip", "ss"): from PATH, or from the sbin directories a non-login
 // root shell may not have on PATH. Empty when there is none.
 std::string find_program(const std::string& name);
 // find_program("ip"), looked up once.
 const std::string& ip_path();
 
+// Runs `ip args...` (`ip` found on PATH or in /usr/sbin, /sbin) and waits at most `timeout` for
+// it to finish. Throws std::runtime_error if there is no `ip` or it does not finish in time, and
+// std::system_error if it cannot be started.
 CommandResult run_ip(const std::vector<std::string>& args,
                      std::chrono::milliseconds timeout = std::chrono::seconds(20));
 

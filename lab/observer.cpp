@@ -9,6 +9,7 @@
 #include <poll.h>
 #include <sched.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -82,6 +83,9 @@ int connect_tcp(const std::string& address, std::uint16_t port, const std::strin
   ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);  // blocking from here on
   const int one = 1;
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  // A send that the server does not take for 10 s fails instead of hanging the lab.
+  const timeval send_timeout{10, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &send_timeout, sizeof send_timeout);
   return fd;
 }
 
@@ -94,12 +98,14 @@ std::uint16_t local_port(int fd) {
 
 Observer::Observer(const std::string& address, std::uint16_t port, const std::string& netns, Timeline& timeline)
     : timeline_(timeline), fd_(connect_tcp(address, port, netns, std::chrono::seconds(10))), port_(local_port(fd_)) {
-  timeline_.ignore_client("observer", port_);
-  if (!send_line("HELLO observer")) {
+  try {
+    timeline_.ignore_client("observer", port_);
+    if (!send_line("HELLO observer")) throw std::runtime_error("the observer could not send HELLO");
+    reader_ = std::jthread([this](std::stop_token stop) { read_loop(stop); });
+  } catch (...) {
     ::close(fd_);
-    throw std::runtime_error("the observer could not send HELLO");
+    throw;
   }
-  reader_ = std::jthread([this](std::stop_token stop) { read_loop(stop); });
   // Joined before anyone else arrives: a victim that joined first would be in the observer's
   // USERS line, and no JOIN would ever come for it.
   std::unique_lock lock(mutex_);

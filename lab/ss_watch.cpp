@@ -5,6 +5,7 @@
 #include "lab/network.hpp"
 
 #include <charconv>
+#include <stdexcept>
 #include <sstream>
 #include <vector>
 
@@ -96,7 +97,7 @@ void SsWatch::wait_first_sample() {
 
 std::optional<SsSample> SsWatch::sample() const {
   static const std::string ss = find_program("ss");
-  if (ss.empty()) return std::nullopt;
+  if (ss.empty()) throw std::runtime_error("no `ss` program (iproute2) found");
   std::vector<std::string> argv;
   if (!netns_.empty()) argv = {ip_path(), "netns", "exec", netns_};
   argv.insert(argv.end(), {ss, "-tnoiH", "state", "all", "sport", "=", ":" + std::to_string(server_port_), "and",
@@ -108,7 +109,9 @@ std::optional<SsSample> SsWatch::sample() const {
   while (auto line = child.out().read_line(deadline)) {
     if (lines.size() < 16) lines.push_back(std::move(*line));  // one record is two lines
   }
-  child.wait_exit(deadline);
+  const auto code = child.wait_exit(deadline);
+  if (!code) throw std::runtime_error("ss did not finish within 2 s");
+  if (*code != 0) throw std::runtime_error("ss failed (exit " + std::to_string(*code) + ")");
   if (lines.empty()) return std::nullopt;
   const std::string info = lines.size() > 1 && !lines[1].empty() && (lines[1][0] == '\t' || lines[1][0] == ' ')
                                ? lines[1]
@@ -119,28 +122,30 @@ std::optional<SsSample> SsWatch::sample() const {
 void SsWatch::run(std::stop_token stop) {
   set_thread_role("ss");
   std::string last_signature;
-  bool seen = false;
+  bool failed = false;  // said once, not every 100 ms
   while (!stop.stop_requested()) {
     try {
       const auto at = WallClock::now();
       auto s = sample();
-      {
-        std::lock_guard lock(wait_mutex_);
-        sampled_ = true;
-      }
-      first_.notify_all();
+      failed = false;
       if (s) {
-        seen = true;
         if (s->signature() != last_signature) timeline_.add("ss", "server's socket: " + s->describe(), at);
         last_signature = s->signature();
-      } else if (seen && !last_signature.empty()) {
-        timeline_.add("ss", "server's socket: gone (closed by the server)", at);
+      } else if (!last_signature.empty()) {
+        // The kernel has forgotten the connection: the server closed its socket, or an RST
+        // ended it (the server may still hold the descriptor).
+        timeline_.add("ss", "server's socket: gone from the kernel's table (closed, or reset)", at);
         last_signature.clear();
       }
     } catch (const std::exception& e) {
-      timeline_.add("ss", std::string("cannot run ss: ") + e.what());
-      return;
+      if (!failed) timeline_.add("ss", std::string("cannot sample: ") + e.what());
+      failed = true;
     }
+    {
+      std::lock_guard lock(wait_mutex_);
+      sampled_ = true;
+    }
+    first_.notify_all();
     std::unique_lock lock(wait_mutex_);
     wake_.wait_for(lock, stop, std::chrono::milliseconds(100), [] { return false; });
   }

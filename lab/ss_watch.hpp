@@ -54,6 +54,8 @@ class SsWatch {
 
  private:
   void run(std::stop_token stop);
+  // One `ss` run: the record, or nullopt when the kernel lists no such socket. Throws
+  // std::runtime_error when ss cannot be run or fails.
   std::optional<SsSample> sample() const;
 
   const std::string netns_;

@@ -21,6 +21,12 @@ bool contains_word(std::string_view text, std::string_view word) {
   return false;
 }
 
+// Events of chatlab's own making are never left out: the observer's lines (the others' view),
+// the victim's, chatlab's steps and ss samples.
+bool is_server_source(std::string_view source) {
+  return source != "observer" && source != "chatlab" && source != "victim" && source != "ss";
+}
+
 int number(std::string_view text) {
   int value = -1;
   std::from_chars(text.data(), text.data() + text.size(), value);
@@ -37,8 +43,9 @@ std::optional<ServerLine> parse_server_line(std::string_view line, WallClock::ti
   // HH:MM:SS.fff[fff] [role] level: message
   if (line.size() < 14 || line[2] != ':' || line[5] != ':' || line[8] != '.') return std::nullopt;
   const auto space = line.find(' ');
-  const auto close = line.find("] ");
-  if (space == std::string_view::npos || close == std::string_view::npos || line[space + 1] != '[') return std::nullopt;
+  if (space == std::string_view::npos || space + 2 >= line.size() || line[space + 1] != '[') return std::nullopt;
+  const auto close = line.find("] ", space);
+  if (close == std::string_view::npos) return std::nullopt;
   const auto colon = line.find(": ", close);
   if (colon == std::string_view::npos) return std::nullopt;
   const int hours = number(line.substr(0, 2));
@@ -75,6 +82,13 @@ std::optional<ServerLine> parse_server_line(std::string_view line, WallClock::ti
 void Timeline::add(std::string source, std::string text, WallClock::time_point at) {
   {
     std::lock_guard lock(mutex_);
+    // An ignored client's lines after its join (its nickname is known from the start) do not
+    // count against the limit; its few lines before it (by number and port) go in events().
+    if (is_server_source(source) && std::any_of(ignored_.begin(), ignored_.end(), [&](const std::string& nick) {
+          return contains_word(source, nick) || contains_word(text, nick);
+        })) {
+      return;
+    }
     if (events_.size() >= max_events) {
       ++dropped_;
       return;
@@ -146,9 +160,7 @@ std::vector<LabEvent> Timeline::events() const {
   for (auto port : ignored_ports_) words.push_back(":" + std::to_string(port));
   std::vector<LabEvent> kept;
   for (const auto& e : events_) {
-    // chatlab's own steps, the victim's and what the observer read (the others' view) are kept.
-    const bool own = e.source == "observer" || e.source == "chatlab" || e.source == "victim";
-    const bool ignored = !own && std::any_of(words.begin(), words.end(), [&](const std::string& w) {
+    const bool ignored = is_server_source(e.source) && std::any_of(words.begin(), words.end(), [&](const std::string& w) {
       return contains_word(e.source, w) || contains_word(e.text, w);
     });
     if (!ignored) kept.push_back(e);

@@ -47,8 +47,8 @@ class Timeline {
   static constexpr std::size_t max_events = 20'000;
 
   void add(std::string source, std::string text, WallClock::time_point at = WallClock::now());
-  // A line the server wrote to stderr. Debug lines and lines about ignored clients are left
-  // out when events() is called.
+  // A line the server wrote to stderr. Debug lines and lines naming an ignored client are
+  // dropped here; its lines before it had a nickname are left out by events().
   void add_server_line(const std::string& line);
   // Leaves out the lines about a client: its nickname, and (found through the listener's
   // "accepted <address>:<port> as #N" line) its number before it joined.

@@ -74,6 +74,13 @@ int run_victim(const std::string& address, std::uint16_t port) {
       }
     }
 
+    if (!reading && (p[1].revents & (POLLHUP | POLLERR))) {
+      // poll reports these even when not asked: the connection is over (and polling again at
+      // once would spin).
+      report("gone: the connection was closed while it was not reading");
+      return 0;
+    }
+
     if (!reading && !reported_unread) {
       int unread = 0;
       if (::ioctl(fd, FIONREAD, &unread) == 0 && unread > 0) {

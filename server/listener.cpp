@@ -116,10 +116,12 @@ void Listener::accept_one() {
     refuse(socket.native_handle(), "BYE too-many\n");
     return;
   }
-  if (auto kec = apply_keepalive(socket, config_.keepalive)) log_warn("cannot set keepalive: ", kec.message());
+  const auto kec = apply_keepalive(socket, config_.keepalive);
+  if (kec) log_warn("cannot set keepalive: ", kec.message());
   if (tracing()) {
     log_trace("accept ", peer.address().to_string(), ":", peer.port(), ": ",
-              config_.keepalive.enabled
+              kec ? "keepalive could not be set: " + kec.message()
+              : config_.keepalive.enabled
                   ? "SO_KEEPALIVE on, TCP_KEEPIDLE " + format_duration(config_.keepalive.idle) + ", TCP_KEEPINTVL " +
                         format_duration(config_.keepalive.interval) + ", TCP_KEEPCNT " +
                         std::to_string(config_.keepalive.count) + ", TCP_USER_TIMEOUT " +

@@ -302,11 +302,12 @@ std::uint64_t Poller::check_timers(Session& s, Session::Clock::time_point now) {
   // budget could have run out, counting from the last ACK it reported.
   if (config_.keepalive.enabled && now - last > config_.keepalive.budget() && now >= s.ack_check_due) {
     std::chrono::milliseconds ack_age{0};
-    auto silent = no_ack_for_budget(s.native_handle(), config_.keepalive, &ack_age);
+    const auto health = tcp_health(s.native_handle());
+    auto silent = no_ack_for_budget(health, config_.keepalive, &ack_age);
     if (tracing()) {
       log_trace("keepalive ", s.label(), ": quiet for ", format_duration(now - last), " > budget ",
                 format_duration(config_.keepalive.budget()), " (", format_keepalive(config_.keepalive), "); ",
-                describe_tcp_health(s.native_handle()), " -> ",
+                describe_tcp_health(health), " -> ",
                 silent ? std::string("timeout: its kernel has ACKed nothing for the whole budget")
                        : "alive: its kernel ACKs; next check in " +
                              format_duration(config_.keepalive.budget() - ack_age));
@@ -345,11 +346,12 @@ std::uint64_t Poller::check_timers(Session& s, Session::Clock::time_point now) {
   } else if (now - *s.ping_sent_at > config_.ping_timeout) {
     // No answer. If the peer's kernel did not even ACK the PING, the process is not the
     // problem: the host or the path is gone (as with --keepalive off and a pulled cable).
-    auto unacked = ping_not_acked(s.native_handle(), now - *s.ping_sent_at);
+    const auto health = tcp_health(s.native_handle());
+    auto unacked = ping_not_acked(health, now - *s.ping_sent_at);
     if (tracing()) {
       log_trace("heartbeat ", s.label(), ": no line for ", format_duration(now - *s.ping_sent_at),
                 " after the PING > ping-timeout ", format_duration(config_.ping_timeout), "; ",
-                describe_tcp_health(s.native_handle()), " -> ",
+                describe_tcp_health(health), " -> ",
                 unacked ? "timeout: not even its kernel ACKed the PING"
                         : "no-pong: its kernel ACKs, its process does not answer");
     }

@@ -149,20 +149,26 @@ void Session::end(LeaveCause cause, std::string detail, std::string_view bye) {
   const bool bye_with_detail =
       cause == LeaveCause::shutdown || cause == LeaveCause::timeout || cause == LeaveCause::flood;
   Event bye_event{Event::Kind::bye, {}, {}, std::string(bye), bye_with_detail ? detail : std::string(), {}};
+  // The detector's decision, traced after the lock is let go (stderr may be slow): the thread
+  // role in the line names the detector that fired.
+  std::string trace = tracing() ? std::string(to_string(cause)) + " (" + detail + ")" : std::string();
+  std::optional<LeaveCause> earlier;
+  std::string who;
   {
     std::lock_guard lock(mutex_);
-    if (departure_) {
-      // Someone else noticed first; their cause stands.
-      if (tracing()) log_trace("ends ", nick_.empty() ? to_string(id_) : nick_, ": ", to_string(cause), " (", detail,
-                               "), but it had already ended ", to_string(departure_->cause));
-      return;
+    if (departure_) earlier = departure_->cause;  // someone else noticed first; their cause stands
+    if (!trace.empty()) who = nick_.empty() ? to_string(id_) : nick_;
+    if (!earlier) {
+      departure_ = Departure{cause, std::move(detail)};
+      ended_at_ = Clock::now();
     }
-    // The detector's decision: the thread role in this line names the detector that fired.
-    if (tracing()) log_trace("ends ", nick_.empty() ? to_string(id_) : nick_, ": ", to_string(cause), " (", detail, ")");
-    departure_ = Departure{cause, std::move(detail)};
-    ended_at_ = Clock::now();
+  }
+  if (earlier) {
+    if (!trace.empty()) log_trace("ends ", who, ": ", trace, ", but it had already ended ", to_string(*earlier));
+    return;
   }
   ended_ = true;
+  if (!trace.empty()) log_trace("ends ", who, ": ", trace);  // before the reader is woken below
   if (!bye.empty()) {
     // Polite ending: the writer sends what is due (the room events caused before now), then
     // the BYE, then a FIN. Only the read side is shut down here, which wakes a reader blocked
