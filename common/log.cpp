@@ -2,11 +2,13 @@
 
 #include "common/thread.hpp"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <mutex>
 
@@ -60,7 +62,32 @@ void log_raw(std::string_view line) {
   std::fflush(stderr);
 }
 
+bool stderr_is_journal() {
+  // systemd sets JOURNAL_STREAM to "<device>:<inode>" of the stream it connected to stderr
+  // (systemd.exec(5)); it is inherited by children whose stderr may be something else, so the
+  // descriptor is checked too.
+  static const bool journal = [] {
+    const char* stream = std::getenv("JOURNAL_STREAM");
+    unsigned long long device = 0, inode = 0;
+    if (stream == nullptr || std::sscanf(stream, "%llu:%llu", &device, &inode) != 2) return false;
+    struct stat st {};
+    return ::fstat(STDERR_FILENO, &st) == 0 && st.st_dev == device && st.st_ino == inode;
+  }();
+  return journal;
+}
+
 void log_line(LogLevel level, std::string_view message) {
+  if (stderr_is_journal()) {
+    // The journal stamps each line itself and reads the priority from a "<N>" prefix
+    // (sd-daemon(3)): error 3, warning 4, info 6, debug 7.
+    static constexpr char priority[] = {'3', '4', '6', '7', '7'};
+    std::string line;
+    line.reserve(message.size() + t_role.size() + 24);
+    line.append("<").append(1, priority[static_cast<int>(level)]).append(">[").append(t_role).append("] ");
+    line.append(level_name(level)).append(": ").append(message);
+    log_raw(line);
+    return;
+  }
   using namespace std::chrono;
   const auto now = system_clock::now();
   const std::time_t t = system_clock::to_time_t(now);

@@ -1,5 +1,6 @@
 // Logging to stderr, one whole line at a time, each tagged with the role of the thread that
-// wrote it: "02:14:07.120 [reader alice] info: joined from 127.0.0.1:53712".
+// wrote it: "02:14:07.120 [reader alice] info: joined from 127.0.0.1:53712". Under systemd, with
+// stderr connected to the journal: "<6>[reader alice] info: joined from 127.0.0.1:53712".
 //
 // The trace level (chatserver --trace) adds one line for each decision a detector makes, with
 // its inputs ("probe bob: POLLIN|POLLRDHUP, 0 bytes available, recv(MSG_PEEK): end of stream");
@@ -28,6 +29,10 @@ bool log_enabled(LogLevel level);
 // keeps the process's name.
 void set_thread_role(std::string role);
 const std::string& thread_role();
+
+// True when stderr is the systemd journal (JOURNAL_STREAM names stderr's device and inode):
+// log lines then carry a syslog priority prefix ("<6>") and no time stamp of their own.
+bool stderr_is_journal();
 
 // Writes `line` to stderr exactly as given (plus LF), under the log lock.
 void log_raw(std::string_view line);

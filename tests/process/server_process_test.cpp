@@ -119,3 +119,29 @@ TEST_CASE("SIGTERM and SIGINT: every client gets BYE shutdown, exit 0", "[proces
   }
   CHECK(byes == count);
 }
+
+TEST_CASE("chatserver with stderr connected to the journal: syslog priority prefixes, no time stamps", "[process]") {
+  // systemd sets JOURNAL_STREAM to stderr's "<device>:<inode>"; sh does the same here for the
+  // pipe the test reads, and execs chatserver.
+  Subprocess server({"/bin/sh", "-c",
+                     "JOURNAL_STREAM=$(stat -L -c %d:%i /proc/self/fd/2) exec \"$0\" --bind 127.0.0.1 --port 0 "
+                     "--log-level debug",
+                     CHATSERVER_PATH});
+  std::string seen;
+  REQUIRE(server.wait_for_line(Stream::err, "chatserver listening on 127.0.0.1:", patience, &seen));
+  REQUIRE(server.wait_for_line(Stream::err, "<6>[main] info: max 1000 clients", patience, &seen));
+  server.signal(SIGTERM);
+  CHECK(server.wait_for_line(Stream::err, "<6>[main] info: received SIGTERM, shutting down", patience, &seen));
+  CHECK(server.wait_exit(patience) == 0);
+  while (auto rest = server.read_line(Stream::err, std::chrono::milliseconds(0))) seen += *rest + "\n";
+  INFO(seen);
+  // A debug line (the listener's "stopped") has priority 7; no line carries a time stamp of its own.
+  CHECK(seen.find("<7>[") != std::string::npos);
+  CHECK(seen.find(":00.") == std::string::npos);
+  // Without a matching JOURNAL_STREAM (another stream's numbers), the usual stamped lines.
+  Subprocess plain({"/bin/sh", "-c", "JOURNAL_STREAM=1:1 exec \"$0\" --bind 127.0.0.1 --port 0", CHATSERVER_PATH});
+  REQUIRE(plain.wait_for_line(Stream::err, "chatserver listening on 127.0.0.1:", patience));
+  const auto line = plain.read_line(Stream::err, patience);
+  REQUIRE(line);
+  CHECK(line->find(" [main] info: max 1000 clients") == 12);
+}
