@@ -1,8 +1,9 @@
-// chatserver: parse the options, start the server, wait for SIGINT/SIGTERM, stop it.
+// chatserver: parse the options, start the server, wait for SIGINT/SIGTERM, stop it. SIGHUP
+// reopens the --log-file (logrotate renames it, then sends SIGHUP).
 //
-// The main thread blocks the two signals before any other thread exists (so every thread
+// The main thread blocks the three signals before any other thread exists (so every thread
 // inherits the mask) and waits for them with sigwait(): no signal handler runs anywhere,
-// and the shutdown is ordinary code on the main thread.
+// and the shutdown (or the reopening) is ordinary code on the main thread.
 #include "common/log.hpp"
 #include "server/config.hpp"
 #include "server/server.hpp"
@@ -49,6 +50,7 @@ int main(int argc, char** argv) {
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGINT);
   sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGHUP);  // not a stop: reopen the --log-file (logrotate)
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   try {
@@ -57,7 +59,10 @@ int main(int argc, char** argv) {
     if (!files_raised.empty()) chat::log_info(files_raised);
     if (!files_short.empty()) chat::log_warn(files_short);
     int signal = 0;
-    sigwait(&stop_signals, &signal);
+    while (sigwait(&stop_signals, &signal) == 0 && signal == SIGHUP) {
+      chat::log_info("received SIGHUP, reopening the log file");
+      server.reopen_log();
+    }
     chat::log_info("received ", signal == SIGINT ? "SIGINT" : "SIGTERM", ", shutting down");
     server.stop();
   } catch (const std::exception& e) {

@@ -44,6 +44,9 @@ class Server {
   // Every client gets "BYE shutdown", every thread is joined. Idempotent.
   void stop();
 
+  // The transcript (--log-file) is closed and opened again: SIGHUP, after logrotate. Main thread.
+  void reopen_log() { transcript_.reopen(); }
+
   const Room& room() const { return room_; }
 
  private:

@@ -34,11 +34,18 @@ class Transcript {
 
   void record(const Event& event, std::optional<std::size_t> online);  // thread safe
   void note(const std::string& text);                                  // thread safe
+  // Closes the file and opens the same path again (SIGHUP, after logrotate has renamed it).
+  // Thread safe. The writer thread reopens between two batches, so every line lands whole in
+  // the old file or in the new one, in order, none lost. If the path cannot be opened, the old
+  // file is kept and a warning logged.
+  void reopen();
 
  private:
   void write_loop();
 
+  const std::string path_;     // empty: no transcript; immutable, so any thread may test it
   std::FILE* file_ = nullptr;  // the writer thread's only, once started
+  std::atomic<bool> reopen_{false};  // set by reopen(), taken by the writer thread
   SendQueue queue_{1 << 20};
   std::atomic<std::uint64_t> dropped_{0};
   std::jthread writer_;        // declared last: joined before the members it uses go

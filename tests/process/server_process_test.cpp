@@ -5,7 +5,11 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <memory>
 #include <regex>
 
@@ -144,4 +148,85 @@ TEST_CASE("chatserver with stderr connected to the journal: syslog priority pref
   const auto line = plain.read_line(Stream::err, patience);
   REQUIRE(line);
   CHECK(line->find(" [main] info: max 1000 clients") == 12);
+}
+
+TEST_CASE("SIGHUP during traffic reopens the log file: every transcript line lands whole in the old or the new file",
+          "[process][transcript]") {
+  // What logrotate does: rename the file, then SIGHUP. The server must go on writing to the
+  // renamed file until it reopens, and lose nothing on either side of the switch.
+  char dir_template[] = "/tmp/chat-sighup-XXXXXX";
+  REQUIRE(mkdtemp(dir_template));
+  const std::filesystem::path dir = dir_template;
+  const auto log = dir / "chat.log";
+  const auto rotated = dir / "chat.log.1";
+  ServerProcess server({"--log-file", log.string(), "--max-rate", "0", "--log-level", "warn"});
+  auto c = join(server.port(), "writer");
+
+  const int count = sanitized ? 600 : 3000;
+  const int rotate_at = count / 2;
+  for (int i = 0; i < count; ++i) {
+    if (i == rotate_at) {
+      // The first half has reached the room (its last line came back), the second half follows
+      // at once, while the main thread handles the signal.
+      REQUIRE(c->expect_line("line-" + std::to_string(rotate_at - 1) + "-end", patience));
+      std::filesystem::rename(log, rotated);
+      REQUIRE(server.process().signal(SIGHUP));
+    }
+    REQUIRE(c->send_line("SAY line-" + std::to_string(i) + "-end"));
+  }
+  REQUIRE(c->expect_line("line-" + std::to_string(count - 1) + "-end", patience));
+  REQUIRE(server.process().signal(SIGTERM));  // stop() writes what is queued, then exits
+  REQUIRE(server.process().wait_exit(patience) == 0);
+
+  const auto read = [](const std::filesystem::path& p) {
+    std::ifstream in(p);
+    std::vector<std::string> lines;
+    for (std::string l; std::getline(in, l);) lines.push_back(l);
+    return lines;
+  };
+  const auto old_lines = read(rotated);
+  const auto new_lines = read(log);
+  INFO(old_lines.size() << " lines in the rotated file, " << new_lines.size() << " in the new one");
+  // The reopen happened: both files hold messages (the signal came halfway through).
+  const auto holds_a_message = [](const std::vector<std::string>& lines) {
+    return std::any_of(lines.begin(), lines.end(), [](const auto& l) { return l.find("line-") != std::string::npos; });
+  };
+  CHECK(holds_a_message(old_lines));
+  CHECK(holds_a_message(new_lines));
+
+  const std::regex whole(R"(^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d .*)");
+  const std::regex message(R"(line-(\d+)-end$)");
+  int expected = 0;
+  for (const auto* lines : {&old_lines, &new_lines}) {
+    for (const auto& l : *lines) {
+      INFO(l);
+      CHECK(std::regex_match(l, whole));  // never torn: each line starts with its date stamp
+      std::smatch m;
+      if (!std::regex_search(l, m, message)) continue;  // joins, leaves
+      CHECK(std::stoi(m[1]) == expected);  // exactly once each, in order, across both files
+      ++expected;
+    }
+  }
+  CHECK(expected == count);
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("SIGHUP when the log file cannot be reopened keeps writing to the old one", "[process][transcript]") {
+  char dir_template[] = "/tmp/chat-sighup-XXXXXX";
+  REQUIRE(mkdtemp(dir_template));
+  const std::filesystem::path dir = dir_template;
+  const auto log = dir / "chat.log";
+  ServerProcess server({"--log-file", log.string()});
+  // The path now names a directory: fopen("a") fails.
+  std::filesystem::rename(log, dir / "moved.log");
+  std::filesystem::create_directory(log);
+  REQUIRE(server.process().signal(SIGHUP));
+  CHECK(server.process().wait_for_line(Stream::err, "cannot reopen the log file", patience));
+  auto c = join(server.port(), "still");
+  REQUIRE(server.process().signal(SIGTERM));
+  REQUIRE(server.process().wait_exit(patience) == 0);
+  std::ifstream in(dir / "moved.log");
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  CHECK(text.find("still joined") != std::string::npos);
+  std::filesystem::remove_all(dir);
 }
