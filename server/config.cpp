@@ -3,6 +3,11 @@
 #include <CLI/CLI.hpp>
 
 #include <iostream>
+#include <iterator>
+#include <map>
+#include <memory>
+#include <sstream>
+#include <stdexcept>
 
 namespace chat {
 namespace {
@@ -37,6 +42,89 @@ CLI::Option* add_size(CLI::App& app, const std::string& name, std::size_t& targe
                     "SIZE", default_text);
 }
 
+// CLI11's own TOML/INI reader, which also remembers the line each key is on, so an error can
+// name the file and line: CLI11 reports only the option. Keys are found the way CLI11's
+// ConfigBase::from_config finds them (trimmed, comments skipped, the text before '=').
+class NumberedConfig : public CLI::ConfigTOML {
+ public:
+  std::vector<CLI::ConfigItem> from_config(std::istream& input) const override {
+    const std::string text(std::istreambuf_iterator<char>(input), {});
+    std::istringstream lines(text);
+    std::string line, section;
+    lines_.clear();
+    for (int number = 1; std::getline(lines, line); ++number) {
+      CLI::detail::trim(line);
+      if (line.size() < 3 || line.front() == '#' || line.front() == ';') continue;
+      if (line.front() == '[' && line.back() == ']') {
+        // CLI11 would look for a subcommand of that name; chatserver has none.
+        if (line != "[default]") throw LineError(number, "no sections here, only name = value lines");
+        continue;
+      }
+      std::string key = CLI::detail::trim_copy(line.substr(0, line.find('=')));
+      CLI::detail::remove_quotes(key);
+      // CLI11 would quietly keep the first of two values; a file that says two things is a mistake.
+      if (auto [it, fresh] = lines_.emplace(key, number); !fresh) {
+        throw LineError(number, key + " is set again (first on line " + std::to_string(it->second) + ")");
+      }
+    }
+    std::istringstream again(text);
+    auto items = CLI::ConfigTOML::from_config(again);
+    // CLI11 splits a value at commas or spaces into a list; no option here takes a list, so the
+    // pieces are put back together ("keepalive = 2s,1s,2" is one value, "port = 1 2" an error).
+    for (auto& item : items) {
+      if (item.inputs.size() > 1) item.inputs = {CLI::detail::join(item.inputs, ",")};
+    }
+    return items;
+  }
+
+  // Thrown by from_config for a line CLI11 would misread; the caller adds the file name.
+  struct LineError : std::runtime_error {
+    LineError(int line, const std::string& what) : std::runtime_error(what), line(line) {}
+    int line;
+  };
+
+  // "FILE:LINE" for a key read from the file, or "" if the file does not set it.
+  std::string where(const std::string& key) const {
+    auto it = lines_.find(key);
+    return it == lines_.end() ? "" : file + ":" + std::to_string(it->second);
+  }
+
+  std::string file;  // the --config file, for messages
+
+ private:
+  mutable std::map<std::string, int> lines_;  // key -> line; from_config is const in CLI11's interface
+};
+
+// True if the command line itself gives `option` ("--port 1" or "--port=1").
+bool on_command_line(int argc, const char* const* argv, const std::string& option) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    if (arg == option || arg.starts_with(option + "=")) return true;
+  }
+  return false;
+}
+
+// CLI11's message for an option's bad value starts with the option ("--port: ..."); if that
+// value came from the config file, the message gets the file and line in front.
+std::string locate(const std::string& message, const NumberedConfig& config, int argc, const char* const* argv) {
+  static const std::string unknown = "INI was not able to parse ";
+  if (message.rfind(unknown, 0) == 0) {
+    const std::string key = message.substr(unknown.size());
+    return config.where(key) + ": unknown option '" + key + "' (chatserver --help lists them)";
+  }
+  // "print-config: This option is not allowed in a configuration file"
+  if (const auto colon = message.find(": "); colon != std::string::npos) {
+    if (const std::string at = config.where(message.substr(0, colon)); !at.empty()) return at + ": " + message;
+  }
+  const auto dashes = message.find("--");
+  if (dashes == std::string::npos) return message;
+  const auto end = message.find_first_of(": ", dashes);
+  const std::string option = message.substr(dashes, end - dashes);
+  const std::string at = config.where(option.substr(2));
+  if (at.empty() || on_command_line(argc, argv, option)) return message;
+  return at + ": " + message;
+}
+
 }  // namespace
 
 std::variant<ServerConfig, int> parse_server_args(int argc, const char* const* argv) {
@@ -48,6 +136,17 @@ std::variant<ServerConfig, int> parse_server_args(int argc, const char* const* a
   // An option given twice takes its last value, as in most Unix programs: a wrapper (chatlab,
   // a service file) can add its own defaults and still let the user's options win.
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  // --config FILE: every long option below, one "name = value" per line (TOML; INI works too),
+  // read with CLI11's own reader; the command line wins over the file. --print-config writes
+  // the effective settings in that format.
+  auto numbered = std::make_shared<NumberedConfig>();
+  app.config_formatter(numbered);
+  app.allow_config_extras(CLI::config_extras_mode::error);
+  app.set_config("--config", "", "Read options from FILE (name = value lines, as --print-config writes them)")
+      ->type_name("FILE");
+  bool print_config = false;
+  app.add_flag("--print-config", print_config, "Write the effective settings in the --config format, then exit")
+      ->configurable(false);
 
   app.add_option("--bind", c.bind, "Address to listen on")->capture_default_str();
   app.add_option("--port", c.port, "TCP port; 0 picks a free one")->capture_default_str();
@@ -56,7 +155,9 @@ std::variant<ServerConfig, int> parse_server_args(int argc, const char* const* a
       ->check(CLI::Range(std::size_t{1}, std::size_t{100'000}));
   add_size(app, "--max-line", c.max_line, "Longest line accepted, in bytes (64..1MiB)", "4096");
   add_duration(app, "--handshake-timeout", c.handshake_timeout, "Time a new client has to pick a nickname", "30s");
-  app.add_option("--log-file", c.log_file, "Append a dated transcript (joins, leaves, public messages)");
+  app.add_option("--log-file", c.log_file, "Append a dated transcript (joins, leaves, public messages)")
+      ->type_name("PATH")
+      ->run_callback_for_default();  // --print-config shows it even when empty
   std::string level = "info";
   app.add_option("--log-level", level, "error, warn, info, debug or trace")->capture_default_str()
       ->check(CLI::IsMember({"error", "warn", "info", "debug", "trace"}));
@@ -125,9 +226,22 @@ std::variant<ServerConfig, int> parse_server_args(int argc, const char* const* a
     }
     parse_log_level(trace ? "trace" : level, c.log_level);
     c.probe = probe == "epoll" ? ProbeMethod::epoll : ProbeMethod::poll;
+  } catch (const NumberedConfig::LineError& e) {
+    std::cerr << "chatserver: " << app.get_config_ptr()->as<std::string>() << ":" << e.line << ": " << e.what()
+              << "\n";
+    return 2;
   } catch (const CLI::ParseError& e) {
-    const int code = app.exit(e);  // prints help/version (0) or the error (non-zero)
-    return code == 0 ? 0 : 2;
+    if (const auto* file = app.get_config_ptr(); file && file->count() > 0) numbered->file = file->as<std::string>();
+    if (e.get_exit_code() == 0 || numbered->file.empty()) {
+      const int code = app.exit(e);  // prints help/version (0) or the error (non-zero)
+      return code == 0 ? 0 : 2;
+    }
+    std::cerr << "chatserver: " << locate(e.what(), *numbered, argc, argv) << "\n";
+    return 2;
+  }
+  if (print_config) {
+    std::cout << app.config_to_str(true, true);
+    return 0;
   }
   return c;
 }

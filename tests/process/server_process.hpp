@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace chat::test {
@@ -27,6 +28,10 @@ class ServerProcess {
   Subprocess process_;
   std::uint16_t port_ = 0;
 };
+
+// Runs chatserver with `args` (no --bind/--port added) until it exits; returns {exit code,
+// all of stderr then all of stdout}. For runs that end by themselves (--help, a usage error).
+std::pair<int, std::string> run_to_exit(std::vector<std::string> args);
 
 // Raises this process's open-file soft limit to its hard limit (tests with many clients).
 void raise_file_limit();

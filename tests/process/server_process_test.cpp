@@ -18,16 +18,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-// Runs chatserver with `args` and returns {exit code, all of stderr and stdout}.
-std::pair<int, std::string> run_to_exit(std::vector<std::string> args) {
-  args.insert(args.begin(), CHATSERVER_PATH);
-  Subprocess p(std::move(args));
-  std::string out;
-  while (auto line = p.read_line(Stream::err, patience)) out += *line + "\n";
-  while (auto line = p.read_line(Stream::out, patience)) out += *line + "\n";
-  return {p.wait_exit(patience).value_or(-1), out};
-}
-
 std::unique_ptr<LineClient> join(std::uint16_t port, const std::string& nick) {
   auto c = std::make_unique<LineClient>(port);
   REQUIRE(c->send_line("HELLO " + nick));
