@@ -6,6 +6,8 @@
 #                                        (plain, ThreadSanitizer, AddressSanitizer + UBSan),
 #                                        then fuzz for about a minute (libFuzzer, build/fuzz)
 #   ./chat.sh build                      install what is missing and build (build/release)
+#   ./chat.sh deb                        install what is missing, build, and make the Debian
+#                                        package build/release/chat_VERSION_ARCH.deb
 #
 # Environment: CHAT_TEST_SANITIZERS=0 skips the two sanitizer builds in `test`;
 # CHAT_TEST_FUZZ=0 skips the fuzz build in `test` (and installing clang for it);
@@ -14,8 +16,11 @@ set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")"
 
 PACKAGES=(g++ make cmake libasio-dev catch2 libcli11-dev libncurses-dev iproute2 tmux netcat-openbsd procps)
-# The test suite also runs bench/compare.sh --quick: the servers chatserver is compared with.
-TEST_PACKAGES=(ncat ngircd libasio-doc jq)
+# The .deb: man pages from --help (help2man), dependencies from dpkg-shlibdeps (dpkg-dev, file).
+DEB_PACKAGES=(help2man dpkg-dev file)
+# The test suite also runs bench/compare.sh --quick: the servers chatserver is compared with;
+# and it builds the .deb and checks its unit (systemd-analyze) and logrotate snippet.
+TEST_PACKAGES=(ncat ngircd libasio-doc jq "${DEB_PACKAGES[@]}" logrotate systemd)
 # The fuzz targets (tests/fuzz): clang and its compiler-rt (libFuzzer, ASan and UBSan runtimes;
 # on Debian 12 libclang-rt-dev is libclang-rt-14-dev, which --no-install-recommends leaves out).
 FUZZ_PACKAGES=(clang libclang-rt-dev)
@@ -68,6 +73,11 @@ case "$cmd" in
     install_missing
     build release -DCHAT_BUILD_TESTS=ON
     ;;
+  deb)
+    install_missing "${DEB_PACKAGES[@]}"
+    build release -DCHAT_BUILD_TESTS=ON
+    (cd build/release && cpack -G DEB)
+    ;;
   test)
     fuzz=${CHAT_TEST_FUZZ:-1}
     if [ "$fuzz" != 0 ]; then
@@ -95,7 +105,7 @@ case "$cmd" in
     fi
     ;;
   *)
-    echo "usage: ./chat.sh run [chatserver options] | ./chat.sh test | ./chat.sh build" >&2
+    echo "usage: ./chat.sh run [chatserver options] | ./chat.sh test | ./chat.sh build | ./chat.sh deb" >&2
     exit 2
     ;;
 esac
