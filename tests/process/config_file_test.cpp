@@ -71,7 +71,7 @@ const std::vector<std::string> every_option_changed{
 
 }  // namespace
 
-TEST_CASE("--print-config writes every option, and reading it back with --config gives the same settings",
+TEST_CASE("chatserver --print-config writes every option, and reading it back with --config gives the same settings",
           "[process][config]") {
   TempDir dir;
   const auto options = options_in_help();
@@ -109,7 +109,7 @@ TEST_CASE("--print-config writes every option, and reading it back with --config
   }
 }
 
-TEST_CASE("--config: the command line wins over the file, and the file's settings take effect", "[process][config]") {
+TEST_CASE("chatserver --config: the command line wins over the file, and the file's settings take effect", "[process][config]") {
   TempDir dir;
   // The file asks for another port and one client at most; the command line (ServerProcess adds
   // --bind 127.0.0.1 --port 0) overrides the address, the file's max-clients stays.
@@ -134,7 +134,7 @@ TEST_CASE("--config: the command line wins over the file, and the file's setting
   CHECK(second.expect_line("BYE server-full", patience));
 }
 
-TEST_CASE("--config: a bad file is an error naming the file and the line, exit 2", "[process][config]") {
+TEST_CASE("chatserver --config: a bad file is an error naming the file and the line, exit 2", "[process][config]") {
   TempDir dir;
   struct Case {
     const char* what;
