@@ -104,6 +104,7 @@ void Link::post(LinkEvent event) {
     events_.push_back(std::move(event));
   }
   to_ui_.signal();
+  if (options_.on_event) options_.on_event();
 }
 
 void Link::post_lost(std::string cause, std::string detail) {

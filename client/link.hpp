@@ -28,6 +28,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <stop_token>
@@ -52,6 +53,10 @@ struct LinkOptions {
   Millis connect_timeout{10'000};
   Millis quit_wait{2'000};  // after QUIT, how long to wait for BYE / the close
   int max_ghost_tries = 5;  // suffixed nicknames to try on a rejoin before giving up on one
+  // Called on the network thread after each event is queued, besides event_fd() becoming
+  // readable: for a driving thread that waits in an event loop of its own rather than in
+  // poll(2) (the Qt window posts itself a queued call). Must be quick and must not block.
+  std::function<void()> on_event;
 };
 
 class Link {

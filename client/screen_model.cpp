@@ -115,6 +115,7 @@ void ScreenModel::add(std::string text, Category category, const Moment& at) {
   for (auto& line : fresh) {
     transcript_.push_back(line.rendered());
     lines_.push_back(std::move(line));
+    ++lines_added_;
     // A reader who scrolled back keeps looking at the same lines while new ones arrive.
     if (scroll_ > 0) ++scroll_;
   }
@@ -159,6 +160,7 @@ void ScreenModel::apply(const LinkEvent& ev, const Moment& at) {
       nick_ = ev.nick;
       state_ = LinkState::joined;
       attempt_ = 0;
+      lost_reason_.clear();
       if (ev.rejoin) {
         add("*** reconnected to " + server_ + ", rejoined as " + ev.nick +
                 (renamed ? " (" + ev.text + " is still taken, probably by our old connection)" : ""),
@@ -181,6 +183,11 @@ void ScreenModel::apply(const LinkEvent& ev, const Moment& at) {
       state_ = LinkState::offline;
       rtt_.reset();
       users_.clear();  // stale: the rejoin's USERS brings the room back
+      {
+        // "no-pong: no reply to PING within 10 s" -> the words after the cause's code.
+        const auto colon = ev.text.find(": ");
+        lost_reason_ = without_thread_note(colon == std::string::npos ? ev.text : ev.text.substr(colon + 2));
+      }
       add("*** connection to server lost (" + ev.text + ")", Category::error, at);
       return;
     case K::retry:
@@ -255,6 +262,7 @@ std::string ScreenModel::status(std::chrono::steady_clock::time_point now) const
     case LinkState::choosing_nick: s += "nickname refused: /nick <name>"; break;
     case LinkState::offline: s += "disconnected"; break;
   }
+  if (state_ != LinkState::joined && !lost_reason_.empty()) s += " | lost: " + lost_reason_;
   if (scroll_ > 0) s += " | " + std::to_string(scroll_) + " more below (Page Down)";
   return s;
 }

@@ -15,6 +15,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <deque>
 #include <map>
 #include <optional>
@@ -88,6 +89,9 @@ class ScreenModel {
 
   // ---- message pane ----
   const std::deque<ScreenLine>& lines() const { return lines_; }
+  // Lines added since start-up (date lines too, and those /clear or the limit removed since): a
+  // view that appends (the Qt window) takes the last `lines_added() - shown` of lines().
+  std::uint64_t lines_added() const { return lines_added_; }
   // How many lines are hidden below the bottom of the pane (0: following the conversation).
   std::size_t scroll_offset() const { return scroll_; }
   void scroll_up(std::size_t n);
@@ -101,8 +105,11 @@ class ScreenModel {
   // ---- status line ----
   LinkState state() const { return state_; }
   std::optional<Millis> rtt() const { return rtt_; }
+  // Why the last connection was lost, in words ("no reply to PING within 10 s"), until the next
+  // join; the status shows it while reconnecting or offline.
+  const std::string& lost_reason() const { return lost_reason_; }
   // e.g. "127.0.0.1:15600 | alice | connected | rtt 1 ms" or
-  // "127.0.0.1:15600 | alice | reconnecting in 4 s (attempt 3)".
+  // "127.0.0.1:15600 | alice | reconnecting in 4 s (attempt 3) | lost: connection closed by peer".
   std::string status(std::chrono::steady_clock::time_point now) const;
   // When the status text next changes by itself (the countdown), if it does.
   std::optional<std::chrono::steady_clock::time_point> next_status_change(
@@ -125,6 +132,7 @@ class ScreenModel {
   std::size_t max_lines_;
 
   std::deque<ScreenLine> lines_;
+  std::uint64_t lines_added_ = 0;
   std::size_t scroll_ = 0;
   std::vector<std::string> transcript_;
   std::optional<int> last_day_;  // tm_year * 400 + tm_yday of the last stamped line
@@ -135,6 +143,7 @@ class ScreenModel {
   std::chrono::steady_clock::time_point retry_at_{};
   int attempt_ = 0;
   std::optional<Millis> rtt_;
+  std::string lost_reason_;
 
   InputLine input_;
 };

@@ -1,5 +1,6 @@
 #include "client/tui.hpp"
 
+#include "client/commands.hpp"
 #include "client/screen_model.hpp"
 #include "common/log.hpp"
 #include "common/render.hpp"
@@ -263,46 +264,18 @@ void Tui::handle_key(int kind, wint_t key) {
 }
 
 void Tui::submit() {
-  const std::string line = model_.input().submit();
-  const InputAction action = interpret_input(line);
-  const auto now = Moment::now();
-  using K = InputAction::Kind;
-  switch (action.kind) {
-    case K::none: return;
-    case K::error: model_.notice("*** " + action.arg, Category::error, now); return;
-    case K::help:
-      for (const auto& help : help_lines()) model_.notice(help, Category::info, now);
-      model_.notice("***   /save FILE           write the conversation so far to FILE", Category::info, now);
-      model_.notice("***   /clear               clear the message pane", Category::info, now);
-      model_.notice("***   Page Up / Page Down scroll, Up / Down recall what you typed", Category::info, now);
-      return;
-    case K::clear: model_.clear(); return;
-    case K::save: {
-      const std::string text = model_.transcript();
-      std::ofstream file(action.arg, std::ios::binary | std::ios::trunc);
-      file << text;
-      file.close();
-      if (!file) {
-        model_.notice("*** cannot write " + action.arg + ": " + std::strerror(errno), Category::error, now);
-      } else {
-        model_.notice("*** transcript saved to " + action.arg, Category::info, now);
-      }
-      return;
-    }
-    case K::quit:
+  static const std::vector<std::string> keys{"***   Page Up / Page Down scroll, Up / Down recall what you typed"};
+  const Submitted done = submit_line(model_, model_.input().submit(), link_ended_, keys);
+  switch (done.kind) {
+    case Submitted::Kind::nothing:
+    case Submitted::Kind::cleared: return;  // the next draw() shows the model as it is
+    case Submitted::Kind::send: link_.send(done.command); return;
+    case Submitted::Kind::quit:
       if (link_ended_) {
         quitting_ = true;
         return;
       }
-      start_quit(action.command.text);
-      return;
-    case K::send:
-      model_.scroll_to_end();
-      if (link_ended_) {
-        model_.notice("*** not connected: not sent", Category::error, now);
-        return;
-      }
-      link_.send(action.command);
+      start_quit(done.reason);
       return;
   }
 }

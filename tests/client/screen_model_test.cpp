@@ -150,8 +150,8 @@ TEST_CASE("screen model: the status line follows the connection", "[screen_model
   m.apply(retry, at(14, 9, 0, 10));
   CHECK(m.state() == LinkState::waiting_retry);
   CHECK(m.users().empty());
-  CHECK(m.status(at(14, 9, 0, 10).steady) == "127.0.0.1:15600 | alice | reconnecting in 4 s (attempt 3)");
-  CHECK(m.status(at(14, 9, 0, 11).steady + 500ms) == "127.0.0.1:15600 | alice | reconnecting in 3 s (attempt 3)");
+  CHECK(m.status(at(14, 9, 0, 10).steady) == "127.0.0.1:15600 | alice | reconnecting in 4 s (attempt 3) | lost: connection closed by peer");
+  CHECK(m.status(at(14, 9, 0, 11).steady + 500ms) == "127.0.0.1:15600 | alice | reconnecting in 3 s (attempt 3) | lost: connection closed by peer");
   CHECK(m.next_status_change(at(14, 9, 0, 11).steady + 500ms) == at(14, 9, 0, 12).steady);
   const auto p = pane(m);
   CHECK(p[p.size() - 2] == "error|[09:00:10] *** connection to server lost (closed: connection closed by peer)");
