@@ -20,7 +20,8 @@ PACKAGES=(g++ make cmake libasio-dev catch2 libcli11-dev libncurses-dev iproute2
 DEB_PACKAGES=(help2man dpkg-dev file)
 # The test suite also runs bench/compare.sh --quick: the servers chatserver is compared with;
 # and it builds the .deb and checks its unit (systemd-analyze) and logrotate snippet.
-TEST_PACKAGES=(ncat ngircd libasio-doc jq "${DEB_PACKAGES[@]}" logrotate systemd)
+# and chatclient-qt, the desktop client (Qt 6 Widgets; its tests use the offscreen platform).
+TEST_PACKAGES=(ncat ngircd libasio-doc jq "${DEB_PACKAGES[@]}" logrotate systemd qt6-base-dev)
 # The fuzz targets (tests/fuzz): clang and its compiler-rt (libFuzzer, ASan and UBSan runtimes;
 # on Debian 12 libclang-rt-dev is libclang-rt-14-dev, which --no-install-recommends leaves out).
 FUZZ_PACKAGES=(clang libclang-rt-dev)
@@ -88,9 +89,11 @@ case "$cmd" in
     build release -DCHAT_BUILD_TESTS=ON
     run_suite release "tests"
     if [ "${CHAT_TEST_SANITIZERS:-1}" != 0 ]; then
-      build tsan -DCHAT_SANITIZE=thread -DCHAT_BUILD_BENCH=OFF
+      # Not chatclient-qt: Qt's own libraries are not built with the sanitizers (the release
+      # build runs its tests).
+      build tsan -DCHAT_SANITIZE=thread -DCHAT_BUILD_BENCH=OFF -DCHAT_WITH_QT=OFF
       TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" run_suite tsan "tests under ThreadSanitizer"
-      build asan -DCHAT_SANITIZE=address -DCHAT_BUILD_BENCH=OFF
+      build asan -DCHAT_SANITIZE=address -DCHAT_BUILD_BENCH=OFF -DCHAT_WITH_QT=OFF
       ASAN_OPTIONS="detect_leaks=1" UBSAN_OPTIONS="print_stacktrace=1" run_suite asan "tests under AddressSanitizer + UBSan"
     fi
     # Each fuzz target runs CHAT_FUZZ_SECONDS (12 s) from its seeds; any crash, leak, timeout or

@@ -1,0 +1,264 @@
+#include "client/qt/chat_window.hpp"
+
+#include "client/commands.hpp"
+
+#include <QCloseEvent>
+#include <QHBoxLayout>
+#include <QKeyEvent>
+#include <QLabel>
+#include <QLineEdit>
+#include <QListWidget>
+#include <QPlainTextEdit>
+#include <QScrollBar>
+#include <QShortcut>
+#include <QSplitter>
+#include <QStatusBar>
+#include <QTextBlock>
+#include <QTextCursor>
+#include <QTimer>
+#include <QVBoxLayout>
+
+#include <algorithm>
+#include <chrono>
+
+namespace chat::qt {
+namespace {
+
+// The full-screen client's colours (client/tui.cpp), in shades that read on a light window as
+// well as a dark one: joins and leaves green, errors and lost connections red and bold,
+// private messages received orange and sent blue, notices cyan, dates yellow.
+QTextCharFormat format_of(Category c) {
+  QTextCharFormat f;
+  switch (c) {
+    case Category::join:
+    case Category::leave: f.setForeground(QColor(0x2e, 0x9d, 0x3a)); break;
+    case Category::error:
+      f.setForeground(QColor(0xd3, 0x2f, 0x2f));
+      f.setFontWeight(QFont::Bold);
+      break;
+    case Category::priv_in: f.setForeground(QColor(0xff, 0x87, 0x00)); break;   // xterm 208, as on a terminal
+    case Category::priv_out: f.setForeground(QColor(0x00, 0x87, 0xff)); break;  // xterm 33
+    case Category::info: f.setForeground(QColor(0x00, 0x97, 0xa7)); break;
+    case Category::date:
+      f.setForeground(QColor(0xb8, 0x8a, 0x00));
+      f.setFontWeight(QFont::Bold);
+      break;
+    case Category::own: f.setFontWeight(QFont::Bold); break;
+    case Category::message: break;
+  }
+  return f;
+}
+
+QString q(const std::string& s) { return QString::fromStdString(s); }
+
+}  // namespace
+
+ChatWindow::ChatWindow(LinkOptions options, QWidget* parent)
+    : QMainWindow(parent), model_(options.host + ":" + std::to_string(options.port), options.nick) {
+  setWindowTitle(q("chat: " + options.nick + " at " + options.host + ":" + std::to_string(options.port)));
+
+  messages_ = new QPlainTextEdit;
+  messages_->setObjectName("messages");
+  messages_->setReadOnly(true);
+  messages_->setFocusPolicy(Qt::ClickFocus);  // Tab stays between the input and the list
+  messages_->setWordWrapMode(QTextOption::WrapAtWordBoundaryOrAnywhere);  // a 4 KiB word wraps too
+  messages_->setMaximumBlockCount(10'000);  // as the model's pane: memory stays bounded
+  messages_->setUndoRedoEnabled(false);
+
+  users_ = new QListWidget;
+  users_->setObjectName("users");
+  users_count_ = new QLabel;
+  users_count_->setObjectName("users_count");
+  users_count_->setTextFormat(Qt::PlainText);
+  auto* side = new QWidget;
+  auto* side_layout = new QVBoxLayout(side);
+  side_layout->setContentsMargins(0, 0, 0, 0);
+  side_layout->addWidget(users_count_);
+  side_layout->addWidget(users_);
+
+  auto* split = new QSplitter;
+  split->addWidget(messages_);
+  split->addWidget(side);
+  split->setStretchFactor(0, 4);
+  split->setStretchFactor(1, 1);
+
+  input_ = new QLineEdit;
+  input_->setObjectName("input");
+  input_->setPlaceholderText("Type a message, or /help");
+  input_->installEventFilter(this);
+
+  auto* central = new QWidget;
+  auto* layout = new QVBoxLayout(central);
+  layout->addWidget(split, 1);
+  layout->addWidget(input_);
+  setCentralWidget(central);
+
+  status_ = new QLabel;
+  status_->setObjectName("status");
+  status_->setTextFormat(Qt::PlainText);
+  statusBar()->addWidget(status_, 1);
+
+  status_timer_ = new QTimer(this);
+  status_timer_->setSingleShot(true);
+  connect(status_timer_, &QTimer::timeout, this, &ChatWindow::refresh);
+  quit_timer_ = new QTimer(this);
+  quit_timer_->setSingleShot(true);
+  connect(quit_timer_, &QTimer::timeout, this, [this] {
+    link_ended_ = true;  // the goodbye took too long: leave anyway
+    close();
+  });
+
+  connect(input_, &QLineEdit::returnPressed, this, &ChatWindow::submit);
+  connect(users_, &QListWidget::itemDoubleClicked, this, [this](QListWidgetItem* item) {
+    input_->setText("@" + item->text() + " ");
+    input_->setFocus();
+  });
+  auto* clear = new QShortcut(QKeySequence(Qt::CTRL | Qt::Key_L), this);
+  connect(clear, &QShortcut::activated, this, [this] {
+    model_.clear();
+    clear_pane();
+  });
+
+  resize(900, 560);
+  input_->setFocus();
+
+  // The network thread's only way in: a queued call, run by the GUI thread's event loop.
+  options.on_event = [this] {
+    if (!drain_posted_.exchange(true)) QMetaObject::invokeMethod(this, &ChatWindow::drain, Qt::QueuedConnection);
+  };
+  link_ = std::make_unique<Link>(std::move(options));
+  refresh();
+  link_->start();
+}
+
+ChatWindow::~ChatWindow() {
+  link_.reset();  // joins the network thread while everything its callback names still exists
+}
+
+QString ChatWindow::status_text() const { return status_->text(); }
+
+void ChatWindow::drain() {
+  drain_posted_ = false;  // before taking: an event queued from now on posts a new call
+  for (auto& ev : link_->take_events()) {
+    if (ev.kind == LinkEvent::Kind::ended) link_ended_ = true;
+    model_.apply(ev, Moment::now());
+  }
+  refresh();
+  if (quitting_ && link_ended_) close();
+}
+
+void ChatWindow::refresh() {
+  append_new_lines();
+
+  const auto names = model_.users();
+  users_->clear();
+  for (const auto& name : names) users_->addItem(q(name));  // already sorted, ignoring case
+  users_count_->setText(QString("Online (%1)").arg(names.size()));
+
+  const auto now = std::chrono::steady_clock::now();
+  status_->setText(q(model_.status(now)));
+  if (const auto next = model_.next_status_change(now)) {
+    status_timer_->start(std::max<int>(1, static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(*next - now).count())));
+  }
+}
+
+void ChatWindow::append_new_lines() {
+  const auto& lines = model_.lines();
+  const auto fresh = static_cast<std::size_t>(std::min<std::uint64_t>(model_.lines_added() - shown_, lines.size()));
+  shown_ = model_.lines_added();
+  if (fresh == 0) return;
+  auto* bar = messages_->verticalScrollBar();
+  const bool following = bar->value() == bar->maximum();
+  QTextCursor cursor(messages_->document());
+  cursor.movePosition(QTextCursor::End);
+  cursor.beginEditBlock();
+  for (auto it = lines.end() - static_cast<std::ptrdiff_t>(fresh); it != lines.end(); ++it) {
+    if (!messages_->document()->isEmpty()) cursor.insertBlock();
+    QString text = q(it->rendered());
+    if (text.size() > max_shown_chars) {
+      const auto cut = text.size() - max_shown_chars;
+      text.truncate(max_shown_chars);
+      text += QString(" ... (%1 more characters; /save keeps them)").arg(cut);
+    }
+    cursor.insertText(text, format_of(it->category));  // plain text: never parsed as HTML
+  }
+  cursor.endEditBlock();
+  if (following) bar->setValue(bar->maximum());  // a reader who scrolled back stays put
+}
+
+void ChatWindow::clear_pane() {
+  messages_->clear();
+  shown_ = model_.lines_added();
+}
+
+void ChatWindow::submit() {
+  // The model's InputLine keeps the history; the QLineEdit does the editing.
+  auto& line = model_.input();
+  if (line.text() != input_->text().toStdString()) {
+    line.home();
+    line.kill_to_end();
+    line.insert(input_->text().toStdString());
+  }
+  const std::string text = line.submit();
+  input_->clear();
+  static const std::vector<std::string> keys{
+      "***   Up / Down recall what you typed, Ctrl+L clears, double-click a name to write to them"};
+  const Submitted done = submit_line(model_, text, link_ended_, keys);
+  switch (done.kind) {
+    case Submitted::Kind::nothing: break;
+    case Submitted::Kind::cleared: clear_pane(); break;
+    case Submitted::Kind::send: link_->send(done.command); break;
+    case Submitted::Kind::quit:
+      if (link_ended_) {
+        quitting_ = true;
+        close();
+        return;
+      }
+      start_quit(done.reason);
+      break;
+  }
+  refresh();
+}
+
+void ChatWindow::recall(bool older) {
+  auto& line = model_.input();
+  if (line.text() != input_->text().toStdString()) {
+    line.home();
+    line.kill_to_end();
+    line.insert(input_->text().toStdString());
+  }
+  older ? line.history_up() : line.history_down();
+  input_->setText(q(line.text()));
+}
+
+bool ChatWindow::eventFilter(QObject* watched, QEvent* event) {
+  if (watched == input_ && event->type() == QEvent::KeyPress) {
+    const auto* key = static_cast<QKeyEvent*>(event);
+    switch (key->key()) {
+      case Qt::Key_Up: recall(true); return true;
+      case Qt::Key_Down: recall(false); return true;
+      case Qt::Key_PageUp: messages_->verticalScrollBar()->triggerAction(QAbstractSlider::SliderPageStepSub); return true;
+      case Qt::Key_PageDown: messages_->verticalScrollBar()->triggerAction(QAbstractSlider::SliderPageStepAdd); return true;
+      default: break;
+    }
+  }
+  return QMainWindow::eventFilter(watched, event);
+}
+
+void ChatWindow::start_quit(const std::string& reason) {
+  if (quitting_) return;
+  quitting_ = true;
+  link_->quit(reason);
+  quit_timer_->start(3000);  // QUIT, then at most the Link's goodbye wait and a little more
+}
+
+void ChatWindow::closeEvent(QCloseEvent* event) {
+  if (link_ended_) {
+    event->accept();
+    return;
+  }
+  start_quit("");  // the window closes once the Link has said goodbye (drain() or the timer)
+  event->ignore();
+}
+
+}  // namespace chat::qt

@@ -1,0 +1,46 @@
+// ConnectDialog: server, port and nickname, asked for when the command line does not give all
+// three. The last values are remembered with QSettings. Enter connects, Esc cancels.
+//
+// GUI thread only.
+#pragma once
+
+#include <QDialog>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+class QDialogButtonBox;
+class QLabel;
+class QLineEdit;
+class QSpinBox;
+
+namespace chat::qt {
+
+struct ConnectChoice {
+  std::string host;
+  std::uint16_t port = 15600;
+  std::string nick;
+};
+
+class ConnectDialog : public QDialog {
+  Q_OBJECT
+
+ public:
+  // `given` holds what the command line gave; the rest comes from the remembered values.
+  explicit ConnectDialog(const ConnectChoice& given, QWidget* parent = nullptr);
+  ConnectChoice choice() const;
+
+  void accept() override;  // checks the nickname, remembers the values
+
+ private:
+  void check();
+
+  QLineEdit* host_ = nullptr;
+  QSpinBox* port_ = nullptr;
+  QLineEdit* nick_ = nullptr;
+  QLabel* problem_ = nullptr;
+  QDialogButtonBox* buttons_ = nullptr;
+};
+
+}  // namespace chat::qt

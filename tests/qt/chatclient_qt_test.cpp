@@ -1,0 +1,275 @@
+// chatclient-qt against a real chatserver on 127.0.0.1 port 0, with Qt's offscreen platform:
+// joining, the user list following JOIN / NICK / LEAVE, typing (QTest key clicks), colours,
+// text that looks like HTML shown as it is, a very long line, Ctrl+L, the connect dialog, and a
+// server that stops and comes back.
+#define CATCH_CONFIG_RUNNER
+#include "client/qt/chat_window.hpp"
+#include "client/qt/connect_dialog.hpp"
+#include "tests/process/server_process.hpp"
+#include "tests/qt/qt_support.hpp"
+#include "tests/support/line_client.hpp"
+#include "tests/support/process.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <QApplication>
+#include <QDialogButtonBox>
+#include <QLabel>
+#include <QLineEdit>
+#include <QListWidget>
+#include <QPlainTextEdit>
+#include <QPushButton>
+#include <QRegularExpression>
+#include <QSettings>
+#include <QSpinBox>
+#include <QTemporaryDir>
+#include <QAbstractTextDocumentLayout>
+#include <QTextBlock>
+
+#include <csignal>
+#include <memory>
+
+using namespace chat::test;
+using chat::qt::ChatWindow;
+
+namespace {
+
+chat::LinkOptions options_for(std::uint16_t port, const std::string& nick) {
+  chat::LinkOptions o;
+  o.port = port;
+  o.nick = nick;
+  o.backoff.initial = chat::Millis{200};  // the server comes back quickly in these tests
+  o.backoff.cap = chat::Millis{1000};
+  o.max_line = 1 << 20;  // the long-line test's server allows 64 KiB lines
+  return o;
+}
+
+QStringList user_names(const ChatWindow& w) {
+  QStringList names;
+  for (int i = 0; i < w.users()->count(); ++i) names << w.users()->item(i)->text();
+  return names;
+}
+
+// The pane's block that contains `text`, or an invalid block.
+QTextBlock block_with(const ChatWindow& w, const QString& text) {
+  for (auto b = w.messages()->document()->lastBlock(); b.isValid(); b = b.previous()) {
+    if (b.text().contains(text)) return b;
+  }
+  return {};
+}
+
+bool pane_has(const ChatWindow& w, const QString& text) { return block_with(w, text).isValid(); }
+
+// A window joined as `nick` on `port`, shown, with the focus where the user meets it.
+std::unique_ptr<ChatWindow> joined_window(std::uint16_t port, const std::string& nick) {
+  auto w = std::make_unique<ChatWindow>(options_for(port, nick));
+  w->show();
+  w->activateWindow();
+  REQUIRE(wait_until([&] { return user_names(*w).contains(QString::fromStdString(nick)); }, patience));
+  return w;
+}
+
+std::unique_ptr<LineClient> join(std::uint16_t port, const std::string& nick) {
+  auto c = std::make_unique<LineClient>(port);
+  REQUIRE(c->send_line("HELLO " + nick));
+  REQUIRE(c->expect_line("WELCOME " + nick, patience));
+  return c;
+}
+
+void type_line(ChatWindow& w, const QString& text) {
+  QTest::keyClicks(w.input(), text);
+  QTest::keyClick(w.input(), Qt::Key_Return);
+}
+
+}  // namespace
+
+TEST_CASE("chatclient-qt joins, the user list follows JOIN, NICK and LEAVE, and typed lines reach the others",
+          "[qt]") {
+  ServerProcess server({"--log-level", "warn"});
+  auto w = joined_window(server.port(), "alice");
+  CHECK(w->focusWidget() == w->input());  // the keyboard starts in the input line
+  CHECK(w->status_text().contains("connected"));
+  CHECK(pane_has(*w, "welcome, alice"));
+
+  auto bob = join(server.port(), "bob");
+  CHECK(wait_until([&] { return user_names(*w) == QStringList{"alice", "bob"}; }, patience));
+  CHECK(w->findChild<QLabel*>("users_count")->text() == "Online (2)");
+  CHECK(pane_has(*w, "bob joined"));
+  auto carol = join(server.port(), "Carol");
+  CHECK(wait_until([&] { return user_names(*w) == QStringList{"alice", "bob", "Carol"}; }, patience));  // ignoring case
+
+  REQUIRE(bob->send_line("NICK bobby"));
+  CHECK(wait_until([&] { return user_names(*w) == QStringList{"alice", "bobby", "Carol"}; }, patience));
+
+  type_line(*w, "hello everyone");
+  CHECK(bob->expect_line("MSG alice hello everyone", patience));
+  CHECK(wait_until([&] { return pane_has(*w, "<alice> hello everyone"); }, patience));
+  CHECK(w->input()->text().isEmpty());
+
+  // Up brings back what was typed, Down the empty line again.
+  QTest::keyClick(w->input(), Qt::Key_Up);
+  CHECK(w->input()->text() == "hello everyone");
+  QTest::keyClick(w->input(), Qt::Key_Down);
+  CHECK(w->input()->text().isEmpty());
+
+  // The same commands as the terminal client: /me, /msg, @nick, /nick, /who.
+  type_line(*w, "/me waves");
+  CHECK(bob->expect_line("ME alice waves", patience));
+  type_line(*w, "@Carol psst");
+  CHECK(carol->expect_line("PRIV alice Carol psst", patience));
+  type_line(*w, "/nick alicia");
+  CHECK(bob->expect_line("NICK alice alicia", patience));
+  CHECK(wait_until([&] { return user_names(*w) == QStringList{"alicia", "bobby", "Carol"}; }, patience));
+
+  // Double-clicking a name starts a private message to it.
+  const auto* item = w->users()->item(1);
+  const QPoint at = w->users()->visualItemRect(item).center();
+  QTest::mouseClick(w->users()->viewport(), Qt::LeftButton, {}, at);  // a double click begins with a press
+  QTest::mouseDClick(w->users()->viewport(), Qt::LeftButton, {}, at);
+  CHECK(w->input()->text() == "@bobby ");
+  CHECK(w->input()->hasFocus());
+  w->input()->clear();
+
+  REQUIRE(bob->send_line("QUIT gone fishing"));
+  CHECK(wait_until([&] { return user_names(*w) == QStringList{"alicia", "Carol"}; }, patience));
+  CHECK(wait_until([&] { return pane_has(*w, "bobby left: quit"); }, patience));
+  CHECK(w->findChild<QLabel*>("users_count")->text() == "Online (2)");
+
+  // Ctrl+L clears the pane (the transcript keeps everything).
+  QTest::keyClick(w.get(), Qt::Key_L, Qt::ControlModifier);
+  CHECK(w->messages()->document()->toPlainText().isEmpty());
+  CHECK(w->model().transcript().find("hello everyone") != std::string::npos);
+}
+
+TEST_CASE("chatclient-qt shows private messages in their colours, text that looks like HTML as it is, and a very "
+          "long line wrapped",
+          "[qt]") {
+  ServerProcess server({"--log-level", "warn", "--max-line", "65536"});
+  auto w = joined_window(server.port(), "alice");
+  auto bob = join(server.port(), "bob");
+  REQUIRE(wait_until([&] { return user_names(*w).size() == 2; }, patience));
+
+  REQUIRE(bob->send_line("PRIV alice a secret"));
+  REQUIRE(wait_until([&] { return pane_has(*w, "a secret"); }, patience));
+  const auto colour_of = [&](const QString& text) {
+    return block_with(*w, text).begin().fragment().charFormat().foreground().color();
+  };
+  CHECK(colour_of("a secret") == QColor(0xff, 0x87, 0x00));  // received: orange
+  type_line(*w, "/msg bob a reply");
+  REQUIRE(wait_until([&] { return pane_has(*w, "a reply"); }, patience));
+  CHECK(colour_of("a reply") == QColor(0x00, 0x87, 0xff));  // sent: blue
+  CHECK(colour_of("bob joined") == QColor(0x2e, 0x9d, 0x3a));  // joins: green
+
+  // Nothing from the network is interpreted: markup arrives as the characters it is made of.
+  const QString markup = "<b>x</b><img src=y> &amp; <a href=\"http://h\">link</a>";
+  REQUIRE(bob->send_line("SAY " + markup.toStdString()));
+  REQUIRE(wait_until([&] { return pane_has(*w, "<bob> " + markup); }, patience));
+  CHECK(w->messages()->document()->toPlainText().contains(markup));
+  // Nicknames in the list are plain text as well; Qt's list items never parse markup.
+  CHECK(w->users()->item(1)->text() == "bob");
+
+  // A 60,000-character word: shown cut to the pane's limit, wrapped, and the window goes on.
+  const std::string word(60'000, 'w');
+  const auto sent = std::chrono::steady_clock::now();
+  REQUIRE(bob->send_line("SAY " + word));
+  REQUIRE(wait_until([&] { return pane_has(*w, "more characters; /save keeps them"); }, patience));
+  REQUIRE(bob->send_line("SAY after the long line"));
+  REQUIRE(wait_until([&] { return pane_has(*w, "after the long line"); }, patience));
+  const auto took = std::chrono::steady_clock::now() - sent;
+  WARN("a 60,000-character line and the next one shown after "
+       << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms");
+  CHECK(took < patience);
+  auto block = block_with(*w, "more characters");
+  w->messages()->document()->documentLayout()->blockBoundingRect(block);  // lays it out
+  CHECK(block.layout()->lineCount() > 1);
+  CHECK(block.text().size() < ChatWindow::max_shown_chars + 100);
+  CHECK(w->model().transcript().find(word) != std::string::npos);
+}
+
+TEST_CASE("chatclient-qt: the server stopped shows the cause and a countdown, and the client rejoins when it returns",
+          "[qt]") {
+  auto server = std::make_unique<ServerProcess>(std::vector<std::string>{"--log-level", "warn"});
+  const auto port = server->port();
+  auto w = joined_window(port, "alice");
+
+  REQUIRE(server->process().signal(SIGTERM));
+  REQUIRE(server->process().wait_exit(patience) == 0);
+  server.reset();
+  // The cause in words, and the countdown, in the status bar.
+  CHECK(wait_until([&] { return w->status_text().contains("lost: server shutting down"); }, patience));
+  // While the server is away the Link keeps trying: each wait shows as a countdown.
+  CHECK(wait_until([&] { return w->status_text().contains(QRegularExpression("reconnecting in \\d+ s")); }, patience));
+  INFO(w->status_text().toStdString());
+  CHECK(pane_has(*w, "connection to server lost"));
+  CHECK(w->users()->count() == 0);
+
+  // The same port again (the last --port wins over ServerProcess's --port 0).
+  server = std::make_unique<ServerProcess>(std::vector<std::string>{"--log-level", "warn", "--port", std::to_string(port)});
+  CHECK(wait_until([&] { return pane_has(*w, "reconnected to"); }, patience));
+  CHECK(wait_until([&] { return user_names(*w) == QStringList{"alice"}; }, patience));
+  CHECK(wait_until([&] { return w->status_text().contains("connected") && !w->status_text().contains("lost"); },
+                   patience));
+}
+
+TEST_CASE("chatclient-qt's connect dialog checks the nickname, remembers the values, and Esc cancels", "[qt]") {
+  QSettings().clear();
+  {
+    chat::qt::ConnectDialog dialog({{}, 0, {}});
+    auto* ok = dialog.findChild<QDialogButtonBox*>()->button(QDialogButtonBox::Ok);
+    auto* host = dialog.findChild<QLineEdit*>("host");
+    auto* nick = dialog.findChild<QLineEdit*>("nick");
+    REQUIRE(host);
+    REQUIRE(nick);
+    CHECK(host->text() == "127.0.0.1");
+    CHECK(!ok->isEnabled());  // no nickname yet
+    QTest::keyClicks(nick, "bad nick");
+    CHECK(!ok->isEnabled());  // a space is not allowed
+    nick->clear();
+    QTest::keyClicks(nick, "dora");
+    CHECK(ok->isEnabled());
+    host->setText("10.1.2.3");
+    dialog.findChild<QSpinBox*>("port")->setValue(16000);
+    dialog.accept();
+    CHECK(dialog.result() == QDialog::Accepted);
+    CHECK(dialog.choice().host == "10.1.2.3");
+    CHECK(dialog.choice().port == 16000);
+    CHECK(dialog.choice().nick == "dora");
+  }
+  chat::qt::ConnectDialog again({{}, 0, {}});
+  CHECK(again.choice().host == "10.1.2.3");
+  CHECK(again.choice().port == 16000);
+  CHECK(again.choice().nick == "dora");
+  // What the command line gives wins over what was remembered.
+  chat::qt::ConnectDialog given({"example.lan", 15601, {}});
+  CHECK(given.choice().host == "example.lan");
+  CHECK(given.choice().port == 15601);
+  given.show();
+  QTest::keyClick(&given, Qt::Key_Escape);
+  CHECK(given.result() == QDialog::Rejected);
+  CHECK(!given.isVisible());
+}
+
+TEST_CASE("chatclient-qt as a program joins with --host, --port and --nick, and SIGTERM leaves with quit", "[qt]") {
+  ServerProcess server({"--log-level", "warn"});
+  auto watcher = join(server.port(), "watcher");
+  Subprocess client({CHATCLIENT_QT_PATH, "--host", "127.0.0.1", "--port", std::to_string(server.port()), "--nick",
+                     "desk"});
+  CHECK(watcher->expect_line("JOIN desk", patience));  // no dialog: all three were given
+  REQUIRE(watcher->send_line("SAY hello desk"));
+  REQUIRE(client.signal(SIGTERM));
+  CHECK(watcher->expect_line("LEAVE desk quit", patience));
+  CHECK(client.wait_exit(patience) == 0);
+}
+
+int main(int argc, char** argv) {
+  // Offscreen: no display needed. QSettings go to a folder of this run's own.
+  qputenv("QT_QPA_PLATFORM", "offscreen");
+  QTemporaryDir config;
+  qputenv("XDG_CONFIG_HOME", config.path().toUtf8());
+  qputenv("XDG_RUNTIME_DIR", config.path().toUtf8());
+  std::signal(SIGPIPE, SIG_IGN);
+  QApplication app(argc, argv);
+  QApplication::setOrganizationName("chat");
+  QApplication::setApplicationName("chatclient-qt-tests");
+  return Catch::Session().run(argc, argv);
+}
