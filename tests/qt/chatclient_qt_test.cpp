@@ -22,7 +22,6 @@
 #include <QRegularExpression>
 #include <QSettings>
 #include <QSpinBox>
-#include <QTemporaryDir>
 #include <QAbstractTextDocumentLayout>
 #include <QTextBlock>
 
@@ -262,12 +261,7 @@ TEST_CASE("chatclient-qt as a program joins with --host, --port and --nick, and 
 }
 
 int main(int argc, char** argv) {
-  // Offscreen: no display needed. QSettings go to a folder of this run's own.
-  qputenv("QT_QPA_PLATFORM", "offscreen");
-  QTemporaryDir config;
-  qputenv("XDG_CONFIG_HOME", config.path().toUtf8());
-  qputenv("XDG_RUNTIME_DIR", config.path().toUtf8());
-  std::signal(SIGPIPE, SIG_IGN);
+  OffscreenQt offscreen;
   QApplication app(argc, argv);
   QApplication::setOrganizationName("chat");
   QApplication::setApplicationName("chatclient-qt-tests");

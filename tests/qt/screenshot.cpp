@@ -13,9 +13,7 @@
 #include <QListWidget>
 #include <QPixmap>
 #include <QPlainTextEdit>
-#include <QTemporaryDir>
 
-#include <csignal>
 #include <iostream>
 #include <memory>
 
@@ -38,11 +36,7 @@ int main(int argc, char** argv) {
     std::cerr << "usage: chatclient_qt_screenshot OUTPUT.png\n";
     return 2;
   }
-  qputenv("QT_QPA_PLATFORM", "offscreen");
-  QTemporaryDir config;
-  qputenv("XDG_CONFIG_HOME", config.path().toUtf8());
-  qputenv("XDG_RUNTIME_DIR", config.path().toUtf8());
-  std::signal(SIGPIPE, SIG_IGN);
+  OffscreenQt offscreen;
   QApplication app(argc, argv);
   try {
     ServerProcess server({"--log-level", "warn"});
