@@ -38,6 +38,12 @@ bool is_bidi_control(char32_t cp) {
          cp == 0x061C;
 }
 
+// Characters that end a line or a paragraph for some renderers though they are not controls:
+// U+2028 LINE SEPARATOR and U+2029 PARAGRAPH SEPARATOR (Qt's text widgets break there; a
+// terminal may too), and U+FDD0 / U+FDD1, which Qt's QTextDocument uses as block separators.
+// Kept, they would let one message show a second line that looks like someone else's.
+bool is_line_breaker(char32_t cp) { return cp == 0x2028 || cp == 0x2029 || cp == 0xFDD0 || cp == 0xFDD1; }
+
 // After ESC (or an 8-bit introducer) at `pos`: the length of the whole sequence, so it is
 // removed as one piece rather than leaving "[31m" behind. `intro` is the character that says
 // which kind of sequence it is ('[' CSI, ']' OSC, 'P' DCS, '^' PM, '_' APC, 'X' SOS).
@@ -111,7 +117,7 @@ std::string sanitize(std::string_view s) {
       out += replacement_char;
       continue;
     }
-    if (is_bidi_control(d->cp)) {
+    if (is_bidi_control(d->cp) || is_line_breaker(d->cp)) {
       out += replacement_char;
     } else {
       out.append(s.substr(i, d->len));

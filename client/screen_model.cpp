@@ -262,8 +262,9 @@ std::string ScreenModel::status(std::chrono::steady_clock::time_point now) const
     case LinkState::choosing_nick: s += "nickname refused: /nick <name>"; break;
     case LinkState::offline: s += "disconnected"; break;
   }
-  if (state_ != LinkState::joined && !lost_reason_.empty()) s += " | lost: " + lost_reason_;
   if (scroll_ > 0) s += " | " + std::to_string(scroll_) + " more below (Page Down)";
+  // Last: a narrow terminal cuts the end of the status line.
+  if (state_ != LinkState::joined && !lost_reason_.empty()) s += " | lost: " + lost_reason_;
   return s;
 }
 

@@ -52,27 +52,48 @@ class NumberedConfig : public CLI::ConfigTOML {
     std::istringstream lines(text);
     std::string line, section;
     lines_.clear();
+    values_.clear();
     for (int number = 1; std::getline(lines, line); ++number) {
       CLI::detail::trim(line);
       if (line.size() < 3 || line.front() == '#' || line.front() == ';') continue;
       if (line.front() == '[' && line.back() == ']') {
         // CLI11 would look for a subcommand of that name; chatserver has none.
-        if (line != "[default]") throw LineError(number, "no sections here, only name = value lines");
+        std::string section = CLI::detail::to_lower(line);
+        if (section != "[default]" && section != "[[default]]") {
+          throw LineError(number, "no sections here, only name = value lines");
+        }
         continue;
       }
-      std::string key = CLI::detail::trim_copy(line.substr(0, line.find('=')));
+      const auto equals = line.find('=');
+      std::string key = line.substr(0, equals);
+      std::string value = equals == std::string::npos ? "" : CLI::detail::trim_copy(line.substr(equals + 1));
+      if (equals == std::string::npos) key = key.substr(0, key.find('#'));  // "trace  # on", as CLI11 reads it
+      CLI::detail::trim(key);
       CLI::detail::remove_quotes(key);
+      if (key.starts_with("--")) key.erase(0, 2);  // CLI11 takes "--port = 1" too
+      // CLI11 cuts a value at the first '#', even inside quotes: refused, not misread.
+      if (!value.empty() && (value.front() == '"' || value.front() == '\'')) {
+        const auto close = value.find(value.front(), 1);
+        if (value.find('#') < close) throw LineError(number, key + ": a '#' inside a quoted value is read as a comment");
+      }
       // CLI11 would quietly keep the first of two values; a file that says two things is a mistake.
       if (auto [it, fresh] = lines_.emplace(key, number); !fresh) {
         throw LineError(number, key + " is set again (first on line " + std::to_string(it->second) + ")");
       }
+      values_[key] = value;
     }
     std::istringstream again(text);
     auto items = CLI::ConfigTOML::from_config(again);
-    // CLI11 splits a value at commas or spaces into a list; no option here takes a list, so the
-    // pieces are put back together ("keepalive = 2s,1s,2" is one value, "port = 1 2" an error).
+    // CLI11 splits a value at commas, or else at spaces, into a list. No option here takes a
+    // list: pieces split at commas go back together ("keepalive = 2s, 1s, 2" is one value),
+    // a value split at spaces must have been meant as one and needs quotes.
     for (auto& item : items) {
-      if (item.inputs.size() > 1) item.inputs = {CLI::detail::join(item.inputs, ",")};
+      if (item.inputs.size() < 2) continue;
+      const std::string key = item.name.starts_with("--") ? item.name.substr(2) : item.name;
+      if (values_[key].find(',') == std::string::npos) {
+        throw LineError(lines_[key], key + ": a value with spaces must be in quotes");
+      }
+      item.inputs = {CLI::detail::join(item.inputs, ",")};
     }
     return items;
   }
@@ -92,7 +113,9 @@ class NumberedConfig : public CLI::ConfigTOML {
   std::string file;  // the --config file, for messages
 
  private:
-  mutable std::map<std::string, int> lines_;  // key -> line; from_config is const in CLI11's interface
+  // from_config is const in CLI11's interface, hence mutable.
+  mutable std::map<std::string, int> lines_;           // key -> line
+  mutable std::map<std::string, std::string> values_;  // key -> its value as written
 };
 
 // True if the command line itself gives `option` ("--port 1" or "--port=1").

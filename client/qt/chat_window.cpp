@@ -109,8 +109,11 @@ ChatWindow::ChatWindow(LinkOptions options, QWidget* parent)
   });
 
   connect(input_, &QLineEdit::returnPressed, this, &ChatWindow::submit);
-  connect(users_, &QListWidget::itemDoubleClicked, this, [this](QListWidgetItem* item) {
-    input_->setText("@" + item->text() + " ");
+  // Double-click or Enter on a name: a private message to them, keeping what was typed.
+  connect(users_, &QListWidget::itemActivated, this, [this](QListWidgetItem* item) {
+    QString text = input_->text();
+    if (text.startsWith('@') || text.startsWith('/')) text.clear();  // another recipient or command
+    input_->setText("@" + item->text() + " " + text);
     input_->setFocus();
   });
   auto* clear = new QShortcut(QKeySequence(Qt::CTRL | Qt::Key_L), this);
@@ -127,6 +130,7 @@ ChatWindow::ChatWindow(LinkOptions options, QWidget* parent)
     if (!drain_posted_.exchange(true)) QMetaObject::invokeMethod(this, &ChatWindow::drain, Qt::QueuedConnection);
   };
   link_ = std::make_unique<Link>(std::move(options));
+  users_count_->setText("Online (0)");
   refresh();
   link_->start();
 }
@@ -150,10 +154,16 @@ void ChatWindow::drain() {
 void ChatWindow::refresh() {
   append_new_lines();
 
-  const auto names = model_.users();
-  users_->clear();
-  for (const auto& name : names) users_->addItem(q(name));  // already sorted, ignoring case
-  users_count_->setText(QString("Online (%1)").arg(names.size()));
+  // Rebuilt only when it changed, so the selection and the scroll position stay put.
+  if (auto names = model_.users(); names != listed_) {
+    listed_ = std::move(names);
+    const QString current = users_->currentItem() ? users_->currentItem()->text() : QString();
+    users_->clear();
+    for (const auto& name : listed_) users_->addItem(q(name));  // already sorted, ignoring case
+    const auto again = users_->findItems(current, Qt::MatchExactly);
+    if (!current.isEmpty() && !again.isEmpty()) users_->setCurrentItem(again.front());
+    users_count_->setText(QString("Online (%1)").arg(listed_.size()));
+  }
 
   const auto now = std::chrono::steady_clock::now();
   status_->setText(q(model_.status(now)));
@@ -176,8 +186,10 @@ void ChatWindow::append_new_lines() {
     if (!messages_->document()->isEmpty()) cursor.insertBlock();
     QString text = q(it->rendered());
     if (text.size() > max_shown_chars) {
-      const auto cut = text.size() - max_shown_chars;
-      text.truncate(max_shown_chars);
+      auto keep = max_shown_chars;
+      if (text.at(keep - 1).isHighSurrogate()) --keep;  // never half a character
+      const auto cut = text.size() - keep;
+      text.truncate(keep);
       text += QString(" ... (%1 more characters; /save keeps them)").arg(cut);
     }
     cursor.insertText(text, format_of(it->category));  // plain text: never parsed as HTML
@@ -207,7 +219,10 @@ void ChatWindow::submit() {
   switch (done.kind) {
     case Submitted::Kind::nothing: break;
     case Submitted::Kind::cleared: clear_pane(); break;
-    case Submitted::Kind::send: link_->send(done.command); break;
+    case Submitted::Kind::send:
+      link_->send(done.command);
+      messages_->verticalScrollBar()->setValue(messages_->verticalScrollBar()->maximum());  // follow again
+      break;
     case Submitted::Kind::quit:
       if (link_ended_) {
         quitting_ = true;

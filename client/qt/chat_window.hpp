@@ -27,6 +27,8 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <string>
+#include <vector>
 
 class QLabel;
 class QLineEdit;
@@ -80,7 +82,8 @@ class ChatWindow : public QMainWindow {
   QTimer* status_timer_ = nullptr;  // the reconnect countdown
   QTimer* quit_timer_ = nullptr;    // a bounded wait for the goodbye after /quit
 
-  std::uint64_t shown_ = 0;  // model_.lines_added() already in the pane
+  std::uint64_t shown_ = 0;          // model_.lines_added() already in the pane
+  std::vector<std::string> listed_;  // the names in users_
   bool link_ended_ = false;
   bool quitting_ = false;
   std::atomic<bool> drain_posted_{false};  // set by the network thread, cleared by drain()

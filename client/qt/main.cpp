@@ -1,5 +1,5 @@
-// chatclient-qt: the desktop window. The command line (--host, --port, --nick and the same
-// detection options as chatclient), a connect dialog for whatever it does not give, then the
+// chatclient-qt: the desktop window. The command line (--host, --port, --nick, --keepalive),
+// a connect dialog for whatever it does not give, then the
 // window until it is closed (or SIGINT / SIGTERM). The network side is chatclient's Link
 // (client/link.hpp). Threads: the GUI thread (this one) and the Link's network thread
 // (client/qt/chat_window.hpp says how they talk).
@@ -19,28 +19,15 @@
 #include <csignal>
 
 int main(int argc, char** argv) {
-  std::signal(SIGPIPE, SIG_IGN);  // a send to a vanished server is an error, not the end
-  // SIGINT and SIGTERM close the window politely (QUIT, then exit 0): blocked here, before any
-  // thread exists so that every thread inherits the mask, and read from a signalfd by the GUI
-  // thread's event loop. No signal handler runs anywhere.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-  const int signal_fd = signalfd(-1, &stop_signals, SFD_CLOEXEC | SFD_NONBLOCK);
-
-  QApplication app(argc, argv);   // takes Qt's own options (-platform, ...) out of argv
-  QApplication::setOrganizationName("chat");
-  QApplication::setApplicationName("chatclient-qt");  // QSettings: ~/.config/chat/chatclient-qt.conf
-  QApplication::setApplicationVersion(CHAT_VERSION);
-
+  // The command line first, so --help, --version and a usage error work without a display.
+  // Qt's own options (-platform, -style, ...) start with one dash and are left for QApplication.
   chat::LinkOptions options;
   chat::qt::ConnectChoice given{{}, 0, {}};
   std::string keepalive = chat::format_keepalive(options.keepalive);
   CLI::App cli{"chatclient-qt: a desktop window for the chat server (the connect dialog asks for what is not given)",
                "chatclient-qt"};
   cli.set_version_flag("--version", std::string("chatclient-qt ") + CHAT_VERSION);
+  cli.allow_extras();
   cli.add_option("--host", given.host, "Server address");
   cli.add_option("--port", given.port, "Server TCP port")->check(CLI::Range(1, 65535));
   cli.add_option("--nick", given.nick, "Nickname to join as (1-24 of A-Z a-z 0-9 _ ! -)")
@@ -51,8 +38,12 @@ int main(int argc, char** argv) {
           },
           "NICK"));
   cli.add_option("--keepalive", keepalive, "TCP keepalive IDLE,INTERVAL,COUNT, or off")->capture_default_str();
+  cli.footer("Qt's own options (-platform offscreen, -style Fusion, ...) are passed on to Qt.");
   try {
     cli.parse(argc, argv);
+    for (const auto& extra : cli.remaining()) {
+      if (extra.starts_with("--")) throw CLI::ExtrasError({extra});
+    }
     std::string error;
     auto k = chat::parse_keepalive(keepalive, &error);
     if (!k) throw CLI::ValidationError("--keepalive", error);
@@ -61,22 +52,46 @@ int main(int argc, char** argv) {
     return cli.exit(e) == 0 ? 0 : 2;
   }
 
+  std::signal(SIGPIPE, SIG_IGN);  // a send to a vanished server is an error, not the end
+  // SIGINT and SIGTERM end the program politely (the dialog is cancelled; the window says QUIT,
+  // then exit 0): blocked here, before any thread exists so that every thread inherits the
+  // mask, and read from a signalfd by the GUI thread's event loop. No signal handler runs.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  const int signal_fd = signalfd(-1, &stop_signals, SFD_CLOEXEC | SFD_NONBLOCK);
+
+  QApplication app(argc, argv);  // takes Qt's own options (-platform, ...) out of argv
+  QApplication::setOrganizationName("chat");
+  QApplication::setApplicationName("chatclient-qt");  // QSettings: ~/.config/chat/chatclient-qt.conf
+  QApplication::setApplicationVersion(CHAT_VERSION);
+
+  QWidget* open = nullptr;  // the dialog, then the window: what a signal closes
+  bool stopped = false;
+  QSocketNotifier stop_notifier(signal_fd, QSocketNotifier::Read);
+  QObject::connect(&stop_notifier, &QSocketNotifier::activated, [&] {
+    signalfd_siginfo info{};
+    while (::read(signal_fd, &info, sizeof info) > 0) {
+    }
+    stopped = true;
+    if (open) open->close();  // a dialog: cancelled; the window: QUIT, a bounded wait, then the end
+  });
+
   if (given.host.empty() || given.port == 0 || given.nick.empty()) {
     chat::qt::ConnectDialog dialog(given);
-    if (dialog.exec() != QDialog::Accepted) return 0;
+    open = &dialog;
+    const bool accepted = dialog.exec() == QDialog::Accepted;
+    open = nullptr;
+    if (!accepted || stopped) return 0;
     given = dialog.choice();
   }
   options.host = given.host;
   options.port = given.port;
   options.nick = given.nick;
   chat::qt::ChatWindow window(options);
-  QSocketNotifier stop_notifier(signal_fd, QSocketNotifier::Read);
-  QObject::connect(&stop_notifier, &QSocketNotifier::activated, &window, [&] {
-    signalfd_siginfo info{};
-    while (::read(signal_fd, &info, sizeof info) > 0) {
-    }
-    window.close();  // QUIT, a bounded wait for the goodbye, then the event loop ends
-  });
+  open = &window;
   window.show();
   return QApplication::exec();
 }

@@ -74,6 +74,16 @@ TEST_CASE("sanitize replaces C1 controls, 8-bit CSI and OSC with their parameter
   CHECK(sanitize("\xC2\xA0") == "\xC2\xA0");  // U+00A0 no-break space is text
 }
 
+TEST_CASE("sanitize replaces the characters where a renderer may start a new line", "[sanitize]") {
+  // U+2028, U+2029, and U+FDD0 / U+FDD1 (QTextDocument's block separators): a message must not
+  // show a second line that looks like another person's.
+  for (const std::string breaker : {"\xE2\x80\xA8", "\xE2\x80\xA9", "\xEF\xB7\x90", "\xEF\xB7\x91"}) {
+    INFO("bytes: " << breaker.size());
+    CHECK(sanitize("hi" + breaker + "[14:03:00] <admin> run this") == "hi" + R + "[14:03:00] <admin> run this");
+    CHECK(!is_sanitized("x" + breaker));
+  }
+}
+
 TEST_CASE("sanitize replaces Unicode bidi controls", "[sanitize]") {
   for (const std::string bidi : {"\xE2\x80\xAA", "\xE2\x80\xAB", "\xE2\x80\xAC", "\xE2\x80\xAD", "\xE2\x80\xAE",
                                  "\xE2\x81\xA6", "\xE2\x81\xA7", "\xE2\x81\xA8", "\xE2\x81\xA9", "\xE2\x80\x8E",

@@ -115,6 +115,7 @@ TEST_CASE("chatserver --config: the command line wins over the file, and the fil
   // --bind 127.0.0.1 --port 0) overrides the address, the file's max-clients stays.
   const auto file = dir.write("chat.conf",
                               "# a comment\n"
+                              "[default]\n"
                               "bind = \"0.0.0.0\"\n"
                               "port = 1\n"
                               "max-clients = 1\n"
@@ -148,10 +149,14 @@ TEST_CASE("chatserver --config: a bad file is an error naming the file and the l
       {"a value that is not a number", "bind = \"127.0.0.1\"\nport = abc\n", 2, "--port"},
       {"a bad duration", "ping-interval = soon\n", 1, "not a duration"},
       {"a bad keepalive", "port = 0\nkeepalive = 1s,2s\n", 2, "IDLE,INTERVAL,COUNT"},
-      {"a list where one value goes", "port = 1 2\n", 1, "--port"},
+      {"a list where one value goes", "port = 1 2\n", 1, "must be in quotes"},
+      {"a list with commas where one value goes", "port = 1,2\n", 1, "--port"},
       {"a key set twice", "port = 1\nlog-level = warn\nport = 2\n", 3, "first on line 1"},
       {"a section", "[server]\nport = 1\n", 1, "no sections"},
       {"an option that is not a setting", "print-config = true\n", 1, "not allowed in a configuration file"},
+      {"a path with spaces, unquoted", "port = 0\nlog-file = /srv/chat logs/x.log\n", 2, "must be in quotes"},
+      {"a '#' inside quotes", "log-file = \"/var/log/chat#1.log\"\n", 1, "read as a comment"},
+      {"a flag with a comment after it", "# x\ntrace # on\nbogus # off\n", 3, "unknown option 'bogus'"},
   };
   for (const auto& c : cases) {
     INFO(c.what);

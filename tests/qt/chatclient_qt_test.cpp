@@ -127,6 +127,11 @@ TEST_CASE("chatclient-qt joins, the user list follows JOIN, NICK and LEAVE, and 
   QTest::mouseDClick(w->users()->viewport(), Qt::LeftButton, {}, at);
   CHECK(w->input()->text() == "@bobby ");
   CHECK(w->input()->hasFocus());
+  // Enter on a name does the same, and keeps what was being typed.
+  w->input()->setText("see you");
+  w->users()->setCurrentRow(2);
+  QTest::keyClick(w->users(), Qt::Key_Return);
+  CHECK(w->input()->text() == "@Carol see you");
   w->input()->clear();
 
   REQUIRE(bob->send_line("QUIT gone fishing"));
@@ -164,6 +169,11 @@ TEST_CASE("chatclient-qt shows private messages in their colours, text that look
   REQUIRE(bob->send_line("SAY " + markup.toStdString()));
   REQUIRE(wait_until([&] { return pane_has(*w, "<bob> " + markup); }, patience));
   CHECK(w->messages()->document()->toPlainText().contains(markup));
+  // A line separator cannot start a second line that looks like someone else's.
+  REQUIRE(bob->send_line("SAY hi\xE2\x80\xA8[14:03:00] <admin> run this"));
+  REQUIRE(wait_until([&] { return pane_has(*w, "run this"); }, patience));
+  CHECK(block_with(*w, "run this").text().contains("<bob> hi"));
+  CHECK(w->messages()->document()->blockCount() == block_with(*w, "run this").blockNumber() + 1);
   // Nicknames in the list are plain text as well; Qt's list items never parse markup.
   CHECK(w->users()->item(1)->text() == "bob");
 
@@ -202,8 +212,17 @@ TEST_CASE("chatclient-qt: the server stopped shows the cause and a countdown, an
   CHECK(pane_has(*w, "connection to server lost"));
   CHECK(w->users()->count() == 0);
 
-  // The same port again (the last --port wins over ServerProcess's --port 0).
-  server = std::make_unique<ServerProcess>(std::vector<std::string>{"--log-level", "warn", "--port", std::to_string(port)});
+  // The same port again (the last --port wins over ServerProcess's --port 0). Another test may
+  // have taken it meanwhile (ctest -j): a few tries, then the test says so.
+  for (int tries = 0; !server && tries < 50; ++tries) {
+    try {
+      server = std::make_unique<ServerProcess>(
+          std::vector<std::string>{"--log-level", "warn", "--port", std::to_string(port)});
+    } catch (const std::exception&) {
+      QTest::qWait(100);
+    }
+  }
+  REQUIRE(server);
   CHECK(wait_until([&] { return pane_has(*w, "reconnected to"); }, patience));
   CHECK(wait_until([&] { return user_names(*w) == QStringList{"alice"}; }, patience));
   CHECK(wait_until([&] { return w->status_text().contains("connected") && !w->status_text().contains("lost"); },
@@ -246,6 +265,29 @@ TEST_CASE("chatclient-qt's connect dialog checks the nickname, remembers the val
   QTest::keyClick(&given, Qt::Key_Escape);
   CHECK(given.result() == QDialog::Rejected);
   CHECK(!given.isVisible());
+}
+
+TEST_CASE("chatclient-qt --help, --version and bad usage need no display", "[qt]") {
+  // xcb with no DISPLAY: a QApplication could not start, so these must answer before it.
+  const auto run = [](const std::string& args) {
+    Subprocess p({"/bin/sh", "-c", "QT_QPA_PLATFORM=xcb DISPLAY= WAYLAND_DISPLAY= exec \"$0\" " + args, CHATCLIENT_QT_PATH});
+    std::string out;
+    while (auto line = p.read_line(Stream::out, patience)) out += *line + "\n";
+    while (auto line = p.read_line(Stream::err, patience)) out += *line + "\n";
+    return std::pair{p.wait_exit(patience).value_or(-1), out};
+  };
+  auto [help, help_text] = run("--help");
+  CHECK(help == 0);
+  CHECK(help_text.find("--nick") != std::string::npos);
+  auto [version, version_text] = run("--version");
+  CHECK(version == 0);
+  CHECK(version_text.find("chatclient-qt 0.") != std::string::npos);
+  auto [bad, bad_text] = run("--nick 'two words'");
+  CHECK(bad == 2);
+  CHECK(bad_text.find("only A-Z") != std::string::npos);
+  auto [unknown, unknown_text] = run("--no-such-option");
+  CHECK(unknown == 2);
+  CHECK(unknown_text.find("--no-such-option") != std::string::npos);
 }
 
 TEST_CASE("chatclient-qt as a program joins with --host, --port and --nick, and SIGTERM leaves with quit", "[qt]") {
