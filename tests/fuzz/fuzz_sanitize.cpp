@@ -1,13 +1,14 @@
 // Fuzzes chatclient's sanitiser (client/sanitize.hpp) with arbitrary bytes, as a hostile
 // server could send them. What the header promises, checked on every output:
 //   - it is one line of well-formed UTF-8 (checked against the Unicode Standard's table,
-//     fuzz_support.hpp) with no C0 control (TAB, CR, LF and ESC included), no DEL, no C1 and no
-//     bidi control, so nothing in it can drive a terminal;
+//     fuzz_support.hpp) with no C0 control (TAB, CR, LF and ESC included), no DEL, no C1, no
+//     bidi control and no line or paragraph separator, so nothing in it can drive a terminal or
+//     start a new line in a Qt window;
 //   - it is sanitised: is_sanitized(out), sanitize(out) == out; and is_sanitized(in) exactly
 //     when sanitize leaves the input alone;
 //   - for input without ESC or C1 (the two things that swallow a whole sequence) the output is
 //     exactly the documented replacement: TAB a space, other C0 and DEL one U+FFFD each, bidi
-//     controls U+FFFD, one U+FFFD per byte that starts no well-formed sequence, the rest kept.
+//     controls and line breakers U+FFFD, one U+FFFD per byte that starts no well-formed sequence, the rest kept.
 #include "client/sanitize.hpp"
 #include "tests/fuzz/fuzz_support.hpp"
 
@@ -46,7 +47,7 @@ std::optional<std::string> expected_output(std::string_view in) {
     }
     const char32_t cp = chat::fuzz::utf8_code_point_at(in, i, len);
     if (cp >= 0x80 && cp <= 0x9F) return std::nullopt;
-    if (chat::fuzz::is_bidi_control(cp)) {
+    if (chat::fuzz::is_bidi_control(cp) || chat::fuzz::is_line_breaker(cp)) {
       out += chat::replacement_char;
     } else {
       out.append(in.substr(i, len));
@@ -66,7 +67,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const auto cps = chat::fuzz::code_points(out);
   FUZZ_CHECK(cps, context() + ": not well-formed UTF-8");
   for (const char32_t cp : *cps) {
-    FUZZ_CHECK(cp >= 0x20 && cp != 0x7F && !(cp >= 0x80 && cp <= 0x9F) && !chat::fuzz::is_bidi_control(cp),
+    FUZZ_CHECK(cp >= 0x20 && cp != 0x7F && !(cp >= 0x80 && cp <= 0x9F) && !chat::fuzz::is_bidi_control(cp) &&
+                   !chat::fuzz::is_line_breaker(cp),
                context() + ": holds U+" + std::to_string(static_cast<unsigned>(cp)) + " (decimal)");
   }
 

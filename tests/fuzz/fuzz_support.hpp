@@ -91,6 +91,10 @@ inline bool is_bidi_control(char32_t cp) {
          cp == 0x061C;
 }
 
+// Where a renderer may start a new line though it is no control: U+2028, U+2029, and
+// QTextDocument's block separators U+FDD0, U+FDD1 (client/sanitize.hpp).
+inline bool is_line_breaker(char32_t cp) { return cp == 0x2028 || cp == 0x2029 || cp == 0xFDD0 || cp == 0xFDD1; }
+
 }  // namespace chat::fuzz
 
 // Checks a property of the code under test; on failure prints `detail` (a std::string
