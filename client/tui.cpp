@@ -3,7 +3,6 @@
 #include "client/commands.hpp"
 #include "client/screen_model.hpp"
 #include "common/log.hpp"
-#include "common/render.hpp"
 #include "common/text.hpp"
 
 #include <curses.h>
@@ -15,9 +14,7 @@
 #include <array>
 #include <cerrno>
 #include <climits>
-#include <cstring>
 #include <cwchar>
-#include <fstream>
 #include <iostream>
 #include <system_error>
 

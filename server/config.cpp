@@ -6,6 +6,7 @@
 #include <iterator>
 #include <map>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 
@@ -50,7 +51,7 @@ class NumberedConfig : public CLI::ConfigTOML {
   std::vector<CLI::ConfigItem> from_config(std::istream& input) const override {
     const std::string text(std::istreambuf_iterator<char>(input), {});
     std::istringstream lines(text);
-    std::string line, section;
+    std::string line;
     lines_.clear();
     values_.clear();
     for (int number = 1; std::getline(lines, line); ++number) {
@@ -104,13 +105,11 @@ class NumberedConfig : public CLI::ConfigTOML {
     int line;
   };
 
-  // "FILE:LINE" for a key read from the file, or "" if the file does not set it.
-  std::string where(const std::string& key) const {
+  // The line a key was read from, if the file sets it.
+  std::optional<int> line_of(const std::string& key) const {
     auto it = lines_.find(key);
-    return it == lines_.end() ? "" : file + ":" + std::to_string(it->second);
+    return it == lines_.end() ? std::nullopt : std::optional<int>(it->second);
   }
-
-  std::string file;  // the --config file, for messages
 
  private:
   // from_config is const in CLI11's interface, hence mutable.
@@ -128,22 +127,28 @@ bool on_command_line(int argc, const char* const* argv, const std::string& optio
 }
 
 // CLI11's message for an option's bad value starts with the option ("--port: ..."); if that
-// value came from the config file, the message gets the file and line in front.
-std::string locate(const std::string& message, const NumberedConfig& config, int argc, const char* const* argv) {
+// value came from the config `file`, the message gets the file and line in front.
+std::string locate(const std::string& message, const std::string& file, const NumberedConfig& config, int argc,
+                   const char* const* argv) {
+  // "FILE:LINE" for a key the file sets, else "".
+  const auto where = [&](const std::string& key) {
+    const auto line = config.line_of(key);
+    return line ? file + ":" + std::to_string(*line) : std::string();
+  };
   static const std::string unknown = "INI was not able to parse ";
   if (message.rfind(unknown, 0) == 0) {
     const std::string key = message.substr(unknown.size());
-    return config.where(key) + ": unknown option '" + key + "' (chatserver --help lists them)";
+    return where(key) + ": unknown option '" + key + "' (chatserver --help lists them)";
   }
   // "print-config: This option is not allowed in a configuration file"
   if (const auto colon = message.find(": "); colon != std::string::npos) {
-    if (const std::string at = config.where(message.substr(0, colon)); !at.empty()) return at + ": " + message;
+    if (const std::string at = where(message.substr(0, colon)); !at.empty()) return at + ": " + message;
   }
   const auto dashes = message.find("--");
   if (dashes == std::string::npos) return message;
   const auto end = message.find_first_of(": ", dashes);
   const std::string option = message.substr(dashes, end - dashes);
-  const std::string at = config.where(option.substr(2));
+  const std::string at = where(option.substr(2));
   if (at.empty() || on_command_line(argc, argv, option)) return message;
   return at + ": " + message;
 }
@@ -254,12 +259,12 @@ std::variant<ServerConfig, int> parse_server_args(int argc, const char* const* a
               << "\n";
     return 2;
   } catch (const CLI::ParseError& e) {
-    if (const auto* file = app.get_config_ptr(); file && file->count() > 0) numbered->file = file->as<std::string>();
-    if (e.get_exit_code() == 0 || numbered->file.empty()) {
+    const auto* file = app.get_config_ptr();
+    if (e.get_exit_code() == 0 || file->count() == 0) {
       const int code = app.exit(e);  // prints help/version (0) or the error (non-zero)
       return code == 0 ? 0 : 2;
     }
-    std::cerr << "chatserver: " << locate(e.what(), *numbered, argc, argv) << "\n";
+    std::cerr << "chatserver: " << locate(e.what(), file->as<std::string>(), *numbered, argc, argv) << "\n";
     return 2;
   }
   if (print_config) {

@@ -204,14 +204,7 @@ void ChatWindow::clear_pane() {
 }
 
 void ChatWindow::submit() {
-  // The model's InputLine keeps the history; the QLineEdit does the editing.
-  auto& line = model_.input();
-  if (line.text() != input_->text().toStdString()) {
-    line.home();
-    line.kill_to_end();
-    line.insert(input_->text().toStdString());
-  }
-  const std::string text = line.submit();
+  const std::string text = synced_input().submit();
   input_->clear();
   static const std::vector<std::string> keys{
       "***   Up / Down recall what you typed, Ctrl+L clears, double-click a name to write to them"};
@@ -235,13 +228,20 @@ void ChatWindow::submit() {
   refresh();
 }
 
-void ChatWindow::recall(bool older) {
+InputLine& ChatWindow::synced_input() {
+  // The model's InputLine keeps the history; the QLineEdit does the editing. Replaced only when
+  // they differ: replacing it would end a walk through the history.
   auto& line = model_.input();
-  if (line.text() != input_->text().toStdString()) {
+  if (const std::string typed = input_->text().toStdString(); line.text() != typed) {
     line.home();
     line.kill_to_end();
-    line.insert(input_->text().toStdString());
+    line.insert(typed);
   }
+  return line;
+}
+
+void ChatWindow::recall(bool older) {
+  auto& line = synced_input();
   older ? line.history_up() : line.history_down();
   input_->setText(q(line.text()));
 }

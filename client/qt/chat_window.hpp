@@ -72,6 +72,7 @@ class ChatWindow : public QMainWindow {
   void append_new_lines();
   void clear_pane();
   void recall(bool older);  // Up / Down: the input line's history (the model's InputLine)
+  InputLine& synced_input();  // the model's InputLine, holding what the QLineEdit holds
 
   ScreenModel model_;
   QPlainTextEdit* messages_ = nullptr;
