@@ -149,22 +149,25 @@ TEST_CASE("SIGHUP during traffic reopens the log file: every transcript line lan
   const std::filesystem::path dir = dir_template;
   const auto log = dir / "chat.log";
   const auto rotated = dir / "chat.log.1";
-  ServerProcess server({"--log-file", log.string(), "--max-rate", "0", "--log-level", "warn"});
+  // Info level: the transcript thread says when it has reopened (a few lines in all).
+  ServerProcess server({"--log-file", log.string(), "--max-rate", "0"});
   auto c = join(server.port(), "writer");
 
-  const int count = sanitized ? 600 : 3000;
-  const int rotate_at = count / 2;
-  for (int i = 0; i < count; ++i) {
-    if (i == rotate_at) {
-      // The first half has reached the room (its last line came back), the second half follows
-      // at once, while the main thread handles the signal.
-      REQUIRE(c->expect_line("line-" + std::to_string(rotate_at - 1) + "-end", patience));
-      std::filesystem::rename(log, rotated);
-      REQUIRE(server.process().signal(SIGHUP));
-    }
-    REQUIRE(c->send_line("SAY line-" + std::to_string(i) + "-end"));
-  }
-  REQUIRE(c->expect_line("line-" + std::to_string(count - 1) + "-end", patience));
+  const int racing = sanitized ? 600 : 3000;  // the second half of these races the reopen
+  const int after = 100;                      // sent once the reopen is done: the new file's
+  const int count = racing + after;
+  const int rotate_at = racing / 2;
+  const auto say = [&](int i) { REQUIRE(c->send_line("SAY line-" + std::to_string(i) + "-end")); };
+  const auto echoed = [&](int i) { REQUIRE(c->expect_line("line-" + std::to_string(i) + "-end", patience)); };
+  for (int i = 0; i < rotate_at; ++i) say(i);
+  echoed(rotate_at - 1);  // the first half has reached the room
+  std::filesystem::rename(log, rotated);
+  REQUIRE(server.process().signal(SIGHUP));
+  for (int i = rotate_at; i < racing; ++i) say(i);  // at once, while the main thread handles the signal
+  echoed(racing - 1);
+  REQUIRE(server.process().wait_for_line(Stream::err, "reopened the log file", patience));
+  for (int i = racing; i < count; ++i) say(i);
+  echoed(count - 1);
   REQUIRE(server.process().signal(SIGTERM));  // stop() writes what is queued, then exits
   REQUIRE(server.process().wait_exit(patience) == 0);
 
@@ -177,7 +180,7 @@ TEST_CASE("SIGHUP during traffic reopens the log file: every transcript line lan
   const auto old_lines = read(rotated);
   const auto new_lines = read(log);
   INFO(old_lines.size() << " lines in the rotated file, " << new_lines.size() << " in the new one");
-  // The reopen happened: both files hold messages (the signal came halfway through).
+  // Both files hold messages: the first half is in the old one, the last ones in the new.
   const auto holds_a_message = [](const std::vector<std::string>& lines) {
     return std::any_of(lines.begin(), lines.end(), [](const auto& l) { return l.find("line-") != std::string::npos; });
   };
