@@ -15,13 +15,16 @@
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")"
 
-PACKAGES=(g++ make cmake libasio-dev catch2 libcli11-dev libncurses-dev iproute2 tmux netcat-openbsd procps)
+PACKAGES=(g++ make cmake libasio-dev catch2 libcli11-dev libncurses-dev libssl-dev iproute2 tmux netcat-openbsd procps)
 # The .deb: man pages from --help (help2man), dependencies from dpkg-shlibdeps (dpkg-dev, file).
 DEB_PACKAGES=(help2man dpkg-dev file)
 # The test suite also runs bench/compare.sh --quick: the servers chatserver is compared with;
 # and it builds the .deb and checks its unit (systemd-analyze) and logrotate snippet.
 # and chatclient-qt, the desktop client (Qt 6 Widgets; its tests use the offscreen platform).
-TEST_PACKAGES=(ncat ngircd libasio-doc jq "${DEB_PACKAGES[@]}" logrotate systemd qt6-base-dev)
+# and the web side: Python's websockets (a WebSocket client nobody here wrote), and headless
+# Chromium driven by Selenium (Debian's /usr/bin/python3 and its modules).
+TEST_PACKAGES=(ncat ngircd libasio-doc jq "${DEB_PACKAGES[@]}" logrotate systemd qt6-base-dev
+  python3 python3-websockets chromium chromium-driver python3-selenium)
 # The fuzz targets (tests/fuzz): clang and its compiler-rt (libFuzzer, ASan and UBSan runtimes;
 # on Debian 12 libclang-rt-dev is libclang-rt-14-dev, which --no-install-recommends leaves out).
 FUZZ_PACKAGES=(clang libclang-rt-dev)
