@@ -106,7 +106,15 @@ Outbox::Written Outbox::write_some(int fd, std::size_t budget) {
   const std::uint64_t head = history_.head();
 
   // Gather: own items and room entries, merged by their stamps, into at most max_pieces iovecs.
+  // A framed line may be two iovecs: its header (in `headers`, rebuilt the same on every call,
+  // so a partial write resumes in it) and its payload, which points into the item or the
+  // history. Lines that go out as they are and lie back to back (a chunk of the history) are
+  // one iovec.
+  const Framing& framing = *framing_.load();
+  const bool passthrough = framing.passthrough();
   iovec iov[max_pieces];
+  char headers[max_pieces * Framing::max_header];
+  std::size_t headers_used = 0;
   std::size_t iovs = 0;
   std::vector<Piece>& pieces = pieces_;  // reused: no allocation per call
   pieces.clear();
@@ -115,21 +123,38 @@ Outbox::Written Outbox::write_some(int fd, std::size_t budget) {
   HistoryCursor g = cursor_;  // where the room stream would be after the pieces gathered so far
   bool g_in_room = cursor_in_room_;
   std::size_t next_own = 0;
-  auto add = [&](bool own, std::string_view bytes) {
-    const std::size_t skip = pieces.empty() ? partial_ : 0;
-    pieces.push_back(Piece{own, bytes.size()});
-    if (bytes.size() <= skip) return;
-    char* from = const_cast<char*>(bytes.data()) + skip;
-    const std::size_t size = bytes.size() - skip;
+  auto append = [&](const char* from, std::size_t size, std::size_t& skip) {
+    if (size <= skip) {
+      skip -= size;
+      return;
+    }
+    from += skip;
+    size -= skip;
+    skip = 0;
     total += size;
-    // History lines of one chunk lie back to back: a run of room events is one iovec.
     if (iovs > 0 && static_cast<char*>(iov[iovs - 1].iov_base) + iov[iovs - 1].iov_len == from) {
       iov[iovs - 1].iov_len += size;
     } else {
-      iov[iovs++] = iovec{from, size};
+      iov[iovs++] = iovec{const_cast<char*>(from), size};
     }
   };
-  while (iovs < max_pieces && pieces.size() < max_pieces * 8 && total < budget) {
+  auto add = [&](bool own, bool framed, std::string_view bytes) {
+    std::size_t skip = pieces.empty() ? partial_ : 0;
+    if (!framed || passthrough) {
+      pieces.push_back(Piece{own, bytes.size(), bytes.size()});
+      append(bytes.data(), bytes.size(), skip);
+      return;
+    }
+    char* header = headers + headers_used;
+    const auto wire = framing.frame(bytes, header);
+    headers_used += wire.header_size;
+    pieces.push_back(Piece{own, wire.header_size + wire.payload_size, bytes.size()});
+    append(header, wire.header_size, skip);
+    append(bytes.data(), wire.payload_size, skip);
+  };
+  // Two iovecs per piece at most, so a piece is only started with room for both.
+  while (iovs + 1 < max_pieces && pieces.size() < max_pieces * 8 && total < budget &&
+         headers_used + Framing::max_header <= sizeof headers) {
     if (next_own < pending_.size() && (!g_in_room || pending_[next_own].after <= g.seq())) {
       Item& item = pending_[next_own++];
       if (item.kind == Item::Kind::users && item.line.empty()) {
@@ -140,7 +165,7 @@ Outbox::Written Outbox::write_some(int fd, std::size_t budget) {
         g = item.start;
         g_in_room = true;
       }
-      add(true, item.line);
+      add(true, item.kind == Item::Kind::line || item.kind == Item::Kind::users, item.line);
       if (item.kind == Item::Kind::last) {
         last_included = true;
         break;
@@ -149,7 +174,7 @@ Outbox::Written Outbox::write_some(int fd, std::size_t budget) {
     }
     if (g_in_room && g.seq() < head && (next_own >= pending_.size() || g.seq() < pending_[next_own].after)) {
       const HistoryEntry& e = g.entry();
-      add(false, mode == StreamMode::text ? e.text : e.protocol);
+      add(false, true, mode == StreamMode::text ? e.text : e.protocol);
       g.advance();
       continue;
     }
@@ -219,7 +244,7 @@ void Outbox::consume(std::size_t bytes, const std::vector<Piece>& pieces, Writte
     } else {
       cursor_.entry();  // moves the cursor onto the chunk it is in: older ones are let go
       cursor_.advance();
-      room_sent_ += piece.size;
+      room_sent_ += piece.counted;
       ++out.room_entries;
     }
   }

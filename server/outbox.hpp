@@ -11,7 +11,10 @@
 //                    it, and a PRIV sent after a SAY arrives after that MSG.
 //
 // A writer thread (writer.hpp) calls write_some(), which gathers the pending pieces into one
-// sendmsg(2) (writev) without blocking and remembers how far it got.
+// sendmsg(2) (writev) without blocking and remembers how far it got. How a line goes on the
+// wire is the connection's Framing (framing.hpp): as it is for nc and chatclient, as a
+// WebSocket frame for a browser. The counts (backlog, --send-queue) are in lines' bytes, the
+// same for every framing.
 //
 // Bounded: backlog() is the bytes this client is behind (own lines queued plus room bytes not
 // yet written); push() refuses a line that would take it over the limit, and the session ends
@@ -23,6 +26,7 @@
 // writer thread at a time.
 #pragma once
 
+#include "server/framing.hpp"
 #include "server/history.hpp"
 #include "server/roster.hpp"
 
@@ -43,14 +47,16 @@ class Outbox {
  public:
   struct Item {
     enum class Kind {
-      line,       // `line` as is
+      line,       // `line`, framed
+      raw,        // `line`'s bytes exactly as they are: an HTTP response, a WebSocket control frame
       users,      // the USERS line for `users`, rendered by the writer (O(N), outside every lock)
       join_room,  // start the room stream at `start` (no bytes)
-      last,       // `line`, then nothing more: the writer shuts the sending side down (a FIN)
+      last,       // `line`'s bytes as they are (Framing::goodbye), then nothing more: the writer
+                  // shuts the sending side down (a FIN)
     };
     Kind kind = Kind::line;
     std::uint64_t after = 0;  // the history head when this was caused
-    std::string line;         // with its LF
+    std::string line;         // with its LF (raw, last: the bytes)
     Roster users;
     std::chrono::system_clock::time_point when{};  // users: the time for the text-mode stamp
     HistoryCursor start;      // join_room
@@ -74,12 +80,19 @@ class Outbox {
     std::error_code error;
   };
 
-  Outbox(const History& history, std::size_t limit) : history_(history), limit_(limit) {}
+  // `framing`: how lines go on the wire until set_framing() says otherwise (by default as they
+  // are, LF-terminated).
+  Outbox(const History& history, std::size_t limit, const Framing& framing = LineFraming::on_the_wire())
+      : framing_(&framing), history_(history), limit_(limit) {}
 
   // ---- any thread ----------------------------------------------------------------------------
   // Text or protocol lines from the room stream. Set once, by the reader, before it joins.
   void set_mode(StreamMode mode) { mode_.store(mode); }
   StreamMode mode() const { return mode_.load(); }
+  // The connection's framing from now on. Set by the reader before it queues any line for the
+  // new framing (a WebSocket upgrade); `framing` must outlive the Outbox.
+  void set_framing(const Framing& framing) { framing_.store(&framing); }
+  const Framing& framing() const { return *framing_.load(); }
   std::size_t limit() const { return limit_; }
 
   // Queues an item. `full`: it would take the backlog over the limit (nothing was queued; the
@@ -107,7 +120,8 @@ class Outbox {
  private:
   struct Piece {
     bool own;           // an own item (pending_ front) or a room entry (the cursor)
-    std::size_t size;
+    std::size_t size;   // bytes on the wire (framed)
+    std::size_t counted;  // bytes it counts for in the backlog (the line's)
   };
   void take_inbox();                  // writer: moves inbox_ to pending_
   void consume(std::size_t bytes, const std::vector<Piece>& pieces, Written& out);
@@ -120,6 +134,7 @@ class Outbox {
   std::atomic<bool> in_room_{false};          // join_room was pushed
   std::atomic<StreamMode> mode_{StreamMode::protocol};
   std::atomic<bool> reader_waiting_{false};
+  std::atomic<const Framing*> framing_;
   const History& history_;
   const std::size_t limit_;
 

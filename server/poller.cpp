@@ -168,12 +168,12 @@ std::vector<short> Poller::readiness(const std::vector<Session*>& probed) {
   // millisecond. The kernel does work per ready socket, not per socket, which is what makes a
   // sweep over 10,000 idle clients cheap. Same flags: EPOLLIN == POLLIN, EPOLLRDHUP == POLLRDHUP.
   for (auto* s : probed) {
-    if (s->in_probe_set) continue;
+    if (s->probe_slot.in_probe_set) continue;
     epoll_event ev{};
     ev.events = EPOLLIN | EPOLLRDHUP;
     ev.data.ptr = s;
     if (::epoll_ctl(probe_epoll_, EPOLL_CTL_ADD, s->native_handle(), &ev) == 0) {
-      s->in_probe_set = true;
+      s->probe_slot.in_probe_set = true;
     } else {
       log_error("epoll_ctl failed: ", std::strerror(errno));
     }
@@ -181,9 +181,9 @@ std::vector<short> Poller::readiness(const std::vector<Session*>& probed) {
   events_.resize(std::max<std::size_t>(probed.size(), 1));
   const int n = ::epoll_wait(probe_epoll_, events_.data(), static_cast<int>(events_.size()), 1);
   if (n < 0 && errno != EINTR) log_error("epoll_wait failed: ", std::strerror(errno));
-  for (int k = 0; k < n; ++k) static_cast<Session*>(events_[k].data.ptr)->probe_revents = static_cast<short>(events_[k].events);
+  for (int k = 0; k < n; ++k) static_cast<Session*>(events_[k].data.ptr)->probe_slot.probe_revents = static_cast<short>(events_[k].events);
   std::vector<short> revents(probed.size(), 0);
-  for (std::size_t i = 0; i < probed.size(); ++i) revents[i] = std::exchange(probed[i]->probe_revents, 0);
+  for (std::size_t i = 0; i < probed.size(); ++i) revents[i] = std::exchange(probed[i]->probe_slot.probe_revents, 0);
   return revents;
 }
 
@@ -207,8 +207,8 @@ void Poller::probe(const std::vector<std::shared_ptr<Session>>& sessions) {
   for (const auto& s : sessions) {
     if (s->ended()) {
       // Out of the epoll set before it can be reaped (closing the socket would also remove it).
-      if (s->in_probe_set) ::epoll_ctl(probe_epoll_, EPOLL_CTL_DEL, s->native_handle(), nullptr);
-      s->in_probe_set = false;
+      if (s->probe_slot.in_probe_set) ::epoll_ctl(probe_epoll_, EPOLL_CTL_DEL, s->native_handle(), nullptr);
+      s->probe_slot.in_probe_set = false;
       continue;
     }
     probed.push_back(s.get());
@@ -224,14 +224,14 @@ void Poller::probe(const std::vector<std::shared_ptr<Session>>& sessions) {
       std::string decision;
       if (!verdict) {
         decision = "alive";
-      } else if (!s.suspected_gone_since) {
+      } else if (!s.probe_slot.suspected_gone_since) {
         decision = "gone? the reader gets " + format_duration(reader_grace) + " to notice first";
-      } else if (Session::Clock::now() - *s.suspected_gone_since >= reader_grace) {
-        decision = "still gone after " + format_duration(Session::Clock::now() - *s.suspected_gone_since) +
+      } else if (Session::Clock::now() - *s.probe_slot.suspected_gone_since >= reader_grace) {
+        decision = "still gone after " + format_duration(Session::Clock::now() - *s.probe_slot.suspected_gone_since) +
                    " and the reader has not noticed: ends the session";
       } else {
         decision = "gone, waiting for the reader (" +
-                   format_duration(Session::Clock::now() - *s.suspected_gone_since) + " of " +
+                   format_duration(Session::Clock::now() - *s.probe_slot.suspected_gone_since) + " of " +
                    format_duration(reader_grace) + ")";
       }
       log_trace("probe ", s.label(), ": readable (", revents_text(revents[i]), "), ",
@@ -248,10 +248,10 @@ void Poller::probe(const std::vector<std::shared_ptr<Session>>& sessions) {
     // would lose the lines and say `closed` instead of `quit`. Two sweeps were not enough on
     // a loaded machine (the reader was not scheduled for over 10 ms).
     if (!verdict) {
-      if (s.suspected_gone_since) s.suspected_gone_since.reset();
-    } else if (!s.suspected_gone_since) {
-      s.suspected_gone_since = Session::Clock::now();
-    } else if (Session::Clock::now() - *s.suspected_gone_since >= reader_grace) {
+      if (s.probe_slot.suspected_gone_since) s.probe_slot.suspected_gone_since.reset();
+    } else if (!s.probe_slot.suspected_gone_since) {
+      s.probe_slot.suspected_gone_since = Session::Clock::now();
+    } else if (Session::Clock::now() - *s.probe_slot.suspected_gone_since >= reader_grace) {
       s.end(cause_of(*verdict), seen_by_poller(*verdict, s));
     }
   }
@@ -300,7 +300,7 @@ std::uint64_t Poller::check_timers(Session& s, Session::Clock::time_point now) {
   // is quiet (a person on nc, a client with heartbeats off): asking TCP_INFO for each of them on
   // every sweep cost 20 ms a sweep with 10,000 of them, so each is asked again only when its
   // budget could have run out, counting from the last ACK it reported.
-  if (config_.keepalive.enabled && now - last > config_.keepalive.budget() && now >= s.ack_check_due) {
+  if (config_.keepalive.enabled && now - last > config_.keepalive.budget() && now >= s.probe_slot.ack_check_due) {
     std::chrono::milliseconds ack_age{0};
     const auto health = tcp_health(s.native_handle());
     auto silent = no_ack_for_budget(health, config_.keepalive, &ack_age);
@@ -316,7 +316,7 @@ std::uint64_t Poller::check_timers(Session& s, Session::Clock::time_point now) {
       s.end(LeaveCause::timeout, *silent + " (poller, " + format_duration(now - last) + " after last traffic)");
       return backlog;
     }
-    s.ack_check_due = now + (config_.keepalive.budget() - ack_age);
+    s.probe_slot.ack_check_due = now + (config_.keepalive.budget() - ack_age);
   }
   // Heartbeat, protocol clients only: a person on nc cannot answer PING (keepalive covers them).
   if (s.mode() != Session::Mode::protocol) return backlog;
@@ -324,15 +324,15 @@ std::uint64_t Poller::check_timers(Session& s, Session::Clock::time_point now) {
   // control) is sending, not silent: its lines wait in its socket. Whether it reads is the
   // too-slow rules' business, how fast it sends the flood rules'.
   if (s.reader_paused() || s.reader_throttled()) {
-    s.ping_sent_at.reset();
+    s.probe_slot.ping_sent_at.reset();
     return backlog;
   }
-  if (s.ping_sent_at && last >= *s.ping_sent_at) {  // any line answers
-    if (tracing()) log_trace("heartbeat ", s.label(), ": a line ", format_duration(last - *s.ping_sent_at), " after the PING: alive");
-    s.ping_sent_at.reset();
+  if (s.probe_slot.ping_sent_at && last >= *s.probe_slot.ping_sent_at) {  // any line answers
+    if (tracing()) log_trace("heartbeat ", s.label(), ": a line ", format_duration(last - *s.probe_slot.ping_sent_at), " after the PING: alive");
+    s.probe_slot.ping_sent_at.reset();
   }
   if (config_.ping_interval == Millis{0}) return backlog;  // --ping-interval off
-  if (!s.ping_sent_at) {
+  if (!s.probe_slot.ping_sent_at) {
     if (now - last > config_.ping_interval) {
       const auto token = "p" + std::to_string(next_token_++);
       if (tracing()) {
@@ -341,15 +341,15 @@ std::uint64_t Poller::check_timers(Session& s, Session::Clock::time_point now) {
       }
       s.queue_ping(token);
       pinged_.push_back(&s);  // alive until the sweep ends: snapshot_ holds it
-      s.ping_sent_at = now;
+      s.probe_slot.ping_sent_at = now;
     }
-  } else if (now - *s.ping_sent_at > config_.ping_timeout) {
+  } else if (now - *s.probe_slot.ping_sent_at > config_.ping_timeout) {
     // No answer. If the peer's kernel did not even ACK the PING, the process is not the
     // problem: the host or the path is gone (as with --keepalive off and a pulled cable).
     const auto health = tcp_health(s.native_handle());
-    auto unacked = ping_not_acked(health, now - *s.ping_sent_at);
+    auto unacked = ping_not_acked(health, now - *s.probe_slot.ping_sent_at);
     if (tracing()) {
-      log_trace("heartbeat ", s.label(), ": no line for ", format_duration(now - *s.ping_sent_at),
+      log_trace("heartbeat ", s.label(), ": no line for ", format_duration(now - *s.probe_slot.ping_sent_at),
                 " after the PING > ping-timeout ", format_duration(config_.ping_timeout), "; ",
                 describe_tcp_health(health), " -> ",
                 unacked ? "timeout: not even its kernel ACKed the PING"

@@ -53,6 +53,24 @@ class Session;
 class SessionRegistry;
 class ServerStats;
 
+// The poller's bookkeeping for one session. Each Session holds one (so that a sweep reads it
+// next to the session's other hot fields), but only the poller thread can read or change it.
+class ProbeSlot {
+  friend class Poller;
+  using Clock = std::chrono::steady_clock;
+  // The PING waiting for an answer (nullopt: none).
+  std::optional<Clock::time_point> ping_sent_at;
+  // Since when the probe has found the peer gone, sweep after sweep.
+  std::optional<Clock::time_point> suspected_gone_since;
+  // --probe epoll: in the poller's epoll set, and the events it reported this sweep.
+  bool in_probe_set = false;
+  short probe_revents = 0;
+  // Not before then can the keepalive budget run out (the last ACK's age, as of the last
+  // TCP_INFO, subtracted from the budget): a healthy idle client costs one getsockopt per
+  // keepalive interval, not one per sweep.
+  Clock::time_point ack_check_due{};
+};
+
 class Poller {
  public:
   Poller(const ServerConfig& config, SessionRegistry& sessions, ServerStats& stats);

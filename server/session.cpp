@@ -35,13 +35,6 @@ std::string endpoint_text(const asio::ip::tcp::socket& socket) {
   return ep.address().to_string() + ":" + std::to_string(ep.port());
 }
 
-bool starts_with_hello(std::string_view line) {
-  if (line.size() < 5) return false;
-  std::string verb(line.substr(0, 5));
-  for (char& c : verb) c = static_cast<char>(c >= 'a' && c <= 'z' ? c - 32 : c);
-  return verb == "HELLO" && (line.size() == 5 || line[5] == ' ');
-}
-
 // The socket is CLOSE: an RST ended it (the reader has not closed it, and a FIN alone leaves
 // it in CLOSE_WAIT).
 bool reset_by_peer(int fd) {
@@ -57,12 +50,6 @@ std::string format_rate(double lines_per_second) {
   return buf;
 }
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
 }  // namespace
 
 std::string to_string(ClientId id) { return "#" + std::to_string(static_cast<std::uint64_t>(id)); }
@@ -70,7 +57,8 @@ std::string to_string(ClientId id) { return "#" + std::to_string(static_cast<std
 Session::Session(ClientId id, asio::ip::tcp::socket socket, const ServerConfig& config, Room& room, ServerStats& stats)
     : fd_(socket.native_handle()),
       last_received_(Clock::now().time_since_epoch().count()),
-      outbox_(room.history(), config.send_queue),
+      outbox_(room.history(), config.send_queue, lines_),
+      lines_(config.max_line),
       id_(id),
       config_(config),
       room_(room),
@@ -79,7 +67,7 @@ Session::Session(ClientId id, asio::ip::tcp::socket socket, const ServerConfig& 
       peer_(endpoint_text(socket_)),
       address_(peer_address(socket_)),
       accepted_at_(Clock::time_point(Clock::duration(last_received_.load()))),
-      framer_(config.max_line) {
+      commands_(*this, room) {
   if (config.max_rate > 0) {
     flood_.emplace(config.max_rate, static_cast<double>(config.max_burst), config.flood_grace, accepted_at_);
   }
@@ -91,7 +79,7 @@ Session::~Session() {
 }
 
 void Session::start() {
-  reply_line("# chatserver " CHAT_VERSION ": type a nickname to join, or HELLO <nick>");
+  greet();
   try {
     reader_ = NamedThread("reader " + to_string(id_), small_stack, [this] { read_loop(); });
   } catch (...) {
@@ -145,10 +133,24 @@ std::optional<Session::Clock::time_point> Session::ended_at() const {
 }
 
 void Session::end(LeaveCause cause, std::string detail, std::string_view bye) {
+  if (bye.empty()) {
+    if (decide(cause, std::move(detail))) force_close();
+    return;
+  }
   // A BYE repeats the detail where it tells the client something it does not know.
   const bool bye_with_detail =
       cause == LeaveCause::shutdown || cause == LeaveCause::timeout || cause == LeaveCause::flood;
-  Event bye_event{Event::Kind::bye, {}, {}, std::string(bye), bye_with_detail ? detail : std::string(), {}};
+  const Event bye_event{Event::Kind::bye, {}, {}, std::string(bye), bye_with_detail ? detail : std::string(), {}};
+  const auto line = mode() == Mode::text ? render_line(bye_event, std::chrono::system_clock::now()).value_or("")
+                                         : format_event(bye_event);
+  if (decide(cause, std::move(detail))) close_politely(outbox_.framing().goodbye(line, bye));
+}
+
+void Session::end_with(LeaveCause cause, std::string detail, std::string last_bytes) {
+  if (decide(cause, std::move(detail))) close_politely(std::move(last_bytes));
+}
+
+bool Session::decide(LeaveCause cause, std::string detail) {
   // The detector's decision, traced after the lock is let go (stderr may be slow): the thread
   // role in the line names the detector that fired.
   std::string trace = tracing() ? std::string(to_string(cause)) + " (" + detail + ")" : std::string();
@@ -165,28 +167,22 @@ void Session::end(LeaveCause cause, std::string detail, std::string_view bye) {
   }
   if (earlier) {
     if (!trace.empty()) log_trace("ends ", who, ": ", trace, ", but it had already ended ", to_string(*earlier));
-    return;
+    return false;
   }
   ended_ = true;
-  if (!trace.empty()) log_trace("ends ", who, ": ", trace);  // before the reader is woken below
-  if (!bye.empty()) {
-    // Polite ending: the writer sends what is due (the room events caused before now), then
-    // the BYE, then a FIN. Only the read side is shut down here, which wakes a reader blocked
-    // in recv(2).
-    Outbox::Item last;
-    last.after = room_.history().head();
-    if (mode() == Mode::text) {
-      last.line = render_line(bye_event, std::chrono::system_clock::now()).value_or("");
-    } else {
-      last.line = format_event(bye_event);
-    }
-    last.line += '\n';
-    outbox_.close_with(std::move(last));
-    ::shutdown(fd_, SHUT_RD);
-    wake_writer();
-  } else {
-    force_close();
-  }
+  if (!trace.empty()) log_trace("ends ", who, ": ", trace);  // before the reader is woken
+  return true;
+}
+
+void Session::close_politely(std::string last_bytes) {
+  // The writer sends what is due (the room events caused before now), then `last_bytes`, then
+  // a FIN. Only the read side is shut down here, which wakes a reader blocked in recv(2).
+  Outbox::Item last;
+  last.after = room_.history().head();
+  last.line = std::move(last_bytes);
+  outbox_.close_with(std::move(last));
+  ::shutdown(fd_, SHUT_RD);
+  wake_writer();
 }
 
 void Session::force_close() {
@@ -240,7 +236,21 @@ void Session::reply(const Event& event) {
   }
 }
 
-void Session::reply_text(std::string_view line) { reply_line(std::string(line)); }
+std::string Session::greeting() { return "# chatserver " CHAT_VERSION ": type a nickname to join, or HELLO <nick>"; }
+
+void Session::send_raw(std::string bytes) {
+  Outbox::Item item;
+  item.kind = Outbox::Item::Kind::raw;
+  item.after = room_.history().head();
+  item.line = std::move(bytes);
+  send_item(std::move(item), "reply");
+}
+
+void Session::choose_mode(Mode mode) {
+  mode_ = mode;
+  outbox_.set_mode(mode == Mode::text ? StreamMode::text : StreamMode::protocol);
+  log_debug("chose ", mode == Mode::text ? "text" : "protocol", " mode");
+}
 
 void Session::refuse(const Refusal& refusal) {
   reply(Event{Event::Kind::error, {}, {}, std::string(to_string(refusal.code)), refusal.detail, {}});
@@ -330,6 +340,38 @@ bool Session::apply_flood_control() {
   return !ended();
 }
 
+// What the reader's framing reports, acted on: lines go to Commands, one at a time and after
+// flood control; the framing's own ending (a WebSocket close frame) ends the session.
+class Session::Reading final : public Framing::Sink {
+ public:
+  explicit Reading(Session& session) : s_(session) {}
+  void line(std::string_view text) override {
+    if (s_.ended() || !s_.apply_flood_control()) return;
+    s_.commands_.handle_line(text);
+  }
+  void too_long() override {
+    if (s_.ended() || !s_.apply_flood_control()) return;
+    s_.refuse({ErrorCode::too_long, "lines are at most " + std::to_string(s_.config_.max_line) + " bytes"});
+  }
+  void control(std::string bytes) override {
+    if (!s_.ended()) s_.send_raw(std::move(bytes));
+  }
+  void finish(LeaveCause cause, std::string detail, std::string last_bytes) override {
+    if (tracing()) log_trace(s_.framing_name(), ": ", detail);
+    s_.end_with(cause, std::move(detail) + " (reader, " + s_.time_since_traffic() + ")", std::move(last_bytes));
+  }
+
+ private:
+  Session& s_;
+};
+
+void Session::receive(std::string_view bytes) {
+  Reading sink(*this);
+  reading_framing().feed(bytes, sink);
+}
+
+void Session::greet() { reply_line(greeting()); }
+
 void Session::read_loop() {
   set_thread_role("reader " + to_string(id_));
   try {
@@ -362,7 +404,7 @@ void Session::read_loop() {
           // After a FIN, an unfinished last line is still the client's last word; after a reset,
           // nothing is (docs/protocol.md).
           std::string last;
-          if (ec == asio::error::eof && !ended() && framer_.take_partial(last)) handle_line(last);
+          if (ec == asio::error::eof && !ended() && reading_framing().take_partial(last)) Reading(*this).line(last);
         } else if (tracing()) {
           log_trace("recv: error ", ec.message(), " (errno ", ec.value(), ")");
         }
@@ -371,14 +413,7 @@ void Session::read_loop() {
       }
       last_received_ = Clock::now().time_since_epoch().count();
       if (tracing()) log_trace("recv: ", n, " bytes");
-      framer_.feed(std::string_view(buffer.data(), n), [this](const LineFramer::Piece& piece) {
-        if (ended() || !apply_flood_control()) return;
-        if (piece.kind == LineFramer::Piece::Kind::too_long) {
-          refuse({ErrorCode::too_long, "lines are at most " + std::to_string(config_.max_line) + " bytes"});
-        } else {
-          handle_line(piece.text);
-        }
-      });
+      receive(std::string_view(buffer.data(), n));
     }
   } catch (const std::bad_alloc&) {
     // Out of memory while serving this client: it is told so and closed; the server goes on.
@@ -403,135 +438,6 @@ void Session::read_loop() {
     log_info("disconnected: ", to_string(d->cause), " (", d->detail, ")");
   }
   part_done(reader_done_);
-}
-
-void Session::handle_line(std::string_view line) {
-  if (!joined()) {
-    handle_handshake(line);
-    return;
-  }
-  // A blank line in text mode is someone pressing Enter: nothing to say, nothing to refuse.
-  if (mode() == Mode::text && trim(line).empty()) return;
-  const auto parsed = mode() == Mode::text ? parse_text_input(line) : parse_protocol_line(line);
-  if (const auto* refusal = std::get_if<Refusal>(&parsed)) {
-    refuse(*refusal);
-    return;
-  }
-  handle_command(std::get<Command>(parsed));
-}
-
-void Session::handle_handshake(std::string_view line) {
-  if (mode() == Mode::undecided) {
-    if (trim(line).empty()) return;  // telnet and friends may send an empty line first
-    mode_ = starts_with_hello(line) ? Mode::protocol : Mode::text;
-    outbox_.set_mode(mode() == Mode::text ? StreamMode::text : StreamMode::protocol);
-    log_debug("chose ", mode() == Mode::text ? "text" : "protocol", " mode");
-  }
-  if (mode() == Mode::protocol) {
-    const auto parsed = parse_protocol_line(line);
-    if (const auto* refusal = std::get_if<Refusal>(&parsed)) {
-      refuse(*refusal);
-      return;
-    }
-    const auto& cmd = std::get<Command>(parsed);
-    switch (cmd.verb) {
-      case Verb::hello: join(cmd.arg); return;
-      case Verb::ping: reply(Event{Event::Kind::pong, {}, cmd.arg, {}, {}, {}}); return;
-      case Verb::pong: return;
-      case Verb::quit: end(LeaveCause::quit, cmd.text, "quit"); return;
-      case Verb::help: for (const auto& h : help_lines()) reply(Event{Event::Kind::comment, {}, {}, {}, h, {}}); return;
-      case Verb::stats: reply_line(room_.stats_line()); return;
-      default: refuse({ErrorCode::not_joined, "send HELLO <nick> first"}); return;
-    }
-  }
-  // Text mode: a line is a nickname, unless it is a command.
-  const auto text = trim(line);
-  if (text.empty()) return;
-  if (text.front() == '/') {
-    const auto parsed = parse_text_input(text);
-    if (const auto* cmd = std::get_if<Command>(&parsed)) {
-      if (cmd->verb == Verb::quit) return end(LeaveCause::quit, cmd->text, "quit");
-      if (cmd->verb == Verb::help) {
-        for (const auto& h : help_lines()) reply_text(h);
-        return;
-      }
-    } else if (const auto* refusal = std::get_if<Refusal>(&parsed);
-               refusal->code == ErrorCode::bad_utf8 || refusal->code == ErrorCode::bad_char) {
-      refuse(*refusal);  // the text rules first, as for every other line
-      return;
-    }
-    refuse({ErrorCode::not_joined, "type a nickname first"});
-    return;
-  }
-  const auto parsed = parse_protocol_line("HELLO " + std::string(text));
-  if (const auto* refusal = std::get_if<Refusal>(&parsed)) {
-    refuse(*refusal);
-    reply_text("# type a nickname to join (1-24 characters: A-Z a-z 0-9 _ ! -)");
-    return;
-  }
-  join(std::get<Command>(parsed).arg);
-}
-
-void Session::join(std::string_view nick) {
-  switch (room_.join(shared_from_this(), std::string(nick))) {
-    case Room::JoinResult::joined:
-      set_thread_role("reader " + std::string(nick));
-      log_info("joined from ", peer_, " as ", to_string(id_), " (", mode() == Mode::text ? "text" : "protocol",
-               " mode)");
-      return;
-    case Room::JoinResult::nick_in_use:
-      refuse({ErrorCode::nick_in_use, std::string(nick)});
-      if (mode() == Mode::text) reply_text("# that nickname is taken; type another one");
-      return;
-    case Room::JoinResult::closed:
-      return;  // the server is shutting down; BYE is on its way
-  }
-}
-
-void Session::handle_command(const Command& cmd) {
-  switch (cmd.verb) {
-    case Verb::hello:
-      refuse({ErrorCode::bad_args, "already joined as " + nick() + "; use NICK to change nickname"});
-      return;
-    case Verb::say: room_.say(*this, cmd.text); return;
-    case Verb::me: room_.me(*this, cmd.text); return;
-    case Verb::priv:
-      if (!room_.priv(*this, cmd.arg, cmd.text)) refuse({ErrorCode::no_such_nick, cmd.arg});
-      return;
-    case Verb::nick: {
-      const auto old = nick();
-      switch (room_.rename(*this, cmd.arg)) {
-        case Room::RenameResult::renamed:
-          set_thread_role("reader " + cmd.arg);
-          log_info("renamed from ", old);
-          return;
-        case Room::RenameResult::unchanged: return;
-        case Room::RenameResult::nick_in_use: refuse({ErrorCode::nick_in_use, cmd.arg}); return;
-      }
-      return;
-    }
-    case Verb::who: room_.who(*this); return;
-    case Verb::stats:
-      // Protocol mode only: the counters are for programs (chatbench), not a person on nc.
-      if (mode() == Mode::protocol) {
-        reply_line(room_.stats_line());
-      } else {
-        refuse({ErrorCode::unknown_command, "STATS"});
-      }
-      return;
-    case Verb::ping: reply(Event{Event::Kind::pong, {}, cmd.arg, {}, {}, {}}); return;
-    case Verb::pong: return;  // the reader already counted the line as a sign of life
-    case Verb::quit: end(LeaveCause::quit, cmd.text, "quit"); return;
-    case Verb::help:
-      for (const auto& h : help_lines()) {
-        if (mode() == Mode::text) {
-          reply_text(h);
-        } else {
-          reply(Event{Event::Kind::comment, {}, {}, {}, h, {}});
-        }
-      }
-      return;
-  }
 }
 
 }  // namespace chat

@@ -1,7 +1,8 @@
 // Session: one connected client, its reader thread, and its Outbox.
 //
-//   reader thread  - handshake, then reads lines and acts on them (session.cpp: read_loop);
-//                    one per client, blocking recv(2), as in PoshChat
+//   reader thread  - reads the socket (session.cpp: read_loop), blocking recv(2), one per
+//                    client as in PoshChat; its Framing turns the bytes into lines, and
+//                    Commands acts on each line (commands.cpp)
 //   its Outbox     - what the client is still to be sent; one of the --writers threads
 //                    (writer.cpp) writes it, never blocking on this client's socket
 //
@@ -21,13 +22,16 @@
 // first.
 #pragma once
 
-#include "common/line_framer.hpp"
 #include "common/net.hpp"
 #include "common/protocol.hpp"
 #include "common/thread.hpp"
+#include "server/commands.hpp"
 #include "server/config.hpp"
 #include "server/flood_control.hpp"
+#include "server/framing.hpp"
 #include "server/outbox.hpp"
+#include "server/poller.hpp"
+#include "server/writer.hpp"
 
 #include <asio.hpp>
 
@@ -44,7 +48,6 @@ namespace chat {
 
 class Room;
 class ServerStats;
-class Writer;
 
 // A client's number, in logs and before it has a nickname: "#7".
 enum class ClientId : std::uint64_t {};
@@ -55,20 +58,11 @@ class Session : public std::enable_shared_from_this<Session> {
   using Clock = std::chrono::steady_clock;
   enum class Mode { undecided, protocol, text };
 
-  // ---- the poller thread's own fields (no lock) -------------------------------------------
-  // Declared first, with the private fields the poller reads on every sweep right after them:
-  // a sweep over 10,000 sessions then touches as few cache lines per session as possible.
-  // The PING waiting for an answer (nullopt: none).
-  std::optional<Clock::time_point> ping_sent_at;
-  // Since when the probe has found the peer gone, sweep after sweep.
-  std::optional<Clock::time_point> suspected_gone_since;
-  // --probe epoll: in the poller's epoll set, and the events it reported this sweep.
-  bool in_probe_set = false;
-  short probe_revents = 0;
-  // Not before then can the keepalive budget run out (the last ACK's age, as of the last
-  // TCP_INFO, subtracted from the budget): a healthy idle client costs one getsockopt per
-  // keepalive interval, not one per sweep.
-  Clock::time_point ack_check_due{};
+  // The poller's and the writer's own bookkeeping for this session (poller.hpp, writer.hpp).
+  // Only they can read or change it; it is kept here, first, so that a sweep over 10,000
+  // sessions touches as few cache lines per session as possible.
+  ProbeSlot probe_slot;
+  WriterSlot writer_slot;
 
  private:
   std::atomic<bool> ended_{false};
@@ -80,6 +74,10 @@ class Session : public std::enable_shared_from_this<Session> {
   std::atomic<Clock::rep> last_received_;       // reader writes, poller reads
   std::atomic<Clock::rep> write_stalled_{0};    // writer writes (0: not stalled), poller reads
   Outbox outbox_;                               // its counters first (outbox.hpp)
+  // The connection's framing (after the fields a sweep reads). Its reading side is the
+  // reader's; the writer reads it through outbox_, which is given lines_ before lines_ is
+  // constructed (it only keeps the address).
+  LineFraming lines_;
 
  public:
   Session(ClientId id, asio::ip::tcp::socket socket, const ServerConfig& config, Room& room, ServerStats& stats);
@@ -104,6 +102,9 @@ class Session : public std::enable_shared_from_this<Session> {
   // client is sent "BYE <bye>" after what is already due to it and then a FIN; without, its
   // output is dropped and the socket shut down at once (the peer is gone or hopeless).
   void end(LeaveCause cause, std::string detail, std::string_view bye = {});
+  // Ends the session politely with `last_bytes` exactly as they are (an HTTP response, a
+  // WebSocket close frame) after what is already due, then a FIN.
+  void end_with(LeaveCause cause, std::string detail, std::string last_bytes);
   bool ended() const { return ended_.load(); }
   std::optional<Departure> departure() const;
 
@@ -113,8 +114,21 @@ class Session : public std::enable_shared_from_this<Session> {
   // Queues an Outbox item (join_room, users) the same way.
   void send_item(Outbox::Item item, std::string_view via);
   Outbox& outbox() { return outbox_; }
+  std::string_view framing_name() const { return outbox_.framing().name(); }
   // The writer this session belongs to; set once by WriterPool::adopt before start().
   void set_writer(Writer* writer) { writer_ = writer; }
+
+  // ---- its reader thread (Commands) -----------------------------------------------------------
+  void choose_mode(Mode mode);                // the first line decided it
+  void reply(const Event& event);             // an event for this client, in its mode
+  void reply_line(std::string line);          // a line as is (no LF), stamped with the current head
+  void refuse(const Refusal& refusal);        // ERROR <code> <detail>
+  // Bytes exactly as they are (a framing's control bytes), in order.
+  void send_raw(std::string bytes);
+  void greet();                                // the greeting line
+  // Received bytes, through the framing.
+  void receive(std::string_view bytes);
+  const ServerConfig& config() const { return config_; }
 
   // ---- the Room, with its lock held ---------------------------------------------------------
   std::string nick() const;
@@ -142,7 +156,6 @@ class Session : public std::enable_shared_from_this<Session> {
   void queue_ping(const std::string& token);
   // Tells this session's writer it has something (new) to send.
   void wake_writer();
-  // (The poller's own fields, ping_sent_at and the rest, are at the top of the class.)
   // The probe's confirmation step (confirm_departure) for this socket, given its revents.
   // Reading a socket's pending error clears it (getsockopt(SO_ERROR) and recv(MSG_PEEK) both
   // do), so after the poller has read an ECONNRESET the reader's recv() sees only the end of
@@ -158,27 +171,20 @@ class Session : public std::enable_shared_from_this<Session> {
   void writer_failed(std::error_code error);
   void writer_released();
   bool writer_done() const { return writer_done_.load(); }
-  // Writer-thread-only state (writer.cpp): waiting for EPOLLOUT, registered with its epoll set.
-  bool parked = false;
-  bool in_epoll = false;
-  // Set by whoever marks the session for its writer's attention; cleared by the writer.
-  std::atomic<bool> marked{false};
   // "2.1 s after last traffic": for the details of a departure.
   std::string time_since_traffic() const;
 
  private:
+  class Reading;  // the reader's Framing::Sink (session.cpp)
   void read_loop();
-  void handle_line(std::string_view line);
-  void handle_handshake(std::string_view line);
-  void handle_command(const Command& cmd);
-  void join(std::string_view nick);
-  void reply(const Event& event);
-  void reply_text(std::string_view line);  // text mode: a line as is (help, prompts)
-  void refuse(const Refusal& refusal);
-  void reply_line(std::string line);       // own line stamped with the current head
+  Framing& reading_framing() { return lines_; }
   void apply_backpressure();
   // Flood control before each line; false if the client has just been ended for flooding.
   bool apply_flood_control();
+  // The first call for this session records the departure and returns true; later ones false.
+  bool decide(LeaveCause cause, std::string detail);
+  void close_politely(std::string last_bytes);
+  static std::string greeting();
   void part_done(std::atomic<bool>& flag);  // reader_done_ or writer_done_, counted once both are
   // send_item without the wake-up: false if it did not fit and the session ended too-slow.
   bool queue_item(Outbox::Item item, std::string_view via);
@@ -192,7 +198,7 @@ class Session : public std::enable_shared_from_this<Session> {
   const asio::ip::address address_;
   const Clock::time_point accepted_at_;
   Writer* writer_ = nullptr;      // set before start(), then read-only
-  LineFramer framer_;             // reader thread only
+  Commands commands_;             // reader thread only
   std::optional<FloodControl> flood_;  // reader thread only; nullopt: --max-rate 0
 
   std::atomic<bool> reader_done_{false};

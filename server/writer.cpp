@@ -74,7 +74,7 @@ void Writer::adopt(std::shared_ptr<Session> session) {
 
 void Writer::wake(Session& session) {
   // One entry per session in marked_, however many lines it gets before the writer looks.
-  if (!session.marked.exchange(true)) {
+  if (!session.writer_slot.marked.exchange(true)) {
     std::lock_guard lock(mutex_);
     marked_.push_back(session.shared_from_this());
   }
@@ -125,7 +125,7 @@ void Writer::run(std::stop_token stop) {
           wakeup_.clear();
         } else {
           auto* s = static_cast<Session*>(events[k].data.ptr);
-          s->parked = false;  // EPOLLOUT (or HUP/ERR): worth another try
+          s->writer_slot.parked = false;  // EPOLLOUT (or HUP/ERR): worth another try
           writable.push_back(s);
         }
       }
@@ -136,7 +136,7 @@ void Writer::run(std::stop_token stop) {
         adopted_.clear();
         marked.swap(marked_);
       }
-      for (auto& s : marked) s->marked = false;  // later wake() calls mark it again
+      for (auto& s : marked) s->writer_slot.marked = false;  // later wake() calls mark it again
       const auto head = history_.head();
       const bool everyone = head != seen_head_ || again;
       seen_head_ = head;
@@ -179,7 +179,7 @@ bool Writer::service(const std::shared_ptr<Session>& session) {
       s.end(LeaveCause::too_slow, "send queue over " + std::to_string(config_.send_queue) + " bytes (room)");
     }
   }
-  if (s.parked) return false;  // its EPOLLOUT (or the HUP of the end above) brings it back
+  if (s.writer_slot.parked) return false;  // its EPOLLOUT (or the HUP of the end above) brings it back
   const auto w = s.outbox().write_some(s.native_handle(), turn_budget);
   if (w.bytes > 0) {
     stats_.bytes_out += w.bytes;
@@ -227,21 +227,21 @@ void Writer::park(Session& s) {
   epoll_event ev{};
   ev.events = EPOLLOUT | EPOLLONESHOT;
   ev.data.ptr = &s;
-  const int op = s.in_epoll ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+  const int op = s.writer_slot.in_epoll ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
   if (::epoll_ctl(epoll_fd_, op, s.native_handle(), &ev) != 0) {
     log_error("epoll_ctl failed: ", std::strerror(errno));
     return;  // not parked: the next turn tries again
   }
-  s.in_epoll = true;
-  s.parked = true;
+  s.writer_slot.in_epoll = true;
+  s.writer_slot.parked = true;
 }
 
 void Writer::release(const std::shared_ptr<Session>& session) {
   Session& s = *session;
   if (s.writer_done()) return;
-  if (s.in_epoll) ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, s.native_handle(), nullptr);
-  s.in_epoll = false;
-  s.parked = false;
+  if (s.writer_slot.in_epoll) ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, s.native_handle(), nullptr);
+  s.writer_slot.in_epoll = false;
+  s.writer_slot.parked = false;
   s.set_write_stalled(std::nullopt);
   s.writer_released();
   --load_;

@@ -35,6 +35,15 @@ class History;
 class Session;
 class ServerStats;
 
+// A writer's bookkeeping for one of its sessions. Each Session holds one, but only its writer
+// can read or change it (`marked` is set by whoever wakes the writer, through Writer::wake).
+class WriterSlot {
+  friend class Writer;
+  bool parked = false;    // waiting for EPOLLOUT
+  bool in_epoll = false;  // registered with the writer's epoll set
+  std::atomic<bool> marked{false};  // in the writer's list of sessions that asked for attention
+};
+
 class Writer {
  public:
   Writer(int index, const ServerConfig& config, const History& history, ServerStats& stats);

@@ -1,0 +1,38 @@
+// Commands: what a client's lines do. First the handshake (the line that picks protocol or text
+// mode, then the nickname), then every command of docs/protocol.md, until QUIT.
+//
+// One per session, owned by it, used by its reader thread only: the reader's framing turns
+// bytes into lines, and each line comes here. It acts through the Room (everything others see)
+// and the Session (replies to this client, the end of the session). It never sees bytes, so it
+// is the same for a TCP client and a browser.
+#pragma once
+
+#include "common/protocol.hpp"
+
+#include <string_view>
+
+namespace chat {
+
+class Room;
+class Session;
+
+class Commands {
+ public:
+  Commands(Session& session, Room& room) : session_(session), room_(room) {}
+  Commands(const Commands&) = delete;
+  Commands& operator=(const Commands&) = delete;
+
+  // One line from the client, without its newline. Reader thread.
+  void handle_line(std::string_view line);
+
+ private:
+  void handshake(std::string_view line);
+  void command(const Command& cmd);
+  void join(std::string_view nick);
+  void help();
+
+  Session& session_;
+  Room& room_;
+};
+
+}  // namespace chat
