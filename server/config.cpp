@@ -85,12 +85,14 @@ class NumberedConfig : public CLI::ConfigTOML {
     }
     std::istringstream again(text);
     auto items = CLI::ConfigTOML::from_config(again);
-    // CLI11 splits a value at commas, or else at spaces, into a list. No option here takes a
-    // list: pieces split at commas go back together ("keepalive = 2s, 1s, 2" is one value),
-    // a value split at spaces must have been meant as one and needs quotes.
+    // CLI11 splits a value at commas, or else at spaces, into a list. Only web-origin takes a
+    // list (web-origin = ["http://a", "http://b"]): for the others, pieces split at commas go
+    // back together ("keepalive = 2s, 1s, 2" is one value), and a value split at spaces must
+    // have been meant as one and needs quotes.
     for (auto& item : items) {
       if (item.inputs.size() < 2) continue;
       const std::string key = item.name.starts_with("--") ? item.name.substr(2) : item.name;
+      if (key == "web-origin") continue;
       if (values_[key].find(',') == std::string::npos) {
         throw LineError(lines_[key], key + ": a value with spaces must be in quotes");
       }
@@ -230,8 +232,28 @@ std::variant<ServerConfig, int> parse_server_args(int argc, const char* const* a
       ->capture_default_str()
       ->check(CLI::Range(std::size_t{0}, std::size_t{100'000}));
 
+  std::string web = "on";
+  app.add_option("--web", web, "Serve the web page and its WebSocket (/ws) on the chat port: on or off")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"on", "off"}));
+  app.add_option("--web-root", c.web_root, "Serve the page's files from DIR instead of the copy built in")
+      ->type_name("DIR")
+      ->run_callback_for_default();
+  app.add_option("--web-origin", c.web_origins,
+                 "Another origin whose pages may open the WebSocket, e.g. http://chat.example.org (repeatable)")
+      ->type_name("ORIGIN")
+      ->take_all();
+
   try {
     app.parse(argc, argv);
+    c.web = web == "on";
+    // `web-origin=""`, as --print-config writes the default, is no origin.
+    std::erase_if(c.web_origins, [](const std::string& o) { return o.empty(); });
+    if (!c.web_root.empty()) {
+      if (const auto error = CLI::ExistingDirectory(c.web_root); !error.empty()) {
+        throw CLI::ValidationError("--web-root", error);
+      }
+    }
     std::string error;
     auto k = parse_keepalive(keepalive, &error);
     if (!k) throw CLI::ValidationError("--keepalive", error);

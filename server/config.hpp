@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <string>
 #include <variant>
+#include <vector>
 
 namespace chat {
 
@@ -46,6 +47,11 @@ struct ServerConfig {
   std::size_t max_burst = 50;          // lines a client may send at once before it is slowed
   Millis flood_grace{10'000};          // slowed without a break this long: leaves with cause flood
   std::size_t max_per_ip = 16;         // connections from one address; 0: no limit
+
+  // The web side (server/web.hpp): the page and its WebSocket on the chat port.
+  bool web = true;
+  std::string web_root;                // serve the page from here instead of the built-in copy
+  std::vector<std::string> web_origins;  // other origins whose pages may open the WebSocket
 };
 
 // Parses chatserver's command line. Returns the config, or the exit code to use right away

@@ -19,8 +19,9 @@
 namespace chat {
 
 Listener::Listener(asio::io_context& io, const ServerConfig& config, Room& room, SessionRegistry& sessions,
-                   WriterPool& writers, ServerStats& stats)
-    : io_(io), config_(config), room_(room), sessions_(sessions), writers_(writers), stats_(stats), acceptor_(io) {
+                   WriterPool& writers, ServerStats& stats, WebSite* web)
+    : io_(io), config_(config), room_(room), sessions_(sessions), writers_(writers), stats_(stats), web_(web),
+      acceptor_(io) {
   const std::string where = config.bind + ":" + std::to_string(config.port);
   std::error_code ec;
   const auto address = asio::ip::make_address(config.bind, ec);
@@ -134,7 +135,7 @@ void Listener::accept_one() {
   const ClientId id{next_id_++};
   std::shared_ptr<Session> session;
   try {
-    session = std::make_shared<Session>(id, std::move(socket), config_, room_, stats_);
+    session = std::make_shared<Session>(id, std::move(socket), config_, room_, stats_, web_);
   } catch (const std::bad_alloc&) {
     log_error("refused ", peer.address().to_string(), ":", peer.port(), ": out of memory");
     ++stats_.refused_busy;

@@ -26,13 +26,15 @@ class Room;
 class ServerStats;
 class SessionRegistry;
 class WriterPool;
+class WebSite;
 
 class Listener {
  public:
   // Opens, binds and listens. Throws std::system_error ("cannot listen on 0.0.0.0:15600:
   // Address already in use") on failure.
+  // `web`: the web side each new session may turn to (nullptr: --web off).
   Listener(asio::io_context& io, const ServerConfig& config, Room& room, SessionRegistry& sessions,
-           WriterPool& writers, ServerStats& stats);
+           WriterPool& writers, ServerStats& stats, WebSite* web = nullptr);
   ~Listener();
 
   asio::ip::tcp::endpoint local_endpoint() const { return endpoint_; }
@@ -53,6 +55,7 @@ class Listener {
   SessionRegistry& sessions_;
   WriterPool& writers_;
   ServerStats& stats_;
+  WebSite* web_;
   asio::ip::tcp::acceptor acceptor_;  // listener thread only, once started
   asio::ip::tcp::endpoint endpoint_;  // immutable after construction
   Wakeup wakeup_;                     // stop() signals it to interrupt poll(2)

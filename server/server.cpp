@@ -13,7 +13,9 @@ Server::Server(ServerConfig config)
       transcript_(config_.log_file),
       room_(config_, transcript_, stats_, writers_),  // keeps a reference; writers_ is built next
       writers_(config_, room_.history(), stats_),
-      listener_(std::make_unique<Listener>(io_, config_, room_, sessions_, writers_, stats_)),
+      web_(config_),
+      listener_(std::make_unique<Listener>(io_, config_, room_, sessions_, writers_, stats_,
+                                           config_.web ? &web_ : nullptr)),
       poller_(config_, sessions_, stats_) {}
 
 Server::~Server() { stop(); }
@@ -24,7 +26,8 @@ void Server::start() {
   log_raw("chatserver listening on " + ep.address().to_string() + ":" + std::to_string(ep.port()));
   log_info("max ", config_.max_clients, " clients, lines up to ", config_.max_line, " bytes, keepalive ",
            format_keepalive(config_.keepalive), ", poll every ", format_duration(config_.poll_interval), ", ",
-           config_.writers, " writer thread", config_.writers == 1 ? "" : "s");
+           config_.writers, " writer thread", config_.writers == 1 ? "" : "s",
+           config_.web ? ", the web page and its WebSocket on the same port" : "");
   transcript_.note("*** chatserver started on " + ep.address().to_string() + ":" + std::to_string(ep.port()));
   writers_.start();
   poller_.start();

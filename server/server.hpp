@@ -2,6 +2,7 @@
 //
 //   Listener   (listener thread)   accepts, hands each socket to a new Session
 //   Session    (reader thread)     one per client: reads lines and acts on them
+//   WebSite                        the page and the WebSocket upgrade, for --web (web.hpp)
 //   WriterPool (--writers threads) send every client its bytes (writer.hpp)
 //   Poller     (poller thread)     dead-peer probe, handshake / heartbeat / stall timers, reaping
 //   Room                           members and the single delivery path (the History)
@@ -19,6 +20,7 @@
 #include "server/room.hpp"
 #include "server/stats.hpp"
 #include "server/transcript.hpp"
+#include "server/web.hpp"
 #include "server/writer.hpp"
 
 #include <asio.hpp>
@@ -57,6 +59,7 @@ class Server {
   Room room_;           // holds the History the writers read, so it outlives them
   WriterPool writers_;
   SessionRegistry sessions_;
+  WebSite web_;
   std::unique_ptr<Listener> listener_;
   Poller poller_;
   bool stopped_ = false;  // main thread only

@@ -6,9 +6,11 @@
 #include "server/poller.hpp"
 #include "server/room.hpp"
 #include "server/stats.hpp"
+#include "server/web.hpp"
 #include "server/writer.hpp"
 
 #include <netinet/in.h>
+#include <poll.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
@@ -52,9 +54,19 @@ std::string format_rate(double lines_per_second) {
 
 }  // namespace
 
+bool Session::wait_readable(std::chrono::milliseconds timeout) {
+  pollfd p{fd_, POLLIN | POLLRDHUP, 0};
+  int r;
+  do {
+    r = ::poll(&p, 1, static_cast<int>(timeout.count()));
+  } while (r < 0 && errno == EINTR);
+  return r != 0;  // an error: let the read find out
+}
+
 std::string to_string(ClientId id) { return "#" + std::to_string(static_cast<std::uint64_t>(id)); }
 
-Session::Session(ClientId id, asio::ip::tcp::socket socket, const ServerConfig& config, Room& room, ServerStats& stats)
+Session::Session(ClientId id, asio::ip::tcp::socket socket, const ServerConfig& config, Room& room, ServerStats& stats,
+                 WebSite* web)
     : fd_(socket.native_handle()),
       last_received_(Clock::now().time_since_epoch().count()),
       outbox_(room.history(), config.send_queue, lines_),
@@ -68,6 +80,7 @@ Session::Session(ClientId id, asio::ip::tcp::socket socket, const ServerConfig& 
       address_(peer_address(socket_)),
       accepted_at_(Clock::time_point(Clock::duration(last_received_.load()))),
       commands_(*this, room) {
+  if (web != nullptr) door_.emplace(*this, *web);
   if (config.max_rate > 0) {
     flood_.emplace(config.max_rate, static_cast<double>(config.max_burst), config.flood_grace, accepted_at_);
   }
@@ -79,7 +92,7 @@ Session::~Session() {
 }
 
 void Session::start() {
-  greet();
+  if (!door_) greet();
   try {
     reader_ = NamedThread("reader " + to_string(id_), small_stack, [this] { read_loop(); });
   } catch (...) {
@@ -246,6 +259,11 @@ void Session::send_raw(std::string bytes) {
   send_item(std::move(item), "reply");
 }
 
+void Session::upgrade(std::unique_ptr<Framing> framing) {
+  upgraded_ = std::move(framing);
+  outbox_.set_framing(*upgraded_);
+}
+
 void Session::choose_mode(Mode mode) {
   mode_ = mode;
   outbox_.set_mode(mode == Mode::text ? StreamMode::text : StreamMode::protocol);
@@ -366,6 +384,10 @@ class Session::Reading final : public Framing::Sink {
 };
 
 void Session::receive(std::string_view bytes) {
+  if (door_ && !door_->open()) {
+    door_->feed(bytes);  // it calls receive() again with what follows, once the door is open
+    return;
+  }
   Reading sink(*this);
   reading_framing().feed(bytes, sink);
 }
@@ -376,6 +398,8 @@ void Session::read_loop() {
   set_thread_role("reader " + to_string(id_));
   try {
     std::array<char, read_chunk> buffer;
+    // --web: an HTTP client speaks first, a person on nc waits for the greeting (web.hpp).
+    if (door_) door_->await_first_bytes();
     while (!ended()) {
       if (joined()) apply_backpressure();
       if (ended()) break;

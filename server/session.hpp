@@ -1,8 +1,9 @@
 // Session: one connected client, its reader thread, and its Outbox.
 //
 //   reader thread  - reads the socket (session.cpp: read_loop), blocking recv(2), one per
-//                    client as in PoshChat; its Framing turns the bytes into lines, and
-//                    Commands acts on each line (commands.cpp)
+//                    client as in PoshChat; its Framing turns the bytes into lines (plain lines,
+//                    or WebSocket frames after web.cpp upgraded the connection), and Commands
+//                    acts on each line (commands.cpp)
 //   its Outbox     - what the client is still to be sent; one of the --writers threads
 //                    (writer.cpp) writes it, never blocking on this client's socket
 //
@@ -31,6 +32,7 @@
 #include "server/framing.hpp"
 #include "server/outbox.hpp"
 #include "server/poller.hpp"
+#include "server/web.hpp"
 #include "server/writer.hpp"
 
 #include <asio.hpp>
@@ -74,20 +76,25 @@ class Session : public std::enable_shared_from_this<Session> {
   std::atomic<Clock::rep> last_received_;       // reader writes, poller reads
   std::atomic<Clock::rep> write_stalled_{0};    // writer writes (0: not stalled), poller reads
   Outbox outbox_;                               // its counters first (outbox.hpp)
-  // The connection's framing (after the fields a sweep reads). Its reading side is the
-  // reader's; the writer reads it through outbox_, which is given lines_ before lines_ is
-  // constructed (it only keeps the address).
+  // The framings (after the fields a sweep reads): lines until the reader upgrades the
+  // connection to a WebSocket (web.cpp). Their reading side is the reader's; the writer reads
+  // the current one through outbox_, which is given lines_ before lines_ is constructed (it only
+  // keeps the address).
   LineFraming lines_;
+  std::unique_ptr<Framing> upgraded_;           // set once by the reader, before it queues a line for it
 
  public:
-  Session(ClientId id, asio::ip::tcp::socket socket, const ServerConfig& config, Room& room, ServerStats& stats);
+  // `web`: the page and the WebSocket upgrade, when --web is on (else nullptr).
+  Session(ClientId id, asio::ip::tcp::socket socket, const ServerConfig& config, Room& room, ServerStats& stats,
+          WebSite* web = nullptr);
   ~Session();
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
 
-  // Listener thread, once, after WriterPool::adopt(): queues the greeting and starts the reader
-  // thread. Throws std::system_error if the thread cannot be created (the session has then
-  // ended itself).
+  // Listener thread, once, after WriterPool::adopt(): starts the reader thread, and queues the
+  // greeting unless --web is on (then the reader greets once it knows this is not HTTP).
+  // Throws std::system_error if the thread cannot be created (the session has then ended
+  // itself).
   void start();
 
   // ---- thread safe ------------------------------------------------------------------------
@@ -118,17 +125,21 @@ class Session : public std::enable_shared_from_this<Session> {
   // The writer this session belongs to; set once by WriterPool::adopt before start().
   void set_writer(Writer* writer) { writer_ = writer; }
 
-  // ---- its reader thread (Commands) -----------------------------------------------------------
+  // ---- its reader thread (Commands, the web side) ---------------------------------------------
   void choose_mode(Mode mode);                // the first line decided it
   void reply(const Event& event);             // an event for this client, in its mode
   void reply_line(std::string line);          // a line as is (no LF), stamped with the current head
   void refuse(const Refusal& refusal);        // ERROR <code> <detail>
-  // Bytes exactly as they are (a framing's control bytes), in order.
+  // Bytes exactly as they are (an HTTP response, a WebSocket control frame), in order.
   void send_raw(std::string bytes);
+  // From now on lines go out through `framing` (web.cpp, after the 101 Switching Protocols).
+  void upgrade(std::unique_ptr<Framing> framing);
   void greet();                                // the greeting line
-  // Received bytes, through the framing.
+  // Received bytes: through the door (--web) until it is open, then through the framing.
   void receive(std::string_view bytes);
   const ServerConfig& config() const { return config_; }
+  // Waits until the socket has something to read (or is closed); false after `timeout`.
+  bool wait_readable(std::chrono::milliseconds timeout);
 
   // ---- the Room, with its lock held ---------------------------------------------------------
   std::string nick() const;
@@ -177,7 +188,7 @@ class Session : public std::enable_shared_from_this<Session> {
  private:
   class Reading;  // the reader's Framing::Sink (session.cpp)
   void read_loop();
-  Framing& reading_framing() { return lines_; }
+  Framing& reading_framing() { return upgraded_ ? *upgraded_ : lines_; }
   void apply_backpressure();
   // Flood control before each line; false if the client has just been ended for flooding.
   bool apply_flood_control();
@@ -199,6 +210,7 @@ class Session : public std::enable_shared_from_this<Session> {
   const Clock::time_point accepted_at_;
   Writer* writer_ = nullptr;      // set before start(), then read-only
   Commands commands_;             // reader thread only
+  std::optional<WebDoor> door_;   // reader thread only; --web on: HTTP or lines? (web.hpp)
   std::optional<FloodControl> flood_;  // reader thread only; nullopt: --max-rate 0
 
   std::atomic<bool> reader_done_{false};

@@ -66,7 +66,9 @@ const std::vector<std::string> every_option_changed{
     "--probe", "epoll",             "--keepalive", "3s,1s,4",  "--ping-interval", "off",
     "--ping-timeout", "1.5s",       "--send-queue", "2MiB",     "--send-timeout", "9s",
     "--writers", "3",               "--max-rate", "12.5",       "--max-burst", "9",
-    "--flood-grace", "2m",          "--max-per-ip", "0",
+    "--flood-grace", "2m",          "--max-per-ip", "0",        "--web", "off",
+    "--web-root", "/tmp",           "--web-origin", "http://a.example:8080",
+    "--web-origin", "https://b.example",
 };
 
 }  // namespace

@@ -7,6 +7,8 @@
 #include "server/history.hpp"
 #include "server/outbox.hpp"
 #include "server/roster.hpp"
+#include "server/websocket_framing.hpp"
+#include "common/websocket.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -241,6 +243,75 @@ TEST_CASE("Outbox: a socket that takes only part of it resumes at the right byte
   CHECK(blocked > 0);  // the small buffer did fill up
   CHECK(got == expected);
   CHECK(box.backlog() == 0);
+}
+
+// What a WebSocket client reads: the text messages of the frames in `bytes`, each with "\n"
+// after it, and "<close CODE>" for a close frame; "<bad>" if the server broke the rules.
+std::string messages_in(const std::string& bytes) {
+  ws::MessageReader reader({ws::MessageReader::Role::client, 1 << 20, true});
+  std::string out;
+  reader.feed(bytes, [&out](const ws::MessageReader::Event& e) {
+    using Kind = ws::MessageReader::Event::Kind;
+    if (e.kind == Kind::text) out.append(e.payload).append("\n");
+    if (e.kind == Kind::close) out += "<close " + std::to_string(e.code) + ">";
+    if (e.kind == Kind::fail) out += "<bad: " + e.detail + ">";
+  });
+  return out;
+}
+
+TEST_CASE("Outbox: through a WebSocket framing every line is one text frame, raw bytes stay as they are",
+          "[outbox][websocket]") {
+  History history(1 << 22);
+  Outbox box(history, 1 << 22);
+  const WebSocketFraming framing(4096);
+  Pair pair;
+  const std::string switching = "HTTP/1.1 101 Switching Protocols\r\n\r\n";
+  Outbox::Item raw;
+  raw.kind = Outbox::Item::Kind::raw;
+  raw.line = switching;
+  REQUIRE(box.push(std::move(raw)) == Outbox::Push::ok);
+  box.set_framing(framing);
+  REQUIRE(box.push(own("# greeting", history.head())) == Outbox::Push::ok);
+  REQUIRE(box.push(join_at(history, StreamMode::protocol)) == Outbox::Push::ok);
+  std::string expected = "# greeting\n";
+  for (int i = 0; i < 300; ++i) {
+    // Lengths on both sides of 126, where the header grows from 2 to 4 bytes.
+    const std::string line = "MSG a " + std::to_string(i) + " " + std::string(static_cast<std::size_t>(i % 200), 'y');
+    history.append(line + "\n", "");
+    expected += line + "\n";
+  }
+  SECTION("all at once") {
+    CHECK(write_all(box, pair.out).state == Outbox::Written::State::idle);
+    const auto got = pair.drain();
+    REQUIRE(got.starts_with(switching));
+    CHECK(messages_in(got.substr(switching.size())) == expected);
+    CHECK(box.backlog() == 0);  // counted in lines' bytes, whatever the framing added
+  }
+  SECTION("a socket that takes a few bytes at a time resumes inside headers and payloads") {
+    const int small = 4096;
+    ::setsockopt(pair.out, SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+    std::string got;
+    int blocked = 0;
+    for (int rounds = 0; rounds < 100'000; ++rounds) {
+      const auto w = box.write_some(pair.out, 777);  // budgets that end mid-frame
+      if (w.state == Outbox::Written::State::blocked) ++blocked;
+      got += pair.drain();
+      if (w.state == Outbox::Written::State::idle) break;
+    }
+    got += pair.drain();
+    REQUIRE(got.starts_with(switching));
+    CHECK(messages_in(got.substr(switching.size())) == expected);
+    CHECK(box.backlog() == 0);
+  }
+  SECTION("the polite end is the BYE as a message, then a close frame") {
+    Outbox::Item last;
+    last.after = history.head();
+    last.line = framing.goodbye("BYE shutdown", "shutdown");
+    box.close_with(std::move(last));
+    CHECK(write_all(box, pair.out).state == Outbox::Written::State::finished);
+    const auto got = pair.drain();
+    CHECK(messages_in(got.substr(switching.size())) == expected + "BYE shutdown\n<close 1001>");
+  }
 }
 
 TEST_CASE("Outbox: the last line ends it; abort drops everything; a full outbox refuses", "[outbox]") {
