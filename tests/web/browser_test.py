@@ -1,0 +1,664 @@
+#!/usr/bin/python3
+"""The web page (web/) in headless Chromium against a real chatserver.
+
+    /usr/bin/python3 tests/web/browser_test.py --server build/release/server/chatserver
+    /usr/bin/python3 tests/web/browser_test.py --url http://127.0.0.1:PORT/ --chat-port P
+
+With --server the test starts chatserver itself (`--port 0 --bind 127.0.0.1 --max-per-ip 0`),
+reads the port from its first stderr line and stops it by pid; the page is served by that
+server at http://127.0.0.1:PORT/ and speaks on ws://127.0.0.1:PORT/ws. With --url it uses a
+page and a chat port that are already there (e.g. a bridge in front of a chatserver); the
+tests that must kill or stop the server are then skipped. Other arguments go to unittest
+(`-v`, `-k drawer`, a test name).
+
+The other side of every conversation is a plain TCP client in protocol mode (HELLO, SAY, ...):
+what the page sends must reach it, and what it sends must show on the page.
+
+Needs Debian's chromium, chromium-driver and python3-selenium (run with /usr/bin/python3, whose
+modules they are); without them every test is skipped and says why. Each test is bounded in
+time (TEST_TIMEOUT); the server's and the browser's processes are stopped by pid.
+"""
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import unittest
+import urllib.request
+
+TEST_TIMEOUT = 120  # seconds, for any one test
+WAIT = 10  # seconds, for any one thing to happen
+CHROMEDRIVER = '/usr/bin/chromedriver'
+
+try:
+    from selenium import webdriver
+    from selenium.common.exceptions import WebDriverException
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+    SELENIUM_ERROR = None
+except ImportError as e:  # pragma: no cover - depends on the machine
+    SELENIUM_ERROR = f'python3-selenium is not installed ({e}); apt-get install python3-selenium'
+
+
+def missing_browser():
+    """Why the browser tests cannot run here, or None."""
+    if SELENIUM_ERROR:
+        return SELENIUM_ERROR
+    if not (shutil.which('chromium') or shutil.which('chromium-browser') or shutil.which('google-chrome')):
+        return 'chromium is not installed; apt-get install chromium'
+    if not os.access(CHROMEDRIVER, os.X_OK):
+        return f'{CHROMEDRIVER} is missing; apt-get install chromium-driver'
+    return None
+
+
+MISSING = missing_browser()
+OPTS = None  # the command line: set in main()
+
+
+# ---- chatserver ------------------------------------------------------------------------------
+
+class ChatServer:
+    """A chatserver of our own: started with --port 0 (or a given port), stopped by pid."""
+
+    def __init__(self, path, port=0, extra=()):
+        self.path = path
+        self.extra = list(extra)
+        self.proc = None
+        self.port = None
+        self.log = []
+        self.start(port)
+
+    def start(self, port=0):
+        self.proc = subprocess.Popen(
+            [self.path, '--port', str(port), '--bind', '127.0.0.1', '--max-per-ip', '0', *self.extra],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        first = self.proc.stderr.readline()
+        m = re.match(r'chatserver listening on 127\.0\.0\.1:(\d+)', first)
+        if not m:
+            self.proc.kill()
+            self.proc.wait()
+            raise RuntimeError(f'{self.path}: expected "chatserver listening on 127.0.0.1:PORT", got {first!r}')
+        self.port = int(m.group(1))
+        # The log must be read, or a full pipe would stop the server.
+        threading.Thread(target=self._drain, args=(self.proc,), daemon=True).start()
+
+    def _drain(self, proc):
+        for line in proc.stderr:
+            self.log.append(line)
+            del self.log[:-200]
+        proc.stderr.close()
+
+    def signal(self, sig):
+        os.kill(self.proc.pid, sig)
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+        if self.proc:
+            self.proc.wait()
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)  # in case a test left it stopped
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+SERVER = None  # the shared one, with --server
+
+
+def page_url():
+    return OPTS.url if OPTS.url else f'http://127.0.0.1:{SERVER.port}/'
+
+
+def chat_port():
+    return OPTS.chat_port if OPTS.url else SERVER.port
+
+
+# ---- the other side: a TCP client in protocol mode -------------------------------------------
+
+class Peer:
+    """A protocol-mode client: sends lines, keeps every line received, answers PING."""
+
+    def __init__(self, nick, port=None, join=True):
+        self.nick = nick
+        self.sock = socket.create_connection(('127.0.0.1', port or chat_port()), timeout=WAIT)
+        self.sock.settimeout(None)
+        self.lines = []
+        self.cond = threading.Condition()
+        self.closed = False
+        self.answer_pings = True
+        threading.Thread(target=self._read, daemon=True).start()
+        if join:
+            self.send('HELLO ' + nick)
+            self.expect(r'WELCOME ')
+
+    def _read(self):
+        buf = b''
+        while True:
+            try:
+                data = self.sock.recv(65536)
+            except OSError:
+                data = b''
+            if not data:
+                break
+            buf += data
+            while b'\n' in buf:
+                raw, buf = buf.split(b'\n', 1)
+                line = raw.decode('utf-8', 'replace')
+                if line.startswith('PING') and self.answer_pings:
+                    self.send('PONG' + line[4:])
+                with self.cond:
+                    self.lines.append(line)
+                    self.cond.notify_all()
+        with self.cond:
+            self.closed = True
+            self.cond.notify_all()
+
+    def send(self, line):
+        try:
+            self.sock.sendall(line.encode() + b'\n')
+        except OSError:
+            pass
+
+    def mark(self):
+        with self.cond:
+            return len(self.lines)
+
+    def expect(self, pattern, timeout=WAIT, since=0):
+        """The first line from `since` on that matches `pattern` (re.match)."""
+        rx = re.compile(pattern)
+        end = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                for line in self.lines[since:]:
+                    if rx.match(line):
+                        return line
+                left = end - time.monotonic()
+                if left <= 0 or self.closed:
+                    raise AssertionError(f'{self.nick} did not receive /{pattern}/ within {timeout} s; '
+                                         f'last lines: {self.lines[-8:]}')
+                self.cond.wait(left)
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+# ---- the page in Chromium ------------------------------------------------------------------
+
+class Page:
+    """One headless Chromium on the page: a desktop (1280x800) or a phone (360x740)."""
+
+    def __init__(self, phone=False, dark=None):
+        options = webdriver.ChromeOptions()
+        for arg in ('--headless=new', '--no-sandbox', '--disable-dev-shm-usage', '--window-size=1280,800',
+                    '--no-first-run', '--no-default-browser-check'):
+            options.add_argument(arg)
+        if phone:
+            # Headless windows are never narrower than 500 px: a phone has to be emulated.
+            options.add_experimental_option('mobileEmulation', {
+                'deviceMetrics': {'width': 360, 'height': 740, 'pixelRatio': 2.0}})
+        options.set_capability('goog:loggingPrefs', {'browser': 'ALL'})
+        self.driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+        self.driver.set_page_load_timeout(WAIT * 2)
+        self.driver.set_script_timeout(WAIT)
+        if not phone:
+            self.driver.execute_cdp_cmd('Emulation.setDeviceMetricsOverride', {
+                'width': 1280, 'height': 800, 'deviceScaleFactor': 1, 'mobile': False})
+        if dark is not None:
+            self.driver.execute_cdp_cmd('Emulation.setEmulatedMedia', {
+                'features': [{'name': 'prefers-color-scheme', 'value': 'dark' if dark else 'light'}]})
+        self.quitted = False
+
+    def open(self, url=None):
+        self.driver.get(url or page_url())
+        # app.js has run when it has written the host into the form; if it has not, say why
+        # (a file that failed to load shows in the console).
+        ready = "return document.getElementById('join-host').textContent === location.host"
+        try:
+            WebDriverWait(self.driver, WAIT, poll_frequency=0.1).until(lambda d: d.execute_script(ready))
+        except Exception:
+            raise AssertionError(f'the page did not start; console: {self.driver.get_log("browser")}') from None
+        # Content Security Policy violations, counted from here on.
+        self.driver.execute_script(
+            "window.__csp = []; document.addEventListener('securitypolicyviolation',"
+            " e => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI));")
+        return self
+
+    def el(self, css):
+        return self.driver.find_element(By.CSS_SELECTOR, css)
+
+    def js(self, script, *args):
+        return self.driver.execute_script(script, *args)
+
+    def until(self, what, timeout=WAIT, message=''):
+        return WebDriverWait(self.driver, timeout, poll_frequency=0.1).until(lambda d: what(), message)
+
+    def state(self):
+        return self.el('#status-state').text
+
+    def status(self):
+        return self.js("return document.getElementById('status').textContent")
+
+    def join(self, nick):
+        box = self.el('#nick')
+        box.clear()
+        box.send_keys(nick, Keys.ENTER)
+        self.until(lambda: self.state() == 'connected', message=f'{nick} did not join: {self.status()!r}')
+        return self
+
+    def type(self, text):
+        self.el('#input').send_keys(text, Keys.ENTER)
+
+    def lines(self):
+        """[(classes, textContent)] of every line of the conversation."""
+        return self.js("return [...document.querySelectorAll('#log .line')].map(e => [e.className, e.textContent])")
+
+    def wait_line(self, category, text, timeout=WAIT):
+        def found():
+            for cls, content in self.lines():
+                if category in cls.split() and text in content:
+                    return content
+            return None
+        return self.until(found, timeout, f'no .{category} line with {text!r}; lines: {self.lines()[-8:]}')
+
+    def users(self):
+        return self.js("return [...document.querySelectorAll('#users .user')].map(e => e.textContent)")
+
+    def errors(self):
+        """Console entries at SEVERE level (a CSP violation is one) and CSP violation events."""
+        logs = [e for e in self.driver.get_log('browser') if e.get('level') == 'SEVERE']
+        return logs + (self.js('return window.__csp || []') or [])
+
+    def quit(self):
+        if not self.quitted:
+            self.quitted = True
+            try:
+                self.driver.quit()
+            except WebDriverException:
+                pass
+
+
+# ---- the tests ----------------------------------------------------------------------------
+
+class TimeLimit(Exception):
+    pass
+
+
+def _alarm(signum, frame):
+    raise TimeLimit(f'the test took more than {TEST_TIMEOUT} s')
+
+
+@unittest.skipIf(MISSING, MISSING or '')
+class WebPageTest(unittest.TestCase):
+
+    def setUp(self):
+        signal.signal(signal.SIGALRM, _alarm)
+        signal.alarm(TEST_TIMEOUT)
+        self.addCleanup(signal.alarm, 0)
+        self.tag = self._testMethodName.replace('test_', '')[:10]
+
+    def page(self, phone=False, dark=None):
+        p = Page(phone=phone, dark=dark)
+        self.addCleanup(p.quit)
+        return p.open()
+
+    def peer(self, nick, **kw):
+        p = Peer(nick, **kw)
+        self.addCleanup(p.close)
+        return p
+
+    def nick(self, who='w'):
+        return f'{who}-{self.tag}'[:24]
+
+    # -- joining
+
+    def test_http_headers(self):
+        """The page and its files come with their content types, the CSP and nosniff."""
+        base = page_url().rstrip('/')
+        expected = {'/': 'text/html; charset=utf-8', '/index.html': 'text/html; charset=utf-8',
+                    '/app.js': 'text/javascript; charset=utf-8', '/style.css': 'text/css; charset=utf-8',
+                    '/icon.svg': 'image/svg+xml'}
+        for path, ctype in expected.items():
+            with urllib.request.urlopen(base + path, timeout=WAIT) as r:
+                self.assertEqual(r.status, 200, path)
+                self.assertEqual(r.headers['Content-Type'], ctype, path)
+                # default-src 'self' at least; more directives may tighten it, none loosen it.
+                csp = r.headers['Content-Security-Policy'] or ''
+                directives = {d.split()[0]: d.split()[1:] for d in csp.split(';') if d.strip()}
+                self.assertEqual(directives.get('default-src'), ["'self'"], f'{path}: {csp!r}')
+                self.assertNotIn('unsafe', csp, path)
+                self.assertEqual(r.headers['X-Content-Type-Options'], 'nosniff', path)
+                self.assertGreater(len(r.read()), 100, path)
+
+    def test_join_send_and_receive(self):
+        """The page joins, what it says reaches a TCP client, and what that client says shows."""
+        other = self.peer(self.nick('p'))
+        page = self.page()
+        self.assertEqual(page.js('return document.activeElement.id'), 'nick', 'focus starts in the nickname')
+        mark = other.mark()
+        nick = self.nick()
+        page.join(nick)
+        other.expect(f'JOIN {nick}$', since=mark)
+        self.assertEqual(page.js('return document.activeElement.id'), 'input', 'then in the input line')
+        page.type('hello')
+        other.expect(f'MSG {nick} hello$', since=mark)
+        page.wait_line('msg', 'hello')
+        other.send('SAY hi from a TCP client')
+        line = page.wait_line('msg', 'hi from a TCP client')
+        self.assertRegex(line, r'^\d\d:\d\d:\d\d ', 'each line starts with HH:MM:SS')
+        self.assertIn(other.nick, line)
+        self.assertEqual(page.errors(), [], 'no console errors, no CSP violations')
+
+    def test_nickname_checked_refused_and_remembered(self):
+        """A bad nickname is caught before connecting; a taken one is refused by the server in
+        words; the one that joined is remembered for the next visit."""
+        holder = self.peer(self.nick('taken'))
+        page = self.page()
+        box = page.el('#nick')
+        mark = holder.mark()
+        box.send_keys('two words', Keys.ENTER)
+        self.assertIn('only A-Z a-z 0-9 _ ! - are allowed', page.el('#nick-error').text)
+        box.clear()
+        box.send_keys(holder.nick.upper(), Keys.ENTER)
+        page.until(lambda: 'already called' in page.el('#nick-error').text,
+                   message='a taken nickname is refused in words')
+        self.assertTrue(page.el('#join-view').is_displayed())
+        nick = self.nick()
+        page.join(nick)
+        holder.expect(f'JOIN {nick}$', since=mark)
+        self.assertFalse([line for line in holder.lines[mark:] if line.startswith('JOIN two')])
+        page.open()
+        self.assertEqual(page.el('#nick').get_attribute('value'), nick)
+
+    def test_xss_line_shown_literally(self):
+        """A message with markup in it shows as the characters it is made of."""
+        other = self.peer(self.nick('p'))
+        page = self.page()
+        page.join(self.nick())
+        evil = '<img src=x onerror=window.__xss=1>'
+        other.send('SAY ' + evil)
+        other.send('ME <b>bold</b> & <script>window.__xss=2</script>')
+        line = page.wait_line('msg', evil)
+        self.assertIn(evil, line)
+        page.wait_line('me', '<b>bold</b> & <script>window.__xss=2</script>')
+        self.assertEqual(page.js("return document.querySelectorAll('#log img, #log b, #log script').length"), 0)
+        time.sleep(0.3)
+        self.assertIsNone(page.js('return window.__xss'))
+
+    def test_me_and_private_both_ways(self):
+        """/me, a private message received, and one sent both as @nick and /msg."""
+        other = self.peer(self.nick('p'))
+        page = self.page()
+        nick = self.nick()
+        page.join(nick)
+        mark = other.mark()
+        page.type('/me waves')
+        other.expect(f'ME {nick} waves$', since=mark)
+        page.wait_line('me', 'waves')
+        other.send(f'PRIV {nick} psst, a secret')
+        page.wait_line('priv-in', 'psst, a secret')
+        page.type(f'@{other.nick} got it')
+        other.expect(f'PRIV {nick} {other.nick} got it$', since=mark)
+        page.wait_line('priv-out', 'got it')
+        page.type(f'/msg {other.nick} and again')
+        other.expect(f'PRIV {nick} {other.nick} and again$', since=mark)
+        page.type('//slash text')
+        other.expect(f'MSG {nick} /slash text$', since=mark)
+        page.type('@nobody-here hello?')
+        page.wait_line('error', 'nobody-here')
+
+    def test_user_list_follows_joins_and_leaves(self):
+        """Who is online follows JOIN, NICK and LEAVE; a leave says its cause in words; a
+        name in the list starts a private message."""
+        page = self.page()
+        nick = self.nick()
+        page.join(nick)
+        self.assertIn(nick, page.users())
+        other = self.peer(self.nick('p'))
+        page.until(lambda: other.nick in page.users(), message='the list shows who joined')
+        page.wait_line('join', f'{other.nick} joined')
+        renamed = self.nick('q')
+        other.send('NICK ' + renamed)
+        page.until(lambda: renamed in page.users() and other.nick not in page.users(),
+                   message='the list follows a rename')
+        page.driver.find_element(By.XPATH, f"//*[@id='users']//*[contains(@class,'user') and text()='{renamed}']").click()
+        self.assertEqual(page.el('#input').get_attribute('value'), f'@{renamed} ')
+        self.assertEqual(page.js('return document.activeElement.id'), 'input')
+        other.send('QUIT see you')
+        page.until(lambda: renamed not in page.users(), message='the list drops who left')
+        line = page.wait_line('leave', f'{renamed} left')
+        self.assertIn('quit', line)
+        self.assertIn('see you', line)
+
+    def test_closing_the_browser_is_a_leave(self):
+        """driver.quit(): the others get LEAVE <nick> closed within 10 s."""
+        other = self.peer(self.nick('p'))
+        page = self.page()
+        nick = self.nick()
+        mark = other.mark()
+        page.join(nick)
+        other.expect(f'JOIN {nick}$', since=mark)
+        started = time.monotonic()
+        page.quit()
+        line = other.expect(f'LEAVE {nick} ', timeout=10, since=mark)
+        self.assertRegex(line, f'^LEAVE {nick} closed ')
+        self.assertLess(time.monotonic() - started, 10)
+
+    def test_phone_no_sideways_scroll_and_drawer(self):
+        """At 360 px: nothing scrolls sideways, even a 300-character word; the list of people is
+        a drawer that the button opens and Esc closes, focus going in and back."""
+        other = self.peer(self.nick('p'))
+        for dark in (False, True):
+            page = self.page(phone=True, dark=dark)
+            self.assertEqual(page.js('return innerWidth'), 360)
+            nick = self.nick('d' if dark else 'l')
+            page.join(nick)
+            other.send('SAY ' + 'x' * 300)
+            other.send('SAY https://example.com/a/very/long/path/that/goes/on/and/on/and/on/without/any/spaces')
+            page.wait_line('msg', 'without/any/spaces')
+            self.assertLessEqual(page.js('return document.documentElement.scrollWidth'), 360)
+            panel = page.el('#users-panel')
+            toggle = page.el('#users-toggle')
+            self.assertTrue(toggle.is_displayed())
+            self.assertFalse(panel.is_displayed(), 'the drawer starts closed')
+            toggle.click()
+            page.until(lambda: panel.is_displayed(), message='the button opens the drawer')
+            self.assertEqual(toggle.get_attribute('aria-expanded'), 'true')
+            self.assertTrue(page.js("return document.getElementById('users-panel').contains(document.activeElement)"))
+            self.assertIn(other.nick, page.users())
+            self.assertLessEqual(page.js('return document.documentElement.scrollWidth'), 360)
+            page.driver.switch_to.active_element.send_keys(Keys.ESCAPE)
+            page.until(lambda: not panel.is_displayed(), message='Esc closes the drawer')
+            self.assertEqual(toggle.get_attribute('aria-expanded'), 'false')
+            self.assertEqual(page.js('return document.activeElement.id'), 'users-toggle')
+            self.assertEqual(page.errors(), [])
+            page.quit()
+
+    def test_desktop_has_a_side_column(self):
+        """At 1280 px the list of people is a column beside the conversation, no button."""
+        page = self.page()
+        page.join(self.nick())
+        self.assertTrue(page.el('#users-panel').is_displayed())
+        self.assertFalse(page.el('#users-toggle').is_displayed())
+        self.assertLessEqual(page.js('return document.documentElement.scrollWidth'), page.js('return innerWidth'))
+
+    def test_commands_history_and_scrolling(self):
+        """/help, /clear, /who, Up/Down history; a reader who scrolled back stays put; sending
+        scrolls to the end."""
+        other = self.peer(self.nick('p'))
+        page = self.page()
+        page.join(self.nick())
+        page.type('/help')
+        page.wait_line('info', '/msg <nick> <text>')
+        page.type('/clear')
+        page.until(lambda: page.lines() == [], message='/clear empties the conversation')
+        page.type('/who')
+        page.wait_line('info', other.nick)
+        box = page.el('#input')
+        box.send_keys(Keys.ARROW_UP)
+        self.assertEqual(box.get_attribute('value'), '/who')
+        box.send_keys(Keys.ARROW_UP)
+        self.assertEqual(box.get_attribute('value'), '/clear')
+        box.send_keys(Keys.ARROW_DOWN, Keys.ARROW_DOWN)
+        self.assertEqual(box.get_attribute('value'), '')
+        for i in range(80):
+            other.send(f'SAY filler line {i}')
+        page.wait_line('msg', 'filler line 79')
+        at_end = "const l = document.getElementById('log'); return l.scrollHeight - l.scrollTop - l.clientHeight < 40"
+        page.until(lambda: page.js(at_end), message='new lines keep a reader at the end')
+        page.js("document.getElementById('log').scrollTop = 0")
+        time.sleep(0.2)
+        other.send('SAY while you were reading')
+        page.wait_line('msg', 'while you were reading')
+        self.assertEqual(page.js("return document.getElementById('log').scrollTop"), 0, 'the reader stays put')
+        self.assertTrue(page.el('#jump').is_displayed(), 'and is told there is more below')
+        page.type('back at the end')
+        page.until(lambda: page.js(at_end), message='sending scrolls to the end')
+
+    def test_answers_the_servers_ping(self):
+        """A server that PINGs every second and ends silent clients after one more: the page
+        answers at once and stays."""
+        if not OPTS.server:
+            self.skipTest('needs --server (a chatserver of its own with --ping-interval 1s)')
+        server = ChatServer(OPTS.server, extra=['--ping-interval', '1s', '--ping-timeout', '1s'])
+        self.addCleanup(server.stop)
+        other = self.peer(self.nick('p'), port=server.port)
+        page = Page()
+        self.addCleanup(page.quit)
+        page.open(f'http://127.0.0.1:{server.port}/')
+        nick = self.nick()
+        page.join(nick)
+        time.sleep(6)
+        self.assertFalse([line for line in other.lines if line.startswith(f'LEAVE {nick} ')], other.lines)
+        self.assertEqual(page.state(), 'connected')
+
+    def test_conversation_is_capped(self):
+        """The conversation keeps about 5000 lines: the oldest go."""
+        if not OPTS.server:
+            self.skipTest('needs --server (a chatserver of its own with --max-rate 0)')
+        server = ChatServer(OPTS.server, extra=['--max-rate', '0'])
+        self.addCleanup(server.stop)
+        page = Page()
+        self.addCleanup(page.quit)
+        page.open(f'http://127.0.0.1:{server.port}/')
+        page.join(self.nick())
+        other = self.peer(self.nick('p'), port=server.port)
+        other.sock.sendall(''.join(f'SAY number {i}\n' for i in range(5300)).encode())
+        page.wait_line('msg', 'number 5299', timeout=60)
+        count = page.js("return document.querySelectorAll('#log .line').length")
+        self.assertGreaterEqual(count, 5000)
+        self.assertLessEqual(count, 5100)
+        self.assertNotIn('number 0', page.js("return document.getElementById('log').textContent"))
+
+    # -- losing the server (a chatserver of the test's own)
+
+    def own_server(self, port=0):
+        if not OPTS.server:
+            self.skipTest('needs --server: the test stops and restarts chatserver')
+        server = ChatServer(OPTS.server, port=port)
+        self.addCleanup(server.stop)
+        return server
+
+    def test_server_killed_then_back(self):
+        """The server is killed: the status bar says the connection was lost and counts down;
+        it comes back on the same port: the page rejoins with the same nickname."""
+        server = self.own_server()
+        page = Page()
+        self.addCleanup(page.quit)
+        page.open(f'http://127.0.0.1:{server.port}/')
+        nick = self.nick()
+        page.join(nick)
+        server.kill()
+        page.until(lambda: 'reconnecting in' in page.status() and 'lost:' in page.status(),
+                   message='the status bar says it is lost and counts down')
+        page.wait_line('lost', 'connection to server lost')
+        self.assertRegex(page.el('#status-state').text, r'reconnecting in \d+ s')
+        port = server.port
+        server.start(port)
+        watcher = self.peer(self.nick('p'), port=port)
+        page.until(lambda: page.state() == 'connected', timeout=40, message='the page rejoins')
+        page.wait_line('info', f'rejoined as {nick}')
+        self.assertIn(nick, page.users())
+        self.assertIn(watcher.nick, page.users())
+
+    def test_server_shutdown_said_in_words(self):
+        """SIGTERM: BYE shutdown, shown as the server's reason in words."""
+        server = self.own_server()
+        page = Page()
+        self.addCleanup(page.quit)
+        page.open(f'http://127.0.0.1:{server.port}/')
+        page.join(self.nick())
+        server.signal(signal.SIGTERM)
+        page.until(lambda: 'lost: server shutting down' in page.status(), message=page.status())
+        page.wait_line('lost', 'shutdown')
+
+    def test_dead_server_noticed(self):
+        """A server that stops answering (SIGSTOP) is given up within about 15 s: 'no reply
+        from the server for N s'; once it answers again the page is back."""
+        server = self.own_server()
+        page = Page()
+        self.addCleanup(page.quit)
+        page.open(f'http://127.0.0.1:{server.port}/')
+        page.join(self.nick())
+        server.signal(signal.SIGSTOP)
+        started = time.monotonic()
+        page.until(lambda: 'no reply from the server for' in page.status(), timeout=25, message=page.status())
+        self.assertLess(time.monotonic() - started, 20)
+        server.signal(signal.SIGCONT)
+        page.until(lambda: page.state() == 'connected', timeout=45, message=page.status())
+
+    def test_quit(self):
+        """/quit with a reason: the others get LEAVE <nick> quit <reason>; the page is back at
+        the form, ready to join again."""
+        other = self.peer(self.nick('p'))
+        page = self.page()
+        nick = self.nick()
+        mark = other.mark()
+        page.join(nick)
+        page.type('/quit good night')
+        other.expect(f'LEAVE {nick} quit good night$', since=mark)
+        page.until(lambda: page.el('#join-view').is_displayed(), message='back at the form')
+        self.assertEqual(page.js('return document.activeElement.id'), 'nick')
+
+
+def main():
+    global OPTS, SERVER
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0], add_help=True)
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument('--server', metavar='PATH', help='a chatserver binary to start (it serves the page)')
+    group.add_argument('--url', metavar='URL', help='a page already served, e.g. http://127.0.0.1:PORT/')
+    parser.add_argument('--chat-port', type=int, metavar='P', help="with --url: the chat's TCP port")
+    OPTS, rest = parser.parse_known_args()
+    if OPTS.url and not OPTS.chat_port:
+        parser.error('--url needs --chat-port')
+    if OPTS.server:
+        if not os.access(OPTS.server, os.X_OK):
+            parser.error(f'{OPTS.server}: not an executable')
+        OPTS.server = os.path.abspath(OPTS.server)
+        SERVER = ChatServer(OPTS.server)
+    try:
+        program = unittest.main(argv=[sys.argv[0], *rest], exit=False)
+    finally:
+        if SERVER:
+            SERVER.stop()
+    sys.exit(0 if program.result.wasSuccessful() else 1)
+
+
+if __name__ == '__main__':
+    main()
