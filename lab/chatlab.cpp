@@ -16,7 +16,7 @@
 //
 // Threads: the main thread runs the scenario; the objects it creates own the rest (the
 // server's stderr drain thread, the observer's reader, the ss sampler). `chatlab victim` is the
-// victim process (an internal mode, single-threaded).
+// victim process (an internal mode, single-threaded; `chatlab victim --web` the browser's page).
 #include "bench/child_process.hpp"
 #include "lab/network.hpp"
 #include "lab/scenarios.hpp"
@@ -78,8 +78,10 @@ int main(int argc, char** argv) {
 
   std::string victim_address;
   int victim_port = 0;
+  bool victim_web = false;
   auto* victim = app.add_subcommand("victim", "");  // internal: the victim process
   victim->group("");
+  victim->add_flag("--web", victim_web);  // a browser's page: the WebSocket at /ws
   victim->add_option("address", victim_address)->required();
   victim->add_option("port", victim_port)->required();
 
@@ -88,7 +90,7 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
-  if (victim->parsed()) return chat::lab::run_victim(victim_address, static_cast<std::uint16_t>(victim_port));
+  if (victim->parsed()) return chat::lab::run_victim(victim_address, static_cast<std::uint16_t>(victim_port), victim_web);
   if (list) {
     std::cout << scenario_list();
     return 0;

@@ -91,6 +91,9 @@ struct PhaseSpec {
   std::vector<std::string> detectors;
   std::function<void(Context&)> prepare;  // before time 0
   std::function<void(Context&)> fault;    // calls ctx.mark() right before the fault
+  bool web_victim = false;                // the victim is a browser's page (`chatlab victim --web`)
+  std::string expected_detail = {};       // the LEAVE's detail must contain this ("" for any)
+  std::function<void(Context&)> after = {};  // after the LEAVE (or the wait): the victim's last words
 };
 
 struct Scenario {
@@ -228,6 +231,32 @@ std::vector<Scenario> make_scenarios() {
                                         {"--keepalive", "2s,1s,2", "--ping-interval", "off"}, "timeout"));
     all.push_back(std::move(s));
   }
+  // A browser instead of nc: the victim is the page's WebSocket at /ws, one line per text frame.
+  {
+    PhaseSpec p{"", false, lab_timings, "closed", {"reader"}, {}, [](Context& c) {
+                  c.mark("the victim's browser tab is closed: its page sends a WebSocket close frame 1001 "
+                         "(going away), then its kernel a FIN");
+                  c.tell_victim("close");
+                }};
+    p.web_victim = true;
+    p.expected_detail = "WebSocket close 1001";
+    // The victim's side of the closing handshake: the server's close frame, then its FIN.
+    p.after = [](Context& c) { c.victim_says("gone: ", SteadyClock::now() + 2s); };
+    add("web-tab-closed", "A browser tab closed: its WebSocket sends a close frame 1001 (going away), then a FIN. "
+                          "The same reader reads the frame in its recv() and ends the session closed, naming the code.",
+        p);
+  }
+  {
+    PhaseSpec p{"", false, lab_timings, "no-pong", {"poller"}, {}, [](Context& c) {
+                  c.mark("kill -STOP " + std::to_string(c.victim.pid()) +
+                         " (the browser's page hangs over its WebSocket; its kernel still ACKs)");
+                  c.victim.signal(SIGSTOP);
+                }};
+    p.web_victim = true;
+    add("web-hang", "A hung browser page: its kernel ACKs, keepalive is happy; the PING goes in a text frame and "
+                    "no PONG comes back, so the same poller's heartbeat ends it no-pong, as for hang.",
+        p);
+  }
   return all;
 }
 
@@ -263,6 +292,8 @@ void find_detector(PhaseResult& r) {
 
 void judge(PhaseResult& r) {
   const auto ms = [](double v) { return bench::format_ms(v) + " ms"; };
+  const bool detail_ok = r.expected_detail.empty() ||
+                         (r.leave_line && r.leave_line->find(r.expected_detail) != std::string::npos);
   if (r.expected_cause.empty()) {
     r.ok = !r.leave_line;
     r.verdict = r.ok ? "nothing noticed: no detector fired, and the victim is still a member for the others"
@@ -276,10 +307,12 @@ void judge(PhaseResult& r) {
   }
   const bool detector_ok = std::find(r.expected_detectors.begin(), r.expected_detectors.end(), r.detector) !=
                            r.expected_detectors.end();
-  r.ok = r.cause == r.expected_cause && detector_ok;
+  r.ok = r.cause == r.expected_cause && detector_ok && detail_ok;
   r.verdict = "cause " + r.cause + ", decided by the " + (r.detector.empty() ? "?" : r.detector) + " thread after " +
               ms(r.detected_ms) + "; the others read the LEAVE after " + ms(r.leave_ms) +
-              (r.ok ? " (as expected)" : " (expected " + r.expected_cause + ")");
+              (r.ok ? " (as expected)"
+                    : " (expected " + r.expected_cause +
+                          (detail_ok ? std::string() : ", with \"" + r.expected_detail + "\" in the detail") + ")");
 }
 
 PhaseResult run_phase(const PhaseSpec& spec, const LabOptions& options, std::ostream& progress) {
@@ -287,6 +320,7 @@ PhaseResult run_phase(const PhaseSpec& spec, const LabOptions& options, std::ost
   r.title = spec.title;
   r.expected_cause = spec.expected_cause;
   r.expected_detectors = spec.detectors;
+  r.expected_detail = spec.expected_detail;
   Timeline timeline;
 
   std::unique_ptr<LabNetwork> net;
@@ -320,6 +354,7 @@ PhaseResult run_phase(const PhaseSpec& spec, const LabOptions& options, std::ost
   Observer observer(launch.bind, server.port(), netns, timeline);
 
   std::vector<std::string> victim_argv{options.self_path, "victim", launch.bind, std::to_string(server.port())};
+  if (spec.web_victim) victim_argv.insert(victim_argv.begin() + 2, "--web");
   if (net) victim_argv = net->in_host(*client_host, victim_argv);
   ChildProcess victim(victim_argv, ChildProcess::Output::pipe, ChildProcess::Output::inherit);
   Context ctx{victim, observer, timeline, net.get(), client_host, {}, {}};
@@ -345,6 +380,7 @@ PhaseResult run_phase(const PhaseSpec& spec, const LabOptions& options, std::ost
       return source.rfind("reader", 0) == 0 && text.rfind("disconnected: ", 0) == 0;
     }, SteadyClock::now() + 5s);
   }
+  if (spec.after) spec.after(ctx);
   ctx.drain_victim();
   if (leave) {
     r.cause = leave->cause;
@@ -439,6 +475,7 @@ std::string json_result(const ScenarioResult& result) {
     j.begin_object();
     j.field("title", p.title).field("fault", p.fault).field("server_args", p.server_args);
     j.field("expected_cause", p.expected_cause).field("expected_detectors", p.expected_detectors);
+    if (!p.expected_detail.empty()) j.field("expected_detail", p.expected_detail);
     j.field("cause", p.cause).field("leave", p.leave_line.value_or("")).field("leave_ms", p.leave_ms);
     j.field("detector", p.detector).field("detected_ms", p.detected_ms);
     j.field("evidence", p.evidence).field("decision", p.decision);

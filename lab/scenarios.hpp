@@ -12,6 +12,13 @@
 //   not-reading   it stops reading while the room talks      -> too-slow  (writer or poller)
 //   flood         it sends as fast as it can                 -> flood     (reader's flood control)
 //   poll-only     cable-pull with keepalive and heartbeat off: nothing notices; then keepalive on
+//   web-tab-closed  a browser's page (the WebSocket at /ws) closes: close frame 1001, then FIN
+//                                                            -> closed    (reader; the detail names 1001)
+//   web-hang      a browser's page joined over the WebSocket is stopped (SIGSTOP)
+//                                                            -> no-pong   (poller's heartbeat)
+//
+// The web-* victims speak RFC 6455 as the page in web/ does (lab/victim.hpp): the detectors are
+// the same threads and rules as for the TCP victims; only the framing of the lines differs.
 //
 // Threads: run_scenario runs on the main thread; the objects it creates own the other threads
 // (the server's stderr drain thread, the observer's reader thread, the ss thread).
@@ -49,6 +56,7 @@ struct PhaseResult {
   std::string evidence;                  // that thread's line just before: the inputs it decided on
   double detected_ms = 0;                // from the fault to that decision
   std::string expected_cause;            // "" when nothing is expected to notice
+  std::string expected_detail;           // the LEAVE's detail must contain this ("" for any)
   std::vector<std::string> expected_detectors;
   bool ok = false;
   std::string verdict;                   // one sentence: what happened, and whether it was expected

@@ -1,11 +1,19 @@
 // The victim: the client that chatlab breaks. It is a process of its own (`chatlab victim
-// ADDRESS PORT`, the same executable started again), so that a scenario can kill it, stop it,
-// or take its host away while its socket stays exactly as the kernel leaves it.
+// [--web] ADDRESS PORT`, the same executable started again), so that a scenario can kill it,
+// stop it, or take its host away while its socket stays exactly as the kernel leaves it.
 //
 // It joins as "victim" in protocol mode, prints "joined from port <local port>" on stdout, and
-// answers PINGs. Every stdout line starts with the wall-clock time in microseconds since 1970. chatlab steers it with one command per line on its stdin:
+// answers PINGs. With --web it is a browser's page instead: it opens the WebSocket at /ws
+// (RFC 6455, the handshake with an Origin as a browser sends it, masked frames), waits for the
+// greeting, and then sends and receives each protocol line as one text frame, as web/ does;
+// it answers the PING lines (and any ping frame) as the page's JavaScript would. Every stdout
+// line starts with the wall-clock time in microseconds since 1970. chatlab steers it with one
+// command per line on its stdin:
 //   quit          send "QUIT lab" (a polite goodbye)
-//   close         close the socket without a word (a FIN), then exit
+//   close         lines: close the socket without a word (a FIN), then exit.
+//                 --web: close as a browser tab does: a close frame 1001 (going away), then a
+//                 FIN (shutdown); it then reads what the server still sends (its close frame)
+//                 until the end of the stream, and exits
 //   stop-reading  stop reading the socket (prints "stopped reading"; then "unread <bytes> ..."
 //                 once bytes wait unread in its receive queue)
 //   flood         send "SAY" lines as fast as the connection takes them
@@ -20,7 +28,8 @@
 
 namespace chat::lab {
 
-// Returns the exit code: 0 after a normal end, 1 if it could not join.
-int run_victim(const std::string& address, std::uint16_t port);
+// Returns the exit code: 0 after a normal end, 1 if it could not join. `web`: join over the
+// WebSocket at /ws instead of plain lines.
+int run_victim(const std::string& address, std::uint16_t port, bool web = false);
 
 }  // namespace chat::lab

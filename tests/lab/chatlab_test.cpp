@@ -178,7 +178,55 @@ TEST_CASE("chatlab flood: flood control slows the reader, then drops the client"
   CHECK(phase.detected_ms >= 1900);
 }
 
+TEST_CASE("chatlab web-tab-closed: the reader reads the browser's close frame 1001", "[lab][scenario][web]") {
+  const auto result = run_scenario("web-tab-closed", lab_options(), std::cerr);
+  INFO(timeline_text(result));
+  REQUIRE(result.phases.size() == 1);
+  const auto& phase = result.phases[0];
+  check_phase(phase, "closed", {"reader"});
+  // The detail names the code, and the reader's evidence is the close frame it read.
+  REQUIRE(phase.leave_line);
+  CHECK(phase.leave_line->find("WebSocket close 1001 (going away)") != std::string::npos);
+  CHECK(phase.evidence.find("WebSocket close 1001") != std::string::npos);
+  CHECK(std::any_of(phase.events.begin(), phase.events.end(), [](const LabEvent& e) {
+    return e.source == "victim" && e.text.rfind("WebSocket open: HTTP/1.1 101", 0) == 0;
+  }));
+  // The server answers with its own close frame (RFC 6455 5.5.1), which the victim reads.
+  CHECK(std::any_of(phase.events.begin(), phase.events.end(), [](const LabEvent& e) {
+    return e.source == "victim" && e.text.rfind("the server's close frame: 1001", 0) == 0;
+  }));
+  // A frame in the socket, read at once: well under a second, as for the TCP close.
+  CHECK(phase.leave_ms < 1000);
+}
+
+TEST_CASE("chatlab web-hang: the poller's heartbeat finds a stopped browser page", "[lab][scenario][web]") {
+  const auto result = run_scenario("web-hang", lab_options(), std::cerr);
+  INFO(timeline_text(result));
+  REQUIRE(result.phases.size() == 1);
+  const auto& phase = result.phases[0];
+  check_phase(phase, "no-pong", {"poller"});
+  CHECK(phase.evidence.find("heartbeat victim: no line") != std::string::npos);
+  CHECK(phase.evidence.find("its kernel ACKs") != std::string::npos);
+  CHECK(std::any_of(phase.events.begin(), phase.events.end(), [](const LabEvent& e) {
+    return e.source.rfind("reader", 0) == 0 && e.text == "HTTP GET /ws: 101";
+  }));
+  CHECK(std::any_of(phase.events.begin(), phase.events.end(), [](const LabEvent& e) {
+    return e.source == "poller" && e.text.find("-> PING") != std::string::npos;
+  }));
+  // ping-interval 1 s + ping-timeout 1 s, checked at 100 ms sweeps: about 2 s.
+  CHECK(phase.leave_ms < 5000);
+}
+
 TEST_CASE("chatlab the program: a timeline, --json, and exit 2 for what it cannot do", "[lab][program]") {
+  {
+    Subprocess lab({CHATLAB_PATH, "--list"});
+    lab.close_stdin();
+    std::string seen;
+    CHECK(lab.wait_for_line(Stream::out, "web-hang: ", 10s, &seen));
+    INFO(seen);
+    CHECK(seen.find("web-tab-closed: ") != std::string::npos);
+    CHECK(lab.wait_exit(10s) == 0);
+  }
   {
     Subprocess lab({CHATLAB_PATH, "close"});
     lab.close_stdin();
