@@ -1006,6 +1006,63 @@ class WebSocketTest(unittest.TestCase):
         self.assertTrue(t.read_line().startswith("# chatserver "))
         self.assertRegex(t.read_line(), r"^\[\d\d:\d\d:\d\d\] \*\*\* welcome, bob ")
 
+    def test_07e_patient_door_after_a_page_fetch(self):
+        # A browser's spare connection stays silent: after a page file from this address, a
+        # silent connection is not greeted at 100 ms (a greeting would be read as the response to
+        # the request the browser sends on it later), and a request on it is served.
+        srv = self.start_server()
+        r, c = http_get(srv.port, "GET /app.js HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % srv.port)
+        self.client(c)
+        self.assertEqual(r.status, 200, r)
+        spare = self.client(LineClient(srv.port))
+        time.sleep(1.0)  # pacing a browser's late request, not waiting for readiness
+        spare.send(b"GET /style.css HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % srv.port)
+        r = read_http_response(spare)
+        self.assertEqual(r.status, 200, r)
+        self.assertTrue((r.header("Content-Type") or "").startswith("text/css"), r)
+        # Typing does not wait for the patient door: a nickname is answered at once.
+        t = self.client(LineClient(srv.port))
+        start = time.monotonic()
+        t.send(b"HELLO typist\n")
+        self.assertTrue(t.read_line().startswith("# chatserver "))
+        self.assertEqual(t.read_line(), "WELCOME typist")
+        self.assertLess(time.monotonic() - start, 1.0)
+
+    def test_07f_web_root(self):
+        import tempfile
+        root = tempfile.mkdtemp(prefix="chat-web-root-")
+        self.addCleanup(lambda: __import__("shutil").rmtree(root, ignore_errors=True))
+        with open(os.path.join(root, "index.html"), "w") as f:
+            f.write("<!doctype html><title>restyled</title>")
+        with open(os.path.join(root, ".secret"), "w") as f:
+            f.write("hidden")
+        os.mkdir(os.path.join(root, "css"))
+        with open(os.path.join(root, "css", "room.css"), "w") as f:
+            f.write("body{}")
+        srv = self.start_server("--web-root", root)
+        def get(path):
+            r, c = http_get(srv.port, "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % (path, srv.port))
+            self.client(c)
+            return r
+        r = get("/")
+        self.assertEqual(r.status, 200, r)
+        self.assertIn(b"restyled", r.body)
+        r = get("/css/room.css")
+        self.assertEqual(r.status, 200, r)
+        self.assertTrue(r.header("Content-Type").startswith("text/css"), r)
+        for path in ("/app.js", "/.secret", "/../etc/passwd", "/css/../.secret", "/%2e%2e/etc/passwd"):
+            self.assertEqual(get(path).status, 404, path)
+        # The WebSocket is there as ever.
+        async def go():
+            w = await web_join(srv.port, "rooted")
+            await w.close()
+        run(go())
+        # A --web-root that is not a directory is a usage error.
+        p = subprocess.run([SERVER, "--port", "0", "--web-root", os.path.join(root, "nope")],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=10)
+        self.assertEqual(p.returncode, 2, p.stderr)
+        self.assertIn(b"--web-root", p.stderr)
+
     def test_07c_web_off(self):
         srv = self.start_server("--web", "off")
         c = self.client(LineClient(srv.port))
