@@ -22,7 +22,10 @@ Outbox::Push Outbox::push(Item item) {
     std::lock_guard lock(mutex_);
     if (closed_ || aborted_) return Push::closed;
     const std::uint64_t size = item.line.size();
-    if (item.kind != Item::Kind::join_room && backlog() + size > limit_) return Push::full;
+    // Over the limit is full, except into an empty outbox: a line is always smaller than the
+    // limit, and an HTTP answer (the page's script, a file under --web-root) may be larger.
+    const std::uint64_t behind = backlog();
+    if (item.kind != Item::Kind::join_room && behind > 0 && behind + size > limit_) return Push::full;
     if (item.kind == Item::Kind::join_room) {
       // From now on the room's bytes count against this client, whether or not the writer has
       // got to this item yet.

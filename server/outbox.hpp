@@ -96,7 +96,7 @@ class Outbox {
   std::size_t limit() const { return limit_; }
 
   // Queues an item. `full`: it would take the backlog over the limit (nothing was queued; the
-  // caller ends the client too-slow). `closed`: after close_with() or abort().
+  // caller ends the client too-slow); an item into an empty outbox always fits. `closed`: after close_with() or abort().
   Push push(Item item);
   // The polite end: `last` goes after what is queued and the room events caused before it;
   // nothing is queued after it. Ignored once closed.

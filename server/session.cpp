@@ -260,8 +260,8 @@ void Session::send_raw(std::string bytes) {
 }
 
 void Session::upgrade(std::unique_ptr<Framing> framing) {
-  upgraded_ = std::move(framing);
-  outbox_.set_framing(*upgraded_);
+  upgrades_.push_back(std::move(framing));
+  outbox_.set_framing(*upgrades_.back());
 }
 
 void Session::choose_mode(Mode mode) {

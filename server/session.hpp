@@ -45,6 +45,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace chat {
 
@@ -81,7 +82,9 @@ class Session : public std::enable_shared_from_this<Session> {
   // the current one through outbox_, which is given lines_ before lines_ is constructed (it only
   // keeps the address).
   LineFraming lines_;
-  std::unique_ptr<Framing> upgraded_;           // set once by the reader, before it queues a line for it
+  // The framings the reader switched to (web.cpp: HTTP, then a WebSocket), kept until the
+  // session goes: a writer may still hold the one before. The last is the current one.
+  std::vector<std::unique_ptr<Framing>> upgrades_;
 
  public:
   // `web`: the page and the WebSocket upgrade, when --web is on (else nullptr).
@@ -132,7 +135,8 @@ class Session : public std::enable_shared_from_this<Session> {
   void refuse(const Refusal& refusal);        // ERROR <code> <detail>
   // Bytes exactly as they are (an HTTP response, a WebSocket control frame), in order.
   void send_raw(std::string bytes);
-  // From now on lines go out through `framing` (web.cpp, after the 101 Switching Protocols).
+  // From now on lines go out through `framing` (web.cpp: HTTP; a WebSocket after the 101).
+  // At most a few times in a session's life: each framing is kept until the session goes.
   void upgrade(std::unique_ptr<Framing> framing);
   void greet();                                // the greeting line
   // Received bytes: through the door (--web) until it is open, then through the framing.
@@ -188,7 +192,7 @@ class Session : public std::enable_shared_from_this<Session> {
  private:
   class Reading;  // the reader's Framing::Sink (session.cpp)
   void read_loop();
-  Framing& reading_framing() { return upgraded_ ? *upgraded_ : lines_; }
+  Framing& reading_framing() { return upgrades_.empty() ? lines_ : *upgrades_.back(); }
   void apply_backpressure();
   // Flood control before each line; false if the client has just been ended for flooding.
   bool apply_flood_control();

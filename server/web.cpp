@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <utility>
@@ -41,8 +42,10 @@ Headers common_headers(bool keep_alive) {
           {"Connection", keep_alive ? "keep-alive" : "close"}};
 }
 
+// A short answer in words, after which the connection closes.
 WebSite::Answer plain(int status, std::string_view text, Headers extra = {}) {
   auto headers = common_headers(false);
+  if (status == 426) headers.back().second = "Upgrade, close";  // RFC 9110 7.8: Upgrade is named in Connection
   headers.emplace_back("Content-Type", "text/plain; charset=utf-8");
   for (auto& h : extra) headers.push_back(std::move(h));
   WebSite::Answer a;
@@ -66,13 +69,13 @@ std::string_view content_type_of(std::string_view path) {
 }
 
 // A path under --web-root that cannot leave it: letters, digits, '.', '-', '_' and '/', no
-// segment starting with '.' (so neither ".." nor hidden files).
+// empty segment and no segment starting with '.' (so neither ".." nor hidden files).
 bool safe_path(std::string_view path) {
-  if (path.empty() || path.front() != '/') return false;
+  if (path.empty() || path.front() != '/' || path.back() == '/') return false;
   for (std::size_t i = 0; i < path.size(); ++i) {
     const char c = path[i];
     if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_' || c == '/')) return false;
-    if (c == '.' && path[i - 1] == '/') return false;
+    if ((c == '.' || c == '/') && i > 0 && path[i - 1] == '/') return false;
   }
   return true;
 }
@@ -81,19 +84,24 @@ bool safe_path(std::string_view path) {
 
 // ---- WebSite --------------------------------------------------------------------------------
 
-WebSite::Answer WebSite::answer(const http::Request& request) const {
+WebSite::Answer WebSite::answer(const http::Request& request, bool may_keep_alive) const {
   const bool head = request.method == "HEAD";
   if (request.method != "GET" && !head) {
     return plain(405, "only GET is served here", {{"Allow", "GET, HEAD"}});
   }
   if (!request.header("Host")) return plain(400, "a Host header is required");
+  // A GET has no body; one that says it has would leave its body to be read as the next
+  // request (RFC 9112 6.3).
+  if (request.header("Transfer-Encoding") || request.header("Content-Length").value_or("0") != "0") {
+    return plain(400, "a request body is not accepted here");
+  }
   std::string_view path = request.target;
   path = path.substr(0, path.find('?'));
   if (path == "/ws") {
     if (head) return plain(405, "the WebSocket is opened with GET", {{"Allow", "GET"}});
     return websocket(request);
   }
-  return file(request, path);
+  return file(request, path, may_keep_alive);
 }
 
 WebSite::Answer WebSite::websocket(const http::Request& request) const {
@@ -102,8 +110,10 @@ WebSite::Answer WebSite::websocket(const http::Request& request) const {
     return plain(426, "this is the chat's WebSocket: open it with a WebSocket client, or the page at /",
                  {{"Upgrade", "websocket"}, {"Sec-WebSocket-Version", "13"}});
   }
+  if (request.version != "HTTP/1.1") return plain(400, "a WebSocket is opened with HTTP/1.1");
   if (request.header("Sec-WebSocket-Version").value_or("") != "13") {
-    return plain(426, "only WebSocket version 13 is spoken here", {{"Sec-WebSocket-Version", "13"}});
+    return plain(426, "only WebSocket version 13 is spoken here",
+                 {{"Upgrade", "websocket"}, {"Sec-WebSocket-Version", "13"}});
   }
   const auto key = request.header("Sec-WebSocket-Key");
   if (!key || !ws::valid_client_key(*key)) return plain(400, "Sec-WebSocket-Key is missing or not 16 bytes in base64");
@@ -150,18 +160,24 @@ bool WebSite::origin_allowed(std::string_view origin, std::string_view host) con
   return o == "http://" + h || o == "https://" + h;
 }
 
-WebSite::Answer WebSite::file(const http::Request& request, std::string_view path) const {
+WebSite::Answer WebSite::file(const http::Request& request, std::string_view path, bool may_keep_alive) const {
   const bool head = request.method == "HEAD";
-  const bool keep_alive = request.version == "HTTP/1.1" && !request.header_has_token("Connection", "close");
+  const bool keep_alive =
+      may_keep_alive && request.version == "HTTP/1.1" && !request.header_has_token("Connection", "close");
   std::string body;
   std::string_view type;
   if (!config_.web_root.empty()) {
     const std::string name = path == "/" ? "/index.html" : std::string(path);
     if (!safe_path(name)) return plain(404, "not found");
-    std::ifstream in(config_.web_root + name, std::ios::binary);
-    if (!in) return plain(404, "not found");
-    body.assign(std::istreambuf_iterator<char>(in), {});
-    if (body.size() > max_file) return plain(500, "file too large to serve");
+    // Only a regular file of a size we serve: a directory or a device is not a page.
+    const std::filesystem::path file = config_.web_root + name;
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(file, ec)) return plain(404, "not found");
+    const auto size = std::filesystem::file_size(file, ec);
+    if (ec || size > max_file) return plain(500, "the file cannot be served");
+    std::ifstream in(file, std::ios::binary);
+    body.resize(size);
+    if (!in || !in.read(body.data(), static_cast<std::streamsize>(size))) return plain(500, "the file cannot be read");
     type = content_type_of(name);
   } else {
     const auto* asset = web::find_asset(path);
@@ -197,50 +213,59 @@ void WebDoor::open_for_lines(std::string_view bytes) {
 }
 
 void WebDoor::feed(std::string_view bytes) {
-  if (state_ == State::sniffing) {
-    sniffed_.append(bytes);
-    switch (http::sniff(sniffed_)) {
-      case http::Sniff::undecided: return;  // a few bytes at most: "GE", "GET "
-      case http::Sniff::lines: {
-        const std::string first = std::move(sniffed_);
-        sniffed_.clear();
-        open_for_lines(first);
+  // A loop, not a recursion: a client may pipeline many requests in one segment, and the
+  // reader's stack is small.
+  std::string pending(bytes);
+  while (!session_.ended()) {
+    if (state_ == State::sniffing) {
+      sniffed_ += pending;
+      switch (http::sniff(sniffed_)) {
+        case http::Sniff::undecided: return;  // a few bytes at most: "GE", "GET "
+        case http::Sniff::lines: {
+          const std::string first = std::move(sniffed_);
+          sniffed_.clear();
+          open_for_lines(first);
+          return;
+        }
+        case http::Sniff::http:
+          state_ = State::http;
+          // From now on a polite end from any thread (shutdown, the handshake timeout) sends
+          // no BYE line, which a browser would read as the response to its next request.
+          session_.upgrade(std::make_unique<HttpFraming>());
+          request_.emplace(max_head);
+          pending = std::move(sniffed_);
+          sniffed_.clear();
+          break;
+      }
+    }
+    if (state_ != State::http || pending.empty()) return;  // closed: what follows a last response is not read
+    switch (request_->feed(pending)) {
+      case http::RequestReader::State::incomplete: return;
+      case http::RequestReader::State::failed: {
+        state_ = State::closed;
+        log_info("HTTP request refused: ", request_->status(), " ", request_->detail());
+        session_.end_with(LeaveCause::quit, "HTTP: " + std::to_string(request_->status()) + " " + request_->detail(),
+                          plain(request_->status(), request_->detail()).bytes);
         return;
       }
-      case http::Sniff::http: {
-        state_ = State::http;
-        request_.emplace(max_head);
-        bytes = sniffed_;
-        break;
-      }
+      case http::RequestReader::State::complete: break;
     }
-  }
-  if (state_ != State::http) return;  // closed: what follows a last response is not read
-  const std::string copy(bytes);     // request_ may be replaced below, and `bytes` may be sniffed_
-  sniffed_.clear();
-  switch (request_->feed(copy)) {
-    case http::RequestReader::State::incomplete: return;
-    case http::RequestReader::State::failed: {
-      state_ = State::closed;
-      log_info("HTTP request refused: ", request_->status(), " ", request_->detail());
-      auto headers = common_headers(false);
-      headers.emplace_back("Content-Type", "text/plain; charset=utf-8");
-      session_.end_with(LeaveCause::quit, "HTTP: " + std::to_string(request_->status()) + " " + request_->detail(),
-                        http::response(request_->status(), headers, request_->detail() + "\n"));
+    pending = std::string(request_->rest());
+    handle_request();
+    if (state_ == State::open) {
+      if (!pending.empty()) session_.receive(pending);  // WebSocket frames sent with the upgrade
       return;
     }
-    case http::RequestReader::State::complete: handle_request(); return;
   }
 }
 
 void WebDoor::handle_request() {
   const http::Request request = request_->request();
-  const std::string rest(request_->rest());
-  auto answer = site_.answer(request);
+  ++requests_;
+  auto answer = site_.answer(request, requests_ < max_requests);
   // A page's files are fetched over several connections, some of them spares. (A WebSocket
   // never is: browsers open one connection for it and leave no spare.)
   if (!answer.upgrade) site_.note_browser(session_.address());
-  ++requests_;
   log_info("HTTP ", request.method, " ", request.target, ": ", answer.status);
   if (answer.upgrade) {
     // The 101 goes out as it is; every line after it is a frame.
@@ -248,13 +273,14 @@ void WebDoor::handle_request() {
     session_.upgrade(std::make_unique<WebSocketFraming>(session_.config().max_line));
     state_ = State::open;
     session_.greet();
-    if (!rest.empty()) session_.receive(rest);
     return;
   }
-  if (answer.keep_alive && requests_ < max_requests) {
+  if (answer.keep_alive) {
+    // One answer at a time: the next request is read once this one has gone out (a client
+    // that pipelines is slowed by its own socket, and the outbox holds one answer at most).
     session_.send_raw(std::move(answer.bytes));
+    session_.outbox().wait_below(0, [this] { return session_.ended(); });
     request_.emplace(max_head);
-    if (!rest.empty()) feed(rest);
     return;
   }
   state_ = State::closed;

@@ -29,6 +29,7 @@
 
 #include "common/http.hpp"
 #include "server/config.hpp"
+#include "server/framing.hpp"
 
 #include <asio/ip/address.hpp>
 
@@ -43,6 +44,20 @@ namespace chat {
 
 class Session;
 
+// The framing of a connection while it speaks HTTP: only whole answers go out (as raw bytes),
+// nothing is framed, and a polite end from any thread (shutdown, the handshake timeout) is a
+// FIN alone: a BYE line would be read by the browser as the answer to its next request. The
+// door reads the requests itself, so feed() is never called.
+class HttpFraming final : public Framing {
+ public:
+  std::string_view name() const override { return "http"; }
+  void feed(std::string_view, Sink&) override {}
+  bool take_partial(std::string&) override { return false; }
+  Wire frame(std::string_view line, char*) const override { return Wire{0, line.size()}; }
+  bool passthrough() const override { return true; }
+  std::string goodbye(std::string_view, std::string_view) const override { return {}; }
+};
+
 class WebSite {
  public:
   explicit WebSite(const ServerConfig& config) : config_(config) {}
@@ -53,8 +68,9 @@ class WebSite {
     bool upgrade = false;     // 101: the connection is a WebSocket from now on
     bool keep_alive = false;  // another request may follow on this connection
   };
-  // The response to `request`. Thread safe.
-  Answer answer(const http::Request& request) const;
+  // The response to `request`; `may_keep_alive` false for the last one a connection gets.
+  // Thread safe.
+  Answer answer(const http::Request& request, bool may_keep_alive = true) const;
 
   // `address` asked for a file (a browser is there). Thread safe.
   void note_browser(const asio::ip::address& address);
@@ -63,7 +79,7 @@ class WebSite {
 
  private:
   Answer websocket(const http::Request& request) const;
-  Answer file(const http::Request& request, std::string_view path) const;
+  Answer file(const http::Request& request, std::string_view path, bool may_keep_alive) const;
   // Is `origin` (an Origin header) this server, as the browser reached it (`host`), or listed?
   bool origin_allowed(std::string_view origin, std::string_view host) const;
 
@@ -98,7 +114,7 @@ class WebDoor {
  private:
   enum class State { sniffing, http, open, closed };
   void open_for_lines(std::string_view bytes);
-  void handle_request();
+  void handle_request();  // request_ is complete: answers it, and says what comes next (state_)
 
   Session& session_;
   WebSite& site_;

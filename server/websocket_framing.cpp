@@ -34,7 +34,9 @@ void WebSocketFraming::feed(std::string_view bytes, Sink& sink) {
 }
 
 Framing::Wire WebSocketFraming::frame(std::string_view line, char* header) const {
-  const std::size_t payload = line.empty() ? 0 : line.size() - 1;  // without the LF
+  // An empty entry is an event this client's mode does not show (text mode): nothing to send.
+  if (line.empty()) return Wire{0, 0};
+  const std::size_t payload = line.size() - 1;  // without the LF
   return Wire{ws::frame_header(ws::Opcode::text, payload, header), payload};
 }
 

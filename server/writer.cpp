@@ -170,8 +170,10 @@ void Writer::run(std::stop_token stop) {
 bool Writer::service(const std::shared_ptr<Session>& session) {
   Session& s = *session;
   if (s.writer_done()) return false;
-  // Checked for a parked client too: it is the one most likely to be behind.
-  if (!s.ended()) {
+  // Checked for a parked client too: it is the one most likely to be behind. A client that has
+  // not joined has no room stream, only its own lines (each checked as it is queued) or one
+  // HTTP answer, which may be larger than the limit.
+  if (!s.ended() && s.joined()) {
     const auto backlog = s.outbox().backlog();
     stats_.note_backlog(backlog);
     if (backlog > config_.send_queue) {

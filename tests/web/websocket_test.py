@@ -1063,6 +1063,67 @@ class WebSocketTest(unittest.TestCase):
         self.assertEqual(p.returncode, 2, p.stderr)
         self.assertIn(b"--web-root", p.stderr)
 
+    def test_07g_http_connection_never_gets_a_bye_line(self):
+        # While a connection speaks HTTP, a polite end is a FIN alone: the handshake timeout of
+        # an idle keep-alive connection, and the server's shutdown, send no BYE line that a
+        # browser would read as the answer to its next request.
+        srv = self.start_server("--handshake-timeout", "1s")
+        r, c = http_get(srv.port, "GET /icon.svg HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % srv.port)
+        self.client(c)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.header("Connection"), "keep-alive", r)
+        self.assertEqual(c.read_to_eof(timeout=8), b"")
+        srv2 = self.start_server()
+        r, c2 = http_get(srv2.port, "GET /icon.svg HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % srv2.port)
+        self.client(c2)
+        half = self.client(LineClient(srv2.port))
+        half.send(b"GET /app.js HTTP/1.1\r\n")  # half a request
+        time.sleep(0.3)  # pacing: let the server read it before it shuts down
+        srv2.terminate()
+        self.assertEqual(c2.read_to_eof(timeout=8), b"")
+        self.assertEqual(half.read_to_eof(timeout=8), b"")
+
+    def test_07h_keep_alive_pipelining_and_large_answers(self):
+        # 100 requests in one segment: answered in order, one at a time, without the answers
+        # counting as a client behind on its output (--send-queue 16 KiB, the script is bigger);
+        # the 100th says Connection: close, and the connection closes.
+        srv = self.start_server("--send-queue", "16KiB")
+        c = self.client(LineClient(srv.port))
+        req = "GET /app.js HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % srv.port
+        c.send((req * 100).encode())
+        for i in range(100):
+            r = read_http_response(c, timeout=20)
+            self.assertEqual(r.status, 200, (i, r))
+            self.assertGreater(len(r.body), 16 * 1024)
+            self.assertEqual(r.header("Connection"), "close" if i == 99 else "keep-alive", (i, r))
+        self.assertEqual(c.read_to_eof(), b"")
+        # A GET with a body would leave the body to be read as the next request: refused.
+        r, c = http_get(srv.port, "GET / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Length: 5\r\n\r\nhello" % srv.port)
+        self.client(c)
+        self.assertEqual(r.status, 400, r)
+        self.assertEqual(r.header("Connection"), "close", r)
+
+    def test_07i_web_root_directories_and_http_1_0_upgrade(self):
+        import tempfile
+        root = tempfile.mkdtemp(prefix="chat-web-root-")
+        self.addCleanup(lambda: __import__("shutil").rmtree(root, ignore_errors=True))
+        os.mkdir(os.path.join(root, "sub"))
+        srv = self.start_server("--web-root", root)
+        for path in ("//", "/sub", "/sub/", "/"):  # a directory, or no index.html: not found
+            r, c = http_get(srv.port, "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % (path, srv.port))
+            self.client(c)
+            self.assertEqual(r.status, 404, (path, r))
+        # RFC 6455 4.1: the opening handshake is HTTP/1.1 at least.
+        r, c = http_get(srv.port, upgrade_request(srv.port).replace("HTTP/1.1", "HTTP/1.0"))
+        self.client(c)
+        self.assertEqual(r.status, 400, r)
+        # A 426 says what to upgrade to.
+        r, c = http_get(srv.port, upgrade_request(srv.port, version="8"))
+        self.client(c)
+        self.assertEqual(r.status, 426, r)
+        self.assertEqual(r.header("Upgrade"), "websocket", r)
+        self.assertIn("upgrade", r.header("Connection").lower(), r)
+
     def test_07c_web_off(self):
         srv = self.start_server("--web", "off")
         c = self.client(LineClient(srv.port))
