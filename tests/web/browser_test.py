@@ -16,105 +16,35 @@ what the page sends must reach it, and what it sends must show on the page.
 
 Needs Debian's chromium, chromium-driver and python3-selenium (run with /usr/bin/python3, whose
 modules they are); without them every test is skipped and says why. Each test is bounded in
-time (TEST_TIMEOUT); the server's and the browser's processes are stopped by pid.
+time (TEST_TIMEOUT); the server's and the browser's processes are stopped by pid. The server,
+the TCP client and the browser's set-up are chatweb.py's (next to this file), shared with the
+pictures' screenshot.py.
 """
 
 import argparse
 import os
-import re
-import shutil
 import signal
-import socket
-import subprocess
 import sys
-import threading
 import time
 import unittest
 import urllib.request
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree for chatweb
+from chatweb import WAIT, ChatServer, Peer, chromium, missing_browser  # noqa: E402 (this folder)
+
 TEST_TIMEOUT = 120  # seconds, for any one test
-WAIT = 10  # seconds, for any one thing to happen
-CHROMEDRIVER = '/usr/bin/chromedriver'
 
 try:
-    from selenium import webdriver
     from selenium.common.exceptions import WebDriverException
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
-    SELENIUM_ERROR = None
-except ImportError as e:  # pragma: no cover - depends on the machine
-    SELENIUM_ERROR = f'python3-selenium is not installed ({e}); apt-get install python3-selenium'
-
-
-def missing_browser():
-    """Why the browser tests cannot run here, or None."""
-    if SELENIUM_ERROR:
-        return SELENIUM_ERROR
-    if not (shutil.which('chromium') or shutil.which('chromium-browser') or shutil.which('google-chrome')):
-        return 'chromium is not installed; apt-get install chromium'
-    if not os.access(CHROMEDRIVER, os.X_OK):
-        return f'{CHROMEDRIVER} is missing; apt-get install chromium-driver'
-    return None
+except ImportError:  # pragma: no cover - missing_browser() says why, and every test is skipped
+    pass
 
 
 MISSING = missing_browser()
 OPTS = None  # the command line: set in main()
-
-
-# ---- chatserver ------------------------------------------------------------------------------
-
-class ChatServer:
-    """A chatserver of our own: started with --port 0 (or a given port), stopped by pid."""
-
-    def __init__(self, path, port=0, extra=()):
-        self.path = path
-        self.extra = list(extra)
-        self.proc = None
-        self.port = None
-        self.log = []
-        self.start(port)
-
-    def start(self, port=0):
-        self.proc = subprocess.Popen(
-            [self.path, '--port', str(port), '--bind', '127.0.0.1', '--max-per-ip', '0', *self.extra],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        first = self.proc.stderr.readline()
-        m = re.match(r'chatserver listening on 127\.0\.0\.1:(\d+)', first)
-        if not m:
-            self.proc.kill()
-            self.proc.wait()
-            raise RuntimeError(f'{self.path}: expected "chatserver listening on 127.0.0.1:PORT", got {first!r}')
-        self.port = int(m.group(1))
-        # The log must be read, or a full pipe would stop the server.
-        threading.Thread(target=self._drain, args=(self.proc,), daemon=True).start()
-
-    def _drain(self, proc):
-        for line in proc.stderr:
-            self.log.append(line)
-            del self.log[:-200]
-        proc.stderr.close()
-
-    def signal(self, sig):
-        os.kill(self.proc.pid, sig)
-
-    def kill(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-        if self.proc:
-            self.proc.wait()
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGCONT)  # in case a test left it stopped
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
 
 SERVER = None  # the shared one, with --server
 
@@ -127,102 +57,15 @@ def chat_port():
     return OPTS.chat_port if OPTS.url else SERVER.port
 
 
-# ---- the other side: a TCP client in protocol mode -------------------------------------------
-
-class Peer:
-    """A protocol-mode client: sends lines, keeps every line received, answers PING."""
-
-    def __init__(self, nick, port=None, join=True):
-        self.nick = nick
-        self.sock = socket.create_connection(('127.0.0.1', port or chat_port()), timeout=WAIT)
-        self.sock.settimeout(None)
-        self.lines = []
-        self.cond = threading.Condition()
-        self.closed = False
-        self.answer_pings = True
-        threading.Thread(target=self._read, daemon=True).start()
-        if join:
-            self.send('HELLO ' + nick)
-            self.expect(r'WELCOME ')
-
-    def _read(self):
-        buf = b''
-        while True:
-            try:
-                data = self.sock.recv(65536)
-            except OSError:
-                data = b''
-            if not data:
-                break
-            buf += data
-            while b'\n' in buf:
-                raw, buf = buf.split(b'\n', 1)
-                line = raw.decode('utf-8', 'replace')
-                if line.startswith('PING') and self.answer_pings:
-                    self.send('PONG' + line[4:])
-                with self.cond:
-                    self.lines.append(line)
-                    self.cond.notify_all()
-        with self.cond:
-            self.closed = True
-            self.cond.notify_all()
-
-    def send(self, line):
-        try:
-            self.sock.sendall(line.encode() + b'\n')
-        except OSError:
-            pass
-
-    def mark(self):
-        with self.cond:
-            return len(self.lines)
-
-    def expect(self, pattern, timeout=WAIT, since=0):
-        """The first line from `since` on that matches `pattern` (re.match)."""
-        rx = re.compile(pattern)
-        end = time.monotonic() + timeout
-        with self.cond:
-            while True:
-                for line in self.lines[since:]:
-                    if rx.match(line):
-                        return line
-                left = end - time.monotonic()
-                if left <= 0 or self.closed:
-                    raise AssertionError(f'{self.nick} did not receive /{pattern}/ within {timeout} s; '
-                                         f'last lines: {self.lines[-8:]}')
-                self.cond.wait(left)
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-
 # ---- the page in Chromium ------------------------------------------------------------------
 
 class Page:
     """One headless Chromium on the page: a desktop (1280x800) or a phone (360x740)."""
 
     def __init__(self, phone=False, dark=None):
-        options = webdriver.ChromeOptions()
-        for arg in ('--headless=new', '--no-sandbox', '--disable-dev-shm-usage', '--window-size=1280,800',
-                    '--no-first-run', '--no-default-browser-check'):
-            options.add_argument(arg)
-        if phone:
-            # Headless windows are never narrower than 500 px: a phone has to be emulated.
-            options.add_experimental_option('mobileEmulation', {
-                'deviceMetrics': {'width': 360, 'height': 740, 'pixelRatio': 2.0}})
-        options.set_capability('goog:loggingPrefs', {'browser': 'ALL'})
-        self.driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+        self.driver = chromium(phone=phone, dark=dark, args=('--no-default-browser-check',))
         self.driver.set_page_load_timeout(WAIT * 2)
         self.driver.set_script_timeout(WAIT)
-        if not phone:
-            self.driver.execute_cdp_cmd('Emulation.setDeviceMetricsOverride', {
-                'width': 1280, 'height': 800, 'deviceScaleFactor': 1, 'mobile': False})
-        if dark is not None:
-            self.driver.execute_cdp_cmd('Emulation.setEmulatedMedia', {
-                'features': [{'name': 'prefers-color-scheme', 'value': 'dark' if dark else 'light'}]})
         self.quitted = False
 
     def open(self, url=None):
@@ -318,8 +161,8 @@ class WebPageTest(unittest.TestCase):
         self.addCleanup(p.quit)
         return p.open()
 
-    def peer(self, nick, **kw):
-        p = Peer(nick, **kw)
+    def peer(self, nick, port=None, **kw):
+        p = Peer(nick, port or chat_port(), **kw)
         self.addCleanup(p.close)
         return p
 

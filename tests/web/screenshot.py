@@ -3,8 +3,8 @@
 theme) and OUTDIR/web-phone.png (360x740 at 2x, dark theme), each of a scripted conversation
 against a real chatserver, in headless Chromium.
 
-    /usr/bin/python3 web/screenshot.py --server build/release/server/chatserver docs/pictures
-    /usr/bin/python3 web/screenshot.py --url http://127.0.0.1:PORT/ --chat-port P docs/pictures
+    /usr/bin/python3 tests/web/screenshot.py --server build/release/server/chatserver docs/pictures
+    /usr/bin/python3 tests/web/screenshot.py --url http://127.0.0.1:PORT/ --chat-port P docs/pictures
 
 The browser's user is maya; alice, bob and carol are TCP clients in protocol mode. bob joins
 while maya is there, there are a few lines, a /me, a private message each way, a message with
@@ -15,134 +15,59 @@ stops it by pid; with --url the server's own heartbeat settings apply (by defaul
 25 s after her last line).
 
 Needs Debian's chromium, chromium-driver and python3-selenium (run it with /usr/bin/python3);
-with optipng on the PATH the pictures are also losslessly compressed.
+with optipng on the PATH the pictures are also losslessly compressed. The server, the TCP
+clients and the browser's set-up are chatweb.py's (next to this file), shared with
+browser_test.py.
 """
 
 import argparse
 import os
-import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
-CHROMEDRIVER = '/usr/bin/chromedriver'
-WAIT = 10
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree for chatweb
+import chatweb  # noqa: E402 (this folder)
+from chatweb import WAIT  # noqa: E402
 
 
-class ChatServer:
-    def __init__(self, path, extra=()):
-        self.proc = subprocess.Popen(
-            [path, '--port', '0', '--bind', '127.0.0.1', '--max-per-ip', '0', *extra],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        first = self.proc.stderr.readline()
-        m = re.match(r'chatserver listening on 127\.0\.0\.1:(\d+)', first)
-        if not m:
-            self.stop()
-            sys.exit(f'{path}: expected "chatserver listening on 127.0.0.1:PORT", got {first!r}')
-        self.port = int(m.group(1))
-        threading.Thread(target=lambda: [None for _ in self.proc.stderr], daemon=True).start()
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
-class Peer:
-    """A protocol-mode client that answers PING until told to stop (then the server drops it)."""
-
-    def __init__(self, port, nick):
-        self.nick = nick
-        self.answer_pings = True
-        self.lines = []
-        self.cond = threading.Condition()
-        deadline = time.monotonic() + WAIT
-        while True:  # the same nickname may still be leaving from the previous picture
-            self.sock = socket.create_connection(('127.0.0.1', port), timeout=WAIT)
-            self.sock.settimeout(None)
-            self.lines = []
-            threading.Thread(target=self._read, args=(self.sock,), daemon=True).start()
-            self.send('HELLO ' + nick)
-            if self.expect(r'(WELCOME|ERROR)') .startswith('WELCOME'):
-                return
-            self.sock.close()
-            if time.monotonic() > deadline:
-                sys.exit(f'{nick}: cannot join')
-            time.sleep(0.3)
-
-    def _read(self, sock):
-        buf = b''
-        while True:
-            try:
-                data = sock.recv(65536)
-            except OSError:
-                data = b''
-            if not data:
-                return
-            buf += data
-            while b'\n' in buf:
-                raw, buf = buf.split(b'\n', 1)
-                line = raw.decode('utf-8', 'replace')
-                if line.startswith('PING') and self.answer_pings:
-                    self.send('PONG' + line[4:])
-                with self.cond:
-                    self.lines.append(line)
-                    self.cond.notify_all()
+class Peer(chatweb.Peer):
+    """chatweb's TCP client as a person in the picture: a pause after each line it sends, and a
+    line that does not come ends the script."""
 
     def send(self, line):
-        self.sock.sendall(line.encode() + b'\n')
+        super().send(line)
         time.sleep(0.15)  # one line after another, as people type
 
-    def expect(self, pattern, timeout=WAIT):
-        rx = re.compile(pattern)
-        end = time.monotonic() + timeout
-        with self.cond:
-            while True:
-                for line in self.lines:
-                    if rx.match(line):
-                        return line
-                left = end - time.monotonic()
-                if left <= 0:
-                    sys.exit(f'{self.nick}: no /{pattern}/ within {timeout} s: {self.lines[-5:]}')
-                self.cond.wait(left)
-
-    def close(self):
+    def expect(self, pattern, timeout=WAIT, since=0):
         try:
-            self.sock.close()
-        except OSError:
-            pass
+            return super().expect(pattern, timeout, since)
+        except AssertionError:
+            sys.exit(f'{self.nick}: no /{pattern}/ within {timeout} s: {self.lines[-5:]}')
+
+
+def joined(port, nick):
+    """A Peer that has joined as nick, trying again for a while: the same nickname may still be
+    leaving from the previous picture."""
+    deadline = time.monotonic() + WAIT
+    while True:
+        peer = Peer(nick, port, join=False)
+        peer.send('HELLO ' + nick)
+        if peer.expect(r'(WELCOME|ERROR)').startswith('WELCOME'):
+            return peer
+        peer.close()
+        if time.monotonic() > deadline:
+            sys.exit(f'{nick}: cannot join')
+        time.sleep(0.3)
 
 
 def browser(phone, dark):
-    options = webdriver.ChromeOptions()
-    for arg in ('--headless=new', '--no-sandbox', '--disable-dev-shm-usage', '--window-size=1280,800',
-                '--hide-scrollbars', '--no-first-run'):
-        options.add_argument(arg)
-    if phone:
-        options.add_experimental_option('mobileEmulation', {
-            'deviceMetrics': {'width': 360, 'height': 740, 'pixelRatio': 2.0}})
-    options.set_capability('goog:loggingPrefs', {'browser': 'ALL'})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    if not phone:
-        driver.execute_cdp_cmd('Emulation.setDeviceMetricsOverride', {
-            'width': 1280, 'height': 800, 'deviceScaleFactor': 1, 'mobile': False})
-    driver.execute_cdp_cmd('Emulation.setEmulatedMedia', {
-        'features': [{'name': 'prefers-color-scheme', 'value': 'dark' if dark else 'light'}]})
-    return driver
+    return chatweb.chromium(phone=phone, dark=dark, args=('--hide-scrollbars',))
 
 
 def picture(url, port, out, phone, dark, leave_wait):
@@ -160,8 +85,8 @@ def picture(url, port, out, phone, dark, leave_wait):
             driver.find_element(By.ID, 'input').send_keys(text, Keys.ENTER)
             time.sleep(0.15)
 
-        alice = Peer(port, 'alice')
-        carol = Peer(port, 'carol')
+        alice = joined(port, 'alice')
+        carol = joined(port, 'carol')
         peers += [alice, carol]
         driver.get(url)
         try:  # app.js has run when it has written the host into the form
@@ -173,7 +98,7 @@ def picture(url, port, out, phone, dark, leave_wait):
         driver.find_element(By.ID, 'nick').send_keys('maya', Keys.ENTER)
         until(lambda: driver.find_element(By.ID, 'status-state').text == 'connected')
         alice.send("SAY hi maya! we're picking teams for Codenames")
-        bob = Peer(port, 'bob')
+        bob = joined(port, 'bob')
         peers.append(bob)
         bob.send("SAY evening all, sorry I'm late")
         type_("no worries, we haven't started yet")
@@ -218,7 +143,10 @@ def main():
     for name, phone, dark in (('web-desktop.png', False, False), ('web-phone.png', True, True)):
         out = os.path.join(args.outdir, name)
         if args.server:
-            server = ChatServer(args.server, ['--ping-interval', '2s', '--ping-timeout', '2s'])
+            try:
+                server = chatweb.ChatServer(args.server, extra=['--ping-interval', '2s', '--ping-timeout', '2s'])
+            except RuntimeError as e:  # it did not say where it listens
+                sys.exit(str(e))
             try:
                 picture(f'http://127.0.0.1:{server.port}/', server.port, out, phone, dark, leave_wait=15)
             finally:
