@@ -11,18 +11,25 @@
 //   build/release/bench/chatbench join --clients 2000           # a join storm
 //   build/release/bench/chatbench scale --clients 10000         # memory, threads, idle CPU, one round
 //   build/release/bench/chatbench fanout --max --protocol irc --port 6667 --server-pid 1234
+//   build/release/bench/chatbench fanout --max --protocol ws           # every client a WebSocket
+//   build/release/bench/chatbench fanout --max --protocol mixed        # half of them (--web-share F)
 //   build/release/bench/chatbench detect                        # detection latency per failure (~45 s)
 //   build/release/bench/chatbench shutdown                      # SIGTERM with 1000 joined clients
 //   build/release/bench/chatbench all                           # detect, shutdown and fanout --max
 //   build/release/bench/chatbench --json fanout --max > results.json
 //   bench/compare.sh                                            # chatserver next to ngircd, ncat, Asio
+//   bench/web_compare.sh                                        # web clients next to TCP clients
 //
 // Options for every mode: --server PATH (the chatserver to start; default: the one built with
 // this chatbench), --json (stdout gets one JSON document; the tables go to stderr instead).
-// For fanout, join and scale: --protocol chat|line|irc|asio, --host H --port P (a running server;
-// without --port chatbench starts chatserver), --server-pid PID (its /proc figures: memory,
-// threads, CPU), --label NAME (for the report), --server-arg ARG (repeatable: an option for the
-// chatserver chatbench starts). Progress lines always go to stderr. Exit status: 0 when every
+// For fanout, join and scale: --protocol chat|ws|mixed|line|irc|asio, --host H --port P (a running
+// server; without --port chatbench starts chatserver), --server-pid PID (its /proc figures:
+// memory, threads, CPU), --label NAME (for the report), --server-arg ARG (repeatable: an option
+// for the chatserver chatbench starts). `ws` is chatserver's protocol over a WebSocket on the same
+// port (GET /ws, then one line per masked text frame; swarm.hpp); `mixed` makes a share of the
+// clients (--web-share F, 0..1, default 0.5, spread evenly over the client numbers) WebSocket
+// clients and the rest TCP line clients, in one room and one run, and reports deliveries/s and
+// latency separately for the two kinds of receiver (fanout.hpp). Progress lines always go to stderr. Exit status: 0 when every
 // measurement completed as expected (right causes, every BYE, every delivery exactly once and in
 // order), 1 otherwise, 2 on a usage error.
 //
@@ -73,6 +80,7 @@ struct Settings {
   std::string server = CHATSERVER_PATH;
   bool json = false;
   std::string protocol = "chat";
+  double web_share = -1;  // --web-share; -1: not given
   TargetOptions target;
   DetectOptions detect;
   ShutdownOptions shutdown;
@@ -87,7 +95,9 @@ int run(const std::string& mode, Settings& s) {
   std::ostream& progress = std::cerr;
   s.detect.server_path = s.shutdown.server_path = s.target.server_path = s.server;
   s.detect.self_path = self_path();
-  s.target.protocol = *protocol_from(s.protocol);
+  // ws and mixed are chatserver's protocol with some or all clients on a WebSocket.
+  s.target.protocol = s.protocol == "ws" || s.protocol == "mixed" ? Protocol::chat : *protocol_from(s.protocol);
+  s.target.web_share = s.protocol == "ws" ? 1.0 : s.protocol == "mixed" ? (s.web_share >= 0 ? s.web_share : 0.5) : 0.0;
   const bool starts_server = mode == "detect" || mode == "shutdown" || mode == "all" || s.target.port == 0;
   if (starts_server && ::access(s.server.c_str(), X_OK) != 0) {
     std::cerr << "chatbench: cannot run chatserver at " << s.server << " (use --server PATH)\n";
@@ -158,9 +168,14 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.add_option("--server", s.server, "chatserver to start")->capture_default_str();
   app.add_flag("--json", s.json, "Print the results as one JSON document on stdout (tables go to stderr)");
-  app.add_option("--protocol", s.protocol, "fanout/join/scale: chat, line (ncat --chat), irc (ngircd) or asio")
+  app.add_option("--protocol", s.protocol,
+                 "fanout/join/scale: chat, ws (chat over a WebSocket), mixed (some ws, the rest chat; --web-share), "
+                 "line (ncat --chat), irc (ngircd) or asio")
       ->capture_default_str()
-      ->check(CLI::IsMember({"chat", "line", "irc", "asio"}));
+      ->check(CLI::IsMember({"chat", "ws", "mixed", "line", "irc", "asio"}));
+  app.add_option("--web-share", s.web_share,
+                 "fanout/join/scale with --protocol mixed: the share of clients on a WebSocket, 0..1 (default 0.5)")
+      ->check(CLI::Range(0.0, 1.0));
   app.add_option("--host", s.target.host, "fanout/join/scale: the server's address (numeric)")->capture_default_str();
   app.add_option("--port", s.target.port, "fanout/join/scale: a running server's port; none: start chatserver")
       ->check(CLI::Range(1, 65535));
@@ -244,7 +259,11 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
     if (fanout->parsed() && !max && s.fanout.rate <= 0) throw CLI::ValidationError("fanout", "give --rate R or --max");
     const bool side_by_side = fanout->parsed() || join->parsed() || scale->parsed();
-    if (side_by_side && s.target.port == 0 && s.protocol != "chat") {
+    if (s.web_share >= 0 && s.protocol != "mixed") {
+      throw CLI::ValidationError("--web-share", "goes with --protocol mixed");
+    }
+    const bool chatserver_protocol = s.protocol == "chat" || s.protocol == "ws" || s.protocol == "mixed";
+    if (side_by_side && s.target.port == 0 && !chatserver_protocol) {
       throw CLI::ValidationError("--protocol " + s.protocol,
                                  "needs --port of a running server (chatbench starts only chatserver)");
     }

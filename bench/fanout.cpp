@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <map>
 #include <random>
 #include <thread>
@@ -149,6 +150,7 @@ FanoutResult run_fanout(const FanoutOptions& o, const TargetOptions& target_opti
   FanoutResult r;
   r.options = o;
   r.protocol = target_options.protocol;
+  r.web_share = target_options.web_share;
   const auto clients = static_cast<std::size_t>(o.clients);
   const auto senders = static_cast<std::size_t>(std::min(o.senders, o.clients));
   const auto threads = static_cast<std::size_t>(std::max(1, o.threads));
@@ -260,6 +262,17 @@ FanoutResult run_fanout(const FanoutOptions& o, const TargetOptions& target_opti
   r.p50_ms = latency.percentile_ms(50);
   r.p99_ms = latency.percentile_ms(99);
   r.max_ms = latency.max_ms();
+  {
+    std::vector<const Traffic*> traffic;
+    std::vector<const Swarm*> swarms_seen;
+    std::size_t web = 0;
+    for (const auto& w : workers) {
+      traffic.push_back(w.traffic.get());
+      swarms_seen.push_back(w.swarm.get());
+      web += w.swarm->web_clients();
+    }
+    if (web > 0) r.by_kind = kind_figures(traffic, swarms_seen, first_send);
+  }
   if (r.check.to_others > 0 && first_send < last_delivery) {
     r.seconds = std::chrono::duration<double>(last_delivery - first_send).count();
     r.deliveries_per_second = static_cast<double>(r.check.to_others) / r.seconds;
@@ -275,6 +288,98 @@ FanoutResult run_fanout(const FanoutOptions& o, const TargetOptions& target_opti
   if (auto e = target.stop(); !e.empty() && r.error.empty()) r.error = e;
   progress << "fanout: done\n";
   return r;
+}
+
+std::vector<KindFigures> kind_figures(const std::vector<const Traffic*>& traffic, const std::vector<const Swarm*>& swarms,
+                                      Clock::time_point first_send) {
+  std::vector<KindFigures> out;
+  for (const bool web : {false, true}) {
+    KindFigures k;
+    k.kind = web ? "web" : "tcp";
+    for (const auto* s : swarms) k.clients += web ? s->web_clients() : s->size() - s->web_clients();
+    if (k.clients == 0) continue;
+    LatencyHistogram latency;
+    Clock::time_point last{};
+    for (const auto* t : traffic) {
+      const auto& b = t->by_kind(web);
+      latency.merge(b.latency);
+      k.to_others += b.to_others;
+      last = std::max(last, b.last_delivery);
+    }
+    if (k.to_others > 0 && first_send < last) {
+      k.seconds = std::chrono::duration<double>(last - first_send).count();
+      k.deliveries_per_second = static_cast<double>(k.to_others) / k.seconds;
+      k.per_client = k.deliveries_per_second / static_cast<double>(k.clients);
+    }
+    k.p50_ms = latency.percentile_ms(50);
+    k.p99_ms = latency.percentile_ms(99);
+    k.max_ms = latency.max_ms();
+    out.push_back(std::move(k));
+  }
+  return out;
+}
+
+namespace {
+
+const KindFigures* find_kind(const std::vector<KindFigures>& kinds, std::string_view kind) {
+  for (const auto& k : kinds) {
+    if (k.kind == kind) return &k;
+  }
+  return nullptr;
+}
+
+std::string ratio(double a, double b) {
+  if (b <= 0) return "-";
+  char text[32];
+  std::snprintf(text, sizeof text, "%.2f", a / b);
+  return text;
+}
+
+}  // namespace
+
+void print_kinds(const std::vector<KindFigures>& kinds, std::ostream& out, std::string_view indent) {
+  out << indent << "by the kind of client that received them:\n";
+  for (const auto& k : kinds) {
+    out << indent << "  " << k.kind << ": " << k.clients << " clients, " << format_count(static_cast<double>(k.to_others))
+        << " deliveries to others in " << format_ms(k.seconds * 1000) << " ms: " << format_count(k.deliveries_per_second)
+        << " deliveries/s (" << format_count(k.per_client) << " per client); latency ms p50 " << format_ms(k.p50_ms)
+        << ", p99 " << format_ms(k.p99_ms) << ", max " << format_ms(k.max_ms) << "\n";
+  }
+  const auto* web = find_kind(kinds, "web");
+  const auto* tcp = find_kind(kinds, "tcp");
+  if (web && tcp) {
+    out << indent << "  web / tcp: deliveries/s per client " << ratio(web->per_client, tcp->per_client) << ", p50 "
+        << ratio(web->p50_ms, tcp->p50_ms) << ", p99 " << ratio(web->p99_ms, tcp->p99_ms) << "\n";
+  }
+}
+
+void json_kinds(std::string_view key, const std::vector<KindFigures>& kinds, Json& json) {
+  if (kinds.empty()) return;
+  json.begin_object(key);
+  for (const auto& k : kinds) {
+    json.begin_object(k.kind);
+    json.field("clients", k.clients);
+    json.field("deliveries_to_others", static_cast<long long>(k.to_others));
+    json.field("seconds", k.seconds);
+    json.field("deliveries_per_second", k.deliveries_per_second);
+    json.field("deliveries_per_second_per_client", k.per_client);
+    json.begin_object("latency_ms");
+    json.field("p50", k.p50_ms);
+    json.field("p99", k.p99_ms);
+    json.field("max", k.max_ms);
+    json.end_object();
+    json.end_object();
+  }
+  const auto* web = find_kind(kinds, "web");
+  const auto* tcp = find_kind(kinds, "tcp");
+  if (web && tcp) {
+    json.begin_object("web_over_tcp");
+    if (tcp->per_client > 0) json.field("per_client", web->per_client / tcp->per_client);
+    if (tcp->p50_ms > 0) json.field("p50", web->p50_ms / tcp->p50_ms);
+    if (tcp->p99_ms > 0) json.field("p99", web->p99_ms / tcp->p99_ms);
+    json.end_object();
+  }
+  json.end_object();
 }
 
 void print_check(const DeliveryChecker::Report& c, std::ostream& out, std::size_t receivers) {
@@ -329,7 +434,7 @@ void json_join(const JoinOutcome& j, Json& json) {
 
 void print_fanout(const FanoutResult& r, std::ostream& out) {
   const auto& o = r.options;
-  out << "Fan-out: " << r.label << " (" << to_string(r.protocol) << " protocol, " << r.endpoint << "), " << o.clients
+  out << "Fan-out: " << r.label << " (" << describe_protocol(r.protocol, r.web_share) << " protocol, " << r.endpoint << "), " << o.clients
       << " clients, " << offered(o) << "\n";
   out << "  joined: " << r.join.joined << " of " << r.join.clients << " in " << format_ms(r.join.last_join_ms) << " ms\n";
   out << "  deliveries to others: " << format_count(static_cast<double>(r.check.to_others)) << " of "
@@ -337,6 +442,7 @@ void print_fanout(const FanoutResult& r, std::ostream& out) {
       << " in " << format_ms(r.seconds * 1000) << " ms: " << format_count(r.deliveries_per_second) << " deliveries/s\n";
   out << "  latency ms: p50 " << format_ms(r.p50_ms) << ", p99 " << format_ms(r.p99_ms) << ", max " << format_ms(r.max_ms)
       << "\n";
+  if (r.by_kind.size() > 1) print_kinds(r.by_kind, out);
   print_check(r.check, out, static_cast<std::size_t>(o.clients));
   if (r.stale > 0) out << "  ignored: " << r.stale << " messages from an earlier run\n";
   if (r.generator_cpu > 0) {
@@ -361,7 +467,8 @@ void json_fanout(const FanoutResult& r, Json& json) {
   const auto& o = r.options;
   json.begin_object("fanout");
   json.field("server", r.label);
-  json.field("protocol", to_string(r.protocol));
+  json.field("protocol", protocol_name(r.protocol, r.web_share));
+  json.field("web_share", r.web_share);
   json.field("clients", o.clients);
   json.field("senders", std::min(o.senders, o.clients));
   json.field("size", o.size);
@@ -379,6 +486,7 @@ void json_fanout(const FanoutResult& r, Json& json) {
   json.field("p99", r.p99_ms);
   json.field("max", r.max_ms);
   json.end_object();
+  json_kinds("by_kind", r.by_kind, json);
   json_check(r.check, json);
   json.field("stale", static_cast<long long>(r.stale));
   if (r.generator_cpu > 0) {  // measured over runs of half a second or more

@@ -5,6 +5,12 @@
 // each sender's order, intact, and from chatserver in the same global order as everyone else.
 // Any failure is printed and makes chatbench exit 1.
 //
+// With web clients in the room (--protocol mixed, TargetOptions::web_share), the deliveries to
+// others are also reported by the kind of client that received them, web (WebSocket) and tcp
+// (lines): each kind's deliveries/s over its own time (first send -> the last delivery to a
+// client of that kind), per client of the kind, and its latency. Senders are of both kinds
+// too (swarm.hpp spreads the web clients evenly over the numbers, senders included).
+//
 // Threads: main thread only (one Swarm).
 #pragma once
 
@@ -16,6 +22,8 @@
 #include <optional>
 #include <ostream>
 #include <string>
+#include <string_view>
+#include <vector>
 
 namespace chat::bench {
 
@@ -31,10 +39,28 @@ struct FanoutOptions {
   int threads = 1;        // generator threads, each with its own share of the clients
 };
 
+// The deliveries to others received by one kind of client (web or tcp) of a run.
+struct KindFigures {
+  std::string kind;             // "web" or "tcp"
+  std::size_t clients = 0;      // in the room, of this kind
+  std::uint64_t to_others = 0;  // deliveries to them of others' messages
+  double seconds = 0;           // first send -> the last delivery to one of them
+  double deliveries_per_second = 0;
+  double per_client = 0;        // deliveries_per_second / clients
+  double p50_ms = 0, p99_ms = 0, max_ms = 0;
+};
+// Figures by kind from the Traffic of each generator thread and its Swarm (only the kinds with
+// clients).
+std::vector<KindFigures> kind_figures(const std::vector<const Traffic*>& traffic, const std::vector<const Swarm*>& swarms,
+                                      Clock::time_point first_send);
+void print_kinds(const std::vector<KindFigures>& kinds, std::ostream& out, std::string_view indent = "  ");
+void json_kinds(std::string_view key, const std::vector<KindFigures>& kinds, Json& json);
+
 struct FanoutResult {
   FanoutOptions options;
   std::string label;
   Protocol protocol = Protocol::chat;
+  double web_share = 0;  // the share of web clients (TargetOptions::web_share)
   std::string endpoint;
   JoinOutcome join;
   DeliveryChecker::Report check;
@@ -43,6 +69,7 @@ struct FanoutResult {
   double seconds = 0;          // first send -> last delivery
   double deliveries_per_second = 0;
   double p50_ms = 0, p99_ms = 0, max_ms = 0;
+  std::vector<KindFigures> by_kind;  // with web clients: per kind of receiver
   double generator_cpu = 0;    // percent of one core, over the sending and draining
   std::optional<double> server_cpu;
   // The server's CPU time per delivery to others (ns): what one delivery costs it, whoever

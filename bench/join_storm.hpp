@@ -29,6 +29,7 @@ struct JoinStormResult {
   JoinStormOptions options;
   std::string label;
   Protocol protocol = Protocol::chat;
+  double web_share = 0;
   std::string endpoint;
   JoinOutcome join;
   DeliveryChecker::Report round;      // the messages after the storm

@@ -21,6 +21,7 @@ ScaleResult run_scale(const ScaleOptions& o, const TargetOptions& target_options
   ScaleResult r;
   r.options = o;
   r.protocol = target_options.protocol;
+  r.web_share = target_options.web_share;
   const auto clients = static_cast<std::size_t>(o.clients);
   Target target(target_options, clients);
   r.label = target.label();
@@ -76,6 +77,7 @@ ScaleResult run_scale(const ScaleOptions& o, const TargetOptions& target_options
     r.chat_p50_ms = traffic.latency().percentile_ms(50);
     r.chat_p99_ms = traffic.latency().percentile_ms(99);
     r.chat_max_ms = traffic.latency().max_ms();
+    if (swarm.web_clients() > 0) r.chat_by_kind = kind_figures({&traffic}, {&swarm}, traffic.first_send());
 
     progress << "scale: idle for " << format_ms(o.idle * 1000) << " ms ...\n";
     const auto idle0 = target.sample();
@@ -96,6 +98,7 @@ ScaleResult run_scale(const ScaleOptions& o, const TargetOptions& target_options
     r.round_p50_ms = traffic.latency().percentile_ms(50);
     r.round_p99_ms = traffic.latency().percentile_ms(99);
     r.round_max_ms = traffic.latency().max_ms();
+    if (swarm.web_clients() > 0) r.round_by_kind = kind_figures({&traffic}, {&swarm}, traffic.first_send());
     for (std::size_t i = 0; i < clients; ++i) {
       if (swarm.client(i).state == Swarm::State::joined) {
         r.stats = traffic.fetch_stats(i, Clock::now() + 5s);
@@ -115,7 +118,7 @@ ScaleResult run_scale(const ScaleOptions& o, const TargetOptions& target_options
 void print_scale(const ScaleResult& r, std::ostream& out) {
   const auto& j = r.join;
   const auto& o = r.options;
-  out << "Scale: " << r.label << " (" << to_string(r.protocol) << " protocol, " << r.endpoint << "), " << o.clients
+  out << "Scale: " << r.label << " (" << describe_protocol(r.protocol, r.web_share) << " protocol, " << r.endpoint << "), " << o.clients
       << " clients, " << o.in_progress << " connecting at a time\n";
   out << "  in the room: " << j.joined << " of " << j.clients << "; last one after " << format_ms(j.last_join_ms)
       << " ms; join chatter over after " << format_ms(j.chatter_end_ms) << " ms\n";
@@ -129,6 +132,7 @@ void print_scale(const ScaleResult& r, std::ostream& out) {
       << format_count(static_cast<double>(r.chat.delivered)) << " of " << format_count(static_cast<double>(r.chat.expected))
       << " deliveries; latency ms p50 " << format_ms(r.chat_p50_ms) << ", p99 " << format_ms(r.chat_p99_ms) << ", max "
       << format_ms(r.chat_max_ms) << "\n";
+  if (r.chat_by_kind.size() > 1) print_kinds(r.chat_by_kind, out, "    ");
   print_check(r.chat, out, j.clients);
   if (r.idle_cpu) out << "  server CPU while idle: " << format_ms(*r.idle_cpu) << "% of one core\n";
   if (!r.idle_stats.empty()) {
@@ -141,6 +145,7 @@ void print_scale(const ScaleResult& r, std::ostream& out) {
   out << "  one message to everyone: the last receiver had it after " << format_ms(r.round_ms) << " ms; latency ms p50 "
       << format_ms(r.round_p50_ms) << ", p99 " << format_ms(r.round_p99_ms) << ", max " << format_ms(r.round_max_ms)
       << "\n";
+  if (r.round_by_kind.size() > 1) print_kinds(r.round_by_kind, out, "    ");
   print_check(r.round, out, j.clients);
   if (r.at_end) {
     out << "  server at the end: " << format_ms(r.at_end->rss_mib) << " MiB resident, " << r.at_end->threads
@@ -154,7 +159,8 @@ void print_scale(const ScaleResult& r, std::ostream& out) {
 void json_scale(const ScaleResult& r, Json& json) {
   json.begin_object("scale");
   json.field("server", r.label);
-  json.field("protocol", to_string(r.protocol));
+  json.field("protocol", protocol_name(r.protocol, r.web_share));
+  json.field("web_share", r.web_share);
   json.field("clients", r.options.clients);
   json.field("in_progress", r.options.in_progress);
   json_join(r.join, json);
@@ -165,6 +171,7 @@ void json_scale(const ScaleResult& r, Json& json) {
   json.field("p50_ms", r.chat_p50_ms);
   json.field("p99_ms", r.chat_p99_ms);
   json.field("max_ms", r.chat_max_ms);
+  json_kinds("by_kind", r.chat_by_kind, json);
   json_check(r.chat, json);
   json.end_object();
   if (r.idle_cpu) json.field("idle_cpu_percent", *r.idle_cpu);
@@ -179,6 +186,7 @@ void json_scale(const ScaleResult& r, Json& json) {
   json.field("p50_ms", r.round_p50_ms);
   json.field("p99_ms", r.round_p99_ms);
   json.field("max_ms", r.round_max_ms);
+  json_kinds("by_kind", r.round_by_kind, json);
   json_check(r.round, json);
   json.end_object();
   json_sample("at_end", r.at_end, json);

@@ -2,12 +2,15 @@
 // --in-progress at a time, then chat at a low rate for a while, then sit idle. Reports the
 // connect/join time, the server's resident memory and thread count (from /proc/<pid>), its
 // CPU while idle, the chat phase's delivery check and latency, and one final message round's
-// latency to everyone (the time until the last receiver has it).
+// latency to everyone (the time until the last receiver has it). With web clients in the room
+// (--protocol mixed), the chat phase's and the round's deliveries and latency are also given by
+// the kind of client that received them (fanout.hpp's KindFigures).
 //
 // Threads: main thread only (one Swarm).
 #pragma once
 
 #include "bench/checker.hpp"
+#include "bench/fanout.hpp"
 #include "bench/report.hpp"
 #include "bench/target.hpp"
 #include "bench/traffic.hpp"
@@ -32,6 +35,7 @@ struct ScaleResult {
   ScaleOptions options;
   std::string label;
   Protocol protocol = Protocol::chat;
+  double web_share = 0;
   std::string endpoint;
   JoinOutcome join;
   std::optional<ProcSample> after_join;
@@ -42,6 +46,7 @@ struct ScaleResult {
   DeliveryChecker::Report round;    // the final message to everyone
   double round_p50_ms = 0, round_p99_ms = 0, round_max_ms = 0;
   double round_ms = 0;              // send -> the last receiver
+  std::vector<KindFigures> chat_by_kind, round_by_kind;  // with web clients: per kind of receiver
   std::optional<ProcSample> at_end;
   double generator_cpu = 0;         // percent of one core, whole run
   std::string stats;

@@ -1,5 +1,7 @@
 #include "bench/swarm.hpp"
 
+#include "common/websocket.hpp"
+
 #include <arpa/inet.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
@@ -9,9 +11,11 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <random>
 #include <stdexcept>
 #include <system_error>
 
@@ -21,6 +25,11 @@ namespace {
 constexpr std::size_t scratch_size = 256 * 1024;
 constexpr std::size_t reads_per_event = 4;  // then the other connections get their turn
 constexpr int max_events = 1024;
+constexpr std::size_t max_response_head = 16 * 1024;  // a web client's 101 and its fields
+// Connections that complete are served at least this often while the other events of a round
+// are handled (swarm.hpp: why the first bytes must not wait).
+constexpr int connects_every = 16;
+constexpr std::uint64_t connect_set_token = UINT64_MAX;  // the connect set's event in the main set
 
 [[noreturn]] void throw_errno(const char* what) { throw std::system_error(errno, std::generic_category(), what); }
 
@@ -36,7 +45,47 @@ bool fit_descriptors(std::size_t needed) {
   return files.rlim_cur == RLIM_INFINITY || files.rlim_cur >= needed + 64;
 }
 
+std::string base64(const unsigned char* data, std::size_t size) {
+  static constexpr char digits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  for (std::size_t i = 0; i < size; i += 3) {
+    const std::uint32_t b0 = data[i];
+    const std::uint32_t b1 = i + 1 < size ? data[i + 1] : 0;
+    const std::uint32_t b2 = i + 2 < size ? data[i + 2] : 0;
+    const std::uint32_t v = b0 << 16 | b1 << 8 | b2;
+    out.push_back(digits[v >> 18 & 63]);
+    out.push_back(digits[v >> 12 & 63]);
+    out.push_back(i + 1 < size ? digits[v >> 6 & 63] : '=');
+    out.push_back(i + 2 < size ? digits[v & 63] : '=');
+  }
+  return out;
+}
+
+// Where the response head ends (just past its empty line, CRLF CRLF or LF LF), or npos.
+std::size_t head_end(std::string_view head) {
+  for (auto lf = head.find('\n'); lf != std::string_view::npos; lf = head.find('\n', lf + 1)) {
+    if (lf + 1 < head.size() && head[lf + 1] == '\n') return lf + 2;
+    if (lf + 2 < head.size() && head[lf + 1] == '\r' && head[lf + 2] == '\n') return lf + 3;
+  }
+  return std::string_view::npos;
+}
+
 }  // namespace
+
+bool is_web_client(std::size_t id, double web_share) {
+  if (web_share <= 0) return false;
+  if (web_share >= 1) return true;
+  return std::floor(static_cast<double>(id + 1) * web_share) > std::floor(static_cast<double>(id) * web_share);
+}
+
+struct Swarm::Web {
+  explicit Web(std::size_t max_message)
+      : reader(ws::MessageReader::Options{ws::MessageReader::Role::client, max_message, true}) {}
+  std::string key;           // Sec-WebSocket-Key, base64 of 16 random bytes
+  std::string head;          // the response head so far, until the 101
+  bool upgraded = false;     // the 101 came and was right: frames from now on
+  ws::MessageReader reader;  // the server's frames
+};
 
 Swarm::Swarm(SwarmOptions options)
     : options_(std::move(options)), dialect_(dialect_for(options_.protocol)), scratch_(options_.max_frame + scratch_size) {
@@ -53,8 +102,20 @@ Swarm::Swarm(SwarmOptions options)
   } else {
     throw std::runtime_error("--host " + options_.host + ": not a numeric IPv4 or IPv6 address");
   }
+  if (options_.web_share > 0 && options_.protocol != Protocol::chat) {
+    throw std::runtime_error("web clients speak chatserver's protocol only (--protocol " +
+                             std::string(to_string(options_.protocol)) + ")");
+  }
+  std::random_device seed;
+  prng_ = (static_cast<std::uint64_t>(seed()) << 32 | seed()) | 1;  // xorshift must not start at 0
   epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
   if (epoll_fd_ < 0) throw_errno("epoll_create1");
+  connect_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
+  if (connect_fd_ < 0) throw_errno("epoll_create1");
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = connect_set_token;
+  if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, connect_fd_, &ev) != 0) throw_errno("epoll_ctl");
 }
 
 Swarm::~Swarm() {
@@ -62,6 +123,7 @@ Swarm::~Swarm() {
     if (c.fd >= 0) ::close(c.fd);
   }
   if (epoll_fd_ >= 0) ::close(epoll_fd_);
+  if (connect_fd_ >= 0) ::close(connect_fd_);
 }
 
 void Swarm::add_clients(std::size_t n) {
@@ -75,11 +137,23 @@ void Swarm::add_clients(const std::vector<std::size_t>& ids) {
     throw std::runtime_error("cannot open " + std::to_string(clients_.size() + ids.size()) +
                              " connections: RLIMIT_NOFILE is too low (raise the hard limit, e.g. ulimit -Hn)");
   }
-  for (const auto id : ids) {
-    ids_.push_back(id);
-    nicks_.push_back(options_.nick_prefix + std::to_string(id));
-  }
+  const std::size_t first = clients_.size();
   clients_.resize(clients_.size() + ids.size());
+  for (std::size_t k = 0; k < ids.size(); ++k) {
+    ids_.push_back(ids[k]);
+    nicks_.push_back(options_.nick_prefix + std::to_string(ids[k]));
+    clients_[first + k].web = is_web_client(ids[k], options_.web_share);
+    if (clients_[first + k].web) ++web_count_;
+  }
+}
+
+std::array<std::uint8_t, 4> Swarm::next_mask() {
+  prng_ ^= prng_ << 13;
+  prng_ ^= prng_ >> 7;
+  prng_ ^= prng_ << 17;
+  const auto v = static_cast<std::uint32_t>(prng_ >> 16);
+  return {static_cast<std::uint8_t>(v), static_cast<std::uint8_t>(v >> 8), static_cast<std::uint8_t>(v >> 16),
+          static_cast<std::uint8_t>(v >> 24)};
 }
 
 double Swarm::cpu_seconds() {
@@ -109,10 +183,9 @@ void Swarm::start_connects() {
     }
     c.state = State::connecting;
     epoll_event ev{};
-    ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP;
+    ev.events = EPOLLOUT;  // the connect's outcome (errors and hang-ups are always reported)
     ev.data.u64 = i;
-    c.watching_out = true;
-    if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, c.fd, &ev) != 0) {
+    if (::epoll_ctl(connect_fd_, EPOLL_CTL_ADD, c.fd, &ev) != 0) {
       end(i, std::string("epoll_ctl: ") + std::strerror(errno));
       continue;
     }
@@ -132,9 +205,32 @@ void Swarm::on_connected(std::size_t i) {
     end(i, std::string("connect: ") + std::strerror(err));
     return;
   }
+  // From the connect set to the main one.
+  ::epoll_ctl(connect_fd_, EPOLL_CTL_DEL, c.fd, nullptr);
+  epoll_event ev{};
+  ev.events = EPOLLIN | EPOLLRDHUP;
+  ev.data.u64 = i;
+  if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, c.fd, &ev) != 0) {
+    end(i, std::string("epoll_ctl: ") + std::strerror(errno));
+    return;
+  }
+  c.watching_out = false;
   c.state = State::handshake;
-  watch_out(i, false);
-  if (dialect_.joined_on_connect()) {
+  if (c.web) {
+    // The opening handshake; HELLO follows the 101 (web_received).
+    c.ws = std::make_unique<Web>(options_.max_frame);
+    unsigned char raw[16];
+    for (std::size_t k = 0; k < sizeof raw; k += 4) {
+      const auto m = next_mask();
+      std::memcpy(raw + k, m.data(), 4);
+    }
+    c.ws->key = base64(raw, sizeof raw);
+    const bool v6 = options_.host.find(':') != std::string::npos;
+    const std::string host_port =
+        (v6 ? "[" + options_.host + "]" : options_.host) + ":" + std::to_string(options_.port);
+    c.out.append(ws::client_handshake(host_port, options_.web_path, c.ws->key));
+    flush(i);
+  } else if (dialect_.joined_on_connect()) {
     set_joined(i, Clock::now());
   } else {
     send(i, dialect_.greeting(nick(i)));
@@ -164,10 +260,42 @@ void Swarm::watch_out(std::size_t i, bool on) {
 }
 
 void Swarm::send(std::size_t i, std::string_view bytes) {
+  queue(i, bytes);
+  flush(i);
+}
+
+void Swarm::queue(std::size_t i, std::string_view bytes) {
   Client& c = clients_[i];
   if (c.state == State::ended || bytes.empty()) return;
-  c.out.append(bytes);
-  flush(i);
+  if (c.web) {
+    queue_frames(i, bytes);
+  } else {
+    c.out.append(bytes);
+  }
+}
+
+void Swarm::queue_frames(std::size_t i, std::string_view lines) {
+  // Each line (up to its LF, which stays off the wire) is one text frame, masked in place in the
+  // output buffer with a mask of its own.
+  std::string& out = clients_[i].out;
+  std::size_t from = 0;
+  while (from < lines.size()) {
+    const auto lf = lines.find('\n', from);
+    const auto to = lf == std::string_view::npos ? lines.size() : lf;
+    const auto line = lines.substr(from, to - from);
+    const auto mask = next_mask();
+    char header[ws::max_header];
+    out.append(header, ws::frame_header(ws::Opcode::text, line.size(), header, &mask));
+    const std::size_t at = out.size();
+    out.append(line);
+    ws::apply_mask(out.data() + at, line.size(), mask);
+    from = to + 1;
+  }
+}
+
+void Swarm::queue_control(std::size_t i, int opcode, std::string_view payload) {
+  const auto mask = next_mask();
+  clients_[i].out.append(ws::make_frame(static_cast<ws::Opcode>(opcode), payload, &mask));
 }
 
 void Swarm::flush(std::size_t i) {
@@ -202,6 +330,7 @@ void Swarm::close(std::size_t i) { end(i, "closed by chatbench"); }
 void Swarm::end(std::size_t i, std::string reason) {
   Client& c = clients_[i];
   if (c.state == State::ended) return;
+  const bool was_connecting = c.state == State::connecting;
   if (c.state == State::joined) {
     --joined_;
     ++dropped_;
@@ -212,12 +341,13 @@ void Swarm::end(std::size_t i, std::string reason) {
   c.state = State::ended;
   if (c.end_reason.empty()) c.end_reason = std::move(reason);
   if (c.fd >= 0) {
-    ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, c.fd, nullptr);
+    ::epoll_ctl(was_connecting ? connect_fd_ : epoll_fd_, EPOLL_CTL_DEL, c.fd, nullptr);
     ::close(c.fd);
     c.fd = -1;
   }
   c.in.clear();
   c.in.shrink_to_fit();
+  if (feeding_ != i) c.ws.reset();  // else once its reader has returned (web_received)
   c.out.clear();
   c.out.shrink_to_fit();
   ++ended_;
@@ -278,12 +408,16 @@ void Swarm::on_readable(std::size_t i) {
     Client& c = clients_[i];
     if (c.state == State::ended) return;
     // A frame left incomplete by the last read goes to the front of the scratch buffer and the
-    // read lands right behind it: only that piece is copied, never the bulk of the data.
-    const std::size_t carried = c.in.size();
-    std::memcpy(scratch_.data(), c.in.data(), carried);
+    // read lands right behind it: only that piece is copied, never the bulk of the data. (A web
+    // client's reader keeps its own partial frame.)
+    const std::size_t carried = c.web ? 0 : c.in.size();
+    if (carried > 0) std::memcpy(scratch_.data(), c.in.data(), carried);
     const ssize_t n = ::recv(c.fd, scratch_.data() + carried, scratch_.size() - carried, 0);
     if (n == 0) {
-      end(i, "connection closed by the server");
+      end(i, c.web && c.ws && !c.ws->upgraded
+                 ? (c.ws->head.empty() ? "connection closed by the server during the WebSocket handshake"
+                                       : "connection closed by the server after: " + c.ws->head.substr(0, 200))
+                 : "connection closed by the server");
       return;
     }
     if (n < 0) {
@@ -294,22 +428,104 @@ void Swarm::on_readable(std::size_t i) {
     }
     const auto now = Clock::now();
     const std::string_view data(scratch_.data(), carried + static_cast<std::size_t>(n));
-    std::size_t used = 0;
-    while (used < data.size()) {
-      std::string_view frame;
-      std::size_t consumed = 0;
-      if (!dialect_.next_frame(data.substr(used), options_.max_frame, frame, consumed)) break;
-      if (consumed == 0) {
-        end(i, "a frame over " + std::to_string(options_.max_frame) + " bytes, or out of step");
-        return;
+    if (c.web) {
+      if (!web_received(i, data, now)) return;
+    } else {
+      std::size_t used = 0;
+      while (used < data.size()) {
+        std::string_view frame;
+        std::size_t consumed = 0;
+        if (!dialect_.next_frame(data.substr(used), options_.max_frame, frame, consumed)) break;
+        if (consumed == 0) {
+          end(i, "a frame over " + std::to_string(options_.max_frame) + " bytes, or out of step");
+          return;
+        }
+        used += consumed;
+        handle_frame(i, frame, now);
+        if (clients_[i].state == State::ended) return;
       }
-      used += consumed;
-      handle_frame(i, frame, now);
-      if (clients_[i].state == State::ended) return;
+      clients_[i].in.assign(data.substr(used));
     }
-    clients_[i].in.assign(data.substr(used));
     if (static_cast<std::size_t>(n) < scratch_.size() - carried) return;  // drained
   }
+}
+
+bool Swarm::web_received(std::size_t i, std::string_view bytes, Clock::time_point now) {
+  Web& w = *clients_[i].ws;
+  if (!w.upgraded) {
+    // The response head, as it comes: until its empty line, nothing else is known.
+    const std::size_t before = w.head.size();
+    w.head.append(bytes.substr(0, std::min(bytes.size(), max_response_head + 1 - before)));
+    if (w.head.size() >= 5 && !w.head.starts_with("HTTP/")) {
+      // chatserver greets a connection that sent nothing for 100 ms as a person on nc, and then
+      // takes the GET for a line; or its web side is off (--web off), or it is no chatserver.
+      end(i, std::string(w.head.starts_with("# ") ? "greeted as a line client, not upgraded (the GET came after "
+                                                    "the server's 100 ms wait, or --web off): "
+                                                  : "not an HTTP response to the WebSocket handshake: ") +
+                 w.head.substr(0, std::min<std::size_t>(w.head.find('\n'), 200)));
+      return false;
+    }
+    const auto end_at = head_end(w.head);
+    if (end_at == std::string::npos) {
+      if (w.head.size() > max_response_head) {
+        end(i, "WebSocket handshake: a response head over " + std::to_string(max_response_head) + " bytes");
+        return false;
+      }
+      return true;
+    }
+    if (!ws::handshake_accepted(std::string_view(w.head).substr(0, end_at), w.key)) {
+      auto status = w.head.substr(0, std::min(w.head.find_first_of("\r\n"), std::size_t{200}));
+      end(i, "WebSocket handshake refused: " + status);
+      return false;
+    }
+    w.upgraded = true;
+    // What came behind the head is the first frames (the greeting); the rest of `bytes` too.
+    bytes.remove_prefix(end_at - before);
+    std::string().swap(w.head);
+    send(i, dialect_.greeting(nick(i)));
+    if (clients_[i].state == State::ended) return false;
+  }
+  feeding_ = i;
+  w.reader.feed(bytes, [&](const ws::MessageReader::Event& e) {
+    if (clients_[i].state == State::ended) return;  // the rest of this read is of no interest
+    using Kind = ws::MessageReader::Event::Kind;
+    switch (e.kind) {
+      case Kind::text:
+        handle_frame(i, e.payload, now);
+        return;
+      case Kind::binary:  // text_only: reported as a failure instead
+      case Kind::pong:
+        return;
+      case Kind::ping:
+        queue_control(i, static_cast<int>(ws::Opcode::pong), e.payload);
+        flush(i);
+        return;
+      case Kind::close: {
+        std::string reason = "WebSocket close " + std::to_string(e.code);
+        if (const auto words = ws::describe_close(e.code); !words.empty()) reason += " (" + std::string(words) + ")";
+        if (!e.payload.empty()) reason += ": " + std::string(e.payload);
+        const auto mask = next_mask();
+        const std::uint16_t echo = e.code == ws::close_code::no_status ? ws::close_code::normal : e.code;
+        clients_[i].out.append(ws::close_frame(echo, {}, &mask));
+        flush(i);
+        end(i, std::move(reason));
+        return;
+      }
+      case Kind::fail: {
+        const auto mask = next_mask();
+        clients_[i].out.append(ws::close_frame(e.code, e.detail, &mask));
+        flush(i);
+        end(i, "WebSocket: " + e.detail + " (close " + std::to_string(e.code) + ")");
+        return;
+      }
+    }
+  });
+  feeding_ = SIZE_MAX;
+  if (clients_[i].state == State::ended) {
+    clients_[i].ws.reset();
+    return false;
+  }
+  return true;
 }
 
 void Swarm::run_once(Clock::time_point deadline) {
@@ -323,7 +539,10 @@ void Swarm::run_once(Clock::time_point deadline) {
   const timespec timeout{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
   const int ready = ::epoll_pwait2(epoll_fd_, events, max_events, &timeout, nullptr);
   if (ready < 0 && errno != EINTR) throw_errno("epoll_pwait2");
+  serve_connects();
   for (int k = 0; k < ready; ++k) {
+    if (k % connects_every == connects_every - 1) serve_connects();
+    if (events[k].data.u64 == connect_set_token) continue;
     const auto i = static_cast<std::size_t>(events[k].data.u64);
     const auto ev = events[k].events;
     if (clients_[i].state == State::ended) continue;
@@ -336,6 +555,19 @@ void Swarm::run_once(Clock::time_point deadline) {
   }
   start_connects();
   check_interrupted();
+}
+
+void Swarm::serve_connects() {
+  epoll_event events[256];
+  for (;;) {
+    const int n = ::epoll_wait(connect_fd_, events, 256, 0);
+    if (n <= 0) return;
+    for (int k = 0; k < n; ++k) {
+      const auto i = static_cast<std::size_t>(events[k].data.u64);
+      if (clients_[i].state == State::connecting) on_connected(i);
+    }
+    if (n < 256) return;
+  }
 }
 
 bool Swarm::run_until(const std::function<bool()>& done, Clock::time_point deadline) {

@@ -2,6 +2,22 @@
 // thread, one epoll set: non-blocking connects, the dialect's handshake (wire.hpp), PING
 // answers in every dialect, and every received frame handed to the mode that runs it.
 //
+// Web clients (SwarmOptions::web_share > 0, chat dialect only): a share of the clients speak
+// chatserver's protocol over a WebSocket (RFC 6455) instead of TCP lines. Such a client sends the
+// opening handshake (GET /ws with a fresh random key, common/websocket.hpp), reads the response
+// head as it arrives, checks the 101, and from then on every line it sends goes out as one
+// masked text frame (a fresh mask per frame), and every text frame it reads (an unmasked frame,
+// ws::MessageReader in the client role) is one line to the dialect, exactly as a TCP line would
+// be. WebSocket pings get pongs, a close frame ends the client. All of it non-blocking and
+// incremental, in the same event loop: a partial response head or frame waits for the next read.
+//
+// The first bytes go out at once: a connection that completes is served (HELLO, or the
+// WebSocket handshake, sent) before the next few events of the round, not after all of them.
+// Connecting clients wait in an epoll set of their own, which the event loop checks every 16
+// events. chatserver greets a connection that has sent nothing within 100 ms as a person on nc
+// (server/web.hpp), and a web client whose GET came later would be taken for one; in a join
+// storm of thousands, one round of the loop can take longer than that.
+//
 // Why one thread: a load generator that needs as many cores as the server it measures cannot
 // tell the server's limit from its own. The swarm reports its thread's CPU time (cpu_seconds())
 // so every report can say when chatbench, not the server, was the bottleneck.
@@ -10,7 +26,9 @@
 // destroys it; on_frame and on_end run on that thread, inside run_once().
 //
 // Memory: a client holds at most one partial incoming frame (bounded by max_frame) and the
-// output its mode queued (the modes keep that under a low-water mark).
+// output its mode queued (the modes keep that under a low-water mark). A web client holds, in
+// place of the partial frame, the response head until its 101 (at most 16 KiB) and then its
+// MessageReader (at most max_frame of message plus one control frame and one header).
 #pragma once
 
 #include "bench/deadline.hpp"
@@ -19,8 +37,10 @@
 #include <netinet/in.h>
 
 #include <cstddef>
+#include <array>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -35,14 +55,28 @@ struct SwarmOptions {
   // 0: no limit, every client starts at once (a join storm).
   std::size_t max_in_progress = 0;
   std::size_t max_frame = 1 << 20;  // a longer frame ends that client ("line over 1 MiB")
+  // The share of clients (0..1) that are web clients: client i is one when
+  // floor((i + 1) * web_share) > floor(i * web_share), so they are spread evenly over the
+  // numbers (0.5: every second one, from client 0). Only with Protocol::chat.
+  double web_share = 0;
+  std::string web_path = "/ws";     // the WebSocket's path on the server
 };
+
+// Is client number `id` of a run a web client, with `web_share` of them web?
+bool is_web_client(std::size_t id, double web_share);
+
 
 class Swarm {
  public:
   enum class State { waiting, connecting, handshake, joined, ended };
 
+  // A web client's WebSocket: the handshake, then the frame reader.
+  struct Web;
+
   struct Client {
     int fd = -1;
+    bool web = false;          // a WebSocket client (else the dialect's own framing)
+    std::unique_ptr<Web> ws;   // web clients: their WebSocket's state
     State state = State::waiting;
     std::string in;            // an incomplete frame carried over to the next read (< max_frame)
     std::string out;
@@ -92,9 +126,16 @@ class Swarm {
   bool run_until(const std::function<bool()>& done, Clock::time_point deadline);
 
   // Queues bytes for client `i` and writes what the socket takes now. Ignored once it ended.
+  // `bytes` are in the dialect's framing; a web client sends each of their lines (up to each
+  // LF) as one masked text frame instead.
   void send(std::size_t i, std::string_view bytes);
-  // The client's output buffer, to encode into directly; then call flush(i).
+  // The same without writing: call flush(i) afterwards.
+  void queue(std::size_t i, std::string_view bytes);
+  // The client's output buffer, to encode into directly (not a web client's: use queue()); then
+  // call flush(i).
   std::string& out(std::size_t i) { return clients_[i].out; }
+  bool is_web(std::size_t i) const { return clients_[i].web; }
+  std::size_t web_clients() const { return web_count_; }
   std::size_t pending(std::size_t i) const { return clients_[i].out.size() - clients_[i].out_pos; }
   void flush(std::size_t i);
   // Closes one client (it counts as ended, reason "closed by chatbench").
@@ -117,8 +158,15 @@ class Swarm {
 
  private:
   void start_connects();
+  void serve_connects();  // the connections that completed since the last look
   void on_connected(std::size_t i);
   void on_readable(std::size_t i);
+  // A web client's received bytes: the response head until the 101, then frames. False if the
+  // client ended.
+  bool web_received(std::size_t i, std::string_view bytes, Clock::time_point now);
+  void queue_frames(std::size_t i, std::string_view lines);
+  void queue_control(std::size_t i, int opcode, std::string_view payload);
+  std::array<std::uint8_t, 4> next_mask();
   void handle_frame(std::size_t i, std::string_view frame, Clock::time_point now);
   void end(std::size_t i, std::string reason);
   void set_joined(std::size_t i, Clock::time_point now);
@@ -129,6 +177,7 @@ class Swarm {
   sockaddr_storage address_{};
   socklen_t address_size_ = 0;
   int epoll_fd_ = -1;
+  int connect_fd_ = -1;  // the connecting clients' epoll set, itself in epoll_fd_
   std::vector<Client> clients_;
   std::vector<std::size_t> ids_;
   std::vector<std::string> nicks_;  // made once: compared on every message
@@ -142,6 +191,10 @@ class Swarm {
   Clock::time_point last_join_{};
   Clock::time_point last_chatter_{};
   std::vector<char> scratch_;  // the receive buffer shared by every client (max_frame + a read)
+  std::size_t web_count_ = 0;
+  std::uint64_t prng_ = 0;     // xorshift64: WebSocket keys and masks
+  // The client whose MessageReader is feeding right now: end() must not free it meanwhile.
+  std::size_t feeding_ = SIZE_MAX;
 };
 
 }  // namespace chat::bench

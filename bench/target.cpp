@@ -1,14 +1,35 @@
 #include "bench/target.hpp"
 
 #include <algorithm>
+#include <cmath>
+#include <cstdio>
 #include <stdexcept>
 
 namespace chat::bench {
+
+std::string protocol_name(Protocol protocol, double web_share) {
+  if (protocol == Protocol::chat && web_share >= 1) return "ws";
+  if (protocol == Protocol::chat && web_share > 0) return "mixed";
+  return std::string(to_string(protocol));
+}
+
+std::string describe_protocol(Protocol protocol, double web_share) {
+  const auto name = protocol_name(protocol, web_share);
+  if (name != "mixed") return name;
+  const auto percent = [](double share) {
+    const double p = std::round(share * 1000) / 10;
+    char text[32];
+    std::snprintf(text, sizeof text, p == std::floor(p) ? "%.0f%%" : "%.1f%%", p);
+    return std::string(text);
+  };
+  return "mixed (" + percent(web_share) + " ws, " + percent(1 - web_share) + " chat)";
+}
 
 Target::Target(const TargetOptions& options, std::size_t clients)
     : host_(options.host),
       port_(static_cast<std::uint16_t>(options.port)),
       protocol_(options.protocol),
+      web_share_(options.web_share),
       pid_(options.pid),
       label_(options.label) {
   if (options.port == 0) {
@@ -25,7 +46,7 @@ Target::Target(const TargetOptions& options, std::size_t clients)
     pid_ = server_->pid();
     if (label_.empty()) label_ = "chatserver";
   } else if (label_.empty()) {
-    label_ = std::string(to_string(options.protocol)) + " server at " + host_ + ":" + std::to_string(port_);
+    label_ = protocol_name(options.protocol, options.web_share) + " server at " + host_ + ":" + std::to_string(port_);
   }
 }
 
@@ -50,6 +71,7 @@ SwarmOptions Target::swarm_options(std::size_t max_in_progress) const {
   so.host = host_;
   so.port = port_;
   so.protocol = protocol_;
+  so.web_share = web_share_;
   so.max_in_progress = max_in_progress;
   return so;
 }

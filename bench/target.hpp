@@ -23,10 +23,19 @@ struct TargetOptions {
   int port = 0;                           // 0: start a chatserver here
   int pid = 0;                            // a running server's pid, for /proc (0: unknown)
   Protocol protocol = Protocol::chat;
+  // The share of clients (0..1) that speak the chat protocol over a WebSocket (chat only): 1
+  // for --protocol ws, 0.5 (or --web-share) for --protocol mixed. swarm.hpp says which ones.
+  double web_share = 0;
   std::string label;                      // the name in reports; default: chatserver / host:port
   std::string server_path;                // the chatserver to start
   std::vector<std::string> server_args;   // extra options for it (--server-arg, repeatable)
 };
+
+// The protocol as the command line names it: "chat", "ws" (every client a WebSocket), "mixed"
+// (some of them), "line", "irc", "asio".
+std::string protocol_name(Protocol protocol, double web_share);
+// The same for a report: "ws", "mixed (50% ws, 50% chat)", ...
+std::string describe_protocol(Protocol protocol, double web_share);
 
 class Target {
  public:
@@ -55,6 +64,7 @@ class Target {
   std::string host_;
   std::uint16_t port_ = 0;
   Protocol protocol_ = Protocol::chat;
+  double web_share_ = 0;
   int pid_ = 0;
   std::string label_;
   std::unique_ptr<ServerProcess> server_;

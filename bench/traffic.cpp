@@ -138,6 +138,8 @@ void Traffic::begin(std::vector<std::size_t> sender_clients, bool global_order, 
   checker_ = std::make_unique<DeliveryChecker>(receivers, std::move(sender_clients), swarm_.dialect().echoes(),
                                                global_order, shared ? shared->sent : nullptr, std::move(owned));
   latency_ = LatencyHistogram{};
+  kinds_[0] = ByKind{};
+  kinds_[1] = ByKind{};
   to_others_ = 0;
   first_send_ = {};
   last_delivery_ = {};
@@ -154,7 +156,13 @@ void Traffic::queue_message(std::size_t sender) {
   p.sent_us = now_us(now);
   scratch_.clear();
   encode_payload(scratch_, p, size_);
-  swarm_.dialect().encode_message(swarm_.out(client), scratch_);
+  if (swarm_.is_web(client)) {
+    line_.clear();
+    swarm_.dialect().encode_message(line_, scratch_);
+    swarm_.queue(client, line_);  // as one masked text frame
+  } else {
+    swarm_.dialect().encode_message(swarm_.out(client), scratch_);
+  }
   checker_->sent(sender);
 }
 
@@ -196,8 +204,13 @@ void Traffic::on_frame(std::size_t client, const Seen& seen, Clock::time_point n
   if (!checker_->delivered(receiver, p.sender, p.seq)) return;
   if (receiver != checker_->sender_client(p.sender)) {
     const auto at = now_us(now);
-    latency_.add(at > p.sent_us ? at - p.sent_us : 0);
+    const auto us = at > p.sent_us ? at - p.sent_us : 0;
+    latency_.add(us);
     ++to_others_;
+    auto& kind = kinds_[swarm_.is_web(client) ? 1 : 0];
+    kind.latency.add(us);
+    ++kind.to_others;
+    kind.last_delivery = now;
   }
   last_delivery_ = now;
 }

@@ -65,6 +65,15 @@ class Traffic {
   DeliveryChecker& checker() { return *checker_; }
   const LatencyHistogram& latency() const { return latency_; }
 
+  // The deliveries to others by the kind of client that received them (a room with web clients,
+  // SwarmOptions::web_share): TCP clients (index 0) and web clients (index 1), since begin().
+  struct ByKind {
+    LatencyHistogram latency;
+    std::uint64_t to_others = 0;
+    Clock::time_point last_delivery{};
+  };
+  const ByKind& by_kind(bool web) const { return kinds_[web ? 1 : 0]; }
+
   // Encodes sender k's next message into its client's output buffer; call Swarm::flush.
   void queue_message(std::size_t sender);
   void send_message(std::size_t sender);  // queue_message + flush
@@ -100,6 +109,7 @@ class Traffic {
   Clock::time_point base_;
   std::unique_ptr<DeliveryChecker> checker_;
   LatencyHistogram latency_;
+  ByKind kinds_[2];
   std::vector<long> local_of_sender_;        // sender -> its client's index in this swarm (-1: elsewhere)
   std::vector<std::string> sender_nicks_;   // sender -> its client's nickname
   std::uint64_t stale_ = 0;
@@ -111,6 +121,7 @@ class Traffic {
   std::string stats_;
   bool want_stats_ = false;
   std::string scratch_;
+  std::string line_;  // a web sender's line, before the Swarm frames it
 };
 
 // "k=v k=v" of a STATS line into a map (the "STATS" word skipped).

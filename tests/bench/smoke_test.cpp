@@ -2,10 +2,14 @@
 // chatbench starts itself (127.0.0.1, port 0): fanout --max (JSON), fanout --rate, join and scale
 // exit 0 with a clean check; usage errors exit 2 (a port-less non-chat protocol among them, with
 // a message naming --port); a fanout against a port where nothing listens fails fast, saying the
-// clients were refused.
+// clients were refused. Web clients: fanout with every client on a WebSocket (--protocol ws) and
+// with a mixed room (--protocol mixed) check clean, with the web clients' deliveries counted
+// apart; a scale run with a mixed room completes; a server that refuses the WebSocket handshake
+// fails the run at once, naming its status line.
 //
-// Threads: none but the test thread; chatbench (and the chatserver it starts) are processes,
-// driven through tests/support/process.hpp's Subprocess with bounded waits.
+// Threads: the test thread; chatbench (and the chatserver it starts) are processes, driven
+// through tests/support/process.hpp's Subprocess with bounded waits. The handshake-refusal case
+// runs a one-connection-at-a-time fake server on a thread of its own (no Catch2 assertion there).
 #include "tests/support/deadline.hpp"
 #include "tests/support/process.hpp"
 
@@ -16,11 +20,16 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <poll.h>
+
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <optional>
+#include <regex>
 #include <string>
+#include <thread>
 #include <vector>
 
 using namespace chat::test;
@@ -82,6 +91,16 @@ std::uint16_t free_port() {
 }
 
 bool contains(const std::string& text, std::string_view what) { return text.find(what) != std::string::npos; }
+
+// The integer after `"key":` in the JSON object `"object":{...}` of `json` (spaces removed), or -1.
+long long json_number_in(const std::string& json, const std::string& object, const std::string& key) {
+  const auto at = json.find("\"" + object + "\":{");
+  if (at == std::string::npos) return -1;
+  const auto end = json.find('}', at);
+  const auto field = json.find("\"" + key + "\":", at);
+  if (field == std::string::npos || field > end) return -1;
+  return std::stoll(json.substr(field + key.size() + 3));
+}
 
 }  // namespace
 
@@ -187,4 +206,206 @@ TEST_CASE("chatbench fanout against a port where nothing listens fails at once",
   CHECK(contains(o.out, "not every client joined: 0 of 3"));
   CHECK(contains(o.out, "Connection refused"));
   CHECK(contains(o.out, "FAILED"));
+}
+
+TEST_CASE("chatbench fanout --protocol ws: every client on a WebSocket, checked clean", "[bench][smoke][web]") {
+  const auto o = run_chatbench(
+      {"--json", "--protocol", "ws", "fanout", "--max", "--clients", "5", "--senders", "2", "--msgs", "50"});
+  INFO(o.all());
+  REQUIRE(o.code.has_value());
+  CHECK(*o.code == 0);
+  const auto json = without_spaces(o.out);
+  CHECK(contains(json, "\"protocol\":\"ws\","));
+  CHECK(contains(json, "\"web_share\":1,"));
+  CHECK(contains(json, "\"sent\":100,"));
+  CHECK(contains(json, "\"deliveries_to_others\":400,"));  // 100 messages x 4 other clients
+  CHECK(contains(json, "\"lost\":0,\"lost_to_gone\":0,\"duplicates\":0,\"reordered\":0,\"corrupt\":0,"));
+  CHECK(contains(json, "\"order_violations\":0,"));
+  CHECK(json_number_in(json, "web", "clients") == 5);
+  CHECK(json_number_in(json, "web", "deliveries_to_others") == 400);
+  CHECK(json.ends_with(",\"ok\":true}"));
+  CHECK(contains(o.err, "(ws protocol,"));
+  // The server saw WebSocket sessions: its STATS (fetched through a WebSocket) came back.
+  CHECK(contains(json, "\"stats\":\"STATSclients=5"));
+}
+
+TEST_CASE("chatbench fanout --protocol mixed: web and TCP clients in one room, counted apart", "[bench][smoke][web]") {
+  // 6 clients, half of them web: clients 1, 3 and 5. Senders are clients 0 (TCP) and 1 (web),
+  // 50 messages each: each kind of receiver gets 3 x 100 deliveries, less its own sender's 50.
+  const auto o = run_chatbench(
+      {"--json", "--protocol", "mixed", "fanout", "--max", "--clients", "6", "--senders", "2", "--msgs", "50"});
+  INFO(o.all());
+  REQUIRE(o.code.has_value());
+  CHECK(*o.code == 0);
+  const auto json = without_spaces(o.out);
+  CHECK(contains(json, "\"protocol\":\"mixed\",\"web_share\":0.5,"));
+  CHECK(contains(json, "\"deliveries_to_others\":500,"));
+  CHECK(contains(json, "\"lost\":0,\"lost_to_gone\":0,\"duplicates\":0,\"reordered\":0,\"corrupt\":0,"));
+  CHECK(contains(json, "\"order_violations\":0,"));  // one global order for both kinds
+  CHECK(json_number_in(json, "web", "clients") == 3);
+  CHECK(json_number_in(json, "tcp", "clients") == 3);
+  CHECK(json_number_in(json, "web", "deliveries_to_others") == 250);
+  CHECK(json_number_in(json, "tcp", "deliveries_to_others") == 250);
+  CHECK(contains(json, "\"web_over_tcp\":{"));
+  CHECK(json.ends_with(",\"ok\":true}"));
+  // The table has a line per kind.
+  CHECK(contains(o.err, "mixed (50% ws, 50% chat) protocol"));
+  CHECK(std::regex_search(o.err, std::regex(R"(\n +web: 3 clients, 250 deliveries to others in [0-9.]+ ms: [0-9,]+ deliveries/s)")));
+  CHECK(std::regex_search(o.err, std::regex(R"(\n +tcp: 3 clients, 250 deliveries to others)")));
+}
+
+TEST_CASE("chatbench fanout --protocol mixed --web-share: another share, a table per kind", "[bench][smoke][web]") {
+  // A quarter of 8: clients 3 and 7.
+  const auto o = run_chatbench({"--protocol", "mixed", "--web-share", "0.25", "fanout", "--rate", "200", "--clients",
+                                "8", "--senders", "4", "--msgs", "10"});
+  INFO(o.all());
+  REQUIRE(o.code.has_value());
+  CHECK(*o.code == 0);
+  CHECK(contains(o.out, "mixed (25% ws, 75% chat) protocol"));
+  CHECK(contains(o.out, "checked: 0 lost, 0 duplicated, 0 reordered, 0 corrupted"));
+  // Senders are clients 0-3, 10 messages each; client 3 is web. Each receiver gets the 40
+  // messages less its own 10 if it sends.
+  CHECK(contains(o.out, "web: 2 clients, 70 deliveries to others"));   // 30 + 40
+  CHECK(contains(o.out, "tcp: 6 clients, 210 deliveries to others"));  // 3 x 30 + 3 x 40
+  CHECK(contains(o.out, "web / tcp: deliveries/s per client"));
+  CHECK_FALSE(contains(o.out, "FAILED"));
+}
+
+TEST_CASE("chatbench scale --protocol mixed: a small mixed room completes", "[bench][smoke][web]") {
+  const auto o = run_chatbench(
+      {"--protocol", "mixed", "scale", "--clients", "40", "--duration", "1", "--idle", "1", "--rate", "20"});
+  INFO(o.all());
+  REQUIRE(o.code.has_value());
+  CHECK(*o.code == 0);
+  CHECK(contains(o.out, "40 of 40"));
+  CHECK(contains(o.out, "web: 20 clients"));
+  CHECK_FALSE(contains(o.out, "FAILED"));
+}
+
+TEST_CASE("chatbench join --protocol ws: a storm of WebSockets, then a clean round", "[bench][smoke][web]") {
+  const auto o = run_chatbench({"--protocol", "ws", "join", "--clients", "30", "--round-senders", "3"});
+  INFO(o.all());
+  REQUIRE(o.code.has_value());
+  CHECK(*o.code == 0);
+  CHECK(contains(o.out, "30 of 30"));
+  CHECK(contains(o.out, "0 lost"));
+  CHECK_FALSE(contains(o.out, "FAILED"));
+}
+
+TEST_CASE("chatbench --web-share: only with --protocol mixed, within 0..1", "[bench][smoke][web]") {
+  for (const auto& args : std::vector<std::vector<std::string>>{
+           {"--web-share", "0.5", "fanout", "--max"},
+           {"--protocol", "ws", "--web-share", "0.5", "fanout", "--max"},
+           {"--protocol", "mixed", "--web-share", "1.5", "fanout", "--max"},
+           {"--protocol", "mixed", "--web-share", "-0.1", "fanout", "--max"},
+       }) {
+    const auto o = run_chatbench(args);
+    INFO(o.all());
+    REQUIRE(o.code.has_value());
+    CHECK(*o.code == 2);
+    CHECK(contains(o.err, "--web-share"));
+  }
+}
+
+namespace {
+
+// A fake server on 127.0.0.1 (a port of its own): every connection gets `answer`, after the
+// request head when `after_head`, else at once; then a FIN. One connection at a time, on a
+// thread of its own, until destroyed.
+class FakeServer {
+ public:
+  FakeServer(std::string answer, bool after_head) : answer_(std::move(answer)), after_head_(after_head) {
+    listener_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t size = sizeof a;
+    ok_ = listener_ >= 0 && ::bind(listener_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
+          ::listen(listener_, 16) == 0 && ::getsockname(listener_, reinterpret_cast<sockaddr*>(&a), &size) == 0;
+    port_ = ntohs(a.sin_port);
+    if (ok_) thread_ = std::thread([this] { serve(); });
+  }
+  ~FakeServer() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+    if (listener_ >= 0) ::close(listener_);
+  }
+  bool ok() const { return ok_; }
+  std::uint16_t port() const { return port_; }
+
+ private:
+  void serve() {
+    while (!stop_) {
+      pollfd p{listener_, POLLIN, 0};
+      if (::poll(&p, 1, 50) <= 0) continue;
+      const int fd = ::accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (fd < 0) continue;
+      std::string head;
+      char buffer[4096];
+      const auto until = std::chrono::steady_clock::now() + 5s;
+      while (after_head_ && head.find("\r\n\r\n") == std::string::npos && std::chrono::steady_clock::now() < until &&
+             !stop_) {
+        pollfd r{fd, POLLIN, 0};
+        if (::poll(&r, 1, 50) <= 0) continue;
+        const auto n = ::recv(fd, buffer, sizeof buffer, 0);
+        if (n <= 0) break;
+        head.append(buffer, static_cast<std::size_t>(n));
+      }
+      ::send(fd, answer_.data(), answer_.size(), MSG_NOSIGNAL);
+      ::close(fd);
+    }
+  }
+
+  std::string answer_;
+  bool after_head_;
+  int listener_ = -1;
+  bool ok_ = false;
+  std::uint16_t port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+}  // namespace
+
+TEST_CASE("chatbench --protocol ws against a server that refuses the handshake fails at once", "[bench][smoke][web]") {
+  FakeServer fake("HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n", true);
+  REQUIRE(fake.ok());
+  const auto started = std::chrono::steady_clock::now();
+  const auto o = run_chatbench({"--protocol", "ws", "--port", std::to_string(fake.port()), "fanout", "--max",
+                                "--clients", "2", "--senders", "1", "--msgs", "5"});
+  const auto took = std::chrono::steady_clock::now() - started;
+  INFO(o.all());
+  REQUIRE(o.code.has_value());
+  CHECK(*o.code == 1);
+  CHECK(took < 60s);
+  CHECK(contains(o.out, "not every client joined: 0 of 2"));
+  CHECK(contains(o.out, "WebSocket handshake refused: HTTP/1.1 403 Forbidden"));
+}
+
+TEST_CASE("chatbench --protocol ws: a web client greeted as a line client says so", "[bench][smoke][web]") {
+  // What chatserver does when the GET comes after its 100 ms wait: the line greeting, not a 101.
+  FakeServer fake("# chatserver 0.1.0: type a nickname to join, or HELLO <nick>\n", false);
+  REQUIRE(fake.ok());
+  const auto o = run_chatbench({"--protocol", "ws", "--port", std::to_string(fake.port()), "fanout", "--max",
+                                "--clients", "2", "--senders", "1", "--msgs", "5"});
+  INFO(o.all());
+  REQUIRE(o.code.has_value());
+  CHECK(*o.code == 1);
+  CHECK(contains(o.out, "not every client joined: 0 of 2"));
+  CHECK(contains(o.out, "greeted as a line client, not upgraded"));
+}
+
+TEST_CASE("chatbench --protocol ws: the server's PINGs, inside frames, get their PONGs", "[bench][smoke][web]") {
+  // Receivers never send: with a 1 s heartbeat each gets a PING a second and, unanswered, would
+  // leave with no-pong after two. Every client must still be there at the end.
+  const auto o = run_chatbench({"--json", "--protocol", "ws", "--server-arg=--ping-interval", "--server-arg=1s",
+                                "--server-arg=--ping-timeout", "--server-arg=1s", "fanout", "--rate", "5",
+                                "--clients", "4", "--senders", "1", "--duration", "3.5"});
+  INFO(o.all());
+  REQUIRE(o.code.has_value());
+  CHECK(*o.code == 0);
+  const auto json = without_spaces(o.out);
+  CHECK(contains(json, "\"ended_during_run\":0,"));
+  CHECK(contains(json, "leave_no_pong=0"));
+  CHECK(json.ends_with(",\"ok\":true}"));
 }
