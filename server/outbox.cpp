@@ -9,6 +9,7 @@
 #include <sys/uio.h>
 
 #include <cerrno>
+#include <cstring>
 
 namespace chat {
 namespace {
@@ -109,15 +110,20 @@ Outbox::Written Outbox::write_some(int fd, std::size_t budget) {
   const std::uint64_t head = history_.head();
 
   // Gather: own items and room entries, merged by their stamps, into at most max_pieces iovecs.
-  // A framed line may be two iovecs: its header (in `headers`, rebuilt the same on every call,
-  // so a partial write resumes in it) and its payload, which points into the item or the
-  // history. Lines that go out as they are and lie back to back (a chunk of the history) are
-  // one iovec.
+  // Lines that go out as they are and lie back to back (a chunk of the history) are one iovec,
+  // pointing into the history: nothing is copied per client. A line that a framing changes
+  // (a WebSocket frame: a header, the line without its LF) is built in `wire`, this thread's
+  // buffer, right after the one before, so a run of them is one iovec too. (Pointing at the
+  // header and at the line in the history, two iovecs per line, made one sendmsg carry at most
+  // 511 lines, and the kernel's copy of thousands of small pieces cost a browser twice the CPU
+  // per delivery of a TCP client; a copy here of each line is cheaper than that.) The bytes are
+  // built the same way on every call, so a partial write resumes inside them.
   const Framing& framing = *framing_.load();
   const bool passthrough = framing.passthrough();
+  thread_local std::vector<char> wire;
+  if (!passthrough && wire.size() < budget + 16 * 1024) wire.resize(budget + 16 * 1024);
+  std::size_t wire_used = 0;
   iovec iov[max_pieces];
-  char headers[max_pieces * Framing::max_header];
-  std::size_t headers_used = 0;
   std::size_t iovs = 0;
   std::vector<Piece>& pieces = pieces_;  // reused: no allocation per call
   pieces.clear();
@@ -141,6 +147,16 @@ Outbox::Written Outbox::write_some(int fd, std::size_t budget) {
       iov[iovs++] = iovec{const_cast<char*>(from), size};
     }
   };
+  // Room in `wire` for a framed line of `size` bytes (the first one always fits: the buffer
+  // grows while nothing in it is gathered yet).
+  auto fits = [&](bool framed, std::size_t size) {
+    if (!framed || passthrough) return true;
+    const std::size_t need = size + Framing::max_header;
+    if (wire_used + need <= wire.size()) return true;
+    if (wire_used > 0) return false;
+    wire.resize(need);
+    return true;
+  };
   auto add = [&](bool own, bool framed, std::string_view bytes) {
     std::size_t skip = pieces.empty() ? partial_ : 0;
     if (!framed || passthrough) {
@@ -148,27 +164,29 @@ Outbox::Written Outbox::write_some(int fd, std::size_t budget) {
       append(bytes.data(), bytes.size(), skip);
       return;
     }
-    char* header = headers + headers_used;
-    const auto wire = framing.frame(bytes, header);
-    headers_used += wire.header_size;
-    pieces.push_back(Piece{own, wire.header_size + wire.payload_size, bytes.size()});
-    append(header, wire.header_size, skip);
-    append(bytes.data(), wire.payload_size, skip);
+    char* at = wire.data() + wire_used;
+    const auto frame = framing.frame(bytes, at);
+    std::memcpy(at + frame.header_size, bytes.data(), frame.payload_size);
+    const std::size_t size = frame.header_size + frame.payload_size;
+    wire_used += size;
+    pieces.push_back(Piece{own, size, bytes.size()});
+    append(at, size, skip);
   };
-  // Two iovecs per piece at most, so a piece is only started with room for both.
-  while (iovs + 1 < max_pieces && pieces.size() < max_pieces * 8 && total < budget &&
-         headers_used + Framing::max_header <= sizeof headers) {
+  while (iovs < max_pieces && pieces.size() < max_pieces * 8 && total < budget) {
     if (next_own < pending_.size() && (!g_in_room || pending_[next_own].after <= g.seq())) {
-      Item& item = pending_[next_own++];
+      Item& item = pending_[next_own];
       if (item.kind == Item::Kind::users && item.line.empty()) {
         item.line = render_users(item);  // once: a partial write resumes from the same bytes
         own_bytes_ += item.line.size();
       }
+      const bool framed = item.kind == Item::Kind::line || item.kind == Item::Kind::users;
+      if (!fits(framed, item.line.size())) break;
+      ++next_own;
       if (item.kind == Item::Kind::join_room) {
         g = item.start;
         g_in_room = true;
       }
-      add(true, item.kind == Item::Kind::line || item.kind == Item::Kind::users, item.line);
+      add(true, framed, item.line);
       if (item.kind == Item::Kind::last) {
         last_included = true;
         break;
@@ -177,7 +195,9 @@ Outbox::Written Outbox::write_some(int fd, std::size_t budget) {
     }
     if (g_in_room && g.seq() < head && (next_own >= pending_.size() || g.seq() < pending_[next_own].after)) {
       const HistoryEntry& e = g.entry();
-      add(false, true, mode == StreamMode::text ? e.text : e.protocol);
+      const std::string_view line = mode == StreamMode::text ? e.text : e.protocol;
+      if (!fits(true, line.size())) break;
+      add(false, true, line);
       g.advance();
       continue;
     }
