@@ -9,8 +9,8 @@
 // then goes to Commands exactly as a line from nc would.
 //
 // Writing (any writer thread): a line becomes a 2- or 4-byte header and the line's bytes
-// without the LF, straight from the history; nothing is copied per client. A polite end is
-// the BYE line as a message, then a close frame.
+// without the LF (the Outbox builds them back to back, so a run of frames is one iovec). A
+// polite end is the BYE line as a message, then a close frame.
 #pragma once
 
 #include "common/websocket.hpp"
