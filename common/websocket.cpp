@@ -329,7 +329,7 @@ void MessageReader::take_payload(std::string_view chunk) {
   if (masked_) apply_mask(data, chunk.size(), mask_, mask_offset_);
   mask_offset_ = (mask_offset_ + chunk.size()) % 4;
   remaining_ -= chunk.size();
-  if (!is_control() && message_text_ && !utf8_.feed({data, chunk.size()})) {
+  if (!is_control() && message_text_ && options_.check_utf8 && !utf8_.feed({data, chunk.size()})) {
     fail(close_code::invalid_payload, "invalid UTF-8 in a text message");
   }
 }
@@ -344,7 +344,7 @@ void MessageReader::end_frame() {
   }
   if (!fin_) return;
   in_message_ = false;
-  if (message_text_ && !utf8_.complete()) {
+  if (message_text_ && options_.check_utf8 && !utf8_.complete()) {
     return fail(close_code::invalid_payload, "invalid UTF-8 in a text message");
   }
   report(message_text_ ? Event::Kind::text : Event::Kind::binary, {message_.data(), message_.size()});

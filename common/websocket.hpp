@@ -141,6 +141,10 @@ class MessageReader {
     Role role = Role::server;
     std::size_t max_message = 4096;  // the most payload bytes of one message, all fragments
     bool text_only = true;           // binary messages fail with 1003
+    // Text messages must be UTF-8 (else 1007), as RFC 6455 8.1 asks of every endpoint. A
+    // benchmark's client that compares every payload byte for byte with what was sent may turn
+    // it off (chatbench: the check would be measuring the generator, not the server).
+    bool check_utf8 = true;
   };
 
   struct Event {

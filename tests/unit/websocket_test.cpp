@@ -769,3 +769,18 @@ TEST_CASE("client_handshake and handshake_accepted", "[websocket]") {
     CHECK_FALSE(chat::ws::handshake_accepted("garbage\r\n\r\n", key));
   }
 }
+
+TEST_CASE("MessageReader: check_utf8 off hands a text message over as it is (a benchmark client)", "[websocket]") {
+  const std::string bad = bytes({0xC3, 0x28});  // a lead byte, then ASCII
+  const std::string frame = make_frame(Opcode::text, bad);
+  MessageReader::Options unchecked = client();
+  unchecked.check_utf8 = false;
+  MessageReader reader(unchecked);
+  CHECK(feed(reader, frame) == Events{text(bad)});
+  // The default checks, and a close reason is checked whatever the option says.
+  MessageReader checked(client());
+  CHECK(feed(checked, frame) == Events{failure(close_code::invalid_payload, "invalid UTF-8 in a text message")});
+  MessageReader reason(unchecked);
+  CHECK(feed(reason, chat::ws::close_frame(1000, bad)) ==
+        Events{failure(close_code::invalid_payload, "invalid UTF-8 in a close reason")});
+}
