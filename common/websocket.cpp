@@ -316,6 +316,15 @@ void MessageReader::take_payload(std::string_view chunk) {
     data = control_.data() + control_size_;
     std::memcpy(data, chunk.data(), chunk.size());
     control_size_ += chunk.size();
+  } else if (!masked_ && fin_ && message_.empty() && chunk.size() == length_) {
+    // The whole of a one-frame message, unmasked, in the bytes being fed: nothing to unmask or
+    // gather, so it is reported where it lies (a client reading a server saves a copy a line).
+    direct_ = chunk;
+    remaining_ = 0;
+    if (message_text_ && options_.check_utf8 && !utf8_.feed(chunk)) {
+      fail(close_code::invalid_payload, "invalid UTF-8 in a text message");
+    }
+    return;
   } else {
     const std::size_t old = message_.size();
     // The buffer grows with the bytes that came, not with the length a header promised, and
@@ -347,7 +356,8 @@ void MessageReader::end_frame() {
   if (message_text_ && options_.check_utf8 && !utf8_.complete()) {
     return fail(close_code::invalid_payload, "invalid UTF-8 in a text message");
   }
-  report(message_text_ ? Event::Kind::text : Event::Kind::binary, {message_.data(), message_.size()});
+  const std::string_view whole = direct_.data() != nullptr ? direct_ : std::string_view(message_.data(), message_.size());
+  report(message_text_ ? Event::Kind::text : Event::Kind::binary, whole);
 }
 
 void MessageReader::end_close_frame() {
@@ -382,6 +392,7 @@ void MessageReader::fail(std::uint16_t code, std::string detail) {
 
 void MessageReader::finish_event() {
   ready_ = false;
+  direct_ = {};
   switch (event_.kind) {
     case Event::Kind::text:
     case Event::Kind::binary: message_.clear(); break;

@@ -216,6 +216,9 @@ class MessageReader {
   bool in_message_ = false;
   bool message_text_ = false;
   std::vector<char> message_;
+  // A whole unmasked message that came in one piece of the caller's bytes (what a client reads
+  // from a server): reported from there, not copied into message_. Valid until finish_event().
+  std::string_view direct_;
   Utf8Validator utf8_;
 
   // The control frame being read.
