@@ -1,10 +1,14 @@
 #include "common/net.hpp"
 
+#include <linux/sockios.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <stdexcept>
 
 namespace chat {
@@ -98,6 +102,19 @@ std::error_code pending_socket_error(int fd) {
   socklen_t len = sizeof err;
   if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
   return std::error_code(err, asio::error::get_system_category());
+}
+
+std::size_t unacked_bytes(int fd) {
+  int bytes = 0;
+  return ::ioctl(fd, SIOCOUTQ, &bytes) == 0 && bytes > 0 ? static_cast<std::size_t>(bytes) : 0;
+}
+
+std::error_code limit_unsent(int fd, std::size_t bytes) {
+  const int value = static_cast<int>(std::min<std::size_t>(bytes, INT32_MAX));
+  if (::setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &value, sizeof value) != 0) {
+    return std::error_code(errno, asio::error::get_system_category());
+  }
+  return {};
 }
 
 Wakeup::Wakeup() : fd_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {

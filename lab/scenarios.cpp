@@ -192,18 +192,22 @@ std::vector<Scenario> make_scenarios() {
   }
   {
     PhaseSpec p{"", false,
-                with(lab_timings, {"--max-rate", "0", "--send-queue", "64KiB", "--send-timeout", "2s"}),
+                with(lab_timings, {"--max-rate", "0", "--send-queue", "256KiB", "--send-timeout", "2s"}),
                 "too-slow", {"writer", "poller", "reader"},
                 [](Context& c) {
                   c.tell_victim("stop-reading");
                   c.victim_says("stopped reading", SteadyClock::now() + 5s);
                 },
                 [](Context& c) {
-                  c.mark("the victim stopped reading; the observer talks: 1,000-byte lines, as fast as the server "
-                         "takes them, until the victim leaves (at most 20,000)");
+                  c.mark("the victim stopped reading; the observer talks: a 1,000-byte line every millisecond, "
+                         "until the victim leaves (at most 20,000)");
+                  // Paced, as a busy room is, so the timeline shows the bytes behind growing: the
+                  // victim's receive buffer, then the server's socket (its unsent part capped at a
+                  // quarter of --send-queue), then the queue in the server, up to --send-queue.
                   const std::string text(1000, 'x');
                   for (int i = 0; i < 20'000 && !c.observer.leave_of("victim"); ++i) {
                     if (!c.observer.say(text)) break;
+                    std::this_thread::sleep_for(1ms);
                   }
                 }};
     add("not-reading", "A client that does not read: its receive buffer fills, then the server's send buffer, "

@@ -196,12 +196,13 @@ std::variant<ServerConfig, int> parse_server_args(int argc, const char* const* a
                "Log each detector's decision with its inputs, one line each (--log-level trace; chatlab reads it)");
 
   add_duration(app, "--poll-interval", c.poll_interval, "How often the poller checks every socket", "100ms");
-  std::string probe = "poll";
+  std::string probe = "auto";
   app.add_option("--probe", probe,
-                 "How the poller checks every socket: poll (one poll(2) over all) or epoll (the same check, "
-                 "cheaper with thousands of clients)")
+                 "How the poller checks every socket: poll (one poll(2) over all), epoll (the same check, "
+                 "cheaper with thousands of clients), or auto: poll up to " +
+                     std::to_string(default_probe_auto_threshold) + " clients, epoll above")
       ->capture_default_str()
-      ->check(CLI::IsMember({"poll", "epoll"}));
+      ->check(CLI::IsMember({"auto", "poll", "epoll"}));
   std::string keepalive = format_keepalive(c.keepalive);
   app.add_option("--keepalive", keepalive,
                  "TCP keepalive IDLE,INTERVAL,COUNT, or 'off' (also sets TCP_USER_TIMEOUT to their budget)")
@@ -275,7 +276,7 @@ std::variant<ServerConfig, int> parse_server_args(int argc, const char* const* a
       throw CLI::ValidationError("--ping-interval", "must be at least 10ms, or off");
     }
     parse_log_level(trace ? "trace" : level, c.log_level);
-    c.probe = probe == "epoll" ? ProbeMethod::epoll : ProbeMethod::poll;
+    c.probe = probe == "epoll" ? ProbeMethod::epoll : probe == "poll" ? ProbeMethod::poll : ProbeMethod::auto_;
   } catch (const NumberedConfig::LineError& e) {
     std::cerr << "chatserver: " << app.get_config_ptr()->as<std::string>() << ":" << e.line << ": " << e.what()
               << "\n";

@@ -7,6 +7,7 @@
 #include "common/log.hpp"
 #include "common/units.hpp"
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -17,8 +18,15 @@ namespace chat {
 
 // How the poller asks "readable within 1 ms?" of every socket: one poll(2) over all of them
 // (PoshChat's Poll, as taught), or one epoll_wait over a set that holds them all (the same
-// answer; the kernel's work grows with the sockets that are ready, not with all of them).
-enum class ProbeMethod { poll, epoll };
+// answer; the kernel's work grows with the sockets that are ready, not with all of them), or
+// (auto, the default) poll while the room is small and epoll once it is large.
+enum class ProbeMethod { auto_, poll, epoll };
+
+// --probe auto: the poller switches to epoll above this many sockets and back to poll below
+// three quarters of it (so a room at the edge does not switch on every sweep). Measured in
+// docs/performance.md ("10,000 clients"): below it, poll(2)'s sweep is already well inside the
+// 5 ms target; above it, its cost per socket grows past what epoll costs in all.
+inline constexpr std::size_t default_probe_auto_threshold = 1000;
 
 struct ServerConfig {
   std::string bind = "0.0.0.0";
@@ -31,11 +39,12 @@ struct ServerConfig {
 
   // Dead-peer detection (docs/detection.md).
   Millis poll_interval{100};           // the poller's sweep period
-  ProbeMethod probe = ProbeMethod::poll;
+  ProbeMethod probe = ProbeMethod::auto_;
+  std::size_t probe_auto_threshold = default_probe_auto_threshold;  // not an option: the tests lower it
   KeepaliveConfig keepalive{};         // 10s,2s,3 and TCP_USER_TIMEOUT = 16 s
   Millis ping_interval{15'000};        // quiet time before a protocol client gets PING; 0: no heartbeat
   Millis ping_timeout{10'000};         // no line at all this long after a PING: no-pong
-  std::size_t send_queue = 1 << 20;    // queued output per client before too-slow
+  std::size_t send_queue = 1 << 20;    // bytes a client may be behind (queued here and in the kernel) before too-slow
   Millis send_timeout{30'000};         // a write making no progress this long: too-slow
   Millis goodbye_timeout{2'000};       // how long a leaving client's last lines may take
 
@@ -52,6 +61,11 @@ struct ServerConfig {
   bool web = true;
   std::string web_root;                // serve the page from here instead of the built-in copy
   std::vector<std::string> web_origins;  // other origins whose pages may open the WebSocket
+
+  // What the kernel may hold unsent for one client beyond what is in flight (TCP_NOTSENT_LOWAT),
+  // a part of --send-queue: without a cap, Linux grows a non-reader's send buffer to ~4 MB, where
+  // the server's queue never sees it and the too-slow rule cannot count it.
+  std::size_t kernel_unsent_limit() const { return std::min<std::size_t>(send_queue / 4, 64 * 1024); }
 };
 
 // Parses chatserver's command line. Returns the config, or the exit code to use right away

@@ -60,6 +60,60 @@ const HistoryEntry& HistoryCursor::entry() {
   return chunk_->entries[seq_ - chunk_->first_seq];
 }
 
+namespace {
+
+std::string_view line_of(const HistoryEntry& e, StreamMode mode) { return mode == StreamMode::text ? e.text : e.protocol; }
+std::uint64_t end_of(const HistoryEntry& e, StreamMode mode) {
+  return mode == StreamMode::text ? e.text_end : e.protocol_end;
+}
+
+}  // namespace
+
+HistoryCursor::Run HistoryCursor::run(std::uint64_t until, StreamMode mode, std::size_t want) {
+  const HistoryEntry& first = entry();  // on the chunk that holds seq_
+  const HistoryChunk& chunk = *chunk_;
+  const std::size_t from = seq_ - chunk.first_seq;
+  // Published entries of this chunk: below `until`, below its end once it is closed.
+  const std::uint64_t last = std::min({until, chunk.end_seq.load(std::memory_order_acquire),
+                                       chunk.first_seq + HistoryChunk::capacity});
+  std::size_t to = static_cast<std::size_t>(last - chunk.first_seq);  // exclusive
+  const std::string_view head = line_of(first, mode);
+  const std::uint64_t start = end_of(first, mode) - head.size();
+  const auto* entries = chunk.entries.data();
+  // Stop at the first entry that reaches `want` (included: a run has at least one entry).
+  if (end_of(entries[to - 1], mode) - start > want) {
+    const auto* reach = std::partition_point(entries + from, entries + to, [&](const HistoryEntry& e) {
+      return end_of(e, mode) - start < want;
+    });
+    to = static_cast<std::size_t>(reach - entries) + 1;
+  }
+  // Back to back unless a line too long for the chunk's buffer (stored on its own) is among them:
+  // then the run ends before it (or is that line alone).
+  std::uint64_t bytes = end_of(entries[to - 1], mode) - start;
+  const std::string_view tail = line_of(entries[to - 1], mode);
+  if (tail.data() + tail.size() != head.data() + bytes) {
+    std::size_t k = from + 1;
+    while (k < to && line_of(entries[k], mode).data() == head.data() + (end_of(entries[k - 1], mode) - start)) ++k;
+    to = k;
+    bytes = end_of(entries[to - 1], mode) - start;
+  }
+  return Run{std::string_view(head.data(), static_cast<std::size_t>(bytes)), to - from};
+}
+
+HistoryCursor::Run HistoryCursor::whole_entries(StreamMode mode, std::size_t bytes, std::uint64_t limit) {
+  const HistoryEntry& first = entry();
+  const HistoryChunk& chunk = *chunk_;
+  const std::size_t from = seq_ - chunk.first_seq;
+  const std::size_t to = from + static_cast<std::size_t>(limit);  // within the chunk: it was a run
+  const std::uint64_t start = end_of(first, mode) - line_of(first, mode).size();
+  const auto* entries = chunk.entries.data();
+  const auto* past = std::partition_point(entries + from, entries + to,
+                                          [&](const HistoryEntry& e) { return end_of(e, mode) - start <= bytes; });
+  const auto count = static_cast<std::size_t>(past - (entries + from));
+  const std::uint64_t taken = count == 0 ? 0 : end_of(entries[from + count - 1], mode) - start;
+  return Run{std::string_view(line_of(first, mode).data(), static_cast<std::size_t>(taken)), count};
+}
+
 History::History(std::size_t byte_limit) : byte_limit_(byte_limit) {
   chunks_.push_back(std::make_shared<HistoryChunk>(0));
 }

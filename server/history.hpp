@@ -30,6 +30,8 @@
 
 namespace chat {
 
+enum class StreamMode { protocol, text };
+
 struct HistoryEntry {
   std::string_view protocol;      // the protocol line, LF included (in its chunk's storage)
   std::string_view text;          // the text-mode line, LF included; empty: not shown in text mode
@@ -77,8 +79,6 @@ class HistoryChunk {
   std::deque<std::string> big_;  // lines longer than bytes_per_mode (a deque: they never move)
 };
 
-enum class StreamMode { protocol, text };
-
 // A position in the history: the next entry to send. Copyable. Threads: one thread at a time
 // (a member's writer).
 class HistoryCursor {
@@ -89,8 +89,24 @@ class HistoryCursor {
   bool valid() const { return chunk_ != nullptr; }
   // The entry at seq(). Only when seq() < the head the caller loaded.
   const HistoryEntry& entry();
-  // Moves to the next entry (seq() + 1). Only after entry() was valid.
-  void advance() { ++seq_; }
+  // Moves to the next entry (seq() + 1), or `count` entries on. Only after entry() was valid,
+  // and not past the entries it covers (a run's, below the head the caller loaded).
+  void advance(std::uint64_t count = 1) { seq_ += count; }
+
+  // The entries from seq() that lie back to back in one buffer of its chunk, as one view: at
+  // least one entry, none at or past `until` (at most the head the caller loaded), and no more
+  // once `want` bytes are reached. Found with a binary search over the chunk's byte offsets, not
+  // by visiting each entry: a writer sends a member hundreds of lines as one piece for the cost
+  // of one. Only when seq() < until.
+  struct Run {
+    std::string_view bytes;     // the lines of `entries` entries in `mode`, back to back
+    std::uint64_t entries = 0;  // how many (entries with an empty text line count too)
+  };
+  Run run(std::uint64_t until, StreamMode mode, std::size_t want);
+  // The number of whole entries from seq() in the first `bytes` bytes of its stream in `mode`,
+  // and their bytes, looking at most `limit` entries ahead (a run returned by run()): how far a
+  // partial write of a run got. Does not move the cursor.
+  Run whole_entries(StreamMode mode, std::size_t bytes, std::uint64_t limit);
 
  private:
   std::shared_ptr<const HistoryChunk> chunk_;

@@ -129,6 +129,11 @@ void Listener::accept_one() {
                         format_duration(config_.keepalive.budget())
                   : std::string("keepalive off, no TCP_USER_TIMEOUT"));
   }
+  // The kernel's share of --send-queue: past it a write takes nothing more, the writer parks the
+  // socket, and what waits beyond is in the Outbox, counted.
+  if (const auto lec = limit_unsent(socket.native_handle(), config_.kernel_unsent_limit())) {
+    log_warn("cannot set TCP_NOTSENT_LOWAT: ", lec.message());
+  }
   // Chat lines are small and wanted now: without this, Nagle holds a line back until the
   // previous one is acknowledged, up to a delayed-ACK time (40 ms or more) per line.
   socket.set_option(asio::ip::tcp::no_delay(true), ec);

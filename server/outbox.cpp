@@ -73,19 +73,13 @@ std::uint64_t Outbox::backlog() const {
     const auto sent = room_sent_.load();
     room = head_bytes > sent ? head_bytes - sent : 0;
   }
-  return own_bytes_.load() + room;
+  return own_bytes_.load() + room + kernel_bytes_.load(std::memory_order_relaxed);
 }
 
 void Outbox::notify_reader() {
   if (!reader_waiting_.load()) return;
   std::lock_guard lock(mutex_);  // so the reader cannot miss it between its check and its wait
   drained_.notify_all();
-}
-
-void Outbox::take_inbox() {
-  std::lock_guard lock(mutex_);
-  for (auto& item : inbox_) pending_.push_back(std::move(item));
-  inbox_.clear();
 }
 
 std::string Outbox::render_users(const Item& item) const {
@@ -104,8 +98,9 @@ Outbox::Written Outbox::write_some(int fd, std::size_t budget) {
       out.state = Written::State::aborted;
       return out;
     }
+    for (auto& item : inbox_) pending_.push_back(std::move(item));
+    inbox_.clear();
   }
-  take_inbox();
   const StreamMode mode = mode_.load();
   const std::uint64_t head = history_.head();
 
@@ -160,7 +155,7 @@ Outbox::Written Outbox::write_some(int fd, std::size_t budget) {
   auto add = [&](bool own, bool framed, std::string_view bytes) {
     std::size_t skip = pieces.empty() ? partial_ : 0;
     if (!framed || passthrough) {
-      pieces.push_back(Piece{own, bytes.size(), bytes.size()});
+      pieces.push_back(Piece{own, bytes.size(), bytes.size(), own ? 0u : 1u});
       append(bytes.data(), bytes.size(), skip);
       return;
     }
@@ -169,7 +164,7 @@ Outbox::Written Outbox::write_some(int fd, std::size_t budget) {
     std::memcpy(at + frame.header_size, bytes.data(), frame.payload_size);
     const std::size_t size = frame.header_size + frame.payload_size;
     wire_used += size;
-    pieces.push_back(Piece{own, size, bytes.size()});
+    pieces.push_back(Piece{own, size, bytes.size(), own ? 0u : 1u});
     append(at, size, skip);
   };
   while (iovs < max_pieces && pieces.size() < max_pieces * 8 && total < budget) {
@@ -194,6 +189,19 @@ Outbox::Written Outbox::write_some(int fd, std::size_t budget) {
       continue;
     }
     if (g_in_room && g.seq() < head && (next_own >= pending_.size() || g.seq() < pending_[next_own].after)) {
+      if (passthrough) {
+        // Lines that go out as they are: every entry up to the next own item (or the head, or
+        // the budget) that lies back to back in the chunk is one piece, found without a visit
+        // to each entry; gathering costs per chunk, not per line.
+        const std::uint64_t until = next_own < pending_.size() ? std::min(head, pending_[next_own].after) : head;
+        const std::size_t skip0 = pieces.empty() ? partial_ : 0;
+        const auto run = g.run(until, mode, budget - total + skip0);
+        std::size_t skip = skip0;
+        pieces.push_back(Piece{false, run.bytes.size(), run.bytes.size(), run.entries});
+        append(run.bytes.data(), run.bytes.size(), skip);
+        g.advance(run.entries);
+        continue;
+      }
       const HistoryEntry& e = g.entry();
       const std::string_view line = mode == StreamMode::text ? e.text : e.protocol;
       if (!fits(true, line.size())) break;
@@ -231,7 +239,7 @@ Outbox::Written Outbox::write_some(int fd, std::size_t budget) {
     written = static_cast<std::size_t>(n);
   }
   out.bytes = written;
-  consume(written, pieces, out);
+  consume(written, pieces, mode, out);
   if (written < total) {
     out.state = Written::State::blocked;
   } else if (last_included) {
@@ -245,14 +253,25 @@ Outbox::Written Outbox::write_some(int fd, std::size_t budget) {
   return out;
 }
 
-void Outbox::consume(std::size_t bytes, const std::vector<Piece>& pieces, Written& out) {
+void Outbox::consume(std::size_t bytes, const std::vector<Piece>& pieces, StreamMode mode, Written& out) {
   // The pieces were gathered from the front of pending_ and from the cursor, in order: walk them
   // again with the byte count the kernel took, and advance past every piece it took whole.
+  std::uint64_t room_bytes = 0;  // added to room_sent_ once, at the end
   for (const Piece& piece : pieces) {
     const std::size_t left = piece.size - partial_;
     if (bytes < left) {
-      partial_ += bytes;
-      return;
+      if (piece.entries > 1) {
+        // Part of a run: move past the entries it took whole, so that partial_ is again counted
+        // from the entry the cursor is on.
+        const auto whole = cursor_.whole_entries(mode, partial_ + bytes, piece.entries);
+        cursor_.advance(whole.entries);
+        room_bytes += whole.bytes.size();
+        out.room_entries += whole.entries;
+        partial_ = partial_ + bytes - whole.bytes.size();
+      } else {
+        partial_ += bytes;
+      }
+      break;
     }
     bytes -= left;
     partial_ = 0;
@@ -266,11 +285,12 @@ void Outbox::consume(std::size_t bytes, const std::vector<Piece>& pieces, Writte
       pending_.pop_front();
     } else {
       cursor_.entry();  // moves the cursor onto the chunk it is in: older ones are let go
-      cursor_.advance();
-      room_sent_ += piece.counted;
-      ++out.room_entries;
+      cursor_.advance(piece.entries);
+      room_bytes += piece.counted;
+      out.room_entries += piece.entries;
     }
   }
+  if (room_bytes > 0) room_sent_.fetch_add(room_bytes);
 }
 
 }  // namespace chat

@@ -16,9 +16,11 @@
 // WebSocket frame for a browser. The counts (backlog, --send-queue) are in lines' bytes, the
 // same for every framing.
 //
-// Bounded: backlog() is the bytes this client is behind (own lines queued plus room bytes not
-// yet written); push() refuses a line that would take it over the limit, and the session ends
-// a client that is over it (too-slow). Memory: own lines up to the limit, and a cursor that keeps
+// Bounded: backlog() is the bytes this client is behind, wherever they wait: own lines queued,
+// room bytes not yet written, and what the kernel holds in the socket (counted while the
+// socket is full; the listener caps the kernel's unsent part with TCP_NOTSENT_LOWAT). push()
+// refuses a line that would take it over the limit, and the session ends a client that is over
+// it (too-slow). Memory: own lines up to the limit, and a cursor that keeps
 // alive the history chunk it is in and those after it.
 //
 // Threads: push(), close_with(), abort() and closed() from any thread (under mutex_); backlog()
@@ -105,8 +107,17 @@ class Outbox {
   void abort();
   bool closed() const;
 
-  // Bytes this client is behind: own lines queued and room bytes not yet written.
+  // Bytes this client is behind: own lines queued, room bytes not yet written, and the bytes
+  // the kernel still held for it when its socket was last found full (note_kernel_bytes).
   std::uint64_t backlog() const;
+  // The writer, when a write did not take everything, and the poller, while the socket stays
+  // full: the kernel holds `bytes` for this client, unsent or unacknowledged (unacked_bytes()).
+  // 0 once a write takes everything: the kernel's part counts while the socket is full, and a
+  // socket that takes everything holds at most --send-queue / 4 (limit_unsent()) anyway.
+  void note_kernel_bytes(std::uint64_t bytes) {
+    if (kernel_bytes_.load(std::memory_order_relaxed) != bytes) kernel_bytes_.store(bytes, std::memory_order_relaxed);
+  }
+  std::uint64_t kernel_bytes() const { return kernel_bytes_.load(std::memory_order_relaxed); }
   // The reader's backpressure: blocks while backlog() > `threshold`, until it drains or the
   // outbox is closed. Returns at once if not over. `stop` is checked on every wake-up.
   template <typename Stop>
@@ -119,18 +130,19 @@ class Outbox {
 
  private:
   struct Piece {
-    bool own;           // an own item (pending_ front) or a room entry (the cursor)
+    bool own;           // an own item (pending_ front) or room entries (from the cursor)
     std::size_t size;   // bytes on the wire (framed)
-    std::size_t counted;  // bytes it counts for in the backlog (the line's)
+    std::size_t counted;  // bytes it counts for in the backlog (the lines')
+    std::uint64_t entries = 0;  // room entries in it: one, or a run's (lines as they are)
   };
-  void take_inbox();                  // writer: moves inbox_ to pending_
-  void consume(std::size_t bytes, const std::vector<Piece>& pieces, Written& out);
+  void consume(std::size_t bytes, const std::vector<Piece>& pieces, StreamMode mode, Written& out);
   std::string render_users(const Item& item) const;
   void notify_reader();
 
   // Read by the poller for every session on every sweep (backlog()): first, together.
   std::atomic<std::uint64_t> own_bytes_{0};   // own lines queued, not yet written
   std::atomic<std::uint64_t> room_sent_{0};   // history bytes (this mode) written or skipped
+  std::atomic<std::uint64_t> kernel_bytes_{0}; // in the kernel, as last sampled (note_kernel_bytes)
   std::atomic<bool> in_room_{false};          // join_room was pushed
   std::atomic<StreamMode> mode_{StreamMode::protocol};
   std::atomic<bool> reader_waiting_{false};

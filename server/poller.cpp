@@ -94,8 +94,8 @@ std::vector<std::optional<std::error_code>> probe_sockets(std::span<const int> f
 }
 
 Poller::Poller(const ServerConfig& config, SessionRegistry& sessions, ServerStats& stats)
-    : config_(config), sessions_(sessions), stats_(stats) {
-  if (config_.probe == ProbeMethod::epoll) {
+    : config_(config), sessions_(sessions), stats_(stats), using_epoll_(config.probe == ProbeMethod::epoll) {
+  if (config_.probe != ProbeMethod::poll) {
     probe_epoll_ = ::epoll_create1(EPOLL_CLOEXEC);
     if (probe_epoll_ < 0) throw std::system_error(errno, std::generic_category(), "epoll_create1");
   }
@@ -157,7 +157,21 @@ void Poller::sweep(const std::vector<std::shared_ptr<Session>>& sessions) {
 }
 
 std::vector<short> Poller::readiness(const std::vector<Session*>& probed) {
-  if (config_.probe == ProbeMethod::poll) {
+  if (config_.probe == ProbeMethod::auto_) {
+    // The same question either way; only its cost differs. A small room is probed as PoshChat
+    // did (one poll(2) over all its sockets); a large one through epoll, whose cost grows with
+    // the sockets that are ready, not with all of them. Sockets stay in the epoll set while poll
+    // is used (they cost nothing there, and an ended one is taken out in probe()).
+    const bool was_epoll = using_epoll_;
+    if (!using_epoll_ && probed.size() > config_.probe_auto_threshold) using_epoll_ = true;
+    if (using_epoll_ && probed.size() < config_.probe_auto_threshold * 3 / 4) using_epoll_ = false;
+    if (using_epoll_ != was_epoll) {
+      log_info("poller: ", probed.size(), " sockets, probing with ", using_epoll_ ? "epoll" : "poll(2)",
+               " (--probe auto switches at ", config_.probe_auto_threshold, ")");
+    }
+  }
+  stats_.probe_epoll = using_epoll_;
+  if (!using_epoll_) {
     std::vector<int> fds;
     fds.reserve(probed.size());
     for (auto* s : probed) fds.push_back(s->native_handle());
@@ -282,8 +296,20 @@ std::uint64_t Poller::check_timers(Session& s, Session::Clock::time_point now) {
     return 0;
   }
   // The writers check this rule whenever they serve the client; this catches one they have not
-  // served since it fell behind.
+  // served since it fell behind. While its socket is full, what the kernel holds for it is
+  // asked again here (one ioctl per stalled client): the client may have read some of it.
+  const auto full_since = s.write_stalled_since();
+  const bool stalled = full_since.has_value();
+  if (stalled) s.outbox().note_kernel_bytes(unacked_bytes(s.native_handle()));
   const auto backlog = s.outbox().backlog();
+  if (tracing() && stalled && backlog != s.probe_slot.traced_backlog) {
+    // The bytes behind, as they grow towards --send-queue (or shrink when the client reads).
+    const auto kernel = s.outbox().kernel_bytes();
+    log_trace("send ", s.label(), ": ", backlog, " bytes behind of send-queue ", config_.send_queue, " (", kernel,
+              " in the kernel, ", backlog - std::min(backlog, kernel), " queued here); socket full for ",
+              format_duration(now - *full_since));
+  }
+  s.probe_slot.traced_backlog = stalled ? backlog : 0;
   if (backlog > config_.send_queue) {
     if (tracing()) log_trace("send ", s.label(), ": ", backlog, " bytes behind > send-queue ", config_.send_queue, " -> too-slow");
     s.end(LeaveCause::too_slow, "send queue over " + std::to_string(config_.send_queue) + " bytes (poller)");

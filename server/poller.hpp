@@ -2,7 +2,8 @@
 //
 // Every --poll-interval it
 //   1. reaps sessions whose threads have returned,
-//   2. probes every socket at once: one poll(2) with a 1 ms timeout over all of them. A socket
+//   2. probes every socket at once: one poll(2) with a 1 ms timeout over all of them (with
+//      --probe auto, the default, one epoll_wait instead once there are over 1,000). A socket
 //      that is readable with 0 bytes available is confirmed with recv(MSG_PEEK) before anyone
 //      is told: 0 is closed, ECONNRESET reset, ETIMEDOUT timeout, EAGAIN a false alarm. The
 //      session ends if the reader has not noticed by itself within a grace of 1 s (see
@@ -69,6 +70,8 @@ class ProbeSlot {
   // TCP_INFO, subtracted from the budget): a healthy idle client costs one getsockopt per
   // keepalive interval, not one per sweep.
   Clock::time_point ack_check_due{};
+  // --trace: the backlog last reported for this client while its socket was full.
+  std::uint64_t traced_backlog = 0;
 };
 
 class Poller {
@@ -99,7 +102,8 @@ class Poller {
   std::chrono::steady_clock::time_point trace_since_{};
   std::uint64_t trace_sweeps_ = 0;
   std::uint64_t trace_readable_ = 0;
-  int probe_epoll_ = -1;          // --probe epoll: the set of probed sockets (poller thread only)
+  bool using_epoll_;              // this sweep probes through probe_epoll_ (poller thread only)
+  int probe_epoll_ = -1;          // --probe epoll or auto: the set of probed sockets (poller thread only)
   std::vector<epoll_event> events_;  // poller thread only
   std::vector<Session*> pinged_;     // poller thread only: PINGs queued this sweep, writers to wake
   // The sessions as of the last change (SessionRegistry::refresh). Poller thread only.

@@ -83,6 +83,7 @@ std::string ServerStats::line(std::size_t joined, std::size_t writers, std::size
   add("sweep_max_us", sweep_max);
   add("sweep_cpu_p50_us", pct_of(recent_cpu, 50));
   add("sweep_cpu_p99_us", pct_of(recent_cpu, 99));
+  add("probe_epoll", probe_epoll.load());
   add("backlog_now", backlog_now.load());
   add("backlog_peak", backlog_peak.load());
   add("paused_now", paused_now.load());

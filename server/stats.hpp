@@ -39,6 +39,7 @@ class ServerStats {
   std::atomic<std::uint64_t> refused_busy{0};  // connections refused or ended: BYE server-busy
   std::atomic<std::uint64_t> backlog_peak{0}; // the largest backlog the poller or a writer saw
   std::atomic<std::uint64_t> backlog_now{0};  // the largest backlog at the last sweep
+  std::atomic<std::uint64_t> probe_epoll{0};  // 1 while the poller probes through epoll, 0 with poll(2)
 
   void count_leave(LeaveCause cause) { ++leaves_[static_cast<std::size_t>(cause)]; }
   void note_backlog(std::uint64_t bytes);

@@ -167,20 +167,32 @@ void Writer::run(std::stop_token stop) {
   }
 }
 
+void Writer::check_backlog(Session& s) {
+  // A client that has not joined has no room stream, only its own lines (each checked as it is
+  // queued) or one HTTP answer, which may be larger than the limit.
+  if (s.ended() || !s.joined()) return;
+  const auto backlog = s.outbox().backlog();
+  stats_.note_backlog(backlog);
+  if (tracing() && s.writer_slot.parked && backlog >= s.writer_slot.traced_backlog + config_.send_queue / 8) {
+    // A parked client falling behind, in steps of an eighth of the limit: where its bytes wait.
+    const auto kernel = std::min(backlog, s.outbox().kernel_bytes());
+    log_trace("send ", s.label(), ": ", backlog, " bytes behind of send-queue ", config_.send_queue, " (", kernel,
+              " in the kernel, ", backlog - kernel, " queued here)");
+    s.writer_slot.traced_backlog = backlog;
+  }
+  if (backlog > config_.send_queue) {
+    if (tracing()) {
+      log_trace("send ", s.label(), ": ", backlog, " bytes behind (", s.outbox().kernel_bytes(),
+                " of them in the kernel) > send-queue ", config_.send_queue, " -> too-slow");
+    }
+    s.end(LeaveCause::too_slow, "send queue over " + std::to_string(config_.send_queue) + " bytes (room)");
+  }
+}
+
 bool Writer::service(const std::shared_ptr<Session>& session) {
   Session& s = *session;
   if (s.writer_done()) return false;
-  // Checked for a parked client too: it is the one most likely to be behind. A client that has
-  // not joined has no room stream, only its own lines (each checked as it is queued) or one
-  // HTTP answer, which may be larger than the limit.
-  if (!s.ended() && s.joined()) {
-    const auto backlog = s.outbox().backlog();
-    stats_.note_backlog(backlog);
-    if (backlog > config_.send_queue) {
-      if (tracing()) log_trace("send ", s.label(), ": ", backlog, " bytes behind > send-queue ", config_.send_queue, " -> too-slow");
-      s.end(LeaveCause::too_slow, "send queue over " + std::to_string(config_.send_queue) + " bytes (room)");
-    }
-  }
+  check_backlog(s);  // a parked client too: it is the one most likely to be behind
   if (s.writer_slot.parked) return false;  // its EPOLLOUT (or the HUP of the end above) brings it back
   const auto w = s.outbox().write_some(s.native_handle(), turn_budget);
   if (w.bytes > 0) {
@@ -192,11 +204,17 @@ bool Writer::service(const std::shared_ptr<Session>& session) {
   switch (w.state) {
     case State::idle:
       s.set_write_stalled(std::nullopt);
+      s.outbox().note_kernel_bytes(0);
       return false;
     case State::more:
       s.set_write_stalled(std::nullopt);
+      s.outbox().note_kernel_bytes(0);
       return true;
     case State::blocked:
+      // What the kernel holds now counts as behind too (at most about --send-queue / 4 unsent,
+      // TCP_NOTSENT_LOWAT, plus what is in flight): --send-queue is how far behind a client may
+      // be, wherever the bytes wait.
+      s.outbox().note_kernel_bytes(unacked_bytes(s.native_handle()));
       // The poller ends the client too-slow if this lasts --send-timeout with no progress.
       if (w.bytes > 0 || !s.write_stalled_since()) {
         if (tracing() && !s.write_stalled_since()) {
@@ -207,6 +225,7 @@ bool Writer::service(const std::shared_ptr<Session>& session) {
         s.set_write_stalled(Session::Clock::now());
       }
       park(s);
+      check_backlog(s);
       return false;
     case State::finished:
       ::shutdown(s.native_handle(), SHUT_WR);  // after the BYE: a FIN, so the client sees a clean close
@@ -235,6 +254,7 @@ void Writer::park(Session& s) {
     return;  // not parked: the next turn tries again
   }
   s.writer_slot.in_epoll = true;
+  if (!s.writer_slot.parked) s.writer_slot.traced_backlog = 0;
   s.writer_slot.parked = true;
 }
 

@@ -42,6 +42,7 @@ class WriterSlot {
   bool parked = false;    // waiting for EPOLLOUT
   bool in_epoll = false;  // registered with the writer's epoll set
   std::atomic<bool> marked{false};  // in the writer's list of sessions that asked for attention
+  std::uint64_t traced_backlog = 0;  // --trace: the backlog last reported while parked
 };
 
 class Writer {
@@ -69,6 +70,8 @@ class Writer {
   // Writes what `session` is due, as far as its socket takes it. True if it has more than the
   // budget allowed this turn.
   bool service(const std::shared_ptr<Session>& session);
+  // Ends `session` too-slow if it is more than --send-queue behind (queued and in the kernel).
+  void check_backlog(Session& session);
   void park(Session& session);
   void release(const std::shared_ptr<Session>& session);
   void signal();  // wakes the thread if it sleeps

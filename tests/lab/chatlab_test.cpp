@@ -163,6 +163,17 @@ TEST_CASE("chatlab not-reading: a client that does not read is dropped too-slow"
   INFO(timeline_text(result));
   REQUIRE(result.phases.size() == 1);
   check_phase(result.phases[0], "too-slow", {"writer", "poller", "reader"});
+  // The timeline shows where the bytes waited as they grew to the limit: some in the kernel
+  // (its unsent part capped by TCP_NOTSENT_LOWAT), the rest queued in the server, reported in
+  // steps while the socket was full, before the too-slow decision.
+  std::vector<std::string> growth;
+  for (const auto& e : result.phases[0].events) {
+    if (e.text.find("bytes behind of send-queue 262144") != std::string::npos) growth.push_back(e.text);
+  }
+  INFO("growth lines: " << growth.size());
+  CHECK(growth.size() >= 2);
+  CHECK(std::any_of(growth.begin(), growth.end(),
+                    [](const std::string& t) { return t.find(" in the kernel, ") != std::string::npos; }));
 }
 
 TEST_CASE("chatlab flood: flood control slows the reader, then drops the client", "[lab][scenario]") {

@@ -11,11 +11,17 @@
 
 #include <catch2/catch.hpp>
 
+#include <arpa/inet.h>
+#include <linux/sockios.h>
+#include <netinet/in.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <filesystem>
 #include <latch>
 #include <map>
 #include <mutex>
@@ -432,6 +438,121 @@ TEST_CASE("a slow reader among 200 members leaves too-slow; the others are not d
   CHECK(stats.at("joined") == members - 1);
   REQUIRE(sender.send_line("SAY after"));
   CHECK(observer.expect_line("MSG m0 after", io_timeout));
+}
+
+namespace {
+
+// The descriptor in this process (the in-process server's side) whose peer is `local`: the
+// server's socket to a test client, found through /proc/self/fd and getpeername.
+int server_socket_to(const sockaddr_in& local) {
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+    int fd = -1;
+    try {
+      fd = std::stoi(entry.path().filename().string());
+    } catch (const std::exception&) {
+      continue;
+    }
+    sockaddr_in peer{};
+    socklen_t len = sizeof peer;
+    if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) != 0 || peer.sin_family != AF_INET) continue;
+    if (peer.sin_port == local.sin_port && peer.sin_addr.s_addr == local.sin_addr.s_addr) return fd;
+  }
+  return -1;
+}
+
+}  // namespace
+
+TEST_CASE("a client that never reads, 4 KiB receive buffer: too-slow within --send-timeout, the kernel holds little",
+          "[delivery][too-slow][not-reading]") {
+  // Issue 21's measurement: before TCP_NOTSENT_LOWAT and the kernel's bytes in the backlog, the
+  // server's socket took all 900 KB of this (its send buffer autotuned to 3.9 MB), the writer's
+  // queue stayed empty, no write stalled, and the client was only removed 25 s later (no-pong).
+  auto config = TestServer::config();
+  config.send_queue = 256 * 1024;
+  config.send_timeout = chat::Millis{2000};
+  config.max_rate = 0;  // the talker sends as fast as it can
+  TestServer server(config);
+  auto observer = connect_and_join(server.port(), "observer");
+  auto talker = connect_and_join(server.port(), "talker");
+  expect_prefix(*observer, "JOIN talker");
+
+  // The non-reader: a 4 KiB receive buffer before it connects, so its window is small from the
+  // start; it says HELLO and never reads a byte.
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE(fd >= 0);
+  const int rcvbuf = 4096;
+  REQUIRE(::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf) == 0);
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(server.port());
+  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof to) == 0);
+  const std::string hello = "HELLO nonreader\n";
+  REQUIRE(::send(fd, hello.data(), hello.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(hello.size()));
+  expect_prefix(*observer, "JOIN nonreader");
+  expect_prefix(*talker, "JOIN nonreader");
+  sockaddr_in local{};
+  socklen_t len = sizeof local;
+  REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len) == 0);
+  const int server_fd = server_socket_to(local);
+  REQUIRE(server_fd >= 0);
+
+  // 1,000 lines of 900 bytes. The talker and the observer read every line, in order, as it comes.
+  const std::string filler(880, 'x');
+  std::size_t kernel_peak = 0;
+  std::string leave;
+  Clock::duration worst{};
+  const auto started = Clock::now();
+  Clock::time_point left_at{};
+  for (int i = 0; i < 1000; ++i) {
+    const auto t0 = Clock::now();
+    const std::string text = std::to_string(i) + " " + filler;
+    REQUIRE(talker->send_line("SAY " + text));
+    const std::string want = "MSG talker " + text;
+    for (;;) {
+      const auto line = observer->read_line(io_timeout);
+      INFO("the observer waited for line " << i);
+      REQUIRE(line);
+      if (line->starts_with("LEAVE nonreader")) {
+        CHECK(leave.empty());  // once
+        leave = *line;
+        left_at = Clock::now();
+        continue;
+      }
+      REQUIRE(*line == want);  // every line, once, in order: nothing else comes in between
+      break;
+    }
+    worst = std::max(worst, Clock::now() - t0);
+    auto echo = talker->expect_line([&](const std::string& l) { return l == want; }, io_timeout);
+    REQUIRE(echo);
+    int queued = 0;
+    if (leave.empty() && ::ioctl(server_fd, SIOCOUTQ, &queued) == 0) {
+      kernel_peak = std::max(kernel_peak, static_cast<std::size_t>(queued));
+    }
+  }
+  if (leave.empty()) {
+    // Not over --send-queue yet: the stalled write rule, --send-timeout after the socket filled.
+    auto line = observer->expect_line("LEAVE nonreader", std::chrono::milliseconds(2000) + io_timeout);
+    REQUIRE(line);
+    leave = *line;
+    left_at = Clock::now();
+  }
+  ::close(fd);
+  const auto ms = [](Clock::duration d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); };
+  WARN("the non-reader left after " << ms(left_at - started) << " ms: " << leave << "; the kernel held at most "
+                                    << kernel_peak << " bytes for it; worst line to the observer " << ms(worst)
+                                    << " ms");
+  CHECK(leave.starts_with("LEAVE nonreader too-slow"));
+  // Generous (a busy CI core): the rule's own time is --send-timeout + one sweep; chatbench and
+  // chatlab report the figure.
+  CHECK(left_at - started < std::chrono::seconds(10));
+  // The kernel's share is capped (a quarter of --send-queue unsent, plus a segment and the 4 KiB
+  // window): before, it was 900 KB and growing.
+  CHECK(kernel_peak <= config.send_queue / 2);
+  CHECK(worst < std::chrono::seconds(2));
+  const auto stats = stats_of(*observer);
+  CHECK(stats.at("leave_too_slow") == 1);
+  CHECK(stats.at("joined") == 2);
 }
 
 TEST_CASE("STATS answers one line of counters, before and after joining; text mode has no STATS", "[delivery][stats]") {

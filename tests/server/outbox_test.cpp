@@ -153,6 +153,94 @@ TEST_CASE("History: a long chain of chunks pinned by one cursor is freed without
   SUCCEED("freed");
 }
 
+TEST_CASE("HistoryCursor::run: entries back to back as one view, cut at a long line, at `want`, at a chunk", "[history]") {
+  History history(1 << 22);
+  auto cursor = history.start();
+  const std::string big(HistoryChunk::bytes_per_mode + 10, 'B');  // stored on its own
+  history.append("a1\n", "");
+  history.append("b22\n", "t\n");
+  history.append(big + "\n", "");
+  history.append("c333\n", "");
+  const auto first = cursor.run(history.head(), StreamMode::protocol, 1 << 20);
+  CHECK(first.bytes == "a1\nb22\n");  // stops before the long line
+  CHECK(first.entries == 2);
+  cursor.advance(first.entries);
+  const auto second = cursor.run(history.head(), StreamMode::protocol, 1 << 20);
+  CHECK(second.entries == 1);  // the long line alone
+  CHECK(second.bytes.size() == big.size() + 1);
+  cursor.advance(1);
+  CHECK(cursor.run(history.head(), StreamMode::protocol, 1 << 20).bytes == "c333\n");
+
+  // `want`: the run ends with the entry that reaches it; `until`: never at or past it.
+  auto from_start = history.start();
+  for (int i = 0; i < 10; ++i) history.append("x" + std::to_string(i) + "\n", "");  // 3 bytes each
+  const auto base = from_start.seq();
+  CHECK(from_start.run(history.head(), StreamMode::protocol, 7).bytes == "x0\nx1\nx2\n");
+  CHECK(from_start.run(history.head(), StreamMode::protocol, 6).bytes == "x0\nx1\n");
+  CHECK(from_start.run(base + 4, StreamMode::protocol, 1 << 20).entries == 4);
+  CHECK(from_start.run(base + 4, StreamMode::protocol, 0).entries == 1);  // at least one
+  // How far a partial write of a run got: whole entries within the bytes, and their bytes.
+  const auto part = from_start.whole_entries(StreamMode::protocol, 8, 10);
+  CHECK(part.entries == 2);
+  CHECK(part.bytes == "x0\nx1\n");
+  CHECK(from_start.whole_entries(StreamMode::protocol, 2, 10).entries == 0);
+  CHECK(from_start.whole_entries(StreamMode::protocol, 30, 10).entries == 10);
+
+  // Text mode: entries a person does not see are empty and belong to the run (they are counted).
+  auto text = history.start();
+  history.append("P1\n", "T1\n");
+  history.append("P2\n", "");
+  history.append("P3\n", "T3\n");
+  const auto run = text.run(history.head(), StreamMode::text, 1 << 20);
+  CHECK(run.bytes == "T1\nT3\n");
+  CHECK(run.entries == 3);
+
+  // A run never crosses into the next chunk.
+  History many(1 << 22);
+  auto c = many.start();
+  for (std::size_t i = 0; i < HistoryChunk::capacity + 5; ++i) many.append("m\n", "");
+  CHECK(c.run(many.head(), StreamMode::protocol, 1 << 20).entries == HistoryChunk::capacity);
+}
+
+TEST_CASE("Outbox: runs of room entries across long lines and chunks, written in small pieces, in text mode",
+          "[outbox]") {
+  History history(1 << 23);
+  Pair pair;
+  const int small = 4096;
+  ::setsockopt(pair.out, SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+  const auto mode = GENERATE(StreamMode::protocol, StreamMode::text);
+  Outbox box(history, 1 << 23);
+  box.set_mode(mode);
+  REQUIRE(box.push(join_at(history, mode)) == Outbox::Push::ok);
+  std::string expected;
+  std::mt19937 random(21);
+  const int entries = 3000;
+  for (int i = 0; i < entries; ++i) {
+    const std::size_t size = i % 500 == 7 ? HistoryChunk::bytes_per_mode + 100 : random() % 120;
+    const std::string protocol = "MSG a " + std::to_string(i) + " " + std::string(size, 'p') + "\n";
+    const std::string text = i % 3 == 0 ? "" : "[t] " + std::to_string(i) + "\n";
+    history.append(protocol, text);
+    expected += mode == StreamMode::text ? text : protocol;
+    if (i % 250 == 0) {
+      REQUIRE(box.push(own("PING p" + std::to_string(i), history.head())) == Outbox::Push::ok);
+      expected += "PING p" + std::to_string(i) + "\n";
+    }
+  }
+  std::string got;
+  std::uint64_t delivered = 0;
+  for (int rounds = 0; rounds < 1'000'000; ++rounds) {
+    const auto w = box.write_some(pair.out, 1 + random() % (96 * 1024));
+    delivered += w.room_entries;
+    got += pair.drain();
+    if (w.state == Outbox::Written::State::idle) break;
+  }
+  got += pair.drain();
+  CHECK(got.size() == expected.size());
+  CHECK(got == expected);
+  CHECK(delivered == static_cast<std::uint64_t>(entries));  // every entry once, seen or not
+  CHECK(box.backlog() == 0);
+}
+
 TEST_CASE("Outbox: own lines keep their place among room events", "[outbox]") {
   History history(1 << 20);
   Outbox box(history, 1 << 20);
