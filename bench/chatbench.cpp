@@ -14,6 +14,7 @@
 //   build/release/bench/chatbench fanout --max --protocol ws           # every client a WebSocket
 //   build/release/bench/chatbench fanout --max --protocol mixed        # half of them (--web-share F)
 //   build/release/bench/chatbench detect                        # detection latency per failure (~45 s)
+//   build/release/bench/chatbench detect --case "not reading"   # one case only (--case repeatable)
 //   build/release/bench/chatbench shutdown                      # SIGTERM with 1000 joined clients
 //   build/release/bench/chatbench all                           # detect, shutdown and fanout --max
 //   build/release/bench/chatbench --json fanout --max > results.json
@@ -43,7 +44,10 @@
 //             closed (victim process SIGKILLed), reset (RST), no-pong (victim process
 //             SIGSTOPped; server defaults once, then --ping-interval 1s --ping-timeout 1s),
 //             too-slow (victim stops reading: 1 MiB queue, and a stalled write with
-//             --send-timeout 1s). Victim processes are this executable, run as
+//             --send-timeout 1s), and the issue's "not reading (900 B lines)" (a 4 KiB receive
+//             buffer, at most 1,000 lines of 900 B, --send-queue 256KiB --send-timeout 2s).
+//             --case TEXT (repeatable) runs only the cases whose name contains TEXT; one that
+//             matches no case is a usage error. Victim processes are this executable, run as
 //             `chatbench victim` (an internal mode).
 //   shutdown  SIGTERM -> process exit, and -> every client has read `BYE shutdown`.
 //
@@ -64,6 +68,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <exception>
 #include <iostream>
 #include <sstream>
@@ -237,6 +242,10 @@ int main(int argc, char** argv) {
   detect->add_option("--runs", s.detect.runs, "Runs per case (no-pong with the 15s/10s defaults runs once)")
       ->capture_default_str()
       ->check(CLI::Range(1, 100));
+  detect->add_option("--case", s.detect.cases,
+                     "Run only the cases whose name contains TEXT (repeatable; default: every case)")
+      ->type_name("TEXT")
+      ->allow_extra_args(false);
 
   auto* shutdown = app.add_subcommand("shutdown", "SIGTERM with N joined clients: time to exit and to BYE");
   shutdown->add_option("--clients", s.shutdown.clients, "Joined clients")
@@ -279,6 +288,16 @@ int main(int argc, char** argv) {
     if (fanout->parsed() && s.fanout.duration == 0 &&
         static_cast<long long>(s.fanout.clients) * s.fanout.senders * s.fanout.msgs > 200'000'000) {
       throw CLI::ValidationError("fanout", "--clients x --senders x --msgs must stay within 200,000,000 deliveries");
+    }
+    // Each --case must pick a case: a typo would otherwise run nothing and report success.
+    const auto case_names = detect_case_names();
+    for (const auto& wanted : s.detect.cases) {
+      const auto picks = [&](const std::string& name) { return detect_case_selected(name, {wanted}); };
+      if (std::none_of(case_names.begin(), case_names.end(), picks)) {
+        std::string list;
+        for (const auto& n : case_names) list += (list.empty() ? "\"" : ", \"") + n + "\"";
+        throw CLI::ValidationError("--case", "\"" + wanted + "\" is part of no case's name; the cases: " + list);
+      }
     }
   } catch (const CLI::ParseError& e) {
     const int code = app.exit(e);

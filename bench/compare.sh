@@ -8,7 +8,8 @@
 #   bench/compare.sh --baseline f500d89    adds a column for chatserver built from that commit
 #   bench/compare.sh --profile             adds perf profiles of chatserver (saturation, join storm)
 #   bench/compare.sh --quick --out FILE    a tiny version of every scenario (the test suite's smoke)
-#   bench/compare.sh --only fanout,join    some scenarios only
+#   bench/compare.sh --only fanout,join    some scenarios only (fanout sustained rate join scale slow)
+#   bench/compare.sh --only slow           a client that stops reading: chatserver (and --baseline)
 #   bench/compare.sh --no-run              rewrite the page from the last results (build/compare)
 #
 # What it does, in order:
@@ -21,6 +22,11 @@
 #      server by its pid;
 #   3. writes the tables: each server's figures (median of the runs, and the range) and its ratio
 #      to chatserver, a failed run written in its cell, the machine, the date and the commands.
+#
+# The scenario `slow` (a client that stops reading) is `chatbench detect --case "not reading"
+# --runs N`: one chatbench call per server holds the N runs, and it runs on chatserver and the
+# --baseline only, since detect reads chatserver's LEAVE causes, which the peers do not send. A
+# baseline without one of the case's options fails its runs; its cell says so.
 #
 # chatserver runs with its defaults, as the peers do with theirs, except --max-clients (sized
 # for the scenario) and its two limits meant for people, which every benchmark client (all from
@@ -39,13 +45,13 @@ BASELINE=""
 PROFILE=0
 NO_RUN=0
 QUICK=0
-ONLY="fanout,sustained,rate,join,scale"
+ONLY="fanout,sustained,rate,join,scale,slow"
 OUT=docs/performance.md
 WORK=build/compare
 BUILD=build/release
 
 usage() {
-  sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
   echo "options: --runs N  --scale-runs N  --baseline REV  --profile  --quick  --only LIST  --out FILE"
   echo "         --build DIR (the CMake build with chatserver and chatbench; default build/release)"
   echo "         --work DIR (raw results; default build/compare)"
@@ -85,6 +91,10 @@ else
   JOIN=(join --clients 2000)
   SCALE=(scale --clients 10000)
 fi
+# The issue's non-reader (bench/detect.hpp): its runs are chatbench's own (--runs), in one call.
+SLOW=(detect --case "not reading" --runs "$RUNS")
+# Where a detect row is in chatbench's JSON: --case picks one.
+SLOW_ROW='.detect[0]'
 
 log() { echo "compare.sh: $*" >&2; }
 
@@ -117,6 +127,8 @@ if [ -n "$BASELINE" ]; then
   BASELINE_NAME="chatserver $rev"
   SERVERS+=(baseline)
 fi
+# The servers that send chatserver's LEAVE causes: chatbench detect can measure only these.
+DETECT_SERVERS=("${SERVERS[@]}")
 SERVERS+=(ngircd ncat asio)
 
 mkdir -p "$WORK"
@@ -233,6 +245,7 @@ want sustained && run_scenario sustained "$RUNS" chatserver "${FAST_PEERS[@]}" -
 want rate && run_scenario rate "$RUNS" "${SERVERS[@]}" -- "${FANOUT_RATE[@]}"
 want join && run_scenario join "$RUNS" "${SERVERS[@]}" -- "${JOIN[@]}"
 want scale && run_scenario scale "$SCALE_RUNS" chatserver epoll "${PEERS_ONLY[@]}" -- "${SCALE[@]}"
+want slow && run_scenario slow 1 "${DETECT_SERVERS[@]}" -- "${SLOW[@]}"
 else
   STARTED_AT=$(cat "$WORK/started_at" 2>/dev/null || echo "?")
   MEASURED_REV=$(cat "$WORK/measured_rev" 2>/dev/null || echo "?")
@@ -290,13 +303,15 @@ if [ "$PROFILE" = 1 ]; then
 fi
 
 # ---- 3. the tables ----------------------------------------------------------------------------------
-# A figure from every run of SCENARIO on SERVER: prints "median (min-max)" or "-".
+# A figure from every run of SCENARIO on SERVER: prints "median (min-max)" or "-". JQ-EXPR may
+# yield several values from one file: the runs inside one chatbench call (slow: `.ms[]`).
 # figure SCENARIO SERVER RUNS JQ-EXPR FORMAT
 figure() {
   local scenario=$1 server=$2 runs=$3 expr=$4 fmt=$5 values=() v run
   for ((run = 1; run <= runs; run++)); do
-    v=$(jq -r "($expr) // empty" "$WORK/$scenario-$server-$run.json" 2>/dev/null || true)
-    [ -n "$v" ] && [ "$v" != null ] && values+=("$v")
+    while IFS= read -r v; do
+      [ -n "$v" ] && [ "$v" != null ] && values+=("$v")
+    done < <(jq -r "($expr) // empty" "$WORK/$scenario-$server-$run.json" 2>/dev/null || true)
   done
   [ ${#values[@]} -gt 0 ] || { echo "-"; return; }
   printf '%s\n' "${values[@]}" | sort -g | awk -v fmt="$fmt" '
@@ -309,21 +324,33 @@ figure() {
     }'
 }
 
-# The median alone, as a number, for ratios.
+# The median alone, as a number, for ratios (JQ-EXPR as for figure).
 median() {
   local scenario=$1 server=$2 runs=$3 expr=$4 values=() v run
   for ((run = 1; run <= runs; run++)); do
-    v=$(jq -r "($expr) // empty" "$WORK/$scenario-$server-$run.json" 2>/dev/null || true)
-    [ -n "$v" ] && [ "$v" != null ] && values+=("$v")
+    while IFS= read -r v; do
+      [ -n "$v" ] && [ "$v" != null ] && values+=("$v")
+    done < <(jq -r "($expr) // empty" "$WORK/$scenario-$server-$run.json" 2>/dev/null || true)
   done
   [ ${#values[@]} -gt 0 ] || return 0
   printf '%s\n' "${values[@]}" | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
 }
 
+# A text from the first run of SCENARIO on SERVER (jq -r JQ-EXPR), for a cell: "-" when there is none.
+# text_of SCENARIO SERVER JQ-EXPR
+text_of() {
+  local v
+  v=$(jq -r "($3) // empty" "$WORK/$1-$2-1.json" 2>/dev/null | head -1 || true)
+  v=${v//|/\\|}
+  echo "${v:--}"
+}
+
 # ratio A B: A / B with two decimals, or "-".
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0) print "-"; else printf "%.2f", a / b }'; }
 
-# What went wrong in the runs of SCENARIO on SERVER (empty when all were ok).
+# What went wrong in the runs of SCENARIO on SERVER (empty when all were ok). KEY is the mode's
+# part of chatbench's JSON; for detect (an array of rows) its first row: a run inside that saw no
+# LEAVE, or a cause other than the one expected.
 failures() {
   local scenario=$1 server=$2 runs=$3 key=$4 run f out=""
   for ((run = 1; run <= runs; run++)); do
@@ -331,18 +358,25 @@ failures() {
     [ -f "$f" ] || continue
     local text
     text=$(jq -r --arg k "$key" '
-      if .server_died then "the server died during the run"
-      elif (.[$k] == null) then (.error // "no result")
-      elif .[$k].ok then empty
-      else [ (.[$k].error // empty),
-             (if (.[$k].check.lost // 0) > 0 then "\(.[$k].check.lost) lost" else empty end),
-             (if (.[$k].check.corrupt // 0) > 0 then "\(.[$k].check.corrupt) corrupted" else empty end),
-             (if (.[$k].check.order_violations // 0) > 0 then "order differs at \(.[$k].check.order_violations)" else empty end),
-             (if (.[$k].timed_out // false) then "not all in the room in time" else empty end),
-             (if (.[$k].refused // 0) > 0 then "\(.[$k].refused) refused" else empty end),
-             (if (.[$k].dropped // 0) > 0 then "\(.[$k].dropped) dropped" else empty end),
-             (if (.[$k].ended_during_run // 0) > 0 then "\(.[$k].ended_during_run) dropped" else empty end),
-             (if (.[$k].reasons // "") != "" then "(\(.[$k].reasons))" else empty end)
+      (.[$k] | if type == "array" then .[0] else . end) as $r
+      | if .server_died then "the server died during the run"
+      elif ($r == null) then (.error // "no result")
+      elif $r.ok then empty
+      else [ ($r.error // empty),
+             (if ($r.check.lost // 0) > 0 then "\($r.check.lost) lost" else empty end),
+             (if ($r.check.corrupt // 0) > 0 then "\($r.check.corrupt) corrupted" else empty end),
+             (if ($r.check.order_violations // 0) > 0 then "order differs at \($r.check.order_violations)" else empty end),
+             (if ($r.timed_out // false) then "not all in the room in time" else empty end),
+             (if ($r.refused // 0) > 0 then "\($r.refused) refused" else empty end),
+             (if ($r.dropped // 0) > 0 then "\($r.dropped) dropped" else empty end),
+             (if ($r.ended_during_run // 0) > 0 then "\($r.ended_during_run) dropped" else empty end),
+             (if ($r.reasons // "") != "" then "(\($r.reasons))" else empty end),
+             (if ($r.errors // []) != [] then
+                "no LEAVE in \($r.errors | length) of \(($r.ms | length) + ($r.errors | length)) detect runs: \($r.errors[0] | split("\n")[0])"
+              else empty end),
+             (if ($r.causes // []) | any(. != $r.expected) then
+                "LEAVE \([$r.causes[] | select(. != $r.expected)] | unique | join("/")) where \($r.expected) was expected"
+              else empty end)
            ] | join(", ") end' "$f" 2>/dev/null || echo "unreadable result")
     [ -n "$text" ] && out+="run $run: ${text//|/\\|}; "
   done
@@ -491,6 +525,31 @@ page=$(mktemp)
         "$(figure scale "$s" "$SCALE_RUNS" '.scale.idle_sweep_p99_us / 1000' '%.1f') ($(figure scale "$s" "$SCALE_RUNS" '.scale.idle_sweep_cpu_p99_us / 1000' '%.1f'))" \
         "$(figure scale "$s" "$SCALE_RUNS" '.scale.round.ms_to_last' '%.0f')" \
         "$(vs "$s" "$m" "$base")"
+    done
+    echo
+  fi
+
+  if want slow; then
+    echo "### A client that stops reading: detect --case \"not reading\""
+    echo
+    echo "A client with a 4 KiB receive buffer joins and never reads; another member, the observer, sends up to"
+    echo "1,000 lines of 900 B (reading its own echoes), on a server with \`--send-queue 256KiB --send-timeout 2s\`."
+    echo "The time runs from the observer's first line to its reading the client's LEAVE. The peers are not in"
+    echo "this table: chatbench's detect mode needs chatserver's LEAVE causes."
+    echo
+    echo "| server | runs | cause seen | time to LEAVE ms | the observer had sent until then, KiB (median) | the LEAVE's detail (first run) |"
+    echo "|---|---|---|---|---|---|"
+    # The causes seen, as chatbench's own table shows them: "too-slow", or "too-slow x2, no-pong x1".
+    SLOW_CAUSES="$SLOW_ROW.causes | group_by(.) | if length > 1 then map(\"\\(.[0]) x\\(length)\") else map(.[0]) end | join(\", \")"
+    for s in "${DETECT_SERVERS[@]}"; do
+      kib=$(median slow "$s" 1 "$SLOW_ROW.sent_mib[] * 1024")
+      row "$(label_of "$s")" \
+        "$(figure slow "$s" 1 "$SLOW_ROW | (.ms | length) + (.errors | length)" '%.0f')" \
+        "$(cell "$(text_of slow "$s" "$SLOW_CAUSES")" \
+          "$(failures slow "$s" 1 detect)")" \
+        "$(figure slow "$s" 1 "$SLOW_ROW.ms[]" '%.1f')" \
+        "$(awk -v m="$kib" 'BEGIN { if (m == "") print "-"; else printf "%.0f", m }')" \
+        "$(text_of slow "$s" "$SLOW_ROW.details[0]")"
     done
     echo
   fi

@@ -4,6 +4,7 @@
 #include "bench/line_conn.hpp"
 #include "common/protocol.hpp"
 
+#include <algorithm>
 #include <csignal>
 #include <functional>
 #include <map>
@@ -15,61 +16,98 @@ namespace {
 
 using namespace std::chrono_literals;
 
-enum class Failure { quit, killed, reset, stopped, queue_full, write_stall };
+enum class Failure { quit, killed, reset, stopped, not_reading };
+
+// What the observer sends in a not-reading case, from the injection on: lines of `line_bytes`
+// ("SAY " and text; the LF not counted), until the LEAVE or a cap, whichever comes first.
+struct Traffic {
+  std::size_t line_bytes = 0;
+  std::size_t max_lines = 0;  // 0: no cap by count
+  std::size_t max_bytes = 0;  // LFs included; 0: no cap by size
+};
 
 struct Case {
   std::string name;
-  Failure failure;
-  std::vector<std::string> server_args;
+  Failure failure = Failure::quit;
+  std::vector<std::string> server_args{};  // `{}`: cases() leaves it out where there are none
   std::string settings;
   std::string expected;
   std::string start;
-  Clock::duration patience;  // from the injection to giving up on the LEAVE
-  bool once = false;         // one run whatever --runs says
+  Clock::duration patience{};  // from the injection to giving up on the LEAVE
+  bool once = false;           // one run whatever --runs says
+  Traffic traffic{};           // Failure::not_reading only
 };
+
+// The victim's receive buffer in the not-reading cases (the kernel doubles it): it fills at once.
+constexpr int small_rcvbuf = 4096;
+// The most the observer sends in one run of the 3 KB cases. The stall case must stay well under
+// its --send-queue (256 MiB) or it would measure the queue limit instead; 16 MiB is still far
+// more than the socket buffers between the server and the victim hold (a few MiB on Linux).
+constexpr Traffic queue_case_traffic{.line_bytes = 4 + 3000, .max_bytes = 128u << 20};
+constexpr Traffic stall_case_traffic{.line_bytes = 4 + 3000, .max_bytes = 16u << 20};
+// The issue's scenario, as it was reported: another member sends 1,000 lines of 900 bytes. With
+// --send-queue 256KiB the victim is over it after 350 or so (the limit, plus what its socket
+// buffers took); a server that never drops it too-slow takes all 1,000 (880 KiB) into its kernel.
+constexpr Traffic issue_traffic{.line_bytes = 900, .max_lines = 1000};
 
 std::vector<Case> cases() {
   return {
-      {"quit", Failure::quit, {}, "defaults", "quit", "victim sends QUIT", 5s},
-      {"closed (SIGKILL)", Failure::killed, {}, "defaults", "closed", "kill(victim, SIGKILL)", 5s},
-      {"reset (RST)", Failure::reset, {}, "defaults", "reset", "close() with SO_LINGER {1,0}", 5s},
-      {"no-pong (SIGSTOP)", Failure::stopped, {}, "defaults (ping 15s, timeout 10s)", "no-pong",
-       "kill(victim, SIGSTOP)", 40s, true},
-      {"no-pong (SIGSTOP)", Failure::stopped, {"--ping-interval", "1s", "--ping-timeout", "1s"},
-       "--ping-interval 1s --ping-timeout 1s", "no-pong", "kill(victim, SIGSTOP)", 10s},
-      {"too-slow queue", Failure::queue_full, {}, "--send-queue 1MiB (default)", "too-slow",
-       "first 3 KB line to a victim that stopped reading", 30s},
-      {"too-slow stall", Failure::write_stall, {"--send-timeout", "1s", "--send-queue", "256MiB"},
-       "--send-timeout 1s --send-queue 256MiB", "too-slow", "first 3 KB line to a victim that stopped reading",
-       20s},
+      {.name = "quit", .failure = Failure::quit, .settings = "defaults", .expected = "quit",
+       .start = "victim sends QUIT", .patience = 5s},
+      {.name = "closed (SIGKILL)", .failure = Failure::killed, .settings = "defaults", .expected = "closed",
+       .start = "kill(victim, SIGKILL)", .patience = 5s},
+      {.name = "reset (RST)", .failure = Failure::reset, .settings = "defaults", .expected = "reset",
+       .start = "close() with SO_LINGER {1,0}", .patience = 5s},
+      {.name = "no-pong (SIGSTOP)", .failure = Failure::stopped, .settings = "defaults (ping 15s, timeout 10s)",
+       .expected = "no-pong", .start = "kill(victim, SIGSTOP)", .patience = 40s, .once = true},
+      {.name = "no-pong (SIGSTOP)", .failure = Failure::stopped,
+       .server_args = {"--ping-interval", "1s", "--ping-timeout", "1s"},
+       .settings = "--ping-interval 1s --ping-timeout 1s", .expected = "no-pong", .start = "kill(victim, SIGSTOP)",
+       .patience = 10s},
+      {.name = "too-slow queue", .failure = Failure::not_reading, .settings = "--send-queue 1MiB (default)",
+       .expected = "too-slow", .start = "first 3 KB line to a victim that stopped reading", .patience = 30s,
+       .traffic = queue_case_traffic},
+      {.name = "too-slow stall", .failure = Failure::not_reading,
+       .server_args = {"--send-timeout", "1s", "--send-queue", "256MiB"},
+       .settings = "--send-timeout 1s --send-queue 256MiB", .expected = "too-slow",
+       .start = "first 3 KB line to a victim that stopped reading", .patience = 20s, .traffic = stall_case_traffic},
+      // The patience is the default heartbeat's (a PING after 15 s of silence, no-pong 10 s later,
+      // as the no-pong case above): a server that lets the victim fall behind without limit still
+      // removes it, late and with another cause, and the row then shows that (MISMATCH), not a
+      // time-out. Once its 1,000 lines are sent, the observer only reads until then.
+      {.name = "not reading (900 B lines)", .failure = Failure::not_reading,
+       .server_args = {"--send-queue", "256KiB", "--send-timeout", "2s"},
+       .settings = "--send-queue 256KiB --send-timeout 2s", .expected = "too-slow",
+       .start = "first 900 B line to a victim with a 4 KiB receive buffer that stopped reading", .patience = 40s,
+       .traffic = issue_traffic},
   };
 }
 
-// A line of 3000 bytes of text (plus "SAY "): what "others send 3 KB lines" means here.
-const std::string big_line = "SAY " + std::string(3000, 'x');
-// The victim's receive buffer in the too-slow cases (the kernel doubles it): it fills at once.
-constexpr int small_rcvbuf = 4096;
-// The most the observer sends in one too-slow run. The stall case must stay well under its
-// --send-queue (256 MiB) or it would measure the queue limit instead; 16 MiB is still far more
-// than the socket buffers between the server and the victim hold (a few MiB on Linux).
-constexpr std::size_t queue_case_cap = 128u << 20;
-constexpr std::size_t stall_case_cap = 16u << 20;
-
-// The observer's flood in the too-slow cases. It sends the 3 KB lines and reads them back (the
-// room echoes them to their sender), keeping at most `max_in_flight` lines sent but not yet read
-// back: a sender that sends faster than it reads would fill its own send queue on the server
-// and be dropped too-slow itself, before the victim.
+// The observer's flood in the not-reading cases. It sends the case's lines and reads them back
+// (the room echoes them to their sender), keeping at most `max_in_flight` lines sent but not yet
+// read back: a sender that sends faster than it reads would fill its own send queue on the
+// server and be dropped too-slow itself, before the victim. Once a cap is reached it sends no
+// more; watch() goes on reading until the LEAVE or the case's patience.
 struct Flood {
-  static constexpr std::size_t max_in_flight = 64;  // about 190 KB, far below any --send-queue
-  std::size_t cap_bytes = 0;
+  static constexpr std::size_t max_in_flight = 64;  // 190 KB of 3 KB lines: below every --send-queue here
+
+  explicit Flood(const Traffic& t) : traffic(t), line("SAY " + std::string(t.line_bytes - 4, 'x')) {}
+
+  Traffic traffic;
+  std::string line;
   std::size_t sent_bytes = 0;
   std::size_t sent = 0;
   std::size_t echoed = 0;
 
+  bool capped() const {
+    return (traffic.max_lines > 0 && sent >= traffic.max_lines) ||
+           (traffic.max_bytes > 0 && sent_bytes >= traffic.max_bytes);
+  }
+
   void feed(LineConn& observer) {
-    while (observer.live() && sent - echoed < max_in_flight && sent_bytes < cap_bytes) {
-      observer.send_line(big_line);
-      sent_bytes += big_line.size() + 1;
+    while (observer.live() && sent - echoed < max_in_flight && !capped()) {
+      observer.send_line(line);
+      sent_bytes += line.size() + 1;
       ++sent;
     }
   }
@@ -150,8 +188,9 @@ RunResult run_once(const Case& c, const DetectOptions& options) {
     const auto said = victim_process->out().read_line(setup);
     if (!said || *said != "joined") throw std::runtime_error("victim did not join: " + said.value_or("(nothing)"));
   } else {
-    const bool slow = c.failure == Failure::queue_full || c.failure == Failure::write_stall;
-    victim.emplace(server.port(), setup, slow ? small_rcvbuf : 0);
+    // LineConn sets SO_RCVBUF before it connects, so the window the victim offers is small from
+    // the SYN on.
+    victim.emplace(server.port(), setup, c.failure == Failure::not_reading ? small_rcvbuf : 0);
     join(*victim, "victim", setup);
   }
   std::string why;
@@ -164,18 +203,14 @@ RunResult run_once(const Case& c, const DetectOptions& options) {
 
   // The injection. From here on the victim is not read from again.
   std::optional<Flood> flood;
-  if (c.failure == Failure::queue_full || c.failure == Failure::write_stall) {
-    flood.emplace();
-    flood->cap_bytes = c.failure == Failure::queue_full ? queue_case_cap : stall_case_cap;
-  }
+  if (c.failure == Failure::not_reading) flood.emplace(c.traffic);
   const auto injected = Clock::now();
   switch (c.failure) {
     case Failure::quit: victim->send_line(format_command(Command{Verb::quit, {}, "bench"})); break;
     case Failure::killed: victim_process->signal(SIGKILL); break;
     case Failure::reset: victim->close_with_reset(); break;
     case Failure::stopped: victim_process->signal(SIGSTOP); break;
-    case Failure::queue_full:
-    case Failure::write_stall: break;  // watch() sends the first line at once
+    case Failure::not_reading: break;  // watch() sends the first line at once
   }
   const auto seen =
       watch(observer, is_victim(Event::Kind::leave), injected + c.patience, flood ? &*flood : nullptr, why);
@@ -185,6 +220,10 @@ RunResult run_once(const Case& c, const DetectOptions& options) {
     result.detail = seen->event.text;
   } else {
     result.error = why;
+    if (flood && flood->capped()) {
+      result.error += " (the observer had sent all it sends: " + std::to_string(flood->sent) + " lines, " +
+                      std::to_string(flood->sent_bytes) + " bytes)";
+    }
   }
   if (flood) result.sent_bytes = flood->sent_bytes;
 
@@ -210,10 +249,31 @@ bool DetectRow::ok() const {
   return true;
 }
 
+std::vector<std::string> detect_case_names() {
+  std::vector<std::string> names;
+  for (const auto& c : cases()) {
+    if (std::find(names.begin(), names.end(), c.name) == names.end()) names.push_back(c.name);
+  }
+  return names;
+}
+
+bool detect_case_selected(const std::string& name, const std::vector<std::string>& filters) {
+  if (filters.empty()) return true;
+  return std::any_of(filters.begin(), filters.end(),
+                     [&](const std::string& f) { return name.find(f) != std::string::npos; });
+}
+
 std::vector<DetectRow> run_detect(const DetectOptions& options, std::ostream& progress) {
   std::vector<DetectRow> rows;
   for (const auto& c : cases()) {
-    DetectRow row{c.name, c.settings, c.expected, c.start, {}, {}, {}, {}, {}, {}};
+    if (!detect_case_selected(c.name, options.cases)) continue;
+    DetectRow row;
+    row.name = c.name;
+    row.settings = c.settings;
+    row.expected = c.expected;
+    row.start = c.start;
+    row.line_bytes = c.traffic.line_bytes;
+    row.max_lines = c.traffic.max_lines;
     const int runs = c.once ? 1 : options.runs;
     for (int run = 1; run <= runs; ++run) {
       progress << "detect: " << c.name << ", " << c.settings << ", run " << run << "/" << runs << ": " << std::flush;
@@ -310,8 +370,10 @@ void print_detect(const std::vector<DetectRow>& rows, std::ostream& out) {
         << row.details.front() << "\n";
     if (!row.sent_mib.empty()) {
       const auto mib = summarize(row.sent_mib);
-      out << "    (the observer had sent " << format_ms(mib.min) << " to " << format_ms(mib.max)
-          << " MiB of 3 KB lines by then)\n";
+      out << "    (the observer had sent " << format_ms(mib.min) << " to " << format_ms(mib.max) << " MiB of "
+          << row.line_bytes << " B lines by then";
+      if (row.max_lines > 0) out << ", of at most " << row.max_lines << " lines";
+      out << ")\n";
     }
   }
   for (const auto& row : rows) {
@@ -333,7 +395,11 @@ void json_detect(const std::vector<DetectRow>& rows, Json& json) {
     json.field("causes", row.causes);
     json.field("details", row.details);
     json.field("errors", row.errors);
-    if (!row.sent_mib.empty()) json.field("sent_mib", row.sent_mib);
+    if (row.line_bytes > 0) {
+      json.field("line_bytes", row.line_bytes);
+      if (row.max_lines > 0) json.field("max_lines", row.max_lines);
+      json.field("sent_mib", row.sent_mib);
+    }
     json.summary("summary", summarize(row.ms));
     json.end_object();
   }

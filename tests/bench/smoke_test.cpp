@@ -5,7 +5,8 @@
 // clients were refused. Web clients: fanout with every client on a WebSocket (--protocol ws) and
 // with a mixed room (--protocol mixed) check clean, with the web clients' deliveries counted
 // apart; a scale run with a mixed room completes; a server that refuses the WebSocket handshake
-// fails the run at once, naming its status line.
+// fails the run at once, naming its status line. Detect: --case with a text in no case's name is a
+// usage error; --case "not reading" runs the issue's non-reader alone, which leaves too-slow.
 //
 // Threads: the test thread; chatbench (and the chatserver it starts) are processes, driven
 // through tests/support/process.hpp's Subprocess with bounded waits. The handshake-refusal case
@@ -178,6 +179,64 @@ TEST_CASE("chatbench usage errors exit 2 with a message", "[bench][smoke]") {
     CHECK(*o.code == 2);
     CHECK(contains(o.err + o.out, c.says));
   }
+}
+
+TEST_CASE("chatbench detect --case: a text in no case's name is a usage error that lists the cases",
+          "[bench][smoke][detect]") {
+  for (const auto& args : std::vector<std::vector<std::string>>{
+           {"detect", "--case", "no such case"},
+           {"detect", "--case", "not reading", "--case", "no such case"},  // each --case must match
+       }) {
+    const auto o = run_chatbench(args);
+    INFO(o.all());
+    REQUIRE(o.code.has_value());
+    CHECK(*o.code == 2);
+    CHECK(contains(o.err, "--case"));
+    CHECK(contains(o.err, "\"no such case\""));
+    CHECK(contains(o.err, "\"not reading (900 B lines)\""));  // the names to choose from
+    CHECK_FALSE(contains(o.err, "detect: "));                 // no run began
+    CHECK(o.out.empty());
+  }
+}
+
+TEST_CASE("chatbench detect --case \"not reading\": the issue's non-reader alone, too-slow within seconds",
+          "[bench][smoke][detect]") {
+  // A 4 KiB receive buffer that never reads, up to 1,000 lines of 900 B, --send-queue 256KiB
+  // --send-timeout 2s. A few milliseconds on an idle machine; the bound is for a loaded one, and
+  // still far below the 25 s after which the default heartbeat would remove the client (no-pong).
+  const auto o = run_chatbench({"--json", "detect", "--case", "not reading", "--runs", "1"});
+  INFO(o.all());
+  REQUIRE(o.code.has_value());
+  CHECK(*o.code == 0);
+  const auto json = without_spaces(o.out);  // spaces inside strings go too
+  CHECK(std::count(o.out.begin(), o.out.end(), '\n') == 1);
+  CHECK(contains(json, "\"detect\":[{\"case\":\"notreading(900Blines)\","));
+  CHECK(contains(json, "\"settings\":\"--send-queue256KiB--send-timeout2s\","));
+  CHECK(contains(json, "\"expected\":\"too-slow\",\"clock_starts_at\":"));
+  CHECK(contains(json, "\"ok\":true,"));
+  CHECK(contains(json, "\"causes\":[\"too-slow\"],\"details\":[\""));
+  CHECK(contains(json, "\"errors\":[],\"line_bytes\":900,\"max_lines\":1000,"));
+  CHECK(json.ends_with(",\"ok\":true}"));
+  // Only the case asked for ran: one row, one run.
+  std::size_t rows = 0;
+  for (auto at = json.find("\"case\":"); at != std::string::npos; at = json.find("\"case\":", at + 1)) ++rows;
+  CHECK(rows == 1);
+  CHECK_FALSE(contains(o.err, "closed (SIGKILL)"));
+  CHECK(contains(o.err, "not reading (900 B lines)"));
+
+  // The first number in the JSON array `"name":[...]`, or -1 (no such array, or an empty one).
+  const auto first = [&](const std::string& name) -> double {
+    const auto at = json.find("\"" + name + "\":[");
+    if (at == std::string::npos || json.compare(at + name.size() + 4, 1, "]") == 0) return -1;
+    return std::stod(json.substr(at + name.size() + 4));
+  };
+  const double ms = first("ms");
+  CHECK(ms > 0);
+  CHECK(ms < 10'000);
+  // It left before the observer had sent all it would (1,000 lines of 900 B and their LFs).
+  const double sent_mib = first("sent_mib");
+  CHECK(sent_mib > 0);
+  CHECK(sent_mib < 1000.0 * 901 / (1 << 20));
 }
 
 TEST_CASE("chatbench: a non-chat protocol without --port is refused, naming --port", "[bench][smoke]") {
