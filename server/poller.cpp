@@ -130,9 +130,13 @@ void Poller::run(std::stop_token stop) {
       const auto cpu_started = thread_cpu_time();
       // Reaping scans every session, so it waits until one has finished.
       if (stats_.unreaped.load() > 0) {
-        const auto reaped = sessions_.reap();
-        stats_.unreaped -= reaped;
-        stats_.connected -= reaped;
+        auto reaped = sessions_.reap();
+        // Out of the epoll set before anyone can destroy them: a session that finished between
+        // two sweeps was never seen ended by probe(), and once the poller lets go, a writer may
+        // hold the last reference and destroy it while epoll_wait still reports its socket.
+        for (const auto& s : reaped) leave_probe_set(*s);
+        stats_.unreaped -= reaped.size();
+        stats_.connected -= reaped.size();
       }
       sessions_.refresh(snapshot_, snapshot_version_);
       sweep(snapshot_);
@@ -154,6 +158,11 @@ void Poller::sweep(const std::vector<std::shared_ptr<Session>>& sessions) {
   pinged_.clear();
   stats_.backlog_now = largest;
   stats_.note_backlog(largest);
+}
+
+void Poller::leave_probe_set(Session& s) {
+  if (s.probe_slot.in_probe_set) ::epoll_ctl(probe_epoll_, EPOLL_CTL_DEL, s.native_handle(), nullptr);
+  s.probe_slot.in_probe_set = false;
 }
 
 std::vector<short> Poller::readiness(const std::vector<Session*>& probed) {
@@ -220,9 +229,7 @@ void Poller::probe(const std::vector<std::shared_ptr<Session>>& sessions) {
   probed.reserve(sessions.size());
   for (const auto& s : sessions) {
     if (s->ended()) {
-      // Out of the epoll set before it can be reaped (closing the socket would also remove it).
-      if (s->probe_slot.in_probe_set) ::epoll_ctl(probe_epoll_, EPOLL_CTL_DEL, s->native_handle(), nullptr);
-      s->probe_slot.in_probe_set = false;
+      leave_probe_set(*s);  // before it can be reaped (closing the socket would also remove it)
       continue;
     }
     probed.push_back(s.get());

@@ -91,6 +91,8 @@ class Poller {
   void probe(const std::vector<std::shared_ptr<Session>>& sessions);
   // The probe's first step for `probed`: each socket's revents, by --probe poll or epoll.
   std::vector<short> readiness(const std::vector<Session*>& probed);
+  // Takes `session`'s socket out of the epoll set, if it is in it.
+  void leave_probe_set(Session& session);
   // The timers of one session; returns its backlog (bytes behind).
   std::uint64_t check_timers(Session& session, std::chrono::steady_clock::time_point now);
 

@@ -46,7 +46,7 @@ SessionRegistry::Live SessionRegistry::live(const asio::ip::address& address) co
   return out;
 }
 
-std::size_t SessionRegistry::reap() {
+std::vector<std::shared_ptr<Session>> SessionRegistry::reap() {
   std::vector<std::shared_ptr<Session>> finished;
   {
     std::lock_guard lock(mutex_);
@@ -55,7 +55,7 @@ std::size_t SessionRegistry::reap() {
     sessions_.erase(keep, sessions_.end());
     if (!finished.empty()) ++version_;
   }
-  return finished.size();  // destroyed here, outside the lock
+  return finished;  // the caller destroys them, outside the lock
 }
 
 std::vector<std::shared_ptr<Session>> SessionRegistry::take_all() {

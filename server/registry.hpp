@@ -31,8 +31,9 @@ class SessionRegistry {
   };
   Live live(const asio::ip::address& address) const;
   // Drops the sessions whose reader and writer have both returned (so destroying them joins
-  // nothing that still runs). Returns how many.
-  std::size_t reap();
+  // nothing that still runs) and hands them over: the caller lets go of them after it has
+  // forgotten them (the poller takes them out of its epoll set first).
+  std::vector<std::shared_ptr<Session>> reap();
   std::vector<std::shared_ptr<Session>> take_all();
 
  private:
