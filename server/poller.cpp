@@ -23,6 +23,22 @@ namespace {
 // How long the reader gets to notice a departure the probe has seen (see Poller::probe).
 constexpr auto reader_grace = std::chrono::seconds(1);
 
+// A sweep reads a few cache lines of every session, and 100 ms after the last sweep they have
+// left the caches: at 10,000 sessions, waiting for them one after another was most of a sweep.
+// So each loop asks for the lines of the session this many places ahead while it works on this
+// one, and the memory fetches overlap.
+constexpr std::size_t prefetch_ahead = 8;
+
+// The lines of `s` that check_timers() reads: the session's first ones (the poller's and
+// writer's slots, its flags, its clocks) and the Outbox's counters.
+void prefetch(Session& s) {
+  const auto* first = reinterpret_cast<const char*>(&s);
+  __builtin_prefetch(first);
+  __builtin_prefetch(first + 64);
+  __builtin_prefetch(first + 128);
+  __builtin_prefetch(&s.outbox());
+}
+
 // This thread's CPU time: a sweep's wall time minus this is time the poller waited (the 1 ms
 // probe) or was not scheduled.
 std::chrono::nanoseconds thread_cpu_time() {
@@ -151,7 +167,10 @@ void Poller::sweep(const std::vector<std::shared_ptr<Session>>& sessions) {
   probe(sessions);
   std::uint64_t largest = 0;
   const auto now = Session::Clock::now();  // one clock read for all: 10,000 reads cost a millisecond
-  for (const auto& s : sessions) largest = std::max(largest, check_timers(*s, now));
+  for (std::size_t i = 0; i < sessions.size(); ++i) {
+    if (i + prefetch_ahead < sessions.size()) prefetch(*sessions[i + prefetch_ahead]);
+    largest = std::max(largest, check_timers(*sessions[i], now));
+  }
   // The PINGs queued above, sent now: each writer wakes once, after the sweep, not on the first
   // of a few hundred PINGs, to contend with the rest of it for the machine's cores.
   for (auto* s : pinged_) s->wake_writer();
@@ -227,7 +246,9 @@ void Poller::probe(const std::vector<std::shared_ptr<Session>>& sessions) {
   }
   std::vector<Session*> probed;
   probed.reserve(sessions.size());
-  for (const auto& s : sessions) {
+  for (std::size_t i = 0; i < sessions.size(); ++i) {
+    if (i + prefetch_ahead < sessions.size()) __builtin_prefetch(sessions[i + prefetch_ahead].get());
+    const auto& s = sessions[i];
     if (s->ended()) {
       leave_probe_set(*s);  // before it can be reaped (closing the socket would also remove it)
       continue;
