@@ -152,7 +152,7 @@ TEST_CASE("a reset is reported as reset even while the poller probes the socket"
 // below three quarters of it. Lowered to 4 here; the default (1,000) is measured in
 // docs/performance.md. The question asked is the same either way: departures are still seen
 // with the right cause while the poller uses epoll, and probing almost continuously (1 ms).
-TEST_CASE("--probe auto switches to epoll past the threshold and back, and departures keep their causes",
+TEST_CASE("the probe in auto mode switches to epoll past the threshold and back, and departures keep their causes",
           "[lifecycle][probe]") {
   auto config = TestServer::config();
   config.poll_interval = std::chrono::milliseconds(1);
