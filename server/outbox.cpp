@@ -167,8 +167,13 @@ Outbox::Written Outbox::write_some(int fd, std::size_t budget) {
     pieces.push_back(Piece{own, size, bytes.size(), own ? 0u : 1u});
     append(at, size, skip);
   };
+  // A room line cut short by the last write is finished first, whatever own line is due: an own
+  // line stamped when the head was that entry's number (pushed while the entry was being
+  // written) would otherwise go out in the middle of it.
+  const bool finish_room_line = partial_ > 0 && partial_is_room_;
   while (iovs < max_pieces && pieces.size() < max_pieces * 8 && total < budget) {
-    if (next_own < pending_.size() && (!g_in_room || pending_[next_own].after <= g.seq())) {
+    const bool room_line_first = finish_room_line && pieces.empty();
+    if (!room_line_first && next_own < pending_.size() && (!g_in_room || pending_[next_own].after <= g.seq())) {
       Item& item = pending_[next_own];
       if (item.kind == Item::Kind::users && item.line.empty()) {
         item.line = render_users(item);  // once: a partial write resumes from the same bytes
@@ -188,12 +193,14 @@ Outbox::Written Outbox::write_some(int fd, std::size_t budget) {
       }
       continue;
     }
-    if (g_in_room && g.seq() < head && (next_own >= pending_.size() || g.seq() < pending_[next_own].after)) {
+    if (g_in_room && g.seq() < head &&
+        (room_line_first || next_own >= pending_.size() || g.seq() < pending_[next_own].after)) {
       if (passthrough) {
         // Lines that go out as they are: every entry up to the next own item (or the head, or
         // the budget) that lies back to back in the chunk is one piece, found without a visit
         // to each entry; gathering costs per chunk, not per line.
-        const std::uint64_t until = next_own < pending_.size() ? std::min(head, pending_[next_own].after) : head;
+        std::uint64_t until = next_own < pending_.size() ? std::min(head, pending_[next_own].after) : head;
+        if (until <= g.seq()) until = g.seq() + 1;  // room_line_first: at least the cut line
         const std::size_t skip0 = pieces.empty() ? partial_ : 0;
         const auto run = g.run(until, mode, budget - total + skip0);
         std::size_t skip = skip0;
@@ -240,6 +247,7 @@ Outbox::Written Outbox::write_some(int fd, std::size_t budget) {
   }
   out.bytes = written;
   consume(written, pieces, mode, out);
+  if (written == total) kernel_bytes_.store(0, std::memory_order_relaxed);  // before the reader is told
   if (written < total) {
     out.state = Written::State::blocked;
   } else if (last_included) {
@@ -271,6 +279,7 @@ void Outbox::consume(std::size_t bytes, const std::vector<Piece>& pieces, Stream
       } else {
         partial_ += bytes;
       }
+      partial_is_room_ = !piece.own;
       break;
     }
     bytes -= left;

@@ -111,9 +111,10 @@ class Outbox {
   // the kernel still held for it when its socket was last found full (note_kernel_bytes).
   std::uint64_t backlog() const;
   // The writer, when a write did not take everything, and the poller, while the socket stays
-  // full: the kernel holds `bytes` for this client, unsent or unacknowledged (unacked_bytes()).
-  // 0 once a write takes everything: the kernel's part counts while the socket is full, and a
-  // socket that takes everything holds at most --send-queue / 4 (limit_unsent()) anyway.
+  // full: the kernel holds `bytes` for this client, not yet sent (unsent_bytes()).
+  // 0 once a write takes everything (write_some resets it): the kernel's part counts while the
+  // socket is full; a socket that takes everything has at most min(--send-queue / 4, 64 KiB)
+  // unsent (limit_unsent(), plus the segment being filled). Bytes in flight are not counted.
   void note_kernel_bytes(std::uint64_t bytes) {
     if (kernel_bytes_.load(std::memory_order_relaxed) != bytes) kernel_bytes_.store(bytes, std::memory_order_relaxed);
   }
@@ -161,6 +162,7 @@ class Outbox {
   HistoryCursor cursor_;
   bool cursor_in_room_ = false;
   std::size_t partial_ = 0;  // bytes of the first pending piece already written
+  bool partial_is_room_ = false;  // ...and that piece is the room entry at the cursor, not pending_'s front
   std::vector<Piece> pieces_;  // write_some's list of what it gathered, kept to reuse its memory
 };
 

@@ -241,6 +241,32 @@ TEST_CASE("Outbox: runs of room entries across long lines and chunks, written in
   CHECK(box.backlog() == 0);
 }
 
+TEST_CASE("Outbox: an own line stamped before a room line that is half written goes after it, whole", "[outbox]") {
+  // The reader stamps a reply with the head it read (h); entry h may be appended, gathered and
+  // cut short by a full socket before the reply is pushed. The reply belongs before h, which is
+  // no longer possible: it must go after the rest of h, not in the middle of it.
+  History history(1 << 22);
+  Outbox box(history, 1 << 22);
+  Pair pair;
+  const int small = 4096;
+  ::setsockopt(pair.out, SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+  REQUIRE(box.push(join_at(history, StreamMode::protocol)) == Outbox::Push::ok);
+  const auto stamp = history.head();
+  const std::string line = "MSG a " + std::string(100'000, 'z') + "\n";
+  history.append(line, "");
+  REQUIRE(box.write_some(pair.out, 1 << 20).state == Outbox::Written::State::blocked);  // cut short
+  REQUIRE(box.push(own("PONG x", stamp)) == Outbox::Push::ok);
+  std::string got = pair.drain();
+  for (int rounds = 0; rounds < 100'000; ++rounds) {
+    const auto w = box.write_some(pair.out, 1 << 20);
+    got += pair.drain();
+    if (w.state == Outbox::Written::State::idle) break;
+  }
+  got += pair.drain();
+  CHECK(got.size() == line.size() + 7);
+  CHECK(got == line + "PONG x\n");
+}
+
 TEST_CASE("Outbox: own lines keep their place among room events", "[outbox]") {
   History history(1 << 20);
   Outbox box(history, 1 << 20);
