@@ -104,9 +104,9 @@ std::error_code pending_socket_error(int fd) {
   return std::error_code(err, asio::error::get_system_category());
 }
 
-std::size_t unacked_bytes(int fd) {
+std::size_t unsent_bytes(int fd) {
   int bytes = 0;
-  return ::ioctl(fd, SIOCOUTQ, &bytes) == 0 && bytes > 0 ? static_cast<std::size_t>(bytes) : 0;
+  return ::ioctl(fd, SIOCOUTQNSD, &bytes) == 0 && bytes > 0 ? static_cast<std::size_t>(bytes) : 0;
 }
 
 std::error_code limit_unsent(int fd, std::size_t bytes) {

@@ -103,9 +103,10 @@ std::optional<std::string> no_ack_for_budget(const std::optional<TcpHealth>& hea
 std::optional<std::string> ping_not_acked(const std::optional<TcpHealth>& health,
                                           std::chrono::steady_clock::duration since_ping);
 
-// Bytes the kernel still holds for `fd`'s peer: queued and not yet acknowledged, sent or not
-// (SIOCOUTQ). 0 if it cannot be read. Thread safe (reads kernel state).
-std::size_t unacked_bytes(int fd);
+// Bytes the kernel holds for `fd`'s peer and has not sent yet (SIOCOUTQNSD; bytes in flight,
+// sent and not yet acknowledged, are not counted: the client's window bounds those). 0 if it
+// cannot be read. Thread safe (reads kernel state).
+std::size_t unsent_bytes(int fd);
 
 // Caps what the kernel takes into `fd`'s send queue beyond what is in flight (TCP_NOTSENT_LOWAT):
 // past `bytes` unsent, a write takes nothing more (EAGAIN) and EPOLLOUT waits until the peer has

@@ -89,11 +89,16 @@ HistoryCursor::Run HistoryCursor::run(std::uint64_t until, StreamMode mode, std:
   }
   // Back to back unless a line too long for the chunk's buffer (stored on its own) is among them:
   // then the run ends before it (or is that line alone).
+  // (Compared as integers: a pointer past the end of `head`'s buffer may not be formed.)
+  const auto address = [](const char* p) { return reinterpret_cast<std::uintptr_t>(p); };
   std::uint64_t bytes = end_of(entries[to - 1], mode) - start;
   const std::string_view tail = line_of(entries[to - 1], mode);
-  if (tail.data() + tail.size() != head.data() + bytes) {
+  if (address(tail.data()) + tail.size() != address(head.data()) + bytes) {
     std::size_t k = from + 1;
-    while (k < to && line_of(entries[k], mode).data() == head.data() + (end_of(entries[k - 1], mode) - start)) ++k;
+    while (k < to && address(line_of(entries[k], mode).data()) ==
+                         address(head.data()) + (end_of(entries[k - 1], mode) - start)) {
+      ++k;
+    }
     to = k;
     bytes = end_of(entries[to - 1], mode) - start;
   }

@@ -97,7 +97,8 @@ class HistoryCursor {
   // least one entry, none at or past `until` (at most the head the caller loaded), and no more
   // once `want` bytes are reached. Found with a binary search over the chunk's byte offsets, not
   // by visiting each entry: a writer sends a member hundreds of lines as one piece for the cost
-  // of one. Only when seq() < until.
+  // of one. (Only when a line stored on its own, over 32 KiB, is in range are the entries walked
+  // to find where the run ends.) Only when seq() < until.
   struct Run {
     std::string_view bytes;     // the lines of `entries` entries in `mode`, back to back
     std::uint64_t entries = 0;  // how many (entries with an empty text line count too)

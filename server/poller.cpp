@@ -189,7 +189,7 @@ std::vector<short> Poller::readiness(const std::vector<Session*>& probed) {
     // The same question either way; only its cost differs. A small room is probed as PoshChat
     // did (one poll(2) over all its sockets); a large one through epoll, whose cost grows with
     // the sockets that are ready, not with all of them. Sockets stay in the epoll set while poll
-    // is used (they cost nothing there, and an ended one is taken out in probe()).
+    // is used (they cost little there: a callback per packet; an ended one is taken out in probe()).
     const bool was_epoll = using_epoll_;
     if (!using_epoll_ && probed.size() > config_.probe_auto_threshold) using_epoll_ = true;
     if (using_epoll_ && probed.size() < config_.probe_auto_threshold * 3 / 4) using_epoll_ = false;
@@ -247,7 +247,11 @@ void Poller::probe(const std::vector<std::shared_ptr<Session>>& sessions) {
   std::vector<Session*> probed;
   probed.reserve(sessions.size());
   for (std::size_t i = 0; i < sessions.size(); ++i) {
-    if (i + prefetch_ahead < sessions.size()) __builtin_prefetch(sessions[i + prefetch_ahead].get());
+    if (i + prefetch_ahead < sessions.size()) {
+      const auto* ahead = reinterpret_cast<const char*>(sessions[i + prefetch_ahead].get());
+      __builtin_prefetch(ahead);
+      __builtin_prefetch(ahead + 64);  // its flags and descriptor
+    }
     const auto& s = sessions[i];
     if (s->ended()) {
       leave_probe_set(*s);  // before it can be reaped (closing the socket would also remove it)
@@ -324,15 +328,18 @@ std::uint64_t Poller::check_timers(Session& s, Session::Clock::time_point now) {
     return 0;
   }
   // The writers check this rule whenever they serve the client; this catches one they have not
-  // served since it fell behind. While its socket is full, what the kernel holds for it is
-  // asked again here (one ioctl per stalled client): the client may have read some of it.
+  // served since it fell behind. While its socket is full, what the kernel holds unsent for it
+  // is asked here (one ioctl per stalled client), in place of the writer's last sample: the
+  // client may have read some. Only the writer stores the sample (a store here could land after
+  // the writer's reset to 0 and outlive the stall).
   const auto full_since = s.write_stalled_since();
   const bool stalled = full_since.has_value();
-  if (stalled) s.outbox().note_kernel_bytes(unacked_bytes(s.native_handle()));
-  const auto backlog = s.outbox().backlog();
+  const auto sampled = s.outbox().kernel_bytes();
+  const auto kernel = stalled ? unsent_bytes(s.native_handle()) : sampled;
+  const auto queued = s.outbox().backlog();
+  const auto backlog = queued - std::min(queued, sampled) + kernel;
   if (tracing() && stalled && backlog != s.probe_slot.traced_backlog) {
     // The bytes behind, as they grow towards --send-queue (or shrink when the client reads).
-    const auto kernel = s.outbox().kernel_bytes();
     log_trace("send ", s.label(), ": ", backlog, " bytes behind of send-queue ", config_.send_queue, " (", kernel,
               " in the kernel, ", backlog - std::min(backlog, kernel), " queued here); socket full for ",
               format_duration(now - *full_since));

@@ -63,7 +63,7 @@ class ProbeSlot {
   std::optional<Clock::time_point> ping_sent_at;
   // Since when the probe has found the peer gone, sweep after sweep.
   std::optional<Clock::time_point> suspected_gone_since;
-  // --probe epoll: in the poller's epoll set, and the events it reported this sweep.
+  // --probe epoll or auto: in the poller's epoll set, and the events it reported this sweep.
   bool in_probe_set = false;
   short probe_revents = 0;
   // Not before then can the keepalive budget run out (the last ACK's age, as of the last

@@ -171,6 +171,9 @@ void Writer::check_backlog(Session& s) {
   // A client that has not joined has no room stream, only its own lines (each checked as it is
   // queued) or one HTTP answer, which may be larger than the limit.
   if (s.ended() || !s.joined()) return;
+  // The kernel's part, asked again if it is counted at all: the client may have read some of it
+  // since the write that found the socket full (EPOLLOUT comes only below half the cap).
+  if (s.outbox().kernel_bytes() > 0) s.outbox().note_kernel_bytes(unsent_bytes(s.native_handle()));
   const auto backlog = s.outbox().backlog();
   stats_.note_backlog(backlog);
   if (tracing() && s.writer_slot.parked && backlog >= s.writer_slot.traced_backlog + config_.send_queue / 8) {
@@ -204,17 +207,15 @@ bool Writer::service(const std::shared_ptr<Session>& session) {
   switch (w.state) {
     case State::idle:
       s.set_write_stalled(std::nullopt);
-      s.outbox().note_kernel_bytes(0);
       return false;
     case State::more:
       s.set_write_stalled(std::nullopt);
-      s.outbox().note_kernel_bytes(0);
       return true;
     case State::blocked:
-      // What the kernel holds now counts as behind too (at most about --send-queue / 4 unsent,
-      // TCP_NOTSENT_LOWAT, plus what is in flight): --send-queue is how far behind a client may
-      // be, wherever the bytes wait.
-      s.outbox().note_kernel_bytes(unacked_bytes(s.native_handle()));
+      // What the kernel holds unsent now counts as behind too (about min(--send-queue / 4, 64 KiB)
+      // at most, TCP_NOTSENT_LOWAT): --send-queue is how far behind a client may be, wherever the
+      // bytes wait. (write_some set it back to 0 when a write took everything.)
+      s.outbox().note_kernel_bytes(unsent_bytes(s.native_handle()));
       // The poller ends the client too-slow if this lasts --send-timeout with no progress.
       if (w.bytes > 0 || !s.write_stalled_since()) {
         if (tracing() && !s.write_stalled_since()) {

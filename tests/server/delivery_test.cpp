@@ -555,6 +555,58 @@ TEST_CASE("a client that never reads, 4 KiB receive buffer: too-slow within --se
   CHECK(stats.at("joined") == 2);
 }
 
+TEST_CASE("a non-reader is too-slow once its queue and the kernel's unsent bytes together pass --send-queue",
+          "[delivery][too-slow][not-reading]") {
+  // 150 KB to a client that never reads, --send-queue 128 KiB and no --send-timeout to speak of:
+  // the kernel takes at least its cap (32 KiB unsent, a quarter of the queue) before a write
+  // finds the socket full, so the queue in the server alone stays under 128 KiB (150 - 32 - the
+  // client's window). Only counting the kernel's bytes takes it over.
+  auto config = TestServer::config();
+  config.send_queue = 128 * 1024;
+  config.send_timeout = chat::Millis{3'600'000};
+  config.max_rate = 0;
+  TestServer server(config);
+  auto observer = connect_and_join(server.port(), "observer");
+  auto talker = connect_and_join(server.port(), "talker");
+  expect_prefix(*observer, "JOIN talker");
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE(fd >= 0);
+  const int rcvbuf = 4096;
+  REQUIRE(::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf) == 0);
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(server.port());
+  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof to) == 0);
+  const std::string hello = "HELLO nonreader\n";
+  REQUIRE(::send(fd, hello.data(), hello.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(hello.size()));
+  expect_prefix(*observer, "JOIN nonreader");
+  expect_prefix(*talker, "JOIN nonreader");
+
+  const std::string filler(880, 'k');
+  std::string leave;
+  for (int i = 0; i < 167; ++i) {  // 167 lines of 900 bytes: about 150 KB
+    const std::string want = "MSG talker " + std::to_string(i) + " " + filler;
+    REQUIRE(talker->send_line("SAY " + std::to_string(i) + " " + filler));
+    auto got = observer->expect_line(
+        [&](const std::string& l) {
+          if (l.starts_with("LEAVE nonreader")) leave = l;
+          return l == want;
+        },
+        io_timeout);
+    REQUIRE(got);
+    REQUIRE(talker->expect_line([&](const std::string& l) { return l == want; }, io_timeout));
+  }
+  if (leave.empty()) {
+    auto line = observer->expect_line("LEAVE nonreader", io_timeout);
+    INFO("no LEAVE: the queue alone never passed --send-queue, and the kernel's bytes were not counted");
+    REQUIRE(line);
+    leave = *line;
+  }
+  ::close(fd);
+  CHECK(leave.starts_with("LEAVE nonreader too-slow send queue over 131072 bytes"));
+}
+
 TEST_CASE("STATS answers one line of counters, before and after joining; text mode has no STATS", "[delivery][stats]") {
   TestServer server;
   auto before = connect_client(server.port());
