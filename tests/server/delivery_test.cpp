@@ -460,6 +460,23 @@ int server_socket_to(const sockaddr_in& local) {
   return -1;
 }
 
+// A client with a 4 KiB receive buffer, set before it connects so that its window is small from
+// the start: it says HELLO `nick` and never reads a byte. Returns its descriptor.
+int connect_non_reader(std::uint16_t port, const std::string& nick) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE(fd >= 0);
+  const int rcvbuf = 4096;
+  REQUIRE(::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf) == 0);
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(port);
+  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof to) == 0);
+  const std::string hello = "HELLO " + nick + "\n";
+  REQUIRE(::send(fd, hello.data(), hello.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(hello.size()));
+  return fd;
+}
+
 }  // namespace
 
 TEST_CASE("a client that never reads, 4 KiB receive buffer: too-slow within --send-timeout, the kernel holds little",
@@ -476,19 +493,7 @@ TEST_CASE("a client that never reads, 4 KiB receive buffer: too-slow within --se
   auto talker = connect_and_join(server.port(), "talker");
   expect_prefix(*observer, "JOIN talker");
 
-  // The non-reader: a 4 KiB receive buffer before it connects, so its window is small from the
-  // start; it says HELLO and never reads a byte.
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  REQUIRE(fd >= 0);
-  const int rcvbuf = 4096;
-  REQUIRE(::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf) == 0);
-  sockaddr_in to{};
-  to.sin_family = AF_INET;
-  to.sin_port = htons(server.port());
-  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof to) == 0);
-  const std::string hello = "HELLO nonreader\n";
-  REQUIRE(::send(fd, hello.data(), hello.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(hello.size()));
+  const int fd = connect_non_reader(server.port(), "nonreader");
   expect_prefix(*observer, "JOIN nonreader");
   expect_prefix(*talker, "JOIN nonreader");
   sockaddr_in local{};
@@ -569,17 +574,7 @@ TEST_CASE("a non-reader is too-slow once its queue and the kernel's unsent bytes
   auto observer = connect_and_join(server.port(), "observer");
   auto talker = connect_and_join(server.port(), "talker");
   expect_prefix(*observer, "JOIN talker");
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  REQUIRE(fd >= 0);
-  const int rcvbuf = 4096;
-  REQUIRE(::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf) == 0);
-  sockaddr_in to{};
-  to.sin_family = AF_INET;
-  to.sin_port = htons(server.port());
-  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof to) == 0);
-  const std::string hello = "HELLO nonreader\n";
-  REQUIRE(::send(fd, hello.data(), hello.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(hello.size()));
+  const int fd = connect_non_reader(server.port(), "nonreader");
   expect_prefix(*observer, "JOIN nonreader");
   expect_prefix(*talker, "JOIN nonreader");
 

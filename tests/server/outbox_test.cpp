@@ -42,6 +42,11 @@ struct Pair {
   }
   Pair(const Pair&) = delete;
   Pair& operator=(const Pair&) = delete;
+  // A 4 KiB send buffer, so that a write_some of more than that is cut short.
+  void shrink_send_buffer() const {
+    const int small = 4096;
+    REQUIRE(::setsockopt(out, SOL_SOCKET, SO_SNDBUF, &small, sizeof small) == 0);
+  }
   // Everything readable now.
   std::string drain() const {
     std::string got;
@@ -206,8 +211,7 @@ TEST_CASE("Outbox: runs of room entries across long lines and chunks, written in
           "[outbox]") {
   History history(1 << 23);
   Pair pair;
-  const int small = 4096;
-  ::setsockopt(pair.out, SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+  pair.shrink_send_buffer();
   const auto mode = GENERATE(StreamMode::protocol, StreamMode::text);
   Outbox box(history, 1 << 23);
   box.set_mode(mode);
@@ -248,8 +252,7 @@ TEST_CASE("Outbox: an own line stamped before a room line that is half written g
   History history(1 << 22);
   Outbox box(history, 1 << 22);
   Pair pair;
-  const int small = 4096;
-  ::setsockopt(pair.out, SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+  pair.shrink_send_buffer();
   REQUIRE(box.push(join_at(history, StreamMode::protocol)) == Outbox::Push::ok);
   const auto stamp = history.head();
   const std::string line = "MSG a " + std::string(100'000, 'z') + "\n";
@@ -331,8 +334,7 @@ TEST_CASE("Outbox: a socket that takes only part of it resumes at the right byte
   History history(1 << 22);
   Outbox box(history, 1 << 22);
   Pair pair;
-  const int small = 4096;
-  ::setsockopt(pair.out, SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+  pair.shrink_send_buffer();
   REQUIRE(box.push(join_at(history, StreamMode::protocol)) == Outbox::Push::ok);
   std::string expected;
   for (int i = 0; i < 2000; ++i) {
@@ -402,8 +404,7 @@ TEST_CASE("Outbox: through a WebSocket framing every line is one text frame, raw
     CHECK(box.backlog() == 0);  // counted in lines' bytes, whatever the framing added
   }
   SECTION("a socket that takes a few bytes at a time resumes inside headers and payloads") {
-    const int small = 4096;
-    ::setsockopt(pair.out, SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+    pair.shrink_send_buffer();
     std::string got;
     int blocked = 0;
     for (int rounds = 0; rounds < 100'000; ++rounds) {
