@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's entry point on a fresh Debian 12 machine.
 #
-#   ./chat.sh run [chatserver options]   install what is missing, build, run chatserver
+#   ./chat.sh run [chatserver options]   install what is missing, build chatserver if a source
+#                                        changed (build/run), run it
 #   ./chat.sh test                       install what is missing, build, run every test suite
 #                                        (plain, ThreadSanitizer, AddressSanitizer + UBSan),
 #                                        then fuzz for about a minute (libFuzzer, build/fuzz)
@@ -12,6 +13,15 @@
 # Environment: CHAT_TEST_SANITIZERS=0 skips the two sanitizer builds in `test`;
 # CHAT_TEST_FUZZ=0 skips the fuzz build in `test` (and installing clang for it);
 # CHAT_JOBS=N sets build parallelism (default: number of cores).
+#
+# `run` has a build folder of its own, build/run (CHAT_RUN_DIR=DIR for another one, relative to
+# this folder or absolute), configured once with the tests off, so it never reconfigures the
+# folders of `build` and `test` (build/release) nor waits for CMake: it builds (only the chatserver
+# target, incrementally) when the binary is missing or a file it is built from (server/, common/,
+# web/ -- the page is embedded at build time --, a CMakeLists.txt or *.cmake outside tests/ and
+# docs/) is newer than the last build, and otherwise execs chatserver at once (exec: SIGINT and
+# SIGTERM reach it directly; every argument is passed on). CHAT_RUN_DRY=1 ./chat.sh run only says
+# whether it would build, and why (it installs, builds and runs nothing).
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")"
 
@@ -32,9 +42,13 @@ JOBS=${CHAT_JOBS:-$(nproc)}
 
 # install_missing [EXTRA PACKAGES...]
 install_missing() {
-  local missing=() p
-  for p in "${PACKAGES[@]}" "$@"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  local wanted=("${PACKAGES[@]}" "$@") missing=() installed=" " line p
+  # One dpkg-query for all of them (a name it does not know is reported on stderr: missing).
+  while IFS= read -r line; do
+    [[ $line == *" install ok installed" ]] && installed+="${line%% *} "
+  done < <(dpkg-query -W -f='${Package} ${Status}\n' "${wanted[@]}" 2>/dev/null || true)
+  for p in "${wanted[@]}"; do
+    [[ $installed == *" $p "* ]] || missing+=("$p")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
   echo "chat.sh: installing ${missing[*]}" >&2
@@ -65,13 +79,84 @@ run_suite() {
   (cd "build/$1" && ctest --output-on-failure --timeout 600 -j 2 "${@:3}")
 }
 
+# run_stale DIR: why DIR's chatserver must be built (one line), or nothing when it is up to date.
+# Up to date: the binary is there and no source is newer than DIR/.chat-run-stamp (touched when
+# chat.sh run's last successful build started) or, without a stamp (a folder built otherwise, e.g.
+# CHAT_RUN_DIR=build/release), than the binary. One find, no CMake.
+run_stale() {
+  local dir=$1 bin=$1/server/chatserver ref roots=(CMakeLists.txt) d newer
+  [ -x "$bin" ] || { echo "no $bin yet"; return 0; }
+  ref=$bin
+  [ -f "$dir/.chat-run-stamp" ] && ref=$dir/.chat-run-stamp
+  # Every top-level folder but build folders, tests/ (off in build/run) and docs/.
+  for d in */; do
+    d=${d%/}
+    case $d in build | build-* | tests | docs) continue ;; esac
+    [ -e "$d/CMakeCache.txt" ] && continue
+    roots+=("$d")
+  done
+  newer=$(find "${roots[@]}" -type f \( -path 'server/*' -o -path 'common/*' -o -path 'web/*' \
+    -o -name CMakeLists.txt -o -name '*.cmake' \) -newer "$ref" -print -quit)
+  [ -z "$newer" ] || echo "$newer changed"
+}
+
+# run_build DIR REASON: configure DIR once (tests, chatbench and Qt off), then build the chatserver
+# target, saying so on stderr with CMake's progress lines; errors in full, and exit 1, on failure.
+run_build() {
+  local dir=$1 reason=$2 start=$SECONDS out
+  mkdir -p "$dir"
+  # One build at a time in DIR (two `run`s at once); closed before chatserver is exec'd.
+  exec 9>"$dir/.chat-run.lock"
+  if ! flock -n 9; then
+    echo "chat.sh: waiting for another chat.sh building in $dir ..." >&2
+    flock 9
+    reason=$(run_stale "$dir")
+  fi
+  if [ -n "$reason" ]; then
+    if [ -x "$dir/server/chatserver" ]; then
+      echo "chat.sh: $reason: building chatserver in $dir ..." >&2
+    else
+      echo "chat.sh: building chatserver in $dir (the first time takes a few minutes) ..." >&2
+    fi
+    if ! [ -f "$dir/CMakeCache.txt" ] || ! { [ -f "$dir/Makefile" ] || [ -f "$dir/build.ninja" ]; }; then
+      echo "chat.sh: configuring $dir (tests off) ..." >&2
+      if ! out=$(cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCHAT_BUILD_TESTS=OFF \
+        -DCHAT_BUILD_BENCH=OFF -DCHAT_WITH_QT=OFF 2>&1); then
+        printf '%s\n' "$out" >&2
+        echo "chat.sh: configuring $dir failed (CMake's output above)" >&2
+        exit 1
+      fi
+    fi
+    touch "$dir/.chat-run-stamp.next"
+    if ! cmake --build "$dir" -j "$JOBS" --target chatserver >&2; then
+      echo "chat.sh: building chatserver in $dir failed (the errors above)" >&2
+      exit 1
+    fi
+    mv -f "$dir/.chat-run-stamp.next" "$dir/.chat-run-stamp"
+    echo "chat.sh: chatserver built in $((SECONDS - start)) s; starting $dir/server/chatserver" >&2
+  fi
+  exec 9>&-
+}
+
 cmd=${1:-}
 [ $# -gt 0 ] && shift
 case "$cmd" in
   run)
+    dir=${CHAT_RUN_DIR:-build/run}
+    dir=${dir%/}
+    if [ "${CHAT_RUN_DRY:-0}" != 0 ]; then
+      reason=$(run_stale "$dir")
+      if [ -n "$reason" ]; then
+        echo "chat.sh: would build chatserver in $dir ($reason)"
+      else
+        echo "chat.sh: chatserver in $dir is up to date; would run $dir/server/chatserver"
+      fi
+      exit 0
+    fi
     install_missing
-    build release -DCHAT_BUILD_TESTS=OFF
-    exec build/release/server/chatserver "$@"
+    reason=$(run_stale "$dir")
+    [ -z "$reason" ] || run_build "$dir" "$reason"
+    exec "$dir/server/chatserver" "$@"
     ;;
   build)
     install_missing
