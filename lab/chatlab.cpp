@@ -14,9 +14,14 @@
 // Exit status: 0 when the scenario ended as expected (the cause, the detector), 1 when it did
 // not, 2 on a usage error or when the scenario cannot run here. Walk-through: docs/lab.md.
 //
+// The table goes to stdout as the scenario runs, each line once: the scenario's head at once,
+// a phase's chatserver line when it starts, its timeline when it ends. stderr is for errors.
+//
 // Threads: the main thread runs the scenario; the objects it creates own the rest (the
 // server's stderr drain thread, the observer's reader, the ss sampler). `chatlab victim` is the
-// victim process (an internal mode, single-threaded; `chatlab victim --web` the browser's page).
+// victim process (an internal mode, single-threaded; `chatlab victim --web` the browser's page):
+// it is told apart before the lab's own command line is parsed, so that the help and usage
+// people read show no subcommand.
 #include "bench/child_process.hpp"
 #include "lab/network.hpp"
 #include "lab/scenarios.hpp"
@@ -31,6 +36,8 @@
 #include <csignal>
 #include <exception>
 #include <iostream>
+#include <memory>
+#include <string_view>
 
 #ifndef CHATSERVER_PATH
 #define CHATSERVER_PATH "chatserver"
@@ -48,6 +55,33 @@ std::string default_server(const std::string& self) {
   return chat::lab::find_program("chatserver");
 }
 
+// The usage line people read. CLI11 2.1.2 has no App::usage(), and its own line names the
+// positionals ("[scenario] [server-options...]") without the `--` that the options need.
+class LabFormatter : public CLI::Formatter {
+ public:
+  std::string make_usage(const CLI::App*, std::string) const override {
+    return "Usage: chatlab [OPTIONS] SCENARIO [-- CHATSERVER-OPTIONS...]\n"
+           "       chatlab --list\n";
+  }
+};
+
+// `chatlab victim [--web] ADDRESS PORT`: the victim process that chatlab starts (internal).
+int victim_main(int argc, char** argv) {
+  CLI::App app{"chatlab's victim process (internal: chatlab starts it)", "chatlab victim"};
+  std::string address;
+  int port = 0;
+  bool web = false;
+  app.add_flag("--web", web, "Be a browser's page: the WebSocket at /ws");
+  app.add_option("address", address)->required();
+  app.add_option("port", port)->required()->check(CLI::Range(1, 65535));
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  return chat::lab::run_victim(address, static_cast<std::uint16_t>(port), web);
+}
+
 std::string scenario_list() {
   std::string text;
   for (const auto& name : chat::lab::scenario_names()) {
@@ -60,7 +94,10 @@ std::string scenario_list() {
 
 int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
-  CLI::App app{"chatlab: break a chat client in one way and watch which chatserver thread notices, when, and why."};
+  if (argc >= 2 && std::string_view(argv[1]) == "victim") return victim_main(argc - 1, argv + 1);
+  CLI::App app{"chatlab: break a chat client in one way and watch which chatserver thread notices, when, and why.",
+               "chatlab"};
+  app.formatter(std::make_shared<LabFormatter>());
   app.footer("Scenarios:\n" + scenario_list() + "\nWalk-through: docs/lab.md");
   app.get_formatter()->column_width(30);
 
@@ -76,21 +113,11 @@ int main(int argc, char** argv) {
   app.add_option("scenario", scenario, "What to break (see below)");
   app.add_option("server-options", options.extra, "More chatserver options, after --");
 
-  std::string victim_address;
-  int victim_port = 0;
-  bool victim_web = false;
-  auto* victim = app.add_subcommand("victim", "");  // internal: the victim process
-  victim->group("");
-  victim->add_flag("--web", victim_web);  // a browser's page: the WebSocket at /ws
-  victim->add_option("address", victim_address)->required();
-  victim->add_option("port", victim_port)->required();
-
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
-  if (victim->parsed()) return chat::lab::run_victim(victim_address, static_cast<std::uint16_t>(victim_port), victim_web);
   if (list) {
     std::cout << scenario_list();
     return 0;
@@ -129,13 +156,24 @@ int main(int argc, char** argv) {
       std::cerr << "chatlab: no chatserver found beside chatlab or on PATH; give --server PATH\n";
       return 2;
     }
-    const auto result = chat::lab::run_scenario(scenario, options, std::cerr);
     if (json) {
+      const auto result = chat::lab::run_scenario(scenario, options);
       std::cout << chat::lab::json_result(result) << "\n";
-    } else {
-      chat::lab::print_result(result, std::cout);
+      return result.ok() ? 0 : 1;
     }
-    return result.ok() ? 0 : 1;
+    chat::lab::print_scenario_head(scenario, std::cout);
+    std::cout.flush();
+    const auto phases = chat::lab::phase_count(scenario);
+    chat::lab::ScenarioProgress progress;
+    progress.started = [&](std::size_t k, const chat::lab::PhaseResult& phase) {
+      chat::lab::print_phase_head(phase, k, phases, std::cout);
+      std::cout.flush();
+    };
+    progress.done = [](std::size_t, const chat::lab::PhaseResult& phase) {
+      chat::lab::print_phase_table(phase, std::cout);
+      std::cout.flush();
+    };
+    return chat::lab::run_scenario(scenario, options, progress).ok() ? 0 : 1;
   } catch (const chat::lab::LabUnavailable& e) {
     return unavailable(e.what());
   } catch (const std::exception& e) {

@@ -319,7 +319,8 @@ void judge(PhaseResult& r) {
                           (detail_ok ? std::string() : ", with \"" + r.expected_detail + "\" in the detail") + ")");
 }
 
-PhaseResult run_phase(const PhaseSpec& spec, const LabOptions& options, std::ostream& progress) {
+PhaseResult run_phase(const PhaseSpec& spec, const LabOptions& options, std::size_t index,
+                      const ScenarioProgress& progress) {
   PhaseResult r;
   r.title = spec.title;
   r.expected_cause = spec.expected_cause;
@@ -348,11 +349,8 @@ PhaseResult run_phase(const PhaseSpec& spec, const LabOptions& options, std::ost
     launch.bind = server_host->address;
   }
   r.server_args = with(with({"--trace"}, spec.server_args), options.extra);
-  progress << "chatlab: chatserver " << [&] {
-    std::string text;
-    for (const auto& a : r.server_args) text += (text.empty() ? "" : " ") + a;
-    return text;
-  }() << (net ? " (in network namespace " + server_host->ns_name + ")" : std::string()) << "\n";
+  if (net) r.server_netns = server_host->ns_name;
+  if (progress.started) progress.started(index, r);
   bench::ServerProcess server(options.server_path, r.server_args, launch);
   const std::string netns = net ? server_host->ns_name : std::string();
   Observer observer(launch.bind, server.port(), netns, timeline);
@@ -374,7 +372,6 @@ PhaseResult run_phase(const PhaseSpec& spec, const LabOptions& options, std::ost
   spec.fault(ctx);
   r.fault = ctx.fault;
   r.fault_at = ctx.fault_at;
-  progress << "chatlab: FAULT: " << r.fault << "\n";
   const auto wait = spec.expected_cause.empty() ? options.watch : options.wait;
   const auto leave = observer.wait_leave("victim", SteadyClock::now() + wait);
   // The reader logs "disconnected" on its way out, after the LEAVE went to the others: once
@@ -427,46 +424,64 @@ bool needs_netns(const std::string& name) {
 
 std::string scenario_summary(const std::string& name) { return find_scenario(name).summary; }
 
-ScenarioResult run_scenario(const std::string& name, const LabOptions& options, std::ostream& progress) {
+ScenarioResult run_scenario(const std::string& name, const LabOptions& options, const ScenarioProgress& progress) {
   const auto& s = find_scenario(name);
   ScenarioResult result{s.name, s.summary, {}};
-  for (const auto& phase : s.phases) result.phases.push_back(run_phase(phase, options, progress));
+  for (std::size_t k = 0; k < s.phases.size(); ++k) {
+    result.phases.push_back(run_phase(s.phases[k], options, k, progress));
+    if (progress.done) progress.done(k, result.phases.back());
+  }
   return result;
 }
 
+std::size_t phase_count(const std::string& name) { return find_scenario(name).phases.size(); }
+
+void print_scenario_head(const std::string& name, std::ostream& out) {
+  out << "chatlab " << name << ": " << scenario_summary(name) << "\n";
+}
+
+void print_phase_head(const PhaseResult& phase, std::size_t index, std::size_t phases, std::ostream& out) {
+  out << "\n";
+  if (phases > 1) out << "phase " << index + 1 << ": " << phase.title << "\n";
+  out << "chatserver";
+  for (const auto& a : phase.server_args) out << " " << a;
+  if (!phase.server_netns.empty()) out << " (in network namespace " << phase.server_netns << ")";
+  out << "\n";
+}
+
+void print_phase_table(const PhaseResult& p, std::ostream& out) {
+  out << "\n";
+  // From the victim's arrival: the server's start and the observer's join are the same every time.
+  std::size_t first = 0;
+  for (std::size_t i = 0; i < p.events.size(); ++i) {
+    if (p.events[i].source == "listener" && p.events[i].text.rfind("accept", 0) == 0) {
+      first = i;
+      break;
+    }
+  }
+  char row[64];
+  std::snprintf(row, sizeof row, "%10s  %-14s  %s\n", "ms", "who", "what");
+  out << row;
+  for (std::size_t i = first; i < p.events.size(); ++i) {
+    const auto& e = p.events[i];
+    std::snprintf(row, sizeof row, "%10.1f  %-14s  ", ms_between(p.fault_at, e.at), e.source.c_str());
+    out << row << e.text << "\n";
+  }
+  out << "\n";
+  if (!p.detector.empty()) {
+    out << "detector: the " << p.detector << " thread, " << bench::format_ms(p.detected_ms) << " ms after the fault\n";
+    if (!p.evidence.empty()) out << "  it saw:    " << p.evidence << "\n";
+    out << "  it decided: " << p.decision << "\n";
+  }
+  if (p.leave_line) out << "the others read, " << bench::format_ms(p.leave_ms) << " ms after the fault: " << *p.leave_line << "\n";
+  out << (p.ok ? "ok: " : "UNEXPECTED: ") << p.verdict << "\n";
+}
+
 void print_result(const ScenarioResult& result, std::ostream& out) {
-  out << "chatlab " << result.name << ": " << result.summary << "\n";
+  print_scenario_head(result.name, out);
   for (std::size_t k = 0; k < result.phases.size(); ++k) {
-    const auto& p = result.phases[k];
-    out << "\n";
-    if (result.phases.size() > 1) out << "phase " << k + 1 << ": " << p.title << "\n";
-    out << "chatserver";
-    for (const auto& a : p.server_args) out << " " << a;
-    out << "\n\n";
-    // From the victim's arrival: the server's start and the observer's join are the same every time.
-    std::size_t first = 0;
-    for (std::size_t i = 0; i < p.events.size(); ++i) {
-      if (p.events[i].source == "listener" && p.events[i].text.rfind("accept", 0) == 0) {
-        first = i;
-        break;
-      }
-    }
-    char row[64];
-    std::snprintf(row, sizeof row, "%10s  %-14s  %s\n", "ms", "who", "what");
-    out << row;
-    for (std::size_t i = first; i < p.events.size(); ++i) {
-      const auto& e = p.events[i];
-      std::snprintf(row, sizeof row, "%10.1f  %-14s  ", ms_between(p.fault_at, e.at), e.source.c_str());
-      out << row << e.text << "\n";
-    }
-    out << "\n";
-    if (!p.detector.empty()) {
-      out << "detector: the " << p.detector << " thread, " << bench::format_ms(p.detected_ms) << " ms after the fault\n";
-      if (!p.evidence.empty()) out << "  it saw:    " << p.evidence << "\n";
-      out << "  it decided: " << p.decision << "\n";
-    }
-    if (p.leave_line) out << "the others read, " << bench::format_ms(p.leave_ms) << " ms after the fault: " << *p.leave_line << "\n";
-    out << (p.ok ? "ok: " : "UNEXPECTED: ") << p.verdict << "\n";
+    print_phase_head(result.phases[k], k, result.phases.size(), out);
+    print_phase_table(result.phases[k], out);
   }
 }
 
@@ -478,6 +493,7 @@ std::string json_result(const ScenarioResult& result) {
   for (const auto& p : result.phases) {
     j.begin_object();
     j.field("title", p.title).field("fault", p.fault).field("server_args", p.server_args);
+    if (!p.server_netns.empty()) j.field("server_netns", p.server_netns);
     j.field("expected_cause", p.expected_cause).field("expected_detectors", p.expected_detectors);
     if (!p.expected_detail.empty()) j.field("expected_detail", p.expected_detail);
     j.field("cause", p.cause).field("leave", p.leave_line.value_or("")).field("leave_ms", p.leave_ms);

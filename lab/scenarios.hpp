@@ -27,7 +27,11 @@
 #include "lab/timeline.hpp"
 
 #include <chrono>
+#include <cstddef>
+#include <functional>
+#include <iosfwd>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -46,6 +50,7 @@ struct PhaseResult {
   std::string title;                     // "keepalive off, no heartbeat"
   std::string fault;                     // what was done at 0 ms
   std::vector<std::string> server_args;  // the options chatserver ran with
+  std::string server_netns;              // the network namespace it ran in ("" on loopback)
   std::vector<LabEvent> events;
   WallClock::time_point fault_at{};
   std::optional<std::string> leave_line; // what the observer read, if anything
@@ -80,12 +85,28 @@ struct LabUnavailable : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// Runs the scenario `name`. Progress lines go to `progress` (stderr). Throws LabUnavailable,
-// std::invalid_argument for an unknown name, std::runtime_error when the lab itself fails.
-ScenarioResult run_scenario(const std::string& name, const LabOptions& options, std::ostream& progress);
+// What run_scenario tells as it goes, so that a timeline can be printed while the scenario
+// runs, each line once (chatlab's table): `started` when a phase's server options are known and
+// before its server starts (no events yet), `done` with the phase's whole result. Both are
+// called on the thread that runs the scenario, with the phase's index.
+struct ScenarioProgress {
+  std::function<void(std::size_t phase, const PhaseResult&)> started;
+  std::function<void(std::size_t phase, const PhaseResult&)> done;
+};
 
-// The timeline for people, and as JSON.
+// Runs the scenario `name`. Throws LabUnavailable, std::invalid_argument for an unknown name,
+// std::runtime_error when the lab itself fails.
+ScenarioResult run_scenario(const std::string& name, const LabOptions& options, const ScenarioProgress& progress = {});
+
+// The timeline for people: print_result prints all of it; the three parts print it as it comes
+// (the scenario's head before it runs, then a phase's head when it starts, its table when done).
 void print_result(const ScenarioResult& result, std::ostream& out);
+void print_scenario_head(const std::string& name, std::ostream& out);
+void print_phase_head(const PhaseResult& phase, std::size_t index, std::size_t phases, std::ostream& out);
+void print_phase_table(const PhaseResult& phase, std::ostream& out);
+// The number of phases of the scenario `name`.
+std::size_t phase_count(const std::string& name);
+// The same as one JSON document.
 std::string json_result(const ScenarioResult& result);
 
 }  // namespace chat::lab

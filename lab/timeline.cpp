@@ -27,6 +27,17 @@ bool is_server_source(std::string_view source) {
   return source != "observer" && source != "chatlab" && source != "victim" && source != "ss";
 }
 
+// "reader #2" for a "joined from 127.0.0.1:4000 as #2 (protocol mode)" line; "" for any other.
+std::string reader_before_join(std::string_view text) {
+  if (text.rfind("joined from ", 0) != 0) return {};
+  const auto at = text.find(" as #");
+  if (at == std::string_view::npos) return {};
+  auto end = at + 5;
+  while (end < text.size() && text[end] >= '0' && text[end] <= '9') ++end;
+  if (end == at + 5) return {};
+  return "reader " + std::string(text.substr(at + 4, end - at - 4));
+}
+
 int number(std::string_view text) {
   int value = -1;
   std::from_chars(text.data(), text.data() + text.size(), value);
@@ -164,6 +175,19 @@ std::vector<LabEvent> Timeline::events() const {
       return contains_word(e.source, w) || contains_word(e.text, w);
     });
     if (!ignored) kept.push_back(e);
+  }
+  // One name per reader thread: "reader #2" takes the name it had once its client joined.
+  std::vector<std::pair<std::string, std::string>> renamed;  // {"reader #2", "reader victim"}
+  for (const auto& e : kept) {
+    if (e.source.rfind("reader ", 0) != 0) continue;
+    if (auto before = reader_before_join(e.text); !before.empty() && before != e.source) {
+      renamed.emplace_back(std::move(before), e.source);
+    }
+  }
+  for (auto& e : kept) {
+    for (const auto& [before, after] : renamed) {
+      if (e.source == before) e.source = after;
+    }
   }
   std::stable_sort(kept.begin(), kept.end(), [](const LabEvent& a, const LabEvent& b) { return a.at < b.at; });
   return kept;

@@ -62,7 +62,10 @@ class Timeline {
   bool wait_for(const std::function<bool(const std::string&, const std::string&)>& match,
                 std::chrono::steady_clock::time_point deadline) const;
 
-  // The events kept, in time order (ties in the order they were added).
+  // The events kept, in time order (ties in the order they were added), told for people:
+  // - one name per reader thread: the server names a client's reader `reader #2` until the
+  //   client has a nickname, then `reader victim`; its earlier lines take the later name (from
+  //   its "joined from <address> as #2" line), so that the one thread reads as one.
   std::vector<LabEvent> events() const;
   std::size_t dropped() const;
 

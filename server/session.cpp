@@ -432,6 +432,9 @@ void Session::read_loop() {
         } else if (tracing()) {
           log_trace("recv: error ", ec.message(), " (errno ", ec.value(), ")");
         }
+        // The end of stream the server's own shutdown(2) made (another thread decided) is no
+        // finding of the reader's: it would only read as "closed by peer" where no peer closed.
+        if (ec == asio::error::eof && ended()) break;
         end(cause_of(ec), what_was_seen(ec) + " (reader, " + time_since_traffic() + ")");
         break;
       }

@@ -18,7 +18,7 @@ namespace {
 
 std::optional<ScenarioResult> run_or_skip(const std::string& name) {
   try {
-    return run_scenario(name, lab_options(), std::cerr);
+    return run_scenario(name, lab_options());
   } catch (const LabUnavailable& e) {
     WARN("skipped: " << e.what());
     return std::nullopt;

@@ -7,7 +7,11 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <iterator>
 #include <sstream>
+#include <string>
+#include <vector>
 
 using namespace chat::lab;
 using namespace chat::test;
@@ -104,6 +108,21 @@ TEST_CASE("Timeline leaves out the observer's lines and keeps the rest in time o
                                          "poller: heartbeat #10: quiet", "observer: LEAVE victim closed"});
 }
 
+TEST_CASE("Timeline names a reader thread once, by its client's nickname", "[lab]") {
+  Timeline timeline;
+  const auto t0 = WallClock::now();
+  timeline.add("listener", "accepted 127.0.0.1:40002 as #2", t0);
+  timeline.add("reader #2", "recv: 13 bytes", t0 + 1ms);
+  timeline.add("reader victim", "joined from 127.0.0.1:40002 as #2 (protocol mode, lines)", t0 + 2ms);
+  timeline.add("reader victim", "recv: 9 bytes", t0 + 3ms);
+  timeline.add("reader #3", "recv: 4 bytes", t0 + 4ms);     // never joined: keeps its number
+  timeline.add("reader #20", "recv: 5 bytes", t0 + 5ms);    // #20 is not #2
+  std::vector<std::string> sources;
+  for (const auto& e : timeline.events()) sources.push_back(e.source);
+  CHECK(sources == std::vector<std::string>{"listener", "reader victim", "reader victim", "reader victim", "reader #3",
+                                            "reader #20"});
+}
+
 TEST_CASE("Timeline keeps a bounded number of events", "[lab]") {
   Timeline timeline;
   for (std::size_t i = 0; i < Timeline::max_events + 10; ++i) timeline.add("poller", "x");
@@ -112,14 +131,14 @@ TEST_CASE("Timeline keeps a bounded number of events", "[lab]") {
 }
 
 TEST_CASE("chatlab quit: the reader reads QUIT", "[lab][scenario]") {
-  const auto result = run_scenario("quit", lab_options(), std::cerr);
+  const auto result = run_scenario("quit", lab_options());
   INFO(timeline_text(result));
   REQUIRE(result.phases.size() == 1);
   check_phase(result.phases[0], "quit", {"reader"});
 }
 
 TEST_CASE("chatlab close: the reader's recv() returns 0 (FIN)", "[lab][scenario]") {
-  const auto result = run_scenario("close", lab_options(), std::cerr);
+  const auto result = run_scenario("close", lab_options());
   INFO(timeline_text(result));
   REQUIRE(result.phases.size() == 1);
   check_phase(result.phases[0], "closed", {"reader"});
@@ -127,14 +146,14 @@ TEST_CASE("chatlab close: the reader's recv() returns 0 (FIN)", "[lab][scenario]
 }
 
 TEST_CASE("chatlab kill: a killed process's kernel sends a FIN", "[lab][scenario]") {
-  const auto result = run_scenario("kill", lab_options(), std::cerr);
+  const auto result = run_scenario("kill", lab_options());
   INFO(timeline_text(result));
   REQUIRE(result.phases.size() == 1);
   check_phase(result.phases[0], "closed", {"reader"});
 }
 
 TEST_CASE("chatlab crash-unread: unread data turns the close into an RST", "[lab][scenario]") {
-  const auto result = run_scenario("crash-unread", lab_options(), std::cerr);
+  const auto result = run_scenario("crash-unread", lab_options());
   INFO(timeline_text(result));
   REQUIRE(result.phases.size() == 1);
   check_phase(result.phases[0], "reset", {"reader", "poller", "writer"});
@@ -145,7 +164,7 @@ TEST_CASE("chatlab crash-unread: unread data turns the close into an RST", "[lab
 }
 
 TEST_CASE("chatlab hang: the poller's heartbeat finds a stopped process", "[lab][scenario]") {
-  const auto result = run_scenario("hang", lab_options(), std::cerr);
+  const auto result = run_scenario("hang", lab_options());
   INFO(timeline_text(result));
   REQUIRE(result.phases.size() == 1);
   const auto& phase = result.phases[0];
@@ -156,10 +175,22 @@ TEST_CASE("chatlab hang: the poller's heartbeat finds a stopped process", "[lab]
   CHECK(std::any_of(phase.events.begin(), phase.events.end(), [](const LabEvent& e) {
     return e.source == "poller" && e.text.find("-> PING") != std::string::npos;
   }));
+  // After the poller's decision the story is its consequences: the reader woken by the
+  // shutdown, its exit with the poller's cause, the LEAVE. No second "ends victim:" line, and
+  // nothing that says the peer closed the connection.
+  const auto decided = std::find_if(phase.events.begin(), phase.events.end(), [](const LabEvent& e) {
+    return e.source == "poller" && e.text.rfind("ends victim: no-pong", 0) == 0;
+  });
+  REQUIRE(decided != phase.events.end());
+  for (auto e = std::next(decided); e != phase.events.end(); ++e) {
+    INFO(e->source << ": " << e->text);
+    CHECK(e->text.rfind("ends victim:", 0) != 0);
+    CHECK(e->text.find("closed by peer") == std::string::npos);
+  }
 }
 
 TEST_CASE("chatlab not-reading: a client that does not read is dropped too-slow", "[lab][scenario]") {
-  const auto result = run_scenario("not-reading", lab_options(), std::cerr);
+  const auto result = run_scenario("not-reading", lab_options());
   INFO(timeline_text(result));
   REQUIRE(result.phases.size() == 1);
   check_phase(result.phases[0], "too-slow", {"writer", "poller", "reader"});
@@ -177,7 +208,7 @@ TEST_CASE("chatlab not-reading: a client that does not read is dropped too-slow"
 }
 
 TEST_CASE("chatlab flood: flood control slows the reader, then drops the client", "[lab][scenario]") {
-  const auto result = run_scenario("flood", lab_options(), std::cerr);
+  const auto result = run_scenario("flood", lab_options());
   INFO(timeline_text(result));
   REQUIRE(result.phases.size() == 1);
   const auto& phase = result.phases[0];
@@ -190,7 +221,7 @@ TEST_CASE("chatlab flood: flood control slows the reader, then drops the client"
 }
 
 TEST_CASE("chatlab web-tab-closed: the reader reads the browser's close frame 1001", "[lab][scenario][web]") {
-  const auto result = run_scenario("web-tab-closed", lab_options(), std::cerr);
+  const auto result = run_scenario("web-tab-closed", lab_options());
   INFO(timeline_text(result));
   REQUIRE(result.phases.size() == 1);
   const auto& phase = result.phases[0];
@@ -211,7 +242,7 @@ TEST_CASE("chatlab web-tab-closed: the reader reads the browser's close frame 10
 }
 
 TEST_CASE("chatlab web-hang: the poller's heartbeat finds a stopped browser page", "[lab][scenario][web]") {
-  const auto result = run_scenario("web-hang", lab_options(), std::cerr);
+  const auto result = run_scenario("web-hang", lab_options());
   INFO(timeline_text(result));
   REQUIRE(result.phases.size() == 1);
   const auto& phase = result.phases[0];
@@ -226,6 +257,74 @@ TEST_CASE("chatlab web-hang: the poller's heartbeat finds a stopped browser page
   }));
   // ping-interval 1 s + ping-timeout 1 s, checked at 100 ms sweeps: about 2 s.
   CHECK(phase.leave_ms < 5000);
+}
+
+namespace {
+
+// Every line `lab` writes on `which`, until it closes it (bounded by `timeout` overall).
+std::vector<std::string> all_lines(Subprocess& lab, Stream which, std::chrono::milliseconds timeout) {
+  std::vector<std::string> lines;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!lab.at_eof(which) && std::chrono::steady_clock::now() < deadline) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (auto line = lab.read_line(which, left)) lines.push_back(*line);
+  }
+  return lines;
+}
+
+}  // namespace
+
+TEST_CASE("chatlab the program: each line once, the table on stdout and nothing before its head", "[lab][program]") {
+  for (const std::string scenario : {"quit", "hang"}) {
+    Subprocess lab({CHATLAB_PATH, scenario});
+    lab.close_stdin();
+    const auto out = all_lines(lab, Stream::out, 60s);
+    const auto err = all_lines(lab, Stream::err, 10s);
+    CHECK(lab.wait_exit(10s) == 0);
+    std::string text;
+    for (const auto& line : out) text += line + "\n";
+    INFO(scenario << ": stdout:\n" << text);
+    // The head comes first, then the server's command line, once; the fault is told once, in the table.
+    REQUIRE_FALSE(out.empty());
+    CHECK(out[0].rfind("chatlab " + scenario + ": ", 0) == 0);
+    CHECK(std::count_if(out.begin(), out.end(), [](const std::string& l) { return l.rfind("chatserver --trace", 0) == 0; }) == 1);
+    CHECK(std::count_if(out.begin(), out.end(), [](const std::string& l) { return l.find("FAULT: ") != std::string::npos; }) == 1);
+    // stderr is for errors: none here, so no line told twice before the head.
+    for (const auto& line : err) {
+      const std::string said = line.rfind("chatlab: ", 0) == 0 ? line.substr(9) : line;
+      INFO("stderr: " << line);
+      CHECK(std::none_of(out.begin(), out.end(), [&](const std::string& o) { return o.find(said) != std::string::npos; }));
+    }
+    CHECK(err.empty());
+  }
+}
+
+TEST_CASE("chatlab the program: its usage has no SUBCOMMAND, and its victim still runs", "[lab][program]") {
+  {
+    Subprocess lab({CHATLAB_PATH, "--help"});
+    lab.close_stdin();
+    const auto out = all_lines(lab, Stream::out, 10s);
+    CHECK(lab.wait_exit(10s) == 0);
+    std::string text;
+    for (const auto& line : out) text += line + "\n";
+    INFO(text);
+    CHECK(text.find("Usage: chatlab [OPTIONS] SCENARIO [-- CHATSERVER-OPTIONS...]") != std::string::npos);
+    CHECK(text.find("SUBCOMMAND") == std::string::npos);
+    CHECK(text.find("web-hang: ") != std::string::npos);  // the scenarios, in the footer
+  }
+  for (std::vector<std::string> argv : {std::vector<std::string>{CHATLAB_PATH, "--no-such-option", "kill"},
+                                        std::vector<std::string>{CHATLAB_PATH, "victim"},
+                                        std::vector<std::string>{CHATLAB_PATH, "victim", "127.0.0.1", "port"}}) {
+    INFO(argv[1] << (argv.size() > 2 ? " " + argv[2] : std::string()));
+    Subprocess lab(argv);
+    lab.close_stdin();
+    CHECK(lab.wait_exit(10s) == 2);
+  }
+  // `chatlab victim` is what every scenario starts: the quit scenario runs it.
+  const auto result = run_scenario("quit", lab_options());
+  INFO(timeline_text(result));
+  REQUIRE(result.phases.size() == 1);
+  CHECK(result.phases[0].ok);
 }
 
 TEST_CASE("chatlab the program: a timeline, --json, and exit 2 for what it cannot do", "[lab][program]") {

@@ -32,6 +32,28 @@ inline std::string timeline_text(const lab::ScenarioResult& result) {
   return out.str();
 }
 
+// What every timeline promises a learner, whatever the scenario: the victim's reader is one
+// thread under one name (never `reader #2` first, `reader victim` later), and once another
+// thread has decided, the reader woken by the server's own shutdown of the socket is not shown
+// deciding "closed (connection closed by peer)": nobody closed anything.
+inline void check_told_once(const lab::PhaseResult& phase) {
+  for (const auto& e : phase.events) {
+    INFO(e.source << ": " << e.text);
+    CHECK(e.source.rfind("reader #", 0) != 0);
+    if (phase.detector != "reader" && !phase.detector.empty()) {
+      CHECK(e.text.find("ends victim: closed (connection closed by peer") == std::string::npos);
+    }
+  }
+  // The victim's reader has lines before its join (the HELLO it read), under its final name.
+  const auto joined = std::find_if(phase.events.begin(), phase.events.end(), [](const lab::LabEvent& e) {
+    return e.source == "reader victim" && e.text.rfind("joined from ", 0) == 0;
+  });
+  REQUIRE(joined != phase.events.end());
+  CHECK(std::any_of(phase.events.begin(), joined, [](const lab::LabEvent& e) {
+    return e.source == "reader victim" && e.text.rfind("recv: ", 0) == 0;
+  }));
+}
+
 // Checks one phase: its cause, the detector (one of `detectors`), and that the timeline holds
 // the detector's decision ("ends victim: <cause>") from that thread, and the observer's LEAVE.
 inline void check_phase(const lab::PhaseResult& phase, const std::string& cause,
@@ -51,6 +73,7 @@ inline void check_phase(const lab::PhaseResult& phase, const std::string& cause,
   // Time 0 is the fault: the decision comes after it, and the others hear of it after that.
   CHECK(phase.detected_ms >= 0);
   CHECK(phase.leave_ms >= phase.detected_ms);
+  check_told_once(phase);
 }
 
 }  // namespace chat::test
