@@ -2,6 +2,7 @@
 
 #include "common/render.hpp"
 #include "common/text.hpp"
+#include "common/wording.hpp"
 
 #include <poll.h>
 #include <unistd.h>
@@ -85,8 +86,8 @@ void ChatClient::read_input() {
   input_.feed({buf.data(), static_cast<std::size_t>(n)}, [&](const LineFramer::Piece& piece) {
     if (input_done_) return;  // after /quit the rest of the chunk is not sent
     if (piece.kind == LineFramer::Piece::Kind::too_long) {
-      print_event(error_event("too-long", "input line longer than " + std::to_string(options_.max_line) +
-                                              " bytes, not sent"));
+      print_event(error_event("too-long", "the input line is longer than " + std::to_string(options_.max_line) +
+                                              " bytes"));
       return;
     }
     handle_input(piece.text);
@@ -111,8 +112,8 @@ bool ChatClient::handle_input(std::string_view line) {
     return false;
   }
   if (format_command(cmd).size() > options_.max_line) {
-    print_event(error_event("too-long", "line longer than " + std::to_string(options_.max_line) +
-                                            " bytes with its command, not sent"));
+    print_event(error_event("too-long", "with its command the line is longer than " +
+                                            std::to_string(options_.max_line) + " bytes"));
     return true;
   }
   if (joined_) {
@@ -194,17 +195,30 @@ void ChatClient::handle(const LinkEvent& event) {
     case K::refused:
       joined_ = false;
       print_event(event.event);
-      err_ << "chatclient: cannot join as " << options_.nick << ": " << event.event.code
-           << (event.event.text.empty() ? "" : " ") << event.event.text << std::endl;
+      err_ << "chatclient: cannot join as " << options_.nick << ": " << wording::refusal(event.event.code, event.event.text)
+           << (options_.verbose ? wording::details(event.event.code, event.event.text) : "") << std::endl;
       return;
     case K::lost:
       joined_ = false;
       users_.clear();  // stale: a rejoin's USERS brings the room back
       users_known_ = false;
-      print_stamped("*** connection to server lost (" + event.text + ")");
+      print_stamped("*** disconnected: " + lost_words(event, options_.verbose));
       return;
-    case K::retry: print_stamped("*** reconnecting in " + format_duration(event.delay)); return;
-    case K::ended: exit_code_ = event.error ? exit_failure : exit_ok; return;
+    case K::retry:
+      // One line per failed attempt. Before the first join a failure is a start-up problem:
+      // on stderr, as when there is no retry.
+      if (event.text.empty()) {
+        print_stamped("*** reconnecting in " + format_duration(event.delay));
+      } else if (ever_joined_) {
+        print_stamped("*** " + event.text + "; trying again in " + format_duration(event.delay));
+      } else {
+        err_ << "chatclient: " << event.text << "; trying again in " << format_duration(event.delay) << std::endl;
+      }
+      return;
+    case K::ended:
+      if (!event.error) print_stamped("*** you left");
+      exit_code_ = event.error ? exit_failure : exit_ok;
+      return;
   }
 }
 
@@ -219,7 +233,7 @@ void ChatClient::print_stamped(std::string_view text) {
 }
 
 void ChatClient::print_event(const Event& event, std::optional<std::size_t> online) {
-  if (auto line = render_line(event, std::chrono::system_clock::now(), online)) print(*line);
+  if (auto line = render_line(event, std::chrono::system_clock::now(), online, options_.verbose)) print(*line);
 }
 
 void ChatClient::assert_main_thread() const { assert(std::this_thread::get_id() == main_thread_); }

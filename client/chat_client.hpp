@@ -49,6 +49,7 @@ struct ClientOptions {
   std::size_t max_line = 4096;    // longest line, either way, not counting LF
   Millis quit_wait{2'000};        // after QUIT, how long to wait for BYE / the close
   bool reconnect = false;         // a lost server: reconnect with backoff instead of exit 1
+  bool verbose = false;           // show the protocol's detail after each leave, goodbye, refusal
 };
 
 // The Link settings that `options` name, as interactive mode uses them; script mode adds its

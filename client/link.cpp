@@ -107,9 +107,10 @@ void Link::post(LinkEvent event) {
   if (options_.on_event) options_.on_event();
 }
 
-void Link::post_lost(std::string cause, std::string detail) {
+void Link::post_lost(std::string cause, std::string detail, bool goodbye) {
   LinkEvent e = make(LinkEvent::Kind::lost);
-  e.text = sanitize(cause) + (detail.empty() ? "" : ": " + sanitize(detail));
+  e.event = Event{goodbye ? Event::Kind::bye : Event::Kind::leave, {}, {}, sanitize(cause), sanitize(detail), {}};
+  e.text = lost_words(e, false);
   post(std::move(e));
 }
 
@@ -136,24 +137,36 @@ void Link::run(std::stop_token stop) {
   try {
     bool ever_joined = false;
     while (true) {
+      // Attempt 0 is the first connection; 1, 2, ... are the retries after it failed or was
+      // lost (backoff_ counts them, and starts again from 0 once we have joined).
       LinkEvent connecting = make(LinkEvent::Kind::connecting);
       connecting.text = options_.host + ":" + std::to_string(options_.port);
-      connecting.attempt = backoff_.failures() + 1;
+      connecting.attempt = backoff_.failures();
       post(std::move(connecting));
 
-      const Outcome outcome = session(stop, ever_joined);
+      std::string unreachable;
+      const Outcome outcome = session(stop, ever_joined, unreachable);
       socket_.reset();  // closed here, on the only thread that ever used it
       if (outcome == Outcome::stopped) return;
       if (outcome == Outcome::quit) break;
       if (outcome == Outcome::refused || !options_.reconnect) {
+        if (outcome == Outcome::unreachable) {
+          LinkEvent note = make(LinkEvent::Kind::unreachable);
+          note.text = sanitize(unreachable);
+          note.error = true;
+          post(std::move(note));
+        }
         LinkEvent ended = make(LinkEvent::Kind::ended);
         ended.error = true;
         post(std::move(ended));
         return;
       }
+      // One event per failed try: why it failed (when it was a connect that failed) and when
+      // the next one comes.
       LinkEvent retry = make(LinkEvent::Kind::retry);
+      retry.text = sanitize(unreachable);
       retry.delay = backoff_.next();
-      retry.attempt = backoff_.failures() + 1;
+      retry.attempt = backoff_.failures();
       const Millis delay = retry.delay;
       post(std::move(retry));
       if (!wait(stop, delay)) {
@@ -251,18 +264,15 @@ std::optional<std::string> Link::connect(std::stop_token stop) {
   return failure;
 }
 
-Link::Outcome Link::session(std::stop_token stop, bool& ever_joined) {
+Link::Outcome Link::session(std::stop_token stop, bool& ever_joined, std::string& unreachable) {
   if (auto failure = connect(stop)) {
     if (stop.stop_requested()) return Outcome::stopped;
     {
       std::lock_guard lock(mutex_);
       if (quit_) return Outcome::quit;
     }
-    LinkEvent note = make(LinkEvent::Kind::unreachable);
-    note.text = sanitize(*failure);
-    note.error = true;
-    post(std::move(note));
-    return Outcome::lost;
+    unreachable = std::move(*failure);
+    return Outcome::unreachable;
   }
 
   const int fd = socket_->native_handle();
@@ -347,22 +357,16 @@ Link::Outcome Link::session(std::stop_token stop, bool& ever_joined) {
         }
         break;
       }
-      case K::bye: {
-        LinkEvent server = make(LinkEvent::Kind::server);
-        server.event = ev;
-        post(std::move(server));
+      case K::bye:
+        // Said once: as the reason the connection ended (`lost`, with the BYE's words), or,
+        // after our QUIT, by the `ended` that follows.
         if (quitting) {  // the goodbye we asked for
           result = Outcome::quit;
           return;
         }
-        {
-          std::string detail = ev.text;
-          if (detail.empty()) detail = std::string(describe_bye(ev.code));
-          post_lost(ev.code, detail);
-        }
+        post_lost(ev.code, ev.text, /*goodbye=*/true);
         result = Outcome::lost;
         return;
-      }
       case K::nick:
         if (fold_nick(ev.nick) == fold_nick(nick)) {
           nick = ev.arg;

@@ -84,15 +84,17 @@ class Link {
   std::vector<LinkEvent> take_events();
 
  private:
-  enum class Outcome { stopped, quit, lost, refused };
+  enum class Outcome { stopped, quit, lost, unreachable, refused };
 
   // ---- network thread ----
   void run(std::stop_token stop);
-  Outcome session(std::stop_token stop, bool& ever_joined);
+  // One connection, from connect to its end. `unreachable` says why the connect failed.
+  Outcome session(std::stop_token stop, bool& ever_joined, std::string& unreachable);
   std::optional<std::string> connect(std::stop_token stop);  // error message, or nullopt
   bool wait(std::stop_token stop, Millis delay);             // false: stop or quit came first
   void post(LinkEvent event);
-  void post_lost(std::string cause, std::string detail);
+  // The connection ended: `cause` is a leave cause token, or a BYE reason when `goodbye`.
+  void post_lost(std::string cause, std::string detail, bool goodbye = false);
   Millis send_patience() const;  // how long a send may make no progress
 
   const LinkOptions options_;

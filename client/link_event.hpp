@@ -10,6 +10,7 @@
 
 #include "common/protocol.hpp"
 #include "common/units.hpp"
+#include "common/wording.hpp"
 
 #include <string>
 
@@ -17,17 +18,22 @@ namespace chat {
 
 struct LinkEvent {
   enum class Kind {
-    connecting,  // a connection attempt starts: text = "host:port", attempt = 1, 2, ...
+    connecting,  // a connection attempt starts: text = "host:port", attempt = 0 for the
+                 // first, then 1, 2, ... for the retries after it failed or was lost
     joined,      // WELCOME: nick = the nickname we have; rejoin = after a lost connection;
                  // text = the nickname we asked for when the server gave us another (ghost)
     server,      // a line from the server: event (never WELCOME, PING or PONG)
     notice,      // something the network thread has to say: text; error = show it as one
-    unreachable, // a connection attempt failed: text = "cannot connect to host:port: why"
+    unreachable, // a connection attempt failed and no retry follows: text = "cannot connect
+                 // to host:port: why" (a retry says it itself)
     refused,     // the nickname was refused at the first join: event (the ERROR); the user
                  // picks another with /nick, or with LinkOptions::give_up_when_refused the
                  // Link ends (`ended`, error)
-    lost,        // the connection ended unexpectedly: text = "<cause>: <detail>"
-    retry,       // the next attempt comes in `delay`: attempt = its number
+    lost,        // the connection ended unexpectedly: event.code = the cause token
+                 // (event.kind leave) or the server's BYE reason (event.kind bye),
+                 // event.text = its detail; text = lost_words(*this, false)
+    retry,       // the next attempt comes in `delay`: attempt = its number (1, 2, ...);
+                 // text = why the last attempt could not connect, or "" after a loss
     rtt,         // a PONG answered our PING after `delay`
     ended,       // the network thread is done (after /quit, or a loss without reconnecting);
                  // error = the session ended because the server was lost
@@ -41,5 +47,14 @@ struct LinkEvent {
   int attempt = 0;
   Millis delay{0};
 };
+
+// A `lost` event in words (common/wording.hpp): "the server has stopped", "the server closed
+// the connection"; `verbose` adds the protocol's detail: " [shutdown: server shutting down]".
+inline std::string lost_words(const LinkEvent& lost, bool verbose) {
+  const Event& e = lost.event;
+  std::string words = e.kind == Event::Kind::bye ? wording::bye(e.code, e.text) : wording::lost(e.code, e.text);
+  if (verbose) words += wording::details(e.code, e.text);
+  return words;
+}
 
 }  // namespace chat

@@ -104,6 +104,8 @@ int main(int argc, char** argv) {
   app.add_flag("--reconnect", reconnect,
                "In script mode: when the connection is lost, reconnect with backoff instead of exiting 1")
       ->excludes(no_reconnect_flag);
+  app.add_flag("--verbose", options.verbose,
+               "After each leave, goodbye and refusal, show the server's detail (which thread noticed, when)");
   app.set_version_flag("--version", std::string("chatclient ") + CHAT_VERSION);
 
   try {
@@ -136,7 +138,7 @@ int main(int argc, char** argv) {
       options.nick = *nick;
     }
     try {
-      return chat::run_interactive(chat::link_options(options));
+      return chat::run_interactive(chat::link_options(options), options.verbose);
     } catch (const std::exception& e) {
       std::cerr << "chatclient: error: " << e.what() << std::endl;
       return chat::exit_failure;

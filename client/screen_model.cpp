@@ -2,6 +2,7 @@
 
 #include "common/render.hpp"
 #include "common/text.hpp"
+#include "common/wording.hpp"
 
 #include <algorithm>
 #include <ctime>
@@ -31,6 +32,9 @@ bool starts_with_word(std::string_view line, std::string_view word) {
   }
   return line.size() == word.size() || line[word.size()] == ' ';
 }
+
+// "no-pong: no reply to PING ..." (ScreenLine::detail).
+std::string detail_of(const Event& e) { return e.code + (e.text.empty() ? "" : ": " + e.text); }
 
 std::string trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -90,20 +94,10 @@ InputAction interpret_input(std::string_view line) {
   return action;
 }
 
-std::string without_thread_note(std::string_view detail) {
-  static constexpr std::string_view notes[] = {" (reader", " (writer", " (poller", " (room", " (reply"};
-  if (!detail.ends_with(')')) return std::string(detail);
-  for (const auto note : notes) {
-    const auto at = detail.rfind(note);
-    if (at != std::string_view::npos) return std::string(detail.substr(0, at));
-  }
-  return std::string(detail);
-}
-
 ScreenModel::ScreenModel(std::string server, std::string nick, std::size_t max_lines)
     : server_(std::move(server)), nick_(std::move(nick)), max_lines_(std::max<std::size_t>(max_lines, 1)) {}
 
-void ScreenModel::add(std::string text, Category category, const Moment& at) {
+void ScreenModel::add(std::string text, Category category, const Moment& at, std::string detail) {
   const std::tm local = local_tm(at.wall);
   const int day = local.tm_year * 400 + local.tm_yday;
   std::vector<ScreenLine> fresh;
@@ -111,7 +105,7 @@ void ScreenModel::add(std::string text, Category category, const Moment& at) {
     last_day_ = day;
     fresh.push_back(ScreenLine{{}, date_text(local), Category::date});
   }
-  fresh.push_back(ScreenLine{clock_stamp(at.wall), std::move(text), category});
+  fresh.push_back(ScreenLine{clock_stamp(at.wall), std::move(text), category, std::move(detail)});
   for (auto& line : fresh) {
     transcript_.push_back(line.rendered());
     lines_.push_back(std::move(line));
@@ -149,11 +143,9 @@ std::vector<std::string> ScreenModel::users() const {
 void ScreenModel::apply(const LinkEvent& ev, const Moment& at) {
   using K = LinkEvent::Kind;
   switch (ev.kind) {
-    case K::connecting:
+    case K::connecting:  // the status line says it; the pane has the retry's line already
       state_ = LinkState::connecting;
       attempt_ = ev.attempt;
-      if (ev.attempt > 1) add("*** connecting to " + ev.text + " (attempt " + std::to_string(ev.attempt) + ")",
-                              Category::info, at);
       return;
     case K::joined: {
       const bool renamed = !ev.text.empty() && fold_nick(ev.text) != fold_nick(ev.nick);
@@ -175,26 +167,26 @@ void ScreenModel::apply(const LinkEvent& ev, const Moment& at) {
     case K::unreachable: add("*** " + ev.text, ev.error ? Category::error : Category::info, at); return;
     case K::refused:
       state_ = LinkState::choosing_nick;
-      add("*** cannot join as " + nick_ + ": " + ev.event.code + (ev.event.text.empty() ? "" : " " + ev.event.text),
-          Category::error, at);
+      add(*render_event(ev.event, {}, details_), Category::error, at, detail_of(ev.event));
       add("*** type /nick <name> to try another nickname, or /quit", Category::info, at);
       return;
     case K::lost:
       state_ = LinkState::offline;
       rtt_.reset();
       users_.clear();  // stale: the rejoin's USERS brings the room back
-      {
-        // "no-pong: no reply to PING within 10 s" -> the words after the cause's code.
-        const auto colon = ev.text.find(": ");
-        lost_reason_ = without_thread_note(colon == std::string::npos ? ev.text : ev.text.substr(colon + 2));
-      }
-      add("*** connection to server lost (" + ev.text + ")", Category::error, at);
+      lost_reason_ = lost_words(ev, false);
+      add("*** disconnected: " + lost_words(ev, details_), Category::error, at, detail_of(ev.event));
       return;
     case K::retry:
       state_ = LinkState::waiting_retry;
       attempt_ = ev.attempt;
       retry_at_ = at.steady + ev.delay;
-      add("*** reconnecting in " + format_duration(ev.delay), Category::info, at);
+      // One line per failed attempt; the status line counts them.
+      if (ev.text.empty()) {
+        add("*** reconnecting in " + format_duration(ev.delay), Category::info, at);
+      } else {
+        add("*** " + ev.text + "; trying again in " + format_duration(ev.delay), Category::error, at);
+      }
       return;
     case K::rtt: rtt_ = ev.delay; return;
     case K::ended:
@@ -220,11 +212,9 @@ void ScreenModel::server_event(const Event& e, const Moment& at) {
       return;
     case K::leave: {
       users_.erase(fold_nick(e.nick));
-      const auto cause = leave_cause_from(e.code);
-      std::string text = e.nick + " left: " + (cause ? std::string(describe(*cause)) : e.code);
-      const std::string detail = without_thread_note(e.text);
-      if (!detail.empty()) text += " (" + detail + ")";
-      add(std::move(text), Category::leave, at);
+      std::string text = wording::leave(e.nick, e.code, e.text);
+      if (details_) text += wording::details(e.code, e.text);
+      add(std::move(text), Category::leave, at, detail_of(e));
       return;
     }
     case K::nick: {
@@ -237,7 +227,7 @@ void ScreenModel::server_event(const Event& e, const Moment& at) {
     case K::me: add(*render_event(e), mine(e.nick) ? Category::own : Category::message, at); return;
     case K::priv: add(*render_event(e), mine(e.nick) ? Category::priv_out : Category::priv_in, at); return;
     case K::error:
-    case K::bye: add(*render_event(e), Category::error, at); return;
+    case K::bye: add(*render_event(e, {}, details_), Category::error, at, detail_of(e)); return;
     case K::welcome:  // the Link reports these as `joined`
     case K::ping:
     case K::pong:
@@ -248,7 +238,7 @@ void ScreenModel::server_event(const Event& e, const Moment& at) {
 std::string ScreenModel::status(std::chrono::steady_clock::time_point now) const {
   std::string s = server_ + " | " + nick_ + " | ";
   switch (state_) {
-    case LinkState::connecting: s += attempt_ > 1 ? "connecting (attempt " + std::to_string(attempt_) + ")" : "connecting"; break;
+    case LinkState::connecting: s += attempt_ > 0 ? "reconnecting (attempt " + std::to_string(attempt_) + ")" : "connecting"; break;
     case LinkState::joined:
       s += "connected";
       s += rtt_ ? " | rtt " + std::to_string(rtt_->count()) + " ms" : " | rtt ?";

@@ -53,6 +53,10 @@ struct ScreenLine {
   std::string stamp;  // "14:02:09" (local time); empty for date lines
   std::string text;
   Category category;
+  // The protocol's detail of a leave, goodbye or refusal ("no-pong: no reply to PING within
+  // 10.0 s (poller, 16.2 s after last traffic)"), for whoever asks: chatclient-qt shows it
+  // when the pointer rests on the line. Empty for other lines.
+  std::string detail = {};
   // "[14:02:09] text", or the date line as it is.
   std::string rendered() const;
 };
@@ -71,14 +75,14 @@ struct InputAction {
 // through parse_text_input() (common/protocol.hpp), like script mode's input.
 InputAction interpret_input(std::string_view line);
 
-// "no keepalive reply (reader, 16.0 s after last traffic)" -> "no keepalive reply": the
-// server's note of which thread noticed is for its log, not for people.
-std::string without_thread_note(std::string_view detail);
-
 class ScreenModel {
  public:
   // `server` is shown in the status line ("127.0.0.1:15600"); `nick` is the one we ask for.
   ScreenModel(std::string server, std::string nick, std::size_t max_lines = 10'000);
+
+  // --verbose: each leave, goodbye and refusal also shows the protocol's detail (which server
+  // thread noticed, when) after its words, in brackets.
+  void show_details(bool on) { details_ = on; }
 
   // ---- feeding ----
   void apply(const LinkEvent& event, const Moment& at);
@@ -124,7 +128,7 @@ class ScreenModel {
   std::string transcript() const;
 
  private:
-  void add(std::string text, Category category, const Moment& at);
+  void add(std::string text, Category category, const Moment& at, std::string detail = {});
   void server_event(const Event& e, const Moment& at);
 
   std::string server_;
@@ -142,6 +146,7 @@ class ScreenModel {
   LinkState state_ = LinkState::connecting;
   std::chrono::steady_clock::time_point retry_at_{};
   int attempt_ = 0;
+  bool details_ = false;
   std::optional<Millis> rtt_;
   std::string lost_reason_;
 

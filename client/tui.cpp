@@ -135,8 +135,10 @@ struct Curses {
 
 class Tui {
  public:
-  explicit Tui(LinkOptions options)
-      : model_(options.host + ":" + std::to_string(options.port), options.nick), link_(std::move(options)) {}
+  Tui(LinkOptions options, bool verbose)
+      : model_(options.host + ":" + std::to_string(options.port), options.nick), link_(std::move(options)) {
+    model_.show_details(verbose);
+  }
 
   int run(int signal_fd);
 
@@ -388,7 +390,7 @@ std::optional<std::string> ask_nick(std::istream& in, std::ostream& out) {
   }
 }
 
-int run_interactive(LinkOptions options) {
+int run_interactive(LinkOptions options, bool verbose) {
   // Blocked before the Link's thread exists, so it inherits the mask; they arrive here through
   // the signalfd instead of killing us with the terminal in raw mode.
   sigset_t mask;
@@ -401,7 +403,7 @@ int run_interactive(LinkOptions options) {
   int code = 0;
   {
     Curses curses;
-    Tui tui(std::move(options));
+    Tui tui(std::move(options), verbose);
     code = tui.run(signal_fd);
   }  // the Link's thread is joined, then the terminal restored
   ::close(signal_fd);

@@ -26,6 +26,7 @@ std::optional<std::string> ask_nick(std::istream& in, std::ostream& out);
 // SIGHUP in the calling thread (and so in the Link's thread) and reads them from a signalfd.
 // Returns the exit code: 0 after /quit, Ctrl-C, Ctrl-D or a signal; 1 if the session had
 // already ended because the server was gone (--no-reconnect) when the user left.
-int run_interactive(LinkOptions options);
+// `verbose`: the protocol's detail after each leave, goodbye and refusal (ScreenModel::show_details).
+int run_interactive(LinkOptions options, bool verbose = false);
 
 }  // namespace chat

@@ -157,30 +157,6 @@ std::optional<LeaveCause> leave_cause_from(std::string_view token) {
   return std::nullopt;
 }
 
-std::string_view describe(LeaveCause cause) {
-  switch (cause) {
-    case LeaveCause::quit: return "quit";
-    case LeaveCause::closed: return "connection closed";
-    case LeaveCause::reset: return "connection reset";
-    case LeaveCause::timeout: return "connection timed out";
-    case LeaveCause::no_pong: return "stopped answering pings";
-    case LeaveCause::too_slow: return "too slow to keep up";
-    case LeaveCause::flood: return "sent too fast for too long";
-    case LeaveCause::error: return "connection error";
-    case LeaveCause::shutdown: return "server shut down";
-  }
-  return "unknown";
-}
-
-std::string_view describe_bye(std::string_view reason) {
-  if (const auto cause = leave_cause_from(reason)) return describe(*cause);
-  if (reason == "server-full") return "the server is full";
-  if (reason == "too-many") return "too many connections from your address";
-  if (reason == "server-busy") return "the server is out of resources";
-  if (reason == "handshake-timeout") return "no nickname in time";
-  return "the server ended the session";
-}
-
 std::string format_event(const Event& e) {
   auto words = [](std::initializer_list<std::string_view> parts) {
     std::string out;

@@ -57,12 +57,7 @@ std::string format_command(const Command& cmd);
 enum class LeaveCause { quit, closed, reset, timeout, no_pong, too_slow, flood, error, shutdown };
 std::string_view to_string(LeaveCause cause);
 std::optional<LeaveCause> leave_cause_from(std::string_view token);
-// The cause in words, for people: "connection timed out".
-std::string_view describe(LeaveCause cause);
-// A BYE reason in words, for people: "too many connections from your address". Reasons that
-// are also leave causes (no-pong, flood) are described as those; an unknown reason as "the
-// server ended the session".
-std::string_view describe_bye(std::string_view reason);
+// The cause, the BYE reasons and the error codes in words for people: common/wording.hpp.
 
 // One line from the server. Fields by kind:
 //   welcome, join: nick            leave: nick, code = cause token, text = detail

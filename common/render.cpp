@@ -1,5 +1,7 @@
 #include "common/render.hpp"
 
+#include "common/wording.hpp"
+
 #include <ctime>
 
 namespace chat {
@@ -13,9 +15,10 @@ std::string clock_stamp(std::chrono::system_clock::time_point when) {
   return buf;
 }
 
-std::optional<std::string> render_event(const Event& e, std::optional<std::size_t> online) {
+std::optional<std::string> render_event(const Event& e, std::optional<std::size_t> online, bool verbose) {
   using K = Event::Kind;
   auto count = [&] { return online ? " (" + std::to_string(*online) + " online)" : std::string(); };
+  auto more = [&] { return verbose ? wording::details(e.code, e.text) : std::string(); };
   switch (e.kind) {
     case K::welcome: return "*** welcome, " + e.nick + " (type /help for commands)";
     case K::users: {
@@ -24,18 +27,13 @@ std::optional<std::string> render_event(const Event& e, std::optional<std::size_
       return out;
     }
     case K::join: return "*** " + e.nick + " joined" + count();
-    case K::leave: {
-      std::string why = e.code;
-      if (!e.text.empty()) why += ": " + e.text;
-      return "*** " + e.nick + " left (" + why + ")" + count();
-    }
+    case K::leave: return "*** " + wording::leave(e.nick, e.code, e.text) + count() + more();
     case K::msg: return "<" + e.nick + "> " + e.text;
     case K::me: return "* " + e.nick + " " + e.text;
     case K::priv: return "[private] " + e.nick + " -> " + e.arg + ": " + e.text;
     case K::nick: return "*** " + e.nick + " is now known as " + e.arg;
-    case K::error: return "*** error (" + e.code + ")" + (e.text.empty() ? "" : ": " + e.text);
-    case K::bye:
-      return "*** server closed the connection (" + e.code + (e.text.empty() ? "" : ": " + e.text) + ")";
+    case K::error: return "*** " + wording::refusal(e.code, e.text) + (verbose ? " [" + e.code + "]" : "");
+    case K::bye: return "*** " + wording::bye(e.code, e.text) + more();
     case K::comment: return "# " + e.text;
     case K::ping:
     case K::pong: return std::nullopt;
@@ -44,8 +42,8 @@ std::optional<std::string> render_event(const Event& e, std::optional<std::size_
 }
 
 std::optional<std::string> render_line(const Event& e, std::chrono::system_clock::time_point when,
-                                       std::optional<std::size_t> online) {
-  auto body = render_event(e, online);
+                                       std::optional<std::size_t> online, bool verbose) {
+  auto body = render_event(e, online, verbose);
   if (!body) return std::nullopt;
   return "[" + clock_stamp(when) + "] " + *body;
 }

@@ -15,13 +15,16 @@ namespace chat {
 std::string clock_stamp(std::chrono::system_clock::time_point when);
 
 // The text after the stamp, e.g. "<alice> hello", "*** bob joined (3 online)",
-// "*** bob left (closed: connection closed by peer)". `online` is the room size after a join
-// or leave when known. Returns nullopt for events a person does not need to see (PING, PONG).
-std::optional<std::string> render_event(const Event& event, std::optional<std::size_t> online = {});
+// "*** bob's connection closed (2 online)": leaves, goodbyes and refusals in the words of
+// common/wording.hpp. `online` is the room size after a join or leave when known. `verbose`
+// adds the protocol's detail in brackets ("[closed: connection closed by peer (reader, ...)]").
+// Returns nullopt for events a person does not need to see (PING, PONG).
+std::optional<std::string> render_event(const Event& event, std::optional<std::size_t> online = {},
+                                        bool verbose = false);
 
 // "[14:02:09] " + render_event(...), or nullopt.
 std::optional<std::string> render_line(const Event& event, std::chrono::system_clock::time_point when,
-                                       std::optional<std::size_t> online = {});
+                                       std::optional<std::size_t> online = {}, bool verbose = false);
 
 // The lines /help prints, shared by text mode and chatclient.
 const std::vector<std::string>& help_lines();

@@ -44,7 +44,7 @@ void Commands::handle_line(std::string_view line) {
 void Commands::help() {
   for (const auto& h : help_lines()) {
     if (session_.mode() == Session::Mode::text) {
-      session_.reply_line(h);
+      session_.reply_line("[" + clock_stamp(std::chrono::system_clock::now()) + "] " + h);
     } else {
       session_.reply(Event{Event::Kind::comment, {}, {}, {}, h, {}});
     }
@@ -107,7 +107,7 @@ void Commands::join(std::string_view nick) {
       return;
     case Room::JoinResult::nick_in_use:
       session_.refuse({ErrorCode::nick_in_use, std::string(nick)});
-      if (session_.mode() == Session::Mode::text) session_.reply_line("# that nickname is taken; type another one");
+      if (session_.mode() == Session::Mode::text) session_.reply_line("# type another nickname");
       return;
     case Room::JoinResult::closed:
       return;  // the server is shutting down; BYE is on its way

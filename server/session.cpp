@@ -154,7 +154,11 @@ void Session::end(LeaveCause cause, std::string detail, std::string_view bye) {
   const bool bye_with_detail =
       cause == LeaveCause::shutdown || cause == LeaveCause::timeout || cause == LeaveCause::flood;
   const Event bye_event{Event::Kind::bye, {}, {}, std::string(bye), bye_with_detail ? detail : std::string(), {}};
-  const auto line = mode() == Mode::text ? render_line(bye_event, std::chrono::system_clock::now()).value_or("")
+  // nc stays open after the server's FIN until its user stops it: the words say how (not to
+  // a WebSocket, whose page closes by itself).
+  const bool on_terminal = outbox_.framing().passthrough();
+  const auto line = mode() == Mode::text ? render_line(bye_event, std::chrono::system_clock::now()).value_or("") +
+                                               (on_terminal ? "; press Ctrl-C" : "")
                                          : format_event(bye_event);
   if (decide(cause, std::move(detail))) close_politely(outbox_.framing().goodbye(line, bye));
 }

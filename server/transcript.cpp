@@ -47,7 +47,8 @@ void Transcript::record(const Event& event, std::optional<std::size_t> online) {
       event.kind != K::nick) {
     return;
   }
-  if (auto text = render_event(event, online)) note(*text);
+  // The operator's record keeps the detail of each leave (which thread noticed, when).
+  if (auto text = render_event(event, online, /*verbose=*/true)) note(*text);
 }
 
 void Transcript::note(const std::string& text) {

@@ -1,6 +1,7 @@
 #include "server/web.hpp"
 
 #include "common/log.hpp"
+#include "common/wording.hpp"
 #include "common/websocket.hpp"
 #include "server/session.hpp"
 #include "server/websocket_framing.hpp"
@@ -166,7 +167,12 @@ WebSite::Answer WebSite::file(const http::Request& request, std::string_view pat
       may_keep_alive && request.version == "HTTP/1.1" && !request.header_has_token("Connection", "close");
   std::string body;
   std::string_view type;
-  if (!config_.web_root.empty()) {
+  if (path == "/wording.js") {
+    // The words people read (common/wording.hpp), made from the same tables as the server's
+    // text mode and chatclient's; served with or without --web-root.
+    body = wording::wording_script();
+    type = "text/javascript; charset=utf-8";
+  } else if (!config_.web_root.empty()) {
     const std::string name = path == "/" ? "/index.html" : std::string(path);
     if (!safe_path(name)) return plain(404, "not found");
     // Only a regular file of a size we serve: a directory or a device is not a page.

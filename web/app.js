@@ -93,56 +93,59 @@
     return nick.slice(0, MAX_NICK - suffix.length) + suffix;
   }
 
-  // The words for a LEAVE cause (common/protocol.cpp: describe) and a BYE reason (describe_bye).
-  const CAUSE_WORDS = {
-    quit: 'quit',
-    closed: 'connection closed',
-    reset: 'connection reset',
-    timeout: 'connection timed out',
-    'no-pong': 'stopped answering pings',
-    'too-slow': 'too slow to keep up',
-    flood: 'sent too fast for too long',
-    error: 'connection error',
-    shutdown: 'server shut down',
-  };
+  // The words people read, from /wording.js: the tables of common/wording.cpp, the same the
+  // server's text mode, chatclient and chatclient-qt use. In a phrase {nick}, {detail}, {quiet}
+  // and {code} are filled in, and a [part] is left out when a placeholder in it is empty (fill()
+  // does what common/wording.cpp's fill() does). The protocol's detail (which server thread
+  // noticed, when) is shown on request: a hover, or a tap on the line.
+  const WORDING = typeof CHAT_WORDING === 'object' ? CHAT_WORDING : { leave: {}, bye: {}, lost: {}, refusal: {} };
 
-  function describeBye(reason) {
-    if (Object.prototype.hasOwnProperty.call(CAUSE_WORDS, reason)) return CAUSE_WORDS[reason];
-    switch (reason) {
-      case 'server-full': return 'the server is full';
-      case 'too-many': return 'too many connections from your address';
-      case 'server-busy': return 'the server is out of resources';
-      case 'handshake-timeout': return 'no nickname in time';
-      default: return 'the server ended the session';
+  function fill(words, values) {
+    const plain = (text, seen) => text.replace(/\{(\w+)\}/g, (_, name) => {
+      const value = values[name] || '';
+      if (!value) seen.complete = false;
+      return value;
+    });
+    let out = '';
+    let rest = words;
+    for (;;) {
+      const open = rest.indexOf('[');
+      const close = open < 0 ? -1 : rest.indexOf(']', open);
+      if (close < 0) return out + plain(rest, {});
+      out += plain(rest.slice(0, open), {});
+      const seen = { complete: true };
+      const part = plain(rest.slice(open + 1, close), seen);
+      if (seen.complete) out += part;
+      rest = rest.slice(close + 1);
     }
   }
 
-  // "no keepalive reply (reader, 16.0 s after last traffic)" -> "no keepalive reply": which
-  // server thread noticed is for the log, not for people (client/screen_model.cpp).
-  function withoutThreadNote(detail) {
-    if (!detail.endsWith(')')) return detail;
-    for (const note of [' (reader', ' (writer', ' (poller', ' (room', ' (reply']) {
-      const at = detail.lastIndexOf(note);
-      if (at >= 0) return detail.slice(0, at);
+  // The phrase for `key` in one of the tables (its fallback, key '', when unknown), filled.
+  function say(table, key, values) {
+    const phrases = WORDING[table] || {};
+    for (const k of [key, '']) {
+      if (!Object.prototype.hasOwnProperty.call(phrases, k)) continue;
+      const words = fill(phrases[k], values);
+      if (words) return words;
     }
-    return detail;
+    return values.code || key;
   }
 
-  // An ERROR line in words.
-  function errorWords(code, detail) {
-    switch (code) {
-      case 'no-such-nick': return `nobody called ${detail} is online`;
-      case 'nick-in-use': return `the nickname ${detail} is taken`;
-      case 'bad-nick': return `that nickname is not allowed: ${detail}`;
-      case 'too-long':
-      case 'bad-utf8':
-      case 'bad-char': return `not sent: ${detail}`;
-      case 'unknown-command': return `unknown command: ${detail}`;
-      case 'bad-args': return detail || 'that command needs more';
-      case 'not-joined': return `not in the room yet: ${detail}`;
-      default: return `error (${code})` + (detail ? ': ' + detail : '');
-    }
+  // "16 s" from "... (poller, 16.2 s after last traffic)" (common/wording.cpp: quiet_time).
+  function quietTime(detail) {
+    const m = /, ([0-9.]+) (ms|s) after last traffic\)$/.exec(detail || '');
+    if (!m) return '';
+    return m[2] === 's' ? `${Math.round(parseFloat(m[1]))} s` : `${m[1]} ms`;
   }
+
+  const leaveWords = (nick, cause, detail) =>
+    say('leave', cause, { nick, detail: cause === 'quit' ? detail : '', quiet: quietTime(detail), code: cause });
+  const byeWords = (reason, detail) => say('bye', reason, { detail: reason === 'flood' ? detail : '', code: reason });
+  const lostWords = (cause, detail) => say('lost', cause, { quiet: quietTime(detail), code: cause });
+  const refusalWords = (code, detail) => say('refusal', code, { detail, code });
+  // What a tap or a hover shows: the protocol's token and detail.
+  const details = (code, detail) => code + (detail ? ': ' + detail : '');
+  const sentence = (words) => words.charAt(0).toUpperCase() + words.slice(1) + '.';
 
   // A WebSocket closed without a BYE before it: [cause, detail].
   function describeClose(ev) {
@@ -309,6 +312,22 @@
     div.className = 'line ' + category + (opts.own ? ' own' : '') + (opts.mention ? ' mention' : '') +
       (opts.extra ? ' ' + opts.extra : '');
     if (opts.title) div.title = opts.title;
+    if (opts.detail) {
+      // The protocol's detail, on request: a hover shows it (title), a tap or Enter on the
+      // line shows it under the words.
+      div.title = opts.detail;
+      div.classList.add('has-detail');
+      div.tabIndex = 0;
+      const more = document.createElement('span');
+      more.className = 'detail';
+      more.textContent = opts.detail;
+      const toggle = () => div.classList.toggle('show-detail');
+      div.addEventListener('click', toggle);
+      div.addEventListener('keydown', (ev) => {
+        if (ev.key === 'Enter') toggle();
+      });
+      parts = [...(Array.isArray(parts) ? parts : [parts]), more];
+    }
     const ts = document.createElement('time');
     ts.className = 'ts';
     ts.dateTime = d.toISOString();
@@ -508,7 +527,7 @@
     dropSocket();
     const gen = S.gen;
     S.phase = 'connecting';
-    S.attempt = S.failures + 1;
+    S.attempt = S.failures; // 0: the first try; then the retries
     S.ghost = 0;
     S.trying = S.wanted;
     let ws;
@@ -558,18 +577,17 @@
 
   // The connection is gone: say why, forget who was online (a rejoin's USERS brings the room
   // back) and try again later.
-  function lost(cause, detail, text) {
+  // `goodbye`: the server said BYE, `cause` is its reason.
+  function lost(cause, detail, goodbye) {
     dropSocket();
-    if (S.onForm) {
-      return formFailed(`The connection was lost before joining: ${withoutThreadNote(detail) || cause}. Try again.`);
-    }
+    const words = goodbye ? byeWords(cause, detail) : lostWords(cause, detail);
+    if (S.onForm) return formFailed(`The connection was lost before joining: ${words}. Try again.`);
     users.clear();
     renderUsers();
     S.rtt = null;
-    S.lost = withoutThreadNote(detail) || cause;
+    S.lost = words;
     S.failed = '';
-    const full = cause + (detail ? ': ' + detail : '');
-    addLine('lost', text ? `${text} (${full})` : `connection to server lost (${full})`);
+    addLine('lost', `disconnected: ${words}`, { detail: details(cause, detail) });
     scheduleRetry();
   }
 
@@ -577,7 +595,7 @@
   function scheduleRetry(failure) {
     const delay = nextDelay();
     S.phase = 'waiting';
-    S.attempt = S.failures + 1;
+    S.attempt = S.failures; // the retry to come: 1, 2, ...
     S.retryAt = now() + delay;
     if (failure) addLine('lost', `${failure}; reconnecting in ${formatDuration(delay)}`);
     else addLine('info', `reconnecting in ${formatDuration(delay)}`);
@@ -657,13 +675,11 @@
     }
     if (S.onForm) {
       dropSocket();
-      formFailed(code === 'nick-in-use'
-        ? `Someone here is already called ${detail || S.trying}. Choose another nickname.`
-        : `The server refused that nickname: ${detail}`, true);
+      formFailed(`${sentence(refusalWords(code, detail || S.trying))} Choose another nickname.`, true);
       return true;
     }
     S.phase = 'choosing';
-    addLine('error', `cannot join as ${S.trying}: ${code}` + (detail ? ' ' + detail : ''));
+    addLine('error', refusalWords(code, detail || S.trying), { detail: details(code, detail) });
     addLine('info', 'type /nick <name> to try another nickname, or /quit');
     render();
     return true;
@@ -709,10 +725,10 @@
         if (first === '' || second === '') break;
         users.delete(fold(first));
         renderUsers();
-        const words = CAUSE_WORDS[second] || second;
-        const detail = withoutThreadNote(afterSecond);
-        addLine('leave', [who(first), ` left: ${words}` + (detail ? ` (${detail})` : '')],
-          { title: `${second}${afterSecond ? ': ' + afterSecond : ''}` });
+        const words = leaveWords(first, second, afterSecond);
+        // Every phrase starts with the nickname, which is shown as a name.
+        const parts = words.startsWith(first) ? [who(first), words.slice(first.length)] : [words];
+        addLine('leave', parts, { detail: details(second, afterSecond) });
         return;
       }
       case 'MSG':
@@ -757,7 +773,7 @@
       case 'ERROR': {
         if (first === '') break;
         if ((S.phase === 'joining' || S.phase === 'choosing') && refused(first, afterFirst)) return;
-        addLine('error', errorWords(first, afterFirst), { title: line });
+        addLine('error', refusalWords(first, afterFirst), { detail: details(first, afterFirst) });
         return;
       }
       case 'BYE': {
@@ -765,9 +781,9 @@
         if (S.quitting) return finishQuit(); // the goodbye we asked for
         if (S.onForm) {
           dropSocket();
-          return formFailed(`The server closed the connection: ${afterFirst || describeBye(first)}.`);
+          return formFailed(sentence(byeWords(first, afterFirst)));
         }
-        lost(first, afterFirst || describeBye(first), 'the server closed the connection');
+        lost(first, afterFirst, true);
         return;
       }
       default:
@@ -784,7 +800,9 @@
       if (S.pingSent) {
         if (t - S.pingSent >= PONG_TIMEOUT_MS) {
           if (S.lastHeard < S.pingSent) {
-            lost('timeout', `no reply from the server for ${Math.round((t - S.lastHeard) / 1000)} s`);
+            // Said as the server's detectors say it, so that the words can tell how long.
+            lost('timeout', `no reply to PING within ${formatDuration(PONG_TIMEOUT_MS)} ` +
+              `(page, ${formatDuration(t - S.lastHeard)} after last traffic)`);
             return;
           }
           S.pingSent = 0; // it is talking, just not answering this PING: alive
@@ -866,7 +884,7 @@
   function renderStatus() {
     let state;
     switch (S.phase) {
-      case 'connecting': state = S.attempt > 1 ? `connecting (attempt ${S.attempt})` : 'connecting'; break;
+      case 'connecting': state = S.attempt > 0 ? `reconnecting (attempt ${S.attempt})` : 'connecting'; break;
       case 'joining': state = `joining as ${S.trying}`; break;
       case 'joined': state = S.quitting ? 'leaving' : 'connected'; break;
       case 'choosing': state = 'nickname refused: /nick <name>'; break;
@@ -946,7 +964,7 @@
     switch (action.kind) {
       case 'error':
         clear();
-        addLine('error', errorWords(action.code, action.detail));
+        addLine('error', refusalWords(action.code, action.detail));
         break;
       case 'help':
         clear();

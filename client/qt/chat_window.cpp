@@ -4,6 +4,7 @@
 
 #include <QCloseEvent>
 #include <QHBoxLayout>
+#include <QHelpEvent>
 #include <QKeyEvent>
 #include <QLabel>
 #include <QLineEdit>
@@ -16,6 +17,7 @@
 #include <QTextBlock>
 #include <QTextCursor>
 #include <QTimer>
+#include <QToolTip>
 #include <QVBoxLayout>
 
 #include <algorithm>
@@ -53,8 +55,9 @@ QString q(const std::string& s) { return QString::fromStdString(s); }
 
 }  // namespace
 
-ChatWindow::ChatWindow(LinkOptions options, QWidget* parent)
+ChatWindow::ChatWindow(LinkOptions options, bool verbose, QWidget* parent)
     : QMainWindow(parent), model_(options.host + ":" + std::to_string(options.port), options.nick) {
+  model_.show_details(verbose);
   setWindowTitle(q("chat: " + options.nick + " at " + options.host + ":" + std::to_string(options.port)));
 
   messages_ = new QPlainTextEdit;
@@ -86,6 +89,7 @@ ChatWindow::ChatWindow(LinkOptions options, QWidget* parent)
   input_->setObjectName("input");
   input_->setPlaceholderText("Type a message, or /help");
   input_->installEventFilter(this);
+  messages_->viewport()->installEventFilter(this);  // tooltips: the server's detail of a line
 
   auto* central = new QWidget;
   auto* layout = new QVBoxLayout(central);
@@ -192,6 +196,11 @@ void ChatWindow::append_new_lines() {
       text.truncate(keep);
       text += QString(" ... (%1 more characters; /save keeps them)").arg(cut);
     }
+    // The server's detail rides on the block, for the tooltip (every block sets it: a new block
+    // inherits the format of the one before).
+    QTextBlockFormat block = cursor.blockFormat();
+    block.setProperty(QTextFormat::UserProperty, q(it->detail));
+    cursor.setBlockFormat(block);
     cursor.insertText(text, format_of(it->category));  // plain text: never parsed as HTML
   }
   cursor.endEditBlock();
@@ -246,7 +255,22 @@ void ChatWindow::recall(bool older) {
   input_->setText(q(line.text()));
 }
 
+QString ChatWindow::detail_at(const QPoint& point) const {
+  return messages_->cursorForPosition(point).block().blockFormat().property(QTextFormat::UserProperty).toString();
+}
+
 bool ChatWindow::eventFilter(QObject* watched, QEvent* event) {
+  if (watched == messages_->viewport() && event->type() == QEvent::ToolTip) {
+    // A leave, a goodbye or a refusal: the pointer resting on it shows the server's detail.
+    const auto* help = static_cast<QHelpEvent*>(event);
+    const QString detail = detail_at(help->pos());
+    if (detail.isEmpty()) {
+      QToolTip::hideText();
+    } else {
+      QToolTip::showText(help->globalPos(), detail, messages_->viewport());
+    }
+    return true;
+  }
   if (watched == input_ && event->type() == QEvent::KeyPress) {
     const auto* key = static_cast<QKeyEvent*>(event);
     switch (key->key()) {

@@ -42,8 +42,9 @@ class ChatWindow : public QMainWindow {
   Q_OBJECT
 
  public:
-  // Starts the Link at once (it connects and joins as options.nick).
-  explicit ChatWindow(LinkOptions options, QWidget* parent = nullptr);
+  // Starts the Link at once (it connects and joins as options.nick). `verbose`: the protocol's
+  // detail after each leave, goodbye and refusal (ScreenModel::show_details).
+  explicit ChatWindow(LinkOptions options, bool verbose = false, QWidget* parent = nullptr);
   ~ChatWindow() override;  // stops and joins the Link's network thread first
 
   // For tests and the screenshot: the widgets and the model as the user sees them.
@@ -52,6 +53,9 @@ class ChatWindow : public QMainWindow {
   QLineEdit* input() const { return input_; }
   QString status_text() const;
   const ScreenModel& model() const { return model_; }
+  // The server's detail of the line at `point` (viewport coordinates of messages()), which the
+  // tooltip shows; empty for a line without one.
+  QString detail_at(const QPoint& point) const;
   // True once the Link has ended (after /quit, or the server lost without reconnecting).
   bool link_ended() const { return link_ended_; }
 

@@ -38,6 +38,9 @@ int main(int argc, char** argv) {
           },
           "NICK"));
   cli.add_option("--keepalive", keepalive, "TCP keepalive IDLE,INTERVAL,COUNT, or off")->capture_default_str();
+  bool verbose = false;
+  cli.add_flag("--verbose", verbose,
+               "After each leave, goodbye and refusal, show the server's detail (which thread noticed, when)");
   cli.footer("Qt's own options (-platform offscreen, -style Fusion, ...) are passed on to Qt.");
   try {
     cli.parse(argc, argv);
@@ -90,7 +93,7 @@ int main(int argc, char** argv) {
   options.host = given.host;
   options.port = given.port;
   options.nick = given.nick;
-  chat::qt::ChatWindow window(options);
+  chat::qt::ChatWindow window(options, verbose);
   open = &window;
   window.show();
   return QApplication::exec();

@@ -96,8 +96,8 @@ TEST_CASE("screen model: a session fills the panes with categories", "[screen_mo
       "message|[09:04:00] * bob waves",
       "priv_in|[09:05:00] [private] bob -> alice: psst",
       "priv_out|[09:06:00] [private] alice -> bob: ok",
-      "leave|[09:07:00] bob left: connection timed out (no keepalive reply)",
-      "error|[09:08:00] *** error (no-such-nick): dave",
+      "leave|[09:07:00] bob's connection timed out (no reply for 16 s)",
+      "error|[09:08:00] *** nobody called dave is online",
       "info|[09:09:00] *** Carol is now known as caroline",
   };
   CHECK(pane(m) == expected);
@@ -114,11 +114,30 @@ TEST_CASE("screen model: leave lines say the cause in words", "[screen_model]") 
   m.apply(server(ev(Event::Kind::leave, "eve", {}, "weird", "something")), at(14, 10, 0));
   const auto p = pane(m);
   REQUIRE(p.size() >= 4);
-  CHECK(p[p.size() - 4] == "leave|[10:00:00] bob left: quit (bye all)");
-  CHECK(p[p.size() - 3] == "leave|[10:00:00] carol left: connection closed (connection closed by peer)");
-  CHECK(p[p.size() - 2] == "leave|[10:00:00] dave left: stopped answering pings");
-  CHECK(p[p.size() - 1] == "leave|[10:00:00] eve left: weird (something)");
+  CHECK(p[p.size() - 4] == "leave|[10:00:00] bob left (bye all)");
+  CHECK(p[p.size() - 3] == "leave|[10:00:00] carol's connection closed");
+  CHECK(p[p.size() - 2] == "leave|[10:00:00] dave stopped answering");
+  CHECK(p[p.size() - 1] == "leave|[10:00:00] eve left");
   CHECK(m.users() == std::vector<std::string>{"alice"});
+}
+
+TEST_CASE("screen model: --verbose shows the server's detail after the words", "[screen_model]") {
+  ScreenModel m = joined_model();
+  m.show_details(true);
+  m.apply(server(ev(Event::Kind::leave, "carol", {}, "closed", "connection closed by peer (poller, 2.1 s after last traffic)")),
+          at(14, 10, 0));
+  m.apply(server(ev(Event::Kind::error, {}, {}, "no-such-nick", "dave")), at(14, 10, 1));
+  LinkEvent lost = link(LinkEvent::Kind::lost);
+  lost.event = ev(Event::Kind::bye, {}, {}, "shutdown", "server shutting down");
+  m.apply(lost, at(14, 10, 2));
+  const auto p = pane(m);
+  REQUIRE(p.size() >= 3);
+  CHECK(p[p.size() - 3] ==
+        "leave|[10:00:00] carol's connection closed [closed: connection closed by peer (poller, 2.1 s after last traffic)]");
+  CHECK(p[p.size() - 2] == "error|[10:01:00] *** nobody called dave is online [no-such-nick]");
+  CHECK(p[p.size() - 1] == "error|[10:02:00] *** disconnected: the server has stopped [shutdown: server shutting down]");
+  // The status line keeps to the words.
+  CHECK(m.status(at(14, 10, 2).steady).ends_with(" | lost: the server has stopped"));
 }
 
 TEST_CASE("screen model: a date line when the day changes", "[screen_model]") {
@@ -142,20 +161,39 @@ TEST_CASE("screen model: the status line follows the connection", "[screen_model
   CHECK(m.status(at(14, 9, 0).steady) == "127.0.0.1:15600 | alice | connected | rtt 3 ms");
 
   LinkEvent lost = link(LinkEvent::Kind::lost);
-  lost.text = "closed: connection closed by peer";
+  lost.event = ev(Event::Kind::leave, {}, {}, "closed", "connection closed by peer");
   m.apply(lost, at(14, 9, 0, 10));
   LinkEvent retry = link(LinkEvent::Kind::retry);
-  retry.delay = chat::Millis{4000};
-  retry.attempt = 3;
+  retry.delay = chat::Millis{1000};
+  retry.attempt = 1;  // the first reconnect is attempt 1
   m.apply(retry, at(14, 9, 0, 10));
   CHECK(m.state() == LinkState::waiting_retry);
   CHECK(m.users().empty());
-  CHECK(m.status(at(14, 9, 0, 10).steady) == "127.0.0.1:15600 | alice | reconnecting in 4 s (attempt 3) | lost: connection closed by peer");
-  CHECK(m.status(at(14, 9, 0, 11).steady + 500ms) == "127.0.0.1:15600 | alice | reconnecting in 3 s (attempt 3) | lost: connection closed by peer");
-  CHECK(m.next_status_change(at(14, 9, 0, 11).steady + 500ms) == at(14, 9, 0, 12).steady);
-  const auto p = pane(m);
-  CHECK(p[p.size() - 2] == "error|[09:00:10] *** connection to server lost (closed: connection closed by peer)");
-  CHECK(p[p.size() - 1] == "info|[09:00:10] *** reconnecting in 4.0 s");
+  CHECK(m.status(at(14, 9, 0, 10).steady) ==
+        "127.0.0.1:15600 | alice | reconnecting in 1 s (attempt 1) | lost: the server closed the connection");
+  auto p = pane(m);
+  CHECK(p[p.size() - 2] == "error|[09:00:10] *** disconnected: the server closed the connection");
+  CHECK(p[p.size() - 1] == "info|[09:00:10] *** reconnecting in 1.0 s");
+
+  // A failed attempt: one line, and the status line counts.
+  LinkEvent connecting = link(LinkEvent::Kind::connecting);
+  connecting.attempt = 1;
+  m.apply(connecting, at(14, 9, 0, 11));
+  CHECK(m.status(at(14, 9, 0, 11).steady) ==
+        "127.0.0.1:15600 | alice | reconnecting (attempt 1) | lost: the server closed the connection");
+  const auto lines_before = pane(m).size();
+  retry.delay = chat::Millis{4000};
+  retry.attempt = 2;
+  retry.text = "cannot connect to 127.0.0.1:15600: Connection refused";
+  m.apply(retry, at(14, 9, 0, 11));
+  p = pane(m);
+  CHECK(p.size() == lines_before + 1);
+  CHECK(p.back() == "error|[09:00:11] *** cannot connect to 127.0.0.1:15600: Connection refused; trying again in 4.0 s");
+  CHECK(m.status(at(14, 9, 0, 11).steady) ==
+        "127.0.0.1:15600 | alice | reconnecting in 4 s (attempt 2) | lost: the server closed the connection");
+  CHECK(m.status(at(14, 9, 0, 12).steady + 500ms) ==
+        "127.0.0.1:15600 | alice | reconnecting in 3 s (attempt 2) | lost: the server closed the connection");
+  CHECK(m.next_status_change(at(14, 9, 0, 12).steady + 500ms) == at(14, 9, 0, 13).steady);
 
   m.apply(link(LinkEvent::Kind::connecting), at(14, 9, 0, 14));
   m.apply(joined("alice_", true, "alice"), at(14, 9, 0, 14));
@@ -181,7 +219,7 @@ TEST_CASE("screen model: a refused nickname waits for /nick", "[screen_model]") 
   refused.event = ev(Event::Kind::error, {}, {}, "nick-in-use", "bob");
   m.apply(refused, at(14, 9, 0));
   CHECK(m.state() == LinkState::choosing_nick);
-  CHECK(pane(m)[1] == "error|[09:00:00] *** cannot join as bob: nick-in-use bob");
+  CHECK(pane(m)[1] == "error|[09:00:00] *** the nickname bob is taken");
   CHECK(m.status(at(14, 9, 0).steady) == "h:1 | bob | nickname refused: /nick <name>");
 }
 
@@ -241,13 +279,6 @@ TEST_CASE("interpret_input: local commands and commands for the server", "[scree
   CHECK(chat::interpret_input("/frob").kind == K::error);
 }
 
-TEST_CASE("without_thread_note drops the server's thread note only", "[screen_model]") {
-  CHECK(chat::without_thread_note("no keepalive reply (reader, 16.0 s after last traffic)") == "no keepalive reply");
-  CHECK(chat::without_thread_note("broken pipe (writer)") == "broken pipe");
-  CHECK(chat::without_thread_note("send queue over 1048576 bytes (room)") == "send queue over 1048576 bytes");
-  CHECK(chat::without_thread_note("gone (for lunch)") == "gone (for lunch)");
-  CHECK(chat::without_thread_note("") == "");
-}
 
 TEST_CASE("input line: editing", "[input_line]") {
   chat::InputLine in;

@@ -46,7 +46,7 @@ TEST_CASE("chatclient script mode without --reconnect exits 1 when the server go
   std::string seen;
   REQUIRE(client.wait_for_line(Stream::out, "*** welcome, alice", kWait, &seen));
   stop(server);
-  CHECK(client.wait_for_line(Stream::out, "*** connection to server lost (shutdown: server shutting down)", kWait,
+  CHECK(client.wait_for_line(Stream::out, "*** disconnected: the server has stopped", kWait,
                              &seen));
   INFO("chatclient said:\n" << seen);
   CHECK(client.wait_exit(kWait) == 1);
@@ -61,7 +61,7 @@ TEST_CASE("chatclient script mode with --reconnect rejoins a server restarted on
   REQUIRE(client.wait_for_line(Stream::out, "*** welcome, alice", kWait, &seen));
 
   stop(server);
-  REQUIRE(client.wait_for_line(Stream::out, "*** connection to server lost (shutdown: server shutting down)", kWait,
+  REQUIRE(client.wait_for_line(Stream::out, "*** disconnected: the server has stopped", kWait,
                                &seen));
   REQUIRE(client.wait_for_line(Stream::out, "*** reconnecting in ", kWait, &seen));
   CHECK_FALSE(client.wait_exit(0ms));  // still running, waiting to try again

@@ -75,6 +75,13 @@ std::vector<std::string> user_pane(const std::string& screen) {
   return out;
 }
 
+// How many times `text` appears on the screen.
+std::size_t count(const std::string& screen, const std::string& text) {
+  std::size_t n = 0;
+  for (auto at = screen.find(text); at != std::string::npos; at = screen.find(text, at + text.size())) ++n;
+  return n;
+}
+
 bool has_user(const std::string& screen, const std::string& nick) {
   for (const auto& u : user_pane(screen)) {
     if (u == nick) return true;
@@ -105,10 +112,10 @@ TEST_CASE("tui: user list, messages, colour categories and status line", "[tui]"
   REQUIRE(bob->expect_line("PRIV alice bob hi there", kWait));
   REQUIRE(tui.type("/msg nobody x"));
   REQUIRE(tui.keys({"Enter"}));
-  REQUIRE(tui.wait_for_text("error (no-such-nick)", kWait, &screen));
+  REQUIRE(tui.wait_for_text("nobody called nobody is online", kWait, &screen));
 
   REQUIRE(bob->send_line("QUIT gone fishing"));
-  REQUIRE(tui.wait_for_text("bob left: quit (gone fishing)", kWait, &screen));
+  REQUIRE(tui.wait_for_text("bob left (gone fishing)", kWait, &screen));
   CHECK_FALSE(has_user(screen, "bob"));
 
   // The status line: server, nick, connected, and a measured round trip.
@@ -121,8 +128,8 @@ TEST_CASE("tui: user list, messages, colour categories and status line", "[tui]"
   const std::string coloured = tui.capture(true);
   INFO("with escapes:\n" << coloured);
   CHECK(sets_colour(row_with(coloured, "bob joined"), "32"));
-  CHECK(sets_colour(row_with(coloured, "bob left: quit"), "32"));
-  CHECK(sets_colour(row_with(coloured, "error (no-such-nick)"), "31"));
+  CHECK(sets_colour(row_with(coloured, "bob left (gone fishing)"), "32"));
+  CHECK(sets_colour(row_with(coloured, "nobody called nobody is online"), "31"));
   CHECK(sets_colour(row_with(coloured, "[private] bob -> alice: psst"), "38;5;208"));
   CHECK(sets_colour(row_with(coloured, "[private] alice -> bob: hi there"), "38;5;33"));
   const std::string plain = row_with(coloured, "<bob> hello alice");
@@ -174,11 +181,21 @@ TEST_CASE("tui: a server restart on the same port is followed by an automatic re
   REQUIRE(server->process().signal(SIGTERM));
   REQUIRE(server->process().wait_exit(kWait) == 0);
   server.reset();
-  REQUIRE(tui.wait_for_text("connection to server lost (shutdown: server shutting down)", kWait, &screen));
-  REQUIRE(tui.wait_for([](const std::string& s) { return status_row(s).find("| reconnecting in ") != std::string::npos ||
-                                                         status_row(s).find("| connecting") != std::string::npos; },
+  REQUIRE(tui.wait_for_text("disconnected: the server has stopped", kWait, &screen));
+  // The first reconnect is attempt 1; a failed one adds one line, and the status counts.
+  REQUIRE(tui.wait_for([](const std::string& s) { return status_row(s).find("(attempt 1)") != std::string::npos; },
                        kWait, false, &screen));
-  CHECK(sets_colour(row_with(tui.capture(true), "connection to server lost"), "31"));
+  REQUIRE(tui.wait_for_text("Connection refused; trying again in ", kWait, &screen));
+  REQUIRE(tui.wait_for([](const std::string& s) { return status_row(s).find("(attempt 2)") != std::string::npos; },
+                       kWait, false, &screen));
+  INFO(screen);
+  // The shutdown is told once, in words; the server's detail stays out of the pane.
+  CHECK(count(screen, "disconnected: ") == 1);
+  CHECK(count(screen, "server closed the connection") == 0);
+  CHECK(count(screen, "shutting down") == 0);
+  CHECK(count(screen, "connecting to") == 0);
+  CHECK(status_row(screen).find("lost: the server has stopped") != std::string::npos);
+  CHECK(sets_colour(row_with(tui.capture(true), "disconnected: the server has stopped"), "31"));
 
   Subprocess again({CHATSERVER_PATH, "--bind", "127.0.0.1", "--port", std::to_string(port)});
   REQUIRE(again.wait_for_line(Stream::err, "chatserver listening on", kWait));
@@ -206,7 +223,7 @@ TEST_CASE("tui: a ghost holding the nickname gets a suffixed rejoin", "[tui]") {
   REQUIRE(first);
   REQUIRE(tui.wait_for_text("welcome, alice", kWait, &screen));
   first->close();
-  REQUIRE(tui.wait_for_text("connection to server lost (", kWait, &screen));  // reset: our PING was unread
+  REQUIRE(tui.wait_for_text("disconnected: ", kWait, &screen));  // reset: our PING was unread
 
   auto second = fake.accept(kWait);
   REQUIRE(second);
@@ -324,5 +341,9 @@ TEST_CASE("tui: --no-reconnect stays on screen after the loss", "[tui]") {
   REQUIRE(tui.wait_for_text("not reconnecting", kWait, &screen));
   CHECK(status_row(screen).find("| disconnected") != std::string::npos);
   CHECK(screen.find("reconnecting in") == std::string::npos);
+  // SIGTERM to the server: its shutdown is told once.
+  CHECK(count(screen, "the server has stopped") == 2);  // the pane's line and the status line
+  CHECK(count(screen, "disconnected: the server has stopped") == 1);
+  CHECK(count(screen, "shut") == 0);
   CHECK(tui.alive());
 }

@@ -24,6 +24,8 @@
 #include <QSpinBox>
 #include <QAbstractTextDocumentLayout>
 #include <QTextBlock>
+#include <QTextCursor>
+#include <QTextDocument>
 
 #include <csignal>
 #include <memory>
@@ -136,7 +138,16 @@ TEST_CASE("chatclient-qt joins, the user list follows JOIN, NICK and LEAVE, and 
 
   REQUIRE(bob->send_line("QUIT gone fishing"));
   CHECK(wait_until([&] { return user_names(*w) == QStringList{"alicia", "Carol"}; }, patience));
-  CHECK(wait_until([&] { return pane_has(*w, "bobby left: quit"); }, patience));
+  CHECK(wait_until([&] { return pane_has(*w, "bobby left (gone fishing)"); }, patience));
+  {
+    // The pointer resting on the leave shows the server's detail; on a message, nothing.
+    const auto* doc = w->messages()->document();
+    QTextCursor at_leave(doc->findBlockByNumber(doc->blockCount() - 1));
+    CHECK(at_leave.block().text().contains("bobby left (gone fishing)"));
+    CHECK(w->detail_at(w->messages()->cursorRect(at_leave).center()) == "quit: gone fishing");
+    QTextCursor at_first(doc->firstBlock());
+    CHECK(w->detail_at(w->messages()->cursorRect(at_first).center()).isEmpty());
+  }
   CHECK(w->findChild<QLabel*>("users_count")->text() == "Online (2)");
 
   // Ctrl+L clears the pane (the transcript keeps everything).
@@ -205,11 +216,11 @@ TEST_CASE("chatclient-qt: the server stopped shows the cause and a countdown, an
   REQUIRE(server->process().wait_exit(patience) == 0);
   server.reset();
   // The cause in words, and the countdown, in the status bar.
-  CHECK(wait_until([&] { return w->status_text().contains("lost: server shutting down"); }, patience));
+  CHECK(wait_until([&] { return w->status_text().contains("lost: the server has stopped"); }, patience));
   // While the server is away the Link keeps trying: each wait shows as a countdown.
   CHECK(wait_until([&] { return w->status_text().contains(QRegularExpression("reconnecting in \\d+ s")); }, patience));
   INFO(w->status_text().toStdString());
-  CHECK(pane_has(*w, "connection to server lost"));
+  CHECK(pane_has(*w, "disconnected: the server has stopped"));
   CHECK(w->users()->count() == 0);
 
   // The same port again (the last --port wins over ServerProcess's --port 0). Another test may

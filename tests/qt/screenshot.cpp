@@ -65,7 +65,7 @@ int main(int argc, char** argv) {
     shows("he said 20:00");
     auto dave = join(server.port(), "dave");
     dave->close_with_reset();  // his laptop lost the Wi-Fi: the server notices at once
-    shows("dave left");
+    shows("dave's connection was reset");
     bob->send_line("SAY <b>not bold</b>: markup shows as it is");
     shows("markup shows");
     wait_until([&] { return window.users()->count() == 3; }, patience);

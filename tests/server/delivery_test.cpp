@@ -632,5 +632,5 @@ TEST_CASE("STATS answers one line of counters, before and after joining; text mo
 
   auto text = connect_text(server.port(), "t");
   REQUIRE(text->send_line("/stats"));
-  CHECK(next_text(*text).starts_with("*** error (unknown-command)"));
+  CHECK(next_text(*text).starts_with("*** unknown command: /stats"));
 }

@@ -24,6 +24,7 @@
 //
 // Threads: slow attackers and the flooder run on std::jthreads that own their LineClient and
 // record what they saw; every check is made on the test thread after the join.
+#include "common/wording.hpp"
 #include "tests/server/test_server.hpp"
 
 #include "tests/support/deadline.hpp"
@@ -65,9 +66,10 @@ const std::string too_long_nick = "longer than 24 characters";
 const std::string nick_hint = "# type a nickname to join (1-24 characters: A-Z a-z 0-9 _ ! -)";
 const std::string already_joined_as = "ERROR bad-args already joined as ";
 
-// An ERROR as a text-mode client sees it, without the stamp: "*** error (bad-nick): b@d: ...".
+// An ERROR as a text-mode client sees it, without the stamp, in the words of
+// common/wording.hpp: "*** that nickname is not allowed: b@d: ...".
 std::string text_error(std::string_view code, std::string_view detail) {
-  return "*** error (" + std::string(code) + "): " + std::string(detail);
+  return "*** " + chat::wording::refusal(code, detail);
 }
 const std::string text_bad_utf8 = text_error("bad-utf8", "line is not valid UTF-8");
 const std::string text_bad_char = text_error("bad-char", "line contains a control character");
@@ -409,7 +411,7 @@ TEST_CASE("hostile: binary noise before HELLO: refused line by line, and the cli
     CHECK(next_text(*c) == "*** online (2): alice watcher");
     CHECK(next_line(*watcher) == "JOIN alice");  // one JOIN, nothing for the refused lines
     REQUIRE(c->send_line("/quit"));
-    CHECK(next_text(*c) == "*** server closed the connection (quit)");
+    CHECK(next_text(*c) == "*** you left; press Ctrl-C");
     CHECK(next_line(*watcher) == "LEAVE alice quit");
   }
   SECTION("over-long noise does not choose the mode: ERROR too-long in protocol form, then HELLO works") {
@@ -434,7 +436,7 @@ TEST_CASE("hostile: binary noise before HELLO: refused line by line, and the cli
       CHECK(next_line(*c) == nick_hint);
     }
     REQUIRE(c->send_line("/quit"));
-    CHECK(next_text(*c) == "*** server closed the connection (quit)");
+    CHECK(next_text(*c) == "*** you left; press Ctrl-C");
     require_closed(*c);
   }
   SECTION("many lines of noise: each gets one error and one hint, and none joins") {
@@ -449,7 +451,7 @@ TEST_CASE("hostile: binary noise before HELLO: refused line by line, and the cli
       CHECK(next_line(*c) == nick_hint);
     }
     REQUIRE(c->send_line("/quit"));
-    CHECK(next_text(*c) == "*** server closed the connection (quit)");
+    CHECK(next_text(*c) == "*** you left; press Ctrl-C");
     require_closed(*c);
   }
   // The watcher heard nothing else (no JOIN but the one checked, no LEAVE for a client that
@@ -515,7 +517,7 @@ TEST_CASE("hostile: every command as the first line: not HELLO, so text mode, an
       CHECK(next_text(*client) == text_error("bad-nick", std::string(c.nick) + ": " + only_allowed));
       CHECK(next_line(*client) == nick_hint);
       REQUIRE(client->send_line("/quit"));
-      CHECK(next_text(*client) == "*** server closed the connection (quit)");
+      CHECK(next_text(*client) == "*** you left; press Ctrl-C");
       require_closed(*client);
     }
   }
@@ -528,7 +530,7 @@ TEST_CASE("hostile: every command as the first line: not HELLO, so text mode, an
       CHECK(next_text(*c).starts_with("*** online (2): "));
       CHECK(next_line(*watcher) == "JOIN " + std::string(verb));
       REQUIRE(c->send_line("/quit"));
-      CHECK(next_text(*c) == "*** server closed the connection (quit)");
+      CHECK(next_text(*c) == "*** you left; press Ctrl-C");
       require_closed(*c);
       CHECK(next_line(*watcher) == "LEAVE " + std::string(verb) + " quit");
     }
@@ -545,7 +547,7 @@ TEST_CASE("hostile: every command as the first line: not HELLO, so text mode, an
       CHECK(next_text(*c) == text_error("not-joined", "type a nickname first"));
     }
     REQUIRE(c->send_line("/quit"));
-    CHECK(next_text(*c) == "*** server closed the connection (quit)");
+    CHECK(next_text(*c) == "*** you left; press Ctrl-C");
     require_closed(*c);
   }
   SECTION("protocol mode before joining: STATS works, a malformed command gets its own error first") {
@@ -1188,7 +1190,7 @@ TEST_CASE("hostile: the 17th connection from one address gets BYE too-many; the 
 
   // One leaves: there is room for exactly one more.
   REQUIRE(idle[1]->send_line("/quit"));  // ("QUIT" as a first line would join as QUIT)
-  CHECK(next_text(*idle[1]) == "*** server closed the connection (quit)");
+  CHECK(next_text(*idle[1]) == "*** you left; press Ctrl-C");
   require_closed(*idle[1]);
   auto again = connect_client(server.port());
   REQUIRE(again->send_line("HELLO dave"));

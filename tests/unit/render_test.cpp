@@ -37,12 +37,15 @@ TEST_CASE("render_event: messages", "[render]") {
 TEST_CASE("render_event: room changes", "[render]") {
   CHECK(rendered(ev(K::join, "bob"), 3) == "*** bob joined (3 online)");
   CHECK(rendered(ev(K::join, "bob")) == "*** bob joined");
-  CHECK(rendered(ev(K::leave, "bob", "", "closed", "connection closed by peer")) ==
-        "*** bob left (closed: connection closed by peer)");
+  // Leaves, goodbyes and refusals are worded by common/wording.hpp (tests/unit/wording_test.cpp
+  // has each); the count comes after the words, the detail only when asked for.
+  CHECK(rendered(ev(K::leave, "bob", "", "closed", "connection closed by peer")) == "*** bob's connection closed");
   CHECK(rendered(ev(K::leave, "bob", "", "closed", "connection closed by peer"), 2) ==
-        "*** bob left (closed: connection closed by peer) (2 online)");
-  CHECK(rendered(ev(K::leave, "bob", "", "quit")) == "*** bob left (quit)");
-  CHECK(rendered(ev(K::leave, "bob", "", "quit"), 0) == "*** bob left (quit) (0 online)");
+        "*** bob's connection closed (2 online)");
+  CHECK(chat::render_event(ev(K::leave, "bob", "", "closed", "connection closed by peer"), 2, true) ==
+        "*** bob's connection closed (2 online) [closed: connection closed by peer]");
+  CHECK(rendered(ev(K::leave, "bob", "", "quit")) == "*** bob left");
+  CHECK(rendered(ev(K::leave, "bob", "", "quit"), 0) == "*** bob left (0 online)");
   CHECK(rendered(ev(K::nick, "alice", "alicia")) == "*** alice is now known as alicia");
   CHECK(rendered(ev(K::users, "", "", "", "", {"alice", "bob"})) == "*** online (2): alice bob");
   CHECK(rendered(ev(K::users)) == "*** online (0):");
@@ -51,11 +54,14 @@ TEST_CASE("render_event: room changes", "[render]") {
 
 TEST_CASE("render_event: errors, bye and comments", "[render]") {
   CHECK(rendered(ev(K::error, "", "", "bad-nick", "al@ice: only A-Z a-z 0-9 _ ! - are allowed")) ==
-        "*** error (bad-nick): al@ice: only A-Z a-z 0-9 _ ! - are allowed");
-  CHECK(rendered(ev(K::error, "", "", "too-long")) == "*** error (too-long)");
-  CHECK(rendered(ev(K::bye, "", "", "shutdown")) == "*** server closed the connection (shutdown)");
+        "*** that nickname is not allowed: al@ice: only A-Z a-z 0-9 _ ! - are allowed");
+  CHECK(rendered(ev(K::error, "", "", "too-long")) == "*** not sent: too long");
+  CHECK(chat::render_event(ev(K::error, "", "", "too-long"), {}, true) == "*** not sent: too long [too-long]");
+  CHECK(rendered(ev(K::bye, "", "", "shutdown")) == "*** the server has stopped");
   CHECK(rendered(ev(K::bye, "", "", "too-slow", "output queue full")) ==
-        "*** server closed the connection (too-slow: output queue full)");
+        "*** the server disconnected you: your connection could not keep up");
+  CHECK(chat::render_event(ev(K::bye, "", "", "too-slow", "output queue full"), {}, true) ==
+        "*** the server disconnected you: your connection could not keep up [too-slow: output queue full]");
   CHECK(rendered(ev(K::comment, "", "", "", "chat 0.1.0")) == "# chat 0.1.0");
 }
 

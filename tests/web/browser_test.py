@@ -25,6 +25,7 @@ import argparse
 import os
 import signal
 import sys
+import re
 import time
 import unittest
 import urllib.request
@@ -176,6 +177,7 @@ class WebPageTest(unittest.TestCase):
         base = page_url().rstrip('/')
         expected = {'/': 'text/html; charset=utf-8', '/index.html': 'text/html; charset=utf-8',
                     '/app.js': 'text/javascript; charset=utf-8', '/style.css': 'text/css; charset=utf-8',
+                    '/wording.js': 'text/javascript; charset=utf-8',
                     '/icon.svg': 'image/svg+xml'}
         for path, ctype in expected.items():
             with urllib.request.urlopen(base + path, timeout=WAIT) as r:
@@ -219,7 +221,7 @@ class WebPageTest(unittest.TestCase):
         self.assertIn('only A-Z a-z 0-9 _ ! - are allowed', page.el('#nick-error').text)
         box.clear()
         box.send_keys(holder.nick.upper(), Keys.ENTER)
-        page.until(lambda: 'already called' in page.el('#nick-error').text,
+        page.until(lambda: f'The nickname {holder.nick.upper()} is taken' in page.el('#nick-error').text,
                    message='a taken nickname is refused in words')
         self.assertTrue(page.el('#join-view').is_displayed())
         nick = self.nick()
@@ -285,9 +287,14 @@ class WebPageTest(unittest.TestCase):
         self.assertEqual(page.js('return document.activeElement.id'), 'input')
         other.send('QUIT see you')
         page.until(lambda: renamed not in page.users(), message='the list drops who left')
-        line = page.wait_line('leave', f'{renamed} left')
-        self.assertIn('quit', line)
-        self.assertIn('see you', line)
+        page.wait_line('leave', f'{renamed} left (see you)')
+        # The words for people (common/wording.hpp, through /wording.js); the protocol's detail
+        # on request: a tap shows it under the words.
+        shown = "return [...document.querySelectorAll('#log .line.leave')].pop()"
+        self.assertEqual(page.js(shown + '.innerText').split(' ', 1)[1], f'{renamed} left (see you)')
+        self.assertEqual(page.js(shown + '.title'), 'quit: see you')
+        page.js(shown + '.click()')
+        page.until(lambda: 'quit: see you' in page.js(shown + '.innerText'), message='a tap shows the detail')
 
     def test_closing_the_browser_is_a_leave(self):
         """driver.quit(): the others get LEAVE <nick> closed within 10 s."""
@@ -390,6 +397,12 @@ class WebPageTest(unittest.TestCase):
         time.sleep(6)
         self.assertFalse([line for line in other.lines if line.startswith(f'LEAVE {nick} ')], other.lines)
         self.assertEqual(page.state(), 'connected')
+        # The peer stops answering: the page says so in the words of common/wording.cpp (filled by
+        # app.js from /wording.js), with the time of silence the server's detail gives.
+        other.answer_pings = False
+        line = page.wait_line('leave', f'{other.nick} stopped answering (no reply for ', timeout=20)
+        self.assertRegex(line, re.escape(other.nick) + r' stopped answering \(no reply for \d+ s\)')
+        self.assertIn('no-pong: no reply to PING within 1.0 s (poller, ', line)  # the detail, for a tap
 
     def test_conversation_is_capped(self):
         """The conversation keeps about 5000 lines: the oldest go."""
@@ -430,7 +443,7 @@ class WebPageTest(unittest.TestCase):
         server.kill()
         page.until(lambda: 'reconnecting in' in page.status() and 'lost:' in page.status(),
                    message='the status bar says it is lost and counts down')
-        page.wait_line('lost', 'connection to server lost')
+        page.wait_line('lost', 'disconnected: ')
         self.assertRegex(page.el('#status-state').text, r'reconnecting in \d+ s')
         port = server.port
         server.start(port)
@@ -448,12 +461,14 @@ class WebPageTest(unittest.TestCase):
         page.open(f'http://127.0.0.1:{server.port}/')
         page.join(self.nick())
         server.signal(signal.SIGTERM)
-        page.until(lambda: 'lost: server shutting down' in page.status(), message=page.status())
-        page.wait_line('lost', 'shutdown')
+        page.until(lambda: 'lost: the server has stopped' in page.status(), message=page.status())
+        page.wait_line('lost', 'disconnected: the server has stopped')
+        # Said once.
+        self.assertEqual(len([c for c, _ in page.lines() if 'lost' in c.split()]), 1, page.lines())
 
     def test_dead_server_noticed(self):
-        """A server that stops answering (SIGSTOP) is given up within about 15 s: 'no reply
-        from the server for N s'; once it answers again the page is back."""
+        """A server that stops answering (SIGSTOP) is given up within about 15 s: 'the server
+        stopped answering (no reply for N s)'; once it answers again the page is back."""
         server = self.own_server()
         page = Page()
         self.addCleanup(page.quit)
@@ -461,7 +476,8 @@ class WebPageTest(unittest.TestCase):
         page.join(self.nick())
         server.signal(signal.SIGSTOP)
         started = time.monotonic()
-        page.until(lambda: 'no reply from the server for' in page.status(), timeout=25, message=page.status())
+        page.until(lambda: 'the server stopped answering (no reply for' in page.status(), timeout=25,
+                   message=page.status())
         self.assertLess(time.monotonic() - started, 20)
         server.signal(signal.SIGCONT)
         page.until(lambda: page.state() == 'connected', timeout=45, message=page.status())

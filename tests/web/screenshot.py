@@ -110,7 +110,7 @@ def picture(url, port, out, phone, dark, leave_wait):
         alice.send('SAY it shows up as plain text. nice try, bob')
         carol.send('SAY my wifi is acting up again, back in a sec')
         carol.answer_pings = False  # from here on she is "hung": the heartbeat drops her
-        shown('carol left', timeout=leave_wait)
+        shown('carol stopped answering', timeout=leave_wait)
         bob.send('SAY carol dropped again, classic')
         type_('red team goes first!')
         shown('red team goes first!')

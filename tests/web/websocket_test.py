@@ -676,7 +676,7 @@ class WebSocketTest(unittest.TestCase):
                 self.assertRegex(await w.recv(), stamp + re.escape("<tcp1> hi maya") + "$")
                 await w.send("/quit bye")
                 msgs = await w.until_closed()
-                self.assertTrue(msgs and re.match(stamp + re.escape("*** server closed the connection (quit)"), msgs[-1]),
+                self.assertTrue(msgs and re.match(stamp + re.escape("*** you left") + "$", msgs[-1]),
                                 msgs)
                 self.assertEqual(w.ws.close_code, 1000)
                 line = await tcp.expect(prefix("LEAVE maya "))
@@ -1052,6 +1052,10 @@ class WebSocketTest(unittest.TestCase):
         self.assertTrue(r.header("Content-Type").startswith("text/css"), r)
         for path in ("/app.js", "/.secret", "/../etc/passwd", "/css/../.secret", "/%2e%2e/etc/passwd"):
             self.assertEqual(get(path).status, 404, path)
+        # The words people read come from the server's own table, --web-root or not.
+        r = get("/wording.js")
+        self.assertEqual(r.status, 200, r)
+        self.assertIn(b'"nick-in-use": "the nickname {detail} is taken"', r.body)
         # The WebSocket is there as ever.
         async def go():
             w = await web_join(srv.port, "rooted")
@@ -1135,7 +1139,7 @@ class WebSocketTest(unittest.TestCase):
         self.assertLess(took, 1.0)
         answer = c.read_line()
         self.assertFalse(answer.startswith("HTTP/"), answer)
-        self.assertIn("bad-nick", answer)
+        self.assertIn("that nickname is not allowed", answer)
         observe("--web off, 'GET / HTTP/1.1' as a first line: %r" % answer)
         # A silent client is greeted at once (no 100 ms wait for a request).
         start = time.monotonic()
