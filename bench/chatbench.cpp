@@ -63,6 +63,7 @@
 #include "bench/scale.hpp"
 #include "bench/shutdown.hpp"
 #include "bench/victim.hpp"
+#include "common/cli.hpp"
 
 #include <CLI/CLI.hpp>
 
@@ -300,8 +301,7 @@ int main(int argc, char** argv) {
       }
     }
   } catch (const CLI::ParseError& e) {
-    const int code = app.exit(e);
-    return code == 0 ? 0 : 2;
+    return chat::cli::exit_for(app, e, "chatbench");  // 0 after --help, 2 (with "did you mean"?) otherwise
   }
   if (victim->parsed()) {
     return run_victim(static_cast<std::uint16_t>(victim_port), victim_nick, std::chrono::seconds(victim_lifetime_s));

@@ -8,6 +8,7 @@
 #include "client/chat_client.hpp"
 #include "client/tui.hpp"
 
+#include "common/cli.hpp"
 #include "common/log.hpp"
 #include "common/text.hpp"
 #include "common/units.hpp"
@@ -24,15 +25,15 @@
 namespace {
 
 // A CLI11 check built from one of common/units.hpp's parsers: the parser's own message
-// becomes the usage error.
+// becomes the usage error. No description: --help shows the option's type name alone.
 template <typename Parse>
-CLI::Validator parsed_by(Parse parse, std::string name) {
+CLI::Validator parsed_by(Parse parse) {
   return CLI::Validator(
       [parse](std::string& text) -> std::string {
         std::string error;
         return parse(text, &error) ? std::string() : error;
       },
-      std::move(name));
+      "");
 }
 
 }  // namespace
@@ -58,8 +59,18 @@ int main(int argc, char** argv) {
                "Otherwise (script mode): reads lines from stdin (type /help once joined), prints the room's\n"
                "events to stdout, and exits 1 if the server goes away (with --reconnect: reconnects).",
                "chatclient"};
-  app.add_option("--host", options.host, "Server address")->capture_default_str();
-  app.add_option("--port", port, "Server TCP port")->check(CLI::Range(1, 65535))->capture_default_str();
+  // --help shows each value as people type it (the footer explains DURATION, SIZE, ...), not
+  // CLI11's types and checks ("INT:INT in [1 - 65535]"); the groups are its sections.
+  const auto group = [&app](const char* name) { app.option_defaults()->group(name); };
+  app.get_formatter()->column_width(34);  // two spaces after the longest, for help2man
+  group("Server");
+  app.add_option("--host", options.host, "Server address or host name")
+      ->capture_default_str()
+      ->type_name(chat::cli::address_type);
+  app.add_option("--port", port, "Server TCP port")
+      ->check(CLI::Range(1, 65535).description(""))
+      ->capture_default_str()
+      ->type_name(chat::cli::number_type);
   app.add_option("--nick", options.nick,
                  "Nickname to join as (1-24 of A-Z a-z 0-9 _ ! -); required in script mode, asked for on a terminal")
       ->check(CLI::Validator(
@@ -68,13 +79,17 @@ int main(int argc, char** argv) {
             auto problem = chat::nick_problem(nick);
             return problem ? "'" + nick + "': " + *problem : std::string();
           },
-          "NICK"));
+          ""))
+      ->type_name("NICK");
+  group("Connection");
   app.add_option("--keepalive", keepalive, "TCP keepalive IDLE,INTERVAL,COUNT, or off")
-      ->check(parsed_by(chat::parse_keepalive, "IDLE,INTERVAL,COUNT|off"))
-      ->capture_default_str();
+      ->check(parsed_by(chat::parse_keepalive))
+      ->capture_default_str()
+      ->type_name(chat::cli::keepalive_type);
   app.add_option("--ping-interval", ping_interval, "PING the server after this much silence; 0: never")
-      ->check(parsed_by(chat::parse_duration, "DURATION"))
-      ->capture_default_str();
+      ->check(parsed_by(chat::parse_duration))
+      ->capture_default_str()
+      ->type_name(chat::cli::duration_type);
   app.add_option("--ping-timeout", ping_timeout, "Server is dead if silent this long after our PING")
       ->check(parsed_by(
           [](std::string_view text, std::string* error) -> std::optional<chat::Millis> {
@@ -84,9 +99,9 @@ int main(int argc, char** argv) {
               return std::nullopt;
             }
             return d;
-          },
-          "DURATION"))
-      ->capture_default_str();
+          }))
+      ->capture_default_str()
+      ->type_name(chat::cli::duration_type);
   app.add_option("--max-line", max_line, "Longest line either way, in bytes (64 to 16MiB)")
       ->check(parsed_by(
           [](std::string_view text, std::string* error) -> std::optional<std::size_t> {
@@ -96,23 +111,28 @@ int main(int argc, char** argv) {
               return std::nullopt;
             }
             return size;
-          },
-          "BYTES"))
-      ->capture_default_str();
+          }))
+      ->capture_default_str()
+      ->type_name(chat::cli::size_type);
   auto* no_reconnect_flag = app.add_flag("--no-reconnect", no_reconnect,
                                          "On a terminal: when the connection is lost, do not reconnect");
   app.add_flag("--reconnect", reconnect,
                "In script mode: when the connection is lost, reconnect with backoff instead of exiting 1")
       ->excludes(no_reconnect_flag);
+  group("Output");
   app.add_flag("--verbose", options.verbose,
                "After each leave, goodbye and refusal, show the server's detail (which thread noticed, when)");
   app.set_version_flag("--version", std::string("chatclient ") + CHAT_VERSION);
+  app.get_version_ptr()->group("Options");  // with --help, not in the last group above
+  app.footer(std::string("Formats:\n  ") + chat::cli::duration_format + "\n  " + chat::cli::size_format + "\n  " +
+             chat::cli::keepalive_format + "\n  " + chat::cli::address_format);
 
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    // --help and --version "fail" with exit code 0; every real usage error exits 2.
-    return app.exit(e) == 0 ? chat::exit_ok : chat::exit_usage;
+    // --help and --version "fail" with exit code 0; every real usage error exits 2 (an unknown
+    // option with "did you mean --nick?" when one is close).
+    return chat::cli::exit_for(app, e, "chatclient") == chat::cli::exit_help ? chat::exit_ok : chat::exit_usage;
   }
 
   if (!interactive && options.nick.empty()) {

@@ -1,14 +1,20 @@
 #include "common/net.hpp"
 
+#include <ifaddrs.h>
 #include <linux/sockios.h>
+#include <net/if.h>
+#include <netdb.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstdint>
+#include <cstring>
+#include <memory>
 #include <stdexcept>
 
 namespace chat {
@@ -115,6 +121,96 @@ std::error_code limit_unsent(int fd, std::size_t bytes) {
     return std::error_code(errno, asio::error::get_system_category());
   }
   return {};
+}
+
+namespace {
+
+// IPv4 first, then IPv6, each address once, otherwise in the order given.
+std::vector<asio::ip::address> v4_first(const std::vector<asio::ip::address>& found) {
+  std::vector<asio::ip::address> out;
+  for (const bool v4 : {true, false}) {
+    for (const auto& a : found) {
+      if (a.is_v4() == v4 && std::find(out.begin(), out.end(), a) == out.end()) out.push_back(a);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<asio::ip::address> resolve_host(const std::string& host, std::string* error) {
+  const auto fail = [&](std::string why) {
+    if (error) *error = std::move(why);
+    return std::vector<asio::ip::address>{};
+  };
+  const std::string quoted = "'" + host + "'";
+  std::error_code ec;
+  const auto numeric = asio::ip::make_address(host, ec);
+  if (!ec) return {numeric};
+  // What is not a numeric address must be a name; these are neither, and asking the resolver
+  // (which may wait for DNS) about them would only say so later.
+  if (host.empty()) return fail("an empty address");
+  if (host.find(':') != std::string::npos) return fail(quoted + " is not an IPv6 address");
+  const auto last_dot = host.rfind('.');
+  const std::string_view last_label = std::string_view(host).substr(last_dot == std::string::npos ? 0 : last_dot + 1);
+  if (!last_label.empty() &&
+      std::all_of(last_label.begin(), last_label.end(), [](unsigned char c) { return std::isdigit(c); })) {
+    return fail(quoted + " is not an IPv4 address (four numbers from 0 to 255, e.g. 192.168.1.20)");
+  }
+  const bool name_chars = std::all_of(host.begin(), host.end(), [](unsigned char c) {
+    return std::isalnum(c) || c == '-' || c == '.' || c == '_';
+  });
+  if (!name_chars || host.size() > 253 || host.front() == '.' || host.front() == '-') {
+    return fail(quoted + " is neither an address nor a host name (e.g. 0.0.0.0, 127.0.0.1, ::, localhost)");
+  }
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* list = nullptr;
+  // No AI_ADDRCONFIG: on a machine whose only network is loopback it would hide "localhost".
+  if (const int rc = ::getaddrinfo(host.c_str(), nullptr, &hints, &list); rc != 0) {
+    return fail(quoted + ": " + (rc == EAI_SYSTEM ? std::string(std::strerror(errno)) : ::gai_strerror(rc)));
+  }
+  const std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> owner(list, &::freeaddrinfo);
+  std::vector<asio::ip::address> found;
+  for (const addrinfo* ai = list; ai != nullptr; ai = ai->ai_next) {
+    if (ai->ai_family == AF_INET) {
+      const auto* in = reinterpret_cast<const sockaddr_in*>(ai->ai_addr);
+      asio::ip::address_v4::bytes_type bytes;
+      std::memcpy(bytes.data(), &in->sin_addr, bytes.size());
+      found.emplace_back(asio::ip::address_v4(bytes));
+    } else if (ai->ai_family == AF_INET6) {
+      const auto* in6 = reinterpret_cast<const sockaddr_in6*>(ai->ai_addr);
+      asio::ip::address_v6::bytes_type bytes;
+      std::memcpy(bytes.data(), &in6->sin6_addr, bytes.size());
+      found.emplace_back(asio::ip::address_v6(bytes, in6->sin6_scope_id));
+    }
+  }
+  if (found.empty()) return fail(quoted + ": no IPv4 or IPv6 address");
+  return v4_first(found);
+}
+
+std::vector<asio::ip::address> network_addresses() {
+  ifaddrs* list = nullptr;
+  if (::getifaddrs(&list) != 0) return {};
+  const std::unique_ptr<ifaddrs, decltype(&::freeifaddrs)> owner(list, &::freeifaddrs);
+  std::vector<asio::ip::address> found;
+  for (const ifaddrs* i = list; i != nullptr; i = i->ifa_next) {
+    if (i->ifa_addr == nullptr || (i->ifa_flags & IFF_UP) == 0 || (i->ifa_flags & IFF_LOOPBACK) != 0) continue;
+    if (i->ifa_addr->sa_family == AF_INET) {
+      asio::ip::address_v4::bytes_type bytes;
+      std::memcpy(bytes.data(), &reinterpret_cast<const sockaddr_in*>(i->ifa_addr)->sin_addr, bytes.size());
+      const asio::ip::address_v4 a(bytes);
+      const bool link_local = bytes[0] == 169 && bytes[1] == 254;
+      if (!a.is_loopback() && !a.is_unspecified() && !link_local) found.emplace_back(a);
+    } else if (i->ifa_addr->sa_family == AF_INET6) {
+      asio::ip::address_v6::bytes_type bytes;
+      std::memcpy(bytes.data(), &reinterpret_cast<const sockaddr_in6*>(i->ifa_addr)->sin6_addr, bytes.size());
+      const asio::ip::address_v6 a(bytes);
+      if (!a.is_loopback() && !a.is_unspecified() && !a.is_link_local() && !a.is_v4_mapped()) found.emplace_back(a);
+    }
+  }
+  return v4_first(found);
 }
 
 Wakeup::Wakeup() : fd_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {

@@ -15,6 +15,7 @@
 #include <optional>
 #include <string>
 #include <system_error>
+#include <vector>
 
 namespace chat {
 
@@ -115,6 +116,19 @@ std::error_code limit_unsent(int fd, std::size_t bytes);
 
 // The pending error of `fd` (SO_ERROR), read after POLLERR/POLLHUP; clears it.
 std::error_code pending_socket_error(int fd);
+
+// The addresses `host` stands for, IPv4 before IPv6, each once: a numeric address (IPv4 or
+// IPv6) as it is, without a lookup; else a host name through getaddrinfo (/etc/hosts, then
+// DNS: it may block for the resolver's timeout). Empty when there is none, with `error` (if
+// given) saying why: "'256.1.1.1' is not an IPv4 address", "'no-such-host': Name or service
+// not known". Thread safe.
+std::vector<asio::ip::address> resolve_host(const std::string& host, std::string* error = nullptr);
+
+// The addresses others on the network can reach this machine at: every address of every
+// interface that is up (getifaddrs), without loopback (127.0.0.0/8, ::1) and link-local
+// addresses (169.254.0.0/16, fe80::/10), IPv4 before IPv6, each once, in the interfaces' order.
+// Empty when there is none (or getifaddrs fails). Thread safe.
+std::vector<asio::ip::address> network_addresses();
 
 // An eventfd that one thread signals to wake another thread's poll(2). Thread safe.
 class Wakeup {

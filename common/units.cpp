@@ -1,5 +1,6 @@
 #include "common/units.hpp"
 
+#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -37,6 +38,18 @@ bool split_number(std::string_view text, double& value, std::string_view& unit) 
   return true;
 }
 
+// The message for a number followed by `unit`, which none of the units in `known` is.
+// "10x": the unit is what is wrong; "1 s": a space; "1.2.3s", "1,5s": the number is.
+std::string bad_unit(const std::string& quoted, std::string_view unit, const char* known, const char* what) {
+  const unsigned char first = static_cast<unsigned char>(unit.front());
+  if (std::isspace(first)) return quoted + ": no space between the number and the unit (" + known + ")";
+  if (!std::isalpha(first)) return quoted + " is not a " + what + " (" + known + ")";
+  return "unknown unit '" + std::string(unit) + "' in " + quoted + " (" + known + ")";
+}
+
+constexpr const char* duration_units = "use ms, s, m or h, e.g. 100ms, 1.5s, 2m";
+constexpr const char* size_units = "use B, KiB, MiB or GiB, e.g. 4096, 64KiB, 1MiB";
+
 }  // namespace
 
 std::optional<Millis> parse_duration(std::string_view text, std::string* error) {
@@ -44,7 +57,7 @@ std::optional<Millis> parse_duration(std::string_view text, std::string* error) 
   std::string_view unit;
   const std::string quoted = "'" + std::string(text) + "'";
   if (!split_number(text, value, unit)) {
-    return fail<Millis>(error, quoted + " is not a duration (examples: 100ms, 1.5s, 2m)");
+    return fail<Millis>(error, quoted + " is not a duration (a number and a unit, e.g. 100ms, 1.5s, 2m)");
   }
   double ms_per_unit;
   if (unit == "ms") {
@@ -57,8 +70,10 @@ std::optional<Millis> parse_duration(std::string_view text, std::string* error) 
     ms_per_unit = 3'600'000;
   } else if (unit.empty() && value == 0) {
     ms_per_unit = 0;
+  } else if (unit.empty()) {
+    return fail<Millis>(error, quoted + " needs a unit (" + duration_units + ")");
   } else {
-    return fail<Millis>(error, quoted + " needs a unit: ms, s, m or h (examples: 100ms, 1.5s, 2m)");
+    return fail<Millis>(error, bad_unit(quoted, unit, duration_units, "duration"));
   }
   const double ms = value * ms_per_unit;
   if (ms > 1e12) return fail<Millis>(error, quoted + " is too long");
@@ -70,7 +85,7 @@ std::optional<std::size_t> parse_size(std::string_view text, std::string* error)
   std::string_view unit;
   const std::string quoted = "'" + std::string(text) + "'";
   if (!split_number(text, value, unit)) {
-    return fail<std::size_t>(error, quoted + " is not a size (examples: 65536, 64KiB, 1MiB)");
+    return fail<std::size_t>(error, quoted + " is not a size (bytes, or a number and a unit, e.g. 4096, 64KiB, 1MiB)");
   }
   double scale;
   if (unit.empty() || unit == "B") {
@@ -82,7 +97,7 @@ std::optional<std::size_t> parse_size(std::string_view text, std::string* error)
   } else if (unit == "GiB" || unit == "G") {
     scale = 1024.0 * 1024 * 1024;
   } else {
-    return fail<std::size_t>(error, quoted + " has an unknown unit: use B, KiB, MiB or GiB");
+    return fail<std::size_t>(error, bad_unit(quoted, unit, size_units, "size"));
   }
   const double bytes = value * scale;
   if (bytes > 1e15) return fail<std::size_t>(error, quoted + " is too large");

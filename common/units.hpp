@@ -13,10 +13,12 @@ namespace chat {
 using Millis = std::chrono::milliseconds;
 
 // "250ms", "1.5s", "2m", "1h"; "0" alone is zero. A unit is required otherwise.
-// Returns nullopt and sets `error` (if given) for anything else.
+// Returns nullopt and sets `error` (if given) for anything else, saying what is wrong:
+// "'10' needs a unit (...)", "unknown unit 'x' in '10x' (use ms, s, m or h, e.g. 100ms, 1.5s, 2m)".
 std::optional<Millis> parse_duration(std::string_view text, std::string* error = nullptr);
 
-// "65536", "64KiB", "1MiB", "1GiB" (also "64K", "1M", "1G", binary). nullopt on error.
+// "65536", "64KiB", "1MiB", "1GiB" (also "64K", "1M", "1G", binary). nullopt on error, with
+// `error` set as for parse_duration ("unknown unit 'KB' in '64KB' (use B, KiB, MiB or GiB, ...)").
 std::optional<std::size_t> parse_size(std::string_view text, std::string* error = nullptr);
 
 // "16.0 s", "250 ms": how durations appear in LEAVE details and logs.

@@ -1,5 +1,8 @@
 #include "server/config.hpp"
 
+#include "common/cli.hpp"
+#include "common/net.hpp"
+
 #include <CLI/CLI.hpp>
 
 #include <iostream>
@@ -34,13 +37,13 @@ CLI::Option* add_parsed(CLI::App& app, const std::string& name, T& target, const
 CLI::Option* add_duration(CLI::App& app, const std::string& name, Millis& target, const std::string& help,
                           const std::string& default_text) {
   return add_parsed(app, name, target, help, [](std::string_view t, std::string* e) { return parse_duration(t, e); },
-                    "DUR", default_text);
+                    cli::duration_type, default_text);
 }
 
 CLI::Option* add_size(CLI::App& app, const std::string& name, std::size_t& target, const std::string& help,
                       const std::string& default_text) {
   return add_parsed(app, name, target, help, [](std::string_view t, std::string* e) { return parse_size(t, e); },
-                    "SIZE", default_text);
+                    cli::size_type, default_text);
 }
 
 // CLI11's own TOML/INI reader, which also remembers the line each key is on, so an error can
@@ -130,8 +133,8 @@ bool on_command_line(int argc, const char* const* argv, const std::string& optio
 
 // CLI11's message for an option's bad value starts with the option ("--port: ..."); if that
 // value came from the config `file`, the message gets the file and line in front.
-std::string locate(const std::string& message, const std::string& file, const NumberedConfig& config, int argc,
-                   const char* const* argv) {
+std::string locate(const CLI::App& app, const std::string& message, const std::string& file,
+                   const NumberedConfig& config, int argc, const char* const* argv) {
   // "FILE:LINE" for a key the file sets, else "".
   const auto where = [&](const std::string& key) {
     const auto line = config.line_of(key);
@@ -140,7 +143,8 @@ std::string locate(const std::string& message, const std::string& file, const Nu
   static const std::string unknown = "INI was not able to parse ";
   if (message.rfind(unknown, 0) == 0) {
     const std::string key = message.substr(unknown.size());
-    return where(key) + ": unknown option '" + key + "' (chatserver --help lists them)";
+    const std::string hint = cli::did_you_mean(app, key, "");
+    return where(key) + ": unknown option '" + key + "'" + (hint.empty() ? " (chatserver --help lists them)" : hint);
   }
   // "print-config: This option is not allowed in a configuration file"
   if (const auto colon = message.find(": "); colon != std::string::npos) {
@@ -178,23 +182,45 @@ std::variant<ServerConfig, int> parse_server_args(int argc, const char* const* a
   app.add_flag("--print-config", print_config, "Write the effective settings in the --config format, then exit")
       ->configurable(false);
 
-  app.add_option("--bind", c.bind, "Address to listen on")->capture_default_str();
-  app.add_option("--port", c.port, "TCP port; 0 picks a free one")->capture_default_str();
-  app.add_option("--max-clients", c.max_clients, "Most clients at once; more get 'BYE server-full'")
+  // --help shows each value as people type it (DURATION, SIZE, N: the footer explains them),
+  // not CLI11's types and checks ("UINT:UINT in [1 - 100000]"): hence the type names, and the
+  // checks' descriptions left empty (a range the help should tell is in the option's text).
+  // The groups are --help's sections, and --print-config's ("# Limits Options").
+  const auto group = [&app](const char* name) { app.option_defaults()->group(name); };
+  const auto quiet = [](CLI::Validator check) { return check.description(""); };
+
+  group("Network");
+  app.add_option("--bind", c.bind,
+                 "Address to listen on: 0.0.0.0 every network, 127.0.0.1 this machine only, or a host name "
+                 "(its first address, IPv4 first)")
       ->capture_default_str()
-      ->check(CLI::Range(std::size_t{1}, std::size_t{100'000}));
-  add_size(app, "--max-line", c.max_line, "Longest line accepted, in bytes (64..1MiB)", "4096");
+      ->type_name(cli::address_type);
+  app.add_option("--port", c.port, "TCP port; 0 picks a free one")
+      ->capture_default_str()
+      ->type_name(cli::number_type);
+
+  group("Limits");
+  app.add_option("--max-clients", c.max_clients, "Most clients at once (1 to 100000); more get 'BYE server-full'")
+      ->capture_default_str()
+      ->type_name(cli::number_type)
+      ->check(quiet(CLI::Range(std::size_t{1}, std::size_t{100'000})));
+  add_size(app, "--max-line", c.max_line, "Longest line accepted, in bytes (64 to 1MiB)", "4096");
   add_duration(app, "--handshake-timeout", c.handshake_timeout, "Time a new client has to pick a nickname", "30s");
+
+  group("Logging");
   app.add_option("--log-file", c.log_file, "Append a dated transcript (joins, leaves, public messages)")
       ->type_name("PATH")
       ->run_callback_for_default();  // --print-config shows it even when empty
   std::string level = "info";
-  app.add_option("--log-level", level, "error, warn, info, debug or trace")->capture_default_str()
-      ->check(CLI::IsMember({"error", "warn", "info", "debug", "trace"}));
+  app.add_option("--log-level", level, "error, warn, info, debug or trace")
+      ->capture_default_str()
+      ->type_name("LEVEL")
+      ->check(quiet(CLI::IsMember({"error", "warn", "info", "debug", "trace"})));
   bool trace = false;
   app.add_flag("--trace", trace,
                "Log each detector's decision with its inputs, one line each (--log-level trace; chatlab reads it)");
 
+  group("Detection");
   add_duration(app, "--poll-interval", c.poll_interval, "How often the poller checks every socket", "100ms");
   std::string probe = "auto";
   app.add_option("--probe", probe,
@@ -202,41 +228,51 @@ std::variant<ServerConfig, int> parse_server_args(int argc, const char* const* a
                  "cheaper with thousands of clients), or auto: poll up to " +
                      std::to_string(default_probe_auto_threshold) + " clients, epoll above")
       ->capture_default_str()
-      ->check(CLI::IsMember({"auto", "poll", "epoll"}));
+      ->type_name("auto|poll|epoll")
+      ->check(quiet(CLI::IsMember({"auto", "poll", "epoll"})));
   std::string keepalive = format_keepalive(c.keepalive);
   app.add_option("--keepalive", keepalive,
                  "TCP keepalive IDLE,INTERVAL,COUNT, or 'off' (also sets TCP_USER_TIMEOUT to their budget)")
       ->capture_default_str()
-      ->type_name("SPEC");
+      ->type_name(cli::keepalive_type);
   add_parsed(
       app, "--ping-interval", c.ping_interval, "Quiet time before a protocol client gets a PING; 'off' or 0: no heartbeat",
       [](std::string_view t, std::string* e) { return t == "off" ? std::optional<Millis>(Millis{0}) : parse_duration(t, e); },
-      "DUR|off", "15s");
+      std::string(cli::duration_type) + "|off", "15s");
   add_duration(app, "--ping-timeout", c.ping_timeout, "No line this long after a PING: leave with no-pong", "10s");
   add_size(app, "--send-queue", c.send_queue, "Output queued for one client before it leaves too-slow", "1MiB");
   add_duration(app, "--send-timeout", c.send_timeout, "A write stuck this long: the client leaves too-slow", "30s");
-  app.add_option("--writers", c.writers, "Writer threads that send every client its bytes")
-      ->capture_default_str()
-      ->check(CLI::Range(std::size_t{1}, std::size_t{64}));
 
+  group("Network");
+  app.add_option("--writers", c.writers, "Writer threads that send every client its bytes (1 to 64)")
+      ->capture_default_str()
+      ->type_name(cli::number_type)
+      ->check(quiet(CLI::Range(std::size_t{1}, std::size_t{64})));
+
+  group("Limits");
   app.add_option("--max-rate", c.max_rate,
                  "Lines per second one client may send (flood control); faster senders are slowed; 0: off")
       ->capture_default_str()
-      ->check(CLI::Range(0.0, 1e6));
+      ->type_name(cli::number_type)
+      ->check(quiet(CLI::Range(0.0, 1e6)));
   app.add_option("--max-burst", c.max_burst, "Lines one client may send at once before flood control slows it")
       ->capture_default_str()
-      ->check(CLI::Range(std::size_t{1}, std::size_t{1'000'000}));
+      ->type_name(cli::number_type)
+      ->check(quiet(CLI::Range(std::size_t{1}, std::size_t{1'000'000})));
   add_duration(app, "--flood-grace", c.flood_grace,
                "A client slowed by flood control without a break this long leaves with cause flood", "10s");
   app.add_option("--max-per-ip", c.max_per_ip,
                  "Connections from one address; more get 'BYE too-many' (loopback counts too); 0: no limit")
       ->capture_default_str()
-      ->check(CLI::Range(std::size_t{0}, std::size_t{100'000}));
+      ->type_name(cli::number_type)
+      ->check(quiet(CLI::Range(std::size_t{0}, std::size_t{100'000})));
 
+  group("Web");
   std::string web = "on";
-  app.add_option("--web", web, "Serve the web page and its WebSocket (/ws) on the chat port: on or off")
+  app.add_option("--web", web, "Serve the web page and its WebSocket (/ws) on the chat port")
       ->capture_default_str()
-      ->check(CLI::IsMember({"on", "off"}));
+      ->type_name("on|off")
+      ->check(quiet(CLI::IsMember({"on", "off"})));
   app.add_option("--web-root", c.web_root, "Serve the page's files from DIR instead of the copy built in")
       ->type_name("DIR")
       ->run_callback_for_default();
@@ -244,6 +280,9 @@ std::variant<ServerConfig, int> parse_server_args(int argc, const char* const* a
                  "Another origin whose pages may open the WebSocket, e.g. http://chat.example.org (repeatable)")
       ->type_name("ORIGIN")
       ->take_all();
+
+  app.footer(std::string("Formats:\n  ") + cli::duration_format + "\n  " + cli::size_format + "\n  " +
+             cli::keepalive_format + "\n  " + cli::number_format + "\n  " + cli::address_format);
 
   try {
     app.parse(argc, argv);
@@ -275,6 +314,9 @@ std::variant<ServerConfig, int> parse_server_args(int argc, const char* const* a
     if (c.ping_interval != Millis{0} && c.ping_interval < Millis{10}) {
       throw CLI::ValidationError("--ping-interval", "must be at least 10ms, or off");
     }
+    // A host name is resolved here, so that one that does not resolve is a usage error (exit 2)
+    // like any other bad value; the listener resolves it again when it binds.
+    if (std::string why; resolve_host(c.bind, &why).empty()) throw CLI::ValidationError("--bind", why);
     parse_log_level(trace ? "trace" : level, c.log_level);
     c.probe = probe == "epoll" ? ProbeMethod::epoll : probe == "poll" ? ProbeMethod::poll : ProbeMethod::auto_;
   } catch (const NumberedConfig::LineError& e) {
@@ -283,11 +325,12 @@ std::variant<ServerConfig, int> parse_server_args(int argc, const char* const* a
     return 2;
   } catch (const CLI::ParseError& e) {
     const auto* file = app.get_config_ptr();
-    if (e.get_exit_code() == 0 || file->count() == 0) {
-      const int code = app.exit(e);  // prints help/version (0) or the error (non-zero)
-      return code == 0 ? 0 : 2;
+    // An unknown option on the command line (ExtrasError; one in the file is a ConfigError) is
+    // not the file's: it gets the suggestion, not a file and line.
+    if (e.get_exit_code() == 0 || file->count() == 0 || dynamic_cast<const CLI::ExtrasError*>(&e) != nullptr) {
+      return cli::exit_for(app, e, "chatserver");  // the help, the version (0) or the error (2)
     }
-    std::cerr << "chatserver: " << locate(e.what(), file->as<std::string>(), *numbered, argc, argv) << "\n";
+    std::cerr << "chatserver: " << locate(app, e.what(), file->as<std::string>(), *numbered, argc, argv) << "\n";
     return 2;
   }
   if (print_config) {

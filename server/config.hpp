@@ -29,7 +29,7 @@ enum class ProbeMethod { auto_, poll, epoll };
 inline constexpr std::size_t default_probe_auto_threshold = 1000;
 
 struct ServerConfig {
-  std::string bind = "0.0.0.0";
+  std::string bind = "0.0.0.0";       // an address, or a host name (the listener takes its first address)
   std::uint16_t port = 15600;          // 0: any free port (read it back from the first log line)
   std::size_t max_clients = 1000;      // connected clients, joined or not
   std::size_t max_line = 4096;         // bytes per line, not counting CR LF

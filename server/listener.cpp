@@ -15,6 +15,7 @@
 #include <cerrno>
 #include <cstring>
 #include <new>
+#include <stdexcept>
 
 namespace chat {
 
@@ -23,10 +24,14 @@ Listener::Listener(asio::io_context& io, const ServerConfig& config, Room& room,
     : io_(io), config_(config), room_(room), sessions_(sessions), writers_(writers), stats_(stats), web_(web),
       acceptor_(io) {
   const std::string where = config.bind + ":" + std::to_string(config.port);
+  // A host name (--bind localhost) stands for one address or more: the first, IPv4 before
+  // IPv6, is the one listened on. parse_server_args has resolved it once already, so this
+  // fails only if the name has gone from /etc/hosts or DNS since.
+  std::string why;
+  bind_addresses_ = resolve_host(config.bind, &why);
+  if (bind_addresses_.empty()) throw std::runtime_error("cannot listen on " + where + ": " + why);
   std::error_code ec;
-  const auto address = asio::ip::make_address(config.bind, ec);
-  if (ec) throw std::system_error(ec, "cannot listen on " + where + ": bad address");
-  const asio::ip::tcp::endpoint endpoint(address, config.port);
+  const asio::ip::tcp::endpoint endpoint(bind_addresses_.front(), config.port);
   acceptor_.open(endpoint.protocol(), ec);
   if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
   if (!ec) acceptor_.bind(endpoint, ec);

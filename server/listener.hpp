@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <string_view>
 #include <thread>
+#include <vector>
 
 namespace chat {
 
@@ -30,14 +31,17 @@ class WebSite;
 
 class Listener {
  public:
-  // Opens, binds and listens. Throws std::system_error ("cannot listen on 0.0.0.0:15600:
-  // Address already in use") on failure.
+  // Opens, binds and listens on --bind (an address, or the first address of a host name).
+  // Throws std::system_error ("cannot listen on 0.0.0.0:15600: Address already in use") or
+  // std::runtime_error (a name that no longer resolves) on failure.
   // `web`: the web side each new session may turn to (nullptr: --web off).
   Listener(asio::io_context& io, const ServerConfig& config, Room& room, SessionRegistry& sessions,
            WriterPool& writers, ServerStats& stats, WebSite* web = nullptr);
   ~Listener();
 
   asio::ip::tcp::endpoint local_endpoint() const { return endpoint_; }
+  // Every address --bind stood for, the one listened on first (one, for a numeric --bind).
+  const std::vector<asio::ip::address>& bind_addresses() const { return bind_addresses_; }
   void start();  // main thread: starts the listener thread
   void stop();   // main thread: wakes and joins it; idempotent
 
@@ -58,6 +62,7 @@ class Listener {
   WebSite* web_;
   asio::ip::tcp::acceptor acceptor_;  // listener thread only, once started
   asio::ip::tcp::endpoint endpoint_;  // immutable after construction
+  std::vector<asio::ip::address> bind_addresses_;  // immutable after construction
   Wakeup wakeup_;                     // stop() signals it to interrupt poll(2)
   std::uint64_t next_id_ = 1;         // listener thread only
   int reserve_fd_ = -1;               // listener thread only: /dev/null, given up to refuse a client when out of descriptors

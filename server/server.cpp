@@ -1,9 +1,12 @@
 #include "server/server.hpp"
 
 #include "common/log.hpp"
+#include "common/net.hpp"
 #include "server/session.hpp"
 
 #include <chrono>
+#include <cstdint>
+#include <string>
 #include <thread>
 
 namespace chat {
@@ -20,10 +23,39 @@ Server::Server(ServerConfig config)
 
 Server::~Server() { stop(); }
 
+namespace {
+
+// "192.168.1.20:15600" as a browser wants it ("[fd00::2]:15600" for IPv6).
+std::string host_port(const asio::ip::address& a, std::uint16_t port) {
+  return (a.is_v6() ? "[" + a.to_string() + "]" : a.to_string()) + ":" + std::to_string(port);
+}
+
+// How to join at `a`: "http://192.168.1.20:15600/ (a browser) or nc 192.168.1.20 15600".
+std::string how_to_join(const asio::ip::address& a, std::uint16_t port, bool web) {
+  const std::string nc = "nc " + a.to_string() + " " + std::to_string(port);
+  return web ? "at http://" + host_port(a, port) + "/ (a browser) or " + nc : "with " + nc;
+}
+
+}  // namespace
+
 void Server::start() {
   const auto ep = local_endpoint();
-  // Exactly this line, first: scripts and tests read the port from it (--port 0).
-  log_raw("chatserver listening on " + ep.address().to_string() + ":" + std::to_string(ep.port()));
+  // Exactly this line, first: scripts and tests read the port from it (--port 0). A host name
+  // is named after the address it stood for, with the addresses not listened on.
+  std::string listening = "chatserver listening on " + ep.address().to_string() + ":" + std::to_string(ep.port());
+  std::error_code numeric;
+  asio::ip::make_address(config_.bind, numeric);
+  if (numeric) {
+    const auto& all = listener_->bind_addresses();
+    listening += " (" + config_.bind;
+    for (std::size_t i = 1; i < all.size(); ++i) {
+      listening += (i == 1 ? "; not on its other address" + std::string(all.size() > 2 ? "es " : " ") : ", ") +
+                   all[i].to_string();
+    }
+    listening += ")";
+  }
+  log_raw(listening);
+  if (ep.address().is_unspecified()) announce_addresses(ep);
   log_info("max ", config_.max_clients, " clients, lines up to ", config_.max_line, " bytes, keepalive ",
            format_keepalive(config_.keepalive), ", poll every ", format_duration(config_.poll_interval), ", ",
            config_.writers, " writer thread", config_.writers == 1 ? "" : "s",
@@ -32,6 +64,25 @@ void Server::start() {
   writers_.start();
   poller_.start();
   listener_->start();
+}
+
+void Server::announce_addresses(const asio::ip::tcp::endpoint& ep) const {
+  // 0.0.0.0 takes IPv4 clients only; :: takes both (Linux's default, net.ipv6.bindv6only = 0).
+  std::vector<asio::ip::address> reachable;
+  for (const auto& a : network_addresses()) {
+    if (a.is_v4() || ep.address().is_v6()) reachable.push_back(a);
+  }
+  const auto port = ep.port();
+  if (reachable.empty()) {
+    log_info("only this machine can join for now (it has no network address but loopback), ",
+             how_to_join(asio::ip::address_v4::loopback(), port, config_.web));
+  } else {
+    log_info("people on your network can join ", how_to_join(reachable.front(), port, config_.web));
+    std::string others;
+    for (std::size_t i = 1; i < reachable.size(); ++i) others += (i == 1 ? "" : ", ") + reachable[i].to_string();
+    if (!others.empty()) log_info("this machine's other addresses work too: ", others);
+  }
+  log_info("to keep the chat to this machine: --bind 127.0.0.1");
 }
 
 void Server::stop() {

@@ -32,7 +32,7 @@ namespace chat {
 class Server {
  public:
   // Binds the listening socket; throws std::system_error / std::runtime_error with a message
-  // fit for the user (port in use, bad address, log file not writable).
+  // fit for the user (port in use, a --bind host name that no longer resolves, log file not writable).
   explicit Server(ServerConfig config);
   ~Server();  // stop()
   Server(const Server&) = delete;
@@ -40,7 +40,9 @@ class Server {
 
   asio::ip::tcp::endpoint local_endpoint() const { return listener_->local_endpoint(); }
 
-  // Logs "chatserver listening on <address>:<port>" and starts the threads.
+  // Logs "chatserver listening on <address>:<port>" (with the name, for a --bind host name),
+  // then, when listening on every address (0.0.0.0, ::), the addresses people on the network
+  // can join at and how to keep the chat to this machine; starts the threads.
   void start();
 
   // Every client gets "BYE shutdown", every thread is joined. Idempotent.
@@ -52,6 +54,9 @@ class Server {
   const Room& room() const { return room_; }
 
  private:
+  // The lines after "listening on" for a wildcard `ep`: who can join, at which addresses.
+  void announce_addresses(const asio::ip::tcp::endpoint& ep) const;
+
   const ServerConfig config_;
   asio::io_context io_;  // never run: the sockets use Asio's synchronous calls only
   Transcript transcript_;

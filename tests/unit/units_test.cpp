@@ -41,6 +41,31 @@ TEST_CASE("parse_duration rejects everything else, with a message", "[units]") {
   CHECK(error.find("unit") != std::string::npos);
 }
 
+TEST_CASE("parse_duration's message says what is wrong: the unit, its absence, a space, the number", "[units]") {
+  struct Case {
+    const char* text;
+    const char* message;
+  };
+  for (const Case& c : {
+           Case{"10x", "unknown unit 'x' in '10x' (use ms, s, m or h, e.g. 100ms, 1.5s, 2m)"},
+           Case{"1S", "unknown unit 'S' in '1S' (use ms, s, m or h, e.g. 100ms, 1.5s, 2m)"},
+           Case{"1sec", "unknown unit 'sec' in '1sec' (use ms, s, m or h, e.g. 100ms, 1.5s, 2m)"},
+           Case{"10", "'10' needs a unit (use ms, s, m or h, e.g. 100ms, 1.5s, 2m)"},
+           Case{"1 s", "'1 s': no space between the number and the unit (use ms, s, m or h, e.g. 100ms, 1.5s, 2m)"},
+           Case{"1,5s", "'1,5s' is not a duration (use ms, s, m or h, e.g. 100ms, 1.5s, 2m)"},
+           Case{"soon", "'soon' is not a duration (a number and a unit, e.g. 100ms, 1.5s, 2m)"},
+       }) {
+    INFO(c.text);
+    std::string error;
+    CHECK_FALSE(chat::parse_duration(c.text, &error));
+    CHECK(error == c.message);
+  }
+  // The unit is what is wrong, so the message must not say one is missing.
+  std::string error;
+  chat::parse_duration("10x", &error);
+  CHECK(error.find("needs a unit") == std::string::npos);
+}
+
 TEST_CASE("parse_duration leaves the error alone on success", "[units]") {
   std::string error = "previous";
   CHECK(chat::parse_duration("1s", &error) == 1000ms);
@@ -69,6 +94,25 @@ TEST_CASE("parse_size rejects bad input, with a message", "[units]") {
     CHECK_FALSE(error.empty());
   }
   CHECK_FALSE(chat::parse_size("x"));
+}
+
+TEST_CASE("parse_size's message says what is wrong", "[units]") {
+  struct Case {
+    const char* text;
+    const char* message;
+  };
+  for (const Case& c : {
+           Case{"12XB", "unknown unit 'XB' in '12XB' (use B, KiB, MiB or GiB, e.g. 4096, 64KiB, 1MiB)"},
+           Case{"64KB", "unknown unit 'KB' in '64KB' (use B, KiB, MiB or GiB, e.g. 4096, 64KiB, 1MiB)"},
+           Case{"64 KiB", "'64 KiB': no space between the number and the unit (use B, KiB, MiB or GiB, e.g. 4096, "
+                          "64KiB, 1MiB)"},
+           Case{"abc", "'abc' is not a size (bytes, or a number and a unit, e.g. 4096, 64KiB, 1MiB)"},
+       }) {
+    INFO(c.text);
+    std::string error;
+    CHECK_FALSE(chat::parse_size(c.text, &error));
+    CHECK(error == c.message);
+  }
 }
 
 TEST_CASE("format_duration", "[units]") {
