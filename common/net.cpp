@@ -138,7 +138,8 @@ std::vector<asio::ip::address> v4_first(const std::vector<asio::ip::address>& fo
 
 }  // namespace
 
-std::vector<asio::ip::address> resolve_host(const std::string& host, std::string* error) {
+std::vector<asio::ip::address> resolve_host(const std::string& host, std::string* error, bool* temporary) {
+  if (temporary) *temporary = false;
   const auto fail = [&](std::string why) {
     if (error) *error = std::move(why);
     return std::vector<asio::ip::address>{};
@@ -169,6 +170,7 @@ std::vector<asio::ip::address> resolve_host(const std::string& host, std::string
   addrinfo* list = nullptr;
   // No AI_ADDRCONFIG: on a machine whose only network is loopback it would hide "localhost".
   if (const int rc = ::getaddrinfo(host.c_str(), nullptr, &hints, &list); rc != 0) {
+    if (temporary) *temporary = rc == EAI_AGAIN || rc == EAI_FAIL || rc == EAI_SYSTEM || rc == EAI_MEMORY;
     return fail(quoted + ": " + (rc == EAI_SYSTEM ? std::string(std::strerror(errno)) : ::gai_strerror(rc)));
   }
   const std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> owner(list, &::freeaddrinfo);

@@ -121,8 +121,11 @@ std::error_code pending_socket_error(int fd);
 // IPv6) as it is, without a lookup; else a host name through getaddrinfo (/etc/hosts, then
 // DNS: it may block for the resolver's timeout). Empty when there is none, with `error` (if
 // given) saying why: "'256.1.1.1' is not an IPv4 address", "'no-such-host': Name or service
-// not known". Thread safe.
-std::vector<asio::ip::address> resolve_host(const std::string& host, std::string* error = nullptr);
+// not known". `temporary` (if given) says whether the failure may pass (the resolver could
+// not be asked: EAI_AGAIN, EAI_FAIL, EAI_SYSTEM, EAI_MEMORY) rather than being the name's.
+// Thread safe.
+std::vector<asio::ip::address> resolve_host(const std::string& host, std::string* error = nullptr,
+                                            bool* temporary = nullptr);
 
 // The addresses others on the network can reach this machine at: every address of every
 // interface that is up (getifaddrs), without loopback (127.0.0.0/8, ::1) and link-local

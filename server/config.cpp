@@ -315,8 +315,13 @@ std::variant<ServerConfig, int> parse_server_args(int argc, const char* const* a
       throw CLI::ValidationError("--ping-interval", "must be at least 10ms, or off");
     }
     // A host name is resolved here, so that one that does not resolve is a usage error (exit 2)
-    // like any other bad value; the listener resolves it again when it binds.
-    if (std::string why; resolve_host(c.bind, &why).empty()) throw CLI::ValidationError("--bind", why);
+    // like any other bad value; the listener resolves it again when it binds. A resolver that
+    // cannot answer now (no DNS yet at boot) is not the user's mistake: that start-up failure is
+    // the listener's (exit 1), which a service manager retries (exit 2 it does not).
+    bool temporary = false;
+    if (std::string why; resolve_host(c.bind, &why, &temporary).empty() && !temporary) {
+      throw CLI::ValidationError("--bind", why);
+    }
     parse_log_level(trace ? "trace" : level, c.log_level);
     c.probe = probe == "epoll" ? ProbeMethod::epoll : probe == "poll" ? ProbeMethod::poll : ProbeMethod::auto_;
   } catch (const NumberedConfig::LineError& e) {

@@ -26,7 +26,8 @@ Listener::Listener(asio::io_context& io, const ServerConfig& config, Room& room,
   const std::string where = config.bind + ":" + std::to_string(config.port);
   // A host name (--bind localhost) stands for one address or more: the first, IPv4 before
   // IPv6, is the one listened on. parse_server_args has resolved it once already, so this
-  // fails only if the name has gone from /etc/hosts or DNS since.
+  // fails only if the name has gone from /etc/hosts or DNS since, or the resolver could not be
+  // asked then either.
   std::string why;
   bind_addresses_ = resolve_host(config.bind, &why);
   if (bind_addresses_.empty()) throw std::runtime_error("cannot listen on " + where + ": " + why);
