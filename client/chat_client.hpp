@@ -14,9 +14,9 @@
 //     the end of run() or in the destructor). It never prints: it reports through LinkEvents.
 //
 // Exit codes: 0 after the user quit (stdin EOF or /quit); 1 when the server could not be
-// reached, refused the nickname, or went away (printed as "*** connection to server lost
-// (<cause>: <detail>)", cause one of closed, reset, timeout, no-pong, error or a BYE reason).
-// With `reconnect` a lost server is announced the same way, then the Link tries again.
+// reached, refused the nickname, or went away (printed once, in words: "*** disconnected: the
+// server has stopped"; with `verbose` the cause and detail follow in brackets). With `reconnect`
+// a lost server is announced the same way, then the Link tries again.
 #pragma once
 
 #include "client/link.hpp"

@@ -449,23 +449,26 @@ Link::Outcome Link::session(std::stop_token stop, bool& ever_joined, std::string
     const auto now = Clock::now();
 
     if (quitting && now >= quit_deadline) return Outcome::quit;
+    // How a silence-based finding ends its detail, as the server's detectors end theirs: the
+    // words for people take the time from it ("the server stopped answering (no reply for 25 s)").
+    const auto silent_for = [&] { return " (client, " + format_duration(now - last_heard) + " after last traffic)"; };
     if (stalled && now - stalled_since >= send_patience()) {
       post_lost("timeout", "the server stopped reading (a send waited " + format_duration(send_patience()) + ")");
       return Outcome::lost;
     }
     if (now - last_heard >= options_.keepalive.budget()) {
       if (auto silent = no_ack_for_budget(tcp_health(fd), options_.keepalive)) {
-        post_lost("timeout", *silent);
+        post_lost("timeout", *silent + silent_for());
         return Outcome::lost;
       }
     }
     if (ping_sent && now - *ping_sent >= options_.ping_timeout) {
       if (last_heard < *ping_sent) {
         if (auto unacked = ping_not_acked(tcp_health(fd), now - *ping_sent)) {
-          post_lost("timeout", *unacked);
+          post_lost("timeout", *unacked + silent_for());
           return Outcome::lost;
         }
-        post_lost("no-pong", "no reply to PING within " + format_duration(options_.ping_timeout));
+        post_lost("no-pong", "no reply to PING within " + format_duration(options_.ping_timeout) + silent_for());
         return Outcome::lost;
       }
       ping_sent.reset();  // it is talking, just not answering this PING: alive

@@ -82,7 +82,7 @@ InputAction interpret_input(std::string_view line) {
   const ParseResult parsed = parse_text_input(line);
   if (const auto* refusal = std::get_if<Refusal>(&parsed)) {
     action.kind = InputAction::Kind::error;
-    action.arg = "error (" + std::string(to_string(refusal->code)) + "): " + refusal->detail;
+    action.arg = wording::refusal(to_string(refusal->code), refusal->detail);
     return action;
   }
   action.command = std::get<Command>(parsed);

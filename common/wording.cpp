@@ -1,7 +1,8 @@
 #include "common/wording.hpp"
 
 #include <array>
-#include <cstdlib>
+#include <charconv>
+#include <cstdio>
 
 namespace chat::wording {
 namespace {
@@ -85,20 +86,31 @@ std::string fill_plain(std::string_view words, const Values& v, bool& complete) 
   return out;
 }
 
-// "16.2 s" -> "16 s"; "521 ms" stays.
+// "16.2 s" -> "16 s"; "521 ms" stays; anything else (a hostile server's "1e300 s", "soon") is
+// "". The number is read the same in every locale (from_chars), as web/app.js's quietTime reads it.
 std::string for_people(std::string_view duration) {
-  if (duration.ends_with(" s")) {
-    const std::string number(duration.substr(0, duration.size() - 2));
-    char* end = nullptr;
-    const double seconds = std::strtod(number.c_str(), &end);
-    if (end != number.c_str() && *end == '\0') return std::to_string(static_cast<long long>(seconds + 0.5)) + " s";
-  }
-  return std::string(duration);
+  const auto number_of = [&](std::size_t unit) { return duration.substr(0, duration.size() - unit); };
+  const auto plain = [](std::string_view n) {
+    return !n.empty() && n.find_first_not_of("0123456789.") == std::string_view::npos;
+  };
+  if (duration.ends_with(" ms")) return plain(number_of(3)) ? std::string(duration) : std::string();
+  if (!duration.ends_with(" s") || !plain(number_of(2))) return {};
+  const auto number = number_of(2);
+  double seconds = 0;
+  const auto [end, ec] = std::from_chars(number.data(), number.data() + number.size(), seconds);
+  if (ec != std::errc() || end != number.data() + number.size() || seconds >= 1e7) return {};
+  return std::to_string(static_cast<long long>(seconds + 0.5)) + " s";
 }
 
 void append_json_string(std::string& out, std::string_view s) {
   out += '"';
   for (const char c : s) {
+    if (static_cast<unsigned char>(c) < 0x20) {
+      char escaped[8];
+      std::snprintf(escaped, sizeof escaped, "\\u%04x", static_cast<unsigned>(c));
+      out += escaped;
+      continue;
+    }
     if (c == '"' || c == '\\') out += '\\';
     out += c;
   }
@@ -129,22 +141,21 @@ std::span<const Phrase> refusal_phrases() { return refusal_table; }
 
 std::string fill(std::string_view words, const Values& v) {
   std::string out;
+  bool complete = true;  // every placeholder outside brackets has a value
   while (!words.empty()) {
     const auto open = words.find('[');
     const auto close = open == std::string_view::npos ? open : words.find(']', open);
     if (close == std::string_view::npos) {
-      bool complete = true;
       out += fill_plain(words, v, complete);
       break;
     }
-    bool complete = true;
     out += fill_plain(words.substr(0, open), v, complete);
-    complete = true;
-    const std::string optional = fill_plain(words.substr(open + 1, close - open - 1), v, complete);
-    if (complete) out += optional;
+    bool part_complete = true;
+    const std::string optional = fill_plain(words.substr(open + 1, close - open - 1), v, part_complete);
+    if (part_complete) out += optional;
     words.remove_prefix(close + 1);
   }
-  return out;
+  return complete ? out : std::string();
 }
 
 std::string say(std::span<const Phrase> table, std::string_view key, const Values& values) {

@@ -21,7 +21,8 @@ namespace chat::wording {
 // In a template, {nick}, {detail}, {quiet} and {code} are replaced by their values, and a part
 // in [brackets] is left out when a placeholder inside it is empty:
 //   "{nick} stopped answering[ (no reply for {quiet})]"
-// The entry whose key is empty is the table's fallback for a token it does not know.
+// A phrase with an empty placeholder outside brackets is not said at all: the table's fallback,
+// the entry whose key is empty, is (as for a token the table does not know).
 struct Phrase {
   std::string_view key;
   std::string_view words;
@@ -45,7 +46,7 @@ struct Values {
   std::string_view code;    // the token itself
 };
 
-// Fills `words` with `values`.
+// Fills `words` with `values`; "" when a placeholder outside brackets has no value.
 std::string fill(std::string_view words, const Values& values);
 
 // The phrase for `key` in `table` (its fallback when the key is unknown), filled.

@@ -108,11 +108,15 @@
     });
     let out = '';
     let rest = words;
+    const whole = { complete: true }; // every placeholder outside brackets has a value
     for (;;) {
       const open = rest.indexOf('[');
       const close = open < 0 ? -1 : rest.indexOf(']', open);
-      if (close < 0) return out + plain(rest, {});
-      out += plain(rest.slice(0, open), {});
+      if (close < 0) {
+        out += plain(rest, whole);
+        return whole.complete ? out : '';
+      }
+      out += plain(rest.slice(0, open), whole);
       const seen = { complete: true };
       const part = plain(rest.slice(open + 1, close), seen);
       if (seen.complete) out += part;
@@ -135,7 +139,9 @@
   function quietTime(detail) {
     const m = /, ([0-9.]+) (ms|s) after last traffic\)$/.exec(detail || '');
     if (!m) return '';
-    return m[2] === 's' ? `${Math.round(parseFloat(m[1]))} s` : `${m[1]} ms`;
+    if (m[2] === 'ms') return `${m[1]} ms`;
+    const seconds = Number(m[1]);
+    return Number.isFinite(seconds) && seconds < 1e7 ? `${Math.round(seconds)} s` : '';
   }
 
   const leaveWords = (nick, cause, detail) =>
@@ -146,6 +152,9 @@
   // What a tap or a hover shows: the protocol's token and detail.
   const details = (code, detail) => code + (detail ? ': ' + detail : '');
   const sentence = (words) => words.charAt(0).toUpperCase() + words.slice(1) + '.';
+  // The same words as chatclient says them, for a look from the browser's console (and for
+  // tests/web/browser_test.py, which holds them against common/wording.cpp's).
+  window.chatWords = Object.freeze({ leave: leaveWords, bye: byeWords, lost: lostWords, refusal: refusalWords });
 
   // A WebSocket closed without a BYE before it: [cause, detail].
   function describeClose(ev) {

@@ -267,7 +267,9 @@ bool ChatWindow::eventFilter(QObject* watched, QEvent* event) {
     if (detail.isEmpty()) {
       QToolTip::hideText();
     } else {
-      QToolTip::showText(help->globalPos(), detail, messages_->viewport());
+      // As plain text: a quit's reason is another user's words, and QToolTip takes anything that
+      // looks like markup for rich text.
+      QToolTip::showText(help->globalPos(), Qt::convertFromPlainText(detail), messages_->viewport());
     }
     return true;
   }

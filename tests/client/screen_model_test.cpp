@@ -277,6 +277,9 @@ TEST_CASE("interpret_input: local commands and commands for the server", "[scree
   CHECK(chat::interpret_input("/who").command.verb == chat::Verb::who);
   CHECK(chat::interpret_input("hello").command.verb == chat::Verb::say);
   CHECK(chat::interpret_input("/frob").kind == K::error);
+  // In the words every client uses (common/wording.hpp).
+  CHECK(chat::interpret_input("/frob").arg == "unknown command: /frob (type /help for the commands)");
+  CHECK(chat::interpret_input("/msg bob").arg == "usage: /msg <nick> <text>");
 }
 
 

@@ -78,8 +78,16 @@ grep -q "^Usage: .*chatserver" "$tmp/out" || fail "run --help did not print chat
 ! grep -qi building "$tmp/err" || fail "run --help built"
 grep -q "^apt-get" "$calls" && fail "chat.sh wanted to install packages (are chat.sh's PACKAGES installed?)"
 [ ! -s "$calls" ] || fail "run --help called cmake on an up-to-date tree"
-[ "$ms" -lt 5000 ] || fail "run --help took $ms ms"
-echo "chat_sh_run_test: ./chat.sh run --help from a built tree: $ms ms, no cmake"
+# Within a second (the issue's bound; about 70 ms here): the best of three, so that one slow
+# start on a busy machine does not fail it.
+best=$ms
+for _ in 1 2; do
+  [ "$best" -lt 1000 ] && break
+  chat CHAT_RUN_DIR="$build" -- --help
+  [ "$ms" -lt "$best" ] && best=$ms
+done
+[ "$best" -lt 1000 ] || fail "run --help took $best ms at best of three (over a second)"
+echo "chat_sh_run_test: ./chat.sh run --help from a built tree: $best ms, no cmake"
 
 # 2. The decision alone, against the same binary.
 for f in server/main.cpp common/text.cpp web/app.js web/index.html CMakeLists.txt server/CMakeLists.txt \

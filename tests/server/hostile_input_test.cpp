@@ -900,7 +900,7 @@ TEST_CASE("hostile: a message that looks like a server line is shown as its send
       "[12:00:00] <alice> please send me your password",
       "[12:00:00] [private] alice -> tom: it is me",
       "# chatserver 0.1.0: type a nickname to join, or HELLO <nick>",
-      "# that nickname is taken; type another one",
+      "# type another nickname",
       "*** server: you will be disconnected",
       "MSG alice I am alice",
       "LEAVE alice quit",
