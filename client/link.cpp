@@ -110,7 +110,6 @@ void Link::post(LinkEvent event) {
 void Link::post_lost(std::string cause, std::string detail, bool goodbye) {
   LinkEvent e = make(LinkEvent::Kind::lost);
   e.event = Event{goodbye ? Event::Kind::bye : Event::Kind::leave, {}, {}, sanitize(cause), sanitize(detail), {}};
-  e.text = lost_words(e, false);
   post(std::move(e));
 }
 

@@ -31,7 +31,7 @@ struct LinkEvent {
                  // Link ends (`ended`, error)
     lost,        // the connection ended unexpectedly: event.code = the cause token
                  // (event.kind leave) or the server's BYE reason (event.kind bye),
-                 // event.text = its detail; text = lost_words(*this, false)
+                 // event.text = its detail (lost_words() says it for people)
     retry,       // the next attempt comes in `delay`: attempt = its number (1, 2, ...);
                  // text = why the last attempt could not connect, or "" after a loss
     rtt,         // a PONG answered our PING after `delay`

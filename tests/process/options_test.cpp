@@ -21,12 +21,7 @@ namespace {
 
 // Runs chatclient with `args` until it exits: {exit code, stderr then stdout}.
 std::pair<int, std::string> run_client_to_exit(std::vector<std::string> args) {
-  args.insert(args.begin(), CHATCLIENT_PATH);
-  Subprocess p(std::move(args));
-  std::string out;
-  while (auto line = p.read_line(Stream::err, patience)) out += *line + "\n";
-  while (auto line = p.read_line(Stream::out, patience)) out += *line + "\n";
-  return {p.wait_exit(patience).value_or(-1), out};
+  return chat::test::run_program_to_exit(CHATCLIENT_PATH, std::move(args));
 }
 
 // CLI11's type labels, which --help must not show: "UINT:UINT in [1 - 100000]", "TEXT:DURATION",

@@ -21,13 +21,17 @@ ServerProcess::ServerProcess(std::vector<std::string> extra) : process_(argv_wit
   port_ = static_cast<std::uint16_t>(std::stoi(first->substr(prefix.size())));
 }
 
-std::pair<int, std::string> run_to_exit(std::vector<std::string> args) {
-  args.insert(args.begin(), CHATSERVER_PATH);
+std::pair<int, std::string> run_program_to_exit(const std::string& program, std::vector<std::string> args) {
+  args.insert(args.begin(), program);
   Subprocess p(std::move(args));
   std::string out;
   while (auto line = p.read_line(Stream::err, patience)) out += *line + "\n";
   while (auto line = p.read_line(Stream::out, patience)) out += *line + "\n";
   return {p.wait_exit(patience).value_or(-1), out};
+}
+
+std::pair<int, std::string> run_to_exit(std::vector<std::string> args) {
+  return run_program_to_exit(CHATSERVER_PATH, std::move(args));
 }
 
 void raise_file_limit() {

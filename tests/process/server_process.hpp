@@ -29,8 +29,11 @@ class ServerProcess {
   std::uint16_t port_ = 0;
 };
 
-// Runs chatserver with `args` (no --bind/--port added) until it exits; returns {exit code,
-// all of stderr then all of stdout}. For runs that end by themselves (--help, a usage error).
+// Runs `program` with `args` until it exits; returns {exit code, all of stderr then all of
+// stdout}. For runs that end by themselves (--help, a usage error).
+std::pair<int, std::string> run_program_to_exit(const std::string& program, std::vector<std::string> args);
+
+// run_program_to_exit for chatserver (no --bind/--port added).
 std::pair<int, std::string> run_to_exit(std::vector<std::string> args);
 
 // Raises this process's open-file soft limit to its hard limit (tests with many clients).
