@@ -25,7 +25,7 @@
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")"
 
-PACKAGES=(g++ make cmake libasio-dev catch2 libcli11-dev libncurses-dev libssl-dev iproute2 tmux netcat-openbsd procps)
+PACKAGES=(g++ make cmake libasio-dev catch2 libcli11-dev libncurses-dev libssl-dev libsqlite3-dev iproute2 tmux netcat-openbsd procps)
 # The .deb: man pages from --help (help2man), dependencies from dpkg-shlibdeps (dpkg-dev, file).
 DEB_PACKAGES=(help2man dpkg-dev file)
 # The test suite also runs bench/compare.sh --quick: the servers chatserver is compared with;

@@ -2,7 +2,9 @@
 
 #include "common/text.hpp"
 
+#include <algorithm>
 #include <array>
+#include <charconv>
 #include <utility>
 
 namespace chat {
@@ -56,6 +58,59 @@ ParseResult priv_command(std::string_view rest, std::string_view usage) {
   return Command{Verb::priv, std::string(to), std::string(text)};
 }
 
+// A decimal number that fits in 64 bits, nothing else ("007" is fine, "+7", "7x", "" are not).
+std::optional<std::uint64_t> parse_number(std::string_view s) {
+  if (s.empty() || s.size() > 20) return std::nullopt;
+  std::uint64_t value = 0;
+  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), value);
+  if (ec != std::errc() || end != s.data() + s.size()) return std::nullopt;
+  return value;
+}
+
+bool is_token(std::string_view s) {
+  if (s.size() < 32 || s.size() > 128) return false;
+  for (const char c : s) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+
+ParseResult hello_command(std::string_view rest) {
+  // HELLO <nick> [ids]: the second word is new; a nickname never has a space, so a line with
+  // one was refused before and means nothing else now.
+  auto [nick, option] = split_word(rest);
+  if (!nick.empty() && iequals(option, "ids")) {
+    auto parsed = nick_command(Verb::hello, nick);
+    if (auto* cmd = std::get_if<Command>(&parsed)) cmd->text = "ids";
+    return parsed;
+  }
+  return nick_command(Verb::hello, rest);  // a space in it is a bad nickname, as it always was
+}
+
+ParseResult resume_command(std::string_view rest) {
+  auto [token, last] = split_word(rest);
+  const auto id = parse_number(last);
+  if (!is_token(token) || !id) return refuse(ErrorCode::bad_args, "usage: RESUME <token> <last id seen>");
+  Command cmd{Verb::resume, std::string(token), {}};
+  cmd.id = *id;
+  return cmd;
+}
+
+ParseResult history_command(std::string_view rest) {
+  auto [word, more] = split_word(rest);
+  auto [id_text, n_text] = split_word(more);
+  const auto id = parse_number(id_text);
+  const auto n = parse_number(n_text);
+  if (!iequals(word, "BEFORE") || !id || !n || *n == 0) {
+    return refuse(ErrorCode::bad_args, "usage: HISTORY BEFORE <id> <n> (n: 1 to " +
+                                           std::to_string(max_history_page) + ")");
+  }
+  Command cmd{Verb::history, {}, {}};
+  cmd.id = *id;
+  cmd.count = static_cast<std::size_t>(std::min<std::uint64_t>(*n, max_history_page));
+  return cmd;
+}
+
 }  // namespace
 
 std::string_view to_string(ErrorCode code) {
@@ -69,6 +124,9 @@ std::string_view to_string(ErrorCode code) {
     case ErrorCode::unknown_command: return "unknown-command";
     case ErrorCode::bad_args: return "bad-args";
     case ErrorCode::not_joined: return "not-joined";
+    case ErrorCode::nick_held: return "nick-held";
+    case ErrorCode::bad_token: return "bad-token";
+    case ErrorCode::no_history: return "no-history";
   }
   return "unknown";
 }
@@ -76,7 +134,7 @@ std::string_view to_string(ErrorCode code) {
 ParseResult parse_protocol_line(std::string_view line) {
   if (auto bad = check_line_text(line)) return *bad;
   auto [verb, rest] = split_word(line);
-  if (iequals(verb, "HELLO")) return nick_command(Verb::hello, rest);
+  if (iequals(verb, "HELLO")) return hello_command(rest);
   if (iequals(verb, "SAY")) return text_command(Verb::say, rest, "SAY <text>");
   if (iequals(verb, "ME")) return text_command(Verb::me, rest, "ME <text>");
   if (iequals(verb, "PRIV")) return priv_command(rest, "PRIV <nick> <text>");
@@ -87,6 +145,9 @@ ParseResult parse_protocol_line(std::string_view line) {
   if (iequals(verb, "QUIT")) return Command{Verb::quit, {}, std::string(rest)};
   if (iequals(verb, "HELP")) return Command{Verb::help, {}, {}};
   if (iequals(verb, "STATS")) return Command{Verb::stats, {}, {}};
+  if (iequals(verb, "RESUME")) return resume_command(rest);
+  if (iequals(verb, "HISTORY")) return history_command(rest);
+  if (iequals(verb, "SEARCH")) return text_command(Verb::search, rest, "SEARCH <words>");
   if (!verb.empty()) return refuse(ErrorCode::unknown_command, std::string(verb));
   const bool blank = line.find_first_not_of(" \t") == std::string_view::npos;
   return refuse(ErrorCode::unknown_command, blank ? "(empty line)" : "(line starts with a space)");
@@ -105,6 +166,7 @@ ParseResult parse_text_input(std::string_view line) {
   if (iequals(word, "who") || iequals(word, "names")) return Command{Verb::who, {}, {}};
   if (iequals(word, "quit")) return Command{Verb::quit, {}, std::string(rest)};
   if (iequals(word, "help")) return Command{Verb::help, {}, {}};
+  if (iequals(word, "search")) return text_command(Verb::search, rest, "/search <words>");
   return refuse(ErrorCode::unknown_command, "/" + std::string(word) + " (type /help for the commands)");
 }
 
@@ -118,7 +180,7 @@ std::string format_command(const Command& cmd) {
     return out;
   };
   switch (cmd.verb) {
-    case Verb::hello: return join("HELLO", cmd.arg);
+    case Verb::hello: return join("HELLO", cmd.text.empty() ? cmd.arg : cmd.arg + " " + cmd.text);
     case Verb::say: return join("SAY", cmd.text);
     case Verb::me: return join("ME", cmd.text);
     case Verb::priv: return "PRIV " + cmd.arg + " " + cmd.text;
@@ -129,6 +191,9 @@ std::string format_command(const Command& cmd) {
     case Verb::quit: return join("QUIT", cmd.text);
     case Verb::help: return "HELP";
     case Verb::stats: return "STATS";
+    case Verb::resume: return "RESUME " + cmd.arg + " " + std::to_string(cmd.id);
+    case Verb::history: return "HISTORY BEFORE " + std::to_string(cmd.id) + " " + std::to_string(cmd.count);
+    case Verb::search: return join("SEARCH", cmd.text);
   }
   return {};
 }
@@ -186,12 +251,65 @@ std::string format_event(const Event& e) {
     case K::ping: return words({"PING", e.arg});
     case K::pong: return words({"PONG", e.arg});
     case K::comment: return "# " + e.text;
+    case K::back: return words({"BACK", e.nick, e.arg});
+    case K::token: return words({"TOKEN", e.arg, e.text});
+    case K::resumed: return words({"RESUMED", e.nick, e.arg, e.text});
+    case K::history: return words({"HISTORY", e.code, e.arg, e.text});
+    case K::history_end: return words({"HISTORY", "END", e.code});
   }
   return {};
 }
 
+std::string format_tagged(const Event& e) {
+  if (e.id == 0) return format_event(e);
+  return "@" + std::to_string(e.id) + "/" + std::to_string(e.time_ms) + " " + format_event(e);
+}
+
+namespace {
+constexpr std::array<std::pair<Event::Kind, std::string_view>, 7> room_kinds{{
+    {Event::Kind::join, "join"}, {Event::Kind::leave, "leave"}, {Event::Kind::msg, "msg"},
+    {Event::Kind::me, "me"},     {Event::Kind::nick, "nick"},   {Event::Kind::back, "back"},
+    {Event::Kind::comment, "comment"},
+}};
+}  // namespace
+
+bool is_room_event(Event::Kind kind) {
+  for (const auto& [k, token] : room_kinds) {
+    if (k == kind) return true;
+  }
+  return false;
+}
+
+std::string_view kind_token(Event::Kind kind) {
+  for (const auto& [k, token] : room_kinds) {
+    if (k == kind) return token;
+  }
+  return kind == Event::Kind::priv ? "priv" : "other";
+}
+
+std::optional<Event::Kind> kind_from_token(std::string_view token) {
+  for (const auto& [k, t] : room_kinds) {
+    if (t == token) return k;
+  }
+  return std::nullopt;
+}
+
 std::optional<Event> parse_event(std::string_view line) {
   using K = Event::Kind;
+  if (line.starts_with('@')) {
+    // "@<id>/<unix ms> <line>"
+    auto [tag, rest] = split_word(line.substr(1));
+    const auto slash = tag.find('/');
+    if (slash == std::string_view::npos) return std::nullopt;
+    const auto id = parse_number(tag.substr(0, slash));
+    const auto ms = parse_number(tag.substr(slash + 1));
+    if (!id || *id == 0 || !ms || *ms > (std::uint64_t{1} << 62)) return std::nullopt;
+    auto event = parse_event(rest);
+    if (!event || rest.starts_with('@')) return std::nullopt;
+    event->id = *id;
+    event->time_ms = static_cast<std::int64_t>(*ms);
+    return event;
+  }
   if (line.starts_with('#')) {
     line.remove_prefix(1);
     if (line.starts_with(' ')) line.remove_prefix(1);
@@ -231,6 +349,16 @@ std::optional<Event> parse_event(std::string_view line) {
     e.kind = K::ping, e.arg = rest;
   } else if (verb == "PONG") {
     e.kind = K::pong, e.arg = rest;
+  } else if (verb == "BACK" && !first.empty() && parse_number(after_first)) {
+    e.kind = K::back, e.nick = first, e.arg = after_first;
+  } else if (verb == "TOKEN" && !first.empty()) {
+    e.kind = K::token, e.arg = first, e.text = after_first;
+  } else if (verb == "RESUMED" && !first.empty() && parse_number(second)) {
+    e.kind = K::resumed, e.nick = first, e.arg = second, e.text = after_second;
+  } else if (verb == "HISTORY" && first == "END" && !second.empty()) {
+    e.kind = K::history_end, e.code = second;
+  } else if (verb == "HISTORY" && !first.empty() && parse_number(second)) {
+    e.kind = K::history, e.code = first, e.arg = second, e.text = after_second;
   } else {
     return std::nullopt;
   }

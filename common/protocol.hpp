@@ -2,6 +2,8 @@
 // formatting / parsing what the server sends. Pure functions; safe from any thread.
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -14,21 +16,33 @@ inline constexpr std::string_view protocol_greeting_prefix = "#";
 
 // ---- client to server -------------------------------------------------------------------
 
-enum class Verb { hello, say, me, priv, nick, who, ping, pong, quit, help, stats };
+enum class Verb { hello, say, me, priv, nick, who, ping, pong, quit, help, stats, resume, history, search };
 
 // One request from a client. Which fields are used depends on the verb:
-//   hello, nick: arg = the nickname      say, me: text
+//   hello: arg = the nickname, text = "ids" when the client asks for ids (HELLO <nick> ids)
+//   nick: arg = the nickname             say, me: text
 //   priv: arg = recipient, text          ping, pong: arg = token
 //   quit: text = reason (may be empty)   who, help, stats: nothing
+//   resume: arg = token, id = the last event id the client saw (RESUME <token> <id>)
+//   history: id = before this id, count (HISTORY BEFORE <id> <n>)
+//   search: text = the words (SEARCH <words>)
 struct Command {
   Verb verb;
   std::string arg;
   std::string text;
+  std::uint64_t id = 0;
+  std::size_t count = 0;
 };
+
+// Most events one HISTORY BEFORE or SEARCH answers with.
+inline constexpr std::size_t max_history_page = 500;
 
 enum class ErrorCode {
   bad_nick, nick_in_use, no_such_nick, too_long, bad_utf8, bad_char,
   unknown_command, bad_args, not_joined,
+  nick_held,   // the nickname is kept for a client that dropped and may resume (docs/protocol.md)
+  bad_token,   // RESUME: the token is wrong, expired or already used; join afresh
+  no_history,  // HISTORY or SEARCH: the room keeps no history, or it is not available now
 };
 std::string_view to_string(ErrorCode code);
 
@@ -66,20 +80,42 @@ std::optional<LeaveCause> leave_cause_from(std::string_view token);
 //   nick: nick = old, arg = new    error: code, text = detail
 //   bye: code = reason, text = detail
 //   ping, pong: arg = token        comment: text (a '#' line, e.g. the greeting)
+// With ids (HELLO <nick> ids, RESUME), docs/protocol.md "Ids, resume and history":
+//   back: nick, arg = milliseconds away (BACK nick ms: a seat resumed)
+//   token: arg = the resume token, text = the resume window in seconds
+//   resumed: nick, arg = milliseconds away, text = events missed (RESUMED nick ms n)
+//   history: code = what (recent, missed, before, search), arg = how many lines follow,
+//            text = "partial" when older events were no longer kept (HISTORY what n [partial])
+//   history_end: code = what (HISTORY END what)
+// A room event sent with ids carries them in a tag before the line: "@<id>/<unix ms> MSG ...";
+// `id` and `time_ms` are 0 on a line without one.
 struct Event {
-  enum class Kind { welcome, users, join, leave, msg, me, priv, nick, error, bye, ping, pong, comment };
+  enum class Kind {
+    welcome, users, join, leave, msg, me, priv, nick, error, bye, ping, pong, comment,
+    back, token, resumed, history, history_end,
+  };
   Kind kind;
   std::string nick;
   std::string arg;
   std::string code;
   std::string text;
   std::vector<std::string> users;
+  std::uint64_t id = 0;
+  std::int64_t time_ms = 0;
 };
 
-// The protocol line for `event`, without LF.
+// The protocol line for `event`, without LF (and without a tag).
 std::string format_event(const Event& event);
+// The line with its tag when event.id is set: "@42/1796615000123 MSG alice hi".
+std::string format_tagged(const Event& event);
+// Events kept in the room's history (and sent with a tag to a client with ids).
+bool is_room_event(Event::Kind kind);
+// The kind's token as the archive stores it ("msg", "back"), and back.
+std::string_view kind_token(Event::Kind kind);
+std::optional<Event::Kind> kind_from_token(std::string_view token);
 
-// Parses one server line (chatclient's side). nullopt for a line it does not understand.
+// Parses one server line (chatclient's side), with or without a tag. nullopt for a line it
+// does not understand.
 std::optional<Event> parse_event(std::string_view line);
 
 }  // namespace chat

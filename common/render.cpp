@@ -2,6 +2,7 @@
 
 #include "common/wording.hpp"
 
+#include <charconv>
 #include <ctime>
 
 namespace chat {
@@ -35,10 +36,40 @@ std::optional<std::string> render_event(const Event& e, std::optional<std::size_
     case K::error: return "*** " + wording::refusal(e.code, e.text) + (verbose ? " [" + e.code + "]" : "");
     case K::bye: return "*** " + wording::bye(e.code, e.text) + more();
     case K::comment: return "# " + e.text;
+    case K::back: return "*** " + e.nick + " is back (away " + away_time(e.arg) + ")" + count();
+    case K::resumed: {
+      std::string out = "*** welcome back, " + e.nick + " (away " + away_time(e.arg);
+      if (!e.text.empty()) out += ", " + missed_words(e.text);
+      return out + ")";
+    }
+    case K::history: {
+      const auto what = e.code == "missed" ? std::string("what you missed")
+                        : e.code == "search" ? std::string("found")
+                                             : std::string("earlier messages");
+      return "--- " + what + " (" + e.arg + (e.text.empty() ? "" : ", older ones are no longer kept") + ") ---";
+    }
+    case K::history_end: return "--- " + std::string(e.code == "search" ? "end of search" : "now") + " ---";
+    case K::token:
     case K::ping:
     case K::pong: return std::nullopt;
   }
   return std::nullopt;
+}
+
+std::string away_time(std::string_view milliseconds) {
+  std::uint64_t ms = 0;
+  const auto [end, ec] = std::from_chars(milliseconds.data(), milliseconds.data() + milliseconds.size(), ms);
+  if (ec != std::errc() || end != milliseconds.data() + milliseconds.size()) return "a while";
+  const std::uint64_t s = (ms + 500) / 1000;
+  if (s < 60) return std::to_string(s) + " s";
+  if (s < 3600) return std::to_string(s / 60) + " min" + (s % 60 ? " " + std::to_string(s % 60) + " s" : "");
+  return std::to_string(s / 3600) + " h" + (s % 3600 / 60 ? " " + std::to_string(s % 3600 / 60) + " min" : "");
+}
+
+std::string missed_words(std::string_view count) {
+  if (count == "0") return "nothing you missed";
+  if (count == "1") return "1 message you missed";
+  return std::string(count) + " messages you missed";
 }
 
 std::optional<std::string> render_line(const Event& e, std::chrono::system_clock::time_point when,
@@ -56,6 +87,7 @@ const std::vector<std::string>& help_lines() {
       "***   /msg <nick> <text>   private message (also: @nick <text>)",
       "***   /nick <new>          change your nickname",
       "***   /who                 who is online",
+      "***   /search <words>      find earlier messages",
       "***   /quit [reason]       leave",
       "***   //text               say a line that starts with /",
   };

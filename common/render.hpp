@@ -7,6 +7,7 @@
 #include <chrono>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace chat {
@@ -25,6 +26,11 @@ std::optional<std::string> render_event(const Event& event, std::optional<std::s
 // "[14:02:09] " + render_event(...), or nullopt.
 std::optional<std::string> render_line(const Event& event, std::chrono::system_clock::time_point when,
                                        std::optional<std::size_t> online = {}, bool verbose = false);
+
+// "41 s", "3 min 5 s", "1 h 2 min" from milliseconds ("41000"); "a while" from nonsense.
+std::string away_time(std::string_view milliseconds);
+// "12 messages you missed" from "12" (the count of a RESUMED line).
+std::string missed_words(std::string_view count);
 
 // The lines /help prints, shared by text mode and chatclient.
 const std::vector<std::string>& help_lines();

@@ -56,6 +56,9 @@ constexpr std::array refusal_table{
     Phrase{"unknown-command", "unknown command[: {detail}]"},
     Phrase{"bad-args", "[{detail}]"},
     Phrase{"not-joined", "not in the room yet[: {detail}]"},
+    Phrase{"nick-held", "the nickname {detail} is kept for someone who dropped and may come back"},
+    Phrase{"bad-token", "could not resume[: {detail}]; joining afresh"},
+    Phrase{"no-history", "no history[: {detail}]"},
     Phrase{"", "the server refused that ({code})[: {detail}]"},
 };
 

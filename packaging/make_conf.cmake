@@ -1,6 +1,7 @@
 # Writes the chatserver.conf that the package ships: `chatserver --print-config` with every
 # option commented out at its default, so the file documents itself and cannot drift from the
-# code. Only the transcript is set, for the service (its LogsDirectory).
+# code. Only the transcript and the database are set, for the service (its LogsDirectory and
+# StateDirectory).
 #
 #   cmake -DCHATSERVER=path/to/chatserver -DOUT=chatserver.conf -P make_conf.cmake
 execute_process(COMMAND "${CHATSERVER}" --print-config
@@ -16,6 +17,12 @@ string(REPLACE "\n# log-file = \"\"\n"
        body "${body}")
 if(NOT body MATCHES "\nlog-file = ")
   message(FATAL_ERROR "make_conf.cmake: no log-file line in --print-config's output")
+endif()
+string(REPLACE "\n# db = \"\"\n"
+       "\n# (the service: the room's history and seats, in its StateDirectory)\ndb = \"/var/lib/chat/chat.db\"\n"
+       body "${body}")
+if(NOT body MATCHES "\ndb = ")
+  message(FATAL_ERROR "make_conf.cmake: no db line in --print-config's output")
 endif()
 file(WRITE "${OUT}" "# /etc/chat/chatserver.conf: chatserver's settings, read by the chatserver service
 # (chatserver --config FILE). One \"name = value\" per line; every option is here, commented

@@ -2,6 +2,7 @@
 
 #include "common/log.hpp"
 #include "common/render.hpp"
+#include "server/archive.hpp"
 #include "server/room.hpp"
 #include "server/session.hpp"
 
@@ -10,12 +11,17 @@
 namespace chat {
 namespace {
 
-bool starts_with_hello(std::string_view line) {
-  if (line.size() < 5) return false;
-  std::string verb(line.substr(0, 5));
-  for (char& c : verb) c = static_cast<char>(c >= 'a' && c <= 'z' ? c - 32 : c);
-  return verb == "HELLO" && (line.size() == 5 || line[5] == ' ');
+bool starts_with(std::string_view line, std::string_view verb) {
+  if (line.size() < verb.size()) return false;
+  for (std::size_t i = 0; i < verb.size(); ++i) {
+    const char c = line[i];
+    if ((c >= 'a' && c <= 'z' ? static_cast<char>(c - 32) : c) != verb[i]) return false;
+  }
+  return line.size() == verb.size() || line[verb.size()] == ' ';
 }
+
+// A program's first line: HELLO, or RESUME to take a seat back (docs/protocol.md).
+bool starts_protocol(std::string_view line) { return starts_with(line, "HELLO") || starts_with(line, "RESUME"); }
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -54,7 +60,7 @@ void Commands::help() {
 void Commands::handshake(std::string_view line) {
   if (session_.mode() == Session::Mode::undecided) {
     if (trim(line).empty()) return;  // telnet and friends may send an empty line first
-    session_.choose_mode(starts_with_hello(line) ? Session::Mode::protocol : Session::Mode::text);
+    session_.choose_mode(starts_protocol(line) ? Session::Mode::protocol : Session::Mode::text);
   }
   if (session_.mode() == Session::Mode::protocol) {
     const auto parsed = parse_protocol_line(line);
@@ -64,7 +70,11 @@ void Commands::handshake(std::string_view line) {
     }
     const auto& cmd = std::get<Command>(parsed);
     switch (cmd.verb) {
-      case Verb::hello: join(cmd.arg); return;
+      case Verb::hello:
+        session_.use_ids(cmd.text == "ids");
+        join(cmd.arg);
+        return;
+      case Verb::resume: resume(cmd); return;
       case Verb::ping: session_.reply(Event{Event::Kind::pong, {}, cmd.arg, {}, {}, {}}); return;
       case Verb::pong: return;
       case Verb::quit: session_.end(LeaveCause::quit, cmd.text, "quit"); return;
@@ -109,6 +119,10 @@ void Commands::join(std::string_view nick) {
       session_.refuse({ErrorCode::nick_in_use, std::string(nick)});
       if (session_.mode() == Session::Mode::text) session_.reply_line("# type another nickname");
       return;
+    case Room::JoinResult::nick_held:
+      session_.refuse({ErrorCode::nick_held, std::string(nick)});
+      if (session_.mode() == Session::Mode::text) session_.reply_line("# type another nickname");
+      return;
     case Room::JoinResult::closed:
       return;  // the server is shutting down; BYE is on its way
   }
@@ -133,6 +147,7 @@ void Commands::command(const Command& cmd) {
           return;
         case Room::RenameResult::unchanged: return;
         case Room::RenameResult::nick_in_use: session_.refuse({ErrorCode::nick_in_use, cmd.arg}); return;
+        case Room::RenameResult::nick_held: session_.refuse({ErrorCode::nick_held, cmd.arg}); return;
       }
       return;
     }
@@ -149,7 +164,67 @@ void Commands::command(const Command& cmd) {
     case Verb::pong: return;  // the reader already counted the line as a sign of life
     case Verb::quit: session_.end(LeaveCause::quit, cmd.text, "quit"); return;
     case Verb::help: help(); return;
+    case Verb::resume:
+      session_.refuse({ErrorCode::bad_args, "already joined as " + session_.nick()});
+      return;
+    case Verb::history: history(cmd); return;
+    case Verb::search: search(cmd.text); return;
   }
+}
+
+void Commands::resume(const Command& cmd) {
+  session_.use_ids(true);
+  const auto result = room_.resume(session_.shared_from_this(), cmd.arg, cmd.id);
+  switch (result) {
+    case Room::ResumeResult::resumed:
+      set_thread_role("reader " + session_.nick());
+      log_info("resumed from ", session_.peer(), " as ", to_string(session_.id()), " (", session_.framing_name(), ")");
+      return;
+    case Room::ResumeResult::unknown:
+    case Room::ResumeResult::used:
+    case Room::ResumeResult::expired:
+      // The token is never logged; the refusal says which case it was.
+      session_.use_ids(false);
+      session_.refuse({ErrorCode::bad_token, result == Room::ResumeResult::expired ? "expired"
+                                             : result == Room::ResumeResult::used  ? "already used"
+                                                                                   : "unknown or already used"});
+      return;
+    case Room::ResumeResult::closed: return;  // shutting down; BYE is on its way
+  }
+}
+
+void Commands::send_block(std::string_view what, const std::vector<ArchivedEvent>& events) {
+  // One reply: the block's lines are queued one after the other (own lines keep their order).
+  const bool text = session_.mode() == Session::Mode::text;
+  const auto count = std::to_string(events.size());
+  const Event header{Event::Kind::history, {}, count, std::string(what), {}, {}};
+  const Event footer{Event::Kind::history_end, {}, {}, std::string(what), {}, {}};
+  if (text) {
+    session_.reply_line(*render_event(header));
+  } else {
+    session_.reply_line(format_event(header));
+  }
+  for (const auto& r : events) {
+    Event e = r.event;
+    e.id = r.id;
+    e.time_ms = r.time_ms;
+    if (text) {
+      const auto when = std::chrono::system_clock::time_point(std::chrono::milliseconds(r.time_ms));
+      if (auto line = render_line(e, when)) session_.reply_line(std::move(*line));
+    } else {
+      session_.reply_line(format_tagged(e));
+    }
+  }
+  session_.reply_line(text ? *render_event(footer) : format_event(footer));
+}
+
+void Commands::history(const Command& cmd) {
+  // On this reader thread, from the disk if need be: only this client waits for it.
+  send_block("before", room_.archive().before(cmd.id, cmd.count));
+}
+
+void Commands::search(const std::string& words) {
+  send_block("search", room_.archive().search(words, max_search_results));
 }
 
 }  // namespace chat

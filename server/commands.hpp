@@ -9,10 +9,14 @@
 
 #include "common/protocol.hpp"
 
+#include <cstddef>
+#include <string>
 #include <string_view>
+#include <vector>
 
 namespace chat {
 
+struct ArchivedEvent;
 class Room;
 class Session;
 
@@ -29,7 +33,15 @@ class Commands {
   void handshake(std::string_view line);
   void command(const Command& cmd);
   void join(std::string_view nick);
+  void resume(const Command& cmd);
   void help();
+  // HISTORY BEFORE and SEARCH: they read the archive on this thread (maybe from disk).
+  void history(const Command& cmd);
+  void search(const std::string& words);
+  // A HISTORY block (header, the events, HISTORY END), tagged; in text mode as text lines.
+  void send_block(std::string_view what, const std::vector<ArchivedEvent>& events);
+
+  static constexpr std::size_t max_search_results = 50;
 
   Session& session_;
   Room& room_;

@@ -5,6 +5,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include <charconv>
+#include <cstdlib>
 #include <iostream>
 #include <iterator>
 #include <map>
@@ -267,6 +269,24 @@ std::variant<ServerConfig, int> parse_server_args(int argc, const char* const* a
       ->type_name(cli::number_type)
       ->check(quiet(CLI::Range(std::size_t{0}, std::size_t{100'000})));
 
+  group("History");
+  std::string db;  // "": the default, which depends on --port
+  app.add_option("--db", db,
+                 "The room's history and resumable seats, in SQLite (default: $XDG_STATE_HOME/chat/chat.db, "
+                 "chat-PORT.db for another port than 15600; with --port 0, none); 'none': in memory only")
+      ->type_name("FILE|none")
+      ->run_callback_for_default();
+  app.add_option("--history", c.history, "Earlier events a joining client is shown (0 to 1000)")
+      ->capture_default_str()
+      ->type_name(cli::number_type)
+      ->check(quiet(CLI::Range(std::size_t{0}, std::size_t{1000})));
+  std::string keep = "all";
+  app.add_option("--history-keep", keep, "How much history the database keeps: N events, Nd days, or all")
+      ->capture_default_str()
+      ->type_name("N|Nd|all");
+  add_duration(app, "--resume-window", c.resume_window,
+               "How long a dropped client's nickname and missed messages are held for it to resume; 0: never", "2m");
+
   group("Web");
   std::string web = "on";
   app.add_option("--web", web, "Serve the web page and its WebSocket (/ws) on the chat port")
@@ -323,6 +343,22 @@ std::variant<ServerConfig, int> parse_server_args(int argc, const char* const* a
       throw CLI::ValidationError("--bind", why);
     }
     parse_log_level(trace ? "trace" : level, c.log_level);
+    if (db.empty()) db = default_db_path(c.port);
+    c.db = db == "none" ? std::string() : db;
+    if (keep != "all") {
+      const bool days = keep.ends_with('d');
+      const std::string number = days ? keep.substr(0, keep.size() - 1) : keep;
+      std::uint64_t n = 0;
+      const auto [end, ec] = std::from_chars(number.data(), number.data() + number.size(), n);
+      if (number.empty() || ec != std::errc() || end != number.data() + number.size() || n == 0) {
+        throw CLI::ValidationError("--history-keep", "'" + keep + "': give a number of events (10000), of days (30d), or all");
+      }
+      if (days) {
+        c.history_keep_age = std::chrono::hours(24 * std::min<std::uint64_t>(n, 100'000));
+      } else {
+        c.history_keep_rows = n;
+      }
+    }
     c.probe = probe == "epoll" ? ProbeMethod::epoll : probe == "poll" ? ProbeMethod::poll : ProbeMethod::auto_;
   } catch (const NumberedConfig::LineError& e) {
     std::cerr << "chatserver: " << app.get_config_ptr()->as<std::string>() << ":" << e.line << ": " << e.what()
@@ -343,6 +379,18 @@ std::variant<ServerConfig, int> parse_server_args(int argc, const char* const* a
     return 0;
   }
   return c;
+}
+
+std::string default_db_path(std::uint16_t port) {
+  // A room is its port: two servers on two ports are two rooms with two histories. A port
+  // picked at random (0) is a room for this run only (the tests' servers).
+  if (port == 0) return "none";
+  const std::string file = port == ServerConfig{}.port ? "chat.db" : "chat-" + std::to_string(port) + ".db";
+  const char* state = std::getenv("XDG_STATE_HOME");
+  if (state != nullptr && state[0] == '/') return std::string(state) + "/chat/" + file;
+  const char* home = std::getenv("HOME");
+  if (home != nullptr && home[0] == '/') return std::string(home) + "/.local/state/chat/" + file;
+  return "none";
 }
 
 }  // namespace chat

@@ -8,6 +8,7 @@
 #include "common/units.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -62,11 +63,24 @@ struct ServerConfig {
   std::string web_root;                // serve the page from here instead of the built-in copy
   std::vector<std::string> web_origins;  // other origins whose pages may open the WebSocket
 
+  // History and resume (docs/reliability.md).
+  std::string db;                      // the database file; "": memory only (--db none). The command
+                                       // line's default is default_db_path(port); a library user's is none
+  std::size_t history = 50;            // events a joining client is shown (HISTORY recent)
+  std::uint64_t history_keep_rows = 0; // --history-keep N: keep at most N events; 0: no limit
+  std::chrono::hours history_keep_age{0};  // --history-keep Nd: keep N days; 0: no limit
+  Millis resume_window{120'000};       // a dropped client's seat (nickname, missed events) is held this long; 0: no resume
+
   // What the kernel may hold unsent for one client beyond what is in flight (TCP_NOTSENT_LOWAT),
   // a part of --send-queue: without a cap, Linux grows a non-reader's send buffer to ~4 MB, where
   // the server's queue never sees it and the too-slow rule cannot count it.
   std::size_t kernel_unsent_limit() const { return std::min<std::size_t>(send_queue / 4, 64 * 1024); }
 };
+
+// Where --db puts the database unless told: $XDG_STATE_HOME/chat/chat.db (or
+// ~/.local/state/chat/), chat-PORT.db for another port than the default; "none" (memory only)
+// for --port 0 and when neither HOME nor XDG_STATE_HOME is set.
+std::string default_db_path(std::uint16_t port);
 
 // Parses chatserver's command line. Returns the config, or the exit code to use right away
 // (0 after --help / --version, 2 after a usage error: the message is already printed).

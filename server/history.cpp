@@ -6,24 +6,26 @@
 namespace chat {
 namespace {
 
-std::uint64_t start_of(const HistoryChunk& chunk, StreamMode mode) {
+std::uint64_t start_of(const HistoryChunk& chunk, std::size_t mode) {
   const auto& first = chunk.entries[0];
-  return mode == StreamMode::text ? first.text_end - first.text.size() : first.protocol_end - first.protocol.size();
+  return first.end[mode] - first.line[mode].size();
 }
 
 }  // namespace
 
-HistoryChunk::HistoryChunk(std::uint64_t first_seq)
-    : first_seq(first_seq),
-      protocol_bytes_(std::make_unique_for_overwrite<char[]>(bytes_per_mode)),
-      text_bytes_(std::make_unique_for_overwrite<char[]>(bytes_per_mode)) {}
+HistoryChunk::HistoryChunk(std::uint64_t first_seq) : first_seq(first_seq) {
+  // Pages of a buffer no mode uses (no client reads tagged lines, say) are never touched, so
+  // the kernel never gives them memory.
+  for (auto& buffer : bytes_) buffer = std::make_unique_for_overwrite<char[]>(bytes_per_mode);
+}
 
-bool HistoryChunk::fits(std::size_t protocol_size, std::size_t text_size) const {
+bool HistoryChunk::fits(const EntryLines& lines) const {
   if (count_ == capacity) return false;
   // A line too long for any chunk's buffer goes into a buffer of its own wherever it is.
-  const bool protocol_fits = protocol_size > bytes_per_mode || protocol_used_ + protocol_size <= bytes_per_mode;
-  const bool text_fits = text_size > bytes_per_mode || text_used_ + text_size <= bytes_per_mode;
-  return protocol_fits && text_fits;
+  for (std::size_t m = 0; m < stream_modes; ++m) {
+    if (lines[m].size() <= bytes_per_mode && used_[m] + lines[m].size() > bytes_per_mode) return false;
+  }
+  return true;
 }
 
 std::string_view HistoryChunk::store(std::unique_ptr<char[]>& buffer, std::size_t& used, std::string_view line) {
@@ -34,13 +36,10 @@ std::string_view HistoryChunk::store(std::unique_ptr<char[]>& buffer, std::size_
   return {at, line.size()};
 }
 
-void HistoryChunk::put(std::uint64_t seq, std::string_view protocol, std::string_view text, std::uint64_t protocol_end,
-                       std::uint64_t text_end) {
+void HistoryChunk::put(std::uint64_t seq, const EntryLines& lines, const std::array<std::uint64_t, stream_modes>& ends) {
   auto& entry = entries[seq - first_seq];
-  entry.protocol = store(protocol_bytes_, protocol_used_, protocol);
-  entry.text = store(text_bytes_, text_used_, text);
-  entry.protocol_end = protocol_end;
-  entry.text_end = text_end;
+  for (std::size_t m = 0; m < stream_modes; ++m) entry.line[m] = store(bytes_[m], used_[m], lines[m]);
+  entry.end = ends;
   ++count_;
 }
 
@@ -62,10 +61,8 @@ const HistoryEntry& HistoryCursor::entry() {
 
 namespace {
 
-std::string_view line_of(const HistoryEntry& e, StreamMode mode) { return mode == StreamMode::text ? e.text : e.protocol; }
-std::uint64_t end_of(const HistoryEntry& e, StreamMode mode) {
-  return mode == StreamMode::text ? e.text_end : e.protocol_end;
-}
+std::string_view line_of(const HistoryEntry& e, StreamMode mode) { return e.in(mode); }
+std::uint64_t end_of(const HistoryEntry& e, StreamMode mode) { return e.end_in(mode); }
 
 }  // namespace
 
@@ -125,21 +122,20 @@ History::History(std::size_t byte_limit) : byte_limit_(byte_limit) {
 
 HistoryCursor History::start() const { return HistoryCursor(chunks_.back(), head_.load(std::memory_order_relaxed)); }
 
-std::uint64_t History::append(std::string_view protocol, std::string_view text) {
+std::uint64_t History::append(const EntryLines& lines) {
   const std::uint64_t seq = head_.load(std::memory_order_relaxed);
   auto* tail = chunks_.back().get();
-  if (!tail->fits(protocol.size(), text.size())) {
+  if (!tail->fits(lines)) {
     auto fresh = std::make_shared<HistoryChunk>(seq);
     tail->next = fresh;  // before `seq` is published: readers that see it find the chunk
     tail->close(seq);
     chunks_.push_back(std::move(fresh));
     tail = chunks_.back().get();
   }
-  const auto protocol_end = protocol_bytes_.load(std::memory_order_relaxed) + protocol.size();
-  const auto text_end = text_bytes_.load(std::memory_order_relaxed) + text.size();
-  tail->put(seq, protocol, text, protocol_end, text_end);
-  protocol_bytes_.store(protocol_end, std::memory_order_release);
-  text_bytes_.store(text_end, std::memory_order_release);
+  std::array<std::uint64_t, stream_modes> ends{};
+  for (std::size_t m = 0; m < stream_modes; ++m) ends[m] = bytes_[m].load(std::memory_order_relaxed) + lines[m].size();
+  tail->put(seq, lines, ends);
+  for (std::size_t m = 0; m < stream_modes; ++m) bytes_[m].store(ends[m], std::memory_order_release);
   head_.store(seq + 1, std::memory_order_release);  // publishes the entry (and tail->next)
 
   // Let go of the oldest chunk while the rest still holds byte_limit_ (in the mode with more
@@ -148,9 +144,9 @@ std::uint64_t History::append(std::string_view protocol, std::string_view text) 
   // until it catches up or is dropped; what the history keeps is the recent past for newcomers.
   while (chunks_.size() > 1) {
     const auto& second = *chunks_[1];
-    const auto kept_protocol = protocol_end - start_of(second, StreamMode::protocol);
-    const auto kept_text = text_end - start_of(second, StreamMode::text);
-    if (std::max(kept_protocol, kept_text) < byte_limit_) break;
+    std::uint64_t kept = 0;
+    for (std::size_t m = 0; m < stream_modes; ++m) kept = std::max(kept, ends[m] - start_of(second, m));
+    if (kept < byte_limit_) break;
     chunks_.pop_front();
   }
   return seq;

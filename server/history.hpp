@@ -30,14 +30,25 @@
 
 namespace chat {
 
-enum class StreamMode { protocol, text };
+// The three ways an entry is written: the protocol line ("MSG alice hi"), the text-mode line
+// ("[12:00:01] <alice> hi") and the protocol line with its id tag ("@42/1796... MSG alice hi",
+// for clients that joined with ids: docs/protocol.md). Each client reads one of them.
+enum class StreamMode { protocol, text, tagged };
+inline constexpr std::size_t stream_modes = 3;
+constexpr std::size_t index_of(StreamMode mode) { return static_cast<std::size_t>(mode); }
 
 struct HistoryEntry {
-  std::string_view protocol;      // the protocol line, LF included (in its chunk's storage)
-  std::string_view text;          // the text-mode line, LF included; empty: not shown in text mode
-  std::uint64_t protocol_end = 0; // bytes of protocol lines up to and including this entry
-  std::uint64_t text_end = 0;     // the same for text lines
+  // The entry's line in each mode, LF included (in its chunk's storage); empty: not shown in
+  // that mode (a private message's place in the order has no line for anyone).
+  std::array<std::string_view, stream_modes> line;
+  // Bytes of lines in each mode up to and including this entry.
+  std::array<std::uint64_t, stream_modes> end{};
+  std::string_view in(StreamMode mode) const { return line[index_of(mode)]; }
+  std::uint64_t end_in(StreamMode mode) const { return end[index_of(mode)]; }
 };
+
+// An entry's lines, one per mode (index_of), without ownership.
+using EntryLines = std::array<std::string_view, stream_modes>;
 
 // Up to 256 entries, and their lines packed back to back in one buffer per mode: consecutive
 // entries are consecutive bytes, so a writer sends a run of them with a single iovec.
@@ -52,11 +63,10 @@ class HistoryChunk {
   HistoryChunk(const HistoryChunk&) = delete;
   HistoryChunk& operator=(const HistoryChunk&) = delete;
 
-  // Room lock held, before publication: can the next entry (these two lines) go in here?
-  bool fits(std::size_t protocol_size, std::size_t text_size) const;
+  // Room lock held, before publication: can the next entry (these lines) go in here?
+  bool fits(const EntryLines& lines) const;
   // Room lock held, before publication: copies the lines in and fills entries[seq - first_seq].
-  void put(std::uint64_t seq, std::string_view protocol, std::string_view text, std::uint64_t protocol_end,
-           std::uint64_t text_end);
+  void put(std::uint64_t seq, const EntryLines& lines, const std::array<std::uint64_t, stream_modes>& ends);
 
   // Room lock held: no more entries go in here; `next` (already set) holds the next one.
   void close(std::uint64_t end) { end_seq.store(end, std::memory_order_release); }
@@ -72,10 +82,8 @@ class HistoryChunk {
   std::string_view store(std::unique_ptr<char[]>& buffer, std::size_t& used, std::string_view line);
 
   std::size_t count_ = 0;  // entries put (room lock)
-  std::unique_ptr<char[]> protocol_bytes_;
-  std::unique_ptr<char[]> text_bytes_;
-  std::size_t protocol_used_ = 0;
-  std::size_t text_used_ = 0;
+  std::array<std::unique_ptr<char[]>, stream_modes> bytes_;  // one buffer per mode
+  std::array<std::size_t, stream_modes> used_{};
   std::deque<std::string> big_;  // lines longer than bytes_per_mode (a deque: they never move)
 };
 
@@ -118,9 +126,12 @@ class History {
  public:
   explicit History(std::size_t byte_limit);
 
-  // Room lock held. Appends an entry (lines with their LF; an empty text: not shown in text
-  // mode), publishes it, and returns its sequence number.
-  std::uint64_t append(std::string_view protocol, std::string_view text);
+  // Room lock held. Appends an entry (lines with their LF, by mode; an empty line: not shown in
+  // that mode), publishes it, and returns its sequence number.
+  std::uint64_t append(const EntryLines& lines);
+  std::uint64_t append(std::string_view protocol, std::string_view text, std::string_view tagged = {}) {
+    return append(EntryLines{protocol, text, tagged});
+  }
   // Room lock held. A cursor at the head: the first entry it reads is the next one appended.
   HistoryCursor start() const;
 
@@ -128,9 +139,7 @@ class History {
   std::uint64_t head() const { return head_.load(std::memory_order_acquire); }
   // Any thread. Bytes of all entries below the head, in one mode (a member's backlog is this
   // minus what it has been sent).
-  std::uint64_t bytes_at_head(StreamMode mode) const {
-    return (mode == StreamMode::text ? text_bytes_ : protocol_bytes_).load(std::memory_order_acquire);
-  }
+  std::uint64_t bytes_at_head(StreamMode mode) const { return bytes_[index_of(mode)].load(std::memory_order_acquire); }
   // Room lock held. The chunks kept and the bytes in them (for STATS and the tests).
   std::size_t chunks() const { return chunks_.size(); }
   std::size_t byte_limit() const { return byte_limit_; }
@@ -139,8 +148,7 @@ class History {
   const std::size_t byte_limit_;
   std::deque<std::shared_ptr<HistoryChunk>> chunks_;  // room lock: oldest first, never empty
   std::atomic<std::uint64_t> head_{0};
-  std::atomic<std::uint64_t> protocol_bytes_{0};
-  std::atomic<std::uint64_t> text_bytes_{0};
+  std::array<std::atomic<std::uint64_t>, stream_modes> bytes_{};  // bytes of all entries below the head, by mode
 };
 
 }  // namespace chat

@@ -5,6 +5,7 @@
 // inherits the mask) and waits for them with sigwait(): no signal handler runs anywhere,
 // and the shutdown (or the reopening) is ordinary code on the main thread.
 #include "common/log.hpp"
+#include "server/archive.hpp"
 #include "server/config.hpp"
 #include "server/server.hpp"
 
@@ -65,6 +66,11 @@ int main(int argc, char** argv) {
     }
     chat::log_info("received ", signal == SIGINT ? "SIGINT" : "SIGTERM", ", shutting down");
     server.stop();
+  } catch (const chat::ArchiveError& e) {
+    // A database that cannot be used is a setting to fix, not a failure to retry: exit 2, which
+    // the service's RestartPreventExitStatus leaves down.
+    std::cerr << "chatserver: " << e.what() << "\n";
+    return 2;
   } catch (const std::exception& e) {
     std::cerr << "chatserver: " << e.what() << "\n";
     return 1;

@@ -210,7 +210,13 @@ Outbox::Written Outbox::write_some(int fd, std::size_t budget) {
         continue;
       }
       const HistoryEntry& e = g.entry();
-      const std::string_view line = mode == StreamMode::text ? e.text : e.protocol;
+      const std::string_view line = e.in(mode);
+      if (line.empty()) {
+        // Not shown in this mode (a private message's place in the order): no frame at all.
+        pieces.push_back(Piece{false, 0, 0, 1});
+        g.advance();
+        continue;
+      }
       if (!fits(true, line.size())) break;
       add(false, true, line);
       g.advance();

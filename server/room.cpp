@@ -1,5 +1,8 @@
 #include "server/room.hpp"
 
+#include "server/archive.hpp"
+#include "server/seat_token.hpp"
+
 #include "common/log.hpp"
 #include "common/render.hpp"
 #include "common/text.hpp"
@@ -8,6 +11,7 @@
 #include "server/transcript.hpp"
 #include "server/writer.hpp"
 
+#include <algorithm>
 #include <chrono>
 
 namespace chat {
@@ -18,29 +22,188 @@ std::string with_lf(std::string line) {
   return line;
 }
 
+std::int64_t unix_ms(std::chrono::system_clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+
+// A drop the seat survives: not one the client chose (quit) or earned (flood), and not the
+// server going away (close() keeps the seats for a restart on its own).
+bool resumable(LeaveCause cause) {
+  return cause != LeaveCause::quit && cause != LeaveCause::flood && cause != LeaveCause::shutdown;
+}
+
+// The most a replay may queue for one client: half its --send-queue, so that the live stream
+// after it still fits.
+std::size_t replay_budget(const ServerConfig& config) { return config.send_queue / 2; }
+
+constexpr std::size_t max_replay_events = 50'000;   // read from the disk for one resume at most
+constexpr std::size_t max_kept_privates = 100'000;  // private messages kept for held seats at most
+
 }  // namespace
 
-Room::Room(const ServerConfig& config, Transcript& transcript, ServerStats& stats, WriterPool& writers)
+Room::Room(const ServerConfig& config, Transcript& transcript, ServerStats& stats, WriterPool& writers,
+           Archive& archive)
     : config_(config),
       transcript_(transcript),
       stats_(stats),
       writers_(writers),
+      archive_(archive),
+      id_base_(archive.run() << 32),
       // The history keeps the last --send-queue bytes of events (members' cursors keep what
       // they still need on their own): the recent past, for a client that reconnects to catch
       // up on one day. Nothing reads it yet; the bound is what matters now.
-      history_(config.send_queue) {}
+      history_(config.send_queue) {
+  // The seats the last run left open: held for what is left of their window, counted from the
+  // drop (or from now, when the last run did not stop cleanly and never saw the drop).
+  last_seat_ = archive.last_seat();
+  const auto wall = std::chrono::system_clock::now();
+  const auto now = Clock::now();
+  for (const auto& record : archive.seats_at_start()) {
+    last_seat_ = std::max(last_seat_, record.seat);
+    const auto dropped = record.dropped_ms > 0
+                             ? std::chrono::system_clock::time_point(std::chrono::milliseconds(record.dropped_ms))
+                             : wall;
+    const auto left = config.resume_window - std::chrono::duration_cast<Millis>(wall - dropped);
+    const auto key = fold_nick(record.nick);
+    if (config.resume_window <= Millis{0} || left <= Millis{0} || held_.contains(key)) {
+      archive_.seat_closed(record.seat);
+      continue;
+    }
+    Seat seat{record.token_hash, record.nick, true, dropped, now + left};
+    seats_.emplace(record.seat, seat);
+    held_.emplace(key, record.seat);
+    by_token_.emplace(record.token_hash, record.seat);
+    expiries_.emplace_back(seat.expires, record.seat);
+    if (record.dropped_ms == 0) archive_.seat_dropped(record.seat, unix_ms(wall));
+  }
+  std::sort(expiries_.begin(), expiries_.end());
+}
+
+std::size_t Room::held_seats() const {
+  std::lock_guard lock(mutex_);
+  return held_.size();
+}
 
 std::optional<std::string> Room::line_for(const Session& session, const Event& event) {
   if (session.mode() == Session::Mode::text) return render_line(event, std::chrono::system_clock::now());
-  return format_event(event);
+  return session.ids() ? format_tagged(event) : format_event(event);
+}
+
+std::uint64_t Room::next_id() const {
+  std::lock_guard lock(mutex_);
+  return id_of(history_.head());
 }
 
 std::uint64_t Room::append_locked(const Event& event, std::optional<std::size_t> online) {
-  auto text = render_line(event, std::chrono::system_clock::now(), online);
-  history_.append(with_lf(format_event(event)), text ? with_lf(std::move(*text)) : std::string());
+  const auto now = std::chrono::system_clock::now();
+  Event tagged = event;
+  tagged.id = id_of(history_.head());
+  tagged.time_ms = unix_ms(now);
+  auto text = render_line(event, now, online);
+  // A client without ids reads a seat's return as the JOIN it has always understood.
+  const std::string protocol = event.kind == Event::Kind::back
+                                   ? format_event(Event{Event::Kind::join, event.nick, {}, {}, {}, {}})
+                                   : format_event(event);
+  history_.append(with_lf(protocol), text ? with_lf(std::move(*text)) : std::string(), with_lf(format_tagged(tagged)));
+  archive_.append(ArchivedEvent{tagged.id, tagged.time_ms, event});
   ++stats_.events;
   transcript_.record(event, online);
   return history_.head();
+}
+
+void Room::close_seat_locked(std::uint64_t number) {
+  const auto it = seats_.find(number);
+  if (it == seats_.end()) return;
+  const auto key = fold_nick(it->second.nick);
+  if (const auto h = held_.find(key); h != held_.end() && h->second == number) held_.erase(h);
+  by_token_.erase(it->second.token_hash);
+  seats_.erase(it);
+  archive_.seat_closed(number);
+}
+
+void Room::expire_locked(Clock::time_point now) {
+  while (!expiries_.empty() && expiries_.front().first <= now) {
+    const auto [when, number] = expiries_.front();
+    expiries_.pop_front();
+    const auto it = seats_.find(number);
+    // A seat resumed (and maybe held again later, with a later expiry) is not this entry's.
+    if (it != seats_.end() && it->second.held && it->second.expires == when) {
+      log_debug("the seat of ", it->second.nick, " expired");
+      close_seat_locked(number);
+    }
+  }
+  while (!privates_.empty() && (privates_.front().kept_until <= now || privates_.size() > max_kept_privates)) {
+    privates_.pop_front();
+  }
+  while (!spent_.empty()) {
+    const auto oldest = std::min_element(spent_.begin(), spent_.end(),
+                                         [](const auto& a, const auto& b) { return a.second < b.second; });
+    if (oldest->second > now && spent_.size() <= 10'000) break;
+    spent_.erase(oldest);
+  }
+}
+
+bool Room::held_locked(const std::string& key, Clock::time_point now) {
+  expire_locked(now);
+  return held_.contains(key);
+}
+
+void Room::hold_seat_locked(std::uint64_t number, const std::string& key, LeaveCause cause) {
+  const auto it = seats_.find(number);
+  if (it == seats_.end()) return;
+  if (closed_ || !resumable(cause) || config_.resume_window <= Millis{0}) {
+    close_seat_locked(number);
+    return;
+  }
+  Seat& seat = it->second;
+  seat.held = true;
+  seat.dropped_at = std::chrono::system_clock::now();
+  seat.expires = Clock::now() + config_.resume_window;
+  held_[key] = number;
+  expiries_.emplace_back(seat.expires, number);
+  archive_.seat_dropped(number, unix_ms(seat.dropped_at));
+}
+
+void Room::remove_member_locked(Members::iterator it, const Departure& d) {
+  const std::string nick = it->second.nick;
+  const std::string key = it->first;
+  const std::uint64_t seat = it->second.seat;
+  roster_ = roster_.without(it->first);
+  members_.erase(it);
+  stats_.count_leave(d.cause);
+  append_locked(Event{Event::Kind::leave, nick, {}, std::string(to_string(d.cause)), d.detail, {}}, members_.size());
+  if (seat != 0) hold_seat_locked(seat, key, d.cause);
+}
+
+void Room::send_recent_locked(Session& session, std::uint64_t head, std::uint64_t below_id) {
+  const bool text = session.mode() == Session::Mode::text;
+  if (!session.ids() && !text) return;  // a program that did not ask: the lines it always had
+  std::vector<ArchivedEvent> recent;
+  if (config_.history > 0) {
+    // The ring in memory: no disk under the lock. Its last entry is the newcomer's own JOIN.
+    recent = archive_.recent(config_.history + 1);
+    std::erase_if(recent, [&](const ArchivedEvent& e) { return e.id >= below_id; });
+    if (recent.size() > config_.history) recent.erase(recent.begin(), recent.end() - static_cast<long>(config_.history));
+  }
+  const auto count = std::to_string(recent.size());
+  if (text) {
+    if (recent.empty()) return;
+    session.send_own(*render_event(Event{Event::Kind::history, {}, count, "recent", {}, {}}), head, "history");
+    for (const auto& r : recent) {
+      const auto when = std::chrono::system_clock::time_point(std::chrono::milliseconds(r.time_ms));
+      if (auto line = render_line(r.event, when)) session.send_own(std::move(*line), head, "history");
+    }
+    session.send_own(*render_event(Event{Event::Kind::history_end, {}, {}, "recent", {}, {}}), head, "history");
+    return;
+  }
+  session.send_own(format_event(Event{Event::Kind::history, {}, count, "recent", {}, {}}), head, "history");
+  for (const auto& r : recent) {
+    Event e = r.event;
+    e.id = r.id;
+    e.time_ms = r.time_ms;
+    session.send_own(format_tagged(e), head, "history");
+  }
+  session.send_own(format_event(Event{Event::Kind::history_end, {}, {}, "recent", {}, {}}), head, "history");
 }
 
 void Room::wake_writers() { writers_.room_changed(); }
@@ -51,11 +214,23 @@ Room::JoinResult Room::join(const std::shared_ptr<Session>& session, const std::
     if (closed_ || session->ended()) return JoinResult::closed;
     const auto key = fold_nick(nick);
     if (members_.contains(key)) return JoinResult::nick_in_use;
+    if (held_locked(key, Clock::now())) return JoinResult::nick_held;
     // The others hear JOIN before the newcomer is a member; the newcomer's stream starts right
     // after it, with WELCOME and the list that includes itself. Everything after this is in
     // the same order for everyone.
+    const auto join_id = id_of(history_.head());
     const auto head = append_locked(Event{Event::Kind::join, nick, {}, {}, {}, {}}, members_.size() + 1);
-    members_.emplace(key, Member{session, nick});
+    Member member{session, nick, 0};
+    std::string token;
+    if (session->ids()) {
+      token = new_token();
+      member.seat = ++last_seat_;
+      Seat seat{token_hash(token), nick, false, {}, {}};
+      by_token_.emplace(seat.token_hash, member.seat);
+      archive_.seat_opened(SeatRecord{member.seat, seat.token_hash, nick, 0});
+      seats_.emplace(member.seat, std::move(seat));
+    }
+    members_.emplace(key, std::move(member));
     roster_ = roster_.with(key, nick);
     session->set_joined(nick);
 
@@ -68,15 +243,152 @@ Room::JoinResult Room::join(const std::shared_ptr<Session>& session, const std::
     if (auto welcome = line_for(*session, Event{Event::Kind::welcome, nick, {}, {}, {}, {}})) {
       session->send_own(std::move(*welcome), head, "reply");
     }
+    if (!token.empty()) {
+      const auto window = std::to_string(std::chrono::duration_cast<std::chrono::seconds>(config_.resume_window).count());
+      session->send_own(format_event(Event{Event::Kind::token, {}, token, {}, window, {}}), head, "reply");
+    }
     Outbox::Item users;
     users.kind = Outbox::Item::Kind::users;
     users.after = head;
     users.users = roster_;  // a snapshot: O(1) here, rendered by the writer
     users.when = std::chrono::system_clock::now();
     session->send_item(std::move(users), "reply");
+    send_recent_locked(*session, head, join_id);
   }
   wake_writers();
   return JoinResult::joined;
+}
+
+Room::ResumeResult Room::resume(const std::shared_ptr<Session>& session, std::string_view token,
+                                std::uint64_t last_id) {
+  const auto hash = token_hash(token);
+  // The part of the replay that may be on disk, read before the lock (it may take a while);
+  // what was appended since is taken from memory under the lock below.
+  auto early = archive_.after(last_id, UINT64_MAX, max_replay_events);
+  bool partial = !early.complete;
+  if (early.events.size() >= max_replay_events) early.events = archive_.before(UINT64_MAX, max_replay_events);
+  std::shared_ptr<Session> replaced;
+  {
+    std::lock_guard lock(mutex_);
+    if (closed_ || session->ended()) return ResumeResult::closed;
+    const auto now = Clock::now();
+    expire_locked(now);
+    const auto found = by_token_.find(hash);
+    if (found == by_token_.end() || !same_hash(found->first, hash)) {
+      return spent_.contains(hash) ? ResumeResult::used : ResumeResult::unknown;
+    }
+    const std::uint64_t number = found->second;
+    if (seats_.at(number).held && seats_.at(number).expires <= now) {
+      close_seat_locked(number);
+      return ResumeResult::expired;
+    }
+    const auto key = fold_nick(seats_.at(number).nick);
+    if (!seats_.at(number).held) {
+      // Its old connection is still a member: the server has not noticed it is dead yet (a phone
+      // that changed networks reconnects before any detector fires). This resume is the proof.
+      const auto it = members_.find(key);
+      if (it != members_.end() && it->second.seat == number) {
+        replaced = it->second.session;
+        const Departure d{LeaveCause::closed, "replaced by a resumed connection from " + session->peer()};
+        replaced->end(d.cause, d.detail);
+        remove_member_locked(it, d);
+      }
+    }
+    const auto sit = seats_.find(number);
+    if (sit == seats_.end() || !sit->second.held) return ResumeResult::unknown;  // nothing to take back
+    Seat& seat = sit->second;
+
+    // The seat is the client's again: a new token (the old one is spent), the nickname back.
+    const auto away_ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now() -
+                                                                                seat.dropped_at).count();
+    const std::string nick = seat.nick;
+    const std::string fresh = new_token();
+    spent_[hash] = now + config_.resume_window;
+    by_token_.erase(hash);
+    seat.token_hash = token_hash(fresh);
+    by_token_.emplace(seat.token_hash, number);
+    seat.held = false;
+    held_.erase(key);
+    archive_.seat_token(number, seat.token_hash);
+    archive_.seat_back(number);
+
+    // What it missed: public events after last_id up to now, and the private messages to or
+    // from it, merged by id. The BACK below is the first event it does not need.
+    const std::uint64_t below = id_of(history_.head());
+    std::vector<Event> missed;
+    std::uint64_t seen = last_id;
+    auto add_public = [&](const ArchivedEvent& r) {
+      if (r.id <= seen || r.id >= below) return;
+      Event e = r.event;
+      e.id = r.id;
+      e.time_ms = r.time_ms;
+      missed.push_back(std::move(e));
+      seen = r.id;
+    };
+    for (const auto& r : early.events) add_public(r);
+    // Appended since the read above (or not yet on disk): from memory, without touching the disk.
+    auto late = archive_.after(seen, below, max_replay_events, true);
+    if (!late.complete) partial = true;
+    for (const auto& r : late.events) add_public(r);
+    std::vector<Event> privates;
+    for (const auto& p : privates_) {
+      if (p.event.id > last_id && (p.from_seat == number || p.to_seat == number)) privates.push_back(p.event);
+    }
+    if (!privates.empty()) {
+      std::vector<Event> merged;
+      merged.reserve(missed.size() + privates.size());
+      std::merge(missed.begin(), missed.end(), privates.begin(), privates.end(), std::back_inserter(merged),
+                 [](const Event& a, const Event& b) { return a.id < b.id; });
+      missed = std::move(merged);
+    }
+    // The newest that fit in half the send queue; older ones are said to be missing.
+    std::vector<std::string> lines;
+    std::size_t bytes = 0;
+    std::size_t first = missed.size();
+    while (first > 0) {
+      auto line = format_tagged(missed[first - 1]);
+      if (bytes + line.size() + 1 > replay_budget(config_)) {
+        partial = true;
+        break;
+      }
+      bytes += line.size() + 1;
+      lines.push_back(std::move(line));
+      --first;
+    }
+    std::reverse(lines.begin(), lines.end());
+
+    const auto head = append_locked(Event{Event::Kind::back, nick, std::to_string(away_ms), {}, {}, {}},
+                                    members_.size() + 1);
+    members_.emplace(key, Member{session, nick, number});
+    roster_ = roster_.with(key, nick);
+    session->set_joined(nick);
+
+    Outbox::Item start;
+    start.kind = Outbox::Item::Kind::join_room;
+    start.after = head;
+    start.start = history_.start();
+    start.start_bytes = history_.bytes_at_head(session->outbox().mode());
+    session->send_item(std::move(start), "room");
+    const auto count = std::to_string(lines.size());
+    session->send_own(format_event(Event{Event::Kind::resumed, nick, std::to_string(away_ms), {}, count, {}}), head,
+                      "reply");
+    const auto window = std::to_string(std::chrono::duration_cast<std::chrono::seconds>(config_.resume_window).count());
+    session->send_own(format_event(Event{Event::Kind::token, {}, fresh, {}, window, {}}), head, "reply");
+    Outbox::Item users;
+    users.kind = Outbox::Item::Kind::users;
+    users.after = head;
+    users.users = roster_;
+    users.when = std::chrono::system_clock::now();
+    session->send_item(std::move(users), "reply");
+    session->send_own(format_event(Event{Event::Kind::history, {}, count, "missed", partial ? "partial" : "", {}}),
+                      head, "history");
+    for (auto& line : lines) session->send_own(std::move(line), head, "history");
+    session->send_own(format_event(Event{Event::Kind::history_end, {}, {}, "missed", {}, {}}), head, "history");
+    log_info("resumed the seat of ", nick, " after ", away_ms, " ms away: ", count, " missed event(s)",
+             partial ? " (partial)" : "");
+  }
+  wake_writers();
+  return ResumeResult::resumed;
 }
 
 void Room::leave(Session& session) {
@@ -85,12 +397,17 @@ void Room::leave(Session& session) {
     if (closed_) return;
     const auto it = find_locked(session);
     if (it == members_.end()) return;
-    const std::string nick = it->second.nick;
-    roster_ = roster_.without(it->first);
-    members_.erase(it);
-    const auto d = session.departure().value_or(Departure{LeaveCause::error, "unknown"});
-    stats_.count_leave(d.cause);
-    append_locked(Event{Event::Kind::leave, nick, {}, std::string(to_string(d.cause)), d.detail, {}}, members_.size());
+    remove_member_locked(it, session.departure().value_or(Departure{LeaveCause::error, "unknown"}));
+    expire_locked(Clock::now());
+  }
+  wake_writers();
+}
+
+void Room::notice(const std::string& text) {
+  {
+    std::lock_guard lock(mutex_);
+    if (closed_) return;
+    append_locked(Event{Event::Kind::comment, {}, {}, {}, text, {}});
   }
   wake_writers();
 }
@@ -116,19 +433,46 @@ void Room::me(Session& from, std::string_view text) {
 }
 
 bool Room::priv(Session& from, std::string_view to, std::string_view text) {
-  std::lock_guard lock(mutex_);
-  const auto sender = find_locked(from);
-  if (sender == members_.end()) return true;  // leaving; nothing to report
-  const auto recipient = members_.find(fold_nick(to));
-  if (recipient == members_.end()) return false;
-  const Event event{Event::Kind::priv, sender->second.nick, recipient->second.nick, {}, std::string(text), {}};
-  // Stamped with the head: after every room event already appended (the SAY before it), before
-  // every later one. Private messages stay out of the history and the transcript.
-  const auto head = history_.head();
-  for (auto* member : {&sender->second, &recipient->second}) {
-    if (auto line = line_for(*member->session, event)) member->session->send_own(std::move(*line), head, "room");
-    if (recipient == sender) break;
+  {
+    std::lock_guard lock(mutex_);
+    const auto sender = find_locked(from);
+    if (sender == members_.end()) return true;  // leaving; nothing to report
+    const auto now = Clock::now();
+    const auto recipient = members_.find(fold_nick(to));
+    std::uint64_t to_seat = 0;
+    std::string to_nick;
+    if (recipient != members_.end()) {
+      to_seat = recipient->second.seat;
+      to_nick = recipient->second.nick;
+    } else if (held_locked(fold_nick(to), now)) {
+      // Someone whose connection dropped and whose seat is held: it gets this on resuming.
+      to_seat = held_.at(fold_nick(to));
+      to_nick = seats_.at(to_seat).nick;
+    } else {
+      return false;
+    }
+    // A private message takes an id in the room's order (an entry no one is shown), so that a
+    // client with ids sees it tagged and can resume after it. It stays out of the archive and
+    // the transcript: kept in memory for the resume window only, when a seat is involved.
+    Event event{Event::Kind::priv, sender->second.nick, to_nick, {}, std::string(text), {}};
+    event.id = id_of(history_.head());
+    event.time_ms = unix_ms(std::chrono::system_clock::now());
+    history_.append(EntryLines{});
+    const auto head = history_.head();
+    if (sender->second.seat != 0 || to_seat != 0) {
+      privates_.push_back(Private{event, sender->second.seat, to_seat, now + config_.resume_window});
+    }
+    if (auto line = line_for(*sender->second.session, event)) {
+      sender->second.session->send_own(std::move(*line), head, "room");
+    }
+    if (recipient != members_.end() && recipient != sender) {
+      if (auto line = line_for(*recipient->second.session, event)) {
+        recipient->second.session->send_own(std::move(*line), head, "room");
+      }
+    }
   }
+  // The empty entry moved the head: the writers of members that are up to date move past it.
+  wake_writers();
   return true;
 }
 
@@ -140,7 +484,12 @@ Room::RenameResult Room::rename(Session& session, const std::string& nick) {
     if (it->second.nick == nick) return RenameResult::unchanged;
     const auto key = fold_nick(nick);
     if (key != it->first && members_.contains(key)) return RenameResult::nick_in_use;
+    if (key != it->first && held_locked(key, Clock::now())) return RenameResult::nick_held;
     const std::string old = it->second.nick;
+    if (const auto seat = seats_.find(it->second.seat); seat != seats_.end()) {
+      seat->second.nick = nick;
+      archive_.seat_renamed(it->second.seat, nick);
+    }
     Member member = std::move(it->second);
     roster_ = roster_.without(it->first).with(key, nick);
     members_.erase(it);
@@ -194,7 +543,11 @@ void Room::close() {
   // The clients get "BYE shutdown" rather than a LEAVE for every other member (a LEAVE storm
   // of N x N lines saying the same thing); the transcript still records one LEAVE per JOIN.
   transcript_.note("*** server shutting down (" + std::to_string(members_.size()) + " online)");
+  const auto now_ms = unix_ms(std::chrono::system_clock::now());
   for (const auto& [key, member] : members_) {
+    // A client with ids may resume on the restarted server: its seat stays in the archive,
+    // held from now (the seats already held stay as they are).
+    if (member.seat != 0) archive_.seat_dropped(member.seat, now_ms);
     // One whose reader had not yet broadcast its own LEAVE keeps its own cause.
     const auto d = member.session->departure().value_or(Departure{LeaveCause::shutdown, "server shutting down"});
     stats_.count_leave(d.cause);

@@ -12,14 +12,28 @@
 // Lines for one or two clients (WELCOME, USERS, PRIV, WHO's answer) are queued to their
 // Outboxes under the same lock, stamped with the history's head, so they keep their place
 // among the room events.
+//
+// Ids and seats (docs/protocol.md, "Ids, resume and history"): an event's id is the room's
+// run number (Archive::run) times 2^32 plus its place in the History, plus one, so ids grow
+// across restarts. A client that joined with ids has a seat: its token's hash and nickname. When
+// such a client drops (any cause but quit, flood or shutdown) its LEAVE goes out at once as
+// always, and the seat is held for --resume-window: the nickname stays reserved, private
+// messages to it are kept (in memory only), and RESUME with the token gives the client its
+// nickname back with exactly what it missed, replayed ahead of the live stream. Every public
+// event is also handed to the Archive (O(1), no I/O under the lock): it writes them to disk on
+// its own thread, and answers history and search queries from reader threads.
 #pragma once
 
+#include "common/net.hpp"
 #include "common/protocol.hpp"
 #include "server/config.hpp"
 #include "server/history.hpp"
 #include "server/roster.hpp"
 
+#include <chrono>
 #include <cstddef>
+#include <cstdint>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -30,6 +44,7 @@
 
 namespace chat {
 
+class Archive;
 class Session;
 class ServerStats;
 class Transcript;
@@ -37,11 +52,20 @@ class WriterPool;
 
 class Room {
  public:
-  Room(const ServerConfig& config, Transcript& transcript, ServerStats& stats, WriterPool& writers);
+  // Takes the seats the archive kept from the last run (held for what is left of the window).
+  Room(const ServerConfig& config, Transcript& transcript, ServerStats& stats, WriterPool& writers, Archive& archive);
 
-  enum class JoinResult { joined, nick_in_use, closed };
+  enum class JoinResult { joined, nick_in_use, nick_held, closed };
   // `session`'s reader thread. On success the joiner gets WELCOME and USERS, the others JOIN.
+  // A client with ids (Session::ids()) also gets a seat: TOKEN, and the recent history; a
+  // text-mode client gets the recent history as text lines.
   JoinResult join(const std::shared_ptr<Session>& session, const std::string& nick);
+
+  enum class ResumeResult { resumed, unknown, used, expired, closed };
+  // `session`'s reader thread: RESUME <token> <last_id>. On success the client gets RESUMED,
+  // a new TOKEN, USERS, and the events after `last_id` it missed (HISTORY missed), then the
+  // live stream; the others get BACK. The disk part of the replay is read before the lock.
+  ResumeResult resume(const std::shared_ptr<Session>& session, std::string_view token, std::uint64_t last_id);
 
   // `session`'s reader thread, on its way out: if it was a member, removes it and tells the
   // others LEAVE with the session's departure. Silent once the room is closed.
@@ -52,7 +76,7 @@ class Room {
   // False if nobody has that nickname. Only sender and recipient get the PRIV line.
   bool priv(Session& from, std::string_view to, std::string_view text);
 
-  enum class RenameResult { renamed, unchanged, nick_in_use };
+  enum class RenameResult { renamed, unchanged, nick_in_use, nick_held };
   RenameResult rename(Session& session, const std::string& nick);
 
   // Sends `session` the USERS list, in order with JOIN and LEAVE.
@@ -63,8 +87,20 @@ class Room {
   // The STATS line (docs/protocol.md): the server's counters plus the room's own figures.
   std::string stats_line() const;
 
-  // Server shutdown: later joins fail and leaves are no longer broadcast.
+  // Server shutdown: later joins fail and leaves are no longer broadcast. The seats of clients
+  // with ids stay in the archive, held from now: after a restart they may resume.
   void close();
+
+  // A remark for everyone ("# history is not being saved: ..."), as a room event. Any thread
+  // but one that holds the room's lock (the archive thread calls it).
+  void notice(const std::string& text);
+
+  // The archive: HISTORY BEFORE and SEARCH read it from reader threads, without the room lock.
+  const Archive& archive() const { return archive_; }
+  // Seats held now for a client to resume (those of the last run, at start-up).
+  std::size_t held_seats() const;
+  // The id the next room event will get (every id below it has been handed out).
+  std::uint64_t next_id() const;
 
   // The room's events in order; the writers read it without the room's lock.
   const History& history() const { return history_; }
@@ -73,12 +109,44 @@ class Room {
   struct Member {
     std::shared_ptr<Session> session;
     std::string nick;
+    std::uint64_t seat = 0;  // its seat (joined with ids), else 0
   };
   using Members = std::map<std::string, Member>;  // key: fold_nick(nick)
+  using Clock = std::chrono::steady_clock;
 
-  // Formats `event` for both modes, appends it to the history and the transcript. Requires
-  // mutex_ held. Returns the new head (the event's sequence number + 1).
+  // A client with ids: connected (a member) or held for it after a drop.
+  struct Seat {
+    std::string token_hash;
+    std::string nick;
+    bool held = false;
+    std::chrono::system_clock::time_point dropped_at{};  // held: when the drop was detected
+    Clock::time_point expires{};                         // held: when the seat is gone
+  };
+  // A private message, kept for the resume window so a seat that drops gets it on resuming.
+  struct Private {
+    Event event;             // PRIV from to text, with its id and time
+    std::uint64_t from_seat = 0;
+    std::uint64_t to_seat = 0;
+    Clock::time_point kept_until{};
+  };
+
+  // Formats `event` for every mode, appends it to the history, the archive and the transcript.
+  // Requires mutex_ held. Returns the new head (the event's sequence number + 1).
   std::uint64_t append_locked(const Event& event, std::optional<std::size_t> online = std::nullopt);
+  std::uint64_t id_of(std::uint64_t seq) const { return id_base_ + seq + 1; }
+  // Requires mutex_ held: the seat is gone for good (the archive forgets it too).
+  void close_seat_locked(std::uint64_t seat);
+  // Requires mutex_ held: lets go of held seats and kept private messages whose time is up.
+  void expire_locked(Clock::time_point now);
+  // Requires mutex_ held: a member with a seat dropped: hold the seat (or close it).
+  void hold_seat_locked(std::uint64_t seat, const std::string& key, LeaveCause cause);
+  // Requires mutex_ held: a nickname held for a dropped seat (not expired).
+  bool held_locked(const std::string& key, Clock::time_point now);
+  // Requires mutex_ held: removes a member and tells the others LEAVE with its departure.
+  void remove_member_locked(Members::iterator it, const Departure& departure);
+  // Requires mutex_ held: queues the recent history for a newcomer (ids: a HISTORY recent
+  // block; text mode: text lines between separators).
+  void send_recent_locked(Session& session, std::uint64_t head, std::uint64_t below_id);
   Members::iterator find_locked(Session& session);  // Requires mutex_ held.
   // One event as `session`'s mode shows it (no LF); nullopt if not shown in that mode.
   static std::optional<std::string> line_for(const Session& session, const Event& event);
@@ -88,11 +156,20 @@ class Room {
   Transcript& transcript_;
   ServerStats& stats_;
   WriterPool& writers_;
+  Archive& archive_;
+  const std::uint64_t id_base_;  // run * 2^32: set once
   mutable std::mutex mutex_;
   History history_;     // appended under mutex_; read by writers without it
   Members members_;     // guarded by mutex_
   Roster roster_;       // guarded by mutex_: the same names as members_, shareable
   bool closed_ = false; // guarded by mutex_
+  std::map<std::uint64_t, Seat> seats_;             // guarded by mutex_: by seat number
+  std::map<std::string, std::uint64_t> held_;       // guarded by mutex_: fold_nick -> held seat
+  std::map<std::string, std::uint64_t> by_token_;   // guarded by mutex_: token hash -> seat
+  std::map<std::string, Clock::time_point> spent_;  // guarded by mutex_: hashes of used tokens, for the window
+  std::deque<std::pair<Clock::time_point, std::uint64_t>> expiries_;  // guarded by mutex_: held seats, oldest first
+  std::deque<Private> privates_;                    // guarded by mutex_: oldest first
+  std::uint64_t last_seat_ = 0;                     // guarded by mutex_
 };
 
 }  // namespace chat

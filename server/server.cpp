@@ -4,6 +4,7 @@
 #include "common/net.hpp"
 #include "server/session.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <string>
@@ -14,7 +15,9 @@ namespace chat {
 Server::Server(ServerConfig config)
     : config_(std::move(config)),
       transcript_(config_.log_file),
-      room_(config_, transcript_, stats_, writers_),  // keeps a reference; writers_ is built next
+      archive_(ArchiveOptions{config_.db, std::max<std::size_t>(4096, config_.history), config_.history_keep_rows,
+                              config_.history_keep_age}),
+      room_(config_, transcript_, stats_, writers_, archive_),  // keeps a reference; writers_ is built next
       writers_(config_, room_.history(), stats_),
       web_(config_),
       listener_(std::make_unique<Listener>(io_, config_, room_, sessions_, writers_, stats_,
@@ -60,7 +63,19 @@ void Server::start() {
            format_keepalive(config_.keepalive), ", poll every ", format_duration(config_.poll_interval), ", ",
            config_.writers, " writer thread", config_.writers == 1 ? "" : "s",
            config_.web ? ", the web page and its WebSocket on the same port" : "");
+  if (archive_.on_disk()) {
+    log_info("history in ", archive_.path(), " (--db; run ", archive_.run(), "), ", config_.history,
+             " events shown to a newcomer, seats held ", format_duration(config_.resume_window), " for a resume");
+    if (const auto held = room_.held_seats(); held > 0) log_info(held, " seat(s) from the last run may resume");
+  } else {
+    log_info("history in memory only (--db none): lost on restart; seats held ",
+             format_duration(config_.resume_window), " for a resume");
+  }
   transcript_.note("*** chatserver started on " + ep.address().to_string() + ":" + std::to_string(ep.port()));
+  // A write that fails (disk full) or works again is told to everyone, as a room notice: the
+  // room goes on, but people should know their words are not being kept.
+  archive_.on_trouble([this](std::string text) { room_.notice(text); });
+  archive_.start();
   writers_.start();
   poller_.start();
   listener_->start();
@@ -105,6 +120,7 @@ void Server::stop() {
   sessions.clear();
   sessions_.take_all();  // destroyed here: each ~Session joins its reader
   transcript_.stop();
+  archive_.stop();       // the last batch, and the seats close() kept for a restart
   log_info("stopped");
 }
 

@@ -7,12 +7,14 @@
 //   Poller     (poller thread)     dead-peer probe, handshake / heartbeat / stall timers, reaping
 //   Room                           members and the single delivery path (the History)
 //   Transcript (transcript thread) the --log-file
+//   Archive    (archive thread)    the room's history and seats in SQLite (--db; archive.hpp)
 //   ServerStats                    the counters behind STATS
 //
 // Threads: the main thread (or a test) constructs, start()s and stop()s it; none of these
 // methods may be called from the server's own threads.
 #pragma once
 
+#include "server/archive.hpp"
 #include "server/config.hpp"
 #include "server/listener.hpp"
 #include "server/poller.hpp"
@@ -31,8 +33,9 @@ namespace chat {
 
 class Server {
  public:
-  // Binds the listening socket; throws std::system_error / std::runtime_error with a message
-  // fit for the user (port in use, a --bind host name that no longer resolves, log file not writable).
+  // Opens the database (ArchiveError: chatserver exits 2), binds the listening socket; throws
+  // std::system_error / std::runtime_error with a message fit for the user (port in use, a
+  // --bind host name that no longer resolves, log file not writable).
   explicit Server(ServerConfig config);
   ~Server();  // stop()
   Server(const Server&) = delete;
@@ -61,6 +64,7 @@ class Server {
   asio::io_context io_;  // never run: the sockets use Asio's synchronous calls only
   Transcript transcript_;
   ServerStats stats_;
+  Archive archive_;     // before the room, which hands it every event
   Room room_;           // holds the History the writers read, so it outlives them
   WriterPool writers_;
   SessionRegistry sessions_;

@@ -274,6 +274,11 @@ void Session::choose_mode(Mode mode) {
   log_debug("chose ", mode == Mode::text ? "text" : "protocol", " mode");
 }
 
+void Session::use_ids(bool on) {
+  ids_ = on;
+  outbox_.set_mode(on ? StreamMode::tagged : mode() == Mode::text ? StreamMode::text : StreamMode::protocol);
+}
+
 void Session::refuse(const Refusal& refusal) {
   reply(Event{Event::Kind::error, {}, {}, std::string(to_string(refusal.code)), refusal.detail, {}});
 }

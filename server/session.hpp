@@ -73,6 +73,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::atomic<bool> reader_paused_{false};
   std::atomic<bool> reader_throttled_{false};
   std::atomic<Mode> mode_{Mode::undecided};     // written by the reader before it joins
+  std::atomic<bool> ids_{false};                // HELLO <nick> ids or RESUME: written by the reader before it joins
   const int fd_;                                // socket_'s descriptor, for sendmsg(2), shutdown(2) and poll(2)
   std::atomic<Clock::rep> last_received_;       // reader writes, poller reads
   std::atomic<Clock::rep> write_stalled_{0};    // writer writes (0: not stalled), poller reads
@@ -107,6 +108,8 @@ class Session : public std::enable_shared_from_this<Session> {
   std::string label() const;                         // the nickname once joined, else "#7"
   Mode mode() const { return mode_.load(); }
   bool joined() const { return joined_.load(); }
+  // The client asked for ids (docs/protocol.md): tagged room events, a seat, a token.
+  bool ids() const { return ids_.load(); }
 
   // Ends the session (first call wins, later calls do nothing). With a `bye` reason the
   // client is sent "BYE <bye>" after what is already due to it and then a FIN; without, its
@@ -130,6 +133,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // ---- its reader thread (Commands, the web side) ---------------------------------------------
   void choose_mode(Mode mode);                // the first line decided it
+  void use_ids(bool on);                      // before joining: HELLO <nick> ids, RESUME
   void reply(const Event& event);             // an event for this client, in its mode
   void reply_line(std::string line);          // a line as is (no LF), stamped with the current head
   void refuse(const Refusal& refusal);        // ERROR <code> <detail>

@@ -31,11 +31,13 @@ using chat::fuzz::escaped;
 
 namespace {
 
-bool same(const Command& a, const Command& b) { return a.verb == b.verb && a.arg == b.arg && a.text == b.text; }
+bool same(const Command& a, const Command& b) {
+  return a.verb == b.verb && a.arg == b.arg && a.text == b.text && a.id == b.id && a.count == b.count;
+}
 
 bool same(const Event& a, const Event& b) {
   return a.kind == b.kind && a.nick == b.nick && a.arg == b.arg && a.code == b.code && a.text == b.text &&
-         a.users == b.users;
+         a.users == b.users && a.id == b.id && a.time_ms == b.time_ms;
 }
 
 std::string describe(const Event& e) {
@@ -69,6 +71,8 @@ void check_protocol_line(std::string_view line) {
     FUZZ_CHECK(!c.text.empty(), context() + " accepted without text");
   }
   const std::string again = chat::format_command(c);
+  if (c.verb == Verb::history) FUZZ_CHECK(c.count >= 1 && c.count <= chat::max_history_page, context() + " page size");
+  if (c.verb == Verb::resume) FUZZ_CHECK(c.arg.size() >= 32, context() + " accepted a short token");
   const chat::ParseResult back = chat::parse_protocol_line(again);
   FUZZ_CHECK(std::holds_alternative<Command>(back) && same(std::get<Command>(back), c),
              context() + " formatted as '" + escaped(again) + "' does not parse back the same");
@@ -77,7 +81,8 @@ void check_protocol_line(std::string_view line) {
 void check_event_line(std::string_view line) {
   const auto event = chat::parse_event(line);
   if (!event) return;
-  const std::string again = chat::format_event(*event);
+  // With its tag when it had one (ids, docs/protocol.md): the id and time come back too.
+  const std::string again = chat::format_tagged(*event);
   const auto back = chat::parse_event(again);
   FUZZ_CHECK(back && same(*back, *event), "line '" + escaped(line) + "' read as " + describe(*event) +
                                               ", formatted as '" + escaped(again) + "', read back as " +
@@ -107,8 +112,10 @@ std::string make_field(FuzzedDataProvider& in, bool word) {
 void check_made_event(FuzzedDataProvider& in) {
   using K = Event::Kind;
   Event e{in.PickValueInArray({K::welcome, K::users, K::join, K::leave, K::msg, K::me, K::priv, K::nick, K::error,
-                               K::bye, K::ping, K::pong, K::comment}),
+                               K::bye, K::ping, K::pong, K::comment, K::back, K::token, K::resumed, K::history,
+                               K::history_end}),
           {}, {}, {}, {}, {}};
+  const auto number = [&] { return std::to_string(in.ConsumeIntegral<std::uint32_t>()); };
   switch (e.kind) {
     case K::welcome: case K::join: e.nick = make_nick(in); break;
     case K::users:
@@ -121,12 +128,27 @@ void check_made_event(FuzzedDataProvider& in) {
     case K::error: case K::bye: e.code = make_field(in, true), e.text = make_field(in, false); break;
     case K::ping: case K::pong: e.arg = make_field(in, false); break;
     case K::comment: e.text = make_field(in, false); break;
+    case K::back: e.nick = make_nick(in), e.arg = number(); break;
+    case K::token: e.arg = make_field(in, true), e.text = number(); break;
+    case K::resumed: e.nick = make_nick(in), e.arg = number(), e.text = number(); break;
+    case K::history:
+      e.code = make_field(in, true), e.arg = number(), e.text = in.ConsumeBool() ? "partial" : "";
+      if (e.code == "END") e.code = "recent";  // "HISTORY END x" is the block's end
+      break;
+    case K::history_end: e.code = make_field(in, true); break;
   }
-  const std::string line = chat::format_event(e);
+  // Room events may come tagged: the id and time come back through parse_event.
+  if (chat::is_room_event(e.kind) || e.kind == K::priv) {
+    if (in.ConsumeBool()) {
+      e.id = in.ConsumeIntegralInRange<std::uint64_t>(1, UINT64_MAX);
+      e.time_ms = in.ConsumeIntegralInRange<std::int64_t>(0, std::int64_t{1} << 50);
+    }
+  }
+  const std::string line = chat::format_tagged(e);
   const auto back = chat::parse_event(line);
   FUZZ_CHECK(back && same(*back, e), describe(e) + " formatted as '" + escaped(line) + "', read back as " +
                                          (back ? describe(*back) : std::string("nothing")));
-  FUZZ_CHECK(chat::format_event(*back) == line, describe(e) + " formatted as '" + escaped(line) + "' twice differs");
+  FUZZ_CHECK(chat::format_tagged(*back) == line, describe(e) + " formatted as '" + escaped(line) + "' twice differs");
 }
 
 }  // namespace

@@ -69,6 +69,8 @@ const std::vector<std::string> every_option_changed{
     "--flood-grace", "2m",          "--max-per-ip", "0",        "--web", "off",
     "--web-root", "/tmp",           "--web-origin", "http://a.example:8080",
     "--web-origin", "https://b.example",
+    "--db", "/tmp/some chat.db",    "--history", "20",          "--history-keep", "30d",
+    "--resume-window", "5m",
 };
 
 }  // namespace

@@ -141,7 +141,7 @@ TEST_CASE("History: entries across chunks, byte counts, trimming that keeps the 
   // A cursor from the start still reads all of it: it holds its chunk, however the history trims.
   for (int i = 0; i < 1000; ++i) {
     REQUIRE(cursor.seq() == static_cast<std::uint64_t>(i));
-    CHECK(cursor.entry().protocol == "MSG a " + std::to_string(i) + "\n");
+    CHECK(cursor.entry().in(StreamMode::protocol) == "MSG a " + std::to_string(i) + "\n");
     cursor.advance();
   }
   // ~13 bytes per entry: 10,000 bytes are about 770 entries, so some of the 4 chunks went.

@@ -51,6 +51,9 @@ class TestServer {
     c.bind = "127.0.0.1";
     c.port = 0;
     c.log_level = LogLevel::warn;
+    // A newcomer is not shown the recent history (--history 0): most tests compare a client's
+    // stream line by line from its join; the tests of history and resume set it themselves.
+    c.history = 0;
     return c;
   }
 

@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <string>
+#include <variant>
 #include <vector>
 
 using chat::Command;
@@ -467,4 +468,99 @@ TEST_CASE("parse_event rejects garbage", "[protocol][event]") {
     INFO("line '" << bad << "'");
     CHECK_FALSE(chat::parse_event(bad));
   }
+}
+
+TEST_CASE("ids are opt-in: HELLO <nick> ids, and HELLO with any other second word is a bad nickname as before",
+          "[protocol][ids]") {
+  auto r = chat::parse_protocol_line("HELLO alice ids");
+  REQUIRE(std::holds_alternative<chat::Command>(r));
+  CHECK(std::get<chat::Command>(r).arg == "alice");
+  CHECK(std::get<chat::Command>(r).text == "ids");
+  CHECK(chat::format_command(std::get<chat::Command>(r)) == "HELLO alice ids");
+  r = chat::parse_protocol_line("hello alice IDS");
+  REQUIRE(std::holds_alternative<chat::Command>(r));
+  CHECK(std::get<chat::Command>(r).text == "ids");
+  r = chat::parse_protocol_line("HELLO alice bob");
+  REQUIRE(std::holds_alternative<chat::Refusal>(r));
+  CHECK(std::get<chat::Refusal>(r).code == chat::ErrorCode::bad_nick);
+  r = chat::parse_protocol_line("HELLO alice");
+  REQUIRE(std::holds_alternative<chat::Command>(r));
+  CHECK(std::get<chat::Command>(r).text.empty());
+}
+
+TEST_CASE("RESUME, HISTORY BEFORE and SEARCH parse, refuse nonsense, and format back", "[protocol][ids]") {
+  const std::string token = "0123456789abcdef0123456789abcdef";
+  auto r = chat::parse_protocol_line("RESUME " + token + " 4294967301");
+  REQUIRE(std::holds_alternative<chat::Command>(r));
+  auto c = std::get<chat::Command>(r);
+  CHECK(c.verb == chat::Verb::resume);
+  CHECK(c.arg == token);
+  CHECK(c.id == 4294967301u);
+  CHECK(chat::format_command(c) == "RESUME " + token + " 4294967301");
+  for (const std::string& bad : std::vector<std::string>{"RESUME", "RESUME " + token, "RESUME short 5", "RESUME " + token + " -1",
+                          "RESUME " + token + " 5x", "RESUME " + token + " 99999999999999999999999",
+                          "RESUME 0123456789ABCDEF0123456789ABCDEF 5", "RESUME " + token + " 5 6"}) {
+    INFO(bad);
+    r = chat::parse_protocol_line(bad);
+    REQUIRE(std::holds_alternative<chat::Refusal>(r));
+    CHECK(std::get<chat::Refusal>(r).code == chat::ErrorCode::bad_args);
+  }
+  r = chat::parse_protocol_line("HISTORY BEFORE 42 5000");
+  REQUIRE(std::holds_alternative<chat::Command>(r));
+  c = std::get<chat::Command>(r);
+  CHECK(c.verb == chat::Verb::history);
+  CHECK(c.id == 42);
+  CHECK(c.count == chat::max_history_page);  // capped, not refused
+  for (std::string_view bad : {"HISTORY", "HISTORY BEFORE", "HISTORY BEFORE 42", "HISTORY BEFORE 42 0",
+                               "HISTORY AFTER 42 5", "HISTORY BEFORE x 5"}) {
+    INFO(bad);
+    CHECK(std::holds_alternative<chat::Refusal>(chat::parse_protocol_line(bad)));
+  }
+  r = chat::parse_protocol_line("SEARCH \"pizza\" NEAR(");
+  REQUIRE(std::holds_alternative<chat::Command>(r));
+  CHECK(std::get<chat::Command>(r).text == "\"pizza\" NEAR(");
+  CHECK(std::holds_alternative<chat::Refusal>(chat::parse_protocol_line("SEARCH")));
+  r = chat::parse_text_input("/search pizza tonight");
+  REQUIRE(std::holds_alternative<chat::Command>(r));
+  CHECK(std::get<chat::Command>(r).verb == chat::Verb::search);
+  CHECK(std::get<chat::Command>(r).text == "pizza tonight");
+}
+
+TEST_CASE("tagged lines carry the id and the time; the new lines read back", "[protocol][ids]") {
+  auto e = chat::parse_event("@4294967301/1796615000123 MSG bob hi there");
+  REQUIRE(e);
+  CHECK(e->kind == Event::Kind::msg);
+  CHECK(e->id == 4294967301u);
+  CHECK(e->time_ms == 1796615000123);
+  CHECK(e->text == "hi there");
+  CHECK(chat::format_tagged(*e) == "@4294967301/1796615000123 MSG bob hi there");
+  CHECK(chat::format_event(*e) == "MSG bob hi there");
+  for (std::string_view bad : {"@", "@1 MSG a b", "@0/5 MSG a b", "@x/5 MSG a b", "@1/5", "@1/5 GARBAGE",
+                               "@1/5 @2/6 MSG a b", "@1/-5 MSG a b"}) {
+    INFO(bad);
+    CHECK_FALSE(chat::parse_event(bad));
+  }
+  e = chat::parse_event("BACK alice 41000");
+  REQUIRE(e);
+  CHECK(e->kind == Event::Kind::back);
+  CHECK(e->arg == "41000");
+  e = chat::parse_event("RESUMED alice 41000 12");
+  REQUIRE(e);
+  CHECK(e->kind == Event::Kind::resumed);
+  CHECK(e->text == "12");
+  e = chat::parse_event("HISTORY missed 12 partial");
+  REQUIRE(e);
+  CHECK(e->kind == Event::Kind::history);
+  CHECK(e->code == "missed");
+  CHECK(e->arg == "12");
+  CHECK(e->text == "partial");
+  e = chat::parse_event("HISTORY END missed");
+  REQUIRE(e);
+  CHECK(e->kind == Event::Kind::history_end);
+  CHECK(e->code == "missed");
+  e = chat::parse_event("TOKEN 0123456789abcdef0123456789abcdef 120");
+  REQUIRE(e);
+  CHECK(e->kind == Event::Kind::token);
+  CHECK(e->text == "120");
+  CHECK_FALSE(chat::parse_event("BACK alice soon"));
 }
