@@ -475,6 +475,7 @@ class Archive::Db {
   // (--history-keep N): on the archive thread, because count(*) of 1M rows takes ~0.4 s.
   std::int64_t rows = -1;
   bool seats_closed = false;  // archive thread: closed seats wait for the next prune
+  bool prune_failing = false; // archive thread: a prune failed (logged once until one works)
 
   Lease acquire_reader() {
     {
@@ -634,7 +635,6 @@ struct Archive::State {
   std::uint64_t episode_last = 0;
   bool episode_gapped = false;   // a batch was written during the episode: the ids are not one run
   std::uint64_t dropped_since_take = 0;  // events the full queue dropped since the last batch was taken
-  std::string trouble_reason;    // why the episode began (for the first trouble_ call)
 
   Counters counters;
   std::optional<std::int64_t> test_extra_pages;  // test_limit_pages(), for the next batch
@@ -1084,9 +1084,11 @@ bool Archive::prune_some(std::unique_lock<std::mutex>& lock) {
     }
     if (db.rows >= 0) db.rows -= deleted;
     db.seats_closed = false;
+    db.prune_failing = false;
   } catch (const std::exception& e) {
-    // Nothing is lost by a prune that fails: log it, and try again at the next pass.
-    log_warn("history: pruning ", options_.path, " failed: ", e.what());
+    // Nothing is lost by a prune that fails: log it (once), and try again at the next pass.
+    if (!db.prune_failing) log_warn("history: pruning ", options_.path, " failed: ", e.what());
+    db.prune_failing = true;
     more = false;
   }
   lock.lock();

@@ -20,7 +20,8 @@
 // keeps the room running, logs one warning, and calls the trouble callback once; when a batch
 // is written again it calls it once more ("recovered", with the ids that were lost).
 //
-// With path "" (--db none) nothing touches the disk: the ring is the whole history.
+// With path "" (--db none) nothing touches the disk: the ring is the whole history (at most
+// --history-keep N events, or 100,000 without it), no thread is started, seat_*() do nothing.
 //
 // Threads: append() and seat_*() from any thread, in practice under the room's lock (mutex_
 // is held only to push); queries from any thread; start()/stop() from the owner (Server).
@@ -170,11 +171,15 @@ class Archive {
   void test_limit_queue(std::size_t records);
 
   const ArchiveOptions options_;
+  // Set by the constructor, read-only afterwards (any thread):
   std::uint64_t run_ = 1;
   std::uint64_t last_seat_ = 0;
   std::vector<SeatRecord> seats_at_start_;
-  std::function<void(std::string)> trouble_;
-  std::unique_ptr<Db> db_;  // the writer's connection (archive thread after start())
+
+  std::function<void(std::string)> trouble_;  // set before start(); called by the archive thread
+  // The writer's connection (the constructor's thread, then the archive thread; stop()'s after
+  // the join) and the pool of read-only connections (any thread; guarded by a mutex of its own).
+  std::unique_ptr<Db> db_;
 
   mutable std::mutex mutex_;
   std::condition_variable wake_;

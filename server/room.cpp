@@ -533,7 +533,14 @@ std::string Room::stats_line() const {
     members = members_.size();
     chunks = history_.chunks();
   }
-  return stats_.line(members, writers_.size(), chunks);
+  // The archive's figures (docs/protocol.md, STATS): does the writer thread keep up?
+  const auto a = archive_.counters();
+  std::string line = stats_.line(members, writers_.size(), chunks);
+  line += " archived=" + std::to_string(a.written) + " archive_queue=" + std::to_string(a.queued) +
+          " archive_lost=" + std::to_string(a.lost) + " archive_batches=" + std::to_string(a.batches) +
+          " archive_max_batch_ms=" + std::to_string(static_cast<std::uint64_t>(a.max_batch_ms + 0.5)) +
+          " held_seats=" + std::to_string(held_seats());
+  return line;
 }
 
 void Room::close() {

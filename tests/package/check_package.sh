@@ -106,9 +106,10 @@ case "$mode" in
     conf=$root/etc/chat/chatserver.conf
     printed=$("$root/usr/bin/chatserver" --config "$conf" --print-config) || fail "--print-config with the shipped config"
     check "the shipped config sets the service's transcript" contains "$printed" 'log-file="/var/log/chat/chat.log"'
+    check "the shipped config keeps the history in the service's StateDirectory" contains "$printed" 'db="/var/lib/chat/chat.db"'
     defaults=$("$root/usr/bin/chatserver" --print-config)
     check "every other setting in the shipped config is the default" \
-      diff <(grep -v '^log-file=' <<<"$printed") <(grep -v '^log-file=' <<<"$defaults")
+      diff <(grep -v '^log-file=\|^db=' <<<"$printed") <(grep -v '^log-file=\|^db=' <<<"$defaults")
     check "every option is in the shipped config, commented out" \
       diff <(grep -oE '^[a-z-]+=' <<<"$defaults" | tr -d =) <(grep -oE '^(# )?[a-z-]+ = ' "$conf" | sed 's/^# //; s/ = $//')
     man=$(zcat "$root/usr/share/man/man1/chatserver.1.gz")
@@ -116,8 +117,8 @@ case "$mode" in
     check "chatclient(1) documents --reconnect" bash -c 'zcat "$1" | grep -q reconnect' _ "$root/usr/share/man/man1/chatclient.1.gz"
 
     # The unpacked chatserver, with the shipped config (the command line moves it to 127.0.0.1,
-    # a free port and a transcript in the temporary folder).
-    start_server "$root/usr/bin/chatserver" --config "$conf" --log-file "$work/chat.log"
+    # a free port, and a transcript and a database in the temporary folder).
+    start_server "$root/usr/bin/chatserver" --config "$conf" --log-file "$work/chat.log" --db "$work/chat.db"
     say tester "hello from the package"
     stop_server
     check "the unpacked chatserver served a client (its transcript has the join and the line)" \
