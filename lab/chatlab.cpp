@@ -8,8 +8,8 @@
 //   chatlab kill                      one scenario, as a table
 //   chatlab --json hang               the same as one JSON document
 //   chatlab hang -- --ping-timeout 3s more chatserver options (they come last and win)
-//   sudo chatlab cable-pull           cable-pull, host-reboot and poll-only need root (network
-//                                     namespaces); without it chatlab says so and exits 2
+//   sudo chatlab cable-pull           cable-pull, host-reboot, poll-only and wifi-drop need root
+//                                     (network namespaces); without it chatlab says so and exits 2
 //
 // Exit status: 0 when the scenario ended as expected (the cause, the detector), 1 when it did
 // not, 2 on a usage error or when the scenario cannot run here. Walk-through: docs/lab.md.
@@ -65,13 +65,14 @@ class LabFormatter : public CLI::Formatter {
   }
 };
 
-// `chatlab victim [--web] ADDRESS PORT`: the victim process that chatlab starts (internal).
+// `chatlab victim [--web | --ids] ADDRESS PORT`: the victim process that chatlab starts (internal).
 int victim_main(int argc, char** argv) {
   CLI::App app{"chatlab's victim process (internal: chatlab starts it)", "chatlab victim"};
   std::string address;
   int port = 0;
-  bool web = false;
-  app.add_flag("--web", web, "Be a browser's page: the WebSocket at /ws");
+  bool web = false, ids = false;
+  auto* web_flag = app.add_flag("--web", web, "Be a browser's page: the WebSocket at /ws");
+  app.add_flag("--ids", ids, "Join with ids, keep the resume token, and RESUME on `reconnect`")->excludes(web_flag);
   app.add_option("address", address)->required();
   app.add_option("port", port)->required()->check(CLI::Range(1, 65535));
   try {
@@ -79,7 +80,7 @@ int victim_main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
-  return chat::lab::run_victim(address, static_cast<std::uint16_t>(port), web);
+  return chat::lab::run_victim(address, static_cast<std::uint16_t>(port), web, ids);
 }
 
 std::string scenario_list() {

@@ -203,6 +203,11 @@ std::vector<std::string> LabNetwork::in_host(const Host& host, std::vector<std::
 
 void LabNetwork::link_down(Host& host) { ip_or_throw({"-n", host.ns_name, "link", "set", host.host_if, "down"}); }
 
+void LabNetwork::link_up(Host& host) {
+  ip_or_throw({"-n", host.ns_name, "link", "set", host.host_if, "up"});
+  wait_until_forwarding(host);
+}
+
 void LabNetwork::crash(Host& host) {
   host.ns.reset();  // `ip netns del`
   // Deleting the namespace destroys its veth end, and one end takes its pair along, unless the

@@ -14,6 +14,8 @@
 //
 // Failures it can stage on a host:
 //   link_down  - its side of the veth pair goes down: packets to and from it vanish silently.
+//   link_up    - the same side comes back up (a wifi that returns): the host's sockets are as
+//                the drop left them, and packets flow again once the bridge forwards.
 //   crash      - its namespace is deleted and its veth pair cut: whatever its sockets still try
 //                to send (a killed process's FIN, say) reaches no one, like a machine losing
 //                power. Take the link down and kill its processes first (by pid): a namespace
@@ -109,6 +111,9 @@ class LabNetwork {
   std::vector<std::string> in_host(const Host& host, std::vector<std::string> program) const;
 
   void link_down(Host& host);  // `ip link set <host_if> down` inside the host
+  // `ip link set <host_if> up` inside the host, then waits (bounded, 10 s) until the bridge
+  // forwards to and from it again.
+  void link_up(Host& host);
   void crash(Host& host);      // deletes the host's namespace (and with it the veth pair)
   void reboot(Host& host);     // re-creates it: same address and MAC, new veth pair, link up
 

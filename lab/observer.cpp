@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
@@ -96,11 +97,33 @@ std::uint16_t local_port(int fd) {
   return ntohs(self.sin_port);
 }
 
-Observer::Observer(const std::string& address, std::uint16_t port, const std::string& netns, Timeline& timeline)
-    : timeline_(timeline), fd_(connect_tcp(address, port, netns, std::chrono::seconds(10))), port_(local_port(fd_)) {
+std::optional<TaggedLine> parse_tagged(const std::string& line, WallClock::time_point at) {
+  // @<id>/<ms> <rest>
+  if (line.size() < 5 || line[0] != '@') return std::nullopt;
+  const auto slash = line.find('/');
+  const auto space = line.find(' ');
+  if (slash == std::string::npos || space == std::string::npos || slash > space || slash == 1) return std::nullopt;
+  TaggedLine t;
+  t.at = at;
+  const auto [end, ec] = std::from_chars(line.data() + 1, line.data() + slash, t.id);
+  if (ec != std::errc() || end != line.data() + slash || t.id == 0) return std::nullopt;
+  for (auto i = slash + 1; i < space; ++i) {
+    if (line[i] < '0' || line[i] > '9') return std::nullopt;
+  }
+  t.line = line;
+  t.rest = line.substr(space + 1);
+  return t;
+}
+
+Observer::Observer(const std::string& address, std::uint16_t port, const std::string& netns, Timeline& timeline,
+                   bool ids)
+    : timeline_(timeline), ids_(ids), fd_(connect_tcp(address, port, netns, std::chrono::seconds(10))),
+      port_(local_port(fd_)) {
   try {
     timeline_.ignore_client("observer", port_);
-    if (!send_line("HELLO observer")) throw std::runtime_error("the observer could not send HELLO");
+    if (!send_line(ids_ ? "HELLO observer ids" : "HELLO observer")) {
+      throw std::runtime_error("the observer could not send HELLO");
+    }
     reader_ = std::jthread([this](std::stop_token stop) { read_loop(stop); });
   } catch (...) {
     ::close(fd_);
@@ -163,6 +186,20 @@ void Observer::read_loop(std::stop_token stop) {
       buffer.erase(0, eol + 1);
       if (!line.empty() && line.back() == '\r') line.pop_back();
       const auto now = WallClock::now();
+      if (ids_ && !line.empty() && line[0] == '@') {
+        // A room event with its tag: kept whole, then read as the line after the tag.
+        if (auto t = parse_tagged(line, now)) {
+          const bool shown = t->rest.rfind("MSG ", 0) == 0 || t->rest.rfind("BACK ", 0) == 0;
+          if (shown) timeline_.add("observer", t->line, now);
+          {
+            std::lock_guard lock(mutex_);
+            if (tagged_.size() < max_tagged) tagged_.push_back(*t);
+            cv_.notify_all();
+          }
+          line = t->rest;
+          if (shown) continue;
+        }
+      }
       if (line.rfind("PING", 0) == 0) {
         send_line("PONG" + line.substr(4));
       } else if (line.rfind("WELCOME ", 0) == 0) {
@@ -214,6 +251,27 @@ std::optional<LeaveSeen> Observer::find_leave(const std::string& nick) const {
 std::optional<LeaveSeen> Observer::leave_of(const std::string& nick) const {
   std::lock_guard lock(mutex_);
   return find_leave(nick);
+}
+
+std::vector<TaggedLine> Observer::tagged() const {
+  std::lock_guard lock(mutex_);
+  return tagged_;
+}
+
+std::optional<TaggedLine> Observer::wait_tagged(const std::string& prefix,
+                                                std::chrono::steady_clock::time_point deadline) {
+  std::unique_lock lock(mutex_);
+  std::optional<TaggedLine> found;
+  cv_.wait_until(lock, deadline, [&] {
+    for (const auto& t : tagged_) {
+      if (t.rest.rfind(prefix, 0) == 0) {
+        found = t;
+        return true;
+      }
+    }
+    return gone_;
+  });
+  return found;
 }
 
 std::optional<LeaveSeen> Observer::wait_leave(const std::string& nick, std::chrono::steady_clock::time_point deadline) {

@@ -3,6 +3,11 @@
 // the victim's JOIN, and the LEAVE with its cause, which is the end of every scenario. It can
 // also talk (say), to give the server something to send the victim.
 //
+// With ids (`HELLO observer ids`, docs/protocol.md "Ids, resume and history") it keeps every
+// tagged line it reads, "@<id>/<ms> <line>", in order (tagged()): what a resuming victim's
+// replay must equal. The JOIN and LEAVE it waits for are then read without their tags, and its
+// own MSG lines and a BACK go on the timeline too, with their tags.
+//
 // Threads: the constructor connects on the calling thread (the main thread) and starts the
 // observer's reader thread, which reads every line and answers PINGs; the destructor stops and
 // joins it. say() and the wait_*() calls are for the main thread; the state they share with
@@ -43,9 +48,21 @@ struct LeaveSeen {
   std::string detail;
 };
 
+// A line read with its tag: "@<id>/<unix ms> <rest>".
+struct TaggedLine {
+  WallClock::time_point at;  // when it was read
+  std::uint64_t id = 0;
+  std::string line;          // the whole line as the server sent it, tag included
+  std::string rest;          // the line after the tag ("MSG observer hi")
+};
+// Splits a tagged line; nullopt for a line without a well-formed tag.
+std::optional<TaggedLine> parse_tagged(const std::string& line, WallClock::time_point at = {});
+
 class Observer {
  public:
-  Observer(const std::string& address, std::uint16_t port, const std::string& netns, Timeline& timeline);
+  // `ids`: join with ids (HELLO observer ids) and keep the tagged lines.
+  Observer(const std::string& address, std::uint16_t port, const std::string& netns, Timeline& timeline,
+           bool ids = false);
   ~Observer();
   Observer(const Observer&) = delete;
   Observer& operator=(const Observer&) = delete;
@@ -59,6 +76,11 @@ class Observer {
   std::optional<LeaveSeen> wait_leave(const std::string& nick, std::chrono::steady_clock::time_point deadline);
   // The LEAVE of `nick` if it has come (does not wait).
   std::optional<LeaveSeen> leave_of(const std::string& nick) const;
+  // With ids: every tagged line read so far, in the order read.
+  std::vector<TaggedLine> tagged() const;
+  // With ids: the first tagged line whose text after the tag starts with `prefix`, waiting for
+  // it until `deadline` if none has been read yet.
+  std::optional<TaggedLine> wait_tagged(const std::string& prefix, std::chrono::steady_clock::time_point deadline);
 
  private:
   void read_loop(std::stop_token stop);
@@ -66,6 +88,7 @@ class Observer {
   std::optional<LeaveSeen> find_leave(const std::string& nick) const;  // with mutex_ held
 
   Timeline& timeline_;
+  const bool ids_;
   int fd_ = -1;
   std::uint16_t port_ = 0;
   std::mutex send_mutex_;  // one line at a time: the main thread's SAYs, the reader's PONGs
@@ -75,6 +98,8 @@ class Observer {
   std::vector<std::pair<std::string, LeaveSeen>> left_;  // guarded by mutex_
   bool welcomed_ = false;            // guarded by mutex_: the server said WELCOME
   bool gone_ = false;                // guarded by mutex_: the server closed the connection
+  std::vector<TaggedLine> tagged_;   // guarded by mutex_: with ids, bounded by max_tagged
+  static constexpr std::size_t max_tagged = 100'000;
   std::jthread reader_;              // last: stopped and joined before the rest goes
 };
 

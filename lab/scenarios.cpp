@@ -7,6 +7,8 @@
 #include "lab/ss_watch.hpp"
 
 #include <algorithm>
+#include <charconv>
+#include <thread>
 #include <csignal>
 #include <cstdio>
 #include <functional>
@@ -29,6 +31,24 @@ std::vector<std::string> with(std::vector<std::string> base, const std::vector<s
   return base;
 }
 
+// What a resume after a drop saw (wifi-drop), step by step; judged by check_resume.
+struct ResumeRecord {
+  using Seen = std::optional<std::pair<WallClock::time_point, std::string>>;
+  bool tried = false;
+  std::string failure;             // why it stopped short ("" when every step came)
+  Seen link_up;                    // chatlab's "LINK UP" line
+  Seen reconnect;                  // the victim's "reconnected from port ..."
+  std::uint64_t last_id = 0;       // the <last id> of its RESUME
+  Seen resumed;                    // "read: RESUMED victim <ms> <n>"
+  Seen history;                    // "read: HISTORY missed <n> [partial]"
+  Seen history_end;                // "read: HISTORY END missed"
+  std::vector<TaggedLine> replay;  // the victim's tagged lines between the two
+  std::optional<TaggedLine> back;  // the observer's "BACK victim <ms>"
+  Seen live;                       // the victim's first tagged line after the replay
+  std::optional<TaggedLine> live_expected;  // the observer's first tagged line after the BACK
+  std::vector<TaggedLine> observed;         // every tagged line the observer read, at the end
+};
+
 // What a fault needs to reach: the victim process, the observer, the network.
 struct Context {
   ChildProcess& victim;
@@ -38,6 +58,8 @@ struct Context {
   LabNetwork::Host* client;    // the victim's host, with a network
   std::string fault;
   WallClock::time_point fault_at{};
+  std::chrono::milliseconds wait{60'000};  // LabOptions::wait: the longest wait for the LEAVE
+  ResumeRecord resume{};
 
   // Time 0: called right before the fault is injected.
   void mark(std::string what) {
@@ -56,6 +78,15 @@ struct Context {
       if (text.rfind(prefix, 0) == 0) return text;
     }
     return std::nullopt;
+  }
+
+  // The victim's next stdout line (on the timeline too), waiting until `deadline`.
+  std::optional<std::pair<WallClock::time_point, std::string>> victim_next(SteadyClock::time_point deadline) {
+    auto line = victim.out().read_line(deadline);
+    if (!line) return std::nullopt;
+    auto seen = stamped(*line);
+    timeline.add("victim", seen.second, seen.first);
+    return seen;
   }
 
   // Whatever the victim has said meanwhile.
@@ -94,6 +125,9 @@ struct PhaseSpec {
   bool web_victim = false;                // the victim is a browser's page (`chatlab victim --web`)
   std::string expected_detail = {};       // the LEAVE's detail must contain this ("" for any)
   std::function<void(Context&)> after = {};  // after the LEAVE (or the wait): the victim's last words
+  // The victim and the observer join with ids; `after` resumes the victim's seat, and the
+  // phase is judged on the replay too (check_resume).
+  bool resumes = false;
 };
 
 struct Scenario {
@@ -115,6 +149,255 @@ PhaseSpec cable_pull_phase(std::string title, std::vector<std::string> args, std
     c.net->link_down(*c.client);
   };
   return p;
+}
+
+// wifi-drop: the link stays down at least this long (and until the others read the LEAVE),
+// and the observer says a line this often meanwhile, starting half a period after the drop.
+constexpr auto wifi_down = 4s;
+constexpr auto away_line_every = 500ms;
+
+// Before the drop: the observer says a line, and the victim reads it, so that the id the
+// victim will resume from is a live event's.
+void read_before_drop(Context& c) {
+  c.observer.say("before the drop");
+  const auto deadline = SteadyClock::now() + 5s;
+  while (true) {
+    const auto line = c.victim_next(deadline);
+    if (!line) throw std::runtime_error("the victim never read the observer's line before the drop");
+    if (line->second.rfind("read: @", 0) == 0 && line->second.ends_with(" MSG observer before the drop")) return;
+  }
+}
+
+// The drop: the victim's link goes down; the observer talks until the link has been down for
+// wifi_down and the others have read the victim's LEAVE (or until the lab's wait is over).
+void drop_wifi(Context& c) {
+  c.mark("the victim's wifi drops (ip link set " + c.client->host_if + " down in its namespace): its packets "
+         "vanish, nobody sends a FIN or an RST; the observer goes on talking");
+  c.net->link_down(*c.client);
+  const auto down = SteadyClock::now();
+  c.timeline.add("chatlab", "the link stays down " + std::to_string(wifi_down.count()) +
+                                " s, longer if the server has not noticed by then (with the lab's timings the "
+                                "heartbeat notices: a PING after 1 s of quiet, the verdict 1 s later; keepalive "
+                                "2s,1s,2, 4 s, is behind it); the observer says a line every " +
+                                std::to_string(away_line_every.count()) + " ms");
+  for (int k = 1;; ++k) {
+    const auto next = down + away_line_every / 2 + (k - 1) * away_line_every;
+    if (next > down + c.wait) break;
+    if (next >= down + wifi_down && c.observer.leave_of("victim")) break;
+    std::this_thread::sleep_until(next);
+    if (!c.observer.say("line " + std::to_string(k) + " while the victim is away")) break;
+  }
+  std::this_thread::sleep_until(down + wifi_down);
+}
+
+// After the LEAVE: the link comes back, the victim reconnects and sends RESUME <token> <last
+// id>; what it reads (RESUMED, the replay, the first live line) and what the observer reads
+// (the BACK) are kept in c.resume for check_resume.
+void resume_after_drop(Context& c) {
+  auto& rr = c.resume;
+  rr.tried = true;
+  if (!c.observer.leave_of("victim")) {
+    rr.failure = "the others never read the victim's LEAVE, so its seat was never held for it: no resume was tried";
+    return;
+  }
+  const auto up_at = WallClock::now();
+  const std::string up = "LINK UP: ip link set " + c.client->host_if + " up in the victim's namespace: the wifi is back";
+  c.timeline.add("chatlab", up, up_at);
+  rr.link_up = std::pair{up_at, up};
+  c.net->link_up(*c.client);
+  c.timeline.add("chatlab", "the bridge forwards to the victim again; the victim is told to reconnect");
+  c.tell_victim("reconnect");
+
+  const auto deadline = SteadyClock::now() + 10s;
+  bool in_block = false;
+  std::string previous;
+  while (!rr.history_end) {
+    const auto line = c.victim_next(deadline);
+    if (!line) {
+      rr.failure = std::string("the victim's resume stopped short: no ") +
+                   (!rr.reconnect ? "new connection" : !rr.resumed ? "RESUMED" : !rr.history ? "HISTORY missed"
+                                                                                             : "HISTORY END missed") +
+                   " within 10 s";
+      return;
+    }
+    const auto& text = line->second;
+    if (text.rfind("reconnected from port ", 0) == 0) {
+      rr.reconnect = line;
+      rr.last_id = std::stoull(text.substr(text.rfind(' ') + 1));
+    } else if (text.rfind("gone: cannot ", 0) == 0 || (rr.reconnect && text.rfind("gone: ", 0) == 0)) {
+      rr.failure = "the victim's new connection failed: " + text;
+      return;
+    } else if (!rr.reconnect) {
+      // The old connection's last words (an RST or a FIN once the link is back): not the resume's.
+    } else if (text == "its RESUME was refused") {
+      rr.failure = "the server refused the RESUME: " + previous;
+      return;
+    } else if (text.rfind("read: RESUMED ", 0) == 0) {
+      rr.resumed = line;
+    } else if (text.rfind("read: HISTORY missed ", 0) == 0) {
+      rr.history = line;
+      in_block = true;
+    } else if (text == "read: HISTORY END missed") {
+      rr.history_end = line;
+    } else if (in_block && text.rfind("read: @", 0) == 0) {
+      if (auto t = parse_tagged(text.substr(6), line->first)) rr.replay.push_back(std::move(*t));
+    }
+    previous = text;
+  }
+
+  rr.back = c.observer.wait_tagged("BACK victim ", SteadyClock::now() + 10s);
+  if (!rr.back) {
+    rr.failure = "the observer never read BACK victim";
+    return;
+  }
+  c.observer.say("welcome back");
+  const auto live_deadline = SteadyClock::now() + 10s;
+  while (!rr.live) {
+    const auto line = c.victim_next(live_deadline);
+    if (!line || line->second.rfind("gone: ", 0) == 0) {
+      rr.failure = "the victim read no live line after the replay" + (line ? ": " + line->second : std::string());
+      return;
+    }
+    if (line->second.rfind("read: @", 0) == 0) rr.live = line;
+  }
+  c.observer.wait_tagged("MSG observer welcome back", SteadyClock::now() + 5s);
+  rr.observed = c.observer.tagged();
+  for (const auto& t : rr.observed) {
+    if (t.id > rr.back->id) {
+      rr.live_expected = t;
+      break;
+    }
+  }
+}
+
+// The number after the last space of `text` ("read: RESUMED victim 1929 9" -> 9); nullopt if none.
+std::optional<std::size_t> last_number(const std::string& text, std::size_t skip_words_from_end = 0) {
+  std::size_t end = text.size();
+  for (std::size_t k = 0; k < skip_words_from_end; ++k) {
+    const auto space = text.rfind(' ', end - 1);
+    if (space == std::string::npos || space == 0) return std::nullopt;
+    end = space;
+  }
+  const auto space = text.rfind(' ', end - 1);
+  if (space == std::string::npos) return std::nullopt;
+  std::size_t value = 0;
+  const auto [ptr, ec] = std::from_chars(text.data() + space + 1, text.data() + end, value);
+  if (ec != std::errc() || ptr != text.data() + end) return std::nullopt;
+  return value;
+}
+
+// The resume's steps in ms from the link going down, and the check of its replay: the lines
+// between HISTORY missed and HISTORY END missed must be exactly the tagged lines the observer
+// read after the victim's <last id> and before the BACK (same ids, same lines, each once, in
+// order), their count the one RESUMED and HISTORY missed announced, and the victim's first
+// live line the observer's first after the BACK.
+void check_resume(PhaseResult& r, const ResumeRecord& rr) {
+  r.resumes = true;
+  const auto step = [&](std::string name, const ResumeRecord::Seen& seen, std::string what = {}) {
+    r.steps.push_back(ResumeStep{std::move(name), seen.has_value(), seen ? ms_between(r.fault_at, seen->first) : 0,
+                                 what.empty() && seen ? seen->second : std::move(what)});
+  };
+  r.steps.push_back(ResumeStep{"link down", true, 0, r.fault});
+  r.steps.push_back(ResumeStep{"detector decided", !r.decision.empty(), r.detected_ms,
+                               r.decision.empty() ? std::string() : "the " + r.detector + " thread: " + r.decision});
+  r.steps.push_back(ResumeStep{"LEAVE seen", r.leave_line.has_value(), r.leave_ms,
+                               r.leave_line ? "observer read " + *r.leave_line : std::string()});
+  step("link up", rr.link_up);
+  step("reconnect", rr.reconnect);
+  step("RESUMED", rr.resumed);
+  std::string replay_what;
+  if (rr.history && rr.history_end) {
+    replay_what = std::to_string(rr.replay.size()) + " lines between " + rr.history->second.substr(6) +
+                  " and HISTORY END missed";
+    if (!rr.replay.empty()) {
+      replay_what += ", ids " + std::to_string(rr.replay.front().id) + " to " + std::to_string(rr.replay.back().id);
+    }
+  }
+  step("replay", rr.history_end, replay_what);
+  step("BACK seen", rr.back ? ResumeRecord::Seen(std::pair{rr.back->at, "observer read " + rr.back->line})
+                            : ResumeRecord::Seen());
+  step("first live line", rr.live);
+
+  r.replay_count = rr.replay.size();
+  if (rr.failure.empty() && (!rr.resumed || !rr.history || !rr.history_end || !rr.back || !rr.live)) {
+    r.replay_ok = false;
+    r.replay_verdict = "the resume stopped short: a step is missing";
+    return;
+  }
+  if (!rr.failure.empty()) {
+    r.replay_ok = false;
+    r.replay_verdict = rr.failure;
+    return;
+  }
+  std::vector<std::string> problems;
+  // What the victim should have been replayed: what the observer read meanwhile.
+  std::vector<TaggedLine> expected;
+  for (const auto& t : rr.observed) {
+    if (t.id > rr.last_id && t.id < rr.back->id) expected.push_back(t);
+  }
+  const auto announced_missed = last_number(rr.history->second.ends_with(" partial")
+                                                ? rr.history->second.substr(0, rr.history->second.size() - 8)
+                                                : rr.history->second);
+  const auto announced_resumed = last_number(rr.resumed->second);
+  if (rr.history->second.ends_with(" partial")) problems.push_back("the server said the replay was partial");
+  if (announced_missed != rr.replay.size()) {
+    problems.push_back("HISTORY missed announced " +
+                       (announced_missed ? std::to_string(*announced_missed) : std::string("?")) + " lines, " +
+                       std::to_string(rr.replay.size()) + " came");
+  }
+  if (announced_resumed != rr.replay.size()) {
+    problems.push_back("RESUMED announced " +
+                       (announced_resumed ? std::to_string(*announced_resumed) : std::string("?")) + " missed, " +
+                       std::to_string(rr.replay.size()) + " came");
+  }
+  for (std::size_t i = 0; i < rr.replay.size(); ++i) {
+    const std::uint64_t before = i == 0 ? rr.last_id : rr.replay[i - 1].id;
+    if (rr.replay[i].id <= before) {
+      problems.push_back("replay line " + std::to_string(i + 1) + " (id " + std::to_string(rr.replay[i].id) +
+                         ") is not after id " + std::to_string(before) + ": a repeat or out of order");
+    }
+  }
+  const auto has = [](const std::vector<TaggedLine>& lines, std::uint64_t id) {
+    return std::find_if(lines.begin(), lines.end(), [&](const TaggedLine& t) { return t.id == id; });
+  };
+  for (const auto& e : expected) {
+    const auto it = has(rr.replay, e.id);
+    if (it == rr.replay.end()) {
+      problems.push_back("missing from the replay: " + e.line);
+    } else if (it->line != e.line) {
+      problems.push_back("id " + std::to_string(e.id) + " differs: the observer read \"" + e.line +
+                         "\", the replay says \"" + it->line + "\"");
+    }
+  }
+  for (const auto& t : rr.replay) {
+    if (has(expected, t.id) == expected.end()) {
+      problems.push_back("in the replay, but not read by the observer between id " + std::to_string(rr.last_id) +
+                         " and the BACK: " + t.line);
+    }
+  }
+  if (expected.empty()) problems.push_back("the observer read nothing between the victim's last id and the BACK");
+  const auto live = parse_tagged(rr.live->second.substr(6));
+  if (!live || !rr.live_expected || live->id != rr.live_expected->id || live->line != rr.live_expected->line) {
+    problems.push_back("the first live line was \"" + rr.live->second.substr(6) + "\", the observer's first after the BACK \"" +
+                       (rr.live_expected ? rr.live_expected->line : std::string("(none)")) + "\"");
+  }
+  if (!problems.empty()) {
+    r.replay_ok = false;
+    r.replay_verdict = "the replay did NOT match what the observer read: ";
+    for (std::size_t i = 0; i < problems.size(); ++i) r.replay_verdict += (i ? "; " : "") + problems[i];
+    return;
+  }
+  std::size_t msgs = 0, leaves = 0;
+  for (const auto& t : rr.replay) {
+    msgs += t.rest.rfind("MSG ", 0) == 0;
+    leaves += t.rest.rfind("LEAVE victim ", 0) == 0;
+  }
+  r.replay_ok = true;
+  r.replay_verdict = "exact: the " + std::to_string(rr.replay.size()) + " events after id " +
+                     std::to_string(rr.last_id) + " (" + std::to_string(msgs) + " MSG" +
+                     (leaves ? ", the victim's own LEAVE" : "") + ") are the lines the observer read between that id and "
+                     "the BACK, each once and in order, no gap, no duplicate; the first live line (id " +
+                     std::to_string(live->id) + ") is the observer's next event after the BACK";
 }
 
 std::vector<Scenario> make_scenarios() {
@@ -261,6 +544,19 @@ std::vector<Scenario> make_scenarios() {
                     "no PONG comes back, so the same poller's heartbeat ends it no-pong, as for hang.",
         p);
   }
+  // A seat resumed after a drop: the victim joins with ids, loses its link for a few seconds,
+  // and takes its seat back on a new connection with RESUME.
+  {
+    PhaseSpec p{"", true, lab_timings, "timeout", {"poller", "reader"}, read_before_drop, drop_wifi};
+    p.resumes = true;
+    p.after = resume_after_drop;
+    add("wifi-drop",
+        "A phone's wifi drops for a few seconds: the victim joined with ids (HELLO victim ids) and kept its TOKEN "
+        "and last id. The heartbeat (--ping-interval 1s --ping-timeout 1s) finds it gone, timeout: not even the "
+        "PING was ACKed; the others read the LEAVE. The link comes back, the victim reconnects and sends RESUME, "
+        "and gets RESUMED and the replay of exactly what the others read meanwhile, then live lines.",
+        p);
+  }
   return all;
 }
 
@@ -353,13 +649,15 @@ PhaseResult run_phase(const PhaseSpec& spec, const LabOptions& options, std::siz
   if (progress.started) progress.started(index, r);
   bench::ServerProcess server(options.server_path, r.server_args, launch);
   const std::string netns = net ? server_host->ns_name : std::string();
-  Observer observer(launch.bind, server.port(), netns, timeline);
+  Observer observer(launch.bind, server.port(), netns, timeline, spec.resumes);
 
   std::vector<std::string> victim_argv{options.self_path, "victim", launch.bind, std::to_string(server.port())};
   if (spec.web_victim) victim_argv.insert(victim_argv.begin() + 2, "--web");
+  if (spec.resumes) victim_argv.insert(victim_argv.begin() + 2, "--ids");
   if (net) victim_argv = net->in_host(*client_host, victim_argv);
   ChildProcess victim(victim_argv, ChildProcess::Output::pipe, ChildProcess::Output::inherit);
   Context ctx{victim, observer, timeline, net.get(), client_host, {}, {}};
+  ctx.wait = options.wait;
   const auto joined = ctx.victim_says("joined from port ", SteadyClock::now() + 10s);
   if (!joined || !observer.wait_join("victim", SteadyClock::now() + 10s)) {
     throw std::runtime_error("the victim did not join");
@@ -397,6 +695,12 @@ PhaseResult run_phase(const PhaseSpec& spec, const LabOptions& options, std::siz
   }
   find_detector(r);
   judge(r);
+  if (spec.resumes) {
+    check_resume(r, ctx.resume);
+    r.ok = r.ok && r.replay_ok;
+    r.verdict += r.replay_ok ? "; resumed, and the replay of " + std::to_string(r.replay_count) + " lines matched exactly"
+                             : "; the resume FAILED: " + r.replay_verdict;
+  }
   victim.kill();
   server.stop();
   return r;
@@ -474,6 +778,18 @@ void print_phase_table(const PhaseResult& p, std::ostream& out) {
     out << "  it decided: " << p.decision << "\n";
   }
   if (p.leave_line) out << "the others read, " << bench::format_ms(p.leave_ms) << " ms after the fault: " << *p.leave_line << "\n";
+  if (p.resumes) {
+    out << "\nthe drop and the resume, step by step (ms from the link going down):\n";
+    for (const auto& s : p.steps) {
+      if (s.reached) {
+        std::snprintf(row, sizeof row, "%10.1f  %-17s  ", s.ms, s.step.c_str());
+      } else {
+        std::snprintf(row, sizeof row, "%10s  %-17s  ", "-", s.step.c_str());
+      }
+      out << row << (s.reached ? s.what : "(did not happen)") << "\n";
+    }
+    out << "replay " << (p.replay_ok ? "matched: " : "MISMATCH: ") << p.replay_verdict << "\n";
+  }
   out << (p.ok ? "ok: " : "UNEXPECTED: ") << p.verdict << "\n";
 }
 
@@ -500,6 +816,14 @@ std::string json_result(const ScenarioResult& result) {
     j.field("detector", p.detector).field("detected_ms", p.detected_ms);
     j.field("evidence", p.evidence).field("decision", p.decision);
     j.field("ok", p.ok).field("verdict", p.verdict);
+    if (p.resumes) {
+      j.begin_array("steps");
+      for (const auto& s : p.steps) {
+        j.begin_object().field("step", s.step).field("reached", s.reached).field("ms", s.ms).field("what", s.what).end_object();
+      }
+      j.end_array();
+      j.field("replay_count", p.replay_count).field("replay_ok", p.replay_ok).field("replay_verdict", p.replay_verdict);
+    }
     j.begin_array("events");
     for (const auto& e : p.events) {
       j.begin_object().field("ms", ms_between(p.fault_at, e.at)).field("who", e.source).field("what", e.text).end_object();

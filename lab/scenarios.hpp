@@ -16,6 +16,11 @@
 //                                                            -> closed    (reader; the detail names 1001)
 //   web-hang      a browser's page joined over the WebSocket is stopped (SIGSTOP)
 //                                                            -> no-pong   (poller's heartbeat)
+//   wifi-drop     a victim with ids (HELLO victim ids) loses its link for a few seconds while
+//                 the observer talks (netns, root)           -> timeout   (poller's heartbeat:
+//                 not even the PING is ACKed); the link comes back, the victim reconnects and
+//                 sends RESUME <token> <last id>, gets RESUMED and the replay of what it missed
+//                 (checked, line by line, against what the observer read), then live lines
 //
 // The web-* victims speak RFC 6455 as the page in web/ does (lab/victim.hpp): the detectors are
 // the same threads and rules as for the TCP victims; only the framing of the lines differs.
@@ -45,6 +50,14 @@ struct LabOptions {
   std::chrono::milliseconds watch{10'000};  // poll-only: how long nothing is seen to happen
 };
 
+// One step of a resume after a drop (wifi-drop), for the step-by-step summary.
+struct ResumeStep {
+  std::string step;      // "link down", "detector decided", "LEAVE seen", "link up", "reconnect", ...
+  bool reached = false;  // false: it never happened (then ms is 0)
+  double ms = 0;         // from the fault (the link going down)
+  std::string what;      // the line that shows it
+};
+
 // One server run: one failure, one timeline.
 struct PhaseResult {
   std::string title;                     // "keepalive off, no heartbeat"
@@ -65,6 +78,12 @@ struct PhaseResult {
   std::vector<std::string> expected_detectors;
   bool ok = false;
   std::string verdict;                   // one sentence: what happened, and whether it was expected
+  // A phase whose victim resumes its seat (wifi-drop): its steps, and the replay's check.
+  bool resumes = false;
+  std::vector<ResumeStep> steps;         // link down ... first live line, in that order
+  std::size_t replay_count = 0;          // lines between HISTORY missed and HISTORY END missed
+  bool replay_ok = false;                // they equal what the observer read meanwhile, each once, in order
+  std::string replay_verdict;            // one sentence saying so, or the first difference
 };
 
 struct ScenarioResult {

@@ -27,9 +27,10 @@ bool is_server_source(std::string_view source) {
   return source != "observer" && source != "chatlab" && source != "victim" && source != "ss";
 }
 
-// "reader #2" for a "joined from 127.0.0.1:4000 as #2 (protocol mode)" line; "" for any other.
+// "reader #2" for a "joined from 127.0.0.1:4000 as #2 (protocol mode)" line, or a "resumed
+// from 127.0.0.1:4000 as #3 ..." line (a seat taken back on a new connection); "" for any other.
 std::string reader_before_join(std::string_view text) {
-  if (text.rfind("joined from ", 0) != 0) return {};
+  if (text.rfind("joined from ", 0) != 0 && text.rfind("resumed from ", 0) != 0) return {};
   const auto at = text.find(" as #");
   if (at == std::string_view::npos) return {};
   auto end = at + 5;

@@ -65,7 +65,8 @@ class Timeline {
   // The events kept, in time order (ties in the order they were added), told for people:
   // - one name per reader thread: the server names a client's reader `reader #2` until the
   //   client has a nickname, then `reader victim`; its earlier lines take the later name (from
-  //   its "joined from <address> as #2" line), so that the one thread reads as one.
+  //   its "joined from <address> as #2" line, or "resumed from <address> as #3" for a seat
+  //   taken back on a new connection), so that the one thread reads as one.
   std::vector<LabEvent> events() const;
   std::size_t dropped() const;
 

@@ -8,7 +8,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
+#include <charconv>
 #include <cerrno>
 #include <chrono>
 #include <csignal>
@@ -127,7 +129,7 @@ std::string describe(std::uint16_t code) {
 
 }  // namespace
 
-int run_victim(const std::string& address, std::uint16_t port, bool web) {
+int run_victim(const std::string& address, std::uint16_t port, bool web, bool ids) {
   std::signal(SIGPIPE, SIG_IGN);
   Wire wire(web);
   int fd = -1;
@@ -146,7 +148,7 @@ int run_victim(const std::string& address, std::uint16_t port, bool web) {
     if (!rest) return 1;
     in = std::move(*rest);
     frames.emplace(ws::MessageReader::Options{ws::MessageReader::Role::client, 1u << 20, true});
-  } else if (!send_all(fd, "HELLO victim\n")) {
+  } else if (!send_all(fd, ids ? "HELLO victim ids\n" : "HELLO victim\n")) {
     return 1;
   }
 
@@ -154,8 +156,35 @@ int run_victim(const std::string& address, std::uint16_t port, bool web) {
   bool closing = false;  // --web: it sent its close frame and FIN, and reads until the end
   unsigned long flood_count = 0;
   int exit_code = -1;  // set when a line or frame ends the victim
+  // --ids: what a RESUME needs, kept from the connection that dropped.
+  std::string token;         // the last TOKEN's (never printed)
+  std::uint64_t last_id = 0; // the id of the last tagged line read
+  bool resuming = false;     // it sent RESUME and waits for RESUMED (or an ERROR)
   // One line from the server, lines or text frame alike.
   const auto on_line = [&](std::string_view line) {
+    if (ids && line.rfind("PING", 0) != 0 && line.rfind("PONG", 0) != 0) {
+      // Every line for chatlab to check, but the token: a secret, as the server's log treats it.
+      if (line.rfind("TOKEN ", 0) == 0) {
+        const auto end = line.find(' ', 6);
+        token = std::string(line.substr(6, end == std::string_view::npos ? std::string_view::npos : end - 6));
+        report("read: TOKEN <" + std::to_string(token.size()) + " hex digits, kept, not shown>" +
+               (end == std::string_view::npos ? std::string() : std::string(line.substr(end))));
+      } else {
+        report("read: " + std::string(line));
+      }
+      if (line.rfind('@', 0) == 0) {
+        std::uint64_t id = 0;
+        const auto slash = line.find('/');
+        const auto [end, ec] = std::from_chars(line.data() + 1, line.data() + std::min(slash, line.size()), id);
+        (void)end;
+        if (ec == std::errc() && id > last_id) last_id = id;
+      } else if (resuming && line.rfind("RESUMED ", 0) == 0) {
+        resuming = false;
+      } else if (resuming && line.rfind("ERROR ", 0) == 0) {
+        resuming = false;
+        report("its RESUME was refused");
+      }
+    }
     if (line.rfind("PING", 0) == 0) {
       if (!closing) send_all(fd, wire.line("PONG" + std::string(line.substr(4))));
     } else if (web && !joined && line.rfind("# chatserver", 0) == 0) {
@@ -226,7 +255,25 @@ int run_victim(const std::string& address, std::uint16_t port, bool web) {
       for (auto eol = control.find('\n'); eol != std::string::npos; eol = control.find('\n')) {
         const std::string command = control.substr(0, eol);
         control.erase(0, eol + 1);
-        if (command == "quit") {
+        if (command == "reconnect" && ids && !web) {
+          // The network is back: a new connection, and RESUME with what it kept.
+          if (fd >= 0) ::close(fd);
+          fd = -1;
+          in.clear();
+          try {
+            fd = connect_tcp(address, port, "", std::chrono::seconds(10));
+          } catch (const std::exception& e) {
+            report(std::string("gone: cannot reconnect: ") + e.what());
+            return 1;
+          }
+          resuming = true;
+          report("reconnected from port " + std::to_string(local_port(fd)) +
+                 " (a new TCP connection); sends RESUME <its token> " + std::to_string(last_id));
+          if (!send_all(fd, "RESUME " + token + " " + std::to_string(last_id) + "\n")) {
+            report("gone: cannot send RESUME");
+            return 1;
+          }
+        } else if (command == "quit") {
           send_all(fd, wire.line("QUIT lab"));
         } else if (command == "close" && web) {
           // A closed tab: the browser says 1001 (going away) and lets the connection go.
@@ -280,11 +327,21 @@ int run_victim(const std::string& address, std::uint16_t port, bool web) {
       }
     }
 
-    if (reading && (p[1].revents & (POLLIN | POLLHUP | POLLERR))) {
+    if (reading && fd >= 0 && (p[1].revents & (POLLIN | POLLHUP | POLLERR))) {
       const ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) {
-        report(std::string("gone: recv: ") + (n == 0 ? "end of stream" : std::strerror(errno)));
+        const std::string what = n == 0 ? "end of stream" : std::strerror(errno);
+        if (ids) {
+          // A client that can resume stays: it waits to be told to reconnect.
+          report("gone: recv: " + what + " (it keeps its token and last id " + std::to_string(last_id) +
+                 " to resume)");
+          ::close(fd);
+          fd = -1;
+          in.clear();
+          continue;
+        }
+        report("gone: recv: " + what);
         return 0;
       }
       on_bytes(std::string_view(chunk, static_cast<std::size_t>(n)));

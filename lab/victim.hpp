@@ -1,5 +1,5 @@
 // The victim: the client that chatlab breaks. It is a process of its own (`chatlab victim
-// [--web] ADDRESS PORT`, the same executable started again), so that a scenario can kill it,
+// [--web | --ids] ADDRESS PORT`, the same executable started again), so that a scenario can kill it,
 // stop it, or take its host away while its socket stays exactly as the kernel leaves it.
 //
 // It joins as "victim" in protocol mode, prints "joined from port <local port>" on stdout, and
@@ -17,8 +17,16 @@
 //   stop-reading  stop reading the socket (prints "stopped reading"; then "unread <bytes> ..."
 //                 once bytes wait unread in its receive queue)
 //   flood         send "SAY" lines as fast as the connection takes them
+//   reconnect     --ids: close its socket if it still has one, connect anew and send
+//                 "RESUME <token> <last id>" (prints "reconnected from port <port> ...")
 // It prints "gone: <what it saw>" and exits when the server closes the connection, and exits
 // when its stdin ends (chatlab is done with it, or died).
+//
+// With --ids it joins with `HELLO victim ids` (docs/protocol.md, "Ids, resume and history"),
+// keeps the TOKEN and the id of the last tagged line it read, and prints every line it reads
+// but PING and PONG as "read: <line>" (the token's digits left out), so that chatlab can check
+// a resume's replay line by line. When its connection ends it prints "gone: ..." and stays,
+// waiting for `reconnect`.
 //
 // Threads: single-threaded (the process's main thread).
 #pragma once
@@ -28,8 +36,9 @@
 
 namespace chat::lab {
 
-// Returns the exit code: 0 after a normal end, 1 if it could not join. `web`: join over the
-// WebSocket at /ws instead of plain lines.
-int run_victim(const std::string& address, std::uint16_t port, bool web = false);
+// Returns the exit code: 0 after a normal end, 1 if it could not join (or reconnect). `web`:
+// join over the WebSocket at /ws instead of plain lines. `ids`: join with ids and be able to
+// resume (not with `web`).
+int run_victim(const std::string& address, std::uint16_t port, bool web = false, bool ids = false);
 
 }  // namespace chat::lab

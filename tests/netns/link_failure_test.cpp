@@ -1,7 +1,10 @@
 // Network failures between real chatserver and chatclient processes in network namespaces
 // (LabNetwork): a link that goes down, and a host that crashes and reboots. Each side must
 // notice the other is gone with the right cause: `timeout` when packets just vanish (within
-// the keepalive budget), `reset` when a rebooted host answers with a RST.
+// the keepalive budget), `reset` when a rebooted host answers with a RST. And a seat resumed
+// after the link was down for seconds (docs/protocol.md, "Ids, resume and history"): two
+// protocol clients with ids on raw sockets made inside the namespaces, the victim's replay
+// checked line by line against what the observer read.
 //
 // These need root and iproute2's `ip`. Where either is missing, or namespaces cannot be made,
 // each test passes with a WARN "skipped: <why>" (Catch2 v2 has no SKIP). CI runs as root with
@@ -10,14 +13,25 @@
 // Timing: the bounds are the keepalive budget plus 10 s of slack (CI has 2 busy cores, and a
 // sanitizer build is slower). The measured times are printed with WARN for the benchmark.
 #include "lab/network.hpp"
+#include "lab/observer.hpp"
 #include "tests/support/process.hpp"
 
 #include <catch2/catch.hpp>
 
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <csignal>
+#include <cstring>
+#include <iterator>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -316,4 +330,250 @@ TEST_CASE("chatclient reports reset when the server's host crashes and reboots",
        << millis(rebooted - down) << " ms, then " << millis(noticed - wrote) << " ms from the write"
        << (typed ? "" : ", which found chatclient gone") << "; keepalive " << slow_keepalive << ", budget 16 s)\n  "
        << *lost);
+}
+
+namespace {
+
+// A protocol client on a raw socket made inside a host's namespace (connect_tcp), read line by
+// line with deadlines; it answers PINGs itself. Single-threaded, owned by the test thread.
+class LinePeer {
+ public:
+  LinePeer(const Host& host, const std::string& address, std::uint16_t port)
+      : fd_(connect_tcp(address, port, host.ns_name, patience)) {}
+  ~LinePeer() { close(); }
+  LinePeer(const LinePeer&) = delete;
+  LinePeer& operator=(const LinePeer&) = delete;
+
+  bool send(const std::string& line) { return fd_ >= 0 && send_all(fd_, line + "\n"); }
+  void close() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+  bool closed() const { return fd_ < 0 || eof_; }
+
+  // The next line but PING (answered), or nullopt at `deadline` or the end of the stream.
+  std::optional<std::string> read_line(Clock::time_point deadline) {
+    while (true) {
+      if (const auto eol = buffer_.find('\n'); eol != std::string::npos) {
+        std::string line = buffer_.substr(0, eol);
+        buffer_.erase(0, eol + 1);
+        if (!line.empty() && line.back() == '\r') line.pop_back();
+        // The token is a secret even here: a failed test's messages show the rest.
+        transcript += (line.rfind("TOKEN ", 0) == 0 ? "TOKEN <not shown>" : line) + "\n";
+        if (line.rfind("PING", 0) == 0) {
+          send("PONG" + line.substr(4));
+          continue;
+        }
+        return line;
+      }
+      if (closed()) return std::nullopt;
+      pollfd p{fd_, POLLIN, 0};
+      const int ready = ::poll(&p, 1, static_cast<int>(until(deadline).count()));
+      if (ready < 0 && errno == EINTR) continue;
+      if (ready <= 0) return std::nullopt;
+      char chunk[16384];
+      const ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        eof_ = true;
+        transcript += n == 0 ? "(end of stream)\n" : "(recv: " + std::string(std::strerror(errno)) + ")\n";
+        return std::nullopt;
+      }
+      buffer_.append(chunk, static_cast<std::size_t>(n));
+    }
+  }
+
+  // Reads lines until one starts with `prefix` (returned), or nullopt at `deadline`; `each`
+  // sees every line read, the match included.
+  template <typename Each>
+  std::optional<std::string> read_until(const std::string& prefix, Clock::time_point deadline, Each&& each) {
+    while (auto line = read_line(deadline)) {
+      each(*line);
+      if (line->rfind(prefix, 0) == 0) return line;
+    }
+    return std::nullopt;
+  }
+  std::optional<std::string> read_until(const std::string& prefix, Clock::time_point deadline) {
+    return read_until(prefix, deadline, [](const std::string&) {});
+  }
+
+  std::string transcript;  // every line read, for messages
+
+ private:
+  int fd_ = -1;
+  bool eof_ = false;
+  std::string buffer_;
+};
+
+// The tag of a room event read with ids, "@<id>/<unix ms> <line>": the id, 0 for an untagged line.
+std::uint64_t tag_id(const std::string& line) {
+  if (line.empty() || line[0] != '@') return 0;
+  std::uint64_t id = 0;
+  const auto slash = line.find('/');
+  if (slash == std::string::npos) return 0;
+  const auto [end, ec] = std::from_chars(line.data() + 1, line.data() + slash, id);
+  return ec == std::errc() && end == line.data() + slash ? id : 0;
+}
+
+// The line after the tag.
+std::string untagged(const std::string& line) {
+  return tag_id(line) == 0 ? line : line.substr(line.find(' ') + 1);
+}
+
+}  // namespace
+
+TEST_CASE("chatserver resumes the seat of a client with ids after its link was down for seconds",
+          "[netns][server][resume]") {
+  auto net = network_or_skip();
+  if (!net) return;  // skipped; the WARN says why
+  Host& server_host = net->add_host("server");
+  Host& client_host = net->add_host("client");
+
+  // Keepalive 2s,1s,2 (TCP_USER_TIMEOUT 4 s) and no heartbeat: the server finds the drop by
+  // keepalive's budget, with the observer's lines in flight to the dead link (the kernel's
+  // user timeout, or the poller's TCP_INFO check). chatlab wifi-drop shows the heartbeat.
+  auto server = start_server(*net, server_host,
+                             {"--keepalive", quick_keepalive, "--ping-interval", no_heartbeat, "--db", "none"});
+  LinePeer observer(server_host, server_host.address, server.port);
+  std::vector<std::string> observed;  // every tagged line the observer read, in order
+  const auto observe = [&](const std::string& line) {
+    if (tag_id(line) != 0) observed.push_back(line);
+  };
+  REQUIRE(observer.send("HELLO observer ids"));
+  REQUIRE(observer.read_until("HISTORY END recent", Clock::now() + patience));
+
+  // The victim joins with ids: it keeps its TOKEN and the id of the last tagged line it read.
+  LinePeer victim(client_host, server_host.address, server.port);
+  REQUIRE(victim.send("HELLO victim ids"));
+  std::string token;
+  std::uint64_t last_id = 0;
+  std::vector<std::uint64_t> victim_ids;  // every tagged id the victim read, both connections
+  const auto victim_reads = [&](const std::string& line) {
+    if (line.rfind("TOKEN ", 0) == 0) token = line.substr(6, line.find(' ', 6) - 6);
+    if (const auto id = tag_id(line)) {
+      victim_ids.push_back(id);
+      last_id = std::max(last_id, id);
+    }
+  };
+  {
+    const auto end = victim.read_until("HISTORY END recent", Clock::now() + patience, victim_reads);
+    INFO("victim read:\n" << victim.transcript);
+    REQUIRE(end);
+    REQUIRE(token.size() == 32);
+  }
+  const auto join = observer.read_until("@", Clock::now() + patience, observe);  // its JOIN victim
+  REQUIRE(join);
+  REQUIRE(untagged(*join) == "JOIN victim");
+  const std::uint64_t join_id = tag_id(*join);
+
+  // A line the victim reads before the drop: it resumes from a live event's id.
+  REQUIRE(observer.send("SAY before the drop"));
+  REQUIRE(victim.read_until("@", Clock::now() + patience, victim_reads));
+  REQUIRE(untagged(victim.transcript.substr(victim.transcript.rfind('@'))) == "MSG observer before the drop\n");
+  const std::uint64_t resume_from = last_id;
+
+  // The drop: the victim's link goes down; the observer talks every 400 ms until the server
+  // has said LEAVE and the link has been down 3 s at least.
+  const auto down = Clock::now();
+  net->link_down(client_host);
+  std::optional<std::string> leave;
+  Clock::time_point left_at{};
+  int said = 0;
+  for (auto next = down + 200ms; !leave || next < down + 3s; next += 400ms) {
+    REQUIRE(next < down + quick_budget + slack);
+    while (auto line = observer.read_line(next)) {
+      observe(*line);
+      if (untagged(*line).rfind("LEAVE victim ", 0) == 0 && !leave) {
+        leave = untagged(*line);
+        left_at = Clock::now();
+      }
+    }
+    REQUIRE_FALSE(observer.closed());
+    REQUIRE(observer.send("SAY line " + std::to_string(++said) + " while the victim is away"));
+  }
+  INFO("observer read:\n" << observer.transcript);
+  REQUIRE(leave);
+  CHECK(leave->rfind("LEAVE victim timeout ", 0) == 0);
+  CHECK(left_at - down <= quick_budget + slack);
+
+  // The link comes back; the victim's new connection asks for its seat.
+  net->link_up(client_host);
+  const auto up = Clock::now();
+  victim.close();
+  LinePeer resumed(client_host, server_host.address, server.port);
+  REQUIRE(resumed.send("RESUME " + token + " " + std::to_string(resume_from)));
+  std::optional<std::string> resumed_line, missed_head;
+  std::vector<std::string> replay;
+  bool in_block = false;
+  const auto end = resumed.read_until("HISTORY END missed", Clock::now() + patience, [&](const std::string& line) {
+    if (line.rfind("RESUMED ", 0) == 0) resumed_line = line;
+    if (line.rfind("HISTORY missed ", 0) == 0) {
+      missed_head = line;
+      in_block = true;
+    } else if (line == "HISTORY END missed") {
+      in_block = false;
+    } else if (in_block && tag_id(line) != 0) {
+      replay.push_back(line);
+    }
+    victim_reads(line);
+  });
+  INFO("resumed victim read:\n" << resumed.transcript);
+  REQUIRE(end);
+  REQUIRE(resumed_line);
+  REQUIRE(missed_head);
+  // The observer reads its own last lines, then the BACK.
+  std::optional<std::string> back;
+  while (!back) {
+    const auto line = observer.read_line(Clock::now() + patience);
+    if (!line) break;
+    observe(*line);
+    if (untagged(*line).rfind("BACK victim ", 0) == 0) back = line;
+  }
+  INFO("observer read:\n" << observer.transcript);
+  REQUIRE(back);
+  const std::uint64_t back_id = tag_id(*back);
+
+  // What the replay must be: what the observer read after the victim's last id, before the BACK.
+  std::vector<std::string> expected;
+  for (const auto& line : observed) {
+    if (tag_id(line) > resume_from && tag_id(line) < back_id) expected.push_back(line);
+  }
+  CHECK(resumed_line->rfind("RESUMED victim ", 0) == 0);  // RESUMED <nick> <ms away> <missed>
+  CHECK(resumed_line->substr(resumed_line->rfind(' ') + 1) == std::to_string(expected.size()));
+  CHECK(*missed_head == "HISTORY missed " + std::to_string(expected.size()));  // and not partial
+  CHECK(replay == expected);  // the same lines, tags included: each once, in order
+  CHECK(std::count_if(replay.begin(), replay.end(), [](const std::string& l) {
+          return untagged(l).rfind("LEAVE victim timeout ", 0) == 0;
+        }) == 1);
+  CHECK(std::count_if(replay.begin(), replay.end(), [](const std::string& l) {
+          return untagged(l).rfind("MSG observer line ", 0) == 0;
+        }) == said);
+
+  // Live lines follow the replay at once: the first is the observer's next event.
+  REQUIRE(observer.send("SAY welcome back"));
+  const auto live = resumed.read_until("@", Clock::now() + patience, victim_reads);
+  const auto echo = observer.read_until("@", Clock::now() + patience, observe);
+  REQUIRE(live);
+  REQUIRE(echo);
+  CHECK(*live == *echo);
+  CHECK(untagged(*live) == "MSG observer welcome back");
+
+  // Across both connections the victim read every event the observer read after the victim's
+  // JOIN exactly once (the BACK is the others', not its own), and in id order.
+  std::vector<std::uint64_t> after_join;
+  std::copy_if(victim_ids.begin(), victim_ids.end(), std::back_inserter(after_join),
+               [&](std::uint64_t id) { return id > join_id; });
+  CHECK(std::is_sorted(after_join.begin(), after_join.end()));
+  CHECK(std::set<std::uint64_t>(after_join.begin(), after_join.end()).size() == after_join.size());
+  std::vector<std::uint64_t> others;
+  for (const auto& line : observed) {
+    if (tag_id(line) > join_id && tag_id(line) != back_id) others.push_back(tag_id(line));
+  }
+  CHECK(after_join == others);
+
+  WARN("resume after " << millis(up - down) << " ms with the link down: LEAVE after " << millis(left_at - down)
+                       << " ms (" << *leave << "); " << *resumed_line << ", " << replay.size()
+                       << " events replayed, each once and in order\n  " << *missed_head << "\n  "
+                       << (replay.empty() ? std::string() : replay.front()) << "\n  ...\n  "
+                       << (replay.empty() ? std::string() : replay.back()) << "\n  " << *back);
 }
