@@ -1004,8 +1004,9 @@ void Archive::write_batch(std::unique_lock<std::mutex>& lock) {
     if (!s.dirty_seats.empty() && s.queue.empty()) s.first_waiting = Clock::now();
     if (!s.in_trouble) {
       s.in_trouble = true;
-      tell = "history is not being saved: " + error + " (" + options_.path + ")";
-      log_warn(tell);
+      // The log names the file (for the operator); the room hears only what it means for them.
+      tell = "history is not being saved: " + error;
+      log_warn(tell, " (", options_.path, ")");
     }
   }
   s.trim(options_, true, unix_ms_now());  // the batch no longer needs protecting in the ring

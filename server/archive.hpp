@@ -1,5 +1,5 @@
 // Archive: the room's public events kept in SQLite (and in memory), and the seats that may be
-// resumed, so that both survive a restart. docs/threads.md, "The archive thread".
+// resumed, so that both survive a restart. docs/threads.md, "The archive: history on disk, off the delivery path".
 //
 //   the room's side   append(), seat_*(): with the room's lock held, O(1) and no I/O: the
 //                     record goes into an in-memory queue (and the recent ring) and that is all

@@ -113,7 +113,10 @@ void Commands::join(std::string_view nick) {
     case Room::JoinResult::joined:
       set_thread_role("reader " + std::string(nick));
       log_info("joined from ", session_.peer(), " as ", to_string(session_.id()), " (",
-               session_.mode() == Session::Mode::text ? "text" : "protocol", " mode, ", session_.framing_name(), ")");
+               session_.mode() == Session::Mode::text ? "text mode"
+               : session_.ids()                       ? "protocol mode with ids"
+                                                      : "protocol mode",
+               ", ", session_.framing_name(), ")");
       return;
     case Room::JoinResult::nick_in_use:
       session_.refuse({ErrorCode::nick_in_use, std::string(nick)});
@@ -178,7 +181,8 @@ void Commands::resume(const Command& cmd) {
   switch (result) {
     case Room::ResumeResult::resumed:
       set_thread_role("reader " + session_.nick());
-      log_info("resumed from ", session_.peer(), " as ", to_string(session_.id()), " (", session_.framing_name(), ")");
+      log_info("resumed from ", session_.peer(), " as ", to_string(session_.id()), " (protocol mode with ids, ",
+               session_.framing_name(), ")");
       return;
     case Room::ResumeResult::unknown:
     case Room::ResumeResult::used:

@@ -132,9 +132,19 @@ void Room::expire_locked(Clock::time_point now) {
       close_seat_locked(number);
     }
   }
-  while (!privates_.empty() && (privates_.front().kept_until <= now || privates_.size() > max_kept_privates)) {
+  // A private message is kept for the window after it was sent, and longer while a seat it
+  // involves is held: one sent to a connection that was already dead (but not yet noticed) is
+  // still due when its seat resumes.
+  const auto held = [&](std::uint64_t seat) {
+    const auto it = seats_.find(seat);
+    return it != seats_.end() && it->second.held;
+  };
+  while (!privates_.empty() && (privates_.size() > max_kept_privates ||
+                                (privates_.front().kept_until <= now && !held(privates_.front().from_seat) &&
+                                 !held(privates_.front().to_seat)))) {
     privates_.pop_front();
   }
+
   while (!spent_.empty()) {
     const auto oldest = std::min_element(spent_.begin(), spent_.end(),
                                          [](const auto& a, const auto& b) { return a.second < b.second; });
@@ -185,6 +195,8 @@ void Room::send_recent_locked(Session& session, std::uint64_t head, std::uint64_
     std::erase_if(recent, [&](const ArchivedEvent& e) { return e.id >= below_id; });
     if (recent.size() > config_.history) recent.erase(recent.begin(), recent.end() - static_cast<long>(config_.history));
   }
+  // Fewer than asked for, and the archive has let older ones go (pruned, lost, a crash).
+  const bool partial = recent.size() < config_.history && !archive_.after(0, 1, 1, true).complete;
   const auto count = std::to_string(recent.size());
   if (text) {
     if (recent.empty()) return;
@@ -196,7 +208,8 @@ void Room::send_recent_locked(Session& session, std::uint64_t head, std::uint64_
     session.send_own(*render_event(Event{Event::Kind::history_end, {}, {}, "recent", {}, {}}), head, "history");
     return;
   }
-  session.send_own(format_event(Event{Event::Kind::history, {}, count, "recent", {}, {}}), head, "history");
+  session.send_own(format_event(Event{Event::Kind::history, {}, count, "recent", partial ? "partial" : "", {}}), head,
+                   "history");
   for (const auto& r : recent) {
     Event e = r.event;
     e.id = r.id;
