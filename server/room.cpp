@@ -38,6 +38,10 @@ std::size_t replay_budget(const ServerConfig& config) { return config.send_queue
 
 constexpr std::size_t max_replay_events = 50'000;   // read from the disk for one resume at most
 constexpr std::size_t max_kept_privates = 100'000;  // private messages kept for held seats at most
+// How long, and how many, tokens that no longer work are remembered (to say "expired" or
+// "already used" rather than "unknown").
+constexpr auto remember_gone = std::chrono::hours(1);
+constexpr std::size_t max_gone_tokens = 10'000;
 
 }  // namespace
 
@@ -66,6 +70,7 @@ Room::Room(const ServerConfig& config, Transcript& transcript, ServerStats& stat
     const auto left = config.resume_window - std::chrono::duration_cast<Millis>(wall - dropped);
     const auto key = fold_nick(record.nick);
     if (config.resume_window <= Millis{0} || left <= Millis{0} || held_.contains(key)) {
+      forget_token_locked(record.token_hash, Gone::expired);
       archive_.seat_closed(record.seat);
       continue;
     }
@@ -121,6 +126,11 @@ void Room::close_seat_locked(std::uint64_t number) {
   archive_.seat_closed(number);
 }
 
+void Room::forget_token_locked(const std::string& hash, Gone why) {
+  if (hash.empty()) return;
+  if (gone_tokens_.insert_or_assign(hash, why).second) gone_order_.emplace_back(Clock::now() + remember_gone, hash);
+}
+
 void Room::expire_locked(Clock::time_point now) {
   while (!expiries_.empty() && expiries_.front().first <= now) {
     const auto [when, number] = expiries_.front();
@@ -129,6 +139,7 @@ void Room::expire_locked(Clock::time_point now) {
     // A seat resumed (and maybe held again later, with a later expiry) is not this entry's.
     if (it != seats_.end() && it->second.held && it->second.expires == when) {
       log_debug("the seat of ", it->second.nick, " expired");
+      forget_token_locked(it->second.token_hash, Gone::expired);
       close_seat_locked(number);
     }
   }
@@ -145,11 +156,9 @@ void Room::expire_locked(Clock::time_point now) {
     privates_.pop_front();
   }
 
-  while (!spent_.empty()) {
-    const auto oldest = std::min_element(spent_.begin(), spent_.end(),
-                                         [](const auto& a, const auto& b) { return a.second < b.second; });
-    if (oldest->second > now && spent_.size() <= 10'000) break;
-    spent_.erase(oldest);
+  while (!gone_order_.empty() && (gone_order_.front().first <= now || gone_order_.size() > max_gone_tokens)) {
+    gone_tokens_.erase(gone_order_.front().second);
+    gone_order_.pop_front();
   }
 }
 
@@ -288,10 +297,13 @@ Room::ResumeResult Room::resume(const std::shared_ptr<Session>& session, std::st
     expire_locked(now);
     const auto found = by_token_.find(hash);
     if (found == by_token_.end() || !same_hash(found->first, hash)) {
-      return spent_.contains(hash) ? ResumeResult::used : ResumeResult::unknown;
+      const auto gone = gone_tokens_.find(hash);
+      if (gone == gone_tokens_.end()) return ResumeResult::unknown;
+      return gone->second == Gone::expired ? ResumeResult::expired : ResumeResult::used;
     }
     const std::uint64_t number = found->second;
-    if (seats_.at(number).held && seats_.at(number).expires <= now) {
+    if (seats_.at(number).held && seats_.at(number).expires <= now) {  // (expire_locked took it already)
+      forget_token_locked(hash, Gone::expired);
       close_seat_locked(number);
       return ResumeResult::expired;
     }
@@ -316,7 +328,7 @@ Room::ResumeResult Room::resume(const std::shared_ptr<Session>& session, std::st
                                                                                 seat.dropped_at).count();
     const std::string nick = seat.nick;
     const std::string fresh = new_token();
-    spent_[hash] = now + config_.resume_window;
+    forget_token_locked(hash, Gone::used);
     by_token_.erase(hash);
     seat.token_hash = token_hash(fresh);
     by_token_.emplace(seat.token_hash, number);

@@ -122,6 +122,8 @@ class Room {
     std::chrono::system_clock::time_point dropped_at{};  // held: when the drop was detected
     Clock::time_point expires{};                         // held: when the seat is gone
   };
+  enum class Gone { used, expired };  // why a token no longer works
+
   // A private message, kept for the resume window so a seat that drops gets it on resuming.
   struct Private {
     Event event;             // PRIV from to text, with its id and time
@@ -136,6 +138,8 @@ class Room {
   std::uint64_t id_of(std::uint64_t seq) const { return id_base_ + seq + 1; }
   // Requires mutex_ held: the seat is gone for good (the archive forgets it too).
   void close_seat_locked(std::uint64_t seat);
+  // Requires mutex_ held: a token that no longer works, and why (for the refusal).
+  void forget_token_locked(const std::string& hash, Gone why);
   // Requires mutex_ held: lets go of held seats and kept private messages whose time is up.
   void expire_locked(Clock::time_point now);
   // Requires mutex_ held: a member with a seat dropped: hold the seat (or close it).
@@ -166,7 +170,10 @@ class Room {
   std::map<std::uint64_t, Seat> seats_;             // guarded by mutex_: by seat number
   std::map<std::string, std::uint64_t> held_;       // guarded by mutex_: fold_nick -> held seat
   std::map<std::string, std::uint64_t> by_token_;   // guarded by mutex_: token hash -> seat
-  std::map<std::string, Clock::time_point> spent_;  // guarded by mutex_: hashes of used tokens, for the window
+  // Tokens no longer valid, remembered for a while so that a refusal can say why: the hash of
+  // each, and the order to forget them in (oldest first; at most max_gone_tokens).
+  std::map<std::string, Gone> gone_tokens_;                         // guarded by mutex_
+  std::deque<std::pair<Clock::time_point, std::string>> gone_order_;  // guarded by mutex_
   std::deque<std::pair<Clock::time_point, std::uint64_t>> expiries_;  // guarded by mutex_: held seats, oldest first
   std::deque<Private> privates_;                    // guarded by mutex_: oldest first
   std::uint64_t last_seat_ = 0;                     // guarded by mutex_
