@@ -1,5 +1,7 @@
 #include "client/chat_client.hpp"
 
+#include "client/screen_model.hpp"  // parse_earlier()
+
 #include "common/render.hpp"
 #include "common/text.hpp"
 #include "common/wording.hpp"
@@ -10,6 +12,7 @@
 #include <array>
 #include <cassert>
 #include <cerrno>
+#include <limits>
 #include <system_error>
 #include <variant>
 
@@ -97,15 +100,21 @@ void ChatClient::read_input() {
 bool ChatClient::handle_input(std::string_view line) {
   assert_main_thread();
   if (line.empty()) return true;  // an empty Enter is not worth an error line
-  const ParseResult parsed = parse_text_input(line);
+  const auto earlier = parse_earlier(line);  // /history [n], /more [n]
+  const ParseResult parsed = earlier ? *earlier : parse_text_input(line);
   if (const auto* refusal = std::get_if<Refusal>(&parsed)) {
     print_event(error_event(to_string(refusal->code), refusal->detail));
     return true;
   }
-  const Command& cmd = std::get<Command>(parsed);
+  Command cmd = std::get<Command>(parsed);
   if (cmd.verb == Verb::help) {
     for (const auto& help : help_lines()) print(help);
+    print("***   /history [n]         print the n messages (50) before the oldest one printed");
     return true;
+  }
+  if (cmd.verb == Verb::history) {
+    // Before the oldest event printed; none yet: before any id there can be.
+    cmd.id = oldest_id_ != 0 ? oldest_id_ : static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
   }
   if (cmd.verb == Verb::quit) {
     quit(cmd.text);
@@ -155,12 +164,29 @@ void ChatClient::handle(const LinkEvent& event) {
         print_event(Event{Event::Kind::welcome, event.nick, {}, {}, {}, {}});
       }
       ever_joined_ = true;
+      away_ms_.clear();
+      for (const auto& cmd : held_) link_->send(cmd);
+      held_.clear();
+      held_bytes_ = 0;
+      return;
+    case K::resumed:
+      // Our seat was kept; the missed block follows, opened by the marker.
+      joined_ = true;
+      ever_joined_ = true;
+      away_ms_ = event.event.arg;
+      print_stamped("*** reconnected to " + options_.host + ":" + std::to_string(options_.port) +
+                    ", back in the room as " + event.nick);
       for (const auto& cmd : held_) link_->send(cmd);
       held_.clear();
       held_bytes_ = 0;
       return;
     case K::server: {
       const Event& e = event.event;
+      if (event.history != History::none || e.kind == Event::Kind::history || e.kind == Event::Kind::history_end) {
+        print_history(event);
+        return;
+      }
+      note_id(e.id);
       switch (e.kind) {
         case Event::Kind::users:
           users_.clear();
@@ -169,6 +195,7 @@ void ChatClient::handle(const LinkEvent& event) {
           print_event(e);
           return;
         case Event::Kind::join:
+        case Event::Kind::back:
           users_[fold_nick(e.nick)] = e.nick;
           print_event(e, count());
           return;
@@ -200,6 +227,7 @@ void ChatClient::handle(const LinkEvent& event) {
       return;
     case K::lost:
       joined_ = false;
+      block_ = History::none;  // a block cut off by the loss ends here
       users_.clear();  // stale: a rejoin's USERS brings the room back
       users_known_ = false;
       print_stamped("*** disconnected: " + lost_words(event, options_.verbose));
@@ -219,6 +247,39 @@ void ChatClient::handle(const LinkEvent& event) {
       if (!event.error) print_stamped("*** you left");
       exit_code_ = event.error ? exit_failure : exit_ok;
       return;
+  }
+}
+
+void ChatClient::note_id(std::uint64_t id) {
+  if (id != 0 && (oldest_id_ == 0 || id < oldest_id_)) oldest_id_ = id;
+}
+
+void ChatClient::print_history(const LinkEvent& event) {
+  const Event& e = event.event;
+  if (e.kind == Event::Kind::history) {
+    block_ = event.history;
+    block_lines_ = 0;
+    // An empty recent block (a new room) says nothing; the missed block's marker is always
+    // said, "nothing you missed" too.
+    if (block_ == History::recent && (e.arg == "0" || e.arg.empty())) return;
+    print(history_start_line(e, block_ == History::missed ? away_ms_ : std::string()));
+    return;
+  }
+  if (e.kind == Event::Kind::history_end) {
+    const History which = event.history;
+    if (which == History::before || which == History::search || block_lines_ > 0) print(history_end_line(e));
+    block_ = History::none;
+    block_lines_ = 0;
+    return;
+  }
+  // A line of the block: with the time it was said, changing nothing (the user list is the room
+  // now). Search results are not the room's order: their ids are not where /history goes on.
+  if (event.history != History::search) note_id(e.id);
+  const auto when = e.time_ms > 0 ? std::chrono::system_clock::time_point(std::chrono::milliseconds(e.time_ms))
+                                   : std::chrono::system_clock::now();
+  if (auto line = render_line(e, when, std::nullopt, options_.verbose)) {
+    ++block_lines_;
+    print(*line);
   }
 }
 

@@ -13,6 +13,15 @@
 //   - the Link's network thread, started by run() and stopped and joined when link_ goes (at
 //     the end of run() or in the destructor). It never prints: it reports through LinkEvents.
 //
+// History (docs/protocol.md, "Ids, resume and history"): lines from the server's history are
+// printed with the time they were said, between separator lines that are not stamped:
+//   --- earlier messages (12) ---          (on joining: the last messages before we came)
+//   --- away 41 s, 12 messages you missed ---   (after a resume: where the missed part starts)
+//   --- now ---
+// `/history [n]` prints the n messages (50) before the oldest one printed so far, between
+// "--- earlier messages (n) ---" and "--- end of earlier messages ---"; `/search <words>`
+// between "--- found (n) ---" and "--- end of search ---".
+//
 // Exit codes: 0 after the user quit (stdin EOF or /quit); 1 when the server could not be
 // reached, refused the nickname, or went away (printed once, in words: "*** disconnected: the
 // server has stopped"; with `verbose` the cause and detail follow in brackets). With `reconnect`
@@ -79,6 +88,8 @@ class ChatClient {
   void print(std::string_view line);
   void print_stamped(std::string_view text);
   void print_event(const Event& event, std::optional<std::size_t> online = {});
+  void print_history(const LinkEvent& event);  // a history block's start, line or end
+  void note_id(std::uint64_t id);
   void assert_main_thread() const;
 
   const ClientOptions options_;
@@ -100,6 +111,14 @@ class ChatClient {
   bool input_done_ = false;          // stdin EOF or /quit: QUIT was asked of the Link
   std::optional<int> exit_code_;     // set by the Link's `ended`
   LineFramer input_;                 // typed bytes into lines
+
+  // History (see above): the block being printed, how many of its lines were printed, the
+  // RESUMED line's time away (for the marker), and the oldest id printed (what /history asks
+  // before).
+  History block_ = History::none;
+  std::size_t block_lines_ = 0;
+  std::string away_ms_;
+  std::uint64_t oldest_id_ = 0;
 
   // The room as the server described it, keyed by fold_nick(), for the "(N online)" counts.
   std::map<std::string, std::string> users_;

@@ -35,6 +35,16 @@ Submitted submit_line(ScreenModel& model, std::string_view line, bool link_ended
       return {};
     }
     case K::quit: return {Submitted::Kind::quit, {Verb::say, {}, {}}, action.command.text};
+    case K::earlier: {
+      // /more [n]: the messages before the oldest held, inserted at the top of the pane.
+      if (link_ended) {
+        model.notice("*** not connected: not sent", Category::error, now);
+        return {};
+      }
+      auto ask = model.request_earlier(action.command.count, now, /*explain=*/true);
+      if (!ask) return {};
+      return {Submitted::Kind::send, *ask, {}};
+    }
     case K::send:
       model.scroll_to_end();
       if (link_ended) {

@@ -2,7 +2,8 @@
 // the full-screen terminal client (client/tui.cpp) and the Qt window (client/qt/). The model
 // (client/screen_model.hpp) gets the notices: help, /save's result, input errors, "not
 // connected"; the caller is told what is left for it, which touches its own state: hand a
-// command to the Link, start quitting, or clear its own view of the pane.
+// command to the Link (typed ones, and /more's HISTORY BEFORE from ScreenModel::request_earlier),
+// start quitting, or clear its own view of the pane.
 //
 // Not thread safe: the UI thread calls it, with the UI thread's ScreenModel.
 #pragma once

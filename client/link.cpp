@@ -4,6 +4,7 @@
 #include "common/line_framer.hpp"
 #include "common/log.hpp"
 #include "common/text.hpp"
+#include "common/wording.hpp"
 
 #include <poll.h>
 #include <pthread.h>
@@ -55,6 +56,19 @@ LinkEvent make(LinkEvent::Kind kind) {
   e.kind = kind;
   return e;
 }
+
+// A resume token as the server makes them (docs/protocol.md: 32 lowercase hex digits; up to
+// 128 accepted, as the server's parser does).
+bool looks_like_token(std::string_view s) {
+  if (s.size() < 32 || s.size() > 128) return false;
+  for (const char c : s) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+
+// HELLO <nick> ids: ids, a resume token and the recent history (docs/protocol.md).
+std::string hello_line(const std::string& nick) { return format_command(Command{Verb::hello, nick, "ids"}) + "\n"; }
 
 }  // namespace
 
@@ -283,8 +297,15 @@ Link::Outcome Link::session(std::stop_token stop, bool& ever_joined, std::string
   bool choosing = false;  // the first join was refused; waiting for the user's /nick
   bool quitting = false;
   Clock::time_point quit_deadline{};
+  // With a token from an earlier connection we ask for our seat back first (RESUME); the
+  // server answers RESUMED, or ERROR bad-token and we join afresh with HELLO.
+  bool resuming = !token_.empty();
+  // The history block being received (HISTORY <what> n ... HISTORY END <what>), if any.
+  History block = History::none;
 
-  std::string out = format_command(Command{Verb::hello, nick, {}}) + "\n";
+  Command resume{Verb::resume, token_, {}};
+  resume.id = last_id_;
+  std::string out = resuming ? format_command(resume) + "\n" : hello_line(nick);
   // When writes began to make no progress; `stalled` says whether they have (a plain time
   // point: GCC 12 warns falsely about std::optional<time_point> here).
   bool stalled = false;
@@ -314,7 +335,9 @@ Link::Outcome Link::session(std::stop_token stop, bool& ever_joined, std::string
     const Event ev = sanitized(*parsed);
     using K = Event::Kind;
     switch (ev.kind) {
-      case K::comment: return;
+      case K::comment:
+        if (ev.id == 0) return;  // the greeting and other untagged remarks: nobody needs them
+        break;                   // a room notice, tagged like every room event
       case K::ping: out += format_command(Command{Verb::pong, ev.arg, {}}) + "\n"; return;
       case K::pong:
         if (ping_sent && ev.arg == ping_token) {
@@ -326,6 +349,11 @@ Link::Outcome Link::session(std::stop_token stop, bool& ever_joined, std::string
         return;
       case K::welcome: {
         joined = true;
+        resuming = false;
+        // A fresh seat: what we saw before belongs to the old one. The ids of this connection
+        // start from its recent history (a rejoin may show some lines again, marked as
+        // earlier messages; a resume would have shown each once).
+        last_id_ = 0;
         LinkEvent j = make(LinkEvent::Kind::joined);
         j.nick = ev.nick;
         j.rejoin = ever_joined;
@@ -336,15 +364,70 @@ Link::Outcome Link::session(std::stop_token stop, bool& ever_joined, std::string
         last_ping = Clock::now() - options_.rtt_interval;  // measure the round trip at once
         return;
       }
+      case K::resumed: {
+        if (!resuming) break;  // not asked for: shown as the line it is
+        joined = true;
+        resuming = false;
+        nick = ev.nick;
+        LinkEvent r = make(LinkEvent::Kind::resumed);
+        r.nick = ev.nick;
+        r.event = ev;
+        r.rejoin = true;
+        post(std::move(r));
+        ever_joined = true;
+        backoff_.reset();
+        last_ping = Clock::now() - options_.rtt_interval;
+        return;
+      }
+      case K::token:
+        // Kept for the next connection (never shown, never logged). Only a token's shape is
+        // accepted: it goes back into our RESUME line as it is.
+        if (looks_like_token(ev.arg)) token_ = ev.arg;
+        return;
+      case K::history:
+        block = history_from(ev.code);
+        {
+          LinkEvent start = make(LinkEvent::Kind::server);
+          start.event = ev;
+          start.history = block;
+          post(std::move(start));
+        }
+        return;
+      case K::history_end: {
+        LinkEvent end = make(LinkEvent::Kind::server);
+        end.event = ev;
+        end.history = history_from(ev.code);
+        post(std::move(end));
+        block = History::none;
+        return;
+      }
       case K::error: {
-        const bool nick_refused = ev.code == to_string(ErrorCode::nick_in_use) || ev.code == to_string(ErrorCode::bad_nick);
+        if (resuming && !joined) {
+          // The seat is gone (expired, already resumed, a server that forgot it) or the server
+          // does not know RESUME: forget the token and join afresh, as a first join would.
+          resuming = false;
+          token_.clear();
+          last_id_ = 0;
+          if (ev.code == to_string(ErrorCode::bad_token)) {
+            notice(wording::refusal(ev.code, ev.text), false);
+          } else {
+            notice("could not resume (" + ev.code + (ev.text.empty() ? "" : ": " + ev.text) + "); joining afresh", false);
+          }
+          out += hello_line(nick);
+          return;
+        }
+        // nick-held: the server keeps the seat for someone who dropped. After a drop of ours
+        // that is probably our own seat, whose token was refused: as with our ghost, try the
+        // suffixed nicknames.
+        const bool taken = ev.code == to_string(ErrorCode::nick_in_use) || ev.code == to_string(ErrorCode::nick_held);
+        const bool nick_refused = taken || ev.code == to_string(ErrorCode::bad_nick);
         if (!joined && nick_refused) {
-          if (ever_joined && ev.code == to_string(ErrorCode::nick_in_use) && ghost < options_.max_ghost_tries) {
+          if (ever_joined && taken && ghost < options_.max_ghost_tries) {
             ++ghost;
             const std::string next = ghost_nick(wanted_, ghost);
             notice(nick + " is still taken (probably by our old connection); trying " + next, false);
             nick = next;
-            out += format_command(Command{Verb::hello, nick, {}}) + "\n";
+            out += hello_line(nick);
           } else {
             choosing = true;
             LinkEvent refused = make(LinkEvent::Kind::refused);
@@ -375,6 +458,27 @@ Link::Outcome Link::session(std::stop_token stop, bool& ever_joined, std::string
       default: break;
     }
     LinkEvent server = make(LinkEvent::Kind::server);
+    // Ids: a tagged line that is part of the live order (live, or in a recent / missed block)
+    // moves "the last id we saw" on, which a RESUME names; the server sends each of those once
+    // and in order, so one at or below it would be a repeat and is not shown twice. Answers
+    // to HISTORY BEFORE and SEARCH are replies about the past: their ids say nothing about
+    // where we are.
+    History mark = block;
+    // An answer names only events older than the live ones already delivered before it (the
+    // server sends every room event older than its answer first). So a line in an answer whose
+    // id is newer than the last live id is a live event that reached us in the middle of the
+    // answer: it is live. (With no live id yet there is nothing to compare with.)
+    if (ev.id != 0 && (block == History::before || block == History::search) && last_id_ != 0 && ev.id > last_id_) {
+      mark = History::none;
+    }
+    if (ev.id != 0 && (mark == History::none || mark == History::recent || mark == History::missed)) {
+      if (ev.id <= last_id_) {
+        notice("the server sent event " + std::to_string(ev.id) + " again; not shown twice", true);
+        return;
+      }
+      last_id_ = ev.id;
+    }
+    server.history = mark;
     server.event = ev;
     post(std::move(server));
   };
@@ -395,7 +499,7 @@ Link::Outcome Link::session(std::stop_token stop, bool& ever_joined, std::string
         choosing = false;
         nick = cmd.arg;
         wanted_ = cmd.arg;
-        out += format_command(Command{Verb::hello, nick, {}}) + "\n";
+        out += hello_line(nick);
       } else {
         notice("not joined yet: not sent", true);
       }

@@ -1,8 +1,18 @@
 // Link: chatclient's network side, for both modes. One network thread connects, joins,
 // relays commands, answers the server's PINGs, runs the heartbeat (and, if asked, measures the
 // round-trip time with PINGs of its own), and when the connection is lost says why and, if
-// asked, reconnects with backoff (client/reconnect.hpp), rejoining with the same nickname or,
-// if its ghost still holds it, a suffixed one.
+// asked, reconnects with backoff (client/reconnect.hpp).
+//
+// Ids and resuming (docs/protocol.md, "Ids, resume and history"): the Link joins with
+// `HELLO <nick> ids`, keeps the resume TOKEN and the id of the last event it saw, and after a
+// loss (any cause, a server shutdown too: a restarted server keeps the seats) asks for the
+// seat back with `RESUME <token> <last id>`. The server then replays what we missed, once, as
+// a `HISTORY missed` block. If the seat is gone (ERROR bad-token) the Link forgets the token
+// and joins afresh with the same nickname or, if it is still held (our ghost, or our seat
+// whose token was refused), a suffixed one. Events arrive marked with the history block they
+// belong to (LinkEvent::history); a live event the server sent twice is dropped, and one that
+// arrives in the middle of a HISTORY BEFORE / SEARCH answer (newer than any answer can be) is
+// marked live.
 //
 // Threads:
 //   - the driving thread (interactive mode: the UI thread, client/tui.cpp; script mode: the
@@ -102,6 +112,12 @@ class Link {
   // Network thread only: the nickname a rejoin asks for (the one given, or the last one the
   // user chose); a suffixed one stands in only while our ghost holds it.
   std::string wanted_;
+  // Network thread only, kept from one connection to the next: the resume token of our seat
+  // (TOKEN; empty: none, join with HELLO) and the highest id of the tagged lines we saw in the
+  // live order (live lines, recent and missed blocks; never those of HISTORY BEFORE or SEARCH
+  // answers). A reconnect sends RESUME <token_> <last_id_> first.
+  std::string token_;
+  std::uint64_t last_id_ = 0;
 
   // Network thread only: connected, used and closed there.
   asio::io_context io_;

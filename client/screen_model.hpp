@@ -5,6 +5,14 @@
 // It is fed LinkEvents (client/link_event.hpp) from the network thread, already sanitised, and
 // notices of the UI's own; each takes the time it happened, so tests drive it with fixed times.
 //
+// History (docs/protocol.md, "Ids, resume and history"): lines from the server's history are
+// kept apart from what happens now. They carry their own time (when they were said), are marked
+// `history` (the views dim them), and sit between separator lines: "--- earlier messages (12)
+// ---" ... "--- now ---" after joining, "--- away 41 s, 12 messages you missed ---" ... "---
+// now ---" after a resume, "--- found (3) ---" ... "--- end of search ---" for /search. Scroll-
+// back (request_earlier(): PageUp at the top, /more, Qt's "load earlier") asks the server for
+// the messages before the oldest one held and inserts the answer above everything else.
+//
 // Not thread safe: the UI thread creates, uses and destroys it (the network thread never sees
 // it; its events reach the model through Link::take_events() on the UI thread).
 #pragma once
@@ -38,6 +46,8 @@ enum class Category {
   priv_out,  // blue: a private message we sent
   info,      // the client's and server's notices: welcome, online list, renames, reconnecting
   date,      // "--- Tuesday 14 May 2024 ---" when the day changes
+  separator, // around history: "--- earlier messages (12) ---", "--- now ---", and the resume
+             // marker "--- away 41 s, 12 messages you missed ---"
 };
 std::string_view to_string(Category category);
 
@@ -57,6 +67,11 @@ struct ScreenLine {
   // 10.0 s (poller, 16.2 s after last traffic)"), for whoever asks: chatclient-qt shows it
   // when the pointer rests on the line. Empty for other lines.
   std::string detail = {};
+  // The event's id (docs/protocol.md: tagged lines), 0 for a line without one.
+  std::uint64_t id = 0;
+  // A line from the server's history (said before now, stamped with its own time): the views
+  // dim it. The separators around it are not history lines.
+  bool history = false;
   // "[14:02:09] text", or the date line as it is.
   std::string rendered() const;
 };
@@ -66,14 +81,21 @@ enum class LinkState { connecting, joined, waiting_retry, choosing_nick, offline
 
 // What the UI thread should do with a line the user entered.
 struct InputAction {
-  enum class Kind { none, send, quit, save, clear, help, error };
+  enum class Kind { none, send, quit, save, clear, help, error, earlier };
   Kind kind = Kind::none;
-  Command command{Verb::say, {}, {}};  // send: the command; quit: text = reason
+  Command command{Verb::say, {}, {}};  // send: the command; quit: text = reason;
+                                       // earlier: count = how many (/more [n], /history [n])
   std::string arg;                     // save: the file name; error: the message
 };
-// "/save FILE", "/clear", "/help" and "/quit [reason]" are the client's; everything else goes
-// through parse_text_input() (common/protocol.hpp), like script mode's input.
+// "/save FILE", "/clear", "/help", "/more [n]", "/history [n]" and "/quit [reason]" are the
+// client's; everything else goes through parse_text_input() (common/protocol.hpp), like script
+// mode's input.
 InputAction interpret_input(std::string_view line);
+
+// "/more [n]" or "/history [n]" (n: 1 to 500, history_page when left out): a Command with
+// verb history and count = n (the id is the caller's: the oldest it holds); a Refusal for a bad
+// n; nullopt for any other line. Shared by script mode and the windowed clients.
+std::optional<ParseResult> parse_earlier(std::string_view line);
 
 class ScreenModel {
  public:
@@ -96,11 +118,27 @@ class ScreenModel {
   // Lines added since start-up (date lines too, and those /clear or the limit removed since): a
   // view that appends (the Qt window) takes the last `lines_added() - shown` of lines().
   std::uint64_t lines_added() const { return lines_added_; }
+  // Lines inserted above the others since start-up (scroll-back answers): such a view takes the
+  // first `lines_above() - shown above` of lines() and puts them at its top.
+  std::uint64_t lines_above() const { return lines_above_; }
   // How many lines are hidden below the bottom of the pane (0: following the conversation).
   std::size_t scroll_offset() const { return scroll_; }
   void scroll_up(std::size_t n);
   void scroll_down(std::size_t n);
   void scroll_to_end() { scroll_ = 0; }
+
+  // ---- history ----
+  // Scroll-back: the HISTORY BEFORE command asking for `count` messages before the oldest one
+  // held, for the UI to hand to the Link; nullopt when there is nothing to ask (not joined, a
+  // request already waiting for its answer, or the server has nothing earlier). `explain`: say
+  // why in a notice (for /more; PageUp held at the top stays quiet).
+  std::optional<Command> request_earlier(std::size_t count, const Moment& at, bool explain);
+  bool earlier_pending() const { return earlier_pending_; }
+  // True once an answer held fewer lines than asked: the start of what the server keeps.
+  bool at_history_start() const { return at_start_; }
+  // The smallest id of the room's events held (live, recent, missed, scroll-back; not search
+  // results), 0 while none.
+  std::uint64_t oldest_id() const { return oldest_id_; }
 
   // ---- user list, sorted ignoring case ----
   std::vector<std::string> users() const;
@@ -129,7 +167,21 @@ class ScreenModel {
 
  private:
   void add(std::string text, Category category, const Moment& at, std::string detail = {});
+  // Appends `line`; `day`: its time, to start a new date line when the day changed (none for
+  // separators, which belong to no day).
+  void append(ScreenLine line, std::optional<std::chrono::system_clock::time_point> day);
+  void separator(std::string text);
   void server_event(const Event& e, const Moment& at);
+  void history_event(const LinkEvent& ev, const Moment& at);
+  void insert_earlier(const Moment& at);  // the scroll-back block received: above everything
+  // The line for a room event or private message, without touching the room's state (history
+  // lines use it as they are; live ones after updating the user list); nullopt: not shown.
+  std::optional<ScreenLine> line_for(const Event& e) const;
+  void note_id(std::uint64_t id);
+
+  // Most lines one history block may hold here; the server sends at most 500 for HISTORY
+  // BEFORE and SEARCH. Lines past it are counted and not kept (bounded memory).
+  static constexpr std::size_t max_block_lines = 1000;
 
   std::string server_;
   std::string nick_;
@@ -137,8 +189,9 @@ class ScreenModel {
 
   std::deque<ScreenLine> lines_;
   std::uint64_t lines_added_ = 0;
+  std::uint64_t lines_above_ = 0;
   std::size_t scroll_ = 0;
-  std::vector<std::string> transcript_;
+  std::deque<std::string> transcript_;  // a deque: scroll-back answers go in at the front
   std::optional<int> last_day_;  // tm_year * 400 + tm_yday of the last stamped line
 
   std::map<std::string, std::string> users_;  // fold_nick() -> nickname
@@ -149,6 +202,18 @@ class ScreenModel {
   bool details_ = false;
   std::optional<Millis> rtt_;
   std::string lost_reason_;
+
+  // History.
+  History block_ = History::none;   // the block being received, if any
+  std::size_t block_lines_ = 0;     // lines shown of it so far
+  std::string away_ms_;             // from the last RESUMED, for the marker of the missed block
+  std::optional<Event> earlier_start_;  // the HISTORY before line of the answer being received
+  std::vector<ScreenLine> earlier_;     // its lines (at most max_block_lines), with their times
+  std::vector<std::chrono::system_clock::time_point> earlier_times_;
+  bool earlier_pending_ = false;    // a HISTORY BEFORE was handed out and not yet answered
+  std::size_t earlier_asked_ = 0;   // how many it asked for
+  bool at_start_ = false;           // an answer held fewer than asked: nothing earlier
+  std::uint64_t oldest_id_ = 0;
 
   InputLine input_;
 };

@@ -96,6 +96,7 @@ attr_t attr_of(Category c) {
       case Category::error: return A_BOLD;
       case Category::priv_in:
       case Category::priv_out: return A_UNDERLINE;
+      case Category::separator: return A_BOLD;
       default: return A_NORMAL;
     }
   }
@@ -107,6 +108,7 @@ attr_t attr_of(Category c) {
     case Category::priv_out: return COLOR_PAIR(pair_blue);
     case Category::info: return COLOR_PAIR(pair_info);
     case Category::date: return COLOR_PAIR(pair_date) | A_BOLD;
+    case Category::separator: return COLOR_PAIR(pair_info) | A_BOLD;
     case Category::own: return A_BOLD;
     case Category::message: return A_NORMAL;
   }
@@ -155,6 +157,9 @@ class Tui {
 
   ScreenModel model_;
   Link link_;
+  // Whether the last draw showed the first line held: Page Up there asks the server for the
+  // messages before it (scroll-back).
+  bool top_visible_ = true;
   bool link_ended_ = false;
   bool ended_by_loss_ = false;
   bool quitting_ = false;
@@ -229,7 +234,14 @@ void Tui::handle_key(int kind, wint_t key) {
       case KEY_END: in.end(); return;
       case KEY_UP: in.history_up(); return;
       case KEY_DOWN: in.history_down(); return;
-      case KEY_PPAGE: model_.scroll_up(static_cast<std::size_t>(std::max(1, pane_rows() - 1))); return;
+      case KEY_PPAGE:
+        // At the top of what is held: ask for earlier messages (quietly; the status line says
+        // "loading earlier messages" until they are inserted above).
+        if (top_visible_ && !link_ended_) {
+          if (auto ask = model_.request_earlier(history_page, Moment::now(), /*explain=*/false)) link_.send(*ask);
+        }
+        model_.scroll_up(static_cast<std::size_t>(std::max(1, pane_rows() - 1)));
+        return;
       case KEY_NPAGE: model_.scroll_down(static_cast<std::size_t>(std::max(1, pane_rows() - 1))); return;
       case KEY_RESIZE: clearok(curscr, TRUE); return;  // ncurses has the new LINES / COLS
       default: return;
@@ -263,7 +275,9 @@ void Tui::handle_key(int kind, wint_t key) {
 }
 
 void Tui::submit() {
-  static const std::vector<std::string> keys{"***   Page Up / Page Down scroll, Up / Down recall what you typed"};
+  static const std::vector<std::string> keys{
+      "***   /more [n]            n earlier messages (50) at the top of the pane",
+      "***   Page Up / Page Down scroll (Page Up at the top: earlier messages), Up / Down recall what you typed"};
   const Submitted done = submit_line(model_, model_.input().submit(), link_ended_, keys);
   switch (done.kind) {
     case Submitted::Kind::nothing:
@@ -306,12 +320,15 @@ void Tui::draw_messages(int rows, int cols) {
   // Bottom-up: the newest visible line is `scroll` lines above the last one.
   int row = rows;
   std::size_t end = lines.size() - std::min(model_.scroll_offset(), lines.size());
+  top_visible_ = lines.empty();
   while (end > 0 && row > 0) {
     const ScreenLine& line = lines[--end];
     const std::string text = line.rendered();
     const int line_indent = line.stamp.empty() ? 0 : indent;
     const auto pieces = wrap(text, cols, line_indent);
-    const attr_t attr = attr_of(line.category);
+    // History (said before now) is dimmed: apart from what happens now.
+    const attr_t attr = attr_of(line.category) | (line.history ? A_DIM : A_NORMAL);
+    if (end == 0 && row - static_cast<int>(pieces.size()) >= 0) top_visible_ = true;
     for (std::size_t i = pieces.size(); i-- > 0 && row > 0;) {
       --row;
       const int x = i == 0 ? 0 : std::min(line_indent, cols - 1);

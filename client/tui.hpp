@@ -1,6 +1,8 @@
 // Interactive chatclient: the full-screen ncurses client used when stdin and stdout are a
 // terminal. This pair is the only code that includes ncurses; what the panes hold is decided by
-// ScreenModel (client/screen_model.hpp), the network by Link (client/link.hpp).
+// ScreenModel (client/screen_model.hpp), the network by Link (client/link.hpp). History lines
+// are drawn dimmed; Page Up with the first line held on screen (or /more) asks the server for
+// earlier messages, which the model inserts above.
 //
 // Threads: everything here runs on the UI thread (the process's main thread), the only thread
 // that touches the terminal, because ncurses is not thread safe. It polls stdin, the Link's

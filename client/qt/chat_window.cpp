@@ -10,6 +10,7 @@
 #include <QLineEdit>
 #include <QListWidget>
 #include <QPlainTextEdit>
+#include <QPushButton>
 #include <QScrollBar>
 #include <QShortcut>
 #include <QSplitter>
@@ -19,6 +20,7 @@
 #include <QTimer>
 #include <QToolTip>
 #include <QVBoxLayout>
+#include <QWheelEvent>
 
 #include <algorithm>
 #include <chrono>
@@ -28,10 +30,12 @@ namespace {
 
 // The full-screen client's colours (client/tui.cpp), in shades that read on a light window as
 // well as a dark one: joins and leaves green, errors and lost connections red and bold,
-// private messages received orange and sent blue, notices cyan, dates yellow.
-QTextCharFormat format_of(Category c) {
+// private messages received orange and sent blue, notices cyan, dates yellow; the separators
+// around history bold cyan, and history itself grey (said before now: apart from what happens
+// now, as the terminal dims it).
+QTextCharFormat format_of(const ScreenLine& line) {
   QTextCharFormat f;
-  switch (c) {
+  switch (line.category) {
     case Category::join:
     case Category::leave: f.setForeground(QColor(0x2e, 0x9d, 0x3a)); break;
     case Category::error:
@@ -45,13 +49,39 @@ QTextCharFormat format_of(Category c) {
       f.setForeground(QColor(0xb8, 0x8a, 0x00));
       f.setFontWeight(QFont::Bold);
       break;
+    case Category::separator:
+      f.setForeground(QColor(0x00, 0x97, 0xa7));
+      f.setFontWeight(QFont::Bold);
+      break;
     case Category::own: f.setFontWeight(QFont::Bold); break;
     case Category::message: break;
   }
+  if (line.history) f.setForeground(ChatWindow::history_colour());
   return f;
 }
 
 QString q(const std::string& s) { return QString::fromStdString(s); }
+
+// The text a pane line shows: cut at ChatWindow::max_shown_chars (/save keeps all of it).
+QString shown_text(const ScreenLine& line) {
+  QString text = q(line.rendered());
+  if (text.size() > ChatWindow::max_shown_chars) {
+    auto keep = ChatWindow::max_shown_chars;
+    if (text.at(keep - 1).isHighSurrogate()) --keep;  // never half a character
+    const auto cut = text.size() - keep;
+    text.truncate(keep);
+    text += QString(" ... (%1 more characters; /save keeps them)").arg(cut);
+  }
+  return text;
+}
+
+// The server's detail rides on the block, for the tooltip (every block sets it: a new block
+// inherits the format of the one before).
+void set_detail(QTextCursor& cursor, const ScreenLine& line) {
+  QTextBlockFormat block = cursor.blockFormat();
+  block.setProperty(QTextFormat::UserProperty, q(line.detail));
+  cursor.setBlockFormat(block);
+}
 
 }  // namespace
 
@@ -79,8 +109,21 @@ ChatWindow::ChatWindow(LinkOptions options, bool verbose, QWidget* parent)
   side_layout->addWidget(users_count_);
   side_layout->addWidget(users_);
 
+  // Scroll-back: this button, the wheel or Page Up at the top of the pane ask the server for the
+  // messages before the oldest one shown, which go in above.
+  load_earlier_ = new QPushButton("Load earlier messages");
+  load_earlier_->setObjectName("load_earlier");
+  load_earlier_->setFlat(true);
+  load_earlier_->setFocusPolicy(Qt::NoFocus);
+  auto* pane = new QWidget;
+  auto* pane_layout = new QVBoxLayout(pane);
+  pane_layout->setContentsMargins(0, 0, 0, 0);
+  pane_layout->setSpacing(0);
+  pane_layout->addWidget(load_earlier_);
+  pane_layout->addWidget(messages_, 1);
+
   auto* split = new QSplitter;
-  split->addWidget(messages_);
+  split->addWidget(pane);
   split->addWidget(side);
   split->setStretchFactor(0, 4);
   split->setStretchFactor(1, 1);
@@ -113,6 +156,13 @@ ChatWindow::ChatWindow(LinkOptions options, bool verbose, QWidget* parent)
   });
 
   connect(input_, &QLineEdit::returnPressed, this, &ChatWindow::submit);
+  connect(load_earlier_, &QPushButton::clicked, this, [this] { request_earlier(/*explain=*/true); });
+  // Dragging the scroll bar to the top asks too (programmatic moves never reach the minimum
+  // while lines go in above: prepend_new_lines() keeps the view where it was).
+  connect(messages_->verticalScrollBar(), &QScrollBar::actionTriggered, this, [this](int) {
+    QScrollBar* bar = messages_->verticalScrollBar();
+    if (bar->sliderPosition() <= bar->minimum()) request_earlier(/*explain=*/false);
+  });
   // Double-click or Enter on a name: a private message to them, keeping what was typed.
   connect(users_, &QListWidget::itemActivated, this, [this](QListWidgetItem* item) {
     QString text = input_->text();
@@ -156,7 +206,13 @@ void ChatWindow::drain() {
 }
 
 void ChatWindow::refresh() {
+  prepend_new_lines();
   append_new_lines();
+  load_earlier_->setEnabled(model_.state() == LinkState::joined && !model_.earlier_pending() &&
+                            !model_.at_history_start());
+  load_earlier_->setText(model_.at_history_start() ? "No earlier messages"
+                         : model_.earlier_pending() ? "Loading earlier messages..."
+                                                    : "Load earlier messages");
 
   // Rebuilt only when it changed, so the selection and the scroll position stay put.
   if (auto names = model_.users(); names != listed_) {
@@ -188,34 +244,58 @@ void ChatWindow::append_new_lines() {
   cursor.beginEditBlock();
   for (auto it = lines.end() - static_cast<std::ptrdiff_t>(fresh); it != lines.end(); ++it) {
     if (!messages_->document()->isEmpty()) cursor.insertBlock();
-    QString text = q(it->rendered());
-    if (text.size() > max_shown_chars) {
-      auto keep = max_shown_chars;
-      if (text.at(keep - 1).isHighSurrogate()) --keep;  // never half a character
-      const auto cut = text.size() - keep;
-      text.truncate(keep);
-      text += QString(" ... (%1 more characters; /save keeps them)").arg(cut);
-    }
-    // The server's detail rides on the block, for the tooltip (every block sets it: a new block
-    // inherits the format of the one before).
-    QTextBlockFormat block = cursor.blockFormat();
-    block.setProperty(QTextFormat::UserProperty, q(it->detail));
-    cursor.setBlockFormat(block);
-    cursor.insertText(text, format_of(it->category));  // plain text: never parsed as HTML
+    set_detail(cursor, *it);
+    cursor.insertText(shown_text(*it), format_of(*it));  // plain text: never parsed as HTML
   }
   cursor.endEditBlock();
   if (following) bar->setValue(bar->maximum());  // a reader who scrolled back stays put
 }
 
+void ChatWindow::prepend_new_lines() {
+  const auto& lines = model_.lines();
+  const auto fresh = static_cast<std::size_t>(std::min<std::uint64_t>(model_.lines_above() - shown_above_, lines.size()));
+  shown_above_ = model_.lines_above();
+  if (fresh == 0) return;
+  auto* bar = messages_->verticalScrollBar();
+  const int before_max = bar->maximum();
+  const int before_value = bar->value();
+  auto* doc = messages_->document();
+  const bool was_empty = doc->isEmpty();
+  QTextCursor cursor(doc);
+  cursor.beginEditBlock();
+  // Newest first, each at the very top: an empty block is split off above the first one, and
+  // the line goes into it.
+  for (std::size_t i = fresh; i-- > 0;) {
+    cursor.movePosition(QTextCursor::Start);
+    if (!(was_empty && i == fresh - 1)) {
+      cursor.insertBlock();
+      cursor.movePosition(QTextCursor::Start);
+    }
+    set_detail(cursor, lines[i]);
+    cursor.insertText(shown_text(lines[i]), format_of(lines[i]));
+  }
+  cursor.endEditBlock();
+  // What the reader was looking at stays where it was: the new lines are above it.
+  bar->setValue(before_value + (bar->maximum() - before_max));
+}
+
+void ChatWindow::request_earlier(bool explain) {
+  if (link_ended_) return;
+  if (auto ask = model_.request_earlier(history_page, Moment::now(), explain)) link_->send(*ask);
+  refresh();
+}
+
 void ChatWindow::clear_pane() {
   messages_->clear();
   shown_ = model_.lines_added();
+  shown_above_ = model_.lines_above();
 }
 
 void ChatWindow::submit() {
   const std::string text = synced_input().submit();
   input_->clear();
   static const std::vector<std::string> keys{
+      "***   /more [n]            n earlier messages (50) at the top (also: scroll to the top, Load earlier messages)",
       "***   Up / Down recall what you typed, Ctrl+L clears, double-click a name to write to them"};
   const Submitted done = submit_line(model_, text, link_ended_, keys);
   switch (done.kind) {
@@ -273,12 +353,23 @@ bool ChatWindow::eventFilter(QObject* watched, QEvent* event) {
     }
     return true;
   }
+  if (watched == messages_->viewport() && event->type() == QEvent::Wheel) {
+    // The wheel turned up with the pane already at its top: earlier messages, quietly.
+    const auto* wheel = static_cast<QWheelEvent*>(event);
+    QScrollBar* bar = messages_->verticalScrollBar();
+    if (wheel->angleDelta().y() > 0 && bar->value() <= bar->minimum()) request_earlier(/*explain=*/false);
+  }
   if (watched == input_ && event->type() == QEvent::KeyPress) {
     const auto* key = static_cast<QKeyEvent*>(event);
     switch (key->key()) {
       case Qt::Key_Up: recall(true); return true;
       case Qt::Key_Down: recall(false); return true;
-      case Qt::Key_PageUp: messages_->verticalScrollBar()->triggerAction(QAbstractSlider::SliderPageStepSub); return true;
+      case Qt::Key_PageUp: {
+        QScrollBar* bar = messages_->verticalScrollBar();
+        if (bar->value() <= bar->minimum()) request_earlier(/*explain=*/false);  // at the top already
+        bar->triggerAction(QAbstractSlider::SliderPageStepSub);
+        return true;
+      }
       case Qt::Key_PageDown: messages_->verticalScrollBar()->triggerAction(QAbstractSlider::SliderPageStepAdd); return true;
       default: break;
     }

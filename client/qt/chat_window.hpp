@@ -11,6 +11,11 @@
 //     WPF's Dispatcher.Invoke ran PoshChat's updates on the window's thread. drain() takes the
 //     events (Link::take_events) and applies them to the model.
 //   - typed lines reach the network thread through Link::send(), the Link's own queue.
+//
+// History (client/screen_model.hpp): lines from the server's history are grey, between cyan
+// separators; after a resume the marker "--- away 41 s, 12 messages you missed ---" opens what
+// was missed. Scrolling to the top (wheel, scroll bar, Page Up) or "Load earlier messages"
+// asks the server for the messages before the oldest one shown and puts them above.
 // drain_posted_ is the only member both threads touch (an atomic flag, so a burst of events
 // posts one call, not thousands).
 //
@@ -22,6 +27,7 @@
 #include "client/link.hpp"
 #include "client/screen_model.hpp"
 
+#include <QColor>
 #include <QMainWindow>
 
 #include <atomic>
@@ -34,6 +40,7 @@ class QLabel;
 class QLineEdit;
 class QListWidget;
 class QPlainTextEdit;
+class QPushButton;
 class QTimer;
 
 namespace chat::qt {
@@ -61,6 +68,8 @@ class ChatWindow : public QMainWindow {
 
   // The longest line the pane shows whole; the rest of a longer one is cut (/save keeps all).
   static constexpr int max_shown_chars = 8192;
+  // The colour of history lines (said before now), whatever their category.
+  static QColor history_colour() { return QColor(0x8a, 0x8a, 0x8a); }
 
  protected:
   void closeEvent(QCloseEvent* event) override;
@@ -74,6 +83,8 @@ class ChatWindow : public QMainWindow {
   void start_quit(const std::string& reason);
   void refresh();          // the pane's new lines, the user list, the status bar
   void append_new_lines();
+  void prepend_new_lines();  // scroll-back answers, above everything
+  void request_earlier(bool explain);  // HISTORY BEFORE, when the model says there is a point
   void clear_pane();
   void recall(bool older);  // Up / Down: the input line's history (the model's InputLine)
   InputLine& synced_input();  // the model's InputLine, holding what the QLineEdit holds
@@ -84,10 +95,12 @@ class ChatWindow : public QMainWindow {
   QLabel* users_count_ = nullptr;
   QLineEdit* input_ = nullptr;
   QLabel* status_ = nullptr;
+  QPushButton* load_earlier_ = nullptr;  // "Load earlier messages", above the pane
   QTimer* status_timer_ = nullptr;  // the reconnect countdown
   QTimer* quit_timer_ = nullptr;    // a bounded wait for the goodbye after /quit
 
   std::uint64_t shown_ = 0;          // model_.lines_added() already in the pane
+  std::uint64_t shown_above_ = 0;    // model_.lines_above() already in the pane
   std::vector<std::string> listed_;  // the names in users_
   bool link_ended_ = false;
   bool quitting_ = false;

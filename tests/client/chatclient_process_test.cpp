@@ -170,7 +170,7 @@ TEST_CASE("chatclient holds typed lines until the server welcomed it", "[chatcli
   REQUIRE(conn);
   auto hello = conn->read_line(kWait);
   REQUIRE(hello);
-  CHECK(*hello == "HELLO alice");
+  CHECK(*hello == "HELLO alice ids");
   REQUIRE(client.write("early\n"));
   // Quiet period: a SAY before WELCOME would arrive within it.
   CHECK_FALSE(conn->read_line(kQuiet));

@@ -21,12 +21,45 @@ std::unique_ptr<LineClient> FakeServer::accept_and_join(const std::string& nick,
   if (!conn) return nullptr;
   conn->send_line("# fake chat server; say HELLO <nick>");
   auto hello = conn->read_line(timeout);
-  if (!hello || *hello != "HELLO " + nick) return nullptr;
+  if (!hello || *hello != "HELLO " + nick + " ids") return nullptr;
   std::string users = "USERS " + nick;
   for (const auto& o : others) users += " " + o;
   conn->send_line("WELCOME " + nick);
   conn->send_line(users);
   return conn;
+}
+
+std::unique_ptr<LineClient> FakeServer::accept_and_join_ids(const std::string& nick,
+                                                            const std::vector<std::string>& others,
+                                                            const std::string& token,
+                                                            const std::vector<std::string>& recent,
+                                                            std::chrono::milliseconds timeout) {
+  auto conn = accept(timeout);
+  if (!conn) return nullptr;
+  conn->send_line("# fake chat server; say HELLO <nick>");
+  auto hello = conn->read_line(timeout);
+  if (!hello || *hello != "HELLO " + nick + " ids") return nullptr;
+  std::string users = "USERS " + nick;
+  for (const auto& o : others) users += " " + o;
+  std::string out = "WELCOME " + nick + "\n";
+  if (!token.empty()) out += "TOKEN " + token + " 120\n";
+  out += users + "\n";
+  out += "HISTORY recent " + std::to_string(recent.size()) + "\n";
+  for (const auto& line : recent) out += line + "\n";
+  out += "HISTORY END recent\n";
+  if (!conn->send_raw(out)) return nullptr;
+  return conn;
+}
+
+std::string tagged(std::uint64_t id, const std::string& line, std::int64_t time_ms) {
+  return "@" + std::to_string(id) + "/" + std::to_string(time_ms) + " " + line;
+}
+
+std::string test_token(int n) {
+  static const char hex[] = "0123456789abcdef";
+  std::string token(32, '0');
+  for (std::size_t i = 0; i < token.size(); ++i) token[i] = hex[(static_cast<std::size_t>(n) * 7 + i * 3) % 16];
+  return token;
 }
 
 }  // namespace chat::test

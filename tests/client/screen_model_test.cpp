@@ -335,3 +335,260 @@ TEST_CASE("input line: history with Up and Down keeps the draft", "[input_line]"
   in.history_down();
   CHECK(in.text() == "draft");
 }
+
+// ---- history: recent, missed (the resume marker), scroll-back, search ---------------------
+
+using chat::History;
+
+namespace {
+
+// A server event from a history block `h`, tagged with `id` and the time `when`.
+LinkEvent in_block(History h, Event e, std::uint64_t id, const Moment& when) {
+  e.id = id;
+  e.time_ms = std::chrono::duration_cast<std::chrono::milliseconds>(when.wall.time_since_epoch()).count();
+  LinkEvent l = server(std::move(e));
+  l.history = h;
+  return l;
+}
+// "HISTORY <what> <n> [partial]" and "HISTORY END <what>".
+LinkEvent block_start(History h, std::size_t n, bool partial = false) {
+  LinkEvent l = server(ev(Event::Kind::history, {}, std::to_string(n), std::string(to_string(h)), partial ? "partial" : ""));
+  l.history = h;
+  return l;
+}
+LinkEvent block_end(History h) {
+  LinkEvent l = server(ev(Event::Kind::history_end, {}, {}, std::string(to_string(h))));
+  l.history = h;
+  return l;
+}
+LinkEvent live(Event e, std::uint64_t id) {
+  e.id = id;
+  return server(std::move(e));
+}
+LinkEvent resumed(std::string nick, std::string away_ms, std::string missed) {
+  LinkEvent l = link(LinkEvent::Kind::resumed);
+  l.nick = nick;
+  l.rejoin = true;
+  l.event = ev(Event::Kind::resumed, std::move(nick), std::move(away_ms), {}, std::move(missed));
+  return l;
+}
+
+// The pane as "category|rendered", history lines with an "h " in front.
+std::vector<std::string> marked_pane(const ScreenModel& m) {
+  std::vector<std::string> out;
+  for (const auto& line : m.lines()) {
+    out.push_back((line.history ? "h " : "") + std::string(to_string(line.category)) + "|" + line.rendered());
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("screen model: the recent history is shown apart, with the times it was said", "[screen_model][history]") {
+  ScreenModel m("h:1", "alice");
+  m.apply(joined("alice"), at(14, 9, 0));
+  m.apply(server(ev(Event::Kind::users, {}, {}, {}, {}, {"alice", "bob"})), at(14, 9, 0));
+  m.apply(block_start(History::recent, 3), at(14, 9, 0));
+  m.apply(in_block(History::recent, ev(Event::Kind::msg, "bob", {}, {}, "yesterday's news"), 7, at(13, 22, 15)), at(14, 9, 0));
+  m.apply(in_block(History::recent, ev(Event::Kind::join, "carol"), 9, at(14, 8, 30)), at(14, 9, 0));
+  m.apply(in_block(History::recent, ev(Event::Kind::leave, "carol", {}, "quit", "later"), 11, at(14, 8, 45)), at(14, 9, 0));
+  m.apply(block_end(History::recent), at(14, 9, 0));
+  m.apply(live(ev(Event::Kind::msg, "bob", {}, {}, "now then"), 12), at(14, 9, 1));
+
+  CHECK(marked_pane(m) == std::vector<std::string>{
+                              "date|--- Tuesday 14 May 2024 ---",
+                              "info|[09:00:00] *** welcome, alice (type /help for commands)",
+                              "info|[09:00:00] *** online (2): alice bob",
+                              "separator|--- earlier messages (3) ---",
+                              "date|--- Monday 13 May 2024 ---",
+                              "h message|[22:15:00] <bob> yesterday's news",
+                              "date|--- Tuesday 14 May 2024 ---",
+                              "h join|[08:30:00] carol joined",
+                              "h leave|[08:45:00] carol left (later)",
+                              "separator|--- now ---",
+                              "message|[09:01:00] <bob> now then",
+                          });
+  // History changes nothing: carol's join and leave are the past, the list is USERS'.
+  CHECK(m.users() == std::vector<std::string>{"alice", "bob"});
+  CHECK(m.oldest_id() == 7);
+
+  // An empty room: no separators at all.
+  ScreenModel empty("h:1", "alice");
+  empty.apply(joined("alice"), at(14, 9, 0));
+  empty.apply(block_start(History::recent, 0), at(14, 9, 0));
+  empty.apply(block_end(History::recent), at(14, 9, 0));
+  CHECK(empty.lines().size() == 2);  // the date and the welcome
+}
+
+TEST_CASE("screen model: after a resume the marker says how long we were away and how much we missed",
+          "[screen_model][history]") {
+  ScreenModel m = joined_model();
+  LinkEvent lost = link(LinkEvent::Kind::lost);
+  lost.event = ev(Event::Kind::leave, {}, {}, "reset", "connection reset by peer");
+  m.apply(lost, at(14, 9, 10));
+  m.apply(resumed("alice", "41000", "2"), at(14, 9, 11));
+  CHECK(m.state() == LinkState::joined);
+  m.apply(server(ev(Event::Kind::users, {}, {}, {}, {}, {"alice", "bob", "carol"})), at(14, 9, 11));
+  m.apply(block_start(History::missed, 2), at(14, 9, 11));
+  m.apply(in_block(History::missed, ev(Event::Kind::join, "carol"), 30, at(14, 9, 10, 20)), at(14, 9, 11));
+  m.apply(in_block(History::missed, ev(Event::Kind::msg, "carol", {}, {}, "where is alice?"), 31, at(14, 9, 10, 40)),
+          at(14, 9, 11));
+  m.apply(block_end(History::missed), at(14, 9, 11));
+  m.apply(live(ev(Event::Kind::msg, "bob", {}, {}, "she's back"), 32), at(14, 9, 12));
+
+  auto p = marked_pane(m);
+  const std::vector<std::string> tail(p.end() - 7, p.end());
+  CHECK(tail == std::vector<std::string>{
+                    "info|[09:11:00] *** reconnected to 127.0.0.1:15600, back in the room as alice",
+                    "info|[09:11:00] *** online (3): alice bob carol",
+                    "separator|--- away 41 s, 2 messages you missed ---",
+                    "h join|[09:10:20] carol joined",
+                    "h message|[09:10:40] <carol> where is alice?",
+                    "separator|--- now ---",
+                    "message|[09:12:00] <bob> she's back",
+                });
+  CHECK(m.users() == std::vector<std::string>{"alice", "bob", "carol"});
+  CHECK(m.status(at(14, 9, 12).steady) == "127.0.0.1:15600 | alice | connected | rtt ?");
+
+  // Nothing missed: the marker says so, and no "now" follows an empty block.
+  m.apply(lost, at(14, 9, 20));
+  m.apply(resumed("alice", "3200", "0"), at(14, 9, 21));
+  m.apply(block_start(History::missed, 0), at(14, 9, 21));
+  m.apply(block_end(History::missed), at(14, 9, 21));
+  CHECK(pane(m).back() == "separator|--- away 3 s, nothing you missed ---");
+  // One missed, and some older ones no longer kept.
+  m.apply(lost, at(14, 10, 0));
+  m.apply(resumed("alice", "125000", "1"), at(14, 10, 5));
+  m.apply(block_start(History::missed, 1, /*partial=*/true), at(14, 10, 5));
+  CHECK(pane(m).back() == "separator|--- away 2 min 5 s, 1 message you missed (older ones are no longer kept) ---");
+}
+
+TEST_CASE("screen model: scroll-back asks before the oldest id and inserts the answer above", "[screen_model][history]") {
+  ScreenModel m("h:1", "alice");
+  const Moment now = at(14, 9, 0);
+  // Not joined: nothing to ask, and /more says why.
+  CHECK_FALSE(m.request_earlier(50, now, true));
+  CHECK(pane(m).back() == "info|[09:00:00] *** not connected: earlier messages come from the server");
+  m.apply(joined("alice"), now);
+  m.apply(block_start(History::recent, 2), now);
+  m.apply(in_block(History::recent, ev(Event::Kind::msg, "bob", {}, {}, "forty"), 40, at(14, 8, 40)), now);
+  m.apply(in_block(History::recent, ev(Event::Kind::msg, "bob", {}, {}, "forty-one"), 41, at(14, 8, 41)), now);
+  m.apply(block_end(History::recent), now);
+  m.scroll_up(2);
+  const auto before = m.lines().size();
+  const auto offset = m.scroll_offset();
+
+  auto ask = m.request_earlier(2, now, false);
+  REQUIRE(ask);
+  CHECK(chat::format_command(*ask) == "HISTORY BEFORE 40 2");
+  CHECK(m.status(now.steady).find("| loading earlier messages") != std::string::npos);
+  CHECK_FALSE(m.request_earlier(2, now, false));  // one question at a time
+
+  m.apply(block_start(History::before, 2), now);
+  m.apply(in_block(History::before, ev(Event::Kind::msg, "carol", {}, {}, "twelve"), 12, at(13, 23, 0)), now);
+  m.apply(in_block(History::before, ev(Event::Kind::me, "alice", {}, {}, "waves"), 20, at(14, 7, 0)), now);
+  CHECK(m.lines().size() == before);  // held until the block is complete
+  m.apply(block_end(History::before), now);
+
+  const std::vector<std::string> top{
+      "separator|--- earlier messages (2) ---",
+      "date|--- Monday 13 May 2024 ---",
+      "h message|[23:00:00] <carol> twelve",
+      "date|--- Tuesday 14 May 2024 ---",
+      "h own|[07:00:00] * alice waves",
+  };
+  auto p = marked_pane(m);
+  CHECK(std::vector<std::string>(p.begin(), p.begin() + 5) == top);
+  CHECK(p[5] == "date|--- Tuesday 14 May 2024 ---");  // what was the top before
+  CHECK(m.lines().size() == before + 5);
+  CHECK(m.lines_above() == 5);
+  CHECK(m.scroll_offset() == offset);  // the view stays on the same lines
+  CHECK(m.oldest_id() == 12);
+  CHECK_FALSE(m.earlier_pending());
+  CHECK(m.transcript().starts_with("--- earlier messages (2) ---\n--- Monday 13 May 2024 ---\n[23:00:00] <carol> twelve\n"));
+
+  // The next page asks before 12; an answer with fewer than asked is the start of the history.
+  ask = m.request_earlier(50, now, false);
+  REQUIRE(ask);
+  CHECK(chat::format_command(*ask) == "HISTORY BEFORE 12 50");
+  m.apply(block_start(History::before, 1), now);
+  m.apply(in_block(History::before, ev(Event::Kind::msg, "bob", {}, {}, "first ever"), 2, at(13, 22, 0)), now);
+  m.apply(block_end(History::before), now);
+  p = marked_pane(m);
+  CHECK(p[0] == "separator|--- the start of what the server keeps ---");
+  CHECK(p[1] == "separator|--- earlier messages (1) ---");
+  CHECK(p[3] == "h message|[22:00:00] <bob> first ever");
+  CHECK(m.at_history_start());
+  CHECK_FALSE(m.request_earlier(50, now, true));
+  CHECK(pane(m).back() == "info|[09:00:00] *** nothing earlier: the top is the start of what the server keeps");
+}
+
+TEST_CASE("screen model: a scroll-back question refused or lost can be asked again", "[screen_model][history]") {
+  ScreenModel m = joined_model();
+  m.apply(live(ev(Event::Kind::msg, "bob", {}, {}, "hi"), 5), at(14, 9, 1));
+  REQUIRE(m.request_earlier(50, at(14, 9, 1), false));
+  m.apply(server(ev(Event::Kind::error, {}, {}, "no-history", "the archive is not available")), at(14, 9, 2));
+  CHECK_FALSE(m.earlier_pending());
+  REQUIRE(m.request_earlier(50, at(14, 9, 2), false));
+  m.apply(block_start(History::before, 3), at(14, 9, 2));  // cut off by a loss
+  LinkEvent lost = link(LinkEvent::Kind::lost);
+  lost.event = ev(Event::Kind::leave, {}, {}, "reset", "connection reset by peer");
+  m.apply(lost, at(14, 9, 3));
+  CHECK_FALSE(m.earlier_pending());
+  m.apply(resumed("alice", "1000", "0"), at(14, 9, 4));
+  auto ask = m.request_earlier(50, at(14, 9, 4), false);
+  REQUIRE(ask);
+  CHECK(ask->id == 5);
+  // An empty room (no id held yet) asks before any id there can be.
+  ScreenModel fresh("h:1", "alice");
+  fresh.apply(joined("alice"), at(14, 9, 0));
+  ask = fresh.request_earlier(50, at(14, 9, 0), false);
+  REQUIRE(ask);
+  CHECK(ask->id == 9223372036854775807ULL);
+  fresh.apply(block_start(History::before, 0), at(14, 9, 0));
+  fresh.apply(block_end(History::before), at(14, 9, 0));
+  CHECK(pane(fresh).front() == "separator|--- nothing earlier: this is the start of what the server keeps ---");
+}
+
+TEST_CASE("screen model: search results are a block of their own", "[screen_model][history]") {
+  ScreenModel m = joined_model();
+  m.apply(live(ev(Event::Kind::msg, "bob", {}, {}, "hi"), 50), at(14, 9, 1));
+  m.apply(block_start(History::search, 2), at(14, 9, 2));
+  m.apply(in_block(History::search, ev(Event::Kind::msg, "bob", {}, {}, "cats are great"), 3, at(12, 10, 0)), at(14, 9, 2));
+  m.apply(in_block(History::search, ev(Event::Kind::me, "carol", {}, {}, "likes cats"), 49, at(14, 8, 0)), at(14, 9, 2));
+  m.apply(block_end(History::search), at(14, 9, 2));
+  auto p = marked_pane(m);
+  const std::vector<std::string> tail(p.end() - 6, p.end());
+  CHECK(tail == std::vector<std::string>{
+                    "separator|--- found (2) ---",
+                    "date|--- Sunday 12 May 2024 ---",
+                    "h message|[10:00:00] <bob> cats are great",
+                    "date|--- Tuesday 14 May 2024 ---",
+                    "h message|[08:00:00] * carol likes cats",
+                    "separator|--- end of search ---",
+                });
+  CHECK(m.oldest_id() == 50);  // search results are not where scroll-back goes on from
+  // Nothing found: still a block, so the question has an answer.
+  m.apply(block_start(History::search, 0), at(14, 9, 3));
+  m.apply(block_end(History::search), at(14, 9, 3));
+  p = pane(m);
+  CHECK(p[p.size() - 2] == "separator|--- found (0) ---");
+  CHECK(p.back() == "separator|--- end of search ---");
+}
+
+TEST_CASE("interpret_input: /more and /history ask for earlier messages", "[screen_model][history]") {
+  using K = InputAction::Kind;
+  auto more = chat::interpret_input("/more");
+  CHECK(more.kind == K::earlier);
+  CHECK(more.command.count == 50);
+  more = chat::interpret_input("/history 120");
+  CHECK(more.kind == K::earlier);
+  CHECK(more.command.count == 120);
+  CHECK(chat::interpret_input("/more 0").kind == K::error);
+  CHECK(chat::interpret_input("/more 501").kind == K::error);
+  CHECK(chat::interpret_input("/history lots").arg == "usage: /history [n] (n: 1 to 500)");
+  CHECK(chat::interpret_input("/moreover").kind == K::error);  // an unknown command, not /more
+  auto search = chat::interpret_input("/search cats dogs");
+  CHECK(search.kind == K::send);
+  CHECK(chat::format_command(search.command) == "SEARCH cats dogs");
+}

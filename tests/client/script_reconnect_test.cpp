@@ -68,7 +68,7 @@ TEST_CASE("chatclient script mode with --reconnect rejoins a server restarted on
   // A line typed during the outage is held and sent after the rejoin.
   REQUIRE(client.write("typed while away\n"));
 
-  Subprocess again({CHATSERVER_PATH, "--bind", "127.0.0.1", "--port", std::to_string(port)});
+  Subprocess again({CHATSERVER_PATH, "--bind", "127.0.0.1", "--port", std::to_string(port), "--db", "none"});
   REQUIRE(again.wait_for_line(Stream::err, "chatserver listening on", kWait));
   // 1 s doubling: at most about 1 + 2 + 4 s after the loss.
   const bool rejoined = client.wait_for_line(

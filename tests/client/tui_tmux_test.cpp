@@ -89,6 +89,20 @@ bool has_user(const std::string& screen, const std::string& nick) {
   return false;
 }
 
+// The next line from chatclient that is not a PING (the full-screen client measures the round
+// trip every few seconds; each PING is answered so that the client keeps the fake server).
+std::optional<std::string> next_request(LineClient& conn, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (true) {
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return std::nullopt;
+    auto line = conn.read_line(left);
+    if (!line) return std::nullopt;
+    if (!line->starts_with("PING ")) return line;
+    conn.send_line("PONG " + line->substr(5));
+  }
+}
+
 }  // namespace
 
 TEST_CASE("tui: user list, messages, colour categories and status line", "[tui]") {
@@ -201,7 +215,7 @@ TEST_CASE("tui: a server restart on the same port is followed by an automatic re
   CHECK(status_row(screen).find("lost: the server has stopped") != std::string::npos);
   CHECK(sets_colour(row_with(tui.capture(true), "disconnected: the server has stopped"), "31"));
 
-  Subprocess again({CHATSERVER_PATH, "--bind", "127.0.0.1", "--port", std::to_string(port)});
+  Subprocess again({CHATSERVER_PATH, "--bind", "127.0.0.1", "--port", std::to_string(port), "--db", "none"});
   REQUIRE(again.wait_for_line(Stream::err, "chatserver listening on", kWait));
   // 1 s doubling: at most about 1 + 2 + 4 s after the loss.
   REQUIRE(tui.wait_for_text("rejoined as alice", kWait, &screen));
@@ -350,4 +364,68 @@ TEST_CASE("tui: --no-reconnect stays on screen after the loss", "[tui]") {
   CHECK(count(screen, "disconnected: the server has stopped") == 1);
   CHECK(count(screen, "shut") == 0);
   CHECK(tui.alive());
+}
+
+TEST_CASE("tui: history dimmed between separators, Page Up at the top pages back, a resume shows the marker",
+          "[tui][history]") {
+  using chat::test::tagged;
+  using chat::test::test_token;
+  // The history was said a minute ago: no date line comes between it and now (but at midnight).
+  const std::int64_t then = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                (std::chrono::system_clock::now() - 1min).time_since_epoch())
+                                .count();
+  FakeServer fake;
+  TmuxSession tui(client_command(fake.port(), "--nick alice"));
+  std::string screen;
+  auto conn = fake.accept_and_join_ids("alice", {"bob"}, test_token(1),
+                                       {tagged(10, "MSG bob from before", then), tagged(11, "MSG bob also before", then)},
+                                       kWait);
+  REQUIRE(conn);
+  REQUIRE(conn->send_line(tagged(12, "MSG bob live now")));
+  REQUIRE(tui.wait_for_text("<bob> live now", kWait, &screen));
+  INFO(screen);
+  const auto rows = screen_rows(screen);
+  const auto row_of = [&](const std::string& text) {
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+      if (rows[i].find(text) != std::string::npos) return static_cast<int>(i);
+    }
+    return -1;
+  };
+  const int first = row_of("--- earlier messages (2) ---");
+  REQUIRE(first >= 0);
+  CHECK(row_of("<bob> from before") == first + 1);
+  CHECK(row_of("<bob> also before") == first + 2);
+  CHECK(row_of("--- now ---") == first + 3);
+  CHECK(row_of("<bob> live now") == first + 4);
+  // History is dimmed (SGR 2); what happens now is not.
+  const std::string coloured = tui.capture(true);
+  CHECK(sets_colour(row_with(coloured, "<bob> from before"), "2"));
+  CHECK_FALSE(sets_colour(row_with(coloured, "<bob> live now"), "2"));
+
+  // Page Up with the first line on screen asks for what came before the oldest id held.
+  REQUIRE(tui.keys({"PageUp"}));
+  CHECK(next_request(*conn, kWait) == "HISTORY BEFORE 10 50");
+  REQUIRE(tui.wait_for([](const std::string& s) { return status_row(s).find("loading earlier messages") != std::string::npos; },
+                       kWait, false, &screen));
+  REQUIRE(conn->send_raw("HISTORY before 1\n" + tagged(4, "MSG bob ancient words", then) + "\nHISTORY END before\n"));
+  REQUIRE(tui.wait_for_text("<bob> ancient words", kWait, &screen));
+  CHECK(row_with(screen, "--- the start of what the server keeps ---") != "");
+  // The start was reached: Page Up again asks nothing more.
+  REQUIRE(tui.keys({"PageUp"}));
+  CHECK_FALSE(next_request(*conn, 500ms));  // quiet period: a request would come within it
+
+  // Back to the bottom, then a drop: the client resumes by itself and marks what was missed.
+  REQUIRE(tui.keys({"PageDown", "PageDown", "PageDown"}));
+  conn->close_with_reset();
+  auto again = fake.accept(kWait);
+  REQUIRE(again);
+  CHECK(next_request(*again, kWait) == "RESUME " + test_token(1) + " 12");
+  REQUIRE(again->send_raw("RESUMED alice 41000 1\nTOKEN " + test_token(2) + " 120\nUSERS alice bob\nHISTORY missed 1\n" +
+                          tagged(13, "MSG bob you missed this", then) + "\nHISTORY END missed\n"));
+  REQUIRE(tui.wait_for_text("--- away 41 s, 1 message you missed ---", kWait, &screen));
+  REQUIRE(tui.wait_for_text("<bob> you missed this", kWait, &screen));
+  CHECK(row_with(screen, "back in the room as alice") != "");
+  CHECK(count(screen, "<bob> you missed this") == 1);
+  REQUIRE(tui.wait_for([](const std::string& s) { return status_row(s).find("| alice | connected") != std::string::npos; },
+                       kWait, false, &screen));
 }

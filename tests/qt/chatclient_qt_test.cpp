@@ -5,6 +5,7 @@
 #define CATCH_CONFIG_RUNNER
 #include "client/qt/chat_window.hpp"
 #include "client/qt/connect_dialog.hpp"
+#include "tests/client/fake_server.hpp"
 #include "tests/process/server_process.hpp"
 #include "tests/qt/qt_support.hpp"
 #include "tests/support/line_client.hpp"
@@ -19,6 +20,7 @@
 #include <QListWidget>
 #include <QPlainTextEdit>
 #include <QPushButton>
+#include <QScrollBar>
 #include <QRegularExpression>
 #include <QSettings>
 #include <QSpinBox>
@@ -228,7 +230,7 @@ TEST_CASE("chatclient-qt: the server stopped shows the cause and a countdown, an
   for (int tries = 0; !server && tries < 50; ++tries) {
     try {
       server = std::make_unique<ServerProcess>(
-          std::vector<std::string>{"--log-level", "warn", "--port", std::to_string(port)});
+          std::vector<std::string>{"--log-level", "warn", "--port", std::to_string(port), "--db", "none"});
     } catch (const std::exception&) {
       QTest::qWait(100);
     }
@@ -311,6 +313,71 @@ TEST_CASE("chatclient-qt as a program joins with --host, --port and --nick, and 
   REQUIRE(client.signal(SIGTERM));
   CHECK(watcher->expect_line("LEAVE desk quit", patience));
   CHECK(client.wait_exit(patience) == 0);
+}
+
+TEST_CASE("chatclient-qt shows history grey between separators, loads earlier messages above, and marks what it "
+          "missed after a resume",
+          "[qt][history]") {
+  // A scripted server: the history and resume protocol (docs/protocol.md, "Ids, resume and
+  // history") line by line. The test thread blocks while it plays the server; the Link's network
+  // thread goes on meanwhile, and wait_until() lets the window catch up.
+  FakeServer fake;
+  auto options = options_for(fake.port(), "alice");
+  options.ping_interval = chat::Millis::zero();  // no PINGs between the lines the test expects
+  options.rtt_interval = chat::Millis::zero();
+  auto w = std::make_unique<ChatWindow>(options);
+  w->show();
+  const std::int64_t then = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                (std::chrono::system_clock::now() - std::chrono::minutes(1)).time_since_epoch())
+                                .count();
+  auto conn = fake.accept_and_join_ids("alice", {"bob"}, test_token(1), {tagged(10, "MSG bob from before", then)},
+                                       patience);
+  REQUIRE(conn);
+  REQUIRE(conn->send_line(tagged(11, "MSG bob live now")));
+  REQUIRE(wait_until([&] { return pane_has(*w, "<bob> live now"); }, patience));
+
+  const auto colour_of = [](const QTextBlock& block) { return block.begin().fragment().charFormat().foreground().color(); };
+  const QTextBlock separator = block_with(*w, "--- earlier messages (1) ---");
+  REQUIRE(separator.isValid());
+  CHECK(separator.next().text().endsWith("<bob> from before"));
+  CHECK(separator.next().next().text() == "--- now ---");
+  CHECK(colour_of(separator.next()) == ChatWindow::history_colour());  // history: grey
+  CHECK(colour_of(block_with(*w, "<bob> live now")) != ChatWindow::history_colour());
+
+  // "Load earlier messages": the messages before the oldest id shown, put above.
+  auto* load = w->findChild<QPushButton*>("load_earlier");
+  REQUIRE(load);
+  CHECK(load->isEnabled());
+  QTest::mouseClick(load, Qt::LeftButton);
+  CHECK(conn->read_line(patience) == "HISTORY BEFORE 10 50");
+  REQUIRE(conn->send_raw("HISTORY before 1\n" + tagged(4, "MSG bob ancient words", then) + "\nHISTORY END before\n"));
+  REQUIRE(wait_until([&] { return pane_has(*w, "<bob> ancient words"); }, patience));
+  const QTextDocument* doc = w->messages()->document();
+  CHECK(doc->firstBlock().text() == "--- the start of what the server keeps ---");
+  CHECK(doc->firstBlock().next().text() == "--- earlier messages (1) ---");
+  CHECK(doc->firstBlock().next().next().text().endsWith("<bob> ancient words"));
+  CHECK(colour_of(doc->firstBlock().next().next()) == ChatWindow::history_colour());
+  CHECK(doc->lastBlock().text().endsWith("<bob> live now"));  // the rest is where it was
+  CHECK_FALSE(load->isEnabled());  // fewer than asked: nothing earlier
+  CHECK(load->text() == "No earlier messages");
+
+  // A drop: the window's Link resumes by itself; the marker opens what was missed.
+  conn->close_with_reset();
+  auto again = fake.accept(patience);
+  REQUIRE(again);
+  CHECK(again->read_line(patience) == "RESUME " + test_token(1) + " 11");
+  REQUIRE(again->send_raw("RESUMED alice 41000 1\nTOKEN " + test_token(2) + " 120\nUSERS alice bob\nHISTORY missed 1\n" +
+                          tagged(12, "MSG bob you missed this", then) + "\nHISTORY END missed\n" +
+                          tagged(13, "MSG bob and now this") + "\n"));
+  REQUIRE(wait_until([&] { return pane_has(*w, "<bob> and now this"); }, patience));
+  const QTextBlock marker = block_with(*w, "--- away 41 s, 1 message you missed ---");
+  REQUIRE(marker.isValid());
+  CHECK(marker.next().text().endsWith("<bob> you missed this"));
+  CHECK(colour_of(marker.next()) == ChatWindow::history_colour());
+  CHECK(marker.next().next().text() == "--- now ---");
+  CHECK(marker.next().next().next().text().endsWith("<bob> and now this"));
+  CHECK(marker.previous().previous().text().endsWith("back in the room as alice"));
+  CHECK(w->status_text().contains("| alice | connected"));
 }
 
 int main(int argc, char** argv) {
