@@ -10,7 +10,8 @@
 //   events             one row per public event, id = the room's id (run * 2^32 + n)
 //   events_fts         FTS5 index over the text of msg and me rows: "external content"
 //                      (it stores no text of its own, only the index; rowid = events.id),
-//                      kept in step by two triggers, so pruning events prunes the index too
+//                      filled a batch at a time (one INSERT ... SELECT per transaction) and
+//                      emptied by a delete trigger, so pruning events prunes the index too
 //   seats              one row per seat that may be resumed (open = 1); closing a seat clears
 //                      its token hash and sets open = 0, and the next prune deletes the row
 //
@@ -30,6 +31,7 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -55,13 +57,14 @@ constexpr std::size_t max_queued = 1'000'000;        // records waiting before t
 constexpr std::size_t memory_only_default_cap = 100'000;  // --db none without --history-keep N
 constexpr std::int64_t prune_rows_per_pass = 2'000;  // a bounded delete: batches wait for it
 constexpr auto prune_interval = std::chrono::seconds(5);
+constexpr int archive_nice = 10;                     // the archive thread's nice value (background work)
 constexpr std::size_t max_idle_readers = 4;
 constexpr std::size_t max_limit = 1u << 20;          // a sanity bound on `limit` and `n`
-constexpr std::size_t pending_search_scan = 8'192;   // newest unwritten events searched in memory
+constexpr std::size_t pending_search_scan = 200'000; // newest unwritten events searched in memory
 // PRAGMA quick_check reads every page. Up to this size it costs well under a second, so it is
 // run at every open; above it the open relies on the schema reads and SQLite's own checks as
 // pages are used (a 1M-event file is ~250 MB: a full check would take seconds).
-constexpr std::int64_t quick_check_max_bytes = 64ll << 20;
+constexpr std::int64_t quick_check_max_bytes = 16ll << 20;
 
 using Clock = std::chrono::steady_clock;
 
@@ -202,9 +205,6 @@ CREATE TABLE events(
 CREATE VIRTUAL TABLE events_fts USING fts5(
   text, content = 'events', content_rowid = 'id', tokenize = 'unicode61 remove_diacritics 2'
 );
-CREATE TRIGGER events_fts_insert AFTER INSERT ON events WHEN new.kind IN ('msg', 'me') BEGIN
-  INSERT INTO events_fts(rowid, text) VALUES (new.id, new.text);
-END;
 CREATE TRIGGER events_fts_delete AFTER DELETE ON events WHEN old.kind IN ('msg', 'me') BEGIN
   INSERT INTO events_fts(events_fts, rowid, text) VALUES ('delete', old.id, old.text);
 END;
@@ -467,7 +467,7 @@ class Archive::Db {
   sqlite3* writer = nullptr;
 
   // The writer's statements (prepare_writer(), once the schema is there).
-  Stmt begin, commit, rollback, insert_event, upsert_seat, close_seat, meta_max, meta_set, oldest_after_offset,
+  Stmt begin, commit, rollback, insert_event, index_events, upsert_seat, close_seat, meta_max, meta_set, oldest_after_offset,
       oldest_times, delete_upto, delete_closed_seats;
   void prepare_writer();
 
@@ -571,7 +571,7 @@ Archive::Db::~Db() {
     std::lock_guard lock(pool_mutex_);
     idle_.clear();
   }
-  for (Stmt* st : {&begin, &commit, &rollback, &insert_event, &upsert_seat, &close_seat, &meta_max, &meta_set,
+  for (Stmt* st : {&begin, &commit, &rollback, &insert_event, &index_events, &upsert_seat, &close_seat, &meta_max, &meta_set,
                    &oldest_after_offset, &oldest_times, &delete_upto, &delete_closed_seats}) {
     *st = Stmt();
   }
@@ -589,6 +589,13 @@ void Archive::Db::prepare_writer() {
   commit = Stmt(writer, "COMMIT");
   rollback = Stmt(writer, "ROLLBACK");
   insert_event = Stmt(writer, "INSERT INTO events(id, time_ms, kind, nick, arg, code, text) VALUES (?, ?, ?, ?, ?, ?, ?)");
+  // The search index takes a batch's messages in one statement. A trigger per row (as the
+  // delete side still has: pruning is rare) made FTS5 write a tiny segment of its index at
+  // every INSERT, which cost four fifths of the archive thread's time at a busy room's rate
+  // (docs/performance.md, "History and resume").
+  index_events = Stmt(writer,
+                      "INSERT INTO events_fts(rowid, text) SELECT id, text FROM events"
+                      " WHERE id BETWEEN ?1 AND ?2 AND kind IN ('msg', 'me')");
   upsert_seat = Stmt(writer,
                      "INSERT INTO seats(seat, token_hash, nick, dropped_ms, open) VALUES (?1, ?2, ?3, ?4, 1)"
                      " ON CONFLICT(seat) DO UPDATE SET token_hash = ?2, nick = ?3, dropped_ms = ?4, open = 1");
@@ -619,6 +626,7 @@ struct Archive::State {
   // The queue (on disk only): events in id order, and the seats changed since the last take.
   std::deque<EventPtr> queue;
   std::uint64_t in_flight_from = 0;  // the first id of the batch being written; 0: none
+  std::size_t in_flight_count = 0;   // events in the batch being written
   std::unordered_map<std::uint64_t, SeatRecord> seats;  // the open seats, as they are now
   std::unordered_set<std::uint64_t> dirty_seats;        // to write: upsert, or close if not in `seats`
   std::uint64_t max_seat = 0;
@@ -762,6 +770,9 @@ Archive::Archive(ArchiveOptions options) : options_(std::move(options)), state_(
         exec(w, ("PRAGMA application_id = " + std::to_string(chat_application_id)).c_str());
         exec(w, ("PRAGMA user_version = " + std::to_string(schema_version)).c_str());
       }
+      // A file from before the index was filled a batch at a time had a trigger doing it row by
+      // row: without this, each message would be indexed twice.
+      exec(w, "DROP TRIGGER IF EXISTS events_fts_insert");
       std::unordered_map<std::string, std::int64_t> meta;
       {
         Stmt m(w, "SELECT key, value FROM meta");
@@ -861,6 +872,12 @@ void Archive::stop() {
 
 void Archive::run_thread() {
   set_thread_role("archive");
+  // Background work: when the CPUs are busy the delivery path (readers, writers, the poller)
+  // goes first and the batch waits a little, in its queue. Nice 10 on this thread alone (Linux
+  // gives each thread its own nice value); lowering one's own priority needs no privilege.
+  if (::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), archive_nice) != 0) {
+    log_debug("archive: could not lower the thread's priority: ", std::strerror(errno));
+  }
   try {
     std::unique_lock lock(mutex_);
     auto next_prune = Clock::now();  // a first pass at once: --history-keep may have changed
@@ -873,7 +890,7 @@ void Archive::run_thread() {
         // One last batch of what waits now, and out: stop() (finish()) writes anything appended
         // after this take, and the clean mark.
         if (work) write_batch(lock);
-        break;
+        break;  // finish() writes the rest, batch by batch
       }
       if (work && (s.waiting() >= options_.batch_max || now >= s.first_waiting + options_.batch_interval)) {
         write_batch(lock);
@@ -896,10 +913,18 @@ void Archive::run_thread() {
 
 void Archive::write_batch(std::unique_lock<std::mutex>& lock) {
   State& s = *state_;
-  // Take everything waiting (mutex_ held): an O(1) swap for the events, the seats' rows as
-  // they are now.
+  // Take what waits (mutex_ held), at most batch_max events: a transaction stays short however
+  // far behind the disk is, and a reader's disk query never waits long for the writer. The
+  // seats' rows as they are now.
   std::deque<EventPtr> events;
-  events.swap(s.queue);
+  if (s.queue.size() <= options_.batch_max) {
+    events.swap(s.queue);
+  } else {
+    const auto end = s.queue.begin() + static_cast<std::ptrdiff_t>(options_.batch_max);
+    events.assign(std::make_move_iterator(s.queue.begin()), std::make_move_iterator(end));
+    s.queue.erase(s.queue.begin(), end);
+  }
+  s.in_flight_count = events.size();
   struct SeatWrite {
     std::uint64_t seat;
     std::optional<SeatRecord> record;  // nullopt: closed
@@ -942,6 +967,7 @@ void Archive::write_batch(std::unique_lock<std::mutex>& lock) {
             .bind(7, std::string_view(e->event.text))
             .run();
       }
+      if (!events.empty()) db.index_events.bind(1, events.front()->id).bind(2, events.back()->id).run();
       for (const auto& w : seats) {
         if (w.record) {
           db.upsert_seat.bind(1, w.seat)
@@ -963,6 +989,7 @@ void Archive::write_batch(std::unique_lock<std::mutex>& lock) {
 
   lock.lock();
   s.in_flight_from = 0;
+  s.in_flight_count = 0;
   std::string tell;
   const std::uint64_t records = events.size() + seats.size();
   if (error.empty()) {
@@ -1106,7 +1133,12 @@ void Archive::finish(std::unique_lock<std::mutex>& lock) {
   State& s = *state_;
   // The thread has ended (or never started): the writer's connection is this thread's now.
   // What waits is what start() never got to, or what was appended while the thread ended.
-  if (s.waiting() > 0) write_batch(lock);
+  // Batch by batch; a batch that fails is dropped (and its seats wait again), so the loop ends.
+  for (int attempts = 0; s.waiting() > 0 && attempts < 1'000'000; ++attempts) {
+    const auto lost_before = s.counters.lost;
+    write_batch(lock);
+    if (s.counters.lost != lost_before) break;  // the disk fails: the next run finds this run unclean
+  }
   const bool clean = s.waiting() == 0 && !s.in_trouble && s.episode_lost == 0;
   const std::uint64_t gone = s.gone_upto;
   lock.unlock();
@@ -1245,7 +1277,7 @@ std::uint64_t Archive::last_id() const {
 Archive::Counters Archive::counters() const {
   std::lock_guard lock(mutex_);
   Counters c = state_->counters;
-  c.queued = state_->waiting();
+  c.queued = state_->waiting() + state_->in_flight_count;  // the batch being written still waits for the disk
   return c;
 }
 

@@ -198,28 +198,26 @@ void Commands::resume(const Command& cmd) {
 }
 
 void Commands::send_block(std::string_view what, const std::vector<ArchivedEvent>& events) {
-  // One reply: the block's lines are queued one after the other (own lines keep their order).
+  // One reply, all stamped with the same head: a room event said while the block is queued goes
+  // after it, never inside it.
+  const auto head = room_.history().head();
   const bool text = session_.mode() == Session::Mode::text;
   const auto count = std::to_string(events.size());
   const Event header{Event::Kind::history, {}, count, std::string(what), {}, {}};
   const Event footer{Event::Kind::history_end, {}, {}, std::string(what), {}, {}};
-  if (text) {
-    session_.reply_line(*render_event(header));
-  } else {
-    session_.reply_line(format_event(header));
-  }
+  session_.send_own(text ? *render_event(header) : format_event(header), head, "reply");
   for (const auto& r : events) {
     Event e = r.event;
     e.id = r.id;
     e.time_ms = r.time_ms;
     if (text) {
       const auto when = std::chrono::system_clock::time_point(std::chrono::milliseconds(r.time_ms));
-      if (auto line = render_line(e, when)) session_.reply_line(std::move(*line));
+      if (auto line = render_line(e, when)) session_.send_own(std::move(*line), head, "reply");
     } else {
-      session_.reply_line(format_tagged(e));
+      session_.send_own(format_tagged(e), head, "reply");
     }
   }
-  session_.reply_line(text ? *render_event(footer) : format_event(footer));
+  session_.send_own(text ? *render_event(footer) : format_event(footer), head, "reply");
 }
 
 void Commands::history(const Command& cmd) {

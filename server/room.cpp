@@ -284,6 +284,16 @@ Room::JoinResult Room::join(const std::shared_ptr<Session>& session, const std::
 Room::ResumeResult Room::resume(const std::shared_ptr<Session>& session, std::string_view token,
                                 std::uint64_t last_id) {
   const auto hash = token_hash(token);
+  {
+    // A token that opens no seat is refused before anything is read from the disk: a stranger's
+    // RESUME must cost a map lookup, not a query.
+    std::lock_guard lock(mutex_);
+    if (!by_token_.contains(hash)) {
+      const auto gone = gone_tokens_.find(hash);
+      if (gone == gone_tokens_.end()) return ResumeResult::unknown;
+      return gone->second == Gone::expired ? ResumeResult::expired : ResumeResult::used;
+    }
+  }
   // The part of the replay that may be on disk, read before the lock (it may take a while);
   // what was appended since is taken from memory under the lock below.
   auto early = archive_.after(last_id, UINT64_MAX, max_replay_events);
