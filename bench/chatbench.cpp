@@ -17,6 +17,8 @@
 //   build/release/bench/chatbench detect --case "not reading"   # one case only (--case repeatable)
 //   build/release/bench/chatbench shutdown                      # SIGTERM with 1000 joined clients
 //   build/release/bench/chatbench all                           # detect, shutdown and fanout --max
+//   build/release/bench/chatbench history                       # --db FILE vs none, resume, 1M events (~5 min)
+//   build/release/bench/chatbench history --quick               # the same, tiny (a few seconds)
 //   build/release/bench/chatbench --json fanout --max > results.json
 //   bench/compare.sh                                            # chatserver next to ngircd, ncat, Asio
 //   bench/web_compare.sh                                        # web clients next to TCP clients
@@ -50,6 +52,10 @@
 //             matches no case is a usage error. Victim processes are this executable, run as
 //             `chatbench victim` (an internal mode).
 //   shutdown  SIGTERM -> process exit, and -> every client has read `BYE shutdown`.
+//   history   the archive (--db): saturation with the database on and off, interleaved, and
+//             whether the file kept up; a resume after N missed lines (RESUME -> HISTORY END
+//             missed -> the first live line); a file of 1,000,000 events: start-up, join, SEARCH,
+//             HISTORY BEFORE. --only saturation,resume,million; --quick (history_bench.hpp).
 //
 // The side-by-side modes drive every client from one thread with one epoll set (swarm.hpp) and
 // report that thread's CPU, so a reader can tell when chatbench, not the server, was the limit.
@@ -59,6 +65,7 @@
 #include "bench/child_process.hpp"
 #include "bench/detect.hpp"
 #include "bench/fanout.hpp"
+#include "bench/history_bench.hpp"
 #include "bench/join_storm.hpp"
 #include "bench/scale.hpp"
 #include "bench/shutdown.hpp"
@@ -93,6 +100,7 @@ struct Settings {
   FanoutOptions fanout;
   JoinStormOptions join;
   ScaleOptions scale;
+  HistoryOptions history;
 };
 
 int run(const std::string& mode, Settings& s) {
@@ -104,7 +112,8 @@ int run(const std::string& mode, Settings& s) {
   // ws and mixed are chatserver's protocol with some or all clients on a WebSocket.
   s.target.protocol = s.protocol == "ws" || s.protocol == "mixed" ? Protocol::chat : *protocol_from(s.protocol);
   s.target.web_share = s.protocol == "ws" ? 1.0 : s.protocol == "mixed" ? (s.web_share >= 0 ? s.web_share : 0.5) : 0.0;
-  const bool starts_server = mode == "detect" || mode == "shutdown" || mode == "all" || s.target.port == 0;
+  const bool starts_server =
+      mode == "detect" || mode == "shutdown" || mode == "all" || mode == "history" || s.target.port == 0;
   if (starts_server && ::access(s.server.c_str(), X_OK) != 0) {
     std::cerr << "chatbench: cannot run chatserver at " << s.server << " (use --server PATH)\n";
     return 2;
@@ -147,6 +156,15 @@ int run(const std::string& mode, Settings& s) {
     tables << "\n";
     print_scale(result, tables);
     json_scale(result, json);
+    ok = ok && result.ok();
+  }
+  if (mode == "history") {
+    s.history.server_path = s.server;
+    s.history.server_args = s.target.server_args;
+    const auto result = run_history(s.history, progress);
+    tables << "\n";
+    print_history(result, tables);
+    json_history(result, json);
     ok = ok && result.ok();
   }
   json.field("ok", ok);
@@ -255,6 +273,44 @@ int main(int argc, char** argv) {
 
   app.add_subcommand("all", "detect, shutdown and fanout --max with their defaults");
 
+  auto* history = app.add_subcommand(
+      "history", "The archive (--db): saturation with it on and off, a resume's replay, a file of 1M events");
+  bool history_quick = false;
+  history->add_flag("--quick", history_quick, "Every part tiny (the test suite's smoke; a few seconds)");
+  history->add_option("--only", s.history.parts, "Parts to run: saturation, resume, million (default: all)")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"saturation", "resume", "million"}));
+  history->add_option("--rounds", s.history.rounds, "saturation: fanout rounds with the database, and as many without")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 50));
+  history->add_option("--clients", s.history.fanout.clients, "saturation: clients in the room")
+      ->capture_default_str()
+      ->check(CLI::Range(2, 20'000));
+  history->add_option("--senders", s.history.fanout.senders, "saturation: clients that send")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000));
+  history->add_option("--msgs", s.history.fanout.msgs, "saturation: messages per sender")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1'000'000));
+  add_size_option(history, s.history.fanout.size);
+  history->add_option("--runs", s.history.runs, "resume: runs (each on a fresh server)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100));
+  history->add_option("--missed", s.history.missed, "resume: lines said while the client was away")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100'000));
+  history->add_option("--events", s.history.events, "million: events in the file")
+      ->capture_default_str()
+      ->check(CLI::Range(1'002, 20'000'000));
+  history->add_option("--starts", s.history.starts, "million: server starts on the file")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 20));
+  history->add_option("--repeats", s.history.repeats, "million: each query, per start")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100));
+  history->add_option("--db-file", s.history.db_file,
+                      "million: build the file here and keep it (an existing file is used as it is)");
+
   // Internal: the victim process of the detect cases.
   int victim_port = 0;
   std::string victim_nick = "victim";
@@ -307,6 +363,23 @@ int main(int argc, char** argv) {
     return run_victim(static_cast<std::uint16_t>(victim_port), victim_nick, std::chrono::seconds(victim_lifetime_s));
   }
   if (max) s.fanout.rate = 0;
+  if (history_quick) {
+    // --quick sets the sizes; options given with it still win.
+    HistoryOptions given = s.history;
+    s.history.apply_quick();
+    auto keep = [&](const char* name, auto& field, const auto& value) {
+      if (history->count(name) > 0) field = value;
+    };
+    keep("--rounds", s.history.rounds, given.rounds);
+    keep("--clients", s.history.fanout.clients, given.fanout.clients);
+    keep("--senders", s.history.fanout.senders, given.fanout.senders);
+    keep("--msgs", s.history.fanout.msgs, given.fanout.msgs);
+    keep("--runs", s.history.runs, given.runs);
+    keep("--missed", s.history.missed, given.missed);
+    keep("--events", s.history.events, given.events);
+    keep("--starts", s.history.starts, given.starts);
+    keep("--repeats", s.history.repeats, given.repeats);
+  }
 
   install_interrupt_handlers();
   const std::string mode = app.get_subcommands().front()->get_name();

@@ -137,6 +137,7 @@ ChildProcess::ChildProcess(std::vector<std::string> argv, Output out, Output err
   std::vector<char*> args;
   for (auto& a : argv) args.push_back(a.data());
   args.push_back(nullptr);
+  spawned_at_ = Clock::now();
   const int rc = ::posix_spawn(&pid_, args[0], &actions, &attr, args.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
@@ -273,7 +274,8 @@ ServerProcess::ServerProcess(const std::string& path, const std::vector<std::str
 ServerProcess::ServerProcess(const std::string& path, const std::vector<std::string>& extra, Launch launch)
     : launch_(std::move(launch)),
       process_(server_argv(path, extra, launch_), ChildProcess::Output::discard, ChildProcess::Output::pipe) {
-  const auto first = process_.err().read_line(Clock::now() + std::chrono::seconds(10));
+  const auto first = process_.err().read_line(Clock::now() + launch_.start_patience);
+  start_ms_ = millis_between(process_.spawned_at(), Clock::now());  // its --help run came before
   const std::string prefix = "chatserver listening on " + launch_.bind + ":";
   if (!first || first->rfind(prefix, 0) != 0) {
     std::string said = first.value_or("(nothing)");

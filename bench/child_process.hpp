@@ -69,6 +69,8 @@ class ChildProcess {
   ChildProcess& operator=(const ChildProcess&) = delete;
 
   pid_t pid() const { return pid_; }
+  // When posix_spawn was called.
+  Clock::time_point spawned_at() const { return spawned_at_; }
   // Readable once the child exited; -1 once reaped (or on a kernel without pidfd_open).
   int pidfd() const { return pidfd_; }
   PipeLines& out() { return out_; }
@@ -91,6 +93,7 @@ class ChildProcess {
 
  private:
   pid_t pid_ = -1;
+  Clock::time_point spawned_at_{};
   int pidfd_ = -1;
   int stdin_fd_ = -1;
   PipeLines out_;
@@ -119,16 +122,21 @@ class ServerProcess {
     bool lift_limits = true;          // --max-per-ip 0 --max-rate 0, when the binary has them
     // Called on the drain thread with every stderr line after the first (and may not throw).
     std::function<void(const std::string&)> on_line;
+    // How long the "listening" line may take (a server opening a large --db needs longer).
+    Clock::duration start_patience = std::chrono::seconds(10);
   };
 
   // Starts the server and reads "chatserver listening on 127.0.0.1:<port>" from its first
-  // stderr line, waiting at most 10 s. Throws std::runtime_error (with what the server said).
+  // stderr line, waiting at most Launch::start_patience (10 s). Throws std::runtime_error (with
+  // what the server said).
   ServerProcess(const std::string& path, const std::vector<std::string>& extra);
   ServerProcess(const std::string& path, const std::vector<std::string>& extra, Launch launch);
   ~ServerProcess();
 
   std::uint16_t port() const { return port_; }
   pid_t pid() const { return process_.pid(); }
+  // Milliseconds from the spawn to the "listening" line: the server's start-up time.
+  double start_ms() const { return start_ms_; }
   ChildProcess& process() { return process_; }
 
   // SIGTERM, wait at most `grace` for the exit, then SIGKILL. Returns the exit code (128 +
@@ -144,6 +152,7 @@ class ServerProcess {
   Launch launch_;
   ChildProcess process_;
   std::uint16_t port_ = 0;
+  double start_ms_ = 0;
   mutable std::mutex tail_mutex_;
   std::deque<std::string> tail_;  // guarded by tail_mutex_
   std::jthread drain_;            // last: joined before process_ closes the pipe it reads

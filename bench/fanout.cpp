@@ -285,6 +285,7 @@ FanoutResult run_fanout(const FanoutOptions& o, const TargetOptions& target_opti
       }
     }
   }
+  if (o.before_stop) o.before_stop(target.port(), target.pid());
   if (auto e = target.stop(); !e.empty() && r.error.empty()) r.error = e;
   progress << "fanout: done\n";
   return r;

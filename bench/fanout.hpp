@@ -19,6 +19,7 @@
 #include "bench/target.hpp"
 #include "bench/traffic.hpp"
 
+#include <functional>
 #include <optional>
 #include <ostream>
 #include <string>
@@ -37,6 +38,10 @@ struct FanoutOptions {
   int window = 0;         // --max: messages per sender not yet delivered to everyone; 0: no limit
   int in_progress = 8;    // clients joining at once before the run
   int threads = 1;        // generator threads, each with its own share of the clients
+  // Called with the server's port and pid (0: unknown) once the run is over and its STATS are
+  // read, before a server started here is stopped (chatbench history: how long until the
+  // archive has it all on disk, and what its thread spent).
+  std::function<void(std::uint16_t port, int pid)> before_stop;
 };
 
 // The deliveries to others received by one kind of client (web or tcp) of a run.

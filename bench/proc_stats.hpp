@@ -7,6 +7,8 @@
 #include <sys/types.h>
 
 #include <optional>
+#include <string>
+#include <string_view>
 
 namespace chat::bench {
 
@@ -18,5 +20,11 @@ struct ProcSample {
 
 // nullopt when the process is gone or /proc cannot be read.
 std::optional<ProcSample> sample_process(pid_t pid);
+
+// utime + stime in seconds from a /proc .../stat file; nullopt when it cannot be read.
+std::optional<double> stat_cpu_seconds(const std::string& stat_path);
+// The CPU time (seconds) of the threads of `pid` named `name` (their comm, e.g. "archive"),
+// summed; nullopt when there is none or the process is gone.
+std::optional<double> thread_cpu_seconds(pid_t pid, std::string_view name);
 
 }  // namespace chat::bench

@@ -48,6 +48,7 @@ class Target {
   const std::string& host() const { return host_; }
   std::uint16_t port() const { return port_; }
   const std::string& label() const { return label_; }
+  int pid() const { return pid_; }  // 0: unknown
   // Options for a Swarm aimed at this server, in its protocol, with at most `max_in_progress`
   // connections being set up at once (0: all at once).
   SwarmOptions swarm_options(std::size_t max_in_progress) const;

@@ -7,6 +7,9 @@
 // apart; a scale run with a mixed room completes; a server that refuses the WebSocket handshake
 // fails the run at once, naming its status line. Detect: --case with a text in no case's name is a
 // usage error; --case "not reading" runs the issue's non-reader alone, which leaves too-slow.
+// History (the archive, --db): `history --quick` runs its three parts small (the database on and
+// off in one run, a resume's replay, a file of 5,000 events and the queries on it), checks them
+// clean, and leaves no file in its $TMPDIR.
 //
 // Threads: the test thread; chatbench (and the chatserver it starts) are processes, driven
 // through tests/support/process.hpp's Subprocess with bounded waits. The handshake-refusal case
@@ -25,6 +28,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <filesystem>
 #include <chrono>
 #include <cstdint>
 #include <optional>
@@ -51,8 +55,10 @@ struct Outcome {
 
 // Runs `chatbench ARGS...` to its exit, reading stdout and stderr as they come so that neither
 // pipe fills up, for at most `bound` overall.
-Outcome run_chatbench(std::vector<std::string> args) {
+// `prefix` runs it through another program (/usr/bin/env NAME=VALUE, say).
+Outcome run_chatbench(std::vector<std::string> args, std::vector<std::string> prefix = {}) {
   args.insert(args.begin(), CHATBENCH_PATH);
+  args.insert(args.begin(), prefix.begin(), prefix.end());
   Subprocess p(std::move(args));
   p.close_stdin();
   Outcome o;
@@ -169,6 +175,8 @@ TEST_CASE("chatbench usage errors exit 2 with a message", "[bench][smoke]") {
       {{"fanout", "--rate", "5", "--max"}, "--max"},                  // the two exclude each other
       {{"fanout", "--max", "--protocol", "smoke"}, "--protocol"},
       {{"nosuchmode"}, "subcommand"},
+      {{"history", "--only", "nonsense"}, "--only"},                  // saturation, resume, million
+      {{"history", "--events", "10"}, "--events"},                    // the deep query needs 1,002
   };
   for (const auto& c : cases) {
     std::string line;
@@ -467,4 +475,37 @@ TEST_CASE("chatbench --protocol ws: the server's PINGs, inside frames, get their
   CHECK(contains(json, "\"ended_during_run\":0,"));
   CHECK(contains(json, "leave_no_pong=0"));
   CHECK(json.ends_with(",\"ok\":true}"));
+}
+
+TEST_CASE("chatbench --json history --quick: the three parts checked clean, no file left behind", "[bench][smoke][history]") {
+  std::string dir = (std::filesystem::temp_directory_path() / "chatbench-smoke-XXXXXX").string();
+  REQUIRE(::mkdtemp(dir.data()) != nullptr);
+  const auto o = run_chatbench({"--json", "history", "--quick"}, {"/usr/bin/env", "TMPDIR=" + dir});
+  INFO(o.all());
+  REQUIRE(o.code.has_value());
+  CHECK(*o.code == 0);
+  const auto json = without_spaces(o.out);
+  CHECK(std::count(o.out.begin(), o.out.end(), '\n') == 1);
+  CHECK(contains(json, "\"history\":{\"quick\":true,"));
+  // Saturation: a round with the database and one without, the file kept up, a ratio.
+  CHECK(contains(json, "\"saturation\":{"));
+  CHECK(contains(json, "\"db\":true,"));
+  CHECK(contains(json, "\"db\":false,"));
+  CHECK(contains(json, "\"kept_up\":true,\"stats_has_archive_counters\":"));
+  CHECK(contains(json, "\"ratio_deliveries_per_second\":"));
+  // Resume: 100 missed lines, found in order in the replay, RST seen as reset.
+  CHECK(contains(json, "\"resume\":{\"missed\":100,"));
+  CHECK(contains(json, "\"leave_cause\":\"reset\""));
+  CHECK(contains(json, "\"missed_found\":100,"));
+  // The file of 5,000 messages, written through the server, every query answered.
+  CHECK(contains(json, "\"million\":{\"built\":true,\"events_asked\":5000,"));
+  CHECK(contains(json, "\"msg_rows\":5000,"));
+  CHECK(contains(json, "\"line\":\"SEARCHzanzibar\",\"answer_lines\":4,"));
+  CHECK(contains(json, "\"line\":\"SEARCHhello\",\"answer_lines\":50,"));
+  CHECK_FALSE(contains(json, "\"ok\":false"));
+  CHECK(json.ends_with(",\"ok\":true}"));
+  CHECK(contains(o.err, "History: resume after 100 missed lines"));
+  std::error_code e;
+  CHECK(std::filesystem::is_empty(dir, e));  // the run's directory and its files are gone
+  std::filesystem::remove_all(dir, e);
 }
