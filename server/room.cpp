@@ -252,16 +252,7 @@ Room::JoinResult Room::join(const std::shared_ptr<Session>& session, const std::
       archive_.seat_opened(SeatRecord{member.seat, seat.token_hash, nick, 0});
       seats_.emplace(member.seat, std::move(seat));
     }
-    members_.emplace(key, std::move(member));
-    roster_ = roster_.with(key, nick);
-    session->set_joined(nick);
-
-    Outbox::Item start;
-    start.kind = Outbox::Item::Kind::join_room;
-    start.after = head;
-    start.start = history_.start();
-    start.start_bytes = history_.bytes_at_head(session->outbox().mode());
-    session->send_item(std::move(start), "room");
+    admit_locked(session, key, std::move(member), head);
     if (auto welcome = line_for(*session, Event{Event::Kind::welcome, nick, {}, {}, {}, {}})) {
       session->send_own(std::move(*welcome), head, "reply");
     }
@@ -279,6 +270,22 @@ Room::JoinResult Room::join(const std::shared_ptr<Session>& session, const std::
   }
   wake_writers();
   return JoinResult::joined;
+}
+
+void Room::admit_locked(const std::shared_ptr<Session>& session, const std::string& key, Member member,
+                        std::uint64_t head) {
+  const std::string nick = member.nick;
+  members_.emplace(key, std::move(member));
+  roster_ = roster_.with(key, nick);
+  session->set_joined(nick);
+  // Its room stream starts at the head: everything appended from now on, after the lines for it
+  // alone that are stamped with this head (WELCOME or RESUMED, USERS, the history).
+  Outbox::Item start;
+  start.kind = Outbox::Item::Kind::join_room;
+  start.after = head;
+  start.start = history_.start();
+  start.start_bytes = history_.bytes_at_head(session->outbox().mode());
+  session->send_item(std::move(start), "room");
 }
 
 Room::ResumeResult Room::resume(const std::shared_ptr<Session>& session, std::string_view token,
@@ -394,16 +401,7 @@ Room::ResumeResult Room::resume(const std::shared_ptr<Session>& session, std::st
 
     const auto head = append_locked(Event{Event::Kind::back, nick, std::to_string(away_ms), {}, {}, {}},
                                     members_.size() + 1);
-    members_.emplace(key, Member{session, nick, number});
-    roster_ = roster_.with(key, nick);
-    session->set_joined(nick);
-
-    Outbox::Item start;
-    start.kind = Outbox::Item::Kind::join_room;
-    start.after = head;
-    start.start = history_.start();
-    start.start_bytes = history_.bytes_at_head(session->outbox().mode());
-    session->send_item(std::move(start), "room");
+    admit_locked(session, key, Member{session, nick, number}, head);
     const auto count = std::to_string(lines.size());
     session->send_own(format_event(Event{Event::Kind::resumed, nick, std::to_string(away_ms), {}, count, {}}), head,
                       "reply");

@@ -146,6 +146,9 @@ class Room {
   void hold_seat_locked(std::uint64_t seat, const std::string& key, LeaveCause cause);
   // Requires mutex_ held: a nickname held for a dropped seat (not expired).
   bool held_locked(const std::string& key, Clock::time_point now);
+  // Requires mutex_ held: `member` joins under `key` (a JOIN or BACK was just appended, making
+  // the head `head`), and its room stream starts there.
+  void admit_locked(const std::shared_ptr<Session>& session, const std::string& key, Member member, std::uint64_t head);
   // Requires mutex_ held: removes a member and tells the others LEAVE with its departure.
   void remove_member_locked(Members::iterator it, const Departure& departure);
   // Requires mutex_ held: queues the recent history for a newcomer (ids: a HISTORY recent
