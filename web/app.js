@@ -8,6 +8,14 @@
 // quarter at random) and rejoining with the same nickname, or a suffixed one while our old
 // connection still holds it (client/link.cpp).
 //
+// Ids, resume and history (docs/protocol.md, "Ids, resume and history"): the page joins with
+// `HELLO <nick> ids`, so every room event and private message comes tagged `@<id>/<ms> <line>`
+// and the server hands out a resume TOKEN. The page keeps the token and the highest id it has
+// seen; after a lost connection it sends `RESUME <token> <last id>` and the server replays what
+// was missed, each event once. Earlier events (on joining, on resuming, when the reader
+// scrolls to the top, and /search's answers) are shown as history: dimmed, at their own time,
+// between separators.
+//
 // Nothing from the network is ever interpreted: every nickname, message and reason reaches
 // the page as a text node (textContent, append(string)); there is no innerHTML here.
 'use strict';
@@ -25,8 +33,11 @@
   const PONG_TIMEOUT_MS = 10000; // nothing heard this long after our PING: the server is gone
   const QUIT_WAIT_MS = 2000; // after QUIT, how long to wait for BYE
   const MAX_GHOST_TRIES = 5;
-  const MAX_HISTORY = 200;
+  const MAX_HISTORY = 200; // lines typed, kept for Up / Down (not the room's history)
   const STORAGE_KEY = 'chat.nick';
+  const SESSION_KEY = 'chat.session'; // the resume token and the last id, for a reload (sessionStorage)
+  const PAGE_SIZE = 50; // events asked for at a time when the reader scrolls back (HISTORY BEFORE)
+  const NEAR_TOP_PX = 48; // this close to the top of the conversation, scrolling up loads more
 
   const $ = (id) => document.getElementById(id);
   const ui = {
@@ -44,6 +55,9 @@
     count2: $('users-count-2'),
     logWrap: document.querySelector('.log-wrap'),
     log: $('log'),
+    more: $('more'),
+    moreButton: $('more-button'),
+    moreNote: $('more-note'),
     jump: $('jump'),
     scrim: $('scrim'),
     panel: $('users-panel'),
@@ -154,7 +168,9 @@
   const sentence = (words) => words.charAt(0).toUpperCase() + words.slice(1) + '.';
   // The same words as chatclient says them, for a look from the browser's console (and for
   // tests/web/browser_test.py, which holds them against common/wording.cpp's).
-  window.chatWords = Object.freeze({ leave: leaveWords, bye: byeWords, lost: lostWords, refusal: refusalWords });
+  window.chatWords = Object.freeze({
+    leave: leaveWords, bye: byeWords, lost: lostWords, refusal: refusalWords, away: awayTime, missed: missedWords,
+  });
 
   // A WebSocket closed without a BYE before it: [cause, detail].
   function describeClose(ev) {
@@ -180,6 +196,24 @@
 
   // format_duration (common/units.cpp): "250 ms", "1.5 s".
   const formatDuration = (ms) => (ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(1)} s`);
+
+  // How long someone was away, from the milliseconds of BACK and RESUMED: "41 s", "3 min 5 s",
+  // "2 h 10 min" (common/render.cpp: away_time, the words of chatclient and text mode).
+  function awayTime(milliseconds) {
+    if (!/^[0-9]{1,15}$/.test(milliseconds)) return 'a while';
+    const s = Math.floor((Number(milliseconds) + 500) / 1000);
+    if (s < 60) return `${s} s`;
+    if (s < 3600) return `${Math.floor(s / 60)} min` + (s % 60 ? ` ${s % 60} s` : '');
+    const min = Math.floor((s % 3600) / 60);
+    return `${Math.floor(s / 3600)} h` + (min ? ` ${min} min` : '');
+  }
+
+  // "12 messages you missed" (common/render.cpp: missed_words).
+  function missedWords(count) {
+    if (count === '0') return 'nothing you missed';
+    if (count === '1') return '1 message you missed';
+    return `${count} messages you missed`;
+  }
 
   // ---- what the user typed (common/protocol.cpp: parse_text_input; client: /clear) --------
 
@@ -214,6 +248,7 @@
       case 'quit': return { kind: 'quit', reason: rest };
       case 'help': return { kind: 'help' };
       case 'clear': return { kind: 'clear' };
+      case 'search': return /^[ \t]*$/.test(rest) ? usage('/search <words>') : { kind: 'search', words: rest.trim() };
       default:
         return { kind: 'error', code: 'unknown-command', detail: `/${word} (type /help for the commands)` };
     }
@@ -227,10 +262,11 @@
     ['/who', 'who is online'],
     ['/quit [reason]', 'leave'],
     ['//text', 'say a line that starts with /'],
+    ['/search <words>', 'find earlier messages holding every word'],
     ['/clear', 'clear the conversation'],
     ['/help', 'this list'],
     ['Up / Down', 'recall what you typed'],
-    ['Page Up / Down', 'scroll the conversation'],
+    ['Page Up / Down', 'scroll the conversation; at the top, earlier messages are loaded'],
     ['a name in the list', 'write to them privately (Esc closes the list on a phone)'],
   ];
 
@@ -250,6 +286,47 @@
     } catch {
       // storage refused (private mode, quota): the page works without it
     }
+  }
+
+  // ---- the resume token, kept for a reload --------------------------------------------------
+
+  // The token and the last id live in the page's memory (S.token, S.lastId), and a copy in
+  // sessionStorage, so that reloading the tab within the resume window resumes the seat instead
+  // of joining afresh: the new page finds them there and sends RESUME. sessionStorage belongs
+  // to this tab alone (other tabs have their own) and is gone when the tab is closed, which is
+  // what a seat is. `at` is when it was written: the window counts from the drop, and a page
+  // that goes away writes it once more as it goes (pagehide).
+  function saveSession() {
+    try {
+      if (!S.token) {
+        sessionStorage.removeItem(SESSION_KEY);
+        return;
+      }
+      sessionStorage.setItem(SESSION_KEY, JSON.stringify({
+        nick: S.nick || S.wanted, token: S.token, window: S.tokenWindow, lastId: String(S.lastId), at: Date.now(),
+      }));
+    } catch {
+      // storage refused: a reload joins afresh instead of resuming
+    }
+  }
+
+  // The session a previous page of this tab left, if its window has not passed; or null.
+  function loadSession() {
+    try {
+      const saved = JSON.parse(sessionStorage.getItem(SESSION_KEY) || 'null');
+      if (!saved || !/^[0-9a-f]{32}$/.test(saved.token) || nickProblem(saved.nick || '') ||
+          !/^[0-9]{1,20}$/.test(saved.lastId)) return null;
+      if (Date.now() - saved.at > (Number(saved.window) || 0) * 1000) return null; // too late
+      return saved;
+    } catch {
+      return null;
+    }
+  }
+
+  // The seat is gone (we quit) or refused: a later connection joins afresh.
+  function forgetToken() {
+    S.token = '';
+    saveSession();
   }
 
   // ---- the conversation ------------------------------------------------------------------
@@ -301,25 +378,34 @@
     });
   }
 
-  function addDateLine(d) {
-    const day = `${d.getFullYear()}-${d.getMonth()}-${d.getDate()}`;
-    if (day === lastDay) return;
-    lastDay = day;
+  const dayKey = (d) => `${d.getFullYear()}-${d.getMonth()}-${d.getDate()}`;
+
+  // The line that names the day, above the first line of each day.
+  function dateLine(d) {
     const div = document.createElement('div');
     div.className = 'line info date';
+    div.dataset.day = dayKey(d);
     div.textContent = d.toLocaleDateString(undefined, { weekday: 'long', day: 'numeric', month: 'long', year: 'numeric' });
-    ui.log.append(div);
+    return div;
   }
 
-  // Adds one line: `parts` are strings (text nodes) and elements. opts: own, mention, title,
-  // extra (more classes).
-  function addLine(category, parts, opts = {}) {
-    const d = new Date();
-    const follow = stuck;
-    addDateLine(d);
+  function addDateLine(d) {
+    const day = dayKey(d);
+    if (day === lastDay) return;
+    lastDay = day;
+    ui.log.append(dateLine(d));
+  }
+
+  // One line of the conversation, not yet placed: `parts` are strings (text nodes) and elements.
+  // opts: own, mention, title, detail, extra (more classes). An event from the history also has
+  // time (when it happened, from its tag), history (shown dimmed) and id (its event id: scrolling
+  // back asks for what came before the oldest one shown).
+  function makeLine(category, parts, opts = {}) {
+    const d = opts.time || new Date();
     const div = document.createElement('div');
     div.className = 'line ' + category + (opts.own ? ' own' : '') + (opts.mention ? ' mention' : '') +
-      (opts.extra ? ' ' + opts.extra : '');
+      (opts.history ? ' history' : '') + (opts.extra ? ' ' + opts.extra : '');
+    if (opts.id !== undefined) div.dataset.id = String(opts.id);
     if (opts.title) div.title = opts.title;
     if (opts.detail) {
       // The protocol's detail, on request: a hover shows it (title), a tap or Enter on the
@@ -341,11 +427,20 @@
     ts.className = 'ts';
     ts.dateTime = d.toISOString();
     ts.textContent = clock(d);
+    // An earlier event may be from another day: its full date on a hover.
+    if (opts.history) ts.title = d.toLocaleString();
     const body = document.createElement('span');
     body.className = 'body';
     body.append(...(Array.isArray(parts) ? parts : [parts]));
     div.append(ts, ' ', body);
-    ui.log.append(div);
+    return div;
+  }
+
+  // Puts an element at the end of the conversation: a reader at the end stays there; one who
+  // scrolled back is told how many lines came below.
+  function place(element, opts = {}) {
+    const follow = stuck;
+    ui.log.append(element);
     trimLog(follow);
     if (follow) {
       followEnd();
@@ -358,27 +453,47 @@
       unread++;
       updateTitle();
     }
+    return element;
+  }
+
+  // Adds one line at the end (see makeLine for `parts` and `opts`; opts.counts: it is a message
+  // to count in the tab's title while the page is hidden).
+  function addLine(category, parts, opts = {}) {
+    addDateLine(opts.time || new Date());
+    return place(makeLine(category, parts, opts), opts);
+  }
+
+  // A separator across the conversation: "earlier messages" and "now" around events from the
+  // history, the marker where what we missed starts, the head and foot of search results.
+  // `kind` names it for the code (and the style): earlier, now, end, marker, note, found.
+  function makeSeparator(text, kind) {
+    const div = document.createElement('div');
+    div.className = `line sep sep-${kind}`;
+    div.append(span('sep-text', text));
     return div;
   }
 
-  // At most MAX_LINES (plus a little slack, so the trimming is done in batches); a reader who
-  // scrolled back keeps looking at the same lines.
+  const addSeparator = (text, kind) => place(makeSeparator(text, kind));
+
+  // At most MAX_LINES (plus a little slack, so the trimming is done in batches). A reader at the
+  // end loses the oldest lines. One who scrolled back (perhaps into earlier messages just
+  // loaded) keeps them until there are twice as many, and keeps looking at the same lines.
   function trimLog(follow) {
-    const extra = ui.log.childElementCount - MAX_LINES;
-    if (extra < 100) return;
-    if (follow) {
-      for (let i = 0; i < extra; i++) ui.log.firstElementChild.remove();
-      return;
-    }
+    const extra = ui.log.childElementCount - 1 - MAX_LINES; // the first child is the bar at the top
+    if (extra < 100 || (!follow && extra < MAX_LINES)) return;
     const before = ui.log.scrollHeight;
     const top = ui.log.scrollTop;
-    for (let i = 0; i < extra; i++) ui.log.firstElementChild.remove();
-    ui.log.scrollTop = Math.max(0, top - (before - ui.log.scrollHeight));
+    for (let i = 0; i < extra; i++) ui.more.nextElementSibling.remove();
+    S.historyStart = false; // what was dropped can be loaded again
+    renderMore();
+    if (!follow) ui.log.scrollTop = Math.max(0, top - (before - ui.log.scrollHeight));
   }
 
   function clearLog() {
-    ui.log.replaceChildren();
+    ui.log.replaceChildren(ui.more);
     lastDay = '';
+    S.historyStart = false;
+    renderMore();
     scrollToEnd();
   }
 
@@ -392,6 +507,212 @@
     // "maya!" and "@maya" count: a '!' or '@' next to the name is punctuation here.
     const n = S.nick.replace(/[-!]/g, '\\$&');
     return new RegExp(`(^|[^A-Za-z0-9_-])${n}($|[^A-Za-z0-9_-])`, 'i').test(text);
+  }
+
+  // ---- earlier events: history blocks, scrolling back, search -----------------------------
+
+  // A tagged line, "@<id>/<unix ms> <line>" (docs/protocol.md, "Joining with ids"): { id, time,
+  // line }, or null. Ids are BigInts: they only grow, and may pass 2^53, past which a Number
+  // would round them (and two ids could compare equal).
+  function parseTag(raw) {
+    const m = /^@([0-9]{1,20})\/([0-9]{1,16}) (.+)$/.exec(raw);
+    if (!m) return null;
+    return { id: BigInt(m[1]), time: new Date(Number(m[2])), line: m[3] };
+  }
+
+  // The oldest event of the conversation shown here (live lines and the history blocks around
+  // them; search answers sit in boxes of their own and do not count): scrolling back asks for
+  // what came before it. With none shown (a cleared conversation, a reload that missed nothing),
+  // the last id seen stands in: "before last + 1" is the last events, that one included.
+  function oldestShown() {
+    const first = ui.log.querySelector(':scope > .line[data-id]');
+    if (first) return { id: BigInt(first.dataset.id), line: first };
+    return S.lastId > 0n ? { id: S.lastId + 1n, line: null } : null;
+  }
+
+  // The bar at the top of the conversation: a button that loads earlier messages (scrolling to
+  // the top does the same), or a note that the server keeps nothing earlier.
+  function renderMore() {
+    ui.moreButton.hidden = S.historyStart || S.phase !== 'joined' || oldestShown() === null;
+    ui.moreButton.disabled = S.loadingEarlier;
+    setText(ui.moreButton, S.loadingEarlier ? 'loading earlier messages…' : 'load earlier messages');
+    ui.moreNote.hidden = !S.historyStart;
+  }
+
+  // Asks for the PAGE_SIZE events before the oldest one shown; insertEarlier() puts the answer
+  // above it. One request at a time: scrolling fires many events.
+  function loadEarlier() {
+    if (S.phase !== 'joined' || S.loadingEarlier || S.historyStart) return;
+    const oldest = oldestShown();
+    if (!oldest) return;
+    S.loadingEarlier = true;
+    sendLine(`HISTORY BEFORE ${oldest.id} ${PAGE_SIZE}`);
+    renderMore();
+  }
+
+  // `HISTORY <what> <n> [partial]` opens a block of n tagged lines; `HISTORY END <what>` closes
+  // it. What it is decides where its lines go:
+  //   recent: the last events before we joined      missed: what happened while we were away
+  //   before: the answer to HISTORY BEFORE          search: the answer to SEARCH
+  // recent and missed are part of the live order: their ids count as seen, and a resume goes on
+  // from them. before and search are answers about the past: their ids must not.
+  function openBlock(what, count, partial) {
+    if (S.block) closeBlock(S.block.what); // blocks never nest: one left open ends here
+    S.block = { what, count, partial, shown: 0, events: [] };
+    if (what === 'missed') {
+      addSeparator(S.marker || `${missedWords(String(count))}`, 'marker');
+      S.marker = '';
+      if (partial) addLine('info', 'the oldest part of what you missed is no longer kept');
+    }
+  }
+
+  function closeBlock(what) {
+    const block = S.block;
+    if (!block || block.what !== what) return; // an END without its start: nothing to close
+    S.block = null;
+    if (what === 'recent' || what === 'missed') {
+      if (block.shown > 0) addSeparator('now', 'now');
+      if (what === 'missed' && S.fillAfterResume) {
+        // A reloaded tab resumed into an empty page: some context above what was missed.
+        S.fillAfterResume = false;
+        loadEarlier();
+      }
+    } else if (what === 'before') {
+      insertEarlier(block);
+    } else if (what === 'search') {
+      showFound(block);
+    }
+    renderMore();
+  }
+
+  // One tagged line (a room event or a private message, with its id and time). Returns false
+  // when it is not one.
+  function handleTagged(raw) {
+    const tag = parseTag(raw);
+    if (!tag) return false;
+    const block = S.block;
+    if (block && (block.what === 'before' || block.what === 'search')) {
+      block.events.push(tag); // an answer about the past: shown when the block ends
+      return true;
+    }
+    // Live, or in a recent / missed block: in id order, each once. One whose id we have seen
+    // already is dropped: the server never repeats one, and this keeps a mistake (ours or its)
+    // from showing a line twice at the seam of a resume.
+    if (tag.id <= S.lastId) return true;
+    S.lastId = tag.id;
+    saveSession();
+    if (block) {
+      // After a rejoin (not a resume) the recent events may be on the screen already, from
+      // before the connection was lost: those are not shown again.
+      if (tag.id <= S.shownId) return true;
+      S.shownId = tag.id;
+      if (block.shown++ === 0 && block.what === 'recent') {
+        addSeparator('earlier messages' + (block.partial ? ' (older ones are no longer kept)' : ''), 'earlier');
+      }
+      const view = describe(tag.line, false);
+      if (view) addLine(view.category, view.parts, { ...view.opts, time: tag.time, id: tag.id, history: true, counts: false });
+      return true;
+    }
+    S.shownId = tag.id;
+    if (!liveEvent(tag.line, { id: tag.id })) addLine('error', 'unrecognised line from server: ' + raw);
+    if (ui.moreButton.hidden && !S.historyStart) renderMore(); // the first id: there is an "earlier"
+    return true;
+  }
+
+  // The elements for a block of earlier events: a date line where the day changes, each event
+  // dimmed at its own time. `ids`: keep the events' ids on the lines (not for search answers).
+  // Returns { lines, lastDay } (the day of the last one).
+  function historyLines(events, ids) {
+    const out = [];
+    let day = '';
+    for (const e of events) {
+      const view = describe(e.line, false);
+      if (!view) continue;
+      if (dayKey(e.time) !== day) {
+        day = dayKey(e.time);
+        out.push(dateLine(e.time));
+      }
+      out.push(makeLine(view.category, view.parts,
+        { ...view.opts, time: e.time, history: true, ...(ids ? { id: e.id } : {}) }));
+    }
+    return { lines: out, lastDay: day };
+  }
+
+  // The day of the last date line above `element` (above the end when it is null), or ''.
+  function dayAbove(element) {
+    let e = element ? element.previousElementSibling : ui.log.lastElementChild;
+    while (e && !e.classList.contains('date')) e = e.previousElementSibling;
+    return e ? e.dataset.day : '';
+  }
+
+  // Runs change(), which alters the conversation above `anchor`, and scrolls by as much as that
+  // moves `anchor` on the screen: the reader keeps looking at the same lines (the log has
+  // overflow-anchor: none, so the browser does not do it for us). A reader at the end stays there.
+  function keepInPlace(anchor, change) {
+    const before = anchor ? anchor.getBoundingClientRect().top : 0;
+    change();
+    if (stuck) followEnd();
+    else if (anchor) ui.log.scrollTop += anchor.getBoundingClientRect().top - before;
+  }
+
+  // The answer to HISTORY BEFORE: the events just before the oldest shown, put above it.
+  function insertEarlier(block) {
+    S.loadingEarlier = false;
+    // Fewer than asked for: that is the start of what the server keeps.
+    if (block.count < PAGE_SIZE) S.historyStart = true;
+    const oldest = oldestShown();
+    // All older than the oldest shown, by the protocol; one that is not would show twice.
+    const events = block.events.filter((e) => !oldest || e.id < oldest.id);
+    keepInPlace(oldest && oldest.line, () => {
+      if (events.length > 0) putAbove(oldest && oldest.line, events);
+      renderMore(); // the bar at the top changes too: "loading…", or the start of the history
+    });
+  }
+
+  // Puts earlier events above `oldest` (the oldest line shown; null: at the end), under an
+  // "earlier messages" separator, and above the date line and separators that head it (its own
+  // "earlier messages", or the marker where what we missed starts).
+  function putAbove(oldest, events) {
+    const { lines, lastDay: fragmentDay } = historyLines(events, true);
+    let at = oldest;
+    const heads = (e) => e && e !== ui.more && (e.classList.contains('date') || e.classList.contains('sep'));
+    while (at && heads(at.previousElementSibling)) at = at.previousElementSibling;
+    // Above earlier messages already shown: one run of history under one "earlier messages"
+    // separator (theirs goes, ours heads both), and one date line per day.
+    const continues = at !== null && at.classList.contains('sep-earlier');
+    if (continues) {
+      const next = at.nextElementSibling;
+      at.remove();
+      at = next;
+    }
+    if (at && at.classList.contains('date') && at.dataset.day === fragmentDay) {
+      const next = at.nextElementSibling;
+      at.remove();
+      at = next;
+    }
+    // The day of their first line may be named just above already.
+    if (lines.length > 0 && lines[0].dataset.day === dayAbove(at)) lines.shift();
+    const fragment = document.createDocumentFragment();
+    fragment.append(makeSeparator('earlier messages', 'earlier'), ...lines);
+    // Below them: a line that is no separator (a live line, a date) needs one to end the run.
+    if (!at) fragment.append(makeSeparator('now', 'now'));
+    else if (!continues && !at.classList.contains('sep')) fragment.append(makeSeparator('end of earlier messages', 'end'));
+    ui.log.insertBefore(fragment, at); // at null: at the end
+    if (!at) lastDay = fragmentDay;
+  }
+
+  // The answer to SEARCH: the messages found, oldest first, in a box of their own at the end of
+  // the conversation, from "found 7 for …" to "end of search": answers, not part of the talk.
+  function showFound(block) {
+    const words = S.searches.shift() || '';
+    const box = document.createElement('div');
+    box.className = 'found';
+    box.setAttribute('role', 'group');
+    const head = block.events.length === 0 ? `found nothing for “${words}”` : `found ${block.events.length} for “${words}”`;
+    box.setAttribute('aria-label', head);
+    box.append(makeSeparator(head, 'found'), ...historyLines(block.events, false).lines,
+      makeSeparator('end of search', 'found'));
+    place(box);
   }
 
   // ---- who is online ---------------------------------------------------------------------
@@ -472,8 +793,9 @@
 
   // ---- the connection --------------------------------------------------------------------
 
-  // phase: idle (the join form), connecting, joining (HELLO sent), joined, choosing (our
-  // nickname was refused on a rejoin: /nick picks another), waiting (for the next attempt).
+  // phase: idle (the join form), connecting, joining (HELLO sent), resuming (RESUME sent),
+  // joined, choosing (our nickname was refused on a rejoin: /nick picks another), waiting (for
+  // the next attempt).
   const S = {
     phase: 'idle',
     onForm: true, // not joined since the form was sent: failures are shown on the form
@@ -500,10 +822,26 @@
     nextToken: 1,
     quitting: false,
     quitTimer: 0,
+    // Ids and resuming (docs/protocol.md, "Ids, resume and history"):
+    token: '', // the resume token of our seat ('' when we hold none)
+    tokenWindow: 0, // how long the server holds the seat after a drop, in seconds
+    lastId: 0n, // the highest id of a tagged line seen live (or in a recent / missed block)
+    shownId: 0n, // the highest id shown on this page: a rejoin does not show those again
+    block: null, // the HISTORY block being received: { what, count, partial, shown, events }
+    loadingEarlier: false, // a HISTORY BEFORE is on its way
+    historyStart: false, // the server keeps nothing before the oldest line shown
+    searches: [], // the words of each SEARCH not yet answered, oldest first
+    fillAfterResume: false, // a reloaded tab resumed: load what came before the missed part
+    marker: '', // after RESUMED: "away 41 s, 12 messages you missed", shown where they start
   };
 
   function sendLine(line) {
     if (S.ws && S.ws.readyState === WebSocket.OPEN) S.ws.send(line);
+  }
+
+  // Joining always asks for ids: tagged lines, a resume token, and the recent history.
+  function hello(nick) {
+    sendLine(`HELLO ${nick} ids`);
   }
 
   function dropSocket() {
@@ -513,6 +851,10 @@
     S.ws = null;
     S.opened = false;
     S.pingSent = 0;
+    // Answers still on their way over this socket will not come.
+    S.block = null;
+    S.loadingEarlier = false;
+    S.searches.length = 0;
     if (ws) {
       ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
       try {
@@ -554,10 +896,16 @@
       if (gen !== S.gen) return;
       clearTimeout(S.connectTimer);
       S.opened = true;
-      S.phase = 'joining';
       S.lastHeard = now();
       S.lastPing = now();
-      sendLine('HELLO ' + S.trying);
+      if (S.token) {
+        // We held a seat: ask for it back, with everything after the last event we saw.
+        S.phase = 'resuming';
+        sendLine(`RESUME ${S.token} ${S.lastId}`);
+      } else {
+        S.phase = 'joining';
+        hello(S.trying);
+      }
       render();
     };
     ws.onmessage = (ev) => {
@@ -634,6 +982,8 @@
     clearTimeout(S.quitTimer);
     clearTimeout(S.retryTimer);
     dropSocket();
+    forgetToken(); // after QUIT the server keeps no seat for us
+    S.fillAfterResume = false;
     S.quitting = false;
     S.phase = 'idle';
     S.onForm = true;
@@ -653,6 +1003,10 @@
   function welcome(nick) {
     const stillTaken = S.ghost > 0 && fold(S.wanted) !== fold(nick) ? S.wanted : '';
     S.nick = nick;
+    // A new session: its tagged lines come in order from its recent block on, whatever ids the
+    // previous one saw (shownId still hides those already on the screen).
+    S.lastId = 0n;
+    S.fillAfterResume = false;
     S.phase = 'joined';
     S.failures = 0;
     S.lost = '';
@@ -671,15 +1025,52 @@
     render();
   }
 
+  // RESUMED <nick> <ms away> <missed>: the server kept our seat. The marker line says where
+  // what we missed starts; the HISTORY missed block that follows brings it, then live lines.
+  function resumed(nick, ms, missed) {
+    S.nick = nick;
+    S.phase = 'joined';
+    S.failures = 0;
+    S.lost = '';
+    S.failed = '';
+    S.lastPing = -Infinity; // measure the round trip at once
+    if (S.onForm) {
+      // A reloaded tab: the conversation is empty, so some of what came before is loaded too.
+      S.onForm = false;
+      S.fillAfterResume = true;
+      showChat();
+      ui.input.focus();
+    }
+    addLine('info', `welcome back, ${nick}`);
+    // The marker goes where the missed part starts: at its HISTORY line, after USERS.
+    S.marker = `away ${awayTime(ms)}, ${missedWords(/^[0-9]+$/.test(missed) ? missed : '0')}`;
+    S.everJoined = true;
+    saveSession();
+    render();
+  }
+
+  // RESUME refused: the window passed, the token was used already, or it is not one. Forget it
+  // and join afresh, as a page that never had one: the seat is gone, so the nickname is free
+  // again (unless someone took it meanwhile: then the ghost retries below take over).
+  function resumeRefused(code, detail) {
+    forgetToken();
+    addLine('info', refusalWords('bad-token', detail), { detail: details(code, detail) });
+    S.phase = 'joining';
+    hello(S.trying);
+    render();
+  }
+
   // An ERROR while joining. Returns true when it was about the nickname.
   function refused(code, detail) {
-    if (code !== 'nick-in-use' && code !== 'bad-nick') return false;
-    if (S.everJoined && code === 'nick-in-use' && S.ghost < MAX_GHOST_TRIES) {
+    if (code !== 'nick-in-use' && code !== 'nick-held' && code !== 'bad-nick') return false;
+    // nick-held: the server keeps the nickname for a seat that may be resumed, most likely our
+    // own old one whose token we lost; like nick-in-use, a suffixed nickname gets us back in.
+    if (S.everJoined && code !== 'bad-nick' && S.ghost < MAX_GHOST_TRIES) {
       S.ghost++;
       const next = ghostNick(S.wanted, S.ghost);
       addLine('info', `${S.trying} is still taken (probably by our old connection); trying ${next}`);
       S.trying = next;
-      sendLine('HELLO ' + next);
+      hello(next);
       return true;
     }
     if (S.onForm) {
@@ -694,8 +1085,105 @@
     return true;
   }
 
+  // What a room event or private message looks like: { category, parts, opts } for addLine, or
+  // null for a line that is not one. `live`: it happens now, so our own nickname change is said
+  // as "you are now known as"; an event from the history is said the same way for everyone.
+  // Nothing here changes the page's state: history must not (who is online comes from USERS).
+  function describe(line, live) {
+    const view = (category, parts, opts = {}) => ({ category, parts, opts });
+    // A room notice from the server ("# ..."): for people, as it is.
+    if (line.startsWith('#')) return view('info', line.replace(/^# ?/, ''));
+    const [verb, rest] = splitWord(line);
+    const [first, afterFirst] = splitWord(rest);
+    const [second, afterSecond] = splitWord(afterFirst);
+    switch (verb) {
+      case 'JOIN':
+        return rest === '' ? null : view('join', [who(rest), ' joined']);
+      case 'BACK': // someone's connection dropped and they resumed their seat
+        return first === '' ? null : view('join', [who(first), ` is back (away ${awayTime(second)})`]);
+      case 'LEAVE': {
+        if (first === '' || second === '') return null;
+        const words = leaveWords(first, second, afterSecond);
+        // Every phrase starts with the nickname, which is shown as a name.
+        const parts = words.startsWith(first) ? [who(first), words.slice(first.length)] : [words];
+        return view('leave', parts, { detail: details(second, afterSecond) });
+      }
+      case 'MSG':
+        if (first === '') return null;
+        return view('msg', [who(first), ' ', span('text', afterFirst)],
+          { own: mine(first), mention: !mine(first) && mentions(afterFirst), counts: !mine(first) });
+      case 'ME':
+        if (first === '') return null;
+        return view('me', ['* ', who(first), ' ', span('text', afterFirst)],
+          { own: mine(first), mention: !mine(first) && mentions(afterFirst), counts: !mine(first) });
+      case 'PRIV': {
+        if (first === '' || second === '') return null;
+        const out = mine(first);
+        const tag = span('tag', 'private');
+        const parts = out
+          ? [tag, ' you → ', span('who', second), ': ', span('text', afterSecond)]
+          : [tag, ' ', span('who', first), ' → you: ', span('text', afterSecond)];
+        return view(out ? 'priv-out' : 'priv-in', parts, { title: `private: ${first} -> ${second}`, counts: !out });
+      }
+      case 'NICK':
+        if (first === '' || second === '') return null;
+        if (live && mine(first)) return view('info', `you are now known as ${second}`);
+        return view('info', [who(first), ' is now known as ', who(second)]);
+      default:
+        return null;
+    }
+  }
+
+  // A room event or private message as it happens: what it changes (who is online, our own
+  // nickname), then its line. `opts` go to the line (the event's id). False: not an event.
+  function liveEvent(line, opts = {}) {
+    const view = describe(line, true);
+    if (!view) return false;
+    const [verb, rest] = splitWord(line);
+    const [first, afterFirst] = splitWord(rest);
+    const [second] = splitWord(afterFirst);
+    switch (verb) {
+      case 'JOIN':
+        users.set(fold(rest), rest);
+        renderUsers();
+        break;
+      case 'BACK':
+        users.set(fold(first), first);
+        renderUsers();
+        break;
+      case 'LEAVE':
+        users.delete(fold(first));
+        renderUsers();
+        break;
+      case 'NICK': {
+        const key = fold(first);
+        if (users.has(key)) {
+          users.delete(key);
+          users.set(fold(second), second);
+        }
+        if (mine(first)) {
+          S.nick = second;
+          S.wanted = second;
+          saveNick(second);
+          saveSession();
+        }
+        renderUsers();
+        render();
+        break;
+      }
+      default:
+        break;
+    }
+    addLine(view.category, view.parts, { ...view.opts, ...opts });
+    return true;
+  }
+
   function handleLine(line) {
-    if (line.startsWith('#')) return; // remarks for people
+    if (line.startsWith('@')) {
+      if (!handleTagged(line)) addLine('error', 'unrecognised line from server: ' + line);
+      return;
+    }
+    if (line.startsWith('#')) return; // remarks for people (the greeting, hints)
     const [verb, rest] = splitWord(line);
     const [first, afterFirst] = splitWord(rest);
     const [second, afterSecond] = splitWord(afterFirst);
@@ -716,6 +1204,16 @@
         if (rest === '') break;
         welcome(rest);
         return;
+      case 'RESUMED': // RESUMED <nick> <ms away> <missed>
+        if (first === '') break;
+        resumed(first, second, afterSecond);
+        return;
+      case 'TOKEN': // TOKEN <token> <window in seconds>: kept to resume after a drop
+        if (first === '') break;
+        S.token = first;
+        S.tokenWindow = Number(second) || 0;
+        saveSession();
+        return;
       case 'USERS': {
         users.clear();
         for (const u of rest.split(' ')) if (u) users.set(fold(u), u);
@@ -724,64 +1222,24 @@
         addLine('info', `online (${names.length}): ${names.join(' ')}`);
         return;
       }
-      case 'JOIN':
-        if (rest === '') break;
-        users.set(fold(rest), rest);
-        renderUsers();
-        addLine('join', [who(rest), ' joined']);
-        return;
-      case 'LEAVE': {
-        if (first === '' || second === '') break;
-        users.delete(fold(first));
-        renderUsers();
-        const words = leaveWords(first, second, afterSecond);
-        // Every phrase starts with the nickname, which is shown as a name.
-        const parts = words.startsWith(first) ? [who(first), words.slice(first.length)] : [words];
-        addLine('leave', parts, { detail: details(second, afterSecond) });
-        return;
-      }
-      case 'MSG':
-        if (first === '') break;
-        addLine('msg', [who(first), ' ', span('text', afterFirst)],
-          { own: mine(first), mention: !mine(first) && mentions(afterFirst), counts: !mine(first) });
-        return;
-      case 'ME':
-        if (first === '') break;
-        addLine('me', ['* ', who(first), ' ', span('text', afterFirst)],
-          { own: mine(first), mention: !mine(first) && mentions(afterFirst), counts: !mine(first) });
-        return;
-      case 'PRIV': {
-        if (first === '' || second === '') break;
-        const out = mine(first);
-        const tag = span('tag', 'private');
-        const parts = out
-          ? [tag, ' you → ', span('who', second), ': ', span('text', afterSecond)]
-          : [tag, ' ', span('who', first), ' → you: ', span('text', afterSecond)];
-        addLine(out ? 'priv-out' : 'priv-in', parts, { title: `private: ${first} -> ${second}`, counts: !out });
-        return;
-      }
-      case 'NICK': {
-        if (first === '' || second === '') break;
-        const key = fold(first);
-        if (users.has(key)) {
-          users.delete(key);
-          users.set(fold(second), second);
+      case 'HISTORY': // HISTORY <what> <n> [partial] ... HISTORY END <what>
+        if (first === 'END') {
+          closeBlock(second);
+          return;
         }
-        if (mine(first)) {
-          S.nick = second;
-          S.wanted = second;
-          saveNick(second);
-          addLine('info', `you are now known as ${second}`);
-        } else {
-          addLine('info', [who(first), ' is now known as ', who(second)]);
-        }
-        renderUsers();
-        render();
+        if (first === '' || !/^[0-9]+$/.test(second)) break;
+        openBlock(first, Number(second), afterSecond === 'partial');
         return;
-      }
       case 'ERROR': {
         if (first === '') break;
+        if (S.phase === 'resuming') return resumeRefused(first, afterFirst);
         if ((S.phase === 'joining' || S.phase === 'choosing') && refused(first, afterFirst)) return;
+        if (first === 'no-history') {
+          // A HISTORY BEFORE or SEARCH the server cannot answer now: nothing more will come.
+          S.loadingEarlier = false;
+          S.searches.length = 0;
+          renderMore();
+        }
         addLine('error', refusalWords(first, afterFirst), { detail: details(first, afterFirst) });
         return;
       }
@@ -796,6 +1254,8 @@
         return;
       }
       default:
+        // A room event without a tag (from a server that does not give ids).
+        if (liveEvent(line)) return;
         break;
     }
     addLine('error', 'unrecognised line from server: ' + line);
@@ -874,6 +1334,7 @@
     ui.nick.removeAttribute('aria-invalid');
     ui.nickError.textContent = '';
     saveNick(nick);
+    if (S.token && fold(nick) !== fold(S.wanted)) forgetToken(); // a seat is resumed under its own name
     S.wanted = nick;
     S.nick = '';
     S.onForm = true;
@@ -895,6 +1356,7 @@
     switch (S.phase) {
       case 'connecting': state = S.attempt > 0 ? `reconnecting (attempt ${S.attempt})` : 'connecting'; break;
       case 'joining': state = `joining as ${S.trying}`; break;
+      case 'resuming': state = `resuming as ${S.nick || S.trying}`; break;
       case 'joined': state = S.quitting ? 'leaving' : 'connected'; break;
       case 'choosing': state = 'nickname refused: /nick <name>'; break;
       case 'waiting': {
@@ -920,6 +1382,7 @@
     ui.me.textContent = S.nick || S.wanted;
     ui.usersEmpty.textContent = S.phase === 'joined' ? 'Nobody here' : 'Not in the room';
     renderStatus();
+    renderMore();
     updateTitle();
   }
 
@@ -996,7 +1459,7 @@
           S.ghost = 0;
           saveNick(action.nick);
           S.phase = 'joining';
-          sendLine('HELLO ' + action.nick);
+          hello(action.nick);
           render();
         } else if (S.phase === 'joined') {
           clear();
@@ -1004,6 +1467,15 @@
         } else {
           addLine('error', 'not connected: not sent (it is still in the input line)');
         }
+        break;
+      case 'search':
+        if (S.phase !== 'joined') {
+          addLine('error', 'not connected: not sent (it is still in the input line)');
+          break;
+        }
+        clear();
+        S.searches.push(action.words); // for the head of its answer ("found 3 for …")
+        sendLine('SEARCH ' + action.words);
         break;
       case 'send':
         if (S.phase !== 'joined') {
@@ -1037,6 +1509,7 @@
     scrollToEnd();
     ui.input.focus();
   });
+  ui.moreButton.addEventListener('click', loadEarlier);
   // Only the reader lets go of the end, by scrolling up: a pane that merely got shorter (the
   // status bar wrapped, a phone's keyboard opened) keeps following.
   let lastTop = 0;
@@ -1049,6 +1522,12 @@
     } else if (top < lastTop) {
       stuck = false;
     }
+    // Scrolling up to the top loads earlier messages, as the button there does; they go in
+    // above and the position moves down by as much, so this fires again only on more scrolling.
+    // A pane that cannot scroll was not scrolled: its content shrank (/clear), and the reader
+    // who wants more has the button.
+    const scrolls = ui.log.scrollHeight > ui.log.clientHeight;
+    if (scrolls && top < lastTop && top <= NEAR_TOP_PX) loadEarlier();
     lastTop = top;
   }, { passive: true });
   // A phone's keyboard or a resized window: a reader at the end stays there.
@@ -1070,10 +1549,28 @@
     }
   });
   window.addEventListener('online', retryNow);
+  // The tab is going away (a reload, a closed tab, a page in the back/forward cache): the
+  // resume window starts about now, so the saved session says so.
+  window.addEventListener('pagehide', saveSession);
   setInterval(tick, 500);
 
   render();
   renderUsers();
-  ui.nick.focus();
-  if (ui.nick.value) ui.nick.select();
+  const saved = loadSession();
+  if (saved) {
+    // This tab held a seat a moment ago (a reload): resume it at once, without the form. The
+    // form stays in view, busy, until RESUMED; if the server refuses the token the page joins
+    // afresh with the same nickname, and if that fails the form says why.
+    S.token = saved.token;
+    S.tokenWindow = Number(saved.window) || 0;
+    S.lastId = BigInt(saved.lastId);
+    S.wanted = saved.nick;
+    ui.nick.value = saved.nick;
+    ui.join.disabled = true;
+    ui.join.textContent = 'Resuming…';
+    connect();
+  } else {
+    ui.nick.focus();
+    if (ui.nick.value) ui.nick.select();
+  }
 })();

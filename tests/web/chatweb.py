@@ -32,12 +32,16 @@ except ImportError as e:  # pragma: no cover - depends on the machine
 
 class ChatServer:
     """A chatserver of our own: started with --port 0 (or a given port), `--bind 127.0.0.1
-    --max-per-ip 0` and any extra arguments; its port read from its first stderr line; stopped
-    by pid. A server that does not say where it listens is a RuntimeError."""
+    --max-per-ip 0`, `--db none` (unless extra gives a --db: a restart on a fixed port must not
+    write a database in the user's state directory) and any extra arguments; its port read from
+    its first stderr line; stopped by pid. A server that does not say where it listens is a
+    RuntimeError."""
 
     def __init__(self, path, port=0, extra=()):
         self.path = path
         self.extra = list(extra)
+        if '--db' not in self.extra:
+            self.extra += ['--db', 'none']
         self.proc = None
         self.port = None
         self.log = []
@@ -81,6 +85,33 @@ class ChatServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+def drop_connections(port, keep=()):
+    """Destroys every established TCP connection from this machine to 127.0.0.1:port but those
+    whose local port is in `keep`, with `ss -K` (the server sees ECONNABORTED, the client a
+    reset): a lost network, as a test can make one. Needs root and ss (iproute2); see
+    ../shared/NOTES.md. Returns the local ports of the connections dropped."""
+    listing = subprocess.run(['ss', '-Htn', 'state', 'established', 'dst', '127.0.0.1', 'dport', '=', f':{port}'],
+                             capture_output=True, text=True, check=True).stdout
+    dropped = []
+    for line in listing.splitlines():
+        local = int(line.split()[2].rsplit(':', 1)[1])  # Recv-Q Send-Q Local:Port Peer:Port
+        if local in keep:
+            continue
+        subprocess.run(['ss', '-K', '-Htn', 'state', 'established', 'src', '127.0.0.1', 'sport', '=', f':{local}',
+                        'dst', '127.0.0.1', 'dport', '=', f':{port}'], capture_output=True, check=True)
+        dropped.append(local)
+    return dropped
+
+
+def can_drop_connections():
+    """Why drop_connections() cannot run here, or None."""
+    if os.geteuid() != 0:
+        return 'ss -K needs root'
+    if not shutil.which('ss'):
+        return 'ss (iproute2) is not installed'
+    return None
 
 
 # ---- the other side: a TCP client in protocol mode -------------------------------------------
@@ -150,6 +181,9 @@ class Peer:
                     raise AssertionError(f'{self.nick} did not receive /{pattern}/ within {timeout} s; '
                                          f'last lines: {self.lines[-8:]}')
                 self.cond.wait(left)
+
+    def local_port(self):
+        return self.sock.getsockname()[1]
 
     def close(self):
         try:

@@ -668,6 +668,11 @@ class WebSocketTest(unittest.TestCase):
                 await w.send("maya")
                 self.assertRegex(await w.recv(), stamp + re.escape("*** welcome, maya (type /help for commands)") + "$")
                 self.assertRegex(await w.recv(), stamp + re.escape("*** online (2): maya tcp1") + "$")
+                # The last messages before joining, between "--- earlier messages (N) ---" and
+                # "--- now ---" (here: tcp1's join).
+                self.assertEqual(await w.recv(), "--- earlier messages (1) ---")
+                self.assertRegex(await w.recv(), stamp + re.escape("*** tcp1 joined") + "( \\(\\d+ online\\))?$")
+                self.assertEqual(await w.recv(), "--- now ---")
                 await tcp.expect("JOIN maya")
                 await w.send("hello all")
                 await tcp.expect("MSG maya hello all")
@@ -1488,6 +1493,326 @@ class WebSocketTest(unittest.TestCase):
             self.assertEqual(w.ws.close_code, 1008)
 
         run(go())
+
+    # -- 11. ids, resume and history (docs/protocol.md, "Ids, resume and history") ----------------
+
+    TAGGED = re.compile(r"^@(\d+)/(\d+) (.+)$")
+
+    def tagged(self, line):
+        """'@<id>/<ms> <line>' -> (id, ms, line); an AssertionError for a line without a tag."""
+        m = self.TAGGED.match(line)
+        self.assertIsNotNone(m, "not a tagged line: %r" % line)
+        return int(m.group(1)), int(m.group(2)), m.group(3)
+
+    def next_line(self, c, timeout=T):
+        """The next line of `c` that is neither a PING (answered) nor a '#' remark for people
+        (the greeting)."""
+        return c.expect(lambda line: not line.startswith(("PING ", "#")), timeout)
+
+    def read_block(self, c, what):
+        """Reads `HISTORY <what> <n> [partial]`, its lines and `HISTORY END <what>`: (n,
+        partial, [(id, ms, line)])."""
+        head = self.next_line(c)
+        m = re.match(r"^HISTORY %s (\d+)( partial)?$" % what, head)
+        self.assertIsNotNone(m, "expected HISTORY %s, got %r (last lines %r)" % (what, head, c.seen[-8:]))
+        n = int(m.group(1))
+        lines = [self.tagged(self.next_line(c)) for _ in range(n)]
+        self.assertEqual(self.next_line(c), "HISTORY END " + what)
+        return n, bool(m.group(2)), lines
+
+    def ids_join(self, c, nick):
+        """HELLO <nick> ids on `c` (after its greeting): WELCOME, TOKEN, USERS, the recent block.
+        Returns (token, window, recent lines)."""
+        c.send_line("HELLO %s ids" % nick)
+        self.assertEqual(self.next_line(c), "WELCOME " + nick)
+        token_line = self.next_line(c)
+        m = re.match(r"^TOKEN ([0-9a-f]{32}) (\d+)$", token_line)
+        self.assertIsNotNone(m, "TOKEN <32 hex> <window> right after WELCOME, got %r" % token_line)
+        self.assertTrue(self.next_line(c).startswith("USERS "))
+        _, _, recent = self.read_block(c, "recent")
+        return m.group(1), int(m.group(2)), recent
+
+    def web_ids(self, port, nick):
+        """A raw WebSocket client joined with ids: (client, token, window, recent lines)."""
+        w = self.client(RawWS(port))
+        self.assertTrue(w.read_line().startswith("# chatserver "))
+        token, window, recent = self.ids_join(w, nick)
+        return w, token, window, recent
+
+    def line_ids(self, port, nick):
+        """A TCP protocol client joined with ids (it sends HELLO before the greeting)."""
+        c = self.client(LineClient(port))
+        token, window, recent = self.ids_join(c, nick)
+        return c, token, recent
+
+    def kill(self, c):
+        """Ends `c`'s connection with a reset (SO_LINGER 0), as a lost network would: no QUIT, no
+        close frame. The server holds the seat (cause `reset`)."""
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        c.sock.close()
+
+    def until_tagged(self, c, pred, timeout=T):
+        """Lines of `c` up to the tagged one whose line matches `pred`: [(id, ms, line)] of the
+        tagged ones (untagged lines in between are skipped)."""
+        match = matcher(pred)
+        got = []
+        deadline = time.monotonic() + timeout
+        while True:
+            line = self.next_line(c, max(0.1, deadline - time.monotonic()))
+            m = self.TAGGED.match(line)
+            if not m:
+                continue
+            got.append((int(m.group(1)), int(m.group(2)), m.group(3)))
+            if match(m.group(3)):
+                return got
+
+    def test_11a_hello_ids_token_and_tagged_lines(self):
+        # HELLO <nick> ids: WELCOME, TOKEN, USERS, the recent block (what was said before,
+        # oldest first, tagged); then every room event and PRIV tagged, ids growing. A client
+        # without ids sees the same events untagged.
+        srv = self.start_server("--db", "none", "--history", "50")
+        plain = self.client(tcp_join(srv.port, "plain"))
+        plain.send_line("SAY said before 1")
+        plain.send_line("ME waves before")
+        plain.expect("ME plain waves before")
+        started = time.time() * 1000
+        web, token, window, recent = self.web_ids(srv.port, "web1")
+        self.assertEqual(window, 120, "the default --resume-window")
+        said = [line for _, _, line in recent]
+        self.assertEqual(said[-2:], ["MSG plain said before 1", "ME plain waves before"], recent)
+        ids = [i for i, _, _ in recent]
+        self.assertEqual(ids, sorted(set(ids)), "recent: oldest first, each once")
+        for _, ms, _ in recent:
+            self.assertLess(abs(ms - started), 60000, "the tag's time is Unix milliseconds")
+        plain.expect("JOIN web1")
+        plain.send_line("SAY live one")
+        plain.send_line("PRIV web1 psst")
+        plain.expect("PRIV plain web1 psst")
+        web.send_line("SAY from web")
+        got = self.until_tagged(web, "MSG web1 from web")
+        lines = [line for _, _, line in got]
+        self.assertIn("MSG plain live one", lines)
+        self.assertIn("PRIV plain web1 psst", lines)
+        live_ids = [i for i, _, _ in got]
+        self.assertEqual(live_ids, sorted(set(live_ids)), "ids only grow")
+        self.assertGreater(live_ids[0], ids[-1], "live lines come after the recent block")
+        # The client without ids: the same events, no tags.
+        plain.expect("MSG web1 from web")
+        self.assertFalse([l for l in plain.seen if l.startswith("@")], plain.seen)
+        # Untagged lines stay untagged with ids.
+        web.send_line("PING x1")
+        self.assertEqual(web.expect(prefix("PONG ")), "PONG x1")
+        self.assertNotEqual(token, self.line_ids(srv.port, "other")[1], "a token per client")
+
+    def test_11b_resume_replays_exactly_what_was_missed(self):
+        # A web client with ids is killed (a reset); while it is away the room goes on, and
+        # goes on talking while it resumes. RESUME <token> <last id> gives RESUMED, a new
+        # TOKEN, USERS, the missed block, then live lines: every event after the last id once,
+        # in order, the same ids a second client with ids saw, nothing twice at the seam.
+        srv = self.start_server("--db", "none", "--max-rate", "0")
+        obs, _, _ = self.line_ids(srv.port, "obs")
+        talk = self.client(tcp_join(srv.port, "talk"))
+        web, token, _, _ = self.web_ids(srv.port, "web1")
+        talk.send_line("SAY before the drop")
+        last = self.until_tagged(web, "MSG talk before the drop")[-1][0]
+        self.kill(web)
+        # What obs sees, all of it, from here to the end (its tagged lines).
+        seen = self.until_tagged(obs, re.compile(r"^LEAVE web1 "))
+        self.assertRegex(seen[-1][2], r"^LEAVE web1 (reset|closed) ")
+        for i in range(5):
+            talk.send_line("SAY missed %d" % i)
+        talk.send_line("PRIV web1 a private word while away")
+        talk.expect("MSG talk missed 4")
+        priv_kept = not talk.expect(re.compile(r"^(PRIV talk web1 |ERROR no-such-nick)")).startswith("ERROR")
+        if not priv_kept:
+            observe("a PRIV to a nickname whose seat is held is refused (no-such-nick), not kept")
+        # The seam: the room keeps talking while the client resumes.
+        stop = threading.Event()
+
+        def chatter():
+            n = 0
+            while not stop.is_set() and n < 400:
+                talk.send_line("SAY seam %d" % n)
+                n += 1
+                time.sleep(0.005)
+
+        t = threading.Thread(target=chatter, daemon=True)
+        t.start()
+        time.sleep(0.1)
+        again = self.client(RawWS(srv.port))
+        self.assertTrue(again.read_line().startswith("# chatserver "))
+        again.send_line("RESUME %s %d" % (token, last))
+        resumed = self.next_line(again)
+        m = re.match(r"^RESUMED web1 (\d+) (\d+)$", resumed)
+        self.assertIsNotNone(m, resumed)
+        away_ms, missed_n = int(m.group(1)), int(m.group(2))
+        self.assertGreater(away_ms, 0)
+        new_token = re.match(r"^TOKEN ([0-9a-f]{32}) \d+$", self.next_line(again))
+        self.assertIsNotNone(new_token, again.seen[-1])
+        self.assertNotEqual(new_token.group(1), token, "the old token is spent")
+        users = self.next_line(again)
+        self.assertTrue(users.startswith("USERS ") and "web1" in users.split(), users)
+        n, partial, missed = self.read_block(again, "missed")
+        self.assertEqual(n, missed_n, "RESUMED's count is the block's")
+        self.assertFalse(partial)
+        time.sleep(0.3)
+        stop.set()
+        t.join(timeout=T)
+        talk.send_line("SAY final")
+        live = self.until_tagged(again, "MSG talk final", timeout=30)
+        replay = missed + live
+        ids = [i for i, _, _ in replay]
+        self.assertEqual(ids, sorted(set(ids)), "in id order, each once (no duplicate at the seam)")
+        self.assertGreater(ids[0], last, "nothing at or before the last id seen")
+        missed_lines = [line for _, _, line in missed]
+        for i in range(5):
+            self.assertIn("MSG talk missed %d" % i, missed_lines)
+        if priv_kept:
+            self.assertIn("PRIV talk web1 a private word while away", missed_lines)
+        # What the observer saw between the two ids, less what is about web1 itself (its own
+        # LEAVE and BACK) and private messages (obs sees none of web1's): the same, id for id.
+        seen += self.until_tagged(obs, "MSG talk final", timeout=30)
+        about_web1 = re.compile(r"^(LEAVE|BACK|JOIN) web1( |$)")
+        public = lambda evs: [(i, line) for i, _, line in evs
+                              if last < i <= ids[-1] and not about_web1.match(line) and not line.startswith("PRIV ")]
+        self.assertEqual(public(replay), public(seen))
+        seam = [line for _, _, line in live if line.startswith("MSG talk seam ")]
+        observe("resume: %d missed, %d seam lines live after the block, away %d ms" % (n, len(seam), away_ms))
+        # The others: BACK web1 <ms> with ids, JOIN web1 without.
+        self.assertTrue([line for _, _, line in seen if re.match(r"^BACK web1 \d+$", line)], seen[-20:])
+        talk.expect("JOIN web1")
+
+    def greeted(self, port):
+        """A raw WebSocket client that has read the greeting."""
+        c = self.client(RawWS(port))
+        self.assertTrue(c.read_line().startswith("# chatserver "))
+        return c
+
+    def test_11c_bad_expired_and_reused_tokens(self):
+        # A token works once; a wrong one, a used one or an expired one is `bad-token`, and the
+        # connection stays open for a HELLO. While a seat is held its nickname is `nick-held`.
+        # Each RESUME is the first line of a connection of its own, as the page sends it.
+        srv = self.start_server("--db", "none", "--resume-window", "3s")
+        obs = self.client(tcp_join(srv.port, "obs"))
+        web, token, window, _ = self.web_ids(srv.port, "web1")
+        self.assertEqual(window, 3)
+        self.kill(web)
+        obs.expect(prefix("LEAVE web1 "))
+        taker = self.greeted(srv.port)
+        taker.send_line("HELLO web1 ids")
+        self.assertTrue(self.next_line(taker).startswith("ERROR nick-held web1"), taker.seen[-1])
+        wrong = self.greeted(srv.port)
+        wrong.send_line("RESUME %s 0" % ("0" * 32))
+        self.assertTrue(self.next_line(wrong).startswith("ERROR bad-token "), wrong.seen[-1])
+        malformed = self.greeted(srv.port)
+        malformed.send_line("RESUME not-a-token")
+        self.assertTrue(self.next_line(malformed).startswith("ERROR bad-args "), malformed.seen[-1])
+        # The right token, once.
+        back = self.greeted(srv.port)
+        back.send_line("RESUME %s 0" % token)
+        self.assertTrue(re.match(r"^RESUMED web1 \d+ \d+$", self.next_line(back)), back.seen[-1])
+        m = re.match(r"^TOKEN ([0-9a-f]{32}) 3$", self.next_line(back))
+        self.assertIsNotNone(m, back.seen[-1])
+        reused = self.greeted(srv.port)
+        reused.send_line("RESUME %s 0" % token)
+        line = self.next_line(reused)
+        self.assertTrue(line.startswith("ERROR bad-token "), line)
+        if line != "ERROR bad-token unknown or already used":
+            observe("a reused token: %r (docs/protocol.md: 'ERROR bad-token unknown or already used')" % line)
+        # Still open: a HELLO joins.
+        reused.send_line("HELLO web2 ids")
+        self.assertEqual(self.next_line(reused), "WELCOME web2")
+        # Expired: past the window the new token is refused, and the nickname is free again.
+        self.kill(back)
+        obs.expect(prefix("LEAVE web1 "))
+        time.sleep(4.0)  # the window (3 s) must pass: nothing to wait for but time
+        late = self.greeted(srv.port)
+        late.send_line("RESUME %s 0" % m.group(1))
+        line = self.next_line(late)
+        self.assertTrue(line.startswith("ERROR bad-token "), line)
+        observe("a token past its window: %r" % line)
+        late.send_line("HELLO web1")
+        self.assertEqual(self.next_line(late), "WELCOME web1")
+
+    def test_11d_history_before_and_search(self):
+        # HISTORY BEFORE <id> <n> pages back from the recent block to the start, each page just
+        # before the last, the ids a client with ids saw live; SEARCH finds messages and actions
+        # holding every word. Both are answers: tagged, oldest first, apart from the live order.
+        srv = self.start_server("--db", "none", "--history", "5", "--max-rate", "0")
+        obs, _, _ = self.line_ids(srv.port, "obs")
+        talk = self.client(tcp_join(srv.port, "talk"))
+        for i in range(40):
+            talk.send_line("SAY number %d" % i)
+        talk.send_line("SAY a needle in a haystack")
+        talk.send_line("ME looks for the needle too")
+        talk.send_line("SAY the end")
+        seen = self.until_tagged(obs, "MSG talk the end", timeout=30)
+        web, _, _, recent = self.web_ids(srv.port, "web1")
+        self.assertEqual([line for _, _, line in recent],
+                         [line for _, _, line in seen[-5:]], "--history 5: the last five events")
+        self.assertEqual([i for i, _, _ in recent], [i for i, _, _ in seen[-5:]], "with the ids obs saw")
+        # Paging back, 10 at a time, until a page is short.
+        pages = []
+        oldest = recent[0][0]
+        while True:
+            web.send_line("HISTORY BEFORE %d 10" % oldest)
+            n, _, page = self.read_block(web, "before")
+            self.assertLessEqual(n, 10)
+            if page:
+                self.assertLess(page[-1][0], oldest)
+                oldest = page[0][0]
+            pages = page + pages
+            if n < 10:
+                break
+            self.assertLess(len(pages), 200, "paging back must end")
+        everything = pages + recent
+        ids = [i for i, _, _ in everything]
+        self.assertEqual(ids, sorted(set(ids)))
+        # All obs saw, in the same order with the same ids (obs's own JOIN it never saw).
+        self.assertEqual([(i, line) for i, _, line in everything if line != "JOIN obs"],
+                         [(i, line) for i, _, line in seen])
+        # Over 500 is 500 at most.
+        web.send_line("HISTORY BEFORE %d 600" % (recent[-1][0] + 1))
+        n, _, _ = self.read_block(web, "before")
+        self.assertEqual(n, len(everything), "all of them: fewer than the cap of 500")
+        # SEARCH: every word, any case; oldest first; the ids obs saw.
+        web.send_line("SEARCH needle")
+        n, _, found = self.read_block(web, "search")
+        self.assertEqual([line for _, _, line in found],
+                         ["MSG talk a needle in a haystack", "ME talk looks for the needle too"], found)
+        by_line = {line: i for i, _, line in seen}
+        self.assertEqual([i for i, _, line in found], [by_line[line] for _, _, line in found])
+        web.send_line("SEARCH haystack needle")
+        self.assertEqual([line for _, _, line in self.read_block(web, "search")[2]],
+                         ["MSG talk a needle in a haystack"])
+        web.send_line("SEARCH NEEDLE")
+        observe("SEARCH NEEDLE (upper case) with --db none finds %d of 2" % self.read_block(web, "search")[0])
+        web.send_line("SEARCH nothing-like-this")
+        self.assertEqual(self.read_block(web, "search")[0], 0)
+        web.send_line("SEARCH")
+        self.assertTrue(self.next_line(web).startswith("ERROR bad-args "), web.seen[-1])
+        # The answers are not the live order: a live line after them still comes, tagged with a
+        # higher id than any before.
+        talk.send_line("SAY after the answers")
+        live = self.until_tagged(web, "MSG talk after the answers")
+        self.assertGreater(live[-1][0], seen[-1][0])
+        # Without ids, a joined client may ask too (the answer is tagged); not joined, it may not.
+        plain = self.client(LineClient(srv.port))
+        plain.send_line("HELLO not.a.nick")  # protocol mode, not joined
+        self.assertTrue(plain.expect(prefix("ERROR ")).startswith("ERROR bad-nick"), plain.seen[-1])
+        plain.send_line("HISTORY BEFORE %d 3" % (recent[-1][0] + 1))
+        self.assertTrue(plain.expect(prefix("ERROR ")).startswith("ERROR not-joined"), plain.seen[-1])
+        plain.send_line("SEARCH needle")
+        self.assertTrue(plain.expect(prefix("ERROR ")).startswith("ERROR not-joined"), plain.seen[-1])
+        plain.send_line("HELLO plain")
+        plain.expect("WELCOME plain")
+        plain.send_line("HISTORY BEFORE %d 3" % (recent[-1][0] + 1))
+        plain.expect(prefix("HISTORY before "))
+        n = int(plain.seen[-1].split()[2])
+        self.assertEqual(n, 3)
+        lines = [self.tagged(self.next_line(plain)) for _ in range(n)]
+        self.assertEqual([line for _, _, line in lines], [line for _, _, line in recent[-3:]])
+        self.assertEqual(self.next_line(plain), "HISTORY END before")
 
 
 def main():
