@@ -247,7 +247,7 @@ Room::JoinResult Room::join(const std::shared_ptr<Session>& session, const std::
     if (session->ids()) {
       token = new_token();
       member.seat = ++last_seat_;
-      Seat seat{token_hash(token), nick, false, {}, {}};
+      Seat seat{token_hash(token), nick, false, {}, {}, join_id};
       by_token_.emplace(seat.token_hash, member.seat);
       archive_.seat_opened(SeatRecord{member.seat, seat.token_hash, nick, 0});
       seats_.emplace(member.seat, std::move(seat));
@@ -357,6 +357,10 @@ Room::ResumeResult Room::resume(const std::shared_ptr<Session>& session, std::st
     // What it missed: public events after last_id up to now, and the private messages to or
     // from it, merged by id. The BACK below is the first event it does not need.
     const std::uint64_t below = id_of(history_.head());
+    // Its stream began after its own JOIN (or BACK), which it never receives: a last id older
+    // than that (nothing came after the join before the drop) must not replay the JOIN to it.
+    last_id = std::max(last_id, seat.since);
+    seat.since = below;  // the BACK appended below
     std::vector<Event> missed;
     std::uint64_t seen = last_id;
     auto add_public = [&](const ArchivedEvent& r) {

@@ -121,6 +121,7 @@ class Room {
     bool held = false;
     std::chrono::system_clock::time_point dropped_at{};  // held: when the drop was detected
     Clock::time_point expires{};                         // held: when the seat is gone
+    std::uint64_t since = 0;  // the id of its JOIN or BACK: its client's stream starts after it
   };
   enum class Gone { used, expired };  // why a token no longer works
 

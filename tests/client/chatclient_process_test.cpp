@@ -6,6 +6,7 @@
 // (generous: CI has two busy cores). The few checks that something does NOT happen use a short
 // quiet period (kQuiet) and say so; they can only pass wrongly, never fail wrongly.
 #include "tests/client/fake_server.hpp"
+#include "tests/support/chatclient_args.hpp"
 #include "tests/support/line_client.hpp"
 #include "tests/support/process.hpp"
 
@@ -17,6 +18,7 @@
 #include <vector>
 
 using namespace std::chrono_literals;
+using chat::test::chatclient_args;
 using chat::test::FakeServer;
 using chat::test::LineClient;
 using chat::test::Stream;
@@ -26,14 +28,6 @@ namespace {
 
 constexpr auto kWait = 5000ms;
 constexpr auto kQuiet = 300ms;
-
-std::vector<std::string> chatclient_args(std::uint16_t port, const std::string& nick,
-                                         std::vector<std::string> extra = {}) {
-  std::vector<std::string> args{CHATCLIENT_PATH, "--host", "127.0.0.1", "--port", std::to_string(port),
-                                "--nick", nick};
-  args.insert(args.end(), extra.begin(), extra.end());
-  return args;
-}
 
 // True if `line` starts with a "[HH:MM:SS] " stamp. (No std::regex: GCC 12 warns inside it
 // under -fsanitize=address, and the warnings are errors.)

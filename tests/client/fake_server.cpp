@@ -4,6 +4,29 @@
 
 namespace chat::test {
 
+namespace {
+
+// accept(), the greeting, then "HELLO <nick> ids" from the client; nullptr if any step did not
+// happen within `timeout`.
+std::unique_ptr<LineClient> accept_hello(FakeServer& server, const std::string& nick,
+                                         std::chrono::milliseconds timeout) {
+  auto conn = server.accept(timeout);
+  if (!conn) return nullptr;
+  conn->send_line("# fake chat server; say HELLO <nick>");
+  auto hello = conn->read_line(timeout);
+  if (!hello || *hello != "HELLO " + nick + " ids") return nullptr;
+  return conn;
+}
+
+// "USERS <nick> <others...>"
+std::string users_line(const std::string& nick, const std::vector<std::string>& others) {
+  std::string users = "USERS " + nick;
+  for (const auto& o : others) users += " " + o;
+  return users;
+}
+
+}  // namespace
+
 FakeServer::FakeServer() : acceptor_(io_, {asio::ip::make_address_v4("127.0.0.1"), 0}) {
   port_ = acceptor_.local_endpoint().port();
 }
@@ -17,15 +40,10 @@ std::unique_ptr<LineClient> FakeServer::accept(std::chrono::milliseconds timeout
 std::unique_ptr<LineClient> FakeServer::accept_and_join(const std::string& nick,
                                                         const std::vector<std::string>& others,
                                                         std::chrono::milliseconds timeout) {
-  auto conn = accept(timeout);
+  auto conn = accept_hello(*this, nick, timeout);
   if (!conn) return nullptr;
-  conn->send_line("# fake chat server; say HELLO <nick>");
-  auto hello = conn->read_line(timeout);
-  if (!hello || *hello != "HELLO " + nick + " ids") return nullptr;
-  std::string users = "USERS " + nick;
-  for (const auto& o : others) users += " " + o;
   conn->send_line("WELCOME " + nick);
-  conn->send_line(users);
+  conn->send_line(users_line(nick, others));
   return conn;
 }
 
@@ -34,16 +52,11 @@ std::unique_ptr<LineClient> FakeServer::accept_and_join_ids(const std::string& n
                                                             const std::string& token,
                                                             const std::vector<std::string>& recent,
                                                             std::chrono::milliseconds timeout) {
-  auto conn = accept(timeout);
+  auto conn = accept_hello(*this, nick, timeout);
   if (!conn) return nullptr;
-  conn->send_line("# fake chat server; say HELLO <nick>");
-  auto hello = conn->read_line(timeout);
-  if (!hello || *hello != "HELLO " + nick + " ids") return nullptr;
-  std::string users = "USERS " + nick;
-  for (const auto& o : others) users += " " + o;
   std::string out = "WELCOME " + nick + "\n";
   if (!token.empty()) out += "TOKEN " + token + " 120\n";
-  out += users + "\n";
+  out += users_line(nick, others) + "\n";
   out += "HISTORY recent " + std::to_string(recent.size()) + "\n";
   for (const auto& line : recent) out += line + "\n";
   out += "HISTORY END recent\n";

@@ -9,6 +9,7 @@
 // exits, each with a deadline (kWait, generous: CI has two busy cores and the first reconnect
 // comes after about a second); nothing sleeps.
 #include "tests/process/server_process.hpp"
+#include "tests/support/chatclient_args.hpp"
 #include "tests/support/line_client.hpp"
 #include "tests/support/process.hpp"
 
@@ -23,6 +24,7 @@
 #include <vector>
 
 using namespace std::chrono_literals;
+using chat::test::chatclient_args;
 using chat::test::LineClient;
 using chat::test::ServerProcess;
 using chat::test::Stream;
@@ -31,12 +33,6 @@ using chat::test::Subprocess;
 namespace {
 
 constexpr auto kWait = 10000ms;
-
-std::vector<std::string> script_client(std::uint16_t port, const std::string& nick, std::vector<std::string> extra = {}) {
-  std::vector<std::string> args{CHATCLIENT_PATH, "--host", "127.0.0.1", "--port", std::to_string(port), "--nick", nick};
-  args.insert(args.end(), extra.begin(), extra.end());
-  return args;
-}
 
 // A protocol client with ids, joined and past its recent history.
 std::unique_ptr<LineClient> join_with_ids(std::uint16_t port, const std::string& nick) {
@@ -80,7 +76,7 @@ TEST_CASE("chatclient script mode resumes by itself after its connection is kill
   auto bob = join_with_ids(port, "bob");
   const auto bob_port = bob->socket().local_endpoint().port();
 
-  Subprocess alice(script_client(port, "alice", {"--reconnect"}));
+  Subprocess alice(chatclient_args(port, "alice", {"--reconnect"}));
   std::vector<std::string> out;
   REQUIRE(read_until(alice, "*** welcome, alice", out));
   REQUIRE(bob->expect_line("JOIN alice", kWait));
@@ -146,7 +142,7 @@ TEST_CASE("chatclient script mode shows the recent history apart, pages back wit
   for (int i = 1; i <= 5; ++i) REQUIRE(bob->send_line("SAY old " + std::to_string(i) + (i == 2 ? " needle" : "")));
   REQUIRE(bob->expect_line("MSG bob old 5", kWait));
 
-  Subprocess alice(script_client(port, "alice"));
+  Subprocess alice(chatclient_args(port, "alice"));
   std::vector<std::string> out;
   REQUIRE(read_until(alice, "--- now ---", out));
   INFO("chatclient said:\n" << joined(out));
@@ -191,7 +187,7 @@ TEST_CASE("chatclient script mode takes its seat back on a server restarted with
   auto server = std::make_unique<ServerProcess>(std::vector<std::string>{"--db", db, "--log-level", "warn"});
   const auto port = server->port();
 
-  Subprocess alice(script_client(port, "alice", {"--reconnect"}));
+  Subprocess alice(chatclient_args(port, "alice", {"--reconnect"}));
   std::vector<std::string> out;
   REQUIRE(read_until(alice, "*** welcome, alice", out));
   REQUIRE(alice.write("said before the restart\n"));

@@ -6,6 +6,7 @@
 // Waits are for lines, connections and exits, each with a deadline (kWait, generous: CI has two
 // busy cores and the backoff starts at 1 s doubling); nothing sleeps.
 #include "tests/process/server_process.hpp"
+#include "tests/support/chatclient_args.hpp"
 #include "tests/support/line_client.hpp"
 #include "tests/support/process.hpp"
 
@@ -15,6 +16,7 @@
 #include <memory>
 
 using namespace std::chrono_literals;
+using chat::test::chatclient_args;
 using chat::test::LineClient;
 using chat::test::ServerProcess;
 using chat::test::Stream;
@@ -23,13 +25,6 @@ using chat::test::Subprocess;
 namespace {
 
 constexpr auto kWait = 10000ms;
-
-std::vector<std::string> script_client(std::uint16_t port, std::vector<std::string> extra = {}) {
-  std::vector<std::string> args{CHATCLIENT_PATH, "--host", "127.0.0.1", "--port", std::to_string(port),
-                                "--nick", "alice"};
-  args.insert(args.end(), extra.begin(), extra.end());
-  return args;
-}
 
 // Stops `server` politely (SIGTERM, by pid) and waits for its exit.
 void stop(std::unique_ptr<ServerProcess>& server) {
@@ -42,7 +37,7 @@ void stop(std::unique_ptr<ServerProcess>& server) {
 
 TEST_CASE("chatclient script mode without --reconnect exits 1 when the server goes", "[chatclient][reconnect]") {
   auto server = std::make_unique<ServerProcess>();
-  Subprocess client(script_client(server->port()));
+  Subprocess client(chatclient_args(server->port(), "alice"));
   std::string seen;
   REQUIRE(client.wait_for_line(Stream::out, "*** welcome, alice", kWait, &seen));
   stop(server);
@@ -56,7 +51,7 @@ TEST_CASE("chatclient script mode with --reconnect rejoins a server restarted on
           "[chatclient][reconnect]") {
   auto server = std::make_unique<ServerProcess>();
   const std::uint16_t port = server->port();
-  Subprocess client(script_client(port, {"--reconnect"}));
+  Subprocess client(chatclient_args(port, "alice", {"--reconnect"}));
   std::string seen;
   REQUIRE(client.wait_for_line(Stream::out, "*** welcome, alice", kWait, &seen));
 
@@ -99,7 +94,7 @@ TEST_CASE("chatclient script mode with --reconnect rejoins a server restarted on
 TEST_CASE("chatclient script mode with --reconnect exits 0 when stdin ends during an outage",
           "[chatclient][reconnect]") {
   auto server = std::make_unique<ServerProcess>();
-  Subprocess client(script_client(server->port(), {"--reconnect"}));
+  Subprocess client(chatclient_args(server->port(), "alice", {"--reconnect"}));
   std::string seen;
   REQUIRE(client.wait_for_line(Stream::out, "*** welcome, alice", kWait, &seen));
   stop(server);

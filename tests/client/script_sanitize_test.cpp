@@ -1,18 +1,20 @@
 // Script mode (stdout is not a terminal) sanitises the network's text too: a FakeServer sends
 // escape sequences and control characters; chatclient's stdout must hold none of them.
 #include "tests/client/fake_server.hpp"
+#include "tests/support/chatclient_args.hpp"
 #include "tests/support/process.hpp"
 
 #include <catch2/catch.hpp>
 
 using namespace std::chrono_literals;
+using chat::test::chatclient_args;
 using chat::test::FakeServer;
 using chat::test::Stream;
 using chat::test::Subprocess;
 
 TEST_CASE("chatclient script mode prints no escape sequence from the server", "[chatclient][sanitize]") {
   FakeServer server;
-  Subprocess client({CHATCLIENT_PATH, "--host", "127.0.0.1", "--port", std::to_string(server.port()), "--nick", "alice"});
+  Subprocess client(chatclient_args(server.port(), "alice"));
   auto conn = server.accept_and_join("alice", {"bob"}, 5000ms);
   REQUIRE(conn);
   REQUIRE(client.wait_for_line(Stream::out, "*** online (2): alice bob", 5000ms));

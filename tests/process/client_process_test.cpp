@@ -1,6 +1,7 @@
 // chatclient and chatserver, both real processes, driven through pipes; plus a text-mode
 // peer (what nc would be) on the same server.
 #include "tests/process/server_process.hpp"
+#include "tests/support/chatclient_args.hpp"
 #include "tests/support/line_client.hpp"
 
 #include <catch2/catch.hpp>
@@ -15,9 +16,7 @@ namespace {
 
 std::unique_ptr<Subprocess> start_client(std::uint16_t port, const std::string& nick,
                                          std::vector<std::string> extra = {}) {
-  std::vector<std::string> argv{CHATCLIENT_PATH, "--host", "127.0.0.1", "--port", std::to_string(port), "--nick", nick};
-  argv.insert(argv.end(), extra.begin(), extra.end());
-  auto p = std::make_unique<Subprocess>(std::move(argv));
+  auto p = std::make_unique<Subprocess>(chatclient_args(port, nick, std::move(extra)));
   std::string seen;
   const bool welcomed = p->wait_for_line(Stream::out, "*** welcome, " + nick, patience, &seen);
   INFO(seen);

@@ -1,6 +1,7 @@
 // Dead-peer detection with real processes: a client killed (closed), a client stopped
 // (no-pong), a client that stops reading (too-slow) while the others keep chatting.
 #include "tests/process/server_process.hpp"
+#include "tests/support/chatclient_args.hpp"
 #include "tests/support/line_client.hpp"
 
 #include <catch2/catch.hpp>
@@ -26,9 +27,7 @@ std::unique_ptr<LineClient> join(std::uint16_t port, const std::string& nick) {
 
 std::unique_ptr<Subprocess> start_chatclient(std::uint16_t port, const std::string& nick,
                                              std::vector<std::string> extra = {}) {
-  std::vector<std::string> argv{CHATCLIENT_PATH, "--host", "127.0.0.1", "--port", std::to_string(port), "--nick", nick};
-  argv.insert(argv.end(), extra.begin(), extra.end());
-  auto p = std::make_unique<Subprocess>(std::move(argv));
+  auto p = std::make_unique<Subprocess>(chatclient_args(port, nick, std::move(extra)));
   REQUIRE(p->wait_for_line(Stream::out, "*** welcome, " + nick, patience));
   return p;
 }

@@ -9,14 +9,12 @@
 // the test thread drives everything.
 #include "tests/process/server_process.hpp"
 #include "tests/support/line_client.hpp"
+#include "tests/support/tagged_lines.hpp"
+#include "tests/support/temp_dir.hpp"
 
 #include <catch2/catch.hpp>
 
-#include <unistd.h>
-
 #include <algorithm>
-#include <atomic>
-#include <charconv>
 #include <chrono>
 #include <csignal>
 #include <cstdint>
@@ -44,103 +42,15 @@ namespace {
 // For one line or one exit: generous (2 busy cores); a passing test never waits this long.
 constexpr std::chrono::milliseconds wait_long{20'000};
 
-std::optional<std::uint64_t> to_u64(std::string_view s) {
-  std::uint64_t v = 0;
-  if (s.empty()) return std::nullopt;
-  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec != std::errc() || end != s.data() + s.size()) return std::nullopt;
-  return v;
-}
-
-struct Tagged {
-  std::uint64_t id = 0;
-  std::int64_t ms = 0;
-  std::string body;
-};
-
-// "@<id>/<ms> <line>"
-std::optional<Tagged> parse_tagged(std::string_view line) {
-  if (line.empty() || line.front() != '@') return std::nullopt;
-  const auto slash = line.find('/');
-  const auto space = line.find(' ');
-  if (slash == std::string_view::npos || space == std::string_view::npos || slash > space) return std::nullopt;
-  const auto id = to_u64(line.substr(1, slash - 1));
-  const auto ms = to_u64(line.substr(slash + 1, space - slash - 1));
-  if (!id || !ms || *id == 0) return std::nullopt;
-  return Tagged{*id, static_cast<std::int64_t>(*ms), std::string(line.substr(space + 1))};
-}
-
-Tagged must_tag(const std::string& line) {
-  const auto t = parse_tagged(line);
-  INFO("not a tagged line: " << line);
-  REQUIRE(t.has_value());
-  return *t;
-}
-
-std::string read(LineClient& c) {
-  auto line = c.read_line(wait_long);
-  INFO("no line within " << wait_long.count() << " ms"
-                         << (c.closed() ? " (connection closed: " + c.read_error().message() + ")" : std::string()));
-  REQUIRE(line.has_value());
-  return *line;
-}
+// The next line within wait_long.
+std::string read(LineClient& c) { return read_line_within(c, wait_long); }
 
 std::string read_until(LineClient& c, const std::function<bool(const std::string&)>& match,
                        std::vector<std::string>* log = nullptr, std::string_view what = "") {
-  std::string seen;
-  auto line = c.expect_line(
-      [&](const std::string& l) {
-        if (log) log->push_back(l);
-        return match(l);
-      },
-      wait_long, &seen);
-  INFO("waiting for " << what << "; saw:\n" << seen);
-  REQUIRE(line.has_value());
-  return *line;
+  return read_until_within(c, wait_long, match, log, what);
 }
 
-std::function<bool(const std::string&)> tagged_starting(std::string prefix) {
-  return [prefix = std::move(prefix)](const std::string& l) {
-    const auto t = parse_tagged(l);
-    return t && t->body.starts_with(prefix);
-  };
-}
-
-struct Block {
-  std::size_t count = 0;
-  bool partial = false;
-  std::vector<std::string> lines;
-};
-
-// HISTORY <what> <n> [partial], n tagged lines, HISTORY END <what>.
-Block read_block(LineClient& c, const std::string& what) {
-  Block b;
-  const auto header = read(c);
-  INFO("block header: " << header);
-  REQUIRE(header.starts_with("HISTORY " + what + " "));
-  std::string rest = header.substr(("HISTORY " + what + " ").size());
-  if (rest.ends_with(" partial")) {
-    b.partial = true;
-    rest.resize(rest.size() - std::string(" partial").size());
-  }
-  const auto n = to_u64(rest);
-  REQUIRE(n.has_value());
-  b.count = static_cast<std::size_t>(*n);
-  for (std::size_t i = 0; i < b.count; ++i) {
-    auto line = read(c);
-    must_tag(line);
-    b.lines.push_back(std::move(line));
-  }
-  CHECK(read(c) == "HISTORY END " + what);
-  return b;
-}
-
-struct IdClient {
-  std::unique_ptr<LineClient> c;
-  std::string token;
-  Block recent;
-  std::uint64_t last_id = 0;
-};
+HistoryBlock read_block(LineClient& c, const std::string& what) { return read_block_within(c, what, wait_long); }
 
 std::string token_of(const std::string& line) {
   INFO("TOKEN line: " << line);
@@ -166,16 +76,7 @@ IdClient join_ids(std::uint16_t port, const std::string& nick) {
 }
 
 // PING and every line up to its PONG; the tagged ones raise last_id.
-void drain_ids(IdClient& m) {
-  static int counter = 0;
-  const std::string token = "sync-" + std::to_string(++counter);
-  REQUIRE(m.c->send_line("PING " + token));
-  std::vector<std::string> lines;
-  read_until(*m.c, [&](const std::string& l) { return l == "PONG " + token; }, &lines, "PONG");
-  for (const auto& l : lines) {
-    if (const auto t = parse_tagged(l)) m.last_id = std::max(m.last_id, t->id);
-  }
-}
+void drain_ids(IdClient& m) { drain_ids_within(m, wait_long); }
 
 // Every event kept, oldest first, paged back with HISTORY BEFORE (at most 500 a page).
 std::vector<std::string> page_back_all(LineClient& c) {
@@ -192,27 +93,8 @@ std::vector<std::string> page_back_all(LineClient& c) {
   return all;
 }
 
-// A fresh directory under the system temp dir, removed with everything in it at scope exit.
-class TempDir {
- public:
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path_ = std::filesystem::temp_directory_path() /
-            ("chat_persistence_tests_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    std::filesystem::remove_all(path_);
-    std::filesystem::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
-};
+// The prefix of the tests' temporary directories (TempDir).
+constexpr std::string_view temp_prefix = "chat_persistence_tests";
 
 // chatserver with --db `db` (warnings only: nobody reads its stderr while it runs).
 std::unique_ptr<ServerProcess> start_server(const std::string& db, std::vector<std::string> more = {}) {
@@ -271,7 +153,7 @@ std::string slurp(const std::filesystem::path& file) {
 }  // namespace
 
 TEST_CASE("persistence: a clean restart keeps the history and its ids, and new ids are greater", "[persistence]") {
-  TempDir dir;
+  TempDir dir(temp_prefix);
   const auto db = (dir.path() / "chat.db").string();
   auto server = start_server(db);
   auto alice = join_ids(server->port(), "alice");
@@ -330,7 +212,7 @@ TEST_CASE("persistence: a clean restart keeps the history and its ids, and new i
 
 TEST_CASE("persistence: RESUME across a restart gives back the seat and the saved public events after the last id",
           "[persistence]") {
-  TempDir dir;
+  TempDir dir(temp_prefix);
   const auto db = (dir.path() / "chat.db").string();
   auto server = start_server(db);
   auto alice = join_ids(server->port(), "alice");
@@ -400,7 +282,7 @@ TEST_CASE("persistence: RESUME across a restart gives back the seat and the save
 
 TEST_CASE("persistence: kill -9 loses at most the last batch, and the survivors are a prefix with their ids",
           "[persistence][kill]") {
-  TempDir dir;
+  TempDir dir(temp_prefix);
   const auto db = (dir.path() / "chat.db").string();
   auto server = start_server(db, {"--max-rate", "0"});
   auto w = join_ids(server->port(), "writer");
@@ -478,7 +360,7 @@ TEST_CASE("persistence: kill -9 loses at most the last batch, and the survivors 
 
 TEST_CASE("persistence: a database that cannot be used: exit 2 and one line on stderr naming the file",
           "[persistence][errors]") {
-  TempDir dir;
+  TempDir dir(temp_prefix);
 
   SECTION("a file of random bytes") {
     const auto db = dir.path() / "chat.db";
@@ -546,7 +428,7 @@ TEST_CASE("persistence: --db none (and the default with --port 0) keeps nothing 
   INFO((explicit_none ? "--db none" : "no --db, --port 0"));
   // The default database would go under $XDG_STATE_HOME: point it at a directory of ours, and
   // check that nothing is created there.
-  TempDir state;
+  TempDir state(temp_prefix);
   const char* old = std::getenv("XDG_STATE_HOME");
   const std::optional<std::string> saved = old ? std::optional<std::string>(old) : std::nullopt;
   ::setenv("XDG_STATE_HOME", state.path().c_str(), 1);
@@ -590,7 +472,7 @@ TEST_CASE("persistence: --db none (and the default with --port 0) keeps nothing 
 }
 
 TEST_CASE("persistence: --history-keep 100 prunes the database to about 100 events, the newest", "[persistence]") {
-  TempDir dir;
+  TempDir dir(temp_prefix);
   const auto db = (dir.path() / "chat.db").string();
   const std::vector<std::string> options{"--history-keep", "100", "--max-rate", "0"};
   auto server = start_server(db, options);

@@ -24,6 +24,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <mutex>
 #include <random>
 #include <string>
 #include <thread>
@@ -78,6 +79,28 @@ ArchivedEvent make(std::uint64_t id, Event::Kind kind, std::string nick, std::st
 ArchivedEvent msg(std::uint64_t id, std::string text, std::string nick = "alice") {
   return make(id, Event::Kind::msg, std::move(nick), std::move(text));
 }
+
+// What an Archive said through on_trouble, in order: written by the archive's thread, read on the
+// test thread.
+class Told {
+ public:
+  // Makes `archive` report its trouble here (this must outlive `archive`).
+  void listen(Archive& archive) {
+    archive.on_trouble([this](std::string text) {
+      std::lock_guard lock(mutex_);
+      told_.push_back(std::move(text));
+    });
+  }
+  // A copy of what was said so far.
+  std::vector<std::string> messages() const {
+    std::lock_guard lock(mutex_);
+    return told_;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::vector<std::string> told_;  // guarded by mutex_
+};
 
 // Polls `done` every millisecond until it holds or `limit` passes.
 bool eventually(const std::function<bool()>& done, std::chrono::milliseconds limit = 5s) {
@@ -658,19 +681,11 @@ TEST_CASE("archive: a database held by another chatserver is refused", "[archive
 TEST_CASE("archive: a write that fails drops its batch, says so once, and recovers", "[archive]") {
   TempDir dir;
   const auto path = dir.file("chat.db");
-  std::mutex told_mutex;
-  std::vector<std::string> told;  // guarded by told_mutex
-  const auto messages = [&] {
-    std::lock_guard lock(told_mutex);
-    return told;
-  };
+  Told told;  // before the Archive: its thread may call on_trouble until the Archive is gone
   auto o = at(path);
   o.recent = 16;
   Archive a(o);
-  a.on_trouble([&](std::string text) {
-    std::lock_guard lock(told_mutex);
-    told.push_back(std::move(text));
-  });
+  told.listen(a);
   a.start();
   a.append(msg(id_of(1, 1), "before the trouble"));
   REQUIRE(eventually([&] { return a.counters().written == 1; }));
@@ -687,7 +702,7 @@ TEST_CASE("archive: a write that fails drops its batch, says so once, and recove
   REQUIRE(eventually([&] { return a.counters().lost == 100; }));
   CHECK(a.counters().written == 1);
   {
-    const auto m = messages();
+    const auto m = told.messages();
     REQUIRE(m.size() == 1);  // once, however many batches failed
     CHECK(m[0] == "history is not being saved: database or disk is full");  // the path is in the log only
   }
@@ -703,8 +718,8 @@ TEST_CASE("archive: a write that fails drops its batch, says so once, and recove
   // Room again.
   ArchiveTestAccess::limit_pages(a, -1);
   a.append(msg(id_of(1, ++n), "after the trouble"));
-  REQUIRE(eventually([&] { return messages().size() == 2; }));
-  CHECK(messages()[1] == "history is being saved again; events " + std::to_string(id_of(1, 2)) + " to " +
+  REQUIRE(eventually([&] { return told.messages().size() == 2; }));
+  CHECK(told.messages()[1] == "history is being saved again; events " + std::to_string(id_of(1, 2)) + " to " +
                              std::to_string(id_of(1, last_failed)) + " were not saved");
   REQUIRE(eventually([&] { return a.counters().written == 2; }));
   CHECK(a.counters().lost == 100);
@@ -739,17 +754,9 @@ TEST_CASE("archive: what a failed write lost is remembered across a reopen", "[a
 TEST_CASE("archive: a full queue drops its oldest events, says so once, and recovers", "[archive]") {
   TempDir dir;
   const auto path = dir.file("chat.db");
-  std::mutex told_mutex;
-  std::vector<std::string> told;  // guarded by told_mutex
-  const auto messages = [&] {
-    std::lock_guard lock(told_mutex);
-    return told;
-  };
+  Told told;  // before the Archive: its thread may call on_trouble until the Archive is gone
   Archive a(at(path));
-  a.on_trouble([&](std::string text) {
-    std::lock_guard lock(told_mutex);
-    told.push_back(std::move(text));
-  });
+  told.listen(a);
   ArchiveTestAccess::limit_queue(a, 100);
   // No thread yet: the queue fills as it would behind a disk far too slow.
   for (std::uint64_t n = 1; n <= 150; ++n) a.append(msg(id_of(1, n), "m" + std::to_string(n)));
@@ -759,12 +766,12 @@ TEST_CASE("archive: a full queue drops its oldest events, says so once, and reco
   CHECK_FALSE(a.after(0, UINT64_MAX, 1000).complete);
   CHECK(a.after(id_of(1, 50), UINT64_MAX, 1000).complete);
   a.start();
-  REQUIRE(eventually([&] { return messages().size() == 1; }));
-  CHECK(messages()[0] == "history is not being saved in full: the disk is too slow and 50 events were dropped (" +
+  REQUIRE(eventually([&] { return told.messages().size() == 1; }));
+  CHECK(told.messages()[0] == "history is not being saved in full: the disk is too slow and 50 events were dropped (" +
                              path + ")");
   a.append(msg(id_of(1, 151), "after"));
-  REQUIRE(eventually([&] { return messages().size() == 2; }));
-  CHECK(messages()[1] == "history is being saved again; 50 events from " + std::to_string(id_of(1, 1)) + " to " +
+  REQUIRE(eventually([&] { return told.messages().size() == 2; }));
+  CHECK(told.messages()[1] == "history is being saved again; 50 events from " + std::to_string(id_of(1, 1)) + " to " +
                              std::to_string(id_of(1, 50)) + " were not saved");
   REQUIRE(eventually([&] { return a.counters().written == 101; }));
   a.stop();

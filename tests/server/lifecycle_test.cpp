@@ -3,10 +3,9 @@
 // handshake timeout), one global event order under concurrent senders, the transcript, and
 // Server::stop(). A real chat::Server on 127.0.0.1:0, clients on real sockets.
 #include "tests/server/test_server.hpp"
+#include "tests/support/temp_dir.hpp"
 
 #include <catch2/catch.hpp>
-
-#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -30,28 +29,6 @@ std::string leave_nick(const std::string& line) {
   const auto rest = line.substr(6);
   return rest.substr(0, rest.find(' '));
 }
-
-// A fresh directory under the system temp dir, removed with everything in it at scope exit.
-class TempDir {
- public:
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path_ = std::filesystem::temp_directory_path() /
-            ("chat_server_tests_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    std::filesystem::remove_all(path_);
-    std::filesystem::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
-};
 
 std::vector<std::string> read_lines(const std::filesystem::path& file) {
   std::ifstream in(file);
@@ -415,7 +392,7 @@ TEST_CASE("room events reach every client in one global order", "[lifecycle][ord
 }
 
 TEST_CASE("log_file: appended, dated joins, leaves with cause and public messages, never PRIV", "[lifecycle]") {
-  TempDir dir;
+  TempDir dir("chat_server_tests");
   const auto log = dir.path() / "transcript.log";
   {
     std::ofstream out(log);

@@ -9,17 +9,16 @@
 // LineClient of its own that the test thread does not touch meanwhile); every assertion is on
 // the test thread.
 #include "tests/server/test_server.hpp"
+#include "tests/support/tagged_lines.hpp"
+#include "tests/support/temp_dir.hpp"
 
 #include "server/archive.hpp"
 #include "server/room.hpp"
 
 #include <catch2/catch.hpp>
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <atomic>
-#include <charconv>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -43,39 +42,6 @@ namespace {
 // sanitizers) may take a while; a passing test never waits for it.
 constexpr std::chrono::milliseconds patience{15'000};
 
-std::optional<std::uint64_t> to_u64(std::string_view s) {
-  std::uint64_t v = 0;
-  if (s.empty()) return std::nullopt;
-  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec != std::errc() || end != s.data() + s.size()) return std::nullopt;
-  return v;
-}
-
-// "@<id>/<ms> <line>"
-struct Tagged {
-  std::uint64_t id = 0;
-  std::int64_t ms = 0;
-  std::string body;  // the line without its tag
-};
-
-std::optional<Tagged> parse_tagged(std::string_view line) {
-  if (line.empty() || line.front() != '@') return std::nullopt;
-  const auto slash = line.find('/');
-  const auto space = line.find(' ');
-  if (slash == std::string_view::npos || space == std::string_view::npos || slash > space) return std::nullopt;
-  const auto id = to_u64(line.substr(1, slash - 1));
-  const auto ms = to_u64(line.substr(slash + 1, space - slash - 1));
-  if (!id || !ms || *id == 0) return std::nullopt;
-  return Tagged{*id, static_cast<std::int64_t>(*ms), std::string(line.substr(space + 1))};
-}
-
-Tagged must_tag(const std::string& line) {
-  const auto t = parse_tagged(line);
-  INFO("not a tagged line: " << line);
-  REQUIRE(t.has_value());
-  return *t;
-}
-
 bool is_hex32(std::string_view s) {
   return s.size() == 32 && std::all_of(s.begin(), s.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
 }
@@ -86,81 +52,19 @@ std::int64_t unix_ms_now() {
 }
 
 // The next line within `patience`; `log`, when given, gets it too.
-std::string read(LineClient& c, std::vector<std::string>* log = nullptr) {
-  auto line = c.read_line(patience);
-  INFO("no line within " << patience.count() << " ms"
-                         << (c.closed() ? " (connection closed: " + c.read_error().message() + ")" : std::string()));
-  REQUIRE(line.has_value());
-  if (log) log->push_back(*line);
-  return *line;
-}
+std::string read(LineClient& c, std::vector<std::string>* log = nullptr) { return read_line_within(c, patience, log); }
 
 // Reads until a line satisfies `match` (returned); every line read goes to `log` when given.
 std::string read_until(LineClient& c, const std::function<bool(const std::string&)>& match,
                        std::vector<std::string>* log = nullptr, std::string_view what = "") {
-  std::string seen;
-  auto line = c.expect_line(
-      [&](const std::string& l) {
-        if (log) log->push_back(l);
-        return match(l);
-      },
-      patience, &seen);
-  INFO("waiting for " << what << "; saw:\n" << seen);
-  REQUIRE(line.has_value());
-  return *line;
+  return read_until_within(c, patience, match, log, what);
 }
 
-// A tagged line whose body starts with `prefix`.
-std::function<bool(const std::string&)> tagged_starting(std::string prefix) {
-  return [prefix = std::move(prefix)](const std::string& l) {
-    const auto t = parse_tagged(l);
-    return t && t->body.starts_with(prefix);
-  };
-}
 std::function<bool(const std::string&)> starting(std::string prefix) {
   return [prefix = std::move(prefix)](const std::string& l) { return l.starts_with(prefix); };
 }
 
-// HISTORY <what> <n> [partial], n tagged lines, HISTORY END <what>.
-struct Block {
-  std::size_t count = 0;
-  bool partial = false;
-  std::vector<std::string> lines;  // as received, tags included
-};
-
-Block read_block(LineClient& c, const std::string& what) {
-  Block b;
-  const auto header = read(c);
-  INFO("block header: " << header);
-  REQUIRE(header.starts_with("HISTORY " + what + " "));
-  std::string rest = header.substr(("HISTORY " + what + " ").size());
-  if (rest.ends_with(" partial")) {
-    b.partial = true;
-    rest.resize(rest.size() - std::string(" partial").size());
-  }
-  const auto n = to_u64(rest);
-  REQUIRE(n.has_value());
-  b.count = static_cast<std::size_t>(*n);
-  for (std::size_t i = 0; i < b.count; ++i) {
-    auto line = read(c);
-    INFO("line " << i << " of the " << what << " block");
-    must_tag(line);
-    b.lines.push_back(std::move(line));
-  }
-  CHECK(read(c) == "HISTORY END " + what);
-  return b;
-}
-
-// A client that joined with ids, and what it was told on joining.
-struct IdClient {
-  std::unique_ptr<LineClient> c;
-  std::string token;
-  std::string window;
-  std::string users;
-  Block recent;
-  // The highest id this client has read (what it would RESUME from).
-  std::uint64_t last_id = 0;
-};
+HistoryBlock read_block(LineClient& c, const std::string& what) { return read_block_within(c, what, patience); }
 
 void check_token_line(const std::string& line, std::string& token, std::string& window) {
   INFO("TOKEN line: " << line);
@@ -194,17 +98,7 @@ IdClient join_ids(std::uint16_t port, const std::string& nick) {
 
 // PING, then every line up to its PONG: the highest tagged id among them raises `last_id`.
 // Returns the lines read.
-std::vector<std::string> drain_ids(IdClient& m) {
-  static int counter = 0;
-  const std::string token = "sync-" + std::to_string(++counter);
-  REQUIRE(m.c->send_line("PING " + token));
-  std::vector<std::string> lines;
-  read_until(*m.c, [&](const std::string& l) { return l == "PONG " + token; }, &lines, "PONG " + token);
-  for (const auto& l : lines) {
-    if (const auto t = parse_tagged(l)) m.last_id = std::max(m.last_id, t->id);
-  }
-  return lines;
-}
+std::vector<std::string> drain_ids(IdClient& m) { return drain_ids_within(m, patience); }
 
 // What RESUME answered, up to HISTORY END missed.
 struct Resumed {
@@ -214,7 +108,7 @@ struct Resumed {
   std::string token;
   std::string window;
   std::string users;
-  Block block;
+  HistoryBlock block;
 };
 
 // RESUMED <nick> <ms> <n>, TOKEN, USERS, HISTORY missed n [partial] ... HISTORY END missed.
@@ -291,28 +185,6 @@ void check_strictly_increasing(const std::vector<std::string>& lines) {
 // "[12:00:00] x" -> "x"; a line without a stamp as it is (the history separators may or may not
 // carry one).
 std::string strip_stamp(const std::string& line) { return unstamp(line).value_or(line); }
-
-// A fresh directory under the system temp dir, removed with everything in it at scope exit.
-class TempDir {
- public:
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path_ = std::filesystem::temp_directory_path() /
-            ("chat_resume_tests_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    std::filesystem::remove_all(path_);
-    std::filesystem::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
-};
 
 // TestServer::config() with chatserver's own --history (50): TestServer's default is 0, for the
 // tests that compare a stream line by line from the join.
@@ -865,7 +737,7 @@ TEST_CASE("resume: SEARCH <words> finds messages and actions holding every word,
   // In memory (--db none: substrings) and in SQLite (FTS5: whole words); the cases below mean
   // the same in both.
   const bool on_disk = GENERATE(false, true);
-  TempDir dir;
+  TempDir dir("chat_resume_tests");
   auto config = history_config();
   config.max_rate = 0;
   if (on_disk) config.db = (dir.path() / "chat.db").string();
