@@ -57,7 +57,14 @@ constexpr std::size_t max_queued = 1'000'000;        // records waiting before t
 constexpr std::size_t memory_only_default_cap = 100'000;  // --db none without --history-keep N
 constexpr std::int64_t prune_rows_per_pass = 2'000;  // a bounded delete: batches wait for it
 constexpr auto prune_interval = std::chrono::seconds(5);
-constexpr int archive_nice = 10;                     // the archive thread's nice value (background work)
+constexpr int archive_nice = 19;
+// The search index is built behind the events (write_batch, index_pending): when the room has
+// been quiet this long, or when this many written events wait for it. A busy room's messages
+// reach the disk every batch; their words reach the index in one step when it pauses. (Indexing
+// costs the archive thread three times what writing the event does: docs/performance.md.)
+constexpr auto index_quiet = std::chrono::milliseconds(250);
+constexpr std::uint64_t index_lag_max = 100'000;
+constexpr int wal_pages_max = 16'384;  // 64 MiB of WAL at most                     // the archive thread's nice value (background work)
 constexpr std::size_t max_idle_readers = 4;
 constexpr std::size_t max_limit = 1u << 20;          // a sanity bound on `limit` and `n`
 constexpr std::size_t pending_search_scan = 200'000; // newest unwritten events searched in memory
@@ -192,7 +199,7 @@ CREATE TABLE meta(
   key TEXT PRIMARY KEY,
   value INTEGER NOT NULL
 ) WITHOUT ROWID;
-INSERT INTO meta(key, value) VALUES ('run', 0), ('last_seat', 0), ('gone_upto', 0), ('clean', 1);
+INSERT INTO meta(key, value) VALUES ('run', 0), ('last_seat', 0), ('gone_upto', 0), ('clean', 1), ('indexed_upto', 0);
 CREATE TABLE events(
   id INTEGER PRIMARY KEY,      -- the room's id: run * 2^32 + n
   time_ms INTEGER NOT NULL,    -- Unix time in milliseconds
@@ -205,9 +212,6 @@ CREATE TABLE events(
 CREATE VIRTUAL TABLE events_fts USING fts5(
   text, content = 'events', content_rowid = 'id', tokenize = 'unicode61 remove_diacritics 2'
 );
-CREATE TRIGGER events_fts_delete AFTER DELETE ON events WHEN old.kind IN ('msg', 'me') BEGIN
-  INSERT INTO events_fts(events_fts, rowid, text) VALUES ('delete', old.id, old.text);
-END;
 CREATE TABLE seats(
   seat INTEGER PRIMARY KEY,
   token_hash TEXT NOT NULL,    -- hex SHA-256 of the resume token ('' once closed)
@@ -520,6 +524,11 @@ class Archive::Db {
 };
 
 Archive::Db::Db(std::string path_) : path(std::move(path_)) {
+  // SQLite counts every allocation under one process-wide mutex (for sqlite3_memory_used(),
+  // which nothing here reads): off, before the library's first use. (If something used SQLite
+  // first, this is refused and nothing changes.)
+  static const int memstatus_off = sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+  (void)memstatus_off;
   make_parent_dirs(path);
   {
     // Checked, opened and flocked under held_mutex: this process never opens a second
@@ -626,6 +635,13 @@ struct Archive::State {
   // The queue (on disk only): events in id order, and the seats changed since the last take.
   std::deque<EventPtr> queue;
   std::uint64_t in_flight_from = 0;  // the first id of the batch being written; 0: none
+  // The search index: every searchable event with id <= indexed_upto is in it; written events
+  // after it (at most about index_lag_max) are not yet, and stay in the ring for search().
+  std::uint64_t indexed_upto = 0;
+  std::uint64_t written_upto = 0;    // the largest id written to the disk
+  std::uint64_t unindexed = 0;       // events written since indexed_upto
+  Clock::time_point last_append{};   // when the room last appended (the quiet clock)
+  Clock::time_point next_index_try{};  // after a failed index_pending(): not before this
   std::size_t in_flight_count = 0;   // events in the batch being written
   std::unordered_map<std::uint64_t, SeatRecord> seats;  // the open seats, as they are now
   std::unordered_set<std::uint64_t> dirty_seats;        // to write: upsert, or close if not in `seats`
@@ -655,6 +671,10 @@ struct Archive::State {
     if (in_flight_from != 0) return in_flight_from;
     return queue.empty() ? UINT64_MAX : queue.front()->id;
   }
+  // The first id search() must look for in memory: not written, or written but not indexed.
+  std::uint64_t unindexed_from() const {
+    return unindexed == 0 ? unsaved_from() : std::min(unsaved_from(), indexed_upto + 1);
+  }
 
   void note_lost(std::uint64_t first, std::uint64_t last, std::uint64_t count) {
     counters.lost += count;
@@ -667,12 +687,18 @@ struct Archive::State {
   // Bounds the ring (with mutex_ held; O(1) amortized): --history-keep first (those events are
   // gone), then the ring's own size (memory only: gone; on disk: still on disk). Never an
   // event not yet written: the readers count on finding those here.
-  void trim(const ArchiveOptions& o, bool on_disk, std::int64_t now_ms) {
-    const std::uint64_t protect_from = unsaved_from();
+  // `evicted`: the events let go of are moved there, for the caller to free after it lets go of
+  // mutex_ (the archive thread: thousands at a time, while the room may be waiting to append).
+  void trim(const ArchiveOptions& o, bool on_disk, std::int64_t now_ms, std::vector<EventPtr>* evicted = nullptr) {
+    const auto pop = [&] {
+      if (evicted != nullptr) evicted->push_back(std::move(ring.front()));
+      ring.pop_front();
+    };
+    const std::uint64_t protect_from = on_disk ? unindexed_from() : unsaved_from();
     const auto unprotected = [&] { return !ring.empty() && ring.front()->id < protect_from; };
     const auto let_go = [&] {
       gone_upto = std::max(gone_upto, ring.front()->id);
-      ring.pop_front();
+      pop();
     };
     if (o.keep_age.count() > 0) {
       const std::int64_t cutoff = now_ms - std::chrono::duration_cast<std::chrono::milliseconds>(o.keep_age).count();
@@ -692,7 +718,7 @@ struct Archive::State {
     std::size_t written = static_cast<std::size_t>(first_unsaved - ring.begin());
     while (written > o.recent) {
       ring_evicted_upto = ring.front()->id;
-      ring.pop_front();
+      pop();
       --written;
     }
   }
@@ -773,6 +799,15 @@ Archive::Archive(ArchiveOptions options) : options_(std::move(options)), state_(
       // A file from before the index was filled a batch at a time had a trigger doing it row by
       // row: without this, each message would be indexed twice.
       exec(w, "DROP TRIGGER IF EXISTS events_fts_insert");
+      // The index lags the events (index_quiet): a row deleted before it was indexed must not
+      // be deleted from the index (FTS5 would take words out that were never put in).
+      exec(w, "DROP TRIGGER IF EXISTS events_fts_delete");
+      exec(w, R"sql(CREATE TRIGGER events_fts_delete AFTER DELETE ON events
+  WHEN old.kind IN ('msg', 'me') AND old.id <= (SELECT value FROM meta WHERE key = 'indexed_upto') BEGIN
+  INSERT INTO events_fts(events_fts, rowid, text) VALUES ('delete', old.id, old.text);
+END)sql");
+      // A file from before the index lagged had every row indexed.
+      exec(w, "INSERT OR IGNORE INTO meta(key, value) SELECT 'indexed_upto', coalesce(max(id), 0) FROM events");
       std::unordered_map<std::string, std::int64_t> meta;
       {
         Stmt m(w, "SELECT key, value FROM meta");
@@ -793,12 +828,30 @@ Archive::Archive(ArchiveOptions options) : options_(std::move(options)), state_(
       set.bind(1, std::string_view("run")).bind(2, static_cast<std::int64_t>(run_)).run();
       set.bind(1, std::string_view("clean")).bind(2, std::int64_t{0}).run();
       set.bind(1, std::string_view("gone_upto")).bind(2, s.gone_upto).run();
+      // What the last run wrote but had not indexed yet (it ended without a quiet moment: a
+      // kill -9, or a stop that failed): indexed now, before anyone can search.
+      std::int64_t max_id = 0;
+      {
+        Stmt q(w, "SELECT coalesce(max(id), 0) FROM events");
+        if (q.step()) max_id = q.int64(0);
+      }
+      if (meta["indexed_upto"] < max_id) {
+        Stmt index(w, "INSERT INTO events_fts(rowid, text) SELECT id, text FROM events"
+                      " WHERE id > ?1 AND kind IN ('msg', 'me')");
+        index.bind(1, meta["indexed_upto"]).run();
+        set.bind(1, std::string_view("indexed_upto")).bind(2, max_id).run();
+      }
+      s.indexed_upto = s.written_upto = static_cast<std::uint64_t>(max_id);
       exec(w, "COMMIT");
     } catch (...) {
       if (!sqlite3_get_autocommit(w)) sqlite3_exec(w, "ROLLBACK", nullptr, nullptr, nullptr);
       throw;
     }
     exec(w, "PRAGMA synchronous = NORMAL");  // WAL: a commit is safe from a crash, fsync at checkpoints
+    // The checkpoint (copying the WAL into the file, with an fsync) waits for a quiet moment
+    // (index_pending) instead of coming every 1,000 pages in the middle of a busy minute; the
+    // WAL may grow to this many pages (4 KiB each) before a commit does it anyway.
+    exec(w, ("PRAGMA wal_autocheckpoint = " + std::to_string(wal_pages_max)).c_str());
     db_->prepare_writer();
 
     // What the room needs at once: the seats, the last id, the recent events.
@@ -873,7 +926,7 @@ void Archive::stop() {
 void Archive::run_thread() {
   set_thread_role("archive");
   // Background work: when the CPUs are busy the delivery path (readers, writers, the poller)
-  // goes first and the batch waits a little, in its queue. Nice 10 on this thread alone (Linux
+  // goes first and the batch waits a little, in its queue. Nice 19 on this thread alone (Linux
   // gives each thread its own nice value); lowering one's own priority needs no privilege.
   if (::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), archive_nice) != 0) {
     log_debug("archive: could not lower the thread's priority: ", std::strerror(errno));
@@ -896,6 +949,10 @@ void Archive::run_thread() {
         write_batch(lock);
         continue;
       }
+      if (s.unindexed > 0 && s.queue.empty() && now >= s.last_append + index_quiet && now >= s.next_index_try) {
+        index_pending(lock);
+        continue;
+      }
       if (now >= next_prune) {
         more_to_prune = prune_some(lock);
         // A bounded pass: with more to do, the next one comes after the next batch.
@@ -904,6 +961,7 @@ void Archive::run_thread() {
       }
       auto deadline = next_prune;
       if (work) deadline = std::min(deadline, s.first_waiting + options_.batch_interval);
+      if (s.unindexed > 0) deadline = std::min(deadline, std::max(s.last_append + index_quiet, s.next_index_try));
       wake_.wait_until(lock, deadline);
     }
   } catch (const std::exception& e) {
@@ -925,6 +983,10 @@ void Archive::write_batch(std::unique_lock<std::mutex>& lock) {
     s.queue.erase(s.queue.begin(), end);
   }
   s.in_flight_count = events.size();
+  // The index lags the events until the room is quiet (index_pending), or until too many wait.
+  const std::uint64_t index_from = s.indexed_upto + 1;
+  const std::uint64_t index_to =
+      !events.empty() && s.unindexed + events.size() >= index_lag_max ? events.back()->id : 0;
   struct SeatWrite {
     std::uint64_t seat;
     std::optional<SeatRecord> record;  // nullopt: closed
@@ -967,7 +1029,10 @@ void Archive::write_batch(std::unique_lock<std::mutex>& lock) {
             .bind(7, std::string_view(e->event.text))
             .run();
       }
-      if (!events.empty()) db.index_events.bind(1, events.front()->id).bind(2, events.back()->id).run();
+      if (index_to != 0) {
+        db.index_events.bind(1, index_from).bind(2, index_to).run();
+        db.meta_set.bind(1, std::string_view("indexed_upto")).bind(2, index_to).run();
+      }
       for (const auto& w : seats) {
         if (w.record) {
           db.upsert_seat.bind(1, w.seat)
@@ -994,6 +1059,13 @@ void Archive::write_batch(std::unique_lock<std::mutex>& lock) {
   const std::uint64_t records = events.size() + seats.size();
   if (error.empty()) {
     s.counters.written += events.size();
+    if (!events.empty()) s.written_upto = events.back()->id;
+    if (index_to != 0) {
+      s.indexed_upto = index_to;
+      s.unindexed = 0;
+    } else {
+      s.unindexed += events.size();
+    }
     s.counters.batches += 1;
     s.counters.max_batch = std::max<std::uint64_t>(s.counters.max_batch, records);
     s.counters.max_batch_ms = std::max(s.counters.max_batch_ms, ms);
@@ -1036,7 +1108,8 @@ void Archive::write_batch(std::unique_lock<std::mutex>& lock) {
       log_warn(tell, " (", options_.path, ")");
     }
   }
-  s.trim(options_, true, unix_ms_now());  // the batch no longer needs protecting in the ring
+  std::vector<EventPtr> evicted;
+  s.trim(options_, true, unix_ms_now(), &evicted);  // the batch no longer needs protecting in the ring
   if (!tell.empty() && trouble_) {
     lock.unlock();
     try {
@@ -1046,9 +1119,10 @@ void Archive::write_batch(std::unique_lock<std::mutex>& lock) {
     }
     lock.lock();
   }
-  // The batch's events are freed here, outside the lock where it is cheap to do so.
+  // The batch's events are freed here, outside the lock: the room appends meanwhile.
   lock.unlock();
   events.clear();
+  evicted.clear();
   lock.lock();
 }
 
@@ -1129,6 +1203,42 @@ bool Archive::prune_some(std::unique_lock<std::mutex>& lock) {
   return more;
 }
 
+void Archive::index_pending(std::unique_lock<std::mutex>& lock) {
+  State& s = *state_;
+  const std::uint64_t from = s.indexed_upto + 1;
+  const std::uint64_t to = s.written_upto;
+  const std::uint64_t count = s.unindexed;
+  lock.unlock();
+  std::string error;
+  try {
+    Db& db = *db_;
+    db.transaction([&] {
+      db.index_events.bind(1, from).bind(2, to).run();
+      db.meta_set.bind(1, std::string_view("indexed_upto")).bind(2, to).run();
+    });
+    // The quiet moment is also the time to fold the WAL back into the file (PASSIVE: it never
+    // waits for a reader; what a reader still uses is left for the next time).
+    sqlite3_wal_checkpoint_v2(db.writer, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  lock.lock();
+  if (!error.empty()) {
+    // The events are on disk; only their words are not searchable yet. Tried again later (and
+    // at the next start); search() still finds them in memory meanwhile.
+    log_warn("history: cannot index ", count, " events for search yet: ", error);
+    s.next_index_try = Clock::now() + std::chrono::seconds(5);
+    return;
+  }
+  s.indexed_upto = to;
+  s.unindexed -= std::min(s.unindexed, count);  // (none were written meanwhile: this thread writes)
+  std::vector<EventPtr> evicted;  // up to index_lag_max events: freed after the lock
+  s.trim(options_, true, unix_ms_now(), &evicted);
+  lock.unlock();
+  evicted.clear();
+  lock.lock();
+}
+
 void Archive::finish(std::unique_lock<std::mutex>& lock) {
   State& s = *state_;
   // The thread has ended (or never started): the writer's connection is this thread's now.
@@ -1138,6 +1248,10 @@ void Archive::finish(std::unique_lock<std::mutex>& lock) {
     const auto lost_before = s.counters.lost;
     write_batch(lock);
     if (s.counters.lost != lost_before) break;  // the disk fails: the next run finds this run unclean
+  }
+  if (s.unindexed > 0) {
+    s.next_index_try = {};
+    index_pending(lock);
   }
   const bool clean = s.waiting() == 0 && !s.in_trouble && s.episode_lost == 0;
   const std::uint64_t gone = s.gone_upto;
@@ -1190,6 +1304,7 @@ void Archive::append(ArchivedEvent event) {
       ++s.dropped_since_take;
     }
     s.queue.push_back(e);
+    s.last_append = Clock::now();
     const std::size_t waiting = s.waiting();
     if (waiting == 1) {
       s.first_waiting = Clock::now();
@@ -1405,7 +1520,7 @@ std::vector<ArchivedEvent> Archive::search(std::string_view words, std::size_t n
       s.trim(options_, false, unix_ms_now());
       candidates.assign(s.ring.rbegin(), s.ring.rend());
     } else {
-      const std::uint64_t from = s.unsaved_from();
+      const std::uint64_t from = s.unindexed_from();
       for (auto it = s.ring.rbegin(); it != s.ring.rend() && (*it)->id >= from && candidates.size() < pending_search_scan;
            ++it) {
         candidates.push_back(*it);

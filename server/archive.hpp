@@ -161,6 +161,8 @@ class Archive {
   // The archive thread's steps (or stop()'s, when start() was never called), entered and left
   // with mutex_ held through `lock`, which they release around the SQLite work.
   void write_batch(std::unique_lock<std::mutex>& lock);
+  // Archive thread: puts the written events' words into the search index (one transaction).
+  void index_pending(std::unique_lock<std::mutex>& lock);
   bool prune_some(std::unique_lock<std::mutex>& lock);  // true: more to prune
   void finish(std::unique_lock<std::mutex>& lock);      // stop(): the last batch, the clean mark
   // Test hook: the archive thread sets PRAGMA max_page_count to the database's pages now plus
