@@ -14,7 +14,12 @@
 
 #include <catch2/catch.hpp>
 
+#include <sys/mount.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <chrono>
 #include <csignal>
 #include <cstdint>
@@ -522,4 +527,103 @@ TEST_CASE("persistence: --history-keep 100 prunes the database to about 100 even
   auto reader = join_ids(server->port(), "reader");
   check_kept(page_back_all(*reader.c));
   stop_server(server);
+}
+
+namespace {
+
+// A small tmpfs mounted on `dir` for one test: a disk that fills up, or one that is read-only,
+// for real (root ignores permissions, not a full or read-only file system). Unmounted at scope
+// exit. Root only: `error` says why when it could not be mounted.
+class SmallDisk {
+ public:
+  SmallDisk(const std::filesystem::path& dir, const std::string& options, unsigned long flags = 0) : dir_(dir) {
+    std::filesystem::create_directories(dir_);
+    if (::geteuid() != 0) {
+      error = "not root";
+    } else if (::mount("tmpfs", dir_.c_str(), "tmpfs", flags, options.c_str()) != 0) {
+      error = std::string("mount tmpfs: ") + std::strerror(errno);
+    } else {
+      mounted_ = true;
+    }
+  }
+  ~SmallDisk() {
+    if (mounted_) ::umount2(dir_.c_str(), MNT_DETACH);
+  }
+  SmallDisk(const SmallDisk&) = delete;
+  SmallDisk& operator=(const SmallDisk&) = delete;
+  // More room on the same disk (the files stay).
+  bool grow(const std::string& options) {
+    return ::mount("tmpfs", dir_.c_str(), "tmpfs", MS_REMOUNT, options.c_str()) == 0;
+  }
+  std::string error;
+
+ private:
+  std::filesystem::path dir_;
+  bool mounted_ = false;
+};
+
+}  // namespace
+
+TEST_CASE("persistence: a full disk keeps the room going, tells it once, and tells it again when history is saved again",
+          "[persistence]") {
+  TempDir dir(temp_prefix);
+  SmallDisk disk(dir.path() / "small", "size=640k,mode=0700");
+  if (!disk.error.empty()) {
+    WARN("skipped: a full disk needs a tmpfs of the test's own (" << disk.error << ")");
+    return;
+  }
+  auto server = start_server((dir.path() / "small" / "chat.db").string(), {"--max-rate", "0"});
+  LineClient watch(server->port());
+  REQUIRE(watch.send_line("HELLO watch"));
+  REQUIRE(watch.expect_line("WELCOME watch", wait_long));
+  LineClient talk(server->port());
+  REQUIRE(talk.send_line("HELLO talk"));
+  REQUIRE(talk.expect_line("WELCOME talk", wait_long));
+  const std::string filler(900, 'x');
+  std::vector<std::string> seen;
+  const auto log = [&](const std::string& l) {
+    seen.push_back(l);
+    return l.starts_with("# history is not being saved");
+  };
+  // Lines until the file system is full and the room is told (640 KiB: a few hundred lines).
+  std::optional<std::string> told;
+  for (int i = 0; i < 4000 && !told; ++i) {
+    REQUIRE(talk.send_line("SAY " + std::to_string(i) + " " + filler));
+    if (i % 50 == 49) told = watch.expect_line(log, 300ms);
+  }
+  if (!told) told = watch.expect_line(log, wait_long);
+  INFO("the last lines the watcher read: " << (seen.empty() ? std::string("none") : seen.back()));
+  REQUIRE(told);
+  CHECK(told->find("full") != std::string::npos);
+  CHECK(told->find("small") == std::string::npos);  // the room is not told the server's paths
+  // The room goes on: a line said now arrives; the notice came once.
+  REQUIRE(talk.send_line("SAY still here"));
+  std::vector<std::string> after;
+  REQUIRE(watch.expect_line([&](const std::string& l) { after.push_back(l); return l == "MSG talk still here"; },
+                            wait_long));
+  for (const auto& l : after) CHECK_FALSE(l.starts_with("# history is not being saved"));
+  // Room again: the next batch is written, and the room hears which events were not saved.
+  REQUIRE(disk.grow("size=64m"));
+  REQUIRE(talk.send_line("SAY saved again"));
+  const auto back = watch.expect_line(
+      [](const std::string& l) { return l.starts_with("# history is being saved again"); }, wait_long);
+  REQUIRE(back);
+  CHECK(back->find("were not saved") != std::string::npos);
+  stop_server(server);
+}
+
+TEST_CASE("persistence: a database on a read-only file system: exit 2 and one line naming the file", "[persistence]") {
+  TempDir dir(temp_prefix);
+  SmallDisk disk(dir.path() / "ro", "size=1m", MS_RDONLY);
+  if (!disk.error.empty()) {
+    WARN("skipped: a read-only file system needs a tmpfs of the test's own (" << disk.error << ")");
+    return;
+  }
+  const auto db = (dir.path() / "ro" / "chat.db").string();
+  const auto run = run_server_to_exit({"--db", db});
+  INFO("stderr:\n" << joined(run.err));
+  CHECK(run.code == 2);
+  REQUIRE(run.err.size() == 1);
+  CHECK(run.err[0].find(db) != std::string::npos);
+  CHECK(run.err[0].starts_with("chatserver: "));
 }
