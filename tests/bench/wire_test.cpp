@@ -399,7 +399,7 @@ TEST_CASE("protocol names round trip", "[bench][wire]") {
   CHECK_FALSE(protocol_from("ncat").has_value());
 }
 
-TEST_CASE("asio: a header is spaces, then digits only; anything else is out of step", "[bench][wire]") {
+TEST_CASE("asio: a header is spaces, then digits only, anything else is out of step", "[bench][wire]") {
   const auto& asio = dialect_for(Protocol::asio);
   std::string_view frame;
   std::size_t consumed = 99;

@@ -151,7 +151,7 @@ void too_slow_scenario(std::vector<std::string> server_args, const std::string& 
 
 }  // namespace
 
-TEST_CASE("a client that stops reading leaves too-slow when its queue is full; others are not delayed",
+TEST_CASE("a client that stops reading leaves too-slow when its queue is full, others are not delayed",
           "[process][detection]") {
   too_slow_scenario({"--send-queue", "64KiB", "--send-timeout", "1h"}, "send queue over 65536 bytes");
 }

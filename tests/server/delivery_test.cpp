@@ -378,7 +378,7 @@ TEST_CASE("backpressure: the server stops reading a client that does not read, a
   CHECK(stats.at("joined") == 2);
 }
 
-TEST_CASE("a slow reader among 200 members leaves too-slow; the others are not delayed", "[delivery][too-slow]") {
+TEST_CASE("a slow reader among 200 members leaves too-slow, the others are not delayed", "[delivery][too-slow]") {
   // Loopback on Linux 6 gives the server's socket a send buffer of about 4 MB, and a client that
   // never reads fills it before anything waits in the server: the slow one leaves after about
   // 2 MB of 3 KB lines, and every other member must take all of that.
@@ -602,7 +602,7 @@ TEST_CASE("a non-reader is too-slow once its queue and the kernel's unsent bytes
   CHECK(leave.starts_with("LEAVE nonreader too-slow send queue over 131072 bytes"));
 }
 
-TEST_CASE("STATS answers one line of counters, before and after joining; text mode has no STATS", "[delivery][stats]") {
+TEST_CASE("STATS answers one line of counters, before and after joining, text mode has no STATS", "[delivery][stats]") {
   TestServer server;
   auto before = connect_client(server.port());
   REQUIRE(before->send_line("HELLO x"));  // protocol mode

@@ -255,7 +255,7 @@ TEST_CASE("hostile: NUL bytes are control characters: ERROR bad-char, in both mo
   CHECK(next_line(*alice) == "JOIN dave");
 }
 
-TEST_CASE("hostile: invalid UTF-8 of every kind is refused with ERROR bad-utf8; the boundaries pass", "[hostile]") {
+TEST_CASE("hostile: invalid UTF-8 of every kind is refused with ERROR bad-utf8, the boundaries pass", "[hostile]") {
   TestServer server;
   auto alice = connect_and_join(server.port(), "alice");
   auto bob = connect_text(server.port(), "bob");
@@ -1066,7 +1066,7 @@ TEST_CASE("hostile: a burst of 40 lines is slowed, not refused: all delivered in
   CHECK(next_line(*burst) == "MSG burst after the burst");  // no BYE before it
 }
 
-TEST_CASE("hostile: a client that floods for longer than the grace leaves with cause flood; the room chats on",
+TEST_CASE("hostile: a client that floods for longer than the grace leaves with cause flood, the room chats on",
           "[hostile][flood]") {
   const auto config = flood_config();
   TestServer server(config);
@@ -1161,7 +1161,7 @@ TEST_CASE("hostile: a client that floods for longer than the grace leaves with c
 
 // ---- connections from one address ------------------------------------------------------------
 
-TEST_CASE("hostile: the 17th connection from one address gets BYE too-many; the others are unaffected",
+TEST_CASE("hostile: the 17th connection from one address gets BYE too-many, the others are unaffected",
           "[hostile]") {
   REQUIRE(TestServer::config().max_per_ip == 16);  // the default, which this test relies on
   TestServer server;

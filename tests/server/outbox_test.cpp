@@ -429,7 +429,7 @@ TEST_CASE("Outbox: through a WebSocket framing every line is one text frame, raw
   }
 }
 
-TEST_CASE("Outbox: the last line ends it; abort drops everything; a full outbox refuses", "[outbox]") {
+TEST_CASE("Outbox: the last line ends it, abort drops everything, a full outbox refuses", "[outbox]") {
   History history(1 << 20);
   Pair pair;
   SECTION("close_with: room events caused before it, then the BYE, then finished") {

@@ -664,6 +664,49 @@ TEST_CASE("resume: --resume-window 0 holds no seat", "[resume][tokens]") {
   CHECK(next_line(*c).starts_with("ERROR bad-token "));
 }
 
+TEST_CASE("resume: flood gives the seat up at once, too-slow holds it like any other drop", "[resume][tokens]") {
+  SECTION("flood: the nickname is free and the token refused") {
+    auto config = history_config();
+    config.max_rate = 5;
+    config.max_burst = 5;
+    config.flood_grace = std::chrono::milliseconds(300);
+    TestServer server(config);
+    const auto port = server.port();
+    auto obs = join_ids(port, "obs");
+    auto alice = join_ids(port, "alice");
+    for (int i = 0; i < 200; ++i) REQUIRE(alice.c->send_line("SAY flood " + std::to_string(i)));
+    read_until(*obs.c, tagged_starting("LEAVE alice flood"), nullptr, "LEAVE alice flood");
+    auto other = connect_and_join(port, "alice");  // WELCOME alice: nothing held
+    auto c = connect_resume(port, alice.token, alice.last_id);
+    CHECK(next_line(*c).starts_with("ERROR bad-token "));
+  }
+  SECTION("too-slow: the nickname is held and the seat resumes") {
+    auto config = history_config();
+    config.max_rate = 0;
+    config.send_queue = 64 * 1024;
+    config.send_timeout = std::chrono::milliseconds(2000);
+    TestServer server(config);
+    const auto port = server.port();
+    auto obs = join_ids(port, "obs");
+    auto alice = join_ids(port, "alice");
+    // alice stops reading, with a receive buffer too small to hide the room's traffic.
+    alice.c->socket().set_option(asio::socket_base::receive_buffer_size(4096));
+    auto bob = connect_and_join(port, "bob");
+    const std::string filler(900, 'y');
+    bool left = false;
+    for (int i = 0; i < 20'000 && !left; ++i) {
+      REQUIRE(bob->send_line("SAY " + std::to_string(i) + " " + filler));
+      if (i % 100 == 99) left = obs.c->expect_line(tagged_starting("LEAVE alice too-slow"), 200ms).has_value();
+    }
+    if (!left) read_until(*obs.c, tagged_starting("LEAVE alice too-slow"), nullptr, "LEAVE alice too-slow");
+    auto taker = std::make_unique<LineClient>(port);
+    REQUIRE(taker->send_line("HELLO alice"));
+    CHECK(taker->expect_line("ERROR nick-held alice", patience));
+    auto c = connect_resume(port, alice.token, alice.last_id);
+    CHECK(read_until(*c, starting("RESUMED "), nullptr, "RESUMED").starts_with("RESUMED alice "));
+  }
+}
+
 // ---- paging back and searching ---------------------------------------------------------------
 
 TEST_CASE("resume: HISTORY BEFORE <id> <n> pages back through tagged events, with or without ids", "[resume][history]") {

@@ -526,7 +526,7 @@ TEST_CASE("RESUME, HISTORY BEFORE and SEARCH parse, refuse nonsense, and format 
   CHECK(std::get<chat::Command>(r).text == "pizza tonight");
 }
 
-TEST_CASE("tagged lines carry the id and the time; the new lines read back", "[protocol][ids]") {
+TEST_CASE("tagged lines carry the id and the time, the new lines read back", "[protocol][ids]") {
   auto e = chat::parse_event("@4294967301/1796615000123 MSG bob hi there");
   REQUIRE(e);
   CHECK(e->kind == Event::Kind::msg);

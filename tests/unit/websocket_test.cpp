@@ -679,7 +679,7 @@ std::string encode(std::uint32_t cp, int length) {
 
 }  // namespace
 
-TEST_CASE("Utf8Validator: every code point in its shortest form is valid but the surrogates; longer forms never",
+TEST_CASE("Utf8Validator: every code point in its shortest form is valid but the surrogates, longer forms never",
           "[websocket]") {
   using chat::ws::Utf8Validator;
   const auto valid = [](std::string_view s) { return chat::check_text(s) != chat::TextProblem::bad_utf8; };
