@@ -29,6 +29,7 @@ bool HistoryChunk::fits(const EntryLines& lines) const {
 }
 
 std::string_view HistoryChunk::store(std::unique_ptr<char[]>& buffer, std::size_t& used, std::string_view line) {
+  if (line.empty()) return {};  // a private message's entry: nothing to copy (and no buffer yet)
   if (line.size() > bytes_per_mode) return big_.emplace_back(line);
   char* at = buffer.get() + used;
   std::memcpy(at, line.data(), line.size());
