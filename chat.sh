@@ -25,7 +25,7 @@
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")"
 
-PACKAGES=(g++ make cmake libasio-dev catch2 libcli11-dev libncurses-dev libssl-dev libsqlite3-dev iproute2 tmux netcat-openbsd procps)
+PACKAGES=(g++ make cmake libasio-dev catch2 libcli11-dev libncurses-dev libssl-dev libsqlite3-dev libhiredis-dev iproute2 tmux netcat-openbsd procps)
 # The .deb: man pages from --help (help2man), dependencies from dpkg-shlibdeps (dpkg-dev, file).
 DEB_PACKAGES=(help2man dpkg-dev file)
 # The test suite also runs bench/compare.sh --quick: the servers chatserver is compared with;
@@ -33,8 +33,9 @@ DEB_PACKAGES=(help2man dpkg-dev file)
 # and chatclient-qt, the desktop client (Qt 6 Widgets; its tests use the offscreen platform).
 # and the web side: Python's websockets (a WebSocket client nobody here wrote), and headless
 # Chromium driven by Selenium (Debian's /usr/bin/python3 and its modules).
+# and the backplane's tests: a real redis-server, started by the tests on a private socket.
 TEST_PACKAGES=(ncat ngircd libasio-doc jq "${DEB_PACKAGES[@]}" logrotate systemd qt6-base-dev
-  python3 python3-websockets chromium chromium-driver python3-selenium)
+  python3 python3-websockets chromium chromium-driver python3-selenium redis-server)
 # The fuzz targets (tests/fuzz): clang and its compiler-rt (libFuzzer, ASan and UBSan runtimes;
 # on Debian 12 libclang-rt-dev is libclang-rt-14-dev, which --no-install-recommends leaves out).
 FUZZ_PACKAGES=(clang libclang-rt-dev)
