@@ -1000,18 +1000,23 @@
     showForm('You left the chat. Join again?', false);
   }
 
-  function welcome(nick) {
-    const stillTaken = S.ghost > 0 && fold(S.wanted) !== fold(nick) ? S.wanted : '';
+  // In the room as `nick`, by WELCOME or by RESUMED: the reconnect state starts over.
+  function seated(nick) {
     S.nick = nick;
-    // A new session: its tagged lines come in order from its recent block on, whatever ids the
-    // previous one saw (shownId still hides those already on the screen).
-    S.lastId = 0n;
-    S.fillAfterResume = false;
     S.phase = 'joined';
     S.failures = 0;
     S.lost = '';
     S.failed = '';
     S.lastPing = -Infinity; // measure the round trip at once
+  }
+
+  function welcome(nick) {
+    const stillTaken = S.ghost > 0 && fold(S.wanted) !== fold(nick) ? S.wanted : '';
+    // A new session: its tagged lines come in order from its recent block on, whatever ids the
+    // previous one saw (shownId still hides those already on the screen).
+    S.lastId = 0n;
+    S.fillAfterResume = false;
+    seated(nick);
     if (S.onForm) {
       S.onForm = false;
       showChat();
@@ -1028,12 +1033,7 @@
   // RESUMED <nick> <ms away> <missed>: the server kept our seat. The marker line says where
   // what we missed starts; the HISTORY missed block that follows brings it, then live lines.
   function resumed(nick, ms, missed) {
-    S.nick = nick;
-    S.phase = 'joined';
-    S.failures = 0;
-    S.lost = '';
-    S.failed = '';
-    S.lastPing = -Infinity; // measure the round trip at once
+    seated(nick);
     if (S.onForm) {
       // A reloaded tab: the conversation is empty, so some of what came before is loaded too.
       S.onForm = false;
