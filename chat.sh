@@ -68,16 +68,20 @@ install_missing() {
 
 # build DIR [cmake args...]
 build() {
-  local dir=$1
+  local dir=$1 start=$SECONDS
   shift
   cmake -S . -B "build/$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
   cmake --build "build/$dir" -j "$JOBS"
+  echo "== built build/$dir in $((SECONDS - start)) s =="
 }
 
 # run_suite DIR LABEL [CTEST ARGS...]: every test, with output for the failures only.
 run_suite() {
+  local start=$SECONDS status=0
   echo "== $2 =="
-  (cd "build/$1" && ctest --output-on-failure --timeout 600 -j 2 "${@:3}")
+  (cd "build/$1" && ctest --output-on-failure --timeout 600 -j 2 "${@:3}") || status=$?
+  echo "== $2: $((SECONDS - start)) s =="
+  return $status
 }
 
 # run_stale DIR: why DIR's chatserver must be built (one line), or nothing when it is up to date.
