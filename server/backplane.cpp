@@ -1,0 +1,589 @@
+#include "server/backplane.hpp"
+
+#include "common/log.hpp"
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <charconv>
+#include <random>
+#include <system_error>
+
+namespace chat {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// The event script: KEYS none (every key is built from the prefix in ARGV[1]; one Redis, no
+// cluster). ARGV: prefix, maxlen, origin, serial, ms, kind, nick, arg, code, text, claim, floor.
+// Returns the event's id; -1 if this origin's serial was applied already (a resend after a
+// broken connection); the error TAKEN if the claim is refused.
+constexpr const char* event_script = R"lua(
+local p, maxlen, origin, serial = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local applied = tonumber(redis.call('HGET', p .. 'serials', origin) or '0')
+if serial <= applied then return -1 end
+local claim, nick, arg = ARGV[11], ARGV[7], ARGV[8]
+local nicks, members = p .. 'nicks', p .. 'members:' .. origin
+local nkey, akey = string.lower(nick), string.lower(arg)
+if claim == 'take' then
+  local owner = redis.call('HGET', nicks, nkey)
+  if owner and owner ~= origin then return redis.error_reply('TAKEN') end
+  redis.call('HSET', nicks, nkey, origin)
+  redis.call('HSET', members, nkey, nick)
+elseif claim == 'rename' then
+  local owner = redis.call('HGET', nicks, akey)
+  if owner and akey ~= nkey then return redis.error_reply('TAKEN') end
+  if redis.call('HGET', nicks, nkey) == origin then redis.call('HDEL', nicks, nkey) end
+  redis.call('HDEL', members, nkey)
+  redis.call('HSET', nicks, akey, origin)
+  redis.call('HSET', members, akey, arg)
+elseif claim == 'release' then
+  if redis.call('HGET', nicks, nkey) == origin then redis.call('HDEL', nicks, nkey) end
+  redis.call('HDEL', members, nkey)
+end
+local id = redis.call('INCR', p .. 'seq')
+local floor = tonumber(ARGV[12])
+if id <= floor then
+  id = floor + 1
+  redis.call('SET', p .. 'seq', id)
+end
+redis.call('XADD', p .. 'stream', 'MAXLEN', '~', maxlen, '*', 'id', id, 'o', origin, 's', serial,
+           'ms', ARGV[5], 'k', ARGV[6], 'n', nick, 'a', arg, 'c', ARGV[9], 't', ARGV[10])
+redis.call('HSET', p .. 'serials', origin, serial)
+return id
+)lua";
+
+// The heartbeat. ARGV: prefix, origin, ttl ms, label. Returns 1 if this instance was not in
+// the instance set (its first beat, or it was reaped meanwhile), else 0.
+constexpr const char* beat_script = R"lua(
+local p, origin = ARGV[1], ARGV[2]
+local added = redis.call('SADD', p .. 'instances', origin)
+redis.call('SET', p .. 'alive:' .. origin, ARGV[4], 'PX', ARGV[3])
+redis.call('HSET', p .. 'labels', origin, ARGV[4])
+return added
+)lua";
+
+// The reaper: every instance whose heartbeat key has expired is removed and each of its
+// members gets a LEAVE <nick> instance-lost, all in one atomic step, so exactly one survivor
+// does it. ARGV: prefix, maxlen, ms, silence ("3.0 s"), floor. Returns how many it reaped.
+constexpr const char* reap_script = R"lua(
+local p, maxlen, ms, silence, floor = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+local reaped = 0
+for _, inst in ipairs(redis.call('SMEMBERS', p .. 'instances')) do
+  if redis.call('EXISTS', p .. 'alive:' .. inst) == 0 then
+    redis.call('SREM', p .. 'instances', inst)
+    local label = redis.call('HGET', p .. 'labels', inst) or inst
+    local detail = 'server ' .. label .. ' stopped answering (no heartbeat for ' .. silence .. ')'
+    local m = redis.call('HGETALL', p .. 'members:' .. inst)
+    for i = 1, #m, 2 do
+      if redis.call('HGET', p .. 'nicks', m[i]) == inst then redis.call('HDEL', p .. 'nicks', m[i]) end
+      local id = redis.call('INCR', p .. 'seq')
+      if id <= floor then
+        id = floor + 1
+        redis.call('SET', p .. 'seq', id)
+      end
+      floor = id
+      redis.call('XADD', p .. 'stream', 'MAXLEN', '~', maxlen, '*', 'id', id, 'o', inst, 's', 0,
+                 'ms', ms, 'k', 'leave', 'n', m[i + 1], 'a', '', 'c', 'instance-lost', 't', detail)
+    end
+    redis.call('DEL', p .. 'members:' .. inst)
+    redis.call('HDEL', p .. 'labels', inst)
+    redis.call('HDEL', p .. 'serials', inst)
+    reaped = reaped + 1
+  end
+end
+return reaped
+)lua";
+
+// A clean stop: the instance leaves the set; nicknames still claimed for it are released (the
+// Room published its members' LEAVEs before). ARGV: prefix, origin.
+constexpr const char* bye_script = R"lua(
+local p, origin = ARGV[1], ARGV[2]
+local m = redis.call('HGETALL', p .. 'members:' .. origin)
+for i = 1, #m, 2 do
+  if redis.call('HGET', p .. 'nicks', m[i]) == origin then redis.call('HDEL', p .. 'nicks', m[i]) end
+end
+redis.call('DEL', p .. 'members:' .. origin, p .. 'alive:' .. origin)
+redis.call('SREM', p .. 'instances', origin)
+redis.call('HDEL', p .. 'labels', origin)
+return 1
+)lua";
+
+std::int64_t unix_now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::uint64_t to_u64(std::string_view text) {
+  std::uint64_t value = 0;
+  std::from_chars(text.data(), text.data() + text.size(), value);
+  return value;
+}
+
+std::string made_up_instance() {
+  char host[64] = {};
+  ::gethostname(host, sizeof host - 1);
+  std::random_device random;
+  char tag[9];
+  std::snprintf(tag, sizeof tag, "%08x", random());
+  return std::string(host) + "-" + std::to_string(::getpid()) + "-" + tag;
+}
+
+const char* claim_word(Backplane::Claim claim) {
+  switch (claim) {
+    case Backplane::Claim::take: return "take";
+    case Backplane::Claim::rename: return "rename";
+    case Backplane::Claim::release: return "release";
+    case Backplane::Claim::none: break;
+  }
+  return "";
+}
+
+// An XREAD or XRANGE entry ([stream id, [field, value, ...]]) as a StreamEvent; nullopt if it
+// is not one of ours (another program writing to the key).
+std::optional<StreamEvent> decode(const RedisValue& entry, std::string& stream_id) {
+  if (entry.type != RedisValue::Type::array || entry.elements.size() != 2) return std::nullopt;
+  stream_id = entry.elements[0].str;
+  const auto& fields = entry.elements[1].elements;
+  StreamEvent out;
+  std::optional<Event::Kind> kind;
+  for (std::size_t i = 0; i + 1 < fields.size(); i += 2) {
+    const std::string& f = fields[i].str;
+    const std::string& v = fields[i + 1].str;
+    if (f == "id") out.id = to_u64(v);
+    else if (f == "o") out.origin = v;
+    else if (f == "s") out.serial = to_u64(v);
+    else if (f == "ms") out.time_ms = static_cast<std::int64_t>(to_u64(v));
+    else if (f == "k") kind = kind_from_token(v);
+    else if (f == "n") out.event.nick = v;
+    else if (f == "a") out.event.arg = v;
+    else if (f == "c") out.event.code = v;
+    else if (f == "t") out.event.text = v;
+  }
+  if (!kind || out.id == 0) return std::nullopt;
+  out.event.kind = *kind;
+  out.event.id = out.id;
+  out.event.time_ms = out.time_ms;
+  return out;
+}
+
+}  // namespace
+
+Backplane::Backplane(BackplaneOptions options, Callbacks callbacks)
+    : options_([&] {
+        if (options.instance.empty()) options.instance = made_up_instance();
+        if (options.label.empty()) options.label = options.instance;
+        return std::move(options);
+      }()),
+      callbacks_(std::move(callbacks)) {
+  cmd_ = std::make_unique<RedisConnection>(options_.url, options_.connect_timeout, "chat-" + options_.instance + "-cmd");
+  // Where the stream ends now: this instance reads what comes after.
+  const auto last = cmd_->command({"XREVRANGE", key("stream"), "+", "-", "COUNT", "1"}, options_.connect_timeout);
+  if (last.is_error()) throw RedisError(cmd_->where() + ": XREVRANGE refused: " + last.str);
+  if (!last.elements.empty()) {
+    std::string stream_id;
+    if (auto e = decode(last.elements[0], stream_id)) {
+      last_stream_id_ = stream_id;
+      last_id_ = e->id;
+    }
+  }
+  const auto seq = cmd_->command({"GET", key("seq")}, options_.connect_timeout);
+  if (seq.type == RedisValue::Type::string) last_id_ = std::max(last_id_, to_u64(seq.str));
+  start_id_ = last_id_;
+  wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (wake_fd_ < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
+  cmd_.reset();  // the thread connects (and loads the scripts) itself
+}
+
+Backplane::~Backplane() {
+  stop();
+  if (wake_fd_ >= 0) ::close(wake_fd_);
+}
+
+std::string Backplane::key(const std::string& name) const { return "chat:{" + options_.room + "}:" + name; }
+
+void Backplane::start() {
+  thread_ = NamedThread("backplane", small_stack, [this] { run(); });
+}
+
+void Backplane::stop() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  const std::uint64_t one = 1;
+  if (wake_fd_ >= 0) [[maybe_unused]] auto n = ::write(wake_fd_, &one, sizeof one);
+  thread_.join();
+  // Nobody will answer what is still queued.
+  std::deque<Outgoing> left;
+  {
+    std::lock_guard lock(mutex_);
+    left.swap(queue_);
+  }
+  for (auto& out : left) {
+    if (out.reply) out.reply->set_value(Result{Outcome::stopped, 0});
+  }
+}
+
+void Backplane::crash() {
+  {
+    std::lock_guard lock(mutex_);
+    crash_ = true;
+    stopping_ = true;
+  }
+  stop();
+}
+
+bool Backplane::publish(const Event& event, Claim claim) {
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_) return false;
+    if (queue_.size() + in_flight_count_ >= options_.buffer_max) {
+      ++stats_.lost;
+      ++lost_since_split_;
+      return false;
+    }
+    queue_.push_back(Outgoing{next_serial_++, unix_now_ms(), event, claim, nullptr});
+    stats_.queued = queue_.size() + in_flight_count_;
+  }
+  const std::uint64_t one = 1;
+  [[maybe_unused]] auto n = ::write(wake_fd_, &one, sizeof one);
+  return true;
+}
+
+Backplane::Result Backplane::publish_and_wait(const Event& event, Claim claim, Millis timeout) {
+  auto reply = std::make_shared<std::promise<Result>>();
+  auto answer = reply->get_future();
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_) return Result{Outcome::stopped, 0};
+    if (!stats_.linked) return Result{Outcome::unavailable, 0};
+    if (queue_.size() + in_flight_count_ >= options_.buffer_max) return Result{Outcome::unavailable, 0};
+    queue_.push_back(Outgoing{next_serial_++, unix_now_ms(), event, claim, reply});
+    stats_.queued = queue_.size() + in_flight_count_;
+  }
+  const std::uint64_t one = 1;
+  [[maybe_unused]] auto n = ::write(wake_fd_, &one, sizeof one);
+  if (answer.wait_for(timeout) != std::future_status::ready) return Result{Outcome::unavailable, 0};
+  return answer.get();
+}
+
+Backplane::Stats Backplane::stats() const {
+  std::lock_guard lock(mutex_);
+  return stats_;
+}
+
+std::vector<std::string> Backplane::event_command(const Outgoing& out) const {
+  return {"EVALSHA", event_sha_, "0",
+          key(""), std::to_string(options_.stream_max), options_.instance, std::to_string(out.serial),
+          std::to_string(out.time_ms), std::string(kind_token(out.event.kind)), out.event.nick, out.event.arg,
+          out.event.code, out.event.text, claim_word(out.claim), std::to_string(last_id_)};
+}
+
+bool Backplane::connect() {
+  try {
+    cmd_ = std::make_unique<RedisConnection>(options_.url, options_.connect_timeout,
+                                             "chat-" + options_.instance + "-cmd");
+    read_ = std::make_unique<RedisConnection>(options_.url, options_.connect_timeout,
+                                              "chat-" + options_.instance + "-read");
+    auto load = [&](const char* script) {
+      const auto sha = cmd_->command({"SCRIPT", "LOAD", script}, options_.connect_timeout);
+      if (sha.is_error()) throw RedisError(cmd_->where() + ": SCRIPT LOAD refused: " + sha.str);
+      return sha.str;
+    };
+    event_sha_ = load(event_script);
+    beat_sha_ = load(beat_script);
+    reap_sha_ = load(reap_script);
+    const auto ttl = options_.instance_timeout * 2 / 3;
+    const auto beat = cmd_->command({"EVALSHA", beat_sha_, "0", key(""), options_.instance,
+                                     std::to_string(ttl.count()), options_.label},
+                                    options_.connect_timeout);
+    if (beat.is_error()) throw RedisError(cmd_->where() + ": " + beat.str);
+    if (registered_once_ && beat.integer == 1 && callbacks_.forgotten) callbacks_.forgotten();
+    registered_once_ = true;
+  } catch (const RedisError& e) {
+    disconnect(e.what());  // (again: the next try after a longer backoff)
+    return false;
+  }
+  cmd_pending_.clear();
+  next_beat_ = Clock::now() + options_.instance_timeout / 6;
+  next_reap_ = Clock::now() + options_.instance_timeout / 6;
+  backoff_ = Millis(100);
+  issue_xread();
+  std::uint64_t lost = 0;
+  {
+    std::lock_guard lock(mutex_);
+    lost = lost_since_split_;
+    lost_since_split_ = 0;
+  }
+  const bool healed = !split_since_.empty();
+  if (healed) {
+    split_since_.clear();
+    if (callbacks_.link) {
+      callbacks_.link(true, lost == 0 ? std::string()
+                                      : std::to_string(lost) + " events said during the split were not kept (more than " +
+                                            std::to_string(options_.buffer_max) + " waited)");
+    }
+  }
+  // After the callback: whoever sees `linked` has been told (the tests rely on that order too).
+  std::lock_guard lock(mutex_);
+  stats_.linked = true;
+  if (healed) ++stats_.reconnects;
+  return true;
+}
+
+void Backplane::disconnect(std::string why) {
+  cmd_.reset();
+  read_.reset();
+  cmd_pending_.clear();
+  // What was sent but not answered goes back to the front of the queue, in order: the event
+  // script skips a serial it applied already. A claim's caller is told `unavailable` now (its
+  // JOIN may or may not be in the stream: the Room treats an own event nobody waits for).
+  std::deque<Outgoing> resend;
+  for (auto& out : in_flight_) {
+    if (out.reply) {
+      out.reply->set_value(Result{Outcome::unavailable, 0});
+    } else {
+      resend.push_back(std::move(out));
+    }
+  }
+  in_flight_.clear();
+  if (split_since_.empty()) {
+    split_since_ = why;
+    log_warn("backplane: ", why);
+    if (callbacks_.link) callbacks_.link(false, why);
+  }
+  {
+    std::lock_guard lock(mutex_);
+    for (auto it = resend.rbegin(); it != resend.rend(); ++it) queue_.push_front(std::move(*it));
+    in_flight_count_ = 0;
+    stats_.linked = false;
+    stats_.queued = queue_.size();
+    // Claims still queued cannot be answered while split.
+    for (auto it = queue_.begin(); it != queue_.end();) {
+      if (it->reply) {
+        it->reply->set_value(Result{Outcome::unavailable, 0});
+        it = queue_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  next_connect_ = Clock::now() + backoff_;
+  backoff_ = std::min(backoff_ * 2, Millis(2000));
+}
+
+std::string Backplane::link_error() const {
+  return cmd_->where() + ": " + (cmd_->broken() ? cmd_->error() : read_->error());
+}
+
+void Backplane::issue_xread() {
+  const auto block = std::max<long long>(options_.instance_timeout.count() / 6, 50);
+  read_->append({"XREAD", "COUNT", "1000", "BLOCK", std::to_string(block), "STREAMS", key("stream"), last_stream_id_});
+  xread_sent_ = Clock::now() + Millis(block);  // (its answer is due by then)
+}
+
+void Backplane::send_events() {
+  constexpr std::size_t max_in_flight = 256;
+  std::deque<Outgoing> batch;
+  {
+    std::lock_guard lock(mutex_);
+    while (!queue_.empty() && in_flight_.size() + batch.size() < max_in_flight) {
+      batch.push_back(std::move(queue_.front()));
+      queue_.pop_front();
+    }
+    in_flight_count_ += batch.size();
+  }
+  for (auto& out : batch) {
+    cmd_->append(event_command(out));
+    cmd_pending_.emplace_back(Pending::event, Clock::now());
+    in_flight_.push_back(std::move(out));
+  }
+}
+
+void Backplane::heartbeat() {
+  const auto ttl = options_.instance_timeout * 2 / 3;
+  cmd_->append({"EVALSHA", beat_sha_, "0", key(""), options_.instance, std::to_string(ttl.count()), options_.label});
+  cmd_pending_.emplace_back(Pending::heartbeat, Clock::now());
+  next_beat_ = Clock::now() + options_.instance_timeout / 6;
+}
+
+void Backplane::reap() {
+  cmd_->append({"EVALSHA", reap_sha_, "0", key(""), std::to_string(options_.stream_max), std::to_string(unix_now_ms()),
+                format_duration(options_.instance_timeout), std::to_string(last_id_)});
+  cmd_pending_.emplace_back(Pending::reap, Clock::now());
+  next_reap_ = Clock::now() + options_.instance_timeout / 6;
+}
+
+void Backplane::cmd_reply(Pending what, const RedisValue& reply) {
+  if (reply.is_error() && reply.str.starts_with("NOSCRIPT")) {
+    // Redis restarted (or flushed its scripts) under us: connect again, which loads them.
+    disconnect(cmd_->where() + ": redis lost its scripts (restarted?)");
+    return;
+  }
+  switch (what) {
+    case Pending::event: {
+      if (in_flight_.empty()) return;
+      Outgoing out = std::move(in_flight_.front());
+      in_flight_.pop_front();
+      Result result;
+      if (reply.is_error() && (reply.str == "TAKEN" || reply.str == "ERR TAKEN")) {  // (Redis 7 adds ERR)
+        result.outcome = Outcome::taken;
+      } else if (reply.is_error()) {
+        log_warn("backplane: an event was refused: ", reply.str);
+        result.outcome = Outcome::unavailable;
+      } else {
+        result.outcome = Outcome::published;
+        result.id = reply.integer > 0 ? static_cast<std::uint64_t>(reply.integer) : 0;
+      }
+      {
+        std::lock_guard lock(mutex_);
+        --in_flight_count_;
+        if (result.outcome == Outcome::published && reply.integer > 0) ++stats_.published;
+        stats_.queued = queue_.size() + in_flight_count_;
+      }
+      if (out.reply) out.reply->set_value(result);
+      return;
+    }
+    case Pending::heartbeat:
+      if (reply.integer == 1 && callbacks_.forgotten) {
+        log_warn("backplane: this instance was declared lost (its heartbeat went missing); its members are announced again");
+        callbacks_.forgotten();
+      }
+      return;
+    case Pending::reap:
+      if (reply.integer > 0) {
+        std::lock_guard lock(mutex_);
+        stats_.reaped += static_cast<std::uint64_t>(reply.integer);
+      }
+      return;
+    case Pending::other:
+      return;
+  }
+}
+
+void Backplane::read_reply(const RedisValue& reply) {
+  if (reply.is_error()) {
+    disconnect(read_->where() + ": XREAD refused: " + reply.str);
+    return;
+  }
+  std::vector<StreamEvent> events;
+  std::uint64_t gaps = 0;
+  if (reply.type == RedisValue::Type::array) {
+    for (const auto& stream : reply.elements) {
+      if (stream.elements.size() != 2) continue;
+      for (const auto& entry : stream.elements[1].elements) {
+        std::string stream_id;
+        auto e = decode(entry, stream_id);
+        if (!stream_id.empty()) last_stream_id_ = stream_id;
+        if (!e || e->id <= last_id_) continue;  // not ours, or seen (ids only grow)
+        if (last_id_ != 0 && e->id > last_id_ + 1) gaps += e->id - last_id_ - 1;
+        last_id_ = e->id;
+        events.push_back(std::move(*e));
+      }
+    }
+  }
+  {
+    std::lock_guard lock(mutex_);
+    stats_.received += events.size();
+    stats_.gaps += gaps;
+  }
+  if (gaps > 0) log_warn("backplane: ", gaps, " room events were never read (the stream was trimmed past them)");
+  if (!events.empty() && callbacks_.events) callbacks_.events(std::move(events));
+}
+
+void Backplane::run() {
+  set_thread_role("backplane");
+  next_connect_ = Clock::now();
+  for (;;) {
+    {
+      std::lock_guard lock(mutex_);
+      if (stopping_) break;
+    }
+    const auto now = Clock::now();
+    if (!cmd_ && now >= next_connect_) connect();
+    if (cmd_) {
+      if (now >= next_beat_) heartbeat();
+      if (now >= next_reap_) reap();
+      send_events();
+      cmd_->flush();
+      read_->flush();
+      if (cmd_->broken() || read_->broken()) {
+        disconnect(link_error());
+        continue;
+      }
+    }
+    pollfd fds[3] = {{wake_fd_, POLLIN, 0}, {-1, 0, 0}, {-1, 0, 0}};
+    if (cmd_) {
+      fds[1] = {cmd_->fd(), POLLIN, 0};
+      fds[2] = {read_->fd(), POLLIN, 0};
+    }
+    auto next = cmd_ ? std::min(next_beat_, next_reap_) : next_connect_;
+    auto wait = std::chrono::ceil<Millis>(next - Clock::now()).count();
+    ::poll(fds, 3, static_cast<int>(std::clamp<long long>(wait, 0, 100)));
+    if ((fds[0].revents & POLLIN) != 0) {
+      std::uint64_t count = 0;
+      [[maybe_unused]] auto n = ::read(wake_fd_, &count, sizeof count);
+    }
+    if (!cmd_) continue;
+    if ((fds[1].revents & (POLLIN | POLLHUP | POLLERR)) != 0) cmd_->read_some();
+    while (cmd_ && !cmd_pending_.empty()) {
+      auto reply = cmd_->next_reply();
+      if (!reply) break;
+      const auto what = cmd_pending_.front().first;
+      cmd_pending_.pop_front();
+      cmd_reply(what, *reply);
+    }
+    if (!cmd_) continue;
+    if ((fds[2].revents & (POLLIN | POLLHUP | POLLERR)) != 0) read_->read_some();
+    while (cmd_ && read_->in_flight() > 0) {
+      auto reply = read_->next_reply();
+      if (!reply) break;
+      read_reply(*reply);
+      if (cmd_) issue_xread();
+    }
+    if (cmd_ && (cmd_->broken() || read_->broken())) {
+      disconnect(link_error());
+      continue;
+    }
+    // A Redis that stops answering with its sockets open (SIGSTOP, a hung host behind a live
+    // kernel) is a broken link too, after connect_timeout.
+    const auto late = Clock::now() - options_.connect_timeout;
+    if (cmd_ && ((!cmd_pending_.empty() && cmd_pending_.front().second < late) || xread_sent_ < late)) {
+      disconnect(cmd_->where() + ": no answer within " + format_duration(options_.connect_timeout));
+    }
+  }
+  bool crashed = false;
+  {
+    std::lock_guard lock(mutex_);
+    crashed = crash_;
+  }
+  if (crashed || !cmd_) return;
+  // A clean stop: what is queued goes out first (the Room's LEAVEs), then the instance leaves.
+  try {
+    send_events();
+    const auto deadline = Clock::now() + options_.connect_timeout;
+    while (!cmd_pending_.empty() && Clock::now() < deadline) {
+      cmd_->flush();
+      pollfd p{cmd_->fd(), POLLIN, 0};
+      ::poll(&p, 1, 50);
+      if ((p.revents & (POLLIN | POLLHUP | POLLERR)) != 0 && !cmd_->read_some()) break;
+      while (!cmd_pending_.empty()) {
+        auto reply = cmd_->next_reply();
+        if (!reply) break;
+        const auto what = cmd_pending_.front().first;
+        cmd_pending_.pop_front();
+        cmd_reply(what, *reply);
+      }
+    }
+    if (!cmd_) return;
+    cmd_->command({"EVAL", bye_script, "0", key(""), options_.instance}, options_.connect_timeout);
+  } catch (const RedisError& e) {
+    log_warn("backplane: could not deregister: ", e.what());
+  }
+}
+
+}  // namespace chat
