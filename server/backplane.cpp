@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstdio>
 #include <random>
 #include <system_error>
 
@@ -495,6 +496,16 @@ void Backplane::read_reply(const RedisValue& reply) {
   if (!events.empty() && callbacks_.events) callbacks_.events(std::move(events));
 }
 
+void Backplane::take_cmd_replies() {
+  while (cmd_ && !cmd_pending_.empty()) {
+    auto reply = cmd_->next_reply();
+    if (!reply) return;
+    const auto what = cmd_pending_.front().first;
+    cmd_pending_.pop_front();
+    cmd_reply(what, *reply);  // (may disconnect: cmd_ is null then)
+  }
+}
+
 void Backplane::run() {
   set_thread_role("backplane");
   next_connect_ = Clock::now();
@@ -530,13 +541,7 @@ void Backplane::run() {
     }
     if (!cmd_) continue;
     if ((fds[1].revents & (POLLIN | POLLHUP | POLLERR)) != 0) cmd_->read_some();
-    while (cmd_ && !cmd_pending_.empty()) {
-      auto reply = cmd_->next_reply();
-      if (!reply) break;
-      const auto what = cmd_pending_.front().first;
-      cmd_pending_.pop_front();
-      cmd_reply(what, *reply);
-    }
+    take_cmd_replies();
     if (!cmd_) continue;
     if ((fds[2].revents & (POLLIN | POLLHUP | POLLERR)) != 0) read_->read_some();
     while (cmd_ && read_->in_flight() > 0) {
@@ -566,20 +571,14 @@ void Backplane::run() {
   try {
     send_events();
     const auto deadline = Clock::now() + options_.connect_timeout;
-    while (!cmd_pending_.empty() && Clock::now() < deadline) {
+    while (cmd_ && !cmd_pending_.empty() && Clock::now() < deadline) {
       cmd_->flush();
       pollfd p{cmd_->fd(), POLLIN, 0};
       ::poll(&p, 1, 50);
       if ((p.revents & (POLLIN | POLLHUP | POLLERR)) != 0 && !cmd_->read_some()) break;
-      while (!cmd_pending_.empty()) {
-        auto reply = cmd_->next_reply();
-        if (!reply) break;
-        const auto what = cmd_pending_.front().first;
-        cmd_pending_.pop_front();
-        cmd_reply(what, *reply);
-      }
+      take_cmd_replies();
     }
-    if (!cmd_) return;
+    if (!cmd_ || cmd_->broken()) return;
     cmd_->command({"EVAL", bye_script, "0", key(""), options_.instance}, options_.connect_timeout);
   } catch (const RedisError& e) {
     log_warn("backplane: could not deregister: ", e.what());

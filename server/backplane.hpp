@@ -154,6 +154,7 @@ class Backplane {
   void reap();
   void read_reply(const RedisValue& reply);  // an XREAD answer
   void cmd_reply(Pending what, const RedisValue& reply);
+  void take_cmd_replies();  // the replies that have arrived on "cmd", each to cmd_reply()
   void issue_xread();
   std::string link_error() const;  // the broken connection's URL and error
   std::vector<std::string> event_command(const Outgoing& out) const;
