@@ -41,7 +41,10 @@ TEST_CASE("a client killed with SIGKILL leaves with cause closed", "[process][de
   REQUIRE(observer->expect_line("JOIN victim", patience));
   // The victim must have read everything sent to it: a process that dies with unread data
   // makes its kernel send RST instead of FIN, and that is `reset` (the next test).
+  // chatclient joins with ids: after USERS ("online") comes the recent history (the observer's
+  // JOIN), and its end ("--- now ---") is the last line the server sends it.
   REQUIRE(victim->wait_for_line(Stream::out, "*** online (2)", patience));
+  REQUIRE(victim->wait_for_line(Stream::out, "--- now ---", patience));
   REQUIRE(victim->signal(SIGKILL));
   auto leave = observer->expect_line([](const std::string& l) { return l.rfind("LEAVE ", 0) == 0; }, patience);
   REQUIRE(leave);
