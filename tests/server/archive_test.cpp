@@ -9,6 +9,8 @@
 #include "server/archive.hpp"
 #include "common/thread.hpp"
 
+#include "tests/support/deadline.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <sqlite3.h>
@@ -102,14 +104,8 @@ class Told {
   std::vector<std::string> told_;  // guarded by mutex_
 };
 
-// Polls `done` every millisecond until it holds or `limit` passes.
 bool eventually(const std::function<bool()>& done, std::chrono::milliseconds limit = 5s) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (done()) return true;
-    std::this_thread::sleep_for(1ms);
-  }
-  return done();
+  return chat::test::eventually(done, limit);
 }
 
 std::vector<std::uint64_t> ids(const std::vector<ArchivedEvent>& events) {

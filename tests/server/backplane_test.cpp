@@ -5,6 +5,7 @@
 // one instance-lost LEAVE per member of a dead instance however many survivors there are, and
 // nothing published lost across a Redis restart (or said, when the buffer overflows).
 #include "server/backplane.hpp"
+#include "tests/support/deadline.hpp"
 #include "tests/support/redis_process.hpp"
 #include "tests/support/temp_dir.hpp"
 
@@ -27,20 +28,12 @@ using chat::Backplane;
 using chat::BackplaneOptions;
 using chat::Event;
 using chat::StreamEvent;
+using chat::test::eventually;
 using chat::test::RedisProcess;
 using chat::test::TempDir;
 
 namespace {
 
-// Polls `done` every 10 ms for at most `timeout`.
-bool eventually(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(10ms);
-  }
-  return true;
-}
 
 // One instance and what its callbacks saw.
 struct Instance {
@@ -167,10 +160,11 @@ TEST_CASE("backplane: a nickname raced for by three instances is won by exactly 
     CHECK(won == 1);
     CHECK(taken == 2);
   }
-  // Only the winners' JOINs are in the stream.
-  REQUIRE(eventually([&] { return instances[0]->count() >= 20; }, 5s));
-  std::this_thread::sleep_for(100ms);
-  CHECK(instances[0]->count() == 20);
+  // Only the winners' JOINs are in the stream: a marker published after the races comes after
+  // all of them (one order), so once it is seen, nothing else can still arrive before it.
+  REQUIRE(instances[0]->backplane->publish(msg("referee", "marker")));
+  REQUIRE(eventually([&] { return instances[0]->count() >= 21; }, 5s));
+  CHECK(instances[0]->seen()[20].event.text == "marker");
 
   // A rename onto a claimed nickname is refused; onto a free one it moves the claim.
   auto& a = *instances[0]->backplane;
