@@ -398,7 +398,8 @@ ResumeRun resume_once(const HistoryOptions& o, const std::string& file) {
             ++r.block_lines;
             if (e->id <= previous) {
               throw std::runtime_error("the replay is out of order or repeats: id " + std::to_string(e->id) + " after " +
-                                       std::to_string(previous));
+                                       std::to_string(previous) + " (line " + std::to_string(r.block_lines) +
+                                       " of the block: " + shortened(line) + ")");
             }
             previous = e->id;
             const std::string want = "missed " + std::to_string(next_missed) + " while ra was away";

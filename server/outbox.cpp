@@ -90,6 +90,13 @@ std::string Outbox::render_users(const Item& item) const {
 
 Outbox::Written Outbox::write_some(int fd, std::size_t budget) {
   Written out;
+  // The head first, then the queued own lines: every own line stamped below this head was pushed
+  // before the entry at its stamp was appended (under the room's lock, or in the same thread),
+  // so it is in the inbox taken below. Read the other way round, an entry appended between the
+  // two reads could go out ahead of own lines stamped before it that were still being queued:
+  // a live line inside a resume's HISTORY block. Own lines stamped above this head wait for the
+  // next call (see `more` below).
+  const std::uint64_t head = history_.head();
   {
     std::lock_guard lock(mutex_);
     if (aborted_) {
@@ -102,7 +109,6 @@ Outbox::Written Outbox::write_some(int fd, std::size_t budget) {
     inbox_.clear();
   }
   const StreamMode mode = mode_.load();
-  const std::uint64_t head = history_.head();
 
   // Gather: own items and room entries, merged by their stamps, into at most max_pieces iovecs.
   // Lines that go out as they are and lie back to back (a chunk of the history) are one iovec,
@@ -225,7 +231,9 @@ Outbox::Written Outbox::write_some(int fd, std::size_t budget) {
     break;
   }
   if (pieces.empty()) {
-    out.state = Written::State::idle;
+    // Nothing is due now; an own line stamped above `head` (pushed after it was read) is due
+    // once the entries before it go, on the next call.
+    out.state = more_pending() ? Written::State::more : Written::State::idle;
     return out;
   }
 
@@ -260,8 +268,7 @@ Outbox::Written Outbox::write_some(int fd, std::size_t budget) {
     out.state = Written::State::finished;
     cursor_ = HistoryCursor();
   } else {
-    const bool more = !pending_.empty() || (cursor_in_room_ && cursor_.seq() < history_.head());
-    out.state = more ? Written::State::more : Written::State::idle;
+    out.state = more_pending() ? Written::State::more : Written::State::idle;
   }
   if (written > 0) notify_reader();
   return out;

@@ -137,6 +137,8 @@ class Outbox {
     std::uint64_t entries = 0;  // room entries in it: one, or a run's (lines as they are)
   };
   void consume(std::size_t bytes, const std::vector<Piece>& pieces, StreamMode mode, Written& out);
+  // The writer thread: own items wait, or the room stream is behind the history's head now.
+  bool more_pending() const { return !pending_.empty() || (cursor_in_room_ && cursor_.seq() < history_.head()); }
   std::string render_users(const Item& item) const;
   void notify_reader();
 

@@ -16,7 +16,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <map>
+#include <mutex>
 #include <random>
 #include <string>
 #include <thread>
@@ -478,4 +480,53 @@ TEST_CASE("Outbox: wait_below returns once a writer has drained it (the reader's
   });
   box.wait_below(10'000, [] { return false; });
   CHECK(box.backlog() <= 10'000);
+}
+
+// The race the resume bench found (a live line inside a HISTORY block): the writer took the own
+// lines queued so far, then read the head after the room had appended an entry stamped after the
+// lines still being queued, and sent that entry first. Here one thread plays the room (own lines
+// stamped with the head, then an entry, all under one lock, as Room::resume does) while a
+// writer thread writes as fast as it can: the bytes must come out in exactly that order.
+TEST_CASE("Outbox: own lines queued before an entry is appended go out before it, whatever the writer's timing",
+          "[outbox]") {
+  History history(64 << 20);
+  Outbox box(history, 64 << 20);
+  Pair pair;
+  REQUIRE(box.push(join_at(history, StreamMode::protocol)) == Outbox::Push::ok);
+  constexpr int rounds = 20'000;
+  constexpr int own_per_round = 3;
+  std::string expected;
+  std::string got;
+  std::atomic<bool> done{false};
+  std::mutex room;  // the room's lock: stamps and appends in one order
+  std::jthread writer([&] {
+    while (true) {
+      const bool last = done.load();
+      const auto w = box.write_some(pair.out, 256);
+      got += pair.drain();
+      if (last && w.state == Outbox::Written::State::idle) break;
+    }
+  });
+  for (int r = 0; r < rounds; ++r) {
+    std::lock_guard lock(room);
+    for (int i = 0; i < own_per_round; ++i) {
+      std::string line = "OWN " + std::to_string(r) + " " + std::to_string(i);
+      expected += line + "\n";
+      REQUIRE(box.push(own(std::move(line), history.head())) == Outbox::Push::ok);
+    }
+    std::string entry = "MSG " + std::to_string(r) + "\n";
+    expected += entry;
+    history.append(entry, "");
+  }
+  done = true;
+  writer.join();
+  got += pair.drain();
+  REQUIRE(got.size() == expected.size());
+  if (got != expected) {
+    std::size_t at = 0;
+    while (got[at] == expected[at]) ++at;
+    const std::size_t from = expected.rfind('\n', at) == std::string::npos ? 0 : expected.rfind('\n', at) + 1;
+    FAIL("out of order at byte " << at << ": got \"" << got.substr(from, 40) << "\", expected \""
+                                 << expected.substr(from, 40) << "\"");
+  }
 }
