@@ -127,6 +127,7 @@ std::string_view to_string(ErrorCode code) {
     case ErrorCode::nick_held: return "nick-held";
     case ErrorCode::bad_token: return "bad-token";
     case ErrorCode::no_history: return "no-history";
+    case ErrorCode::room_split: return "room-split";
   }
   return "unknown";
 }
@@ -199,12 +200,12 @@ std::string format_command(const Command& cmd) {
 }
 
 namespace {
-constexpr std::array<std::pair<LeaveCause, std::string_view>, 9> cause_tokens{{
+constexpr std::array<std::pair<LeaveCause, std::string_view>, 10> cause_tokens{{
     {LeaveCause::quit, "quit"},         {LeaveCause::closed, "closed"},
     {LeaveCause::reset, "reset"},       {LeaveCause::timeout, "timeout"},
     {LeaveCause::no_pong, "no-pong"},   {LeaveCause::too_slow, "too-slow"},
     {LeaveCause::flood, "flood"},       {LeaveCause::error, "error"},
-    {LeaveCause::shutdown, "shutdown"},
+    {LeaveCause::shutdown, "shutdown"}, {LeaveCause::instance_lost, "instance-lost"},
 }};
 }  // namespace
 

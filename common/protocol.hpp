@@ -43,6 +43,7 @@ enum class ErrorCode {
   nick_held,   // the nickname is kept for a client that dropped and may resume (docs/protocol.md)
   bad_token,   // RESUME: the token is wrong, expired or already used; join afresh
   no_history,  // HISTORY or SEARCH: the room keeps no history, or it is not available now
+  room_split,  // --redis: this server cannot reach the room's other servers now; try again soon
 };
 std::string_view to_string(ErrorCode code);
 
@@ -68,7 +69,9 @@ std::string format_command(const Command& cmd);
 // ---- server to client -------------------------------------------------------------------
 
 // Why a member left the room. The tokens are part of the protocol.
-enum class LeaveCause { quit, closed, reset, timeout, no_pong, too_slow, flood, error, shutdown };
+// instance_lost: with --redis, the member's chatserver stopped answering; the LEAVE comes from
+// another instance (docs/scale-out.md).
+enum class LeaveCause { quit, closed, reset, timeout, no_pong, too_slow, flood, error, shutdown, instance_lost };
 std::string_view to_string(LeaveCause cause);
 std::optional<LeaveCause> leave_cause_from(std::string_view token);
 // The cause, the BYE reasons and the error codes in words for people: common/wording.hpp.

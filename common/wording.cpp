@@ -19,6 +19,7 @@ constexpr std::array leave_table{
     Phrase{"flood", "{nick} sent too fast for too long and was disconnected"},
     Phrase{"error", "{nick} was disconnected by an error"},
     Phrase{"shutdown", "{nick} left: the server is shutting down"},
+    Phrase{"instance-lost", "{nick} was lost with their server[ ({detail})]"},
     Phrase{"", "{nick} left"},
 };
 
@@ -59,6 +60,7 @@ constexpr std::array refusal_table{
     Phrase{"nick-held", "the nickname {detail} is kept for someone who dropped and may come back"},
     Phrase{"bad-token", "could not resume[: {detail}]; joining afresh"},
     Phrase{"no-history", "no history[: {detail}]"},
+    Phrase{"room-split", "this server cannot reach the rest of the room right now[: {detail}]; try again in a moment"},
     Phrase{"", "the server refused that ({code})[: {detail}]"},
 };
 

@@ -304,6 +304,7 @@ TEST_CASE("LeaveCause tokens round-trip through to_string and leave_cause_from",
       {LeaveCause::quit, "quit"},       {LeaveCause::closed, "closed"},     {LeaveCause::reset, "reset"},
       {LeaveCause::timeout, "timeout"}, {LeaveCause::no_pong, "no-pong"},   {LeaveCause::too_slow, "too-slow"},
       {LeaveCause::flood, "flood"},     {LeaveCause::error, "error"},       {LeaveCause::shutdown, "shutdown"},
+      {LeaveCause::instance_lost, "instance-lost"},
   };
   for (const auto& [cause, token] : all) {
     INFO("token " << token);
