@@ -113,6 +113,24 @@ redis.call('HDEL', p .. 'labels', origin)
 return 1
 )lua";
 
+// Where the stream ends and who is in the room there, in one atomic step; `seq` is raised to
+// the floor first (so every id handed out from now on, by any instance, is above it).
+// ARGV: prefix, floor. Returns {XREVRANGE's last entry (or none), seq, {nick, ...}}.
+constexpr const char* snapshot_script = R"lua(
+local p = ARGV[1]
+local last = redis.call('XREVRANGE', p .. 'stream', '+', '-', 'COUNT', 1)
+local seq = redis.call('GET', p .. 'seq') or '0'
+if tonumber(seq) < tonumber(ARGV[2]) then
+  seq = ARGV[2]
+  redis.call('SET', p .. 'seq', seq)
+end
+local nicks = {}
+for _, inst in ipairs(redis.call('SMEMBERS', p .. 'instances')) do
+  for _, n in ipairs(redis.call('HVALS', p .. 'members:' .. inst)) do table.insert(nicks, n) end
+end
+return {last, seq, nicks}
+)lua";
+
 std::int64_t unix_now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
@@ -181,18 +199,22 @@ Backplane::Backplane(BackplaneOptions options, Callbacks callbacks)
       }()),
       callbacks_(std::move(callbacks)) {
   cmd_ = std::make_unique<RedisConnection>(options_.url, options_.connect_timeout, "chat-" + options_.instance + "-cmd");
-  // Where the stream ends now: this instance reads what comes after.
-  const auto last = cmd_->command({"XREVRANGE", key("stream"), "+", "-", "COUNT", "1"}, options_.connect_timeout);
-  if (last.is_error()) throw RedisError(cmd_->where() + ": XREVRANGE refused: " + last.str);
-  if (!last.elements.empty()) {
-    std::string stream_id;
-    if (auto e = decode(last.elements[0], stream_id)) {
-      last_stream_id_ = stream_id;
-      last_id_ = e->id;
+  // Where the stream ends now (this instance reads what comes after) and who is in the room
+  // there.
+  const auto snap = cmd_->command({"EVAL", snapshot_script, "0", key(""), std::to_string(options_.id_floor)}, options_.connect_timeout);
+  if (snap.is_error()) throw RedisError(cmd_->where() + ": " + snap.str);
+  if (snap.elements.size() == 3) {
+    const auto& last = snap.elements[0];
+    if (!last.elements.empty()) {
+      std::string stream_id;
+      if (auto e = decode(last.elements[0], stream_id)) {
+        last_stream_id_ = stream_id;
+        last_id_ = e->id;
+      }
     }
+    last_id_ = std::max(last_id_, to_u64(snap.elements[1].str));
+    for (const auto& nick : snap.elements[2].elements) start_roster_.push_back(nick.str);
   }
-  const auto seq = cmd_->command({"GET", key("seq")}, options_.connect_timeout);
-  if (seq.type == RedisValue::Type::string) last_id_ = std::max(last_id_, to_u64(seq.str));
   start_id_ = last_id_;
   wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (wake_fd_ < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
@@ -261,14 +283,16 @@ Backplane::Result Backplane::publish_and_wait(const Event& event, Claim claim, M
   {
     std::lock_guard lock(mutex_);
     if (stopping_) return Result{Outcome::stopped, 0};
-    if (!stats_.linked) return Result{Outcome::unavailable, 0};
+    // Split: nobody can answer a claim now. (Before the thread's first connection, the claim
+    // waits for it: the constructor has just reached Redis.)
+    if (split_) return Result{Outcome::unavailable, 0};
     if (queue_.size() + in_flight_count_ >= options_.buffer_max) return Result{Outcome::unavailable, 0};
     queue_.push_back(Outgoing{next_serial_++, unix_now_ms(), event, claim, reply});
     stats_.queued = queue_.size() + in_flight_count_;
   }
   const std::uint64_t one = 1;
   [[maybe_unused]] auto n = ::write(wake_fd_, &one, sizeof one);
-  if (answer.wait_for(timeout) != std::future_status::ready) return Result{Outcome::unavailable, 0};
+  if (answer.wait_for(timeout) != std::future_status::ready) return Result{Outcome::unavailable, 0, true};
   return answer.get();
 }
 
@@ -332,6 +356,7 @@ bool Backplane::connect() {
   // After the callback: whoever sees `linked` has been told (the tests rely on that order too).
   std::lock_guard lock(mutex_);
   stats_.linked = true;
+  split_ = false;
   if (healed) ++stats_.reconnects;
   return true;
 }
@@ -346,7 +371,7 @@ void Backplane::disconnect(std::string why) {
   std::deque<Outgoing> resend;
   for (auto& out : in_flight_) {
     if (out.reply) {
-      out.reply->set_value(Result{Outcome::unavailable, 0});
+      out.reply->set_value(Result{Outcome::unavailable, 0, true});
     } else {
       resend.push_back(std::move(out));
     }
@@ -362,6 +387,7 @@ void Backplane::disconnect(std::string why) {
     for (auto it = resend.rbegin(); it != resend.rend(); ++it) queue_.push_front(std::move(*it));
     in_flight_count_ = 0;
     stats_.linked = false;
+    split_ = true;
     stats_.queued = queue_.size();
     // Claims still queued cannot be answered while split.
     for (auto it = queue_.begin(); it != queue_.end();) {

@@ -60,6 +60,7 @@ struct BackplaneOptions {
   Millis connect_timeout{2000};       // one connection attempt, and one command's reply
   std::size_t stream_max = 100'000;   // XADD MAXLEN ~ (the stream is the shared recent history)
   std::size_t buffer_max = 10'000;    // events kept while Redis is unreachable (and in flight)
+  std::uint64_t id_floor = 0;         // ids handed out stay above this (the local archive's last)
 };
 
 // One room event as it came out of the stream.
@@ -84,6 +85,9 @@ class Backplane {
   struct Result {
     Outcome outcome = Outcome::stopped;
     std::uint64_t id = 0;  // published: the event's id
+    // unavailable: the event may be in the stream all the same (it was sent and no answer came);
+    // false when it never left this instance.
+    bool maybe_sent = false;
   };
 
   struct Callbacks {
@@ -134,6 +138,9 @@ class Backplane {
   const std::string& instance() const { return options_.instance; }
   // The id of the last event in the stream when this instance started (0: an empty room).
   std::uint64_t start_id() const { return start_id_; }
+  // Who was in the room (every instance's members) at that same point of the stream: read in
+  // one step with it, so the events after start_id() update exactly this list.
+  const std::vector<std::string>& start_roster() const { return start_roster_; }
   Stats stats() const;
 
  private:
@@ -166,6 +173,7 @@ class Backplane {
   std::string reap_sha_;
   std::string beat_sha_;
   std::uint64_t start_id_ = 0;  // set in the constructor
+  std::vector<std::string> start_roster_;  // set in the constructor
 
   // The backplane thread's own (and the constructor's before start()):
   std::unique_ptr<RedisConnection> cmd_;
@@ -190,6 +198,7 @@ class Backplane {
   std::size_t in_flight_count_ = 0;         // guarded by mutex_: in_flight_.size(), for publish()
   Stats stats_;                             // guarded by mutex_
   std::uint64_t lost_since_split_ = 0;      // guarded by mutex_
+  bool split_ = false;                      // guarded by mutex_: the link broke and is not back yet
   bool stopping_ = false;                   // guarded by mutex_
   bool crash_ = false;                      // guarded by mutex_
   int wake_fd_ = -1;                        // eventfd: publish() and stop() wake the thread

@@ -126,6 +126,11 @@ void Commands::join(std::string_view nick) {
       session_.refuse({ErrorCode::nick_held, std::string(nick)});
       if (session_.mode() == Session::Mode::text) session_.reply_line("# type another nickname");
       return;
+    case Room::JoinResult::split:
+      session_.refuse({ErrorCode::room_split, room_.split_detail().empty() ? "redis did not answer in time"
+                                                                            : room_.split_detail()});
+      if (session_.mode() == Session::Mode::text) session_.reply_line("# type your nickname again in a moment");
+      return;
     case Room::JoinResult::closed:
       return;  // the server is shutting down; BYE is on its way
   }
@@ -151,6 +156,10 @@ void Commands::command(const Command& cmd) {
         case Room::RenameResult::unchanged: return;
         case Room::RenameResult::nick_in_use: session_.refuse({ErrorCode::nick_in_use, cmd.arg}); return;
         case Room::RenameResult::nick_held: session_.refuse({ErrorCode::nick_held, cmd.arg}); return;
+        case Room::RenameResult::split:
+          session_.refuse({ErrorCode::room_split, room_.split_detail().empty() ? "redis did not answer in time"
+                                                                                : room_.split_detail()});
+          return;
       }
       return;
     }

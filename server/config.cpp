@@ -2,9 +2,12 @@
 
 #include "common/cli.hpp"
 #include "common/net.hpp"
+#include "server/redis.hpp"
 
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cstdlib>
 #include <iostream>
@@ -287,6 +290,20 @@ std::variant<ServerConfig, int> parse_server_args(int argc, const char* const* a
   add_duration(app, "--resume-window", c.resume_window,
                "How long a dropped client's nickname and missed messages are held for it to resume; 0: never", "2m");
 
+  group("Several servers");
+  app.add_option("--redis", c.redis,
+                 "Share one room with the other chatservers started with the same Redis and --room: "
+                 "redis://[:password@]host[:port][/db] or unix:///path/redis.sock (docs/scale-out.md)")
+      ->type_name("URL")
+      ->run_callback_for_default();
+  app.add_option("--room", c.room, "With --redis: the room's name (letters, digits, _ - .; up to 64)")
+      ->capture_default_str()
+      ->type_name("NAME");
+  add_duration(app, "--instance-timeout", c.instance_timeout,
+               "With --redis: a chatserver silent this long is declared lost, and its members leave with cause "
+               "instance-lost",
+               "3s");
+
   group("Web");
   std::string web = "on";
   app.add_option("--web", web, "Serve the web page and its WebSocket (/ws) on the chat port")
@@ -343,6 +360,22 @@ std::variant<ServerConfig, int> parse_server_args(int argc, const char* const* a
       throw CLI::ValidationError("--bind", why);
     }
     parse_log_level(trace ? "trace" : level, c.log_level);
+    if (!c.redis.empty()) {
+      try {
+        (void)parse_redis_url(c.redis);
+      } catch (const std::invalid_argument& e) {
+        throw CLI::ValidationError("--redis", e.what());
+      }
+    }
+    if (c.room.empty() || c.room.size() > 64 ||
+        !std::all_of(c.room.begin(), c.room.end(), [](unsigned char ch) {
+          return std::isalnum(ch) != 0 || ch == '_' || ch == '-' || ch == '.';
+        })) {
+      throw CLI::ValidationError("--room", "'" + c.room + "': letters, digits, _ - . only, 1 to 64 of them");
+    }
+    if (c.instance_timeout < Millis(600) || c.instance_timeout > Millis(600'000)) {
+      throw CLI::ValidationError("--instance-timeout", "must be between 600ms and 10m");
+    }
     if (db.empty()) db = default_db_path(c.port);
     c.db = db == "none" ? std::string() : db;
     if (keep != "all") {

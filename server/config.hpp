@@ -71,6 +71,11 @@ struct ServerConfig {
   std::chrono::hours history_keep_age{0};  // --history-keep Nd: keep N days; 0: no limit
   Millis resume_window{120'000};       // a dropped client's seat (nickname, missed events) is held this long; 0: no resume
 
+  // One room on several chatservers (docs/scale-out.md, server/backplane.hpp).
+  std::string redis;                   // --redis URL; "": this server's room is its own
+  std::string room = "main";           // --room: the shared room's name (its Redis keys)
+  Millis instance_timeout{3000};       // --instance-timeout: a silent chatserver's members are lost after this
+
   // What the kernel may hold unsent for one client beyond what is in flight (TCP_NOTSENT_LOWAT),
   // a part of --send-queue: without a cap, Linux grows a non-reader's send buffer to ~4 MB, where
   // the server's queue never sees it and the too-slow rule cannot count it.

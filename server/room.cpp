@@ -1,6 +1,7 @@
 #include "server/room.hpp"
 
 #include "server/archive.hpp"
+#include "server/backplane.hpp"
 #include "server/seat_token.hpp"
 
 #include "common/log.hpp"
@@ -13,6 +14,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <ctime>
 
 namespace chat {
 namespace {
@@ -99,10 +101,11 @@ std::uint64_t Room::next_id() const {
   return id_of(history_.head());
 }
 
-std::uint64_t Room::append_locked(const Event& event, std::optional<std::size_t> online) {
-  const auto now = std::chrono::system_clock::now();
+std::uint64_t Room::append_locked(const Event& event, std::optional<std::size_t> online, const StreamEvent* from) {
+  const auto now = from != nullptr ? std::chrono::system_clock::time_point(std::chrono::milliseconds(from->time_ms))
+                                   : std::chrono::system_clock::now();
   Event tagged = event;
-  tagged.id = id_of(history_.head());
+  tagged.id = from != nullptr ? from->id : id_of(history_.head());
   tagged.time_ms = unix_ms(now);
   auto text = render_line(event, now, online);
   // A client without ids reads a seat's return as the JOIN it has always understood.
@@ -231,6 +234,7 @@ void Room::send_recent_locked(Session& session, std::uint64_t head, std::uint64_
 void Room::wake_writers() { writers_.room_changed(); }
 
 Room::JoinResult Room::join(const std::shared_ptr<Session>& session, const std::string& nick) {
+  if (backplane_ != nullptr) return join_shared(session, nick);
   {
     std::lock_guard lock(mutex_);
     if (closed_ || session->ended()) return JoinResult::closed;
@@ -253,23 +257,28 @@ Room::JoinResult Room::join(const std::shared_ptr<Session>& session, const std::
       seats_.emplace(member.seat, std::move(seat));
     }
     admit_locked(session, key, std::move(member), head);
-    if (auto welcome = line_for(*session, Event{Event::Kind::welcome, nick, {}, {}, {}, {}})) {
-      session->send_own(std::move(*welcome), head, "reply");
-    }
-    if (!token.empty()) {
-      const auto window = std::to_string(std::chrono::duration_cast<std::chrono::seconds>(config_.resume_window).count());
-      session->send_own(format_event(Event{Event::Kind::token, {}, token, {}, window, {}}), head, "reply");
-    }
-    Outbox::Item users;
-    users.kind = Outbox::Item::Kind::users;
-    users.after = head;
-    users.users = roster_;  // a snapshot: O(1) here, rendered by the writer
-    users.when = std::chrono::system_clock::now();
-    session->send_item(std::move(users), "reply");
-    send_recent_locked(*session, head, join_id);
+    welcome_locked(session, nick, head, join_id, token);
   }
   wake_writers();
   return JoinResult::joined;
+}
+
+void Room::welcome_locked(const std::shared_ptr<Session>& session, const std::string& nick, std::uint64_t head,
+                          std::uint64_t join_id, const std::string& token) {
+  if (auto welcome = line_for(*session, Event{Event::Kind::welcome, nick, {}, {}, {}, {}})) {
+    session->send_own(std::move(*welcome), head, "reply");
+  }
+  if (!token.empty()) {
+    const auto window = std::to_string(std::chrono::duration_cast<std::chrono::seconds>(config_.resume_window).count());
+    session->send_own(format_event(Event{Event::Kind::token, {}, token, {}, window, {}}), head, "reply");
+  }
+  Outbox::Item users;
+  users.kind = Outbox::Item::Kind::users;
+  users.after = head;
+  users.users = roster_;  // a snapshot: O(1) here, rendered by the writer
+  users.when = std::chrono::system_clock::now();
+  session->send_item(std::move(users), "reply");
+  send_recent_locked(*session, head, join_id);
 }
 
 void Room::admit_locked(const std::shared_ptr<Session>& session, const std::string& key, Member member,
@@ -429,6 +438,23 @@ Room::ResumeResult Room::resume(const std::shared_ptr<Session>& session, std::st
 }
 
 void Room::leave(Session& session) {
+  if (backplane_ != nullptr) {
+    // Out of this instance's members at once (its writer stops); the room hears the LEAVE, with
+    // its cause as detected, when it comes back from the stream.
+    Event event;
+    {
+      std::lock_guard lock(mutex_);
+      if (closed_) return;
+      const auto it = find_locked(session);
+      if (it == members_.end()) return;
+      const auto d = session.departure().value_or(Departure{LeaveCause::error, "unknown"});
+      event = Event{Event::Kind::leave, it->second.nick, {}, std::string(to_string(d.cause)), d.detail, {}};
+      members_.erase(it);
+      stats_.count_leave(d.cause);
+    }
+    backplane_->publish(event, Backplane::Claim::release);
+    return;
+  }
   {
     std::lock_guard lock(mutex_);
     if (closed_) return;
@@ -444,12 +470,29 @@ void Room::notice(const std::string& text) {
   {
     std::lock_guard lock(mutex_);
     if (closed_) return;
-    append_locked(Event{Event::Kind::comment, {}, {}, {}, text, {}});
+    if (backplane_ != nullptr) {
+      tell_members_locked(text);  // about this server (its disk): its members only
+    } else {
+      append_locked(Event{Event::Kind::comment, {}, {}, {}, text, {}});
+    }
   }
   wake_writers();
 }
 
 void Room::say(Session& from, std::string_view text) {
+  if (backplane_ != nullptr) {
+    std::string nick;
+    {
+      std::lock_guard lock(mutex_);
+      const auto it = find_locked(from);
+      if (it == members_.end()) return;
+      nick = it->second.nick;
+    }
+    if (!backplane_->publish(Event{Event::Kind::msg, nick, {}, {}, std::string(text), {}})) {
+      from.reply_line("# not sent: this server has been cut off from the room for too long and keeps no more");
+    }
+    return;
+  }
   {
     std::lock_guard lock(mutex_);
     const auto it = find_locked(from);
@@ -460,6 +503,19 @@ void Room::say(Session& from, std::string_view text) {
 }
 
 void Room::me(Session& from, std::string_view text) {
+  if (backplane_ != nullptr) {
+    std::string nick;
+    {
+      std::lock_guard lock(mutex_);
+      const auto it = find_locked(from);
+      if (it == members_.end()) return;
+      nick = it->second.nick;
+    }
+    if (!backplane_->publish(Event{Event::Kind::me, nick, {}, {}, std::string(text), {}})) {
+      from.reply_line("# not sent: this server has been cut off from the room for too long and keeps no more");
+    }
+    return;
+  }
   {
     std::lock_guard lock(mutex_);
     const auto it = find_locked(from);
@@ -470,6 +526,22 @@ void Room::me(Session& from, std::string_view text) {
 }
 
 bool Room::priv(Session& from, std::string_view to, std::string_view text) {
+  if (backplane_ != nullptr) {
+    // Anyone in the room, on any instance; it is shown when it comes back from the stream.
+    Event event;
+    {
+      std::lock_guard lock(mutex_);
+      const auto sender = find_locked(from);
+      if (sender == members_.end()) return true;  // leaving; nothing to report
+      const std::string* name = roster_.find(fold_nick(to));
+      if (name == nullptr) return false;
+      event = Event{Event::Kind::priv, sender->second.nick, *name, {}, std::string(text), {}};
+    }
+    if (!backplane_->publish(event)) {
+      from.reply_line("# not sent: this server has been cut off from the room for too long and keeps no more");
+    }
+    return true;
+  }
   {
     std::lock_guard lock(mutex_);
     const auto sender = find_locked(from);
@@ -514,6 +586,7 @@ bool Room::priv(Session& from, std::string_view to, std::string_view text) {
 }
 
 Room::RenameResult Room::rename(Session& session, const std::string& nick) {
+  if (backplane_ != nullptr) return rename_shared(session, nick);
   {
     std::lock_guard lock(mutex_);
     const auto it = find_locked(session);
@@ -573,6 +646,13 @@ std::string Room::stats_line() const {
   // The archive's figures (docs/protocol.md, STATS): does the writer thread keep up?
   const auto a = archive_.counters();
   std::string line = stats_.line(members, writers_.size(), chunks);
+  if (backplane_ != nullptr) {
+    const auto b = backplane_->stats();
+    line += " redis_linked=" + std::to_string(b.linked ? 1 : 0) + " redis_published=" + std::to_string(b.published) +
+            " redis_received=" + std::to_string(b.received) + " redis_queued=" + std::to_string(b.queued) +
+            " redis_lost=" + std::to_string(b.lost) + " redis_gaps=" + std::to_string(b.gaps) +
+            " redis_reaped=" + std::to_string(b.reaped) + " redis_reconnects=" + std::to_string(b.reconnects);
+  }
   line += " archived=" + std::to_string(a.written) + " archive_queue=" + std::to_string(a.queued) +
           " archive_lost=" + std::to_string(a.lost) + " archive_batches=" + std::to_string(a.batches) +
           " archive_max_batch_ms=" + std::to_string(static_cast<std::uint64_t>(a.max_batch_ms + 0.5)) +
@@ -588,6 +668,20 @@ void Room::close() {
   // of N x N lines saying the same thing); the transcript still records one LEAVE per JOIN.
   transcript_.note("*** server shutting down (" + std::to_string(members_.size()) + " online)");
   const auto now_ms = unix_ms(std::chrono::system_clock::now());
+  if (backplane_ != nullptr) {
+    // The other instances' clients hear each of this instance's members leave, and why; the
+    // backplane sends these before it deregisters (Backplane::stop()).
+    for (const auto& [key, member] : members_) {
+      const auto d = member.session->departure().value_or(Departure{LeaveCause::shutdown, "server shutting down"});
+      stats_.count_leave(d.cause);
+      backplane_->publish(Event{Event::Kind::leave, member.nick, {}, std::string(to_string(d.cause)), d.detail, {}},
+                          Backplane::Claim::release);
+    }
+    members_.clear();
+    roster_ = Roster();
+    admitted_.notify_all();  // readers waiting for their JOIN: the server is closing
+    return;
+  }
   for (const auto& [key, member] : members_) {
     // A client with ids may resume on the restarted server: its seat stays in the archive,
     // held from now (the seats already held stay as they are).
@@ -606,6 +700,240 @@ Room::Members::iterator Room::find_locked(Session& session) {
   const auto it = members_.find(fold_nick(session.nick()));
   if (it == members_.end() || it->second.session.get() != &session) return members_.end();
   return it;
+}
+
+// ---- shared (--redis) ------------------------------------------------------------------------
+
+namespace {
+
+// How long a reader waits for Redis to answer its JOIN's claim, and then for the JOIN to come
+// back on the stream (one round trip each on a working link).
+constexpr auto shared_join_patience = std::chrono::seconds(5);
+
+std::string clock_time(std::chrono::system_clock::time_point t) {
+  const std::time_t s = std::chrono::system_clock::to_time_t(t);
+  std::tm tm{};
+  localtime_r(&s, &tm);
+  char text[16];
+  std::strftime(text, sizeof text, "%H:%M:%S", &tm);
+  return text;
+}
+
+}  // namespace
+
+void Room::share(Backplane& backplane, const std::vector<std::string>& roster) {
+  std::lock_guard lock(mutex_);
+  backplane_ = &backplane;
+  for (const auto& nick : roster) roster_ = roster_.with(fold_nick(nick), nick);
+  // Seats do not move between instances yet: the ones an earlier run kept are let go.
+  for (const auto& [number, seat] : seats_) {
+    forget_token_locked(seat.token_hash, Gone::expired);
+    archive_.seat_closed(number);
+  }
+  seats_.clear();
+  held_.clear();
+  by_token_.clear();
+  expiries_.clear();
+}
+
+std::string Room::split_detail() const {
+  std::lock_guard lock(mutex_);
+  return split_since_;
+}
+
+Room::JoinResult Room::join_shared(const std::shared_ptr<Session>& session, const std::string& nick) {
+  const auto key = fold_nick(nick);
+  {
+    std::lock_guard lock(mutex_);
+    if (closed_ || session->ended()) return JoinResult::closed;
+    if (const auto j = joining_.find(key);
+        j != joining_.end() && j->second.abandoned && Clock::now() - j->second.given_up > std::chrono::minutes(1)) {
+      joining_.erase(j);  // its JOIN never came back: it never reached the stream
+    }
+    if (members_.contains(key) || joining_.contains(key)) return JoinResult::nick_in_use;
+    joining_.emplace(key, Joining{session, nick});
+  }
+  // The claim and the JOIN in one step in Redis; the joiner is let in where the JOIN lands in
+  // the stream (enter_locked), so its view starts exactly there, as on every other instance.
+  const auto result = backplane_->publish_and_wait(Event{Event::Kind::join, nick, {}, {}, {}, {}},
+                                                   Backplane::Claim::take, shared_join_patience);
+  std::unique_lock lock(mutex_);
+  if (result.outcome == Backplane::Outcome::published) {
+    // (By key each time: enter_locked erases the entry of a joiner that ended meanwhile.)
+    admitted_.wait_for(lock, shared_join_patience, [&] {
+      const auto j = joining_.find(key);
+      return j == joining_.end() || j->second.admitted || closed_;
+    });
+  }
+  const auto it = joining_.find(key);
+  if (it == joining_.end()) return JoinResult::closed;  // it ended while its JOIN travelled
+  if (it->second.admitted) {
+    joining_.erase(it);
+    return JoinResult::joined;
+  }
+  switch (result.outcome) {
+    case Backplane::Outcome::taken:
+      joining_.erase(it);
+      return JoinResult::nick_in_use;
+    case Backplane::Outcome::stopped:
+      joining_.erase(it);
+      return JoinResult::closed;
+    case Backplane::Outcome::published:
+    case Backplane::Outcome::unavailable:
+      break;
+  }
+  if (closed_ || !result.maybe_sent) {
+    joining_.erase(it);
+    return closed_ ? JoinResult::closed : JoinResult::split;
+  }
+  // No answer in time: its JOIN may still be in the stream (or arrive later). If it comes, it
+  // is followed by a LEAVE, so nobody is left in the room for a client that was told no.
+  it->second.abandoned = true;
+  it->second.given_up = Clock::now();
+  it->second.session.reset();
+  return JoinResult::split;
+}
+
+Room::RenameResult Room::rename_shared(Session& session, const std::string& nick) {
+  std::string old;
+  const auto key = fold_nick(nick);
+  {
+    std::lock_guard lock(mutex_);
+    const auto it = find_locked(session);
+    if (it == members_.end()) return RenameResult::unchanged;
+    if (it->second.nick == nick) return RenameResult::unchanged;
+    if (key != it->first && (members_.contains(key) || joining_.contains(key))) return RenameResult::nick_in_use;
+    old = it->second.nick;
+  }
+  const auto result = backplane_->publish_and_wait(Event{Event::Kind::nick, old, nick, {}, {}, {}},
+                                                   Backplane::Claim::rename, shared_join_patience);
+  switch (result.outcome) {
+    case Backplane::Outcome::taken: return RenameResult::nick_in_use;
+    case Backplane::Outcome::unavailable: return RenameResult::split;
+    case Backplane::Outcome::stopped: return RenameResult::unchanged;
+    case Backplane::Outcome::published: break;
+  }
+  // The NICK is in the stream, ahead of anything this reader publishes next: the member goes
+  // under its new name now (the roster changes when the NICK comes back).
+  std::lock_guard lock(mutex_);
+  const auto it = members_.find(fold_nick(old));
+  if (it == members_.end() || it->second.session.get() != &session) return RenameResult::renamed;
+  Member member = std::move(it->second);
+  members_.erase(it);
+  member.nick = nick;
+  member.session->set_nick(nick);
+  members_.emplace(key, std::move(member));
+  return RenameResult::renamed;
+}
+
+void Room::enter(std::vector<StreamEvent> events) {
+  {
+    std::lock_guard lock(mutex_);
+    if (closed_) return;
+    for (const auto& e : events) enter_locked(e);
+  }
+  wake_writers();
+}
+
+void Room::enter_locked(const StreamEvent& e) {
+  const Event& event = e.event;
+  const bool own = e.origin == backplane_->instance();
+  const auto key = fold_nick(event.nick);
+  switch (event.kind) {
+    case Event::Kind::join: {
+      // A JOIN for someone the room already has, under that name, is no news: an instance
+      // announcing its members again after Redis forgot it (restarted empty, or it was declared
+      // lost while they stayed). Every instance skips it alike: the roster is the same on all.
+      const std::string* present = roster_.find(key);
+      const bool news = present == nullptr || *present != event.nick;
+      roster_ = roster_.with(key, event.nick);
+      const auto head = news ? append_locked(event, roster_.size(), &e) : history_.head();
+      const auto it = own ? joining_.find(key) : joining_.end();
+      if (it == joining_.end()) return;
+      if (it->second.abandoned) {
+        joining_.erase(it);
+        backplane_->publish(Event{Event::Kind::leave, event.nick, {}, std::string(to_string(LeaveCause::error)),
+                                  "the join was given up: no answer from redis in time", {}},
+                            Backplane::Claim::release);
+        return;
+      }
+      auto session = it->second.session;
+      if (session->ended()) {
+        // Gone while its JOIN travelled: it leaves again at once, with the cause its reader saw.
+        const auto d = session->departure().value_or(Departure{LeaveCause::error, "unknown"});
+        joining_.erase(it);  // its reader finds no entry: closed
+        admitted_.notify_all();
+        backplane_->publish(Event{Event::Kind::leave, event.nick, {}, std::string(to_string(d.cause)), d.detail, {}},
+                            Backplane::Claim::release);
+        return;
+      }
+      admit_locked(session, key, Member{session, event.nick, 0}, head);
+      welcome_locked(session, event.nick, head, e.id, {});
+      it->second.admitted = true;
+      admitted_.notify_all();
+      return;
+    }
+    case Event::Kind::leave:
+      roster_ = roster_.without(key);
+      // (A LEAVE from elsewhere for one of this instance's members means this instance was
+      // declared lost meanwhile: announce_members() says they are still here.)
+      append_locked(event, roster_.size(), &e);
+      return;
+    case Event::Kind::nick:
+      roster_ = roster_.without(key).with(fold_nick(event.arg), event.arg);
+      append_locked(event, std::nullopt, &e);
+      return;
+    case Event::Kind::priv: {
+      // An entry nobody is shown (its place in the order); the sender and the recipient, if
+      // they are here, get the line.
+      history_.append(EntryLines{});
+      const auto head = history_.head();
+      for (const auto& who : {key, fold_nick(event.arg)}) {
+        const auto m = members_.find(who);
+        if (m == members_.end()) continue;
+        if (auto line = line_for(*m->second.session, event)) m->second.session->send_own(std::move(*line), head, "room");
+        if (key == fold_nick(event.arg)) break;  // to oneself: once
+      }
+      return;
+    }
+    case Event::Kind::msg:
+    case Event::Kind::me:
+    case Event::Kind::comment:
+      append_locked(event, std::nullopt, &e);
+      return;
+    default:
+      return;  // nothing else is published
+  }
+}
+
+void Room::tell_members_locked(const std::string& text) {
+  const Event comment{Event::Kind::comment, {}, {}, {}, text, {}};
+  const auto head = history_.head();
+  for (const auto& [key, member] : members_) {
+    if (auto line = line_for(*member.session, comment)) member.session->send_own(std::move(*line), head, "reply");
+  }
+}
+
+void Room::link_changed(bool whole, const std::string& detail) {
+  std::lock_guard lock(mutex_);
+  if (closed_) return;
+  if (!whole) {
+    split_since_ = detail + " (since " + clock_time(std::chrono::system_clock::now()) + ")";
+    tell_members_locked("the room is split since " + clock_time(std::chrono::system_clock::now()) +
+                        ": this server cannot reach the others (" + detail +
+                        "); what you say is kept and goes out when the link is back");
+  } else {
+    split_since_.clear();
+    tell_members_locked("the room is whole again" + (detail.empty() ? std::string() : ": " + detail));
+  }
+}
+
+void Room::announce_members() {
+  std::lock_guard lock(mutex_);
+  if (closed_) return;
+  for (const auto& [key, member] : members_) {
+    backplane_->publish(Event{Event::Kind::join, member.nick, {}, {}, {}, {}}, Backplane::Claim::take);
+  }
 }
 
 }  // namespace chat

@@ -22,6 +22,16 @@
 // nickname back with exactly what it missed, replayed ahead of the live stream. Every public
 // event is also handed to the Archive (O(1), no I/O under the lock): it writes them to disk on
 // its own thread, and answers history and search queries from reader threads.
+//
+// Shared (--redis, docs/scale-out.md): several chatservers serve one room through a Backplane.
+// A room event then enters the History when it comes back from the room's Redis Stream, on the
+// backplane thread (enter()), in the stream's order and with the stream's id, on every instance
+// alike: a reader publishes and goes on. A JOIN is published with its nickname claim and the
+// joiner is admitted where its JOIN lands in the stream; a LEAVE leaves members_ at once and is
+// published; a PRIV goes through the stream for its id and is shown by the instances of its
+// sender and recipient. members_ is this instance's sessions; roster_ is the whole room's (kept
+// by the stream's JOIN, LEAVE and NICK events). Seats (TOKEN, RESUME) are not offered yet when
+// shared.
 #pragma once
 
 #include "common/net.hpp"
@@ -31,6 +41,7 @@
 #include "server/roster.hpp"
 
 #include <chrono>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -45,7 +56,9 @@
 namespace chat {
 
 class Archive;
+class Backplane;
 class Session;
+struct StreamEvent;
 class ServerStats;
 class Transcript;
 class WriterPool;
@@ -55,7 +68,8 @@ class Room {
   // Takes the seats the archive kept from the last run (held for what is left of the window).
   Room(const ServerConfig& config, Transcript& transcript, ServerStats& stats, WriterPool& writers, Archive& archive);
 
-  enum class JoinResult { joined, nick_in_use, nick_held, closed };
+  // split: shared, and Redis cannot be reached now (the nickname cannot be claimed).
+  enum class JoinResult { joined, nick_in_use, nick_held, split, closed };
   // `session`'s reader thread. On success the joiner gets WELCOME and USERS, the others JOIN.
   // A client with ids (Session::ids()) also gets a seat: TOKEN, and the recent history; a
   // text-mode client gets the recent history as text lines.
@@ -76,7 +90,7 @@ class Room {
   // False if nobody has that nickname. Only sender and recipient get the PRIV line.
   bool priv(Session& from, std::string_view to, std::string_view text);
 
-  enum class RenameResult { renamed, unchanged, nick_in_use, nick_held };
+  enum class RenameResult { renamed, unchanged, nick_in_use, nick_held, split };
   RenameResult rename(Session& session, const std::string& nick);
 
   // Sends `session` the USERS list, in order with JOIN and LEAVE.
@@ -104,6 +118,23 @@ class Room {
 
   // The room's events in order; the writers read it without the room's lock.
   const History& history() const { return history_; }
+
+  // ---- shared (--redis) ----
+  // The main thread, once, before any thread starts: from now on the room lives in `backplane`'s
+  // stream; `roster` is who is in it (Backplane::start_roster()). Seats kept from an earlier
+  // run are let go (they do not resume across instances yet).
+  void share(Backplane& backplane, const std::vector<std::string>& roster);
+  bool shared() const { return backplane_ != nullptr; }
+  // The backplane thread: events from the stream, in its order (this instance's own included).
+  void enter(std::vector<StreamEvent> events);
+  // The backplane thread: the link to Redis broke (whole = false, why) or is back (whole = true,
+  // with what could not be kept, if anything). Told to this instance's members.
+  void link_changed(bool whole, const std::string& detail);
+  // The backplane thread: Redis forgot this instance (it was declared lost); its members are
+  // announced again.
+  void announce_members();
+  // Why the room is split now ("" when it is not): for ERROR room-split.
+  std::string split_detail() const;
 
  private:
   struct Member {
@@ -134,8 +165,10 @@ class Room {
   };
 
   // Formats `event` for every mode, appends it to the history, the archive and the transcript.
-  // Requires mutex_ held. Returns the new head (the event's sequence number + 1).
-  std::uint64_t append_locked(const Event& event, std::optional<std::size_t> online = std::nullopt);
+  // Requires mutex_ held. Returns the new head (the event's sequence number + 1). `from`: the
+  // event as it came from the stream (shared), whose id and time it takes.
+  std::uint64_t append_locked(const Event& event, std::optional<std::size_t> online = std::nullopt,
+                              const StreamEvent* from = nullptr);
   std::uint64_t id_of(std::uint64_t seq) const { return id_base_ + seq + 1; }
   // Requires mutex_ held: the seat is gone for good (the archive forgets it too).
   void close_seat_locked(std::uint64_t seat);
@@ -160,6 +193,19 @@ class Room {
   static std::optional<std::string> line_for(const Session& session, const Event& event);
   void wake_writers();  // without mutex_: room events were appended
 
+  // Shared: the reader side of a JOIN (publish with the claim, wait to be admitted).
+  JoinResult join_shared(const std::shared_ptr<Session>& session, const std::string& nick);
+  RenameResult rename_shared(Session& session, const std::string& nick);
+  // Shared, mutex_ held: one stream event into the History (and, for this instance's own JOIN,
+  // the joiner's admission).
+  void enter_locked(const StreamEvent& e);
+  // Shared, mutex_ held: a line for this instance's members alone (a remark about this server's
+  // link), not a room event: no id, not archived.
+  void tell_members_locked(const std::string& text);
+  // Shared, mutex_ held: the stamped lines a newcomer gets (WELCOME, TOKEN, USERS, history).
+  void welcome_locked(const std::shared_ptr<Session>& session, const std::string& nick, std::uint64_t head,
+                      std::uint64_t join_id, const std::string& token);
+
   const ServerConfig& config_;
   Transcript& transcript_;
   ServerStats& stats_;
@@ -181,6 +227,22 @@ class Room {
   std::deque<std::pair<Clock::time_point, std::uint64_t>> expiries_;  // guarded by mutex_: held seats, oldest first
   std::deque<Private> privates_;                    // guarded by mutex_: oldest first
   std::uint64_t last_seat_ = 0;                     // guarded by mutex_
+
+  // Shared (--redis):
+  Backplane* backplane_ = nullptr;  // set once by share(), before the threads start
+  // A reader whose JOIN is on its way through the stream, by fold_nick. `admitted` when enter()
+  // has let it in; `abandoned` when its reader stopped waiting (its JOIN, if it comes, is
+  // followed by a LEAVE).
+  struct Joining {
+    std::shared_ptr<Session> session;
+    std::string nick;
+    bool admitted = false;
+    bool abandoned = false;
+    Clock::time_point given_up{};  // abandoned: when (forgotten a minute later)
+  };
+  std::map<std::string, Joining> joining_;  // guarded by mutex_
+  std::condition_variable admitted_;        // with mutex_: a Joining was admitted
+  std::string split_since_;                 // guarded by mutex_: why and since when; "" when whole
 };
 
 }  // namespace chat

@@ -87,4 +87,13 @@ std::vector<std::string> Roster::names() const {
   return out;
 }
 
+const std::string* Roster::find(const std::string& key) const {
+  const Node* n = root_.get();
+  while (n != nullptr) {
+    if (key == n->key) return &n->nick;
+    n = key < n->key ? n->left.get() : n->right.get();
+  }
+  return nullptr;
+}
+
 }  // namespace chat

@@ -26,6 +26,8 @@ class Roster {
   Roster without(const std::string& key) const;
   // The nicknames in key order.
   std::vector<std::string> names() const;
+  // The nickname under `key`, or null. O(log N).
+  const std::string* find(const std::string& key) const;
 
  private:
   struct Node;

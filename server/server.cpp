@@ -10,6 +10,8 @@
 #include <string>
 #include <thread>
 
+#include <unistd.h>
+
 namespace chat {
 
 Server::Server(ServerConfig config)
@@ -22,7 +24,34 @@ Server::Server(ServerConfig config)
       web_(config_),
       listener_(std::make_unique<Listener>(io_, config_, room_, sessions_, writers_, stats_,
                                            config_.web ? &web_ : nullptr)),
-      poller_(config_, sessions_, stats_) {}
+      poller_(config_, sessions_, stats_) {
+  if (config_.redis.empty()) return;
+  BackplaneOptions o;
+  o.url = parse_redis_url(config_.redis);
+  o.room = config_.room;
+  o.instance_timeout = config_.instance_timeout;
+  o.id_floor = archive_.last_id();  // the ids this server's clients hold stay below the room's next ones
+  // How the others name this server in an instance-lost LEAVE: host:port, with the host's name
+  // when it listens on every address.
+  const auto ep = listener_->local_endpoint();
+  std::string host = ep.address().to_string();
+  if (ep.address().is_unspecified()) {
+    char name[256] = {};
+    if (::gethostname(name, sizeof name - 1) == 0) host = name;
+  }
+  o.label = host + ":" + std::to_string(ep.port());
+  try {
+    backplane_ = std::make_unique<Backplane>(
+        std::move(o), Backplane::Callbacks{
+                          [this](std::vector<StreamEvent> events) { room_.enter(std::move(events)); },
+                          [this](bool whole, std::string detail) { room_.link_changed(whole, detail); },
+                          [this] { room_.announce_members(); },
+                      });
+  } catch (const RedisError& e) {
+    throw RedisError(std::string("cannot reach Redis (--redis): ") + e.what());
+  }
+  room_.share(*backplane_, backplane_->start_roster());
+}
 
 Server::~Server() { stop(); }
 
@@ -76,6 +105,12 @@ void Server::start() {
   // room goes on, but people should know their words are not being kept.
   archive_.on_trouble([this](std::string text) { room_.notice(text); });
   archive_.start();
+  if (backplane_) {
+    log_info("one room with the other chatservers on ", parse_redis_url(config_.redis).display(), " (room ",
+             config_.room, ", ", backplane_->start_roster().size(), " in it now; a silent server is lost after ",
+             format_duration(config_.instance_timeout), ")");
+    backplane_->start();
+  }
   writers_.start();
   poller_.start();
   listener_->start();
@@ -116,6 +151,8 @@ void Server::stop() {
     if (!s->finished()) s->force_close();
   }
   poller_.stop();
+  // After room_.close() queued this instance's members' LEAVEs: they go out, then it deregisters.
+  if (backplane_) backplane_->stop();
   writers_.stop();       // lets go of every session it still held
   sessions.clear();
   sessions_.take_all();  // destroyed here: each ~Session joins its reader

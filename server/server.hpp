@@ -9,12 +9,14 @@
 //   Transcript (transcript thread) the --log-file
 //   Archive    (archive thread)    the room's history and seats in SQLite (--db; archive.hpp)
 //   ServerStats                    the counters behind STATS
+//   Backplane  (backplane thread)  --redis: the room shared with other chatservers (backplane.hpp)
 //
 // Threads: the main thread (or a test) constructs, start()s and stop()s it; none of these
 // methods may be called from the server's own threads.
 #pragma once
 
 #include "server/archive.hpp"
+#include "server/backplane.hpp"
 #include "server/config.hpp"
 #include "server/listener.hpp"
 #include "server/poller.hpp"
@@ -33,7 +35,8 @@ namespace chat {
 
 class Server {
  public:
-  // Opens the database (ArchiveError: chatserver exits 2), binds the listening socket; throws
+  // Opens the database (ArchiveError: chatserver exits 2), binds the listening socket, and with
+  // --redis connects to Redis (RedisError: exit 1, a service manager tries again); throws
   // std::system_error / std::runtime_error with a message fit for the user (port in use, a
   // --bind host name that no longer resolves, log file not writable).
   explicit Server(ServerConfig config);
@@ -71,6 +74,7 @@ class Server {
   WebSite web_;
   std::unique_ptr<Listener> listener_;
   Poller poller_;
+  std::unique_ptr<Backplane> backplane_;  // --redis only; its callbacks call room_
   bool stopped_ = false;  // main thread only
 };
 

@@ -71,6 +71,7 @@ const std::vector<std::string> every_option_changed{
     "--web-origin", "https://b.example",
     "--db", "/tmp/some chat.db",    "--history", "20",          "--history-keep", "30d",
     "--resume-window", "5m",
+    "--redis", "redis://127.0.0.1:6390/2", "--room", "lab", "--instance-timeout", "5s",
 };
 
 }  // namespace

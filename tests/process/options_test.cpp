@@ -216,3 +216,28 @@ TEST_CASE("chatserver on 127.0.0.1 prints no address banner", "[process][options
   CHECK(seen.find("only this machine can join") == std::string::npos);
   CHECK(seen.find("--bind 127.0.0.1") == std::string::npos);
 }
+
+TEST_CASE("chatserver: a bad --redis, --room or --instance-timeout is a usage error naming the option, exit 2",
+          "[process][options][redis]") {
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases{
+      {{"--redis", "http://127.0.0.1:6379"}, "--redis"},
+      {{"--redis", "rediss://127.0.0.1:6379"}, "TLS"},
+      {{"--redis", "redis://127.0.0.1:99999"}, "--redis"},
+      {{"--room", "a b"}, "--room: 'a b'"},
+      {{"--room", "{x}"}, "--room"},
+      {{"--instance-timeout", "100ms"}, "--instance-timeout"},
+  };
+  for (const auto& [args, expected] : cases) {
+    auto all = args;
+    all.insert(all.end(), {"--port", "0"});
+    auto [code, out] = run_to_exit(all);
+    INFO(args.front() << " " << args.back() << " -> " << out);
+    CHECK(code == 2);
+    CHECK(out.find(expected) != std::string::npos);
+  }
+  // Redis not there: one line naming it, exit 1 (a service manager tries again later).
+  auto [code, out] = run_to_exit({"--port", "0", "--db", "none", "--redis", "unix:///nonexistent/redis.sock"});
+  INFO(out);
+  CHECK(code == 1);
+  CHECK(out.find("unix:///nonexistent/redis.sock") != std::string::npos);
+}

@@ -1,0 +1,269 @@
+// One room on several real chatserver processes through a real redis-server (--redis, issue 24,
+// docs/scale-out.md): one global order for everyone on every instance, a nickname won once
+// however many instances race for it, a kill -9'd instance's members leaving with
+// instance-lost exactly once at every survivor, a clean stop's LEAVEs, and a Redis restart
+// during which what is said is kept and delivered when the room is whole again.
+//
+// Every chatserver is a child process on 127.0.0.1 port 0 with --db none; Redis listens on a
+// unix socket in a temporary directory; all are ended by their pids. Timing targets are not
+// asserted here (chatbench and chatlab measure them); the bounds are generous. Not thread
+// safe: the test thread drives everything.
+#include "tests/process/server_process.hpp"
+#include "tests/support/line_client.hpp"
+#include "tests/support/redis_process.hpp"
+#include "tests/support/tagged_lines.hpp"
+#include "tests/support/temp_dir.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cctype>
+#include <chrono>
+#include <csignal>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+using namespace chat::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr std::chrono::milliseconds wait_long{20'000};  // a passing test never waits this long
+
+// One redis-server and `n` chatservers sharing room "test".
+struct Cluster {
+  TempDir dir{"chat_shared_room"};
+  std::unique_ptr<RedisProcess> redis;
+  std::vector<std::unique_ptr<ServerProcess>> servers;
+
+  explicit Cluster(std::size_t n, std::vector<std::string> extra = {}) {
+    REQUIRE(RedisProcess::available());  // the README's test command installs redis-server
+    redis = std::make_unique<RedisProcess>(dir.path());
+    for (std::size_t i = 0; i < n; ++i) {
+      std::vector<std::string> args{"--db", "none", "--log-level", "warn", "--redis", redis->unix_url(),
+                                    "--room", "test", "--instance-timeout", "1500ms"};
+      args.insert(args.end(), extra.begin(), extra.end());
+      servers.push_back(std::make_unique<ServerProcess>(args));
+    }
+  }
+  std::uint16_t port(std::size_t i) const { return servers.at(i)->port(); }
+};
+
+// HELLO <nick> ids, read to the end of its HISTORY recent block. Returns the connection.
+std::unique_ptr<LineClient> join(std::uint16_t port, const std::string& nick) {
+  auto c = std::make_unique<LineClient>(port);
+  REQUIRE(c->send_line("HELLO " + nick + " ids"));
+  REQUIRE(read_line_within(*c, wait_long).starts_with("#"));
+  REQUIRE(read_line_within(*c, wait_long) == "WELCOME " + nick);
+  REQUIRE(read_line_within(*c, wait_long).starts_with("USERS "));
+  read_block_within(*c, "recent", wait_long);
+  return c;
+}
+
+// Reads until a tagged line whose body is exactly `body`.
+std::string read_event(LineClient& c, const std::string& body, std::vector<std::string>* log = nullptr) {
+  return read_until_within(
+      c, wait_long, [&](const std::string& l) { return parse_tagged(l) && parse_tagged(l)->body == body; }, log, body);
+}
+
+// Reads every line that arrives within `quiet` of the one before (to see that nothing more
+// comes: a bounded wait, not a sleep for synchronisation).
+std::vector<std::string> lines_for(LineClient& c, std::chrono::milliseconds quiet) {
+  std::vector<std::string> out;
+  while (auto line = c.read_line(quiet)) out.push_back(*line);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("shared room: three chatservers, every message at every client once, in one order", "[redis][shared]") {
+  Cluster cluster(3);
+  std::vector<std::string> nicks;
+  std::vector<std::unique_ptr<LineClient>> clients;
+  for (std::size_t s = 0; s < 3; ++s) {
+    for (int k = 0; k < 2; ++k) {
+      nicks.push_back("u" + std::to_string(s) + std::to_string(k));
+      clients.push_back(join(cluster.port(s), nicks.back()));
+    }
+  }
+  // Every JOIN is in the stream before any SAY: each client's view starts before all of them.
+  constexpr int per_client = 40;
+  for (int i = 0; i < per_client; ++i) {
+    for (std::size_t c = 0; c < clients.size(); ++c) {
+      REQUIRE(clients[c]->send_line("SAY m " + nicks[c] + " " + std::to_string(i)));
+    }
+  }
+  const std::size_t total = per_client * clients.size();
+  std::vector<std::vector<std::pair<std::uint64_t, std::string>>> seen(clients.size());
+  for (std::size_t c = 0; c < clients.size(); ++c) {
+    INFO("client " << nicks[c]);
+    while (seen[c].size() < total) {
+      const auto line = read_line_within(*clients[c], wait_long);
+      const auto t = parse_tagged(line);
+      if (t && t->body.starts_with("MSG ")) seen[c].emplace_back(t->id, t->body);
+    }
+  }
+  // The same events with the same ids in the same order everywhere; ids growing; each message
+  // once; each sender's messages in the order it sent them.
+  for (std::size_t c = 1; c < clients.size(); ++c) {
+    INFO("client " << nicks[c] << " against " << nicks[0]);
+    CHECK(seen[c] == seen[0]);
+  }
+  std::set<std::string> bodies;
+  std::map<std::string, int> next;
+  for (std::size_t i = 0; i < seen[0].size(); ++i) {
+    if (i > 0) CHECK(seen[0][i].first > seen[0][i - 1].first);
+    CHECK(bodies.insert(seen[0][i].second).second);
+    const auto& body = seen[0][i].second;  // MSG <nick> m <nick> <i>
+    const auto nick = body.substr(4, body.find(' ', 4) - 4);
+    CHECK(body == "MSG " + nick + " m " + nick + " " + std::to_string(next[nick]++));
+  }
+  CHECK(bodies.size() == total);
+  // The roster is the room's, on every instance.
+  REQUIRE(clients[5]->send_line("WHO"));
+  CHECK(read_until_within(*clients[5], wait_long, [](const std::string& l) { return l.starts_with("USERS "); }) ==
+        "USERS u00 u01 u10 u11 u20 u21");
+}
+
+TEST_CASE("shared room: a nickname raced for on three chatservers is won exactly once, whatever its case",
+          "[redis][shared]") {
+  Cluster cluster(3);
+  auto witness = join(cluster.port(0), "witness");
+  for (int round = 0; round < 5; ++round) {
+    const std::string base = "racer" + std::to_string(round);
+    const std::vector<std::string> spellings{base, "RACER" + std::to_string(round), "Racer" + std::to_string(round)};
+    std::vector<std::unique_ptr<LineClient>> racers;
+    for (std::size_t s = 0; s < 3; ++s) {
+      racers.push_back(std::make_unique<LineClient>(cluster.port(s)));
+      REQUIRE(read_line_within(*racers.back(), wait_long).starts_with("#"));
+    }
+    for (std::size_t s = 0; s < 3; ++s) REQUIRE(racers[s]->send_line("HELLO " + spellings[s] + " ids"));
+    int won = 0;
+    int refused = 0;
+    std::string winner;
+    for (std::size_t s = 0; s < 3; ++s) {
+      const auto answer = read_line_within(*racers[s], wait_long);
+      if (answer == "WELCOME " + spellings[s]) {
+        ++won;
+        winner = spellings[s];
+      } else {
+        INFO("answer: " << answer);
+        CHECK(answer == "ERROR nick-in-use " + spellings[s]);
+        ++refused;
+      }
+    }
+    CHECK(won == 1);
+    CHECK(refused == 2);
+    // The room heard exactly one JOIN, the winner's; a marker said after the race ends the wait.
+    REQUIRE(witness->send_line("SAY after " + base));
+    std::vector<std::string> log;
+    read_event(*witness, "MSG witness after " + base, &log);
+    const auto joins = std::count_if(log.begin(), log.end(), [&](const std::string& l) {
+      const auto t = parse_tagged(l);
+      if (!t) return false;
+      std::string body = t->body;
+      std::transform(body.begin(), body.end(), body.begin(), [](unsigned char ch) { return std::tolower(ch); });
+      return body == "join " + base;
+    });
+    CHECK(joins == 1);
+    CHECK_FALSE(winner.empty());
+  }
+}
+
+TEST_CASE("shared room: a kill -9'd chatserver's members each leave with instance-lost once, at every survivor",
+          "[redis][shared]") {
+  Cluster cluster(3);
+  auto w0 = join(cluster.port(0), "w0");
+  auto w1 = join(cluster.port(1), "w1");
+  auto x1 = join(cluster.port(2), "x1");
+  auto x2 = join(cluster.port(2), "x2");
+  // Both witnesses have seen x2 join (so the LEAVEs below are about members they know).
+  read_event(*w0, "JOIN x2");
+  read_event(*w1, "JOIN x2");
+  REQUIRE(cluster.servers[2]->process().signal(SIGKILL));
+  REQUIRE(cluster.servers[2]->process().wait_exit(wait_long).has_value());
+  for (auto* w : {w0.get(), w1.get()}) {
+    std::vector<std::string> log;
+    std::set<std::string> lost;
+    read_until_within(
+        *w, wait_long,
+        [&](const std::string& l) {
+          const auto t = parse_tagged(l);
+          if (t && t->body.starts_with("LEAVE x")) {
+            INFO("leave: " << t->body);
+            CHECK(t->body.find(" instance-lost server 127.0.0.1:") != std::string::npos);
+            CHECK(t->body.find("stopped answering (no heartbeat for 1.5 s)") != std::string::npos);
+            lost.insert(t->body.substr(6, 2));
+          }
+          return lost.size() == 2;
+        },
+        &log, "LEAVE x1 and x2 instance-lost");
+    // Nothing more about them: another survivor's reaper found nothing left to reap.
+    const auto after = lines_for(*w, 3000ms);
+    for (const auto& l : after) CHECK(l.find("LEAVE x") == std::string::npos);
+  }
+  // Their nicknames are free again: x1 comes back on another instance.
+  auto again = join(cluster.port(1), "x1");
+  read_event(*w0, "JOIN x1");
+  REQUIRE(w0->send_line("WHO"));
+  CHECK(read_until_within(*w0, wait_long, [](const std::string& l) { return l.starts_with("USERS "); }) ==
+        "USERS w0 w1 x1");
+  REQUIRE(w0->send_line("STATS"));
+  const auto stats = read_until_within(*w0, wait_long, [](const std::string& l) { return l.starts_with("STATS "); });
+  CHECK(stats.find(" redis_linked=1 ") != std::string::npos);
+}
+
+TEST_CASE("shared room: a chatserver stopped cleanly says its members left with shutdown", "[redis][shared]") {
+  Cluster cluster(2);
+  auto w = join(cluster.port(0), "w");
+  auto y = join(cluster.port(1), "y");
+  read_event(*w, "JOIN y");
+  REQUIRE(cluster.servers[1]->process().signal(SIGTERM));
+  CHECK(cluster.servers[1]->process().wait_exit(wait_long) == 0);
+  const auto leave = read_until_within(*w, wait_long, tagged_starting("LEAVE y "));
+  CHECK(must_tag(leave).body == "LEAVE y shutdown server shutting down");
+  // y's nickname was released with its LEAVE.
+  auto y2 = join(cluster.port(0), "Y");
+}
+
+TEST_CASE("shared room: Redis restarted empty: the split is told, what was said is kept and delivered, ids go on",
+          "[redis][shared]") {
+  Cluster cluster(2);
+  auto alice = join(cluster.port(0), "alice");
+  auto bob = join(cluster.port(1), "bob");
+  read_event(*alice, "JOIN bob");
+  REQUIRE(alice->send_line("SAY before"));
+  const auto before = must_tag(read_event(*bob, "MSG alice before")).id;
+  read_event(*alice, "MSG alice before");
+
+  cluster.redis->stop();
+  for (auto* c : {alice.get(), bob.get()}) {
+    read_until_within(*c, wait_long, [](const std::string& l) { return l.starts_with("# the room is split since "); });
+  }
+  REQUIRE(alice->send_line("SAY during the split"));
+  // A HELLO cannot claim its nickname now: refused, the connection stays.
+  auto carol = std::make_unique<LineClient>(cluster.port(1));
+  REQUIRE(read_line_within(*carol, wait_long).starts_with("#"));
+  REQUIRE(carol->send_line("HELLO carol"));
+  CHECK(read_line_within(*carol, wait_long).starts_with("ERROR room-split "));
+
+  cluster.redis->start();
+  for (auto* c : {alice.get(), bob.get()}) {
+    std::vector<std::string> log;
+    const auto line = read_event(*c, "MSG alice during the split", &log);
+    CHECK(must_tag(line).id > before);
+    const bool told = std::any_of(log.begin(), log.end(), [](const std::string& l) {
+      return l.starts_with("# the room is whole again");
+    });
+    CHECK(told);
+    // Nobody was announced again: they never left.
+    for (const auto& l : log) CHECK(l.find("JOIN ") == std::string::npos);
+  }
+  // And the room works as before: a newcomer sees both.
+  REQUIRE(carol->send_line("HELLO carol"));
+  CHECK(read_line_within(*carol, wait_long) == "WELCOME carol");
+  CHECK(read_line_within(*carol, wait_long) == "USERS alice bob carol");
+}
