@@ -29,6 +29,7 @@ LinkOptions link_options(const ClientOptions& o) {
   LinkOptions link;
   link.host = o.host;
   link.port = o.port;
+  link.servers = o.servers;
   link.nick = o.nick;
   link.keepalive = o.keepalive;
   link.ping_interval = o.ping_interval;
@@ -151,14 +152,15 @@ void ChatClient::handle(const LinkEvent& event) {
   };
   switch (event.kind) {
     case K::connecting:  // the first attempt is silent; a retry was announced already
+      server_ = event.text;
+      return;
     case K::rtt:
       return;
     case K::joined:
       joined_ = true;
       if (ever_joined_) {
         const bool renamed = !event.text.empty() && fold_nick(event.text) != fold_nick(event.nick);
-        print_stamped("*** reconnected to " + options_.host + ":" + std::to_string(options_.port) +
-                      ", rejoined as " + event.nick +
+        print_stamped("*** reconnected to " + server_ + ", rejoined as " + event.nick +
                       (renamed ? " (" + event.text + " is still taken, probably by our old connection)" : ""));
       } else {
         print_event(Event{Event::Kind::welcome, event.nick, {}, {}, {}, {}});
@@ -174,8 +176,7 @@ void ChatClient::handle(const LinkEvent& event) {
       joined_ = true;
       ever_joined_ = true;
       away_ms_ = event.event.arg;
-      print_stamped("*** reconnected to " + options_.host + ":" + std::to_string(options_.port) +
-                    ", back in the room as " + event.nick);
+      print_stamped("*** reconnected to " + server_ + ", back in the room as " + event.nick);
       for (const auto& cmd : held_) link_->send(cmd);
       held_.clear();
       held_bytes_ = 0;
@@ -236,11 +237,11 @@ void ChatClient::handle(const LinkEvent& event) {
       // One line per failed attempt. Before the first join a failure is a start-up problem:
       // on stderr, as when there is no retry.
       if (event.text.empty()) {
-        print_stamped("*** reconnecting in " + format_duration(event.delay));
+        print_stamped("*** " + reconnecting_words(event));
       } else if (ever_joined_) {
-        print_stamped("*** " + event.text + "; trying again in " + format_duration(event.delay));
+        print_stamped("*** " + event.text + trying_again_words(event));
       } else {
-        err_ << "chatclient: " << event.text << "; trying again in " << format_duration(event.delay) << std::endl;
+        err_ << "chatclient: " << event.text << trying_again_words(event) << std::endl;
       }
       return;
     case K::ended:

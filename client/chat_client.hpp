@@ -51,6 +51,7 @@ inline constexpr int exit_usage = 2;
 struct ClientOptions {
   std::string host = "127.0.0.1";
   std::uint16_t port = 15600;
+  std::vector<ServerAddress> servers;  // --host a,b,c: fail over in turn (LinkOptions::servers)
   std::string nick;
   KeepaliveConfig keepalive{};    // on the socket, with TCP_USER_TIMEOUT (apply_keepalive)
   Millis ping_interval{15'000};   // quiet time before we PING the server; 0: no heartbeat
@@ -105,6 +106,7 @@ class ChatClient {
   // max_held_bytes of them, and sent after the rejoin.
   bool joined_ = false;
   bool ever_joined_ = false;
+  std::string server_;  // main thread: "host:port" of the last connection attempt
   std::deque<Command> held_;          // typed while reconnecting
   std::size_t held_bytes_ = 0;
   static constexpr std::size_t max_held_bytes = 64 * 1024;

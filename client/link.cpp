@@ -153,7 +153,7 @@ void Link::run(std::stop_token stop) {
       // Attempt 0 is the first connection; 1, 2, ... are the retries after it failed or was
       // lost (backoff_ counts them, and starts again from 0 once we have joined).
       LinkEvent connecting = make(LinkEvent::Kind::connecting);
-      connecting.text = options_.host + ":" + std::to_string(options_.port);
+      connecting.text = server().text();
       connecting.attempt = backoff_.failures();
       post(std::move(connecting));
 
@@ -178,6 +178,12 @@ void Link::run(std::stop_token stop) {
       // the next one comes.
       LinkEvent retry = make(LinkEvent::Kind::retry);
       retry.text = sanitize(unreachable);
+      if (options_.servers.size() > 1) {
+        // Failover: the next server in turn (a lost or unreachable one is tried again when
+        // its turn comes back).
+        current_ = (current_ + 1) % options_.servers.size();
+        retry.server = server().text();
+      }
       retry.delay = backoff_.next();
       retry.attempt = backoff_.failures();
       const Millis delay = retry.delay;
@@ -222,13 +228,19 @@ bool Link::wait(std::stop_token stop, Millis delay) {
   return false;
 }
 
+ServerAddress Link::server() const {
+  if (options_.servers.empty()) return ServerAddress{options_.host, options_.port};
+  return options_.servers[current_ % options_.servers.size()];
+}
+
 std::optional<std::string> Link::connect(std::stop_token stop) {
-  const std::string where = options_.host + ":" + std::to_string(options_.port);
+  const ServerAddress target = server();
+  const std::string where = target.text();
   std::error_code ec;
   asio::ip::tcp::resolver resolver(io_);
   const auto endpoints =
-      resolver.resolve(options_.host, std::to_string(options_.port), asio::ip::resolver_base::numeric_service, ec);
-  if (ec) return "cannot resolve " + options_.host + ": " + ec.message();
+      resolver.resolve(target.host, std::to_string(target.port), asio::ip::resolver_base::numeric_service, ec);
+  if (ec) return "cannot resolve " + target.host + ": " + ec.message();
 
   std::string failure = "cannot connect to " + where + ": no address";
   for (const auto& entry : endpoints) {

@@ -34,6 +34,7 @@
 #include "client/reconnect.hpp"
 #include "common/net.hpp"
 #include "common/protocol.hpp"
+#include "common/server_list.hpp"
 #include "common/units.hpp"
 
 #include <cstdint>
@@ -51,6 +52,9 @@ namespace chat {
 struct LinkOptions {
   std::string host = "127.0.0.1";
   std::uint16_t port = 15600;
+  // Several servers (--host a,b,c): each attempt after a loss or a failed connect goes to the
+  // next one in turn, with the same backoff; `host` and `port` are then not used. Empty: one.
+  std::vector<ServerAddress> servers;
   std::string nick;
   KeepaliveConfig keepalive{};
   Millis ping_interval{15'000};  // silence before a heartbeat PING; 0: no heartbeat
@@ -106,6 +110,7 @@ class Link {
   // The connection ended: `cause` is a leave cause token, or a BYE reason when `goodbye`.
   void post_lost(std::string cause, std::string detail, bool goodbye = false);
   Millis send_patience() const;  // how long a send may make no progress
+  ServerAddress server() const;  // the one the next attempt goes to (network thread)
 
   const LinkOptions options_;
   Backoff backoff_;  // network thread only
@@ -118,6 +123,7 @@ class Link {
   // answers). A reconnect sends RESUME <token_> <last_id_> first.
   std::string token_;
   std::uint64_t last_id_ = 0;
+  std::size_t current_ = 0;  // network thread only: the index in options_.servers tried now
 
   // Network thread only: connected, used and closed there.
   asio::io_context io_;

@@ -70,7 +70,8 @@ struct LinkEvent {
                  // (event.kind leave) or the server's BYE reason (event.kind bye),
                  // event.text = its detail (lost_words() says it for people)
     retry,       // the next attempt comes in `delay`: attempt = its number (1, 2, ...);
-                 // text = why the last attempt could not connect, or "" after a loss
+                 // text = why the last attempt could not connect, or "" after a loss;
+                 // server = "host:port" it goes to when there are several (failover), else ""
     rtt,         // a PONG answered our PING after `delay`
     ended,       // the network thread is done (after /quit, or a loss without reconnecting);
                  // error = the session ended because the server was lost
@@ -79,6 +80,7 @@ struct LinkEvent {
   Event event{Event::Kind::comment, {}, {}, {}, {}, {}};
   std::string text;
   std::string nick;
+  std::string server;  // retry: see above
   bool rejoin = false;
   bool error = false;
   int attempt = 0;
@@ -89,6 +91,17 @@ struct LinkEvent {
 // The marker every client shows where, after a resume, the part we missed starts: "away 41 s,
 // 12 messages you missed" / "away 41 s, nothing you missed" (common/render.hpp's words), from
 // the RESUMED line's milliseconds and count.
+// "reconnecting in 1.0 s" / "reconnecting to b:15602 in 1.0 s" for a retry after a loss.
+inline std::string reconnecting_words(const LinkEvent& retry) {
+  return "reconnecting " + (retry.server.empty() ? std::string() : "to " + retry.server + " ") + "in " +
+         format_duration(retry.delay);
+}
+// "; trying again in 1.0 s" / "; trying b:15602 in 1.0 s" after an attempt that failed.
+inline std::string trying_again_words(const LinkEvent& retry) {
+  return "; trying " + (retry.server.empty() ? std::string("again") : retry.server) + " in " +
+         format_duration(retry.delay);
+}
+
 inline std::string resume_marker(std::string_view away_ms, std::string_view missed) {
   return "away " + away_time(away_ms) + ", " + missed_words(missed);
 }

@@ -10,6 +10,7 @@
 
 #include "common/cli.hpp"
 #include "common/log.hpp"
+#include "common/server_list.hpp"
 #include "common/text.hpp"
 #include "common/units.hpp"
 
@@ -21,6 +22,7 @@
 #include <csignal>
 #include <exception>
 #include <iostream>
+#include <stdexcept>
 
 namespace {
 
@@ -64,7 +66,9 @@ int main(int argc, char** argv) {
   const auto group = [&app](const char* name) { app.option_defaults()->group(name); };
   app.get_formatter()->column_width(34);  // two spaces after the longest, for help2man
   group("Server");
-  app.add_option("--host", options.host, "Server address or host name")
+  app.add_option("--host", options.host,
+                 "Server address or host name; several, comma-separated (a,b:15602,[fd00::2]), to fail over "
+                 "from one to the next when a connection is lost")
       ->capture_default_str()
       ->type_name(chat::cli::address_type);
   app.add_option("--port", port, "Server TCP port")
@@ -143,6 +147,15 @@ int main(int argc, char** argv) {
 
   // The checks above have accepted these already.
   options.port = static_cast<std::uint16_t>(port);
+  try {
+    options.servers = chat::parse_server_list(options.host, options.port);
+  } catch (const std::invalid_argument& e) {
+    std::cerr << "--host: " << e.what() << "\nRun with --help for more information." << std::endl;
+    return chat::exit_usage;
+  }
+  options.host = options.servers.front().host;
+  options.port = options.servers.front().port;
+  if (options.servers.size() == 1) options.servers.clear();  // one server: host and port say it
   options.keepalive = *chat::parse_keepalive(keepalive);
   options.ping_interval = *chat::parse_duration(ping_interval);
   options.ping_timeout = *chat::parse_duration(ping_timeout);

@@ -226,6 +226,7 @@ void ScreenModel::apply(const LinkEvent& ev, const Moment& at) {
     case K::connecting:  // the status line says it; the pane has the retry's line already
       state_ = LinkState::connecting;
       attempt_ = ev.attempt;
+      if (!ev.text.empty()) server_ = ev.text;  // with several servers: the one tried now
       return;
     case K::joined: {
       const bool renamed = !ev.text.empty() && fold_nick(ev.text) != fold_nick(ev.nick);
@@ -287,9 +288,9 @@ void ScreenModel::apply(const LinkEvent& ev, const Moment& at) {
       retry_at_ = at.steady + ev.delay;
       // One line per failed attempt; the status line counts them.
       if (ev.text.empty()) {
-        add("*** reconnecting in " + format_duration(ev.delay), Category::info, at);
+        add("*** " + reconnecting_words(ev), Category::info, at);
       } else {
-        add("*** " + ev.text + "; trying again in " + format_duration(ev.delay), Category::error, at);
+        add("*** " + ev.text + trying_again_words(ev), Category::error, at);
       }
       return;
     case K::rtt: rtt_ = ev.delay; return;

@@ -5,6 +5,7 @@
 // (client/qt/chat_window.hpp says how they talk).
 #include "client/qt/chat_window.hpp"
 #include "client/qt/connect_dialog.hpp"
+#include "common/server_list.hpp"
 #include "common/text.hpp"
 #include "common/units.hpp"
 
@@ -17,6 +18,8 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <iostream>
+#include <stdexcept>
 
 int main(int argc, char** argv) {
   // The command line first, so --help, --version and a usage error work without a display.
@@ -28,7 +31,8 @@ int main(int argc, char** argv) {
                "chatclient-qt"};
   cli.set_version_flag("--version", std::string("chatclient-qt ") + CHAT_VERSION);
   cli.allow_extras();
-  cli.add_option("--host", given.host, "Server address");
+  cli.add_option("--host", given.host,
+                 "Server address; several, comma-separated (a,b:15602), to fail over from one to the next");
   cli.add_option("--port", given.port, "Server TCP port")->check(CLI::Range(1, 65535));
   cli.add_option("--nick", given.nick, "Nickname to join as (1-24 of A-Z a-z 0-9 _ ! -)")
       ->check(CLI::Validator(
@@ -51,6 +55,13 @@ int main(int argc, char** argv) {
     auto k = chat::parse_keepalive(keepalive, &error);
     if (!k) throw CLI::ValidationError("--keepalive", error);
     options.keepalive = *k;
+    if (!given.host.empty()) {
+      try {
+        (void)chat::parse_server_list(given.host, given.port != 0 ? given.port : options.port);
+      } catch (const std::invalid_argument& e) {
+        throw CLI::ValidationError("--host", e.what());
+      }
+    }
   } catch (const CLI::ParseError& e) {
     return cli.exit(e) == 0 ? 0 : 2;
   }
@@ -90,8 +101,15 @@ int main(int argc, char** argv) {
     if (!accepted || stopped) return 0;
     given = dialog.choice();
   }
-  options.host = given.host;
-  options.port = given.port;
+  try {
+    options.servers = chat::parse_server_list(given.host, given.port);
+  } catch (const std::invalid_argument& e) {  // typed in the dialog
+    std::cerr << "chatclient-qt: " << e.what() << std::endl;
+    return 2;
+  }
+  options.host = options.servers.front().host;
+  options.port = options.servers.front().port;
+  if (options.servers.size() == 1) options.servers.clear();  // one server: host and port say it
   options.nick = given.nick;
   chat::qt::ChatWindow window(options, verbose);
   open = &window;

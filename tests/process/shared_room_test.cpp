@@ -267,3 +267,29 @@ TEST_CASE("shared room: Redis restarted empty: the split is told, what was said 
   CHECK(read_line_within(*carol, wait_long) == "WELCOME carol");
   CHECK(read_line_within(*carol, wait_long) == "USERS alice bob carol");
 }
+
+TEST_CASE("shared room: chatclient --host a,b fails over to the next chatserver when its own is killed",
+          "[redis][shared][client]") {
+  Cluster cluster(2);
+  auto witness = join(cluster.port(1), "witness");
+  const std::string a = "127.0.0.1:" + std::to_string(cluster.port(0));
+  const std::string b = "127.0.0.1:" + std::to_string(cluster.port(1));
+  Subprocess client({CHATCLIENT_PATH, "--host", a + "," + b, "--nick", "alice", "--reconnect"});
+  std::string seen;
+  REQUIRE(client.wait_for_line(Stream::out, "welcome", wait_long, &seen));
+  read_event(*witness, "JOIN alice");
+  REQUIRE(cluster.servers[0]->process().signal(SIGKILL));
+  // The loss, then the next server in the list, by name.
+  INFO(seen);
+  REQUIRE(client.wait_for_line(Stream::out, "reconnecting to " + b + " in ", wait_long, &seen));
+  REQUIRE(client.wait_for_line(Stream::out, "reconnected to " + b + ", rejoined as alice", wait_long, &seen));
+  // In the room again, on b: what it says reaches the witness there.
+  REQUIRE(client.write("back on b\n"));
+  const auto line = read_until_within(*witness, wait_long, [](const std::string& l) {
+    const auto t = parse_tagged(l);
+    return t && t->body.starts_with("MSG alice") && t->body.ends_with(" back on b");
+  });
+  CHECK(!line.empty());
+  client.close_stdin();
+  CHECK(client.wait_exit(wait_long).has_value());
+}
