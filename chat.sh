@@ -33,9 +33,10 @@ DEB_PACKAGES=(help2man dpkg-dev file)
 # and chatclient-qt, the desktop client (Qt 6 Widgets; its tests use the offscreen platform).
 # and the web side: Python's websockets (a WebSocket client nobody here wrote), and headless
 # Chromium driven by Selenium (Debian's /usr/bin/python3 and its modules).
-# and the backplane's tests: a real redis-server, started by the tests on a private socket.
+# and the backplane's tests: a real redis-server, started by the tests on a private socket, and
+# HAProxy in front of several chatservers (the shipped example, packaging/haproxy-chat.cfg).
 TEST_PACKAGES=(ncat ngircd libasio-doc jq "${DEB_PACKAGES[@]}" logrotate systemd qt6-base-dev
-  python3 python3-websockets chromium chromium-driver python3-selenium redis-server)
+  python3 python3-websockets chromium chromium-driver python3-selenium redis-server haproxy)
 # The fuzz targets (tests/fuzz): clang and its compiler-rt (libFuzzer, ASan and UBSan runtimes;
 # on Debian 12 libclang-rt-dev is libclang-rt-14-dev, which --no-install-recommends leaves out).
 FUZZ_PACKAGES=(clang libclang-rt-dev)

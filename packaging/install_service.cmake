@@ -14,6 +14,7 @@ else()
   set(chat_unitdir "${CMAKE_INSTALL_PREFIX}/lib/systemd/system")
 endif()
 set(CHAT_CONF "${chat_etc}/chat/chatserver.conf")
+set(CHAT_CONF_DIR "${chat_etc}/chat")
 set(CHAT_BIN "${CMAKE_INSTALL_PREFIX}/${chat_bindir}")
 set(CHAT_DOC "${CMAKE_INSTALL_PREFIX}/${chat_docdir}")
 # Configured into a folder of this install's own (two installs may run at once, e.g. cpack and
@@ -21,8 +22,12 @@ set(CHAT_DOC "${CMAKE_INSTALL_PREFIX}/${chat_docdir}")
 string(MD5 chat_install_id "$ENV{DESTDIR}|${CMAKE_INSTALL_PREFIX}")
 set(chat_configured "${chat_binary_dir}/installed-${chat_install_id}")
 configure_file("${chat_source_dir}/chatserver.service.in" "${chat_configured}/chatserver.service" @ONLY)
+configure_file("${chat_source_dir}/chatserver@.service.in" "${chat_configured}/chatserver@.service" @ONLY)
 configure_file("${chat_source_dir}/chatserver.logrotate.in" "${chat_configured}/chatserver" @ONLY)
-file(INSTALL "${chat_configured}/chatserver.service" DESTINATION "${chat_unitdir}")
+file(INSTALL "${chat_configured}/chatserver.service" "${chat_configured}/chatserver@.service"
+     DESTINATION "${chat_unitdir}")
+# Several chatservers behind HAProxy (docs/scale-out.md): an example, not switched on.
+file(INSTALL "${chat_source_dir}/haproxy-chat.cfg" DESTINATION "${CMAKE_INSTALL_PREFIX}/${chat_docdir}/examples")
 # An installed config file is the admin's: a second `cmake --install` leaves it alone (and
 # puts the shipped one next to it), as dpkg does with a conffile. Staging a package (DESTDIR)
 # always writes it.

@@ -88,7 +88,8 @@ case "$mode" in
     check "depends on init-system-helpers (postinst calls deb-systemd-helper)" contains "$depends" init-system-helpers
     for path in ./usr/bin/chatserver ./usr/bin/chatclient ./usr/bin/chatlab ./lib/systemd/system/chatserver.service \
       ./etc/chat/chatserver.conf ./etc/logrotate.d/chatserver ./usr/share/man/man1/chatserver.1.gz \
-      ./usr/share/man/man1/chatclient.1.gz ./usr/share/doc/chat/README.md ./usr/share/doc/chat/docs/protocol.md; do
+      ./usr/share/man/man1/chatclient.1.gz ./usr/share/doc/chat/README.md ./usr/share/doc/chat/docs/protocol.md \
+      ./lib/systemd/system/chatserver@.service ./usr/share/doc/chat/examples/haproxy-chat.cfg; do
       check "the package holds $path" contains "$files" " $path\$"
     done
     check "nothing lands under /usr/local or /usr/etc" bash -c '! grep -qE " \./usr/(local|etc)/" <<<"$1"' _ "$files"
@@ -103,6 +104,8 @@ case "$mode" in
     dpkg-deb -x "$deb" "$root"
     check "the unit starts /usr/bin/chatserver with /etc/chat/chatserver.conf" \
       grep -qx 'ExecStart=/usr/bin/chatserver --config /etc/chat/chatserver.conf' "$root/lib/systemd/system/chatserver.service"
+    check "the template unit starts instance N with /etc/chat/chatserver-N.conf" \
+      grep -qx 'ExecStart=/usr/bin/chatserver --config /etc/chat/chatserver-%i.conf' "$root/lib/systemd/system/chatserver@.service"
     conf=$root/etc/chat/chatserver.conf
     printed=$("$root/usr/bin/chatserver" --config "$conf" --print-config) || fail "--print-config with the shipped config"
     check "the shipped config sets the service's transcript" contains "$printed" 'log-file="/var/log/chat/chat.log"'
@@ -147,6 +150,22 @@ case "$mode" in
     score=$(sed -n 's/.*Overall exposure level for chatserver.service: \([0-9.]*\) .*/\1/p' <<<"$security")
     echo "systemd-analyze security: exposure $score"
     check "the exposure level is at most 2.0 (OK; README states it)" awk -v s="$score" 'BEGIN { exit !(s != "" && s <= 2.0) }'
+    # The template (several chatservers on one host, docs/scale-out.md): verified as instance 1,
+    # whose config must exist for ExecStart to be checked.
+    template=$work/p/lib/systemd/system/chatserver@.service
+    check "cmake --install --prefix P puts the template unit under P" test -f "$template"
+    mkdir "$work/units"
+    cp "$template" "$work/units/chatserver@1.service"
+    cp "$work/p/etc/chat/chatserver.conf" "$work/p/etc/chat/chatserver-1.conf"
+    verify=$(MANPATH=$work/p/share/man systemd-analyze verify "$work/units/chatserver@1.service" 2>&1) ||
+      fail "systemd-analyze verify chatserver@1: $verify"
+    check "systemd-analyze verify chatserver@1 says nothing" test -z "$verify"
+    check "instance N keeps its history in its own StateDirectory" grep -qx 'StateDirectory=chat/%i' "$template"
+    security=$(systemd-analyze security --offline=true "$work/units/chatserver@1.service" 2>&1) ||
+      fail "systemd-analyze security chatserver@1: $security"
+    score=$(sed -n 's/.*Overall exposure level for chatserver@1.service: \([0-9.]*\) .*/\1/p' <<<"$security")
+    echo "systemd-analyze security chatserver@1: exposure $score"
+    check "the template's exposure level is at most 2.0 too" awk -v s="$score" 'BEGIN { exit !(s != "" && s <= 2.0) }'
     ;;
 
   logrotate)

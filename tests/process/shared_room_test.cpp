@@ -12,6 +12,7 @@
 #include "tests/support/line_client.hpp"
 #include "tests/support/redis_process.hpp"
 #include "tests/support/tagged_lines.hpp"
+#include "tests/support/deadline.hpp"
 #include "tests/support/temp_dir.hpp"
 
 #include <catch2/catch.hpp>
@@ -20,11 +21,16 @@
 #include <cctype>
 #include <chrono>
 #include <csignal>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <set>
+#include <sstream>
 #include <string>
+#include <system_error>
 #include <vector>
+
+#include <unistd.h>
 
 using namespace chat::test;
 using namespace std::chrono_literals;
@@ -292,4 +298,105 @@ TEST_CASE("shared room: chatclient --host a,b fails over to the next chatserver 
   CHECK(!line.empty());
   client.close_stdin();
   CHECK(client.wait_exit(wait_long).has_value());
+}
+
+namespace {
+
+// The shipped HAProxy example (packaging/haproxy-chat.cfg) with only its ports changed: the
+// frontend on 127.0.0.1:`front`, the three servers on `backends`.
+std::string haproxy_config(std::uint16_t front, const std::vector<std::uint16_t>& backends) {
+  std::ifstream in(std::string(CHAT_SOURCE_DIR) + "/packaging/haproxy-chat.cfg");
+  REQUIRE(in);
+  std::stringstream text;
+  text << in.rdbuf();
+  std::string cfg = text.str();
+  const auto swap = [&](const std::string& from, const std::string& to) {
+    const auto at = cfg.find(from);
+    REQUIRE(at != std::string::npos);
+    cfg.replace(at, from.size(), to);
+  };
+  swap("bind :15600", "bind 127.0.0.1:" + std::to_string(front));
+  for (std::size_t i = 0; i < backends.size(); ++i) {
+    swap("127.0.0.1:" + std::to_string(15601 + i), "127.0.0.1:" + std::to_string(backends[i]));
+  }
+  return cfg;
+}
+
+}  // namespace
+
+TEST_CASE("shared room: the shipped HAProxy configuration serves chat and the web page, and skips a dead chatserver",
+          "[redis][shared][haproxy]") {
+  constexpr const char* haproxy = "/usr/sbin/haproxy";
+  REQUIRE(::access(haproxy, X_OK) == 0);  // the README's test command installs haproxy
+  Cluster cluster(3, {"--max-per-ip", "0"});  // as the example says: HAProxy keeps that limit
+  const auto front = free_tcp_port();
+  const auto cfg = (cluster.dir.path() / "haproxy.cfg").string();
+  std::ofstream(cfg) << haproxy_config(front, {cluster.port(0), cluster.port(1), cluster.port(2)});
+  {
+    auto [code, out] = run_program_to_exit(haproxy, {"-c", "-f", cfg});
+    INFO(out);
+    REQUIRE(code == 0);
+  }
+  Subprocess proxy({haproxy, "-db", "-f", cfg});
+  // Up once a connection through it gets a chatserver's greeting.
+  REQUIRE(chat::test::eventually(
+      [&] {
+        try {
+          LineClient probe(front);
+          const auto line = probe.read_line(1000ms);
+          return line && line->starts_with("# chatserver");
+        } catch (const std::system_error&) {
+          return false;
+        }
+      },
+      wait_long));
+
+  // Chat through it: two clients, whichever servers they land on.
+  auto alice = join(front, "alice");
+  auto bob = join(front, "bob");
+  REQUIRE(alice->send_line("SAY through haproxy"));
+  read_event(*bob, "MSG alice through haproxy");
+
+  // The web page and the WebSocket upgrade, on the same port.
+  {
+    LineClient web(front);
+    REQUIRE(web.send_raw("GET / HTTP/1.1\r\nHost: chat.example\r\nConnection: close\r\n\r\n"));
+    CHECK(read_line_within(web, wait_long) == "HTTP/1.1 200 OK");
+    std::string seen;
+    CHECK(web.expect_line("<html", wait_long, &seen));
+  }
+  {
+    LineClient ws(front);
+    REQUIRE(ws.send_raw("GET /ws HTTP/1.1\r\nHost: chat.example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"));
+    CHECK(read_line_within(ws, wait_long) == "HTTP/1.1 101 Switching Protocols");
+  }
+
+  // Two of the three killed: new clients through HAProxy land on the one left.
+  REQUIRE(cluster.servers[0]->process().signal(SIGKILL));
+  REQUIRE(cluster.servers[1]->process().signal(SIGKILL));
+  auto dave = join(cluster.port(2), "dave");
+  // Until HAProxy's checks have taken the dead out (two missed, 2 s apart), a connection may
+  // still be sent to one and closed: a client tries again, as chatclient does.
+  const auto join_through = [&](const std::string& nick) {
+    std::unique_ptr<LineClient> c;
+    REQUIRE(chat::test::eventually(
+        [&] {
+          c = std::make_unique<LineClient>(front);
+          const auto greeting = c->read_line(2000ms);
+          return greeting && greeting->starts_with("# chatserver");
+        },
+        wait_long));
+    REQUIRE(c->send_line("HELLO " + nick + " ids"));
+    REQUIRE(read_line_within(*c, wait_long) == "WELCOME " + nick);
+    return c;
+  };
+  for (int i = 0; i < 5; ++i) {
+    const std::string nick = "late" + std::to_string(i);
+    auto c = join_through(nick);
+    REQUIRE(c->send_line("SAY hello from " + nick));
+    read_event(*dave, "MSG " + nick + " hello from " + nick);
+  }
+  CHECK(proxy.signal(SIGTERM));
+  CHECK(proxy.wait_exit(wait_long).has_value());
 }
