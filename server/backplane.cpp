@@ -19,31 +19,104 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 // The event script: KEYS none (every key is built from the prefix in ARGV[1]; one Redis, no
-// cluster). ARGV: prefix, maxlen, origin, serial, ms, kind, nick, arg, code, text, claim, floor.
-// Returns the event's id; -1 if this origin's serial was applied already (a resend after a
-// broken connection); the error TAKEN if the claim is refused.
+// cluster). ARGV: prefix, maxlen, origin, serial, ms, kind, nick, arg, code, text, claim, floor,
+// seat, hold. Returns the event's id; -1 if this origin's serial was applied already (a resend
+// after a broken connection); an error TAKEN, HELD, UNKNOWN or EXPIRED if the claim is refused.
+//
+// Seats (a client that joined with ids may RESUME on any instance): `seats` maps a token's
+// hash to "nick<TAB>dropped ms<TAB>expires ms" (0 0 while connected), `seat_of` a folded
+// nickname to its seat's hash. While a seat is held its nickname's owner in `nicks` is "held".
+//   take     (JOIN)   ARGV[13] = the new seat's hash, or "" (no seat)
+//   release  (LEAVE)  ARGV[14] = how long to hold its seat (ms), "0": the seat is closed
+//   rename   (NICK)   the seat follows the nickname
+//   resume   (BACK)   ARGV[13] = the old token's hash, ARGV[9] (code) = the new one's; the
+//                     event's nick and arg (ms away) come from the seat
 constexpr const char* event_script = R"lua(
 local p, maxlen, origin, serial = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local applied = tonumber(redis.call('HGET', p .. 'serials', origin) or '0')
 if serial <= applied then return -1 end
-local claim, nick, arg = ARGV[11], ARGV[7], ARGV[8]
-local nicks, members = p .. 'nicks', p .. 'members:' .. origin
+local clock = redis.call('TIME')  -- seats expire by Redis's clock: one clock for every instance
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local claim, nick, arg, code = ARGV[11], ARGV[7], ARGV[8], ARGV[9]
+local nicks, members, seats, seat_of = p .. 'nicks', p .. 'members:' .. origin, p .. 'seats', p .. 'seat_of'
 local nkey, akey = string.lower(nick), string.lower(arg)
+local function seat_fields(value)
+  local n, dropped, expires = string.match(value, '^(.*)\t(%d+)\t(%d+)$')
+  return n, tonumber(dropped), tonumber(expires)
+end
+local function close_seat(key)
+  local h = redis.call('HGET', seat_of, key)
+  if h then
+    redis.call('HDEL', seats, h)
+    redis.call('HDEL', seat_of, key)
+  end
+end
 if claim == 'take' then
   local owner = redis.call('HGET', nicks, nkey)
-  if owner and owner ~= origin then return redis.error_reply('TAKEN') end
+  if owner == 'held' then
+    local h = redis.call('HGET', seat_of, nkey)
+    local value = h and redis.call('HGET', seats, h)
+    local _, _, expires = seat_fields(value or '\t0\t0')
+    if value and expires > now then return redis.error_reply('HELD') end
+    close_seat(nkey)
+  elseif owner and owner ~= origin then
+    return redis.error_reply('TAKEN')
+  end
   redis.call('HSET', nicks, nkey, origin)
   redis.call('HSET', members, nkey, nick)
+  if ARGV[13] ~= '' then
+    close_seat(nkey)
+    redis.call('HSET', seats, ARGV[13], nick .. '\t0\t0')
+    redis.call('HSET', seat_of, nkey, ARGV[13])
+  end
 elseif claim == 'rename' then
   local owner = redis.call('HGET', nicks, akey)
-  if owner and akey ~= nkey then return redis.error_reply('TAKEN') end
+  if owner and akey ~= nkey then
+    return redis.error_reply(owner == 'held' and 'HELD' or 'TAKEN')
+  end
   if redis.call('HGET', nicks, nkey) == origin then redis.call('HDEL', nicks, nkey) end
   redis.call('HDEL', members, nkey)
   redis.call('HSET', nicks, akey, origin)
   redis.call('HSET', members, akey, arg)
+  local h = redis.call('HGET', seat_of, nkey)
+  if h then
+    redis.call('HDEL', seat_of, nkey)
+    redis.call('HSET', seat_of, akey, h)
+    redis.call('HSET', seats, h, arg .. '\t0\t0')
+  end
 elseif claim == 'release' then
-  if redis.call('HGET', nicks, nkey) == origin then redis.call('HDEL', nicks, nkey) end
+  local hold = tonumber(ARGV[14])
+  local h = redis.call('HGET', seat_of, nkey)
+  local mine = redis.call('HGET', nicks, nkey) == origin
+  if h and hold > 0 and mine then
+    redis.call('HSET', nicks, nkey, 'held')
+    redis.call('HSET', seats, h, nick .. '\t' .. now .. '\t' .. (now + hold))
+  else
+    if mine then redis.call('HDEL', nicks, nkey) end
+    if h and mine then close_seat(nkey) end
+  end
   redis.call('HDEL', members, nkey)
+elseif claim == 'resume' then
+  local value = redis.call('HGET', seats, ARGV[13])
+  if not value then return redis.error_reply('UNKNOWN') end
+  local n, dropped, expires = seat_fields(value)
+  local key = string.lower(n)
+  if expires > 0 and expires <= now then
+    if redis.call('HGET', nicks, key) == 'held' then redis.call('HDEL', nicks, key) end
+    close_seat(key)
+    return redis.error_reply('EXPIRED')
+  end
+  local owner = redis.call('HGET', nicks, key)
+  if owner and owner ~= 'held' and owner ~= origin then
+    redis.call('HDEL', p .. 'members:' .. owner, key)  -- its old connection is replaced
+  end
+  redis.call('HSET', nicks, key, origin)
+  redis.call('HSET', members, key, n)
+  redis.call('HDEL', seats, ARGV[13])
+  redis.call('HSET', seats, code, n .. '\t0\t0')
+  redis.call('HSET', seat_of, key, code)
+  nick = n
+  arg = tostring(dropped > 0 and math.max(now - dropped, 0) or 0)
 end
 local id = redis.call('INCR', p .. 'seq')
 local floor = tonumber(ARGV[12])
@@ -52,7 +125,7 @@ if id <= floor then
   redis.call('SET', p .. 'seq', id)
 end
 redis.call('XADD', p .. 'stream', 'MAXLEN', '~', maxlen, '*', 'id', id, 'o', origin, 's', serial,
-           'ms', ARGV[5], 'k', ARGV[6], 'n', nick, 'a', arg, 'c', ARGV[9], 't', ARGV[10])
+           'ms', ARGV[5], 'k', ARGV[6], 'n', nick, 'a', arg, 'c', code, 't', ARGV[10])
 redis.call('HSET', p .. 'serials', origin, serial)
 return id
 )lua";
@@ -69,9 +142,13 @@ return added
 
 // The reaper: every instance whose heartbeat key has expired is removed and each of its
 // members gets a LEAVE <nick> instance-lost, all in one atomic step, so exactly one survivor
-// does it. ARGV: prefix, maxlen, ms, silence ("3.0 s"), floor. Returns how many it reaped.
+// does it; a member with a seat keeps it, held for `hold` ms, so it may resume on a survivor.
+// ARGV: prefix, maxlen, ms, silence ("3.0 s"), floor, hold. Returns how many it reaped.
 constexpr const char* reap_script = R"lua(
 local p, maxlen, ms, silence, floor = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+local hold = tonumber(ARGV[6])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local reaped = 0
 for _, inst in ipairs(redis.call('SMEMBERS', p .. 'instances')) do
   if redis.call('EXISTS', p .. 'alive:' .. inst) == 0 then
@@ -80,7 +157,19 @@ for _, inst in ipairs(redis.call('SMEMBERS', p .. 'instances')) do
     local detail = 'server ' .. label .. ' stopped answering (no heartbeat for ' .. silence .. ')'
     local m = redis.call('HGETALL', p .. 'members:' .. inst)
     for i = 1, #m, 2 do
-      if redis.call('HGET', p .. 'nicks', m[i]) == inst then redis.call('HDEL', p .. 'nicks', m[i]) end
+      local h = redis.call('HGET', p .. 'seat_of', m[i])
+      if redis.call('HGET', p .. 'nicks', m[i]) == inst then
+        if h and hold > 0 then
+          redis.call('HSET', p .. 'nicks', m[i], 'held')
+          redis.call('HSET', p .. 'seats', h, m[i + 1] .. '\t' .. now .. '\t' .. (now + hold))
+        else
+          redis.call('HDEL', p .. 'nicks', m[i])
+          if h then
+            redis.call('HDEL', p .. 'seats', h)
+            redis.call('HDEL', p .. 'seat_of', m[i])
+          end
+        end
+      end
       local id = redis.call('INCR', p .. 'seq')
       if id <= floor then
         id = floor + 1
@@ -156,6 +245,7 @@ const char* claim_word(Backplane::Claim claim) {
     case Backplane::Claim::take: return "take";
     case Backplane::Claim::rename: return "rename";
     case Backplane::Claim::release: return "release";
+    case Backplane::Claim::resume: return "resume";
     case Backplane::Claim::none: break;
   }
   return "";
@@ -260,7 +350,7 @@ void Backplane::crash() {
   stop();
 }
 
-bool Backplane::publish(const Event& event, Claim claim) {
+bool Backplane::publish(const Event& event, Claim claim, std::string seat, std::int64_t hold_ms) {
   {
     std::lock_guard lock(mutex_);
     if (stopping_) return false;
@@ -269,7 +359,7 @@ bool Backplane::publish(const Event& event, Claim claim) {
       ++lost_since_split_;
       return false;
     }
-    queue_.push_back(Outgoing{next_serial_++, unix_now_ms(), event, claim, nullptr});
+    queue_.push_back(Outgoing{next_serial_++, unix_now_ms(), event, claim, nullptr, std::move(seat), hold_ms});
     stats_.queued = queue_.size() + in_flight_count_;
   }
   const std::uint64_t one = 1;
@@ -277,7 +367,7 @@ bool Backplane::publish(const Event& event, Claim claim) {
   return true;
 }
 
-Backplane::Result Backplane::publish_and_wait(const Event& event, Claim claim, Millis timeout) {
+Backplane::Result Backplane::publish_and_wait(const Event& event, Claim claim, Millis timeout, std::string seat) {
   auto reply = std::make_shared<std::promise<Result>>();
   auto answer = reply->get_future();
   {
@@ -287,7 +377,7 @@ Backplane::Result Backplane::publish_and_wait(const Event& event, Claim claim, M
     // waits for it: the constructor has just reached Redis.)
     if (split_) return Result{Outcome::unavailable, 0};
     if (queue_.size() + in_flight_count_ >= options_.buffer_max) return Result{Outcome::unavailable, 0};
-    queue_.push_back(Outgoing{next_serial_++, unix_now_ms(), event, claim, reply});
+    queue_.push_back(Outgoing{next_serial_++, unix_now_ms(), event, claim, reply, std::move(seat), 0});
     stats_.queued = queue_.size() + in_flight_count_;
   }
   const std::uint64_t one = 1;
@@ -305,7 +395,8 @@ std::vector<std::string> Backplane::event_command(const Outgoing& out) const {
   return {"EVALSHA", event_sha_, "0",
           key(""), std::to_string(options_.stream_max), options_.instance, std::to_string(out.serial),
           std::to_string(out.time_ms), std::string(kind_token(out.event.kind)), out.event.nick, out.event.arg,
-          out.event.code, out.event.text, claim_word(out.claim), std::to_string(last_id_)};
+          out.event.code, out.event.text, claim_word(out.claim), std::to_string(last_id_), out.seat,
+          std::to_string(out.hold_ms)};
 }
 
 bool Backplane::connect() {
@@ -440,7 +531,8 @@ void Backplane::heartbeat() {
 
 void Backplane::reap() {
   cmd_->append({"EVALSHA", reap_sha_, "0", key(""), std::to_string(options_.stream_max), std::to_string(unix_now_ms()),
-                format_duration(options_.instance_timeout), std::to_string(last_id_)});
+                format_duration(options_.instance_timeout), std::to_string(last_id_),
+                std::to_string(options_.resume_window.count())});
   cmd_pending_.emplace_back(Pending::reap, Clock::now());
   next_reap_ = Clock::now() + options_.instance_timeout / 6;
 }
@@ -457,8 +549,18 @@ void Backplane::cmd_reply(Pending what, const RedisValue& reply) {
       Outgoing out = std::move(in_flight_.front());
       in_flight_.pop_front();
       Result result;
-      if (reply.is_error() && (reply.str == "TAKEN" || reply.str == "ERR TAKEN")) {  // (Redis 7 adds ERR)
+      // (Redis 7 puts "ERR " before a script's error reply.)
+      const auto refused = [&](const char* word) {
+        return reply.is_error() && (reply.str == word || reply.str == std::string("ERR ") + word);
+      };
+      if (refused("TAKEN")) {
         result.outcome = Outcome::taken;
+      } else if (refused("HELD")) {
+        result.outcome = Outcome::held;
+      } else if (refused("UNKNOWN")) {
+        result.outcome = Outcome::unknown;
+      } else if (refused("EXPIRED")) {
+        result.outcome = Outcome::expired;
       } else if (reply.is_error()) {
         log_warn("backplane: an event was refused: ", reply.str);
         result.outcome = Outcome::unavailable;

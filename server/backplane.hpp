@@ -61,6 +61,7 @@ struct BackplaneOptions {
   std::size_t stream_max = 100'000;   // XADD MAXLEN ~ (the stream is the shared recent history)
   std::size_t buffer_max = 10'000;    // events kept while Redis is unreachable (and in flight)
   std::uint64_t id_floor = 0;         // ids handed out stay above this (the local archive's last)
+  Millis resume_window{0};            // a lost instance's members' seats are held this long (reaper)
 };
 
 // One room event as it came out of the stream.
@@ -79,9 +80,14 @@ class Backplane {
     none,     // MSG, ME, PRIV, ...
     take,     // JOIN, BACK: event.nick becomes this instance's (refused if another has it)
     rename,   // NICK: event.nick is released and event.arg taken (refused if taken)
-    release,  // LEAVE: event.nick is released (if it is this instance's)
+    release,  // LEAVE: event.nick is released (if it is this instance's); with `hold` > 0 and a
+              // seat, the seat is held that long and the nickname kept for it
+    resume,   // BACK: `seat` is the old token's hash, event.code the new one's; Redis fills in
+              // the nickname and the time away (refused: unknown / expired)
   };
-  enum class Outcome { published, taken, unavailable, stopped };
+  // taken: another has the nickname; held: it is kept for a dropped seat; unknown / expired: a
+  // resume's token opens no seat (unknown or already used) / its seat's time ran out.
+  enum class Outcome { published, taken, held, unknown, expired, unavailable, stopped };
   struct Result {
     Outcome outcome = Outcome::stopped;
     std::uint64_t id = 0;  // published: the event's id
@@ -130,10 +136,13 @@ class Backplane {
 
   // Any thread. Queues `event` for the stream; false if the queue is full (the event is
   // counted as lost). A claim's answer comes through publish_and_wait().
-  bool publish(const Event& event, Claim claim = Claim::none);
+  // `seat`: take: the new seat's token hash ("" none). `hold_ms`: release: how long its seat
+  // is held.
+  bool publish(const Event& event, Claim claim = Claim::none, std::string seat = {}, std::int64_t hold_ms = 0);
   // Any thread but the backplane's: publishes and waits (at most `timeout`) for Redis's answer.
-  // unavailable: Redis cannot be reached now, or did not answer in time.
-  Result publish_and_wait(const Event& event, Claim claim, Millis timeout);
+  // unavailable: Redis cannot be reached now, or did not answer in time. `seat`: take: the new
+  // seat's token hash; resume: the old one's.
+  Result publish_and_wait(const Event& event, Claim claim, Millis timeout, std::string seat = {});
 
   const std::string& instance() const { return options_.instance; }
   // The id of the last event in the stream when this instance started (0: an empty room).
@@ -150,6 +159,8 @@ class Backplane {
     Event event;
     Claim claim = Claim::none;
     std::shared_ptr<std::promise<Result>> reply;  // null: nobody waits
+    std::string seat;          // take / resume: a token hash
+    std::int64_t hold_ms = 0;  // release
   };
   enum class Pending { event, heartbeat, reap, other };
 

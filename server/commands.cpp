@@ -202,6 +202,11 @@ void Commands::resume(const Command& cmd) {
                                              : result == Room::ResumeResult::used  ? "already used"
                                                                                    : "unknown or already used"});
       return;
+    case Room::ResumeResult::split:
+      session_.use_ids(false);
+      session_.refuse({ErrorCode::room_split, room_.split_detail().empty() ? "redis did not answer in time"
+                                                                            : room_.split_detail()});
+      return;
     case Room::ResumeResult::closed: return;  // shutting down; BYE is on its way
   }
 }

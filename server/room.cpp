@@ -299,6 +299,7 @@ void Room::admit_locked(const std::shared_ptr<Session>& session, const std::stri
 
 Room::ResumeResult Room::resume(const std::shared_ptr<Session>& session, std::string_view token,
                                 std::uint64_t last_id) {
+  if (backplane_ != nullptr) return resume_shared(session, token, last_id);
   const auto hash = token_hash(token);
   {
     // A token that opens no seat is refused before anything is read from the disk: a stranger's
@@ -370,68 +371,12 @@ Room::ResumeResult Room::resume(const std::shared_ptr<Session>& session, std::st
     // than that (nothing came after the join before the drop) must not replay the JOIN to it.
     last_id = std::max(last_id, seat.since);
     seat.since = below;  // the BACK appended below
-    std::vector<Event> missed;
-    std::uint64_t seen = last_id;
-    auto add_public = [&](const ArchivedEvent& r) {
-      if (r.id <= seen || r.id >= below) return;
-      Event e = r.event;
-      e.id = r.id;
-      e.time_ms = r.time_ms;
-      missed.push_back(std::move(e));
-      seen = r.id;
-    };
-    for (const auto& r : early.events) add_public(r);
-    // Appended since the read above (or not yet on disk): from memory, without touching the disk.
-    auto late = archive_.after(seen, below, max_replay_events, true);
-    if (!late.complete) partial = true;
-    for (const auto& r : late.events) add_public(r);
-    std::vector<Event> privates;
-    for (const auto& p : privates_) {
-      if (p.event.id > last_id && (p.from_seat == number || p.to_seat == number)) privates.push_back(p.event);
-    }
-    if (!privates.empty()) {
-      std::vector<Event> merged;
-      merged.reserve(missed.size() + privates.size());
-      std::merge(missed.begin(), missed.end(), privates.begin(), privates.end(), std::back_inserter(merged),
-                 [](const Event& a, const Event& b) { return a.id < b.id; });
-      missed = std::move(merged);
-    }
-    // The newest that fit in half the send queue; older ones are said to be missing.
-    std::vector<std::string> lines;
-    std::size_t bytes = 0;
-    std::size_t first = missed.size();
-    while (first > 0) {
-      auto line = format_tagged(missed[first - 1]);
-      if (bytes + line.size() + 1 > replay_budget(config_)) {
-        partial = true;
-        break;
-      }
-      bytes += line.size() + 1;
-      lines.push_back(std::move(line));
-      --first;
-    }
-    std::reverse(lines.begin(), lines.end());
-
+    auto lines = replay_lines_locked(last_id, below, early, partial,
+                                     [&](const Private& p) { return p.from_seat == number || p.to_seat == number; });
     const auto head = append_locked(Event{Event::Kind::back, nick, std::to_string(away_ms), {}, {}, {}},
                                     members_.size() + 1);
     admit_locked(session, key, Member{session, nick, number}, head);
-    const auto count = std::to_string(lines.size());
-    session->send_own(format_event(Event{Event::Kind::resumed, nick, std::to_string(away_ms), {}, count, {}}), head,
-                      "reply");
-    const auto window = std::to_string(std::chrono::duration_cast<std::chrono::seconds>(config_.resume_window).count());
-    session->send_own(format_event(Event{Event::Kind::token, {}, fresh, {}, window, {}}), head, "reply");
-    Outbox::Item users;
-    users.kind = Outbox::Item::Kind::users;
-    users.after = head;
-    users.users = roster_;
-    users.when = std::chrono::system_clock::now();
-    session->send_item(std::move(users), "reply");
-    session->send_own(format_event(Event{Event::Kind::history, {}, count, "missed", partial ? "partial" : "", {}}),
-                      head, "history");
-    for (auto& line : lines) session->send_own(std::move(line), head, "history");
-    session->send_own(format_event(Event{Event::Kind::history_end, {}, {}, "missed", {}, {}}), head, "history");
-    log_info("resumed the seat of ", nick, " after ", away_ms, " ms away: ", count, " missed event(s)",
-             partial ? " (partial)" : "");
+    welcome_back_locked(*session, nick, std::to_string(away_ms), fresh, head, std::move(lines), partial);
   }
   wake_writers();
   return ResumeResult::resumed;
@@ -442,6 +387,7 @@ void Room::leave(Session& session) {
     // Out of this instance's members at once (its writer stops); the room hears the LEAVE, with
     // its cause as detected, when it comes back from the stream.
     Event event;
+    std::int64_t hold_ms = 0;
     {
       std::lock_guard lock(mutex_);
       if (closed_) return;
@@ -449,10 +395,12 @@ void Room::leave(Session& session) {
       if (it == members_.end()) return;
       const auto d = session.departure().value_or(Departure{LeaveCause::error, "unknown"});
       event = Event{Event::Kind::leave, it->second.nick, {}, std::string(to_string(d.cause)), d.detail, {}};
+      // A seat is held in Redis for the resume window, for a RESUME on any instance.
+      if (it->second.seat != 0 && resumable(d.cause)) hold_ms = config_.resume_window.count();
       members_.erase(it);
       stats_.count_leave(d.cause);
     }
-    backplane_->publish(event, Backplane::Claim::release);
+    backplane_->publish(event, Backplane::Claim::release, {}, hold_ms);
     return;
   }
   {
@@ -674,8 +622,10 @@ void Room::close() {
     for (const auto& [key, member] : members_) {
       const auto d = member.session->departure().value_or(Departure{LeaveCause::shutdown, "server shutting down"});
       stats_.count_leave(d.cause);
+      // A seat stays held, as at a standalone shutdown: its client may resume on another
+      // instance (or this one, restarted) within the window.
       backplane_->publish(Event{Event::Kind::leave, member.nick, {}, std::string(to_string(d.cause)), d.detail, {}},
-                          Backplane::Claim::release);
+                          Backplane::Claim::release, {}, member.seat != 0 ? config_.resume_window.count() : 0);
     }
     members_.clear();
     roster_ = Roster();
@@ -700,6 +650,74 @@ Room::Members::iterator Room::find_locked(Session& session) {
   const auto it = members_.find(fold_nick(session.nick()));
   if (it == members_.end() || it->second.session.get() != &session) return members_.end();
   return it;
+}
+
+std::vector<std::string> Room::replay_lines_locked(std::uint64_t last_id, std::uint64_t below,
+                                                  const Archive::Slice& early, bool& partial,
+                                                  const std::function<bool(const Private&)>& theirs) {
+  std::vector<Event> missed;
+  std::uint64_t seen = last_id;
+  auto add_public = [&](const ArchivedEvent& r) {
+    if (r.id <= seen || r.id >= below) return;
+    Event e = r.event;
+    e.id = r.id;
+    e.time_ms = r.time_ms;
+    missed.push_back(std::move(e));
+    seen = r.id;
+  };
+  for (const auto& r : early.events) add_public(r);
+  // Appended since the read above (or not yet on disk): from memory, without touching the disk.
+  auto late = archive_.after(seen, below, max_replay_events, true);
+  if (!late.complete) partial = true;
+  for (const auto& r : late.events) add_public(r);
+  std::vector<Event> privates;
+  for (const auto& p : privates_) {
+    if (p.event.id > last_id && p.event.id < below && theirs(p)) privates.push_back(p.event);
+  }
+  if (!privates.empty()) {
+    std::vector<Event> merged;
+    merged.reserve(missed.size() + privates.size());
+    std::merge(missed.begin(), missed.end(), privates.begin(), privates.end(), std::back_inserter(merged),
+               [](const Event& a, const Event& b) { return a.id < b.id; });
+    missed = std::move(merged);
+  }
+  // The newest that fit in half the send queue; older ones are said to be missing.
+  std::vector<std::string> lines;
+  std::size_t bytes = 0;
+  std::size_t first = missed.size();
+  while (first > 0) {
+    auto line = format_tagged(missed[first - 1]);
+    if (bytes + line.size() + 1 > replay_budget(config_)) {
+      partial = true;
+      break;
+    }
+    bytes += line.size() + 1;
+    lines.push_back(std::move(line));
+    --first;
+  }
+  std::reverse(lines.begin(), lines.end());
+  return lines;
+}
+
+void Room::welcome_back_locked(Session& session, const std::string& nick, const std::string& away_ms,
+                               const std::string& fresh, std::uint64_t head, std::vector<std::string> lines,
+                               bool partial) {
+  const auto count = std::to_string(lines.size());
+  session.send_own(format_event(Event{Event::Kind::resumed, nick, away_ms, {}, count, {}}), head, "reply");
+  const auto window = std::to_string(std::chrono::duration_cast<std::chrono::seconds>(config_.resume_window).count());
+  session.send_own(format_event(Event{Event::Kind::token, {}, fresh, {}, window, {}}), head, "reply");
+  Outbox::Item users;
+  users.kind = Outbox::Item::Kind::users;
+  users.after = head;
+  users.users = roster_;
+  users.when = std::chrono::system_clock::now();
+  session.send_item(std::move(users), "reply");
+  session.send_own(format_event(Event{Event::Kind::history, {}, count, "missed", partial ? "partial" : "", {}}), head,
+                   "history");
+  for (auto& line : lines) session.send_own(std::move(line), head, "history");
+  session.send_own(format_event(Event{Event::Kind::history_end, {}, {}, "missed", {}, {}}), head, "history");
+  log_info("resumed the seat of ", nick, " after ", away_ms, " ms away: ", count, " missed event(s)",
+           partial ? " (partial)" : "");
 }
 
 // ---- shared (--redis) ------------------------------------------------------------------------
@@ -743,6 +761,7 @@ std::string Room::split_detail() const {
 
 Room::JoinResult Room::join_shared(const std::shared_ptr<Session>& session, const std::string& nick) {
   const auto key = fold_nick(nick);
+  std::string seat_hash;
   {
     std::lock_guard lock(mutex_);
     if (closed_ || session->ended()) return JoinResult::closed;
@@ -751,12 +770,18 @@ Room::JoinResult Room::join_shared(const std::shared_ptr<Session>& session, cons
       joining_.erase(j);  // its JOIN never came back: it never reached the stream
     }
     if (members_.contains(key) || joining_.contains(key)) return JoinResult::nick_in_use;
-    joining_.emplace(key, Joining{session, nick});
+    Joining joining;
+    joining.session = session;
+    joining.nick = nick;
+    // A client with ids gets a seat, kept in Redis so that it may resume on any instance.
+    if (session->ids() && config_.resume_window > Millis{0}) joining.token = new_token();
+    joining_.emplace(key, std::move(joining));
+    seat_hash = joining_.at(key).token.empty() ? std::string() : token_hash(joining_.at(key).token);
   }
   // The claim and the JOIN in one step in Redis; the joiner is let in where the JOIN lands in
   // the stream (enter_locked), so its view starts exactly there, as on every other instance.
   const auto result = backplane_->publish_and_wait(Event{Event::Kind::join, nick, {}, {}, {}, {}},
-                                                   Backplane::Claim::take, shared_join_patience);
+                                                   Backplane::Claim::take, shared_join_patience, seat_hash);
   std::unique_lock lock(mutex_);
   if (result.outcome == Backplane::Outcome::published) {
     // (By key each time: enter_locked erases the entry of a joiner that ended meanwhile.)
@@ -773,8 +798,13 @@ Room::JoinResult Room::join_shared(const std::shared_ptr<Session>& session, cons
   }
   switch (result.outcome) {
     case Backplane::Outcome::taken:
+    case Backplane::Outcome::unknown:
+    case Backplane::Outcome::expired:
       joining_.erase(it);
       return JoinResult::nick_in_use;
+    case Backplane::Outcome::held:
+      joining_.erase(it);
+      return JoinResult::nick_held;
     case Backplane::Outcome::stopped:
       joining_.erase(it);
       return JoinResult::closed;
@@ -808,7 +838,10 @@ Room::RenameResult Room::rename_shared(Session& session, const std::string& nick
   const auto result = backplane_->publish_and_wait(Event{Event::Kind::nick, old, nick, {}, {}, {}},
                                                    Backplane::Claim::rename, shared_join_patience);
   switch (result.outcome) {
-    case Backplane::Outcome::taken: return RenameResult::nick_in_use;
+    case Backplane::Outcome::taken:
+    case Backplane::Outcome::unknown:
+    case Backplane::Outcome::expired: return RenameResult::nick_in_use;
+    case Backplane::Outcome::held: return RenameResult::nick_held;
     case Backplane::Outcome::unavailable: return RenameResult::split;
     case Backplane::Outcome::stopped: return RenameResult::unchanged;
     case Backplane::Outcome::published: break;
@@ -867,8 +900,8 @@ void Room::enter_locked(const StreamEvent& e) {
                             Backplane::Claim::release);
         return;
       }
-      admit_locked(session, key, Member{session, event.nick, 0}, head);
-      welcome_locked(session, event.nick, head, e.id, {});
+      admit_locked(session, key, Member{session, event.nick, it->second.token.empty() ? 0u : 1u}, head);
+      welcome_locked(session, event.nick, head, e.id, it->second.token);
       it->second.admitted = true;
       admitted_.notify_all();
       return;
@@ -883,11 +916,16 @@ void Room::enter_locked(const StreamEvent& e) {
       roster_ = roster_.without(key).with(fold_nick(event.arg), event.arg);
       append_locked(event, std::nullopt, &e);
       return;
+    case Event::Kind::back:
+      enter_back_locked(e);
+      return;
     case Event::Kind::priv: {
       // An entry nobody is shown (its place in the order); the sender and the recipient, if
-      // they are here, get the line.
+      // they are here, get the line. Kept for the resume window: either may be a seat that
+      // resumes, here or on another instance.
       history_.append(EntryLines{});
       const auto head = history_.head();
+      privates_.push_back(Private{event, 0, 0, Clock::now() + 2 * config_.resume_window});
       for (const auto& who : {key, fold_nick(event.arg)}) {
         const auto m = members_.find(who);
         if (m == members_.end()) continue;
@@ -903,6 +941,111 @@ void Room::enter_locked(const StreamEvent& e) {
       return;
     default:
       return;  // nothing else is published
+  }
+}
+
+void Room::enter_back_locked(const StreamEvent& e) {
+  // A seat resumed, on this instance or another. The stream event carries the new token's hash
+  // in its code (to find the reader that asked); nobody is shown it, and it is not archived.
+  Event event = e.event;
+  const std::string new_hash = std::move(event.code);
+  event.code.clear();
+  StreamEvent shown = e;
+  shown.event = event;
+  const auto key = fold_nick(event.nick);
+  const bool own = e.origin == backplane_->instance();
+  const auto pending = own ? resuming_.find(new_hash) : resuming_.end();
+  // Its old connection, still a member here (nothing had noticed it was dead): replaced.
+  if (const auto m = members_.find(key);
+      m != members_.end() && (pending == resuming_.end() || m->second.session != pending->second.session)) {
+    auto old = m->second.session;
+    members_.erase(m);  // no LEAVE: the BACK says it is back
+    old->end(LeaveCause::closed, "replaced by a resumed connection");
+  }
+  roster_ = roster_.with(key, event.nick);
+  const auto head = append_locked(event, roster_.size(), &shown);
+  if (pending == resuming_.end()) return;
+  Resuming& r = pending->second;
+  if (r.abandoned || r.session == nullptr || r.session->ended()) {
+    // Nobody to let in (its reader gave up, or the client went): it leaves again, its seat held.
+    const auto d = r.session && r.session->departure() ? *r.session->departure()
+                                                       : Departure{LeaveCause::error, "the resume was given up"};
+    backplane_->publish(Event{Event::Kind::leave, event.nick, {}, std::string(to_string(d.cause)), d.detail, {}},
+                        Backplane::Claim::release, {}, config_.resume_window.count());
+    resuming_.erase(pending);
+    admitted_.notify_all();
+    return;
+  }
+  bool partial = r.partial;
+  const std::string nick = event.nick;
+  // Its own JOIN or BACK before the drop is never replayed to it; nor is this BACK.
+  auto lines = replay_lines_locked(r.last_id, e.id, r.early, partial, [&](const Private& p) {
+    return fold_nick(p.event.nick) == key || fold_nick(p.event.arg) == key;
+  });
+  std::erase_if(lines, [&](const std::string& line) {
+    const auto body = line.substr(line.find(' ') + 1);
+    return body == "JOIN " + nick || body.starts_with("BACK " + nick + " ");
+  });
+  admit_locked(r.session, key, Member{r.session, nick, 1}, head);
+  welcome_back_locked(*r.session, nick, event.arg, r.token, head, std::move(lines), partial);
+  r.admitted = true;
+  admitted_.notify_all();
+}
+
+Room::ResumeResult Room::resume_shared(const std::shared_ptr<Session>& session, std::string_view token,
+                                       std::uint64_t last_id) {
+  const std::string old_hash = token_hash(token);
+  const std::string fresh = new_token();
+  const std::string new_hash = token_hash(fresh);
+  // The part of the replay that may be on disk, before the lock (as for a resume here).
+  auto early = archive_.after(last_id, UINT64_MAX, max_replay_events);
+  const bool too_many = early.events.size() >= max_replay_events;
+  if (too_many) early.events = archive_.before(UINT64_MAX, max_replay_events);
+  {
+    std::lock_guard lock(mutex_);
+    if (closed_ || session->ended()) return ResumeResult::closed;
+    std::erase_if(resuming_, [](const auto& kv) {
+      return kv.second.abandoned && Clock::now() - kv.second.given_up > std::chrono::minutes(1);
+    });
+    Resuming r;
+    r.session = session;
+    r.token = fresh;
+    r.last_id = last_id;
+    r.early = std::move(early);
+    r.partial = !r.early.complete || too_many;
+    resuming_.emplace(new_hash, std::move(r));
+  }
+  // Redis checks the token and takes the seat back with the BACK, in one step.
+  const auto result = backplane_->publish_and_wait(Event{Event::Kind::back, {}, {}, new_hash, {}, {}},
+                                                   Backplane::Claim::resume, shared_join_patience, old_hash);
+  std::unique_lock lock(mutex_);
+  if (result.outcome == Backplane::Outcome::published) {
+    admitted_.wait_for(lock, shared_join_patience, [&] {
+      const auto r = resuming_.find(new_hash);
+      return r == resuming_.end() || r->second.admitted || closed_;
+    });
+  }
+  const auto it = resuming_.find(new_hash);
+  if (it == resuming_.end()) return ResumeResult::closed;
+  if (it->second.admitted) {
+    resuming_.erase(it);
+    return ResumeResult::resumed;
+  }
+  const bool maybe_sent = result.outcome == Backplane::Outcome::published || result.maybe_sent;
+  if (!maybe_sent || closed_) {
+    resuming_.erase(it);
+  } else {
+    // Its BACK may still come: then it leaves again (enter_back_locked), its seat held.
+    it->second.abandoned = true;
+    it->second.given_up = Clock::now();
+    it->second.session.reset();
+    it->second.early = {};
+  }
+  switch (result.outcome) {
+    case Backplane::Outcome::unknown: return ResumeResult::unknown;
+    case Backplane::Outcome::expired: return ResumeResult::expired;
+    case Backplane::Outcome::stopped: return ResumeResult::closed;
+    default: return closed_ ? ResumeResult::closed : ResumeResult::split;
   }
 }
 

@@ -36,6 +36,7 @@
 
 #include "common/net.hpp"
 #include "common/protocol.hpp"
+#include "server/archive.hpp"
 #include "server/config.hpp"
 #include "server/history.hpp"
 #include "server/roster.hpp"
@@ -45,6 +46,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -55,7 +57,6 @@
 
 namespace chat {
 
-class Archive;
 class Backplane;
 class Session;
 struct StreamEvent;
@@ -75,7 +76,8 @@ class Room {
   // text-mode client gets the recent history as text lines.
   JoinResult join(const std::shared_ptr<Session>& session, const std::string& nick);
 
-  enum class ResumeResult { resumed, unknown, used, expired, closed };
+  // split: shared, and Redis cannot be reached now.
+  enum class ResumeResult { resumed, unknown, used, expired, split, closed };
   // `session`'s reader thread: RESUME <token> <last_id>. On success the client gets RESUMED,
   // a new TOKEN, USERS, and the events after `last_id` it missed (HISTORY missed), then the
   // live stream; the others get BACK. The disk part of the replay is read before the lock.
@@ -196,15 +198,28 @@ class Room {
   // Shared: the reader side of a JOIN (publish with the claim, wait to be admitted).
   JoinResult join_shared(const std::shared_ptr<Session>& session, const std::string& nick);
   RenameResult rename_shared(Session& session, const std::string& nick);
+  ResumeResult resume_shared(const std::shared_ptr<Session>& session, std::string_view token, std::uint64_t last_id);
   // Shared, mutex_ held: one stream event into the History (and, for this instance's own JOIN,
   // the joiner's admission).
   void enter_locked(const StreamEvent& e);
+  // Shared, mutex_ held: a BACK from the stream (a seat resumed here or elsewhere).
+  void enter_back_locked(const StreamEvent& e);
   // Shared, mutex_ held: a line for this instance's members alone (a remark about this server's
   // link), not a room event: no id, not archived.
   void tell_members_locked(const std::string& text);
   // Shared, mutex_ held: the stamped lines a newcomer gets (WELCOME, TOKEN, USERS, history).
   void welcome_locked(const std::shared_ptr<Session>& session, const std::string& nick, std::uint64_t head,
                       std::uint64_t join_id, const std::string& token);
+  // Requires mutex_ held: what a resuming client missed, as tagged lines: the public events
+  // after `last_id` and below `below` (`early`, read from the disk before the lock, then the
+  // memory), merged with the private messages `theirs` picks; the newest that fit in half its
+  // send queue (partial set when older ones are left out or no longer kept).
+  std::vector<std::string> replay_lines_locked(std::uint64_t last_id, std::uint64_t below, const Archive::Slice& early,
+                                               bool& partial, const std::function<bool(const Private&)>& theirs);
+  // Requires mutex_ held: RESUMED, the new TOKEN, USERS and the HISTORY missed block, stamped
+  // with `head` (the BACK's place).
+  void welcome_back_locked(Session& session, const std::string& nick, const std::string& away_ms,
+                           const std::string& fresh, std::uint64_t head, std::vector<std::string> lines, bool partial);
 
   const ServerConfig& config_;
   Transcript& transcript_;
@@ -239,8 +254,22 @@ class Room {
     bool admitted = false;
     bool abandoned = false;
     Clock::time_point given_up{};  // abandoned: when (forgotten a minute later)
+    std::string token;             // a client with ids: its seat's token, sent once admitted
   };
   std::map<std::string, Joining> joining_;  // guarded by mutex_
+  // A reader whose RESUME (a BACK with its new token's hash) is on its way through the stream,
+  // by that hash: let in, with its replay, where the BACK lands.
+  struct Resuming {
+    std::shared_ptr<Session> session;
+    std::string token;            // the new token, sent with RESUMED
+    std::uint64_t last_id = 0;    // what the client had seen
+    Archive::Slice early;         // the replay's part read from the disk before the lock
+    bool partial = false;
+    bool admitted = false;
+    bool abandoned = false;
+    Clock::time_point given_up{};  // abandoned: when (forgotten a minute later)
+  };
+  std::map<std::string, Resuming> resuming_;  // guarded by mutex_
   std::condition_variable admitted_;        // with mutex_: a Joining was admitted
   std::string split_since_;                 // guarded by mutex_: why and since when; "" when whole
 };

@@ -30,6 +30,7 @@ Server::Server(ServerConfig config)
   o.url = parse_redis_url(config_.redis);
   o.room = config_.room;
   o.instance_timeout = config_.instance_timeout;
+  o.resume_window = config_.resume_window;  // a lost instance's seats are held this long
   o.id_floor = archive_.last_id();  // the ids this server's clients hold stay below the room's next ones
   // How the others name this server in an instance-lost LEAVE: host:port, with the host's name
   // when it listens on every address.

@@ -58,14 +58,24 @@ struct Cluster {
   std::uint16_t port(std::size_t i) const { return servers.at(i)->port(); }
 };
 
-// HELLO <nick> ids, read to the end of its HISTORY recent block. Returns the connection.
-std::unique_ptr<LineClient> join(std::uint16_t port, const std::string& nick) {
+// HELLO <nick> ids, read to the end of its HISTORY recent block. Returns the connection;
+// `token` gets its seat's resume token, `last_id` the highest id it was shown.
+std::unique_ptr<LineClient> join(std::uint16_t port, const std::string& nick, std::string* token = nullptr,
+                                 std::uint64_t* last_id = nullptr) {
   auto c = std::make_unique<LineClient>(port);
   REQUIRE(c->send_line("HELLO " + nick + " ids"));
   REQUIRE(read_line_within(*c, wait_long).starts_with("#"));
   REQUIRE(read_line_within(*c, wait_long) == "WELCOME " + nick);
+  const auto token_line = read_line_within(*c, wait_long);
+  INFO(token_line);
+  REQUIRE(token_line.starts_with("TOKEN "));  // a seat, kept in Redis: it may resume anywhere
+  if (token) *token = token_line.substr(6, 32);
   REQUIRE(read_line_within(*c, wait_long).starts_with("USERS "));
-  read_block_within(*c, "recent", wait_long);
+  const auto recent = read_block_within(*c, "recent", wait_long);
+  if (last_id) {
+    *last_id = 0;
+    for (const auto& l : recent.lines) *last_id = std::max(*last_id, must_tag(l).id);
+  }
   return c;
 }
 
@@ -211,12 +221,15 @@ TEST_CASE("shared room: a kill -9'd chatserver's members each leave with instanc
     const auto after = lines_for(*w, 3000ms);
     for (const auto& l : after) CHECK(l.find("LEAVE x") == std::string::npos);
   }
-  // Their nicknames are free again: x1 comes back on another instance.
-  auto again = join(cluster.port(1), "x1");
-  read_event(*w0, "JOIN x1");
+  // They are out of the room; their seats (and so their nicknames) are held for them to resume
+  // (the next test case does).
   REQUIRE(w0->send_line("WHO"));
   CHECK(read_until_within(*w0, wait_long, [](const std::string& l) { return l.starts_with("USERS "); }) ==
-        "USERS w0 w1 x1");
+        "USERS w0 w1");
+  LineClient other(cluster.port(1));
+  REQUIRE(read_line_within(other, wait_long).starts_with("#"));
+  REQUIRE(other.send_line("HELLO x1"));
+  CHECK(read_line_within(other, wait_long) == "ERROR nick-held x1");
   REQUIRE(w0->send_line("STATS"));
   const auto stats = read_until_within(*w0, wait_long, [](const std::string& l) { return l.starts_with("STATS "); });
   CHECK(stats.find(" redis_linked=1 ") != std::string::npos);
@@ -225,14 +238,24 @@ TEST_CASE("shared room: a kill -9'd chatserver's members each leave with instanc
 TEST_CASE("shared room: a chatserver stopped cleanly says its members left with shutdown", "[redis][shared]") {
   Cluster cluster(2);
   auto w = join(cluster.port(0), "w");
-  auto y = join(cluster.port(1), "y");
+  std::string y_token;
+  std::uint64_t y_last = 0;
+  auto y = join(cluster.port(1), "y", &y_token, &y_last);
   read_event(*w, "JOIN y");
   REQUIRE(cluster.servers[1]->process().signal(SIGTERM));
   CHECK(cluster.servers[1]->process().wait_exit(wait_long) == 0);
   const auto leave = read_until_within(*w, wait_long, tagged_starting("LEAVE y "));
   CHECK(must_tag(leave).body == "LEAVE y shutdown server shutting down");
-  // y's nickname was released with its LEAVE.
-  auto y2 = join(cluster.port(0), "Y");
+  // y's seat is held (its nickname too), and y resumes on the server left.
+  LineClient other(cluster.port(0));
+  REQUIRE(read_line_within(other, wait_long).starts_with("#"));
+  REQUIRE(other.send_line("HELLO Y"));
+  CHECK(read_line_within(other, wait_long) == "ERROR nick-held Y");
+  LineClient back(cluster.port(0));
+  REQUIRE(read_line_within(back, wait_long).starts_with("#"));
+  REQUIRE(back.send_line("RESUME " + y_token + " " + std::to_string(y_last)));
+  CHECK(read_line_within(back, wait_long).starts_with("RESUMED y "));
+  read_until_within(*w, wait_long, tagged_starting("BACK y "));
 }
 
 TEST_CASE("shared room: Redis restarted empty: the split is told, what was said is kept and delivered, ids go on",
@@ -274,7 +297,7 @@ TEST_CASE("shared room: Redis restarted empty: the split is told, what was said 
   CHECK(read_line_within(*carol, wait_long) == "USERS alice bob carol");
 }
 
-TEST_CASE("shared room: chatclient --host a,b fails over to the next chatserver when its own is killed",
+TEST_CASE("shared room: chatclient --host a,b fails over to the next chatserver when its own is killed, and resumes",
           "[redis][shared][client]") {
   Cluster cluster(2);
   auto witness = join(cluster.port(1), "witness");
@@ -288,7 +311,8 @@ TEST_CASE("shared room: chatclient --host a,b fails over to the next chatserver 
   // The loss, then the next server in the list, by name.
   INFO(seen);
   REQUIRE(client.wait_for_line(Stream::out, "reconnecting to " + b + " in ", wait_long, &seen));
-  REQUIRE(client.wait_for_line(Stream::out, "reconnected to " + b + ", rejoined as alice", wait_long, &seen));
+  // Its seat was held in Redis: it takes it back on b (RESUME), its nickname and all.
+  REQUIRE(client.wait_for_line(Stream::out, "reconnected to " + b + ", back in the room as alice", wait_long, &seen));
   // In the room again, on b: what it says reaches the witness there.
   REQUIRE(client.write("back on b\n"));
   const auto line = read_until_within(*witness, wait_long, [](const std::string& l) {
@@ -387,7 +411,7 @@ TEST_CASE("shared room: the shipped HAProxy configuration serves chat and the we
           return greeting && greeting->starts_with("# chatserver");
         },
         wait_long));
-    REQUIRE(c->send_line("HELLO " + nick + " ids"));
+    REQUIRE(c->send_line("HELLO " + nick));
     REQUIRE(read_line_within(*c, wait_long) == "WELCOME " + nick);
     return c;
   };
@@ -399,4 +423,68 @@ TEST_CASE("shared room: the shipped HAProxy configuration serves chat and the we
   }
   CHECK(proxy.signal(SIGTERM));
   CHECK(proxy.wait_exit(wait_long).has_value());
+}
+
+TEST_CASE("shared room: the members of a kill -9'd chatserver resume on another, with exactly what they missed",
+          "[redis][shared][resume]") {
+  Cluster cluster(3);
+  auto w0 = join(cluster.port(0), "w0");
+  std::string token;
+  std::uint64_t last_id = 0;
+  auto x1 = join(cluster.port(2), "x1", &token, &last_id);
+  read_event(*w0, "JOIN x1");
+  REQUIRE(w0->send_line("SAY seen by x1"));
+  last_id = must_tag(read_event(*x1, "MSG w0 seen by x1")).id;
+
+  REQUIRE(cluster.servers[2]->process().signal(SIGKILL));
+  for (int i = 1; i <= 5; ++i) REQUIRE(w0->send_line("SAY missed " + std::to_string(i)));
+  read_until_within(*w0, wait_long, tagged_starting("LEAVE x1 instance-lost "));
+  // While its seat is held, its nickname is not free.
+  {
+    LineClient other(cluster.port(1));
+    REQUIRE(read_line_within(other, wait_long).starts_with("#"));
+    REQUIRE(other.send_line("HELLO x1"));
+    CHECK(read_line_within(other, wait_long) == "ERROR nick-held x1");
+  }
+  REQUIRE(w0->send_line("SAY after the loss"));
+  read_event(*w0, "MSG w0 after the loss");
+
+  // x1 comes back on another chatserver with its token and the last id it saw.
+  LineClient back(cluster.port(1));
+  REQUIRE(read_line_within(back, wait_long).starts_with("#"));
+  REQUIRE(back.send_line("RESUME " + token + " " + std::to_string(last_id)));
+  const auto resumed = read_line_within(back, wait_long);
+  INFO(resumed);
+  REQUIRE(resumed.starts_with("RESUMED x1 "));
+  CHECK(read_line_within(back, wait_long).starts_with("TOKEN "));
+  CHECK(read_line_within(back, wait_long) == "USERS w0 x1");
+  const auto missed = read_block_within(back, "missed", wait_long);
+  CHECK_FALSE(missed.partial);
+  std::vector<std::string> bodies;
+  std::uint64_t previous = last_id;
+  for (const auto& l : missed.lines) {
+    const auto t = must_tag(l);
+    CHECK(t.id > previous);  // in order, nothing it had seen
+    previous = t.id;
+    bodies.push_back(t.body);
+  }
+  // Exactly what was said while it was away, its own LEAVE among it, nothing twice.
+  std::vector<std::string> said;
+  for (const auto& b : bodies) {
+    if (b.starts_with("MSG ")) said.push_back(b);
+  }
+  CHECK(said == std::vector<std::string>{"MSG w0 missed 1", "MSG w0 missed 2", "MSG w0 missed 3", "MSG w0 missed 4",
+                                         "MSG w0 missed 5", "MSG w0 after the loss"});
+  CHECK(std::count_if(bodies.begin(), bodies.end(), [](const std::string& b) {
+          return b.starts_with("LEAVE x1 instance-lost ");
+        }) == 1);
+  // The room sees it come back, and it talks again.
+  read_until_within(*w0, wait_long, tagged_starting("BACK x1 "));
+  REQUIRE(back.send_line("SAY I am back"));
+  read_event(*w0, "MSG x1 I am back");
+  // The old token is spent.
+  LineClient again(cluster.port(0));
+  REQUIRE(read_line_within(again, wait_long).starts_with("#"));
+  REQUIRE(again.send_line("RESUME " + token + " " + std::to_string(last_id)));
+  CHECK(read_line_within(again, wait_long).starts_with("ERROR bad-token "));
 }
