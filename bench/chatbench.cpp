@@ -208,6 +208,11 @@ int main(int argc, char** argv) {
   app.add_option("--label", s.target.label, "fanout/join/scale: the server's name in the report");
   app.add_option("--server-arg", s.target.server_args, "fanout/join/scale: an option for the chatserver started here")
       ->allow_extra_args(false);
+  app.add_option("--instances", s.target.instances,
+                 "fanout: N chatservers sharing one room through a redis-server started here (client i on "
+                 "instance i mod N; docs/scale-out.md)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 8));
 
   auto* fanout = app.add_subcommand("fanout", "N clients in one room, S senders: deliveries/s, latency, checked");
   fanout->add_option("--clients", s.fanout.clients, "Clients in the room")->capture_default_str()->check(CLI::Range(2, 20'000));

@@ -153,20 +153,23 @@ FanoutResult run_fanout(const FanoutOptions& o, const TargetOptions& target_opti
   r.web_share = target_options.web_share;
   const auto clients = static_cast<std::size_t>(o.clients);
   const auto senders = static_cast<std::size_t>(std::min(o.senders, o.clients));
-  const auto threads = static_cast<std::size_t>(std::max(1, o.threads));
+  // With several instances: at least one generator thread per instance, each driving the
+  // clients of one of them (thread t's clients go to instance t mod N).
+  const auto threads = static_cast<std::size_t>(std::max({1, o.threads, target_options.instances}));
   Target target(target_options, clients);
+  r.instances = target.instances();
   r.label = target.label();
   r.endpoint = target.host() + ":" + std::to_string(target.port());
 
   // Joining is not what this mode measures: a few at a time, so that no server's listen backlog
   // (ngircd's and ncat's is 10) overflows and no client waits for a SYN retransmission.
-  SwarmOptions so = target.swarm_options(std::max<std::size_t>(1, static_cast<std::size_t>(o.in_progress) / threads));
   std::vector<Worker> workers(threads);
   std::vector<Swarm*> swarms;
   for (std::size_t t = 0; t < threads; ++t) {
     std::vector<std::size_t> ids;
     for (std::size_t g = t; g < clients; g += threads) ids.push_back(g);
-    workers[t].swarm = std::make_unique<Swarm>(so);
+    workers[t].swarm = std::make_unique<Swarm>(
+        target.swarm_options(std::max<std::size_t>(1, static_cast<std::size_t>(o.in_progress) / threads), t));
     workers[t].swarm->add_clients(ids);
     workers[t].traffic = std::make_unique<Traffic>(*workers[t].swarm, static_cast<std::size_t>(o.size));
     swarms.push_back(workers[t].swarm.get());
@@ -205,6 +208,7 @@ FanoutResult run_fanout(const FanoutOptions& o, const TargetOptions& target_opti
   progress << "fanout: " << offered(o) << (threads > 1 ? " (" + std::to_string(threads) + " generator threads)" : "")
            << " ...\n";
   const auto server0 = target.sample();
+  const auto redis0 = target.redis_cpu_seconds();
   run.t0 = Clock::now();
   run.send_until = run.t0 + seconds(o.duration);
   const auto planned =
@@ -220,7 +224,7 @@ FanoutResult run_fanout(const FanoutOptions& o, const TargetOptions& target_opti
 
   r.sent = run.sent->total();
   Clock::time_point first_send = Clock::time_point::max(), last_delivery{};
-  LatencyHistogram latency;
+  LatencyHistogram latency, same, cross;
   std::vector<const DeliveryChecker*> checkers;
   double generator_cpu = 0;
   std::map<std::string, std::size_t> reasons;
@@ -229,6 +233,8 @@ FanoutResult run_fanout(const FanoutOptions& o, const TargetOptions& target_opti
     if (t.first_send() != Clock::time_point{}) first_send = std::min(first_send, t.first_send());
     last_delivery = std::max(last_delivery, t.last_delivery());
     latency.merge(t.latency());
+    same.merge(t.latency_same_swarm());
+    cross.merge(t.latency_other_swarm());
     checkers.push_back(&t.checker());
     generator_cpu += w.cpu_seconds;
     if (r.error.empty() && !w.error.empty()) r.error = w.error;
@@ -248,9 +254,14 @@ FanoutResult run_fanout(const FanoutOptions& o, const TargetOptions& target_opti
   const auto t_end = last_delivery > run.t0 ? last_delivery : Clock::now();
   const double wall = std::chrono::duration<double>(t_end - run.t0).count();
   const auto server1 = target.sample();
+  const auto redis1 = target.redis_cpu_seconds();
   if (wall >= 0.5) {
     r.generator_cpu = 100 * generator_cpu / wall;
     if (server0 && server1) r.server_cpu = 100 * (server1->cpu_seconds - server0->cpu_seconds) / wall;
+    if (redis0 && redis1) {
+      r.redis_cpu = 100 * (*redis1 - *redis0) / wall;
+      if (r.sent > 0) r.redis_us_per_message = 1e6 * (*redis1 - *redis0) / static_cast<double>(r.sent);
+    }
   }
   r.server_after = server1;
   r.ended_reasons = describe_reasons(reasons);
@@ -262,6 +273,12 @@ FanoutResult run_fanout(const FanoutOptions& o, const TargetOptions& target_opti
   r.p50_ms = latency.percentile_ms(50);
   r.p99_ms = latency.percentile_ms(99);
   r.max_ms = latency.max_ms();
+  if (r.instances > 1) {
+    r.p50_same_ms = same.percentile_ms(50);
+    r.p99_same_ms = same.percentile_ms(99);
+    r.p50_cross_ms = cross.percentile_ms(50);
+    r.p99_cross_ms = cross.percentile_ms(99);
+  }
   {
     std::vector<const Traffic*> traffic;
     std::vector<const Swarm*> swarms_seen;
@@ -443,6 +460,11 @@ void print_fanout(const FanoutResult& r, std::ostream& out) {
       << " in " << format_ms(r.seconds * 1000) << " ms: " << format_count(r.deliveries_per_second) << " deliveries/s\n";
   out << "  latency ms: p50 " << format_ms(r.p50_ms) << ", p99 " << format_ms(r.p99_ms) << ", max " << format_ms(r.max_ms)
       << "\n";
+  if (r.instances > 1) {
+    out << "  latency ms, sender on the receiver's instance: p50 " << format_ms(r.p50_same_ms) << ", p99 "
+        << format_ms(r.p99_same_ms) << "; on another: p50 " << format_ms(r.p50_cross_ms) << ", p99 "
+        << format_ms(r.p99_cross_ms) << "\n";
+  }
   if (r.by_kind.size() > 1) print_kinds(r.by_kind, out);
   print_check(r.check, out, static_cast<std::size_t>(o.clients));
   if (r.stale > 0) out << "  ignored: " << r.stale << " messages from an earlier run\n";
@@ -451,6 +473,8 @@ void print_fanout(const FanoutResult& r, std::ostream& out) {
     if (r.generator_bound()) out << " (chatbench itself may have been the limit)";
     if (r.server_cpu) out << ", server " << format_count(*r.server_cpu) << "%";
     if (r.server_ns_per_delivery) out << " (" << format_ms(*r.server_ns_per_delivery) << " ns of server CPU per delivery)";
+    if (r.redis_cpu) out << ", redis-server " << format_count(*r.redis_cpu) << "%";
+    if (r.redis_us_per_message) out << " (" << format_ms(*r.redis_us_per_message) << " us of redis CPU per message)";
     out << "\n";
   }
   if (r.server_after) {
@@ -470,6 +494,7 @@ void json_fanout(const FanoutResult& r, Json& json) {
   json.field("server", r.label);
   json.field("protocol", protocol_name(r.protocol, r.web_share));
   json.field("web_share", r.web_share);
+  json.field("instances", static_cast<long long>(r.instances));
   json.field("clients", o.clients);
   json.field("senders", std::min(o.senders, o.clients));
   json.field("size", o.size);
@@ -486,6 +511,12 @@ void json_fanout(const FanoutResult& r, Json& json) {
   json.field("p50", r.p50_ms);
   json.field("p99", r.p99_ms);
   json.field("max", r.max_ms);
+  if (r.instances > 1) {
+    json.field("p50_same_instance", r.p50_same_ms);
+    json.field("p99_same_instance", r.p99_same_ms);
+    json.field("p50_other_instance", r.p50_cross_ms);
+    json.field("p99_other_instance", r.p99_cross_ms);
+  }
   json.end_object();
   json_kinds("by_kind", r.by_kind, json);
   json_check(r.check, json);
@@ -496,6 +527,8 @@ void json_fanout(const FanoutResult& r, Json& json) {
   }
   if (r.server_cpu) json.field("server_cpu_percent", *r.server_cpu);
   if (r.server_ns_per_delivery) json.field("server_cpu_ns_per_delivery", *r.server_ns_per_delivery);
+  if (r.redis_cpu) json.field("redis_cpu_percent", *r.redis_cpu);
+  if (r.redis_us_per_message) json.field("redis_cpu_us_per_message", *r.redis_us_per_message);
   json_sample("server_after", r.server_after, json);
   if (!r.stats_after.empty()) json.field("stats", r.stats_after);
   json.field("ended_during_run", r.ended_during_run);

@@ -81,6 +81,14 @@ struct FanoutResult {
   // was the limit. Only where the run was long enough to measure CPU.
   std::optional<double> server_ns_per_delivery;
   std::optional<ProcSample> server_after;
+  // --instances N > 1 (one room on N chatservers through Redis): latency of deliveries whose
+  // sender was on the receiver's own instance, and on another (through Redis either way: an
+  // event enters every instance's room when it comes back from the stream); redis-server's
+  // CPU over the run and per message said.
+  std::size_t instances = 1;
+  double p50_same_ms = 0, p99_same_ms = 0, p50_cross_ms = 0, p99_cross_ms = 0;
+  std::optional<double> redis_cpu;               // percent of one core
+  std::optional<double> redis_us_per_message;    // redis-server CPU microseconds per message sent
   std::string stats_before, stats_after;  // chatserver's STATS lines
   std::size_t ended_during_run = 0;
   std::string ended_reasons;

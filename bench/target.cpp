@@ -1,9 +1,20 @@
 #include "bench/target.hpp"
 
+#include "bench/deadline.hpp"
+
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <csignal>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <stdexcept>
+#include <thread>
 
 namespace chat::bench {
 
@@ -25,6 +36,22 @@ std::string describe_protocol(Protocol protocol, double web_share) {
   return "mixed (" + percent(web_share) + " ws, " + percent(1 - web_share) + " chat)";
 }
 
+namespace {
+
+// True once something accepts connections on the unix socket `path`.
+bool unix_socket_answers(const std::string& path) {
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+  const bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  ::close(fd);
+  return ok;
+}
+
+}  // namespace
+
 Target::Target(const TargetOptions& options, std::size_t clients)
     : host_(options.host),
       port_(static_cast<std::uint16_t>(options.port)),
@@ -40,36 +67,102 @@ Target::Target(const TargetOptions& options, std::size_t clients)
     if (host_ != "127.0.0.1") throw std::runtime_error("--host needs --port: chatbench starts chatserver on 127.0.0.1");
     std::vector<std::string> args{"--log-level", "warn", "--max-clients",
                                   std::to_string(std::max<std::size_t>(clients + 100, 1000))};
+    if (options.instances > 1) {
+      // One redis-server of our own, on a unix socket in a folder of our own, nothing saved.
+      const char* tmp = std::getenv("TMPDIR");
+      std::string dir = std::string(tmp && *tmp ? tmp : "/tmp") + "/chatbench-redis-XXXXXX";
+      if (::mkdtemp(dir.data()) == nullptr) throw std::runtime_error("cannot make a folder for redis-server: " + dir);
+      redis_dir_ = dir;
+      const std::string socket = dir + "/redis.sock";
+      redis_ = std::make_unique<ChildProcess>(
+          std::vector<std::string>{"/usr/bin/redis-server", "--port", "0", "--unixsocket", socket, "--unixsocketperm",
+                                   "700", "--save", "", "--appendonly", "no", "--dir", dir, "--logfile",
+                                   dir + "/redis.log", "--daemonize", "no"},
+          ChildProcess::Output::discard, ChildProcess::Output::discard);
+      const auto deadline = Clock::now() + std::chrono::seconds(10);
+      while (!unix_socket_answers(socket)) {
+        if (Clock::now() > deadline || redis_->try_reap()) {
+          throw std::runtime_error("redis-server (/usr/bin/redis-server, Debian package redis-server) did not start");
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+      args.insert(args.end(), {"--redis", "unix://" + socket, "--room", "bench", "--db", "none"});
+    }
     args.insert(args.end(), options.server_args.begin(), options.server_args.end());
     server_ = std::make_unique<ServerProcess>(options.server_path, args);
     port_ = server_->port();
     pid_ = server_->pid();
-    if (label_.empty()) label_ = "chatserver";
-  } else if (label_.empty()) {
-    label_ = protocol_name(options.protocol, options.web_share) + " server at " + host_ + ":" + std::to_string(port_);
+    ports_.push_back(port_);
+    for (int i = 1; i < options.instances; ++i) {
+      more_servers_.push_back(std::make_unique<ServerProcess>(options.server_path, args));
+      ports_.push_back(more_servers_.back()->port());
+    }
+    if (label_.empty()) {
+      label_ = options.instances > 1 ? std::to_string(options.instances) + " chatservers (one room, redis)" : "chatserver";
+    }
+  } else {
+    if (options.instances > 1) throw std::runtime_error("--instances starts its chatservers itself: no --port");
+    ports_.push_back(port_);
+    if (label_.empty()) {
+      label_ = protocol_name(options.protocol, options.web_share) + " server at " + host_ + ":" + std::to_string(port_);
+    }
   }
 }
 
-Target::~Target() = default;  // ServerProcess kills what it started
+Target::~Target() {  // ServerProcess and ChildProcess kill what they started
+  if (!redis_dir_.empty()) {
+    std::error_code ec;
+    std::filesystem::remove_all(redis_dir_, ec);
+  }
+}
 
-std::optional<ProcSample> Target::sample() const { return sample_process(pid_); }
+std::optional<ProcSample> Target::sample() const {
+  auto sum = sample_process(pid_);
+  for (const auto& s : more_servers_) {
+    const auto one = sample_process(s->pid());
+    if (!sum || !one) return std::nullopt;
+    sum->rss_mib += one->rss_mib;
+    sum->threads += one->threads;
+    sum->cpu_seconds += one->cpu_seconds;
+  }
+  return sum;
+}
+
+std::optional<double> Target::redis_cpu_seconds() const {
+  if (!redis_) return std::nullopt;
+  const auto s = sample_process(redis_->pid());
+  if (!s) return std::nullopt;
+  return s->cpu_seconds;
+}
 
 std::string Target::stop() {
   if (!server_ || stopped_) return {};
   stopped_ = true;
-  const int code = server_->stop();
-  if (code == 0) return {};
-  return "chatserver exited with status " + std::to_string(code);
+  std::string error;
+  int code = server_->stop();
+  for (auto& s : more_servers_) code = std::max(code, s->stop());
+  if (code != 0) error = "chatserver exited with status " + std::to_string(code);
+  if (redis_) {
+    redis_->signal(SIGTERM);
+    if (!redis_->wait_exit(Clock::now() + std::chrono::seconds(10))) redis_->kill();
+    redis_.reset();
+  }
+  if (!redis_dir_.empty()) {
+    std::error_code ec;
+    std::filesystem::remove_all(redis_dir_, ec);
+    redis_dir_.clear();
+  }
+  return error;
 }
 
 std::vector<std::string> Target::stderr_tail() const {
   return server_ ? server_->stderr_tail() : std::vector<std::string>{};
 }
 
-SwarmOptions Target::swarm_options(std::size_t max_in_progress) const {
+SwarmOptions Target::swarm_options(std::size_t max_in_progress, std::size_t instance) const {
   SwarmOptions so;
   so.host = host_;
-  so.port = port_;
+  so.port = ports_.empty() ? port_ : ports_[instance % ports_.size()];
   so.protocol = protocol_;
   so.web_share = web_share_;
   so.max_in_progress = max_in_progress;

@@ -1,6 +1,8 @@
 // The server a side-by-side mode measures: a running one (--host/--port, any protocol, with
 // --server-pid for the figures /proc gives), or a chatserver that chatbench starts itself on
-// 127.0.0.1 port 0 when no port is given.
+// 127.0.0.1 port 0 when no port is given; or, with --instances N, N chatservers sharing one
+// room through a redis-server (/usr/bin/redis-server) that chatbench starts on a unix socket in
+// a temporary folder of its own (docs/scale-out.md). Client i then goes to instance i mod N.
 //
 // Threads: one thread creates, uses and destroys it (chatbench's main thread).
 #pragma once
@@ -29,6 +31,7 @@ struct TargetOptions {
   std::string label;                      // the name in reports; default: chatserver / host:port
   std::string server_path;                // the chatserver to start
   std::vector<std::string> server_args;   // extra options for it (--server-arg, repeatable)
+  int instances = 1;                      // chatservers started here, sharing one room (--redis)
 };
 
 // The protocol as the command line names it: "chat", "ws" (every client a WebSocket), "mixed"
@@ -49,11 +52,15 @@ class Target {
   std::uint16_t port() const { return port_; }
   const std::string& label() const { return label_; }
   int pid() const { return pid_; }  // 0: unknown
-  // Options for a Swarm aimed at this server, in its protocol, with at most `max_in_progress`
-  // connections being set up at once (0: all at once).
-  SwarmOptions swarm_options(std::size_t max_in_progress) const;
+  // Options for a Swarm aimed at this server (at instance `instance` mod N), in its protocol,
+  // with at most `max_in_progress` connections being set up at once (0: all at once).
+  SwarmOptions swarm_options(std::size_t max_in_progress, std::size_t instance = 0) const;
+  std::size_t instances() const { return ports_.size(); }
+  // With several instances: redis-server's CPU seconds so far (nullopt when not started here).
+  std::optional<double> redis_cpu_seconds() const;
   bool started_here() const { return server_ != nullptr; }
-  // The server's /proc figures now; nullopt when its pid is unknown or it is gone.
+  // The server's /proc figures now (with several instances: their sum); nullopt when a pid is
+  // unknown or gone.
   std::optional<ProcSample> sample() const;
   // A server started here: SIGTERM, and its exit code (or a description of what went wrong);
   // empty when all is well or the server is not ours. Idempotent.
@@ -69,6 +76,11 @@ class Target {
   int pid_ = 0;
   std::string label_;
   std::unique_ptr<ServerProcess> server_;
+  // --instances N > 1: the other N - 1 chatservers, and the redis-server they share.
+  std::vector<std::unique_ptr<ServerProcess>> more_servers_;
+  std::vector<std::uint16_t> ports_;
+  std::unique_ptr<ChildProcess> redis_;
+  std::string redis_dir_;  // removed by stop()
   bool stopped_ = false;
 };
 

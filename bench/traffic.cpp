@@ -138,6 +138,8 @@ void Traffic::begin(std::vector<std::size_t> sender_clients, bool global_order, 
   checker_ = std::make_unique<DeliveryChecker>(receivers, std::move(sender_clients), swarm_.dialect().echoes(),
                                                global_order, shared ? shared->sent : nullptr, std::move(owned));
   latency_ = LatencyHistogram{};
+  same_swarm_latency_ = LatencyHistogram{};
+  other_swarm_latency_ = LatencyHistogram{};
   kinds_[0] = ByKind{};
   kinds_[1] = ByKind{};
   to_others_ = 0;
@@ -206,6 +208,7 @@ void Traffic::on_frame(std::size_t client, const Seen& seen, Clock::time_point n
     const auto at = now_us(now);
     const auto us = at > p.sent_us ? at - p.sent_us : 0;
     latency_.add(us);
+    (sends_here(p.sender) ? same_swarm_latency_ : other_swarm_latency_).add(us);
     ++to_others_;
     auto& kind = kinds_[swarm_.is_web(client) ? 1 : 0];
     kind.latency.add(us);

@@ -64,6 +64,11 @@ class Traffic {
   bool sends_here(std::size_t sender) const { return local_of_sender_[sender] >= 0; }
   DeliveryChecker& checker() { return *checker_; }
   const LatencyHistogram& latency() const { return latency_; }
+  // The same split by where the sender was: a client of this swarm, or of another thread's
+  // (with chatbench fanout --instances, a swarm is one chatserver's clients: within one
+  // instance, or across instances through Redis).
+  const LatencyHistogram& latency_same_swarm() const { return same_swarm_latency_; }
+  const LatencyHistogram& latency_other_swarm() const { return other_swarm_latency_; }
 
   // The deliveries to others by the kind of client that received them (a room with web clients,
   // SwarmOptions::web_share): TCP clients (index 0) and web clients (index 1), since begin().
@@ -109,6 +114,8 @@ class Traffic {
   Clock::time_point base_;
   std::unique_ptr<DeliveryChecker> checker_;
   LatencyHistogram latency_;
+  LatencyHistogram same_swarm_latency_;
+  LatencyHistogram other_swarm_latency_;
   ByKind kinds_[2];
   std::vector<long> local_of_sender_;        // sender -> its client's index in this swarm (-1: elsewhere)
   std::vector<std::string> sender_nicks_;   // sender -> its client's nickname

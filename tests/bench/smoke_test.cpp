@@ -130,6 +130,37 @@ TEST_CASE("chatbench --json fanout --max: one JSON document, ok", "[bench][smoke
   CHECK(contains(o.err, "Fan-out:"));
 }
 
+TEST_CASE("chatbench --json --instances 3 fanout: one room on three chatservers through Redis, checked clean",
+          "[bench][smoke][redis]") {
+  std::string dir = (std::filesystem::temp_directory_path() / "chatbench-smoke-XXXXXX").string();
+  REQUIRE(::mkdtemp(dir.data()) != nullptr);
+  const auto o = run_chatbench(
+      {"--json", "--instances", "3", "fanout", "--max", "--clients", "12", "--senders", "6", "--msgs", "30"},
+      {"/usr/bin/env", "TMPDIR=" + dir});
+  INFO(o.all());
+  REQUIRE(o.code.has_value());
+  CHECK(*o.code == 0);
+  const auto json = without_spaces(o.out);
+  CHECK(contains(json, "\"instances\":3,"));
+  CHECK(contains(json, "\"sent\":180,"));
+  CHECK(contains(json, "\"deliveries_to_others\":1980,"));  // 180 messages x 11 other clients
+  CHECK(contains(json, "\"lost\":0,"));
+  CHECK(contains(json, "\"p99_same_instance\":"));
+  CHECK(contains(json, "\"p99_other_instance\":"));
+  CHECK(json.ends_with(",\"ok\":true}"));
+  CHECK(contains(o.err, "global order: the same at all 12 receivers"));
+  std::error_code e;
+  CHECK(std::filesystem::is_empty(dir, e));  // redis-server's folder is gone
+  std::filesystem::remove_all(dir, e);
+}
+
+TEST_CASE("chatbench --instances needs chatbench to start the servers", "[bench][smoke][redis]") {
+  const auto o = run_chatbench({"--instances", "2", "--port", "15600", "fanout", "--max", "--clients", "4", "--senders", "2"});
+  REQUIRE(o.code.has_value());
+  CHECK(*o.code != 0);
+  CHECK(contains(o.all(), "--instances starts its chatservers itself"));
+}
+
 TEST_CASE("chatbench fanout --rate: a table with deliveries/s and nothing lost", "[bench][smoke]") {
   const auto o = run_chatbench({"fanout", "--rate", "200", "--clients", "4", "--senders", "2", "--msgs", "20"});
   INFO(o.all());
