@@ -1,20 +1,9 @@
 #include "bench/target.hpp"
 
-#include "bench/deadline.hpp"
-
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <csignal>
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
-#include <filesystem>
 #include <stdexcept>
-#include <thread>
 
 namespace chat::bench {
 
@@ -36,22 +25,6 @@ std::string describe_protocol(Protocol protocol, double web_share) {
   return "mixed (" + percent(web_share) + " ws, " + percent(1 - web_share) + " chat)";
 }
 
-namespace {
-
-// True once something accepts connections on the unix socket `path`.
-bool unix_socket_answers(const std::string& path) {
-  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return false;
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
-  const bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-  ::close(fd);
-  return ok;
-}
-
-}  // namespace
-
 Target::Target(const TargetOptions& options, std::size_t clients)
     : host_(options.host),
       port_(static_cast<std::uint16_t>(options.port)),
@@ -68,25 +41,8 @@ Target::Target(const TargetOptions& options, std::size_t clients)
     std::vector<std::string> args{"--log-level", "warn", "--max-clients",
                                   std::to_string(std::max<std::size_t>(clients + 100, 1000))};
     if (options.instances > 1) {
-      // One redis-server of our own, on a unix socket in a folder of our own, nothing saved.
-      const char* tmp = std::getenv("TMPDIR");
-      std::string dir = std::string(tmp && *tmp ? tmp : "/tmp") + "/chatbench-redis-XXXXXX";
-      if (::mkdtemp(dir.data()) == nullptr) throw std::runtime_error("cannot make a folder for redis-server: " + dir);
-      redis_dir_ = dir;
-      const std::string socket = dir + "/redis.sock";
-      redis_ = std::make_unique<ChildProcess>(
-          std::vector<std::string>{"/usr/bin/redis-server", "--port", "0", "--unixsocket", socket, "--unixsocketperm",
-                                   "700", "--save", "", "--appendonly", "no", "--dir", dir, "--logfile",
-                                   dir + "/redis.log", "--daemonize", "no"},
-          ChildProcess::Output::discard, ChildProcess::Output::discard);
-      const auto deadline = Clock::now() + std::chrono::seconds(10);
-      while (!unix_socket_answers(socket)) {
-        if (Clock::now() > deadline || redis_->try_reap()) {
-          throw std::runtime_error("redis-server (/usr/bin/redis-server, Debian package redis-server) did not start");
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(10));
-      }
-      args.insert(args.end(), {"--redis", "unix://" + socket, "--room", "bench", "--db", "none"});
+      redis_ = std::make_unique<RedisServer>();  // of our own, on a unix socket, nothing saved
+      args.insert(args.end(), {"--redis", redis_->url(), "--room", "bench", "--db", "none"});
     }
     args.insert(args.end(), options.server_args.begin(), options.server_args.end());
     server_ = std::make_unique<ServerProcess>(options.server_path, args);
@@ -109,12 +65,7 @@ Target::Target(const TargetOptions& options, std::size_t clients)
   }
 }
 
-Target::~Target() {  // ServerProcess and ChildProcess kill what they started
-  if (!redis_dir_.empty()) {
-    std::error_code ec;
-    std::filesystem::remove_all(redis_dir_, ec);
-  }
-}
+Target::~Target() = default;  // ServerProcess and RedisServer end what they started
 
 std::optional<ProcSample> Target::sample() const {
   auto sum = sample_process(pid_);
@@ -142,16 +93,7 @@ std::string Target::stop() {
   int code = server_->stop();
   for (auto& s : more_servers_) code = std::max(code, s->stop());
   if (code != 0) error = "chatserver exited with status " + std::to_string(code);
-  if (redis_) {
-    redis_->signal(SIGTERM);
-    if (!redis_->wait_exit(Clock::now() + std::chrono::seconds(10))) redis_->kill();
-    redis_.reset();
-  }
-  if (!redis_dir_.empty()) {
-    std::error_code ec;
-    std::filesystem::remove_all(redis_dir_, ec);
-    redis_dir_.clear();
-  }
+  if (redis_) redis_->stop();
   return error;
 }
 

@@ -9,6 +9,7 @@
 
 #include "bench/child_process.hpp"
 #include "bench/proc_stats.hpp"
+#include "bench/redis_server.hpp"
 #include "bench/swarm.hpp"
 #include "bench/wire.hpp"
 
@@ -79,8 +80,7 @@ class Target {
   // --instances N > 1: the other N - 1 chatservers, and the redis-server they share.
   std::vector<std::unique_ptr<ServerProcess>> more_servers_;
   std::vector<std::uint16_t> ports_;
-  std::unique_ptr<ChildProcess> redis_;
-  std::string redis_dir_;  // removed by stop()
+  std::unique_ptr<RedisServer> redis_;
   bool stopped_ = false;
 };
 

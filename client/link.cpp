@@ -348,8 +348,13 @@ Link::Outcome Link::session(std::stop_token stop, bool& ever_joined, std::string
     using K = Event::Kind;
     switch (ev.kind) {
       case K::comment:
-        if (ev.id == 0) return;  // the greeting and other untagged remarks: nobody needs them
-        break;                   // a room notice, tagged like every room event
+        if (ev.id == 0) {
+          // Before joining: the greeting and hints, which nobody needs. Once in the room: a remark
+          // for this client alone (the room is split from the other servers, a line not sent).
+          if (joined) notice(ev.text, false);
+          return;
+        }
+        break;  // a room notice, tagged like every room event
       case K::ping: out += format_command(Command{Verb::pong, ev.arg, {}}) + "\n"; return;
       case K::pong:
         if (ping_sent && ev.arg == ping_token) {

@@ -1,6 +1,7 @@
 #include "lab/scenarios.hpp"
 
 #include "bench/child_process.hpp"
+#include "bench/redis_server.hpp"
 #include "bench/report.hpp"
 #include "lab/network.hpp"
 #include "lab/observer.hpp"
@@ -60,6 +61,7 @@ struct Context {
   WallClock::time_point fault_at{};
   std::chrono::milliseconds wait{60'000};  // LabOptions::wait: the longest wait for the LEAVE
   ResumeRecord resume{};
+  bench::ServerProcess* victim_server = nullptr;  // shared: the victim's chatserver (B)
 
   // Time 0: called right before the fault is injected.
   void mark(std::string what) {
@@ -128,6 +130,9 @@ struct PhaseSpec {
   // The victim and the observer join with ids; `after` resumes the victim's seat, and the
   // phase is judged on the replay too (check_resume).
   bool resumes = false;
+  // One room on two chatservers through a redis-server started for the phase (--redis): the
+  // observer on the first, the victim on the second ("B"; its lines on the timeline say so).
+  bool shared = false;
 };
 
 struct Scenario {
@@ -557,6 +562,23 @@ std::vector<Scenario> make_scenarios() {
         "and gets RESUMED and the replay of exactly what the others read meanwhile, then live lines.",
         p);
   }
+  // One room on two chatservers: the victim's chatserver is killed; the survivor's reaper says
+  // the victim is gone, once.
+  {
+    PhaseSpec p{"", false, {"--instance-timeout", "3s"}, "instance-lost", {"backplane"}, {}, [](Context& c) {
+                  c.mark("kill -KILL " + std::to_string(c.victim_server->pid()) +
+                         " (the victim's chatserver, B); the victim's own process lives on");
+                  c.victim_server->process().signal(SIGKILL);
+                }};
+    p.shared = true;
+    p.expected_detail = "stopped answering (no heartbeat for 3.0 s)";
+    add("instance-lost",
+        "One room on two chatservers sharing Redis (--redis): the observer on one, the victim on the other, "
+        "which is killed. Nothing on the survivor ever talked to the victim: what notices is the dead server's "
+        "heartbeat key expiring in Redis (two thirds of --instance-timeout), then the survivor's backplane reaper, "
+        "which turns each of its members into one LEAVE instance-lost, once for the whole room.",
+        p);
+  }
   return all;
 }
 
@@ -645,25 +667,38 @@ PhaseResult run_phase(const PhaseSpec& spec, const LabOptions& options, std::siz
     launch.bind = server_host->address;
   }
   r.server_args = with(with({"--trace"}, spec.server_args), options.extra);
+  std::unique_ptr<bench::RedisServer> redis;
+  if (spec.shared) {
+    redis = std::make_unique<bench::RedisServer>();
+    r.server_args = with(r.server_args, {"--redis", redis->url(), "--room", "lab", "--db", "none"});
+  }
   if (net) r.server_netns = server_host->ns_name;
   if (progress.started) progress.started(index, r);
   bench::ServerProcess server(options.server_path, r.server_args, launch);
+  std::unique_ptr<bench::ServerProcess> server_b;
+  if (spec.shared) {
+    bench::ServerProcess::Launch launch_b = launch;
+    launch_b.on_line = [&timeline](const std::string& line) { timeline.add_server_line(line, "B "); };
+    server_b = std::make_unique<bench::ServerProcess>(options.server_path, r.server_args, launch_b);
+  }
+  const std::uint16_t victim_port_on_server = server_b ? server_b->port() : server.port();
   const std::string netns = net ? server_host->ns_name : std::string();
   Observer observer(launch.bind, server.port(), netns, timeline, spec.resumes);
 
-  std::vector<std::string> victim_argv{options.self_path, "victim", launch.bind, std::to_string(server.port())};
+  std::vector<std::string> victim_argv{options.self_path, "victim", launch.bind, std::to_string(victim_port_on_server)};
   if (spec.web_victim) victim_argv.insert(victim_argv.begin() + 2, "--web");
   if (spec.resumes) victim_argv.insert(victim_argv.begin() + 2, "--ids");
   if (net) victim_argv = net->in_host(*client_host, victim_argv);
   ChildProcess victim(victim_argv, ChildProcess::Output::pipe, ChildProcess::Output::inherit);
   Context ctx{victim, observer, timeline, net.get(), client_host, {}, {}};
   ctx.wait = options.wait;
+  ctx.victim_server = server_b.get();
   const auto joined = ctx.victim_says("joined from port ", SteadyClock::now() + 10s);
   if (!joined || !observer.wait_join("victim", SteadyClock::now() + 10s)) {
     throw std::runtime_error("the victim did not join");
   }
   const auto victim_port = static_cast<std::uint16_t>(std::stoi(joined->substr(17)));
-  SsWatch ss(netns, server.port(), victim_port, timeline);
+  SsWatch ss(netns, victim_port_on_server, victim_port, timeline);
   ss.wait_first_sample();
 
   if (spec.prepare) spec.prepare(ctx);
@@ -673,8 +708,8 @@ PhaseResult run_phase(const PhaseSpec& spec, const LabOptions& options, std::siz
   const auto wait = spec.expected_cause.empty() ? options.watch : options.wait;
   const auto leave = observer.wait_leave("victim", SteadyClock::now() + wait);
   // The reader logs "disconnected" on its way out, after the LEAVE went to the others: once
-  // that line is in, the story is complete.
-  if (leave) {
+  // that line is in, the story is complete. (Shared: the victim's reader died with its server.)
+  if (leave && !spec.shared) {
     timeline.wait_for([](const std::string& source, const std::string& text) {
       return source.rfind("reader", 0) == 0 && text.rfind("disconnected: ", 0) == 0;
     }, SteadyClock::now() + 5s);
@@ -703,6 +738,8 @@ PhaseResult run_phase(const PhaseSpec& spec, const LabOptions& options, std::siz
   }
   victim.kill();
   server.stop();
+  if (server_b) server_b->stop();
+  if (redis) redis->stop();
   return r;
 }
 

@@ -16,6 +16,9 @@
 //                                                            -> closed    (reader; the detail names 1001)
 //   web-hang      a browser's page joined over the WebSocket is stopped (SIGSTOP)
 //                                                            -> no-pong   (poller's heartbeat)
+//   instance-lost one room on two chatservers through Redis: the victim's chatserver is killed
+//                                                            -> instance-lost (the survivor's
+//                 backplane reaper, once the dead server's heartbeat key expired)
 //   wifi-drop     a victim with ids (HELLO victim ids) loses its link for a few seconds while
 //                 the observer talks (netns, root)           -> timeout   (poller's heartbeat:
 //                 not even the PING is ACKed); the link comes back, the victim reconnects and

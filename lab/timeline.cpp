@@ -122,16 +122,16 @@ bool Timeline::wait_for(const std::function<bool(const std::string&, const std::
   });
 }
 
-void Timeline::add_server_line(const std::string& line) {
+void Timeline::add_server_line(const std::string& line, const std::string& prefix) {
   const auto now = WallClock::now();
   if (auto parsed = parse_server_line(line, now)) {
     if (parsed->level == "debug") return;
-    add(std::move(parsed->role), parsed->level == "trace" || parsed->level == "info"
+    add(prefix + parsed->role, parsed->level == "trace" || parsed->level == "info"
                                      ? std::move(parsed->message)
                                      : parsed->level + ": " + parsed->message,
         parsed->at);
   } else {
-    add("server", line, now);  // "chatserver listening on ...", or anything unexpected
+    add(prefix + "server", line, now);  // "chatserver listening on ...", or anything unexpected
   }
 }
 
@@ -172,17 +172,22 @@ std::vector<LabEvent> Timeline::events() const {
   for (auto port : ignored_ports_) words.push_back(":" + std::to_string(port));
   std::vector<LabEvent> kept;
   for (const auto& e : events_) {
-    const bool ignored = is_server_source(e.source) && std::any_of(words.begin(), words.end(), [&](const std::string& w) {
+    // A second chatserver's lines ("B ...", instance-lost) have numbers and ports of their own:
+    // only the ignored clients' nicknames apply to them.
+    const auto& applied = e.source.rfind("B ", 0) == 0 ? ignored_ : words;
+    const bool ignored = is_server_source(e.source) && std::any_of(applied.begin(), applied.end(), [&](const std::string& w) {
       return contains_word(e.source, w) || contains_word(e.text, w);
     });
     if (!ignored) kept.push_back(e);
   }
-  // One name per reader thread: "reader #2" takes the name it had once its client joined.
+  // One name per reader thread: "reader #2" takes the name it had once its client joined (on
+  // a second chatserver: "B reader #1" becomes "B reader victim").
   std::vector<std::pair<std::string, std::string>> renamed;  // {"reader #2", "reader victim"}
   for (const auto& e : kept) {
-    if (e.source.rfind("reader ", 0) != 0) continue;
-    if (auto before = reader_before_join(e.text); !before.empty() && before != e.source) {
-      renamed.emplace_back(std::move(before), e.source);
+    const std::string prefix = e.source.rfind("B ", 0) == 0 ? "B " : "";
+    if (e.source.rfind(prefix + "reader ", 0) != 0) continue;
+    if (auto before = reader_before_join(e.text); !before.empty() && prefix + before != e.source) {
+      renamed.emplace_back(prefix + before, e.source);
     }
   }
   for (auto& e : kept) {

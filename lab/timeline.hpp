@@ -49,7 +49,8 @@ class Timeline {
   void add(std::string source, std::string text, WallClock::time_point at = WallClock::now());
   // A line the server wrote to stderr. Debug lines and lines naming an ignored client are
   // dropped here; its lines before it had a nickname are left out by events().
-  void add_server_line(const std::string& line);
+  // `prefix` goes before the thread's name ("B " for a second chatserver's lines).
+  void add_server_line(const std::string& line, const std::string& prefix = {});
   // Leaves out the lines about a client: its nickname, and (found through the listener's
   // "accepted <address>:<port> as #N" line) its number before it joined.
   void ignore_client(std::string nick, std::uint16_t port);

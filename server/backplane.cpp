@@ -57,8 +57,10 @@ if claim == 'take' then
     local h = redis.call('HGET', seat_of, nkey)
     local value = h and redis.call('HGET', seats, h)
     local _, _, expires = seat_fields(value or '\t0\t0')
-    if value and expires > now then return redis.error_reply('HELD') end
-    close_seat(nkey)
+    -- Held for another seat (not this one's own, announced again after Redis forgot its
+    -- instance), and not expired: refused.
+    if value and expires > now and h ~= ARGV[13] then return redis.error_reply('HELD') end
+    if h ~= ARGV[13] then close_seat(nkey) end
   elseif owner and owner ~= origin then
     return redis.error_reply('TAKEN')
   end
@@ -143,13 +145,15 @@ return added
 // The reaper: every instance whose heartbeat key has expired is removed and each of its
 // members gets a LEAVE <nick> instance-lost, all in one atomic step, so exactly one survivor
 // does it; a member with a seat keeps it, held for `hold` ms, so it may resume on a survivor.
-// ARGV: prefix, maxlen, ms, silence ("3.0 s"), floor, hold. Returns how many it reaped.
+// ARGV: prefix, maxlen, ms, silence ("3.0 s"), floor, hold. Returns {instances reaped, then
+// "<detail><TAB><nick>" for each member it turned into a LEAVE}.
 constexpr const char* reap_script = R"lua(
 local p, maxlen, ms, silence, floor = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
 local hold = tonumber(ARGV[6])
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local reaped = 0
+local lost = {}
 for _, inst in ipairs(redis.call('SMEMBERS', p .. 'instances')) do
   if redis.call('EXISTS', p .. 'alive:' .. inst) == 0 then
     redis.call('SREM', p .. 'instances', inst)
@@ -178,6 +182,7 @@ for _, inst in ipairs(redis.call('SMEMBERS', p .. 'instances')) do
       floor = id
       redis.call('XADD', p .. 'stream', 'MAXLEN', '~', maxlen, '*', 'id', id, 'o', inst, 's', 0,
                  'ms', ms, 'k', 'leave', 'n', m[i + 1], 'a', '', 'c', 'instance-lost', 't', detail)
+      table.insert(lost, detail .. '\t' .. m[i + 1])
     end
     redis.call('DEL', p .. 'members:' .. inst)
     redis.call('HDEL', p .. 'labels', inst)
@@ -185,7 +190,8 @@ for _, inst in ipairs(redis.call('SMEMBERS', p .. 'instances')) do
     reaped = reaped + 1
   end
 end
-return reaped
+table.insert(lost, 1, reaped)
+return lost
 )lua";
 
 // A clean stop: the instance leaves the set; nicknames still claimed for it are released (the
@@ -350,7 +356,7 @@ void Backplane::crash() {
   stop();
 }
 
-bool Backplane::publish(const Event& event, Claim claim, std::string seat, std::int64_t hold_ms) {
+bool Backplane::publish(const Event& event, Claim claim, std::string seat, std::int64_t hold_ms, bool first) {
   {
     std::lock_guard lock(mutex_);
     if (stopping_) return false;
@@ -359,7 +365,19 @@ bool Backplane::publish(const Event& event, Claim claim, std::string seat, std::
       ++lost_since_split_;
       return false;
     }
-    queue_.push_back(Outgoing{next_serial_++, unix_now_ms(), event, claim, nullptr, std::move(seat), hold_ms});
+    Outgoing out{next_serial_++, unix_now_ms(), event, claim, nullptr, std::move(seat), hold_ms};
+    if (first) {
+      // Ahead of everything never sent, but behind what was in flight when the link broke (it
+      // may be in the stream already, under its serial). Redis skips a serial at or below the
+      // last one it applied, so the serials must still grow in the order things are sent: the
+      // never-sent ones behind get new ones.
+      auto at = std::find_if(queue_.begin(), queue_.end(), [](const Outgoing& o) { return !o.sent; });
+      const auto index = at - queue_.begin();
+      queue_.insert(at, std::move(out));
+      for (auto it = queue_.begin() + index; it != queue_.end(); ++it) it->serial = next_serial_++;
+    } else {
+      queue_.push_back(std::move(out));
+    }
     stats_.queued = queue_.size() + in_flight_count_;
   }
   const std::uint64_t one = 1;
@@ -516,6 +534,7 @@ void Backplane::send_events() {
     in_flight_count_ += batch.size();
   }
   for (auto& out : batch) {
+    out.sent = true;
     cmd_->append(event_command(out));
     cmd_pending_.emplace_back(Pending::event, Clock::now());
     in_flight_.push_back(std::move(out));
@@ -584,9 +603,23 @@ void Backplane::cmd_reply(Pending what, const RedisValue& reply) {
       }
       return;
     case Pending::reap:
-      if (reply.integer > 0) {
+      // {instances reaped, "<detail><TAB><nick>"...}: this instance's reaper was the one (a
+      // trace line per member, in chatlab's "ends <nick>: ..." form: it decided the LEAVE).
+      if (reply.type == RedisValue::Type::array && !reply.elements.empty() && reply.elements[0].integer > 0) {
+        std::string said;  // the evidence, once per lost server
+        for (std::size_t i = 1; i < reply.elements.size(); ++i) {
+          const std::string& entry = reply.elements[i].str;
+          const auto tab = entry.rfind('\t');
+          if (tab == std::string::npos) continue;
+          const std::string detail = entry.substr(0, tab);
+          if (detail != said) {
+            log_trace("reaper: ", detail, ": its heartbeat key expired in Redis; this instance's reaper went first");
+            said = detail;
+          }
+          log_trace("ends ", entry.substr(tab + 1), ": instance-lost (", detail, "); its LEAVE is in the stream");
+        }
         std::lock_guard lock(mutex_);
-        stats_.reaped += static_cast<std::uint64_t>(reply.integer);
+        stats_.reaped += static_cast<std::uint64_t>(reply.elements[0].integer);
       }
       return;
     case Pending::other:

@@ -136,9 +136,11 @@ class Backplane {
 
   // Any thread. Queues `event` for the stream; false if the queue is full (the event is
   // counted as lost). A claim's answer comes through publish_and_wait().
-  // `seat`: take: the new seat's token hash ("" none). `hold_ms`: release: how long its seat
-  // is held.
-  bool publish(const Event& event, Claim claim = Claim::none, std::string seat = {}, std::int64_t hold_ms = 0);
+  // `seat`: take: the seat's token hash ("" none; a seat held for this same hash is taken
+  // back). `hold_ms`: release: how long its seat is held. `first`: ahead of what is queued
+  // (the members announced again when Redis forgot this instance go before what they said).
+  bool publish(const Event& event, Claim claim = Claim::none, std::string seat = {}, std::int64_t hold_ms = 0,
+               bool first = false);
   // Any thread but the backplane's: publishes and waits (at most `timeout`) for Redis's answer.
   // unavailable: Redis cannot be reached now, or did not answer in time. `seat`: take: the new
   // seat's token hash; resume: the old one's.
@@ -161,6 +163,7 @@ class Backplane {
     std::shared_ptr<std::promise<Result>> reply;  // null: nobody waits
     std::string seat;          // take / resume: a token hash
     std::int64_t hold_ms = 0;  // release
+    bool sent = false;         // it went out once (it may be in the stream: its serial stays)
   };
   enum class Pending { event, heartbeat, reap, other };
 

@@ -246,7 +246,7 @@ Room::JoinResult Room::join(const std::shared_ptr<Session>& session, const std::
     // the same order for everyone.
     const auto join_id = id_of(history_.head());
     const auto head = append_locked(Event{Event::Kind::join, nick, {}, {}, {}, {}}, members_.size() + 1);
-    Member member{session, nick, 0};
+    Member member{session, nick, 0, {}};
     std::string token;
     if (session->ids()) {
       token = new_token();
@@ -375,7 +375,7 @@ Room::ResumeResult Room::resume(const std::shared_ptr<Session>& session, std::st
                                      [&](const Private& p) { return p.from_seat == number || p.to_seat == number; });
     const auto head = append_locked(Event{Event::Kind::back, nick, std::to_string(away_ms), {}, {}, {}},
                                     members_.size() + 1);
-    admit_locked(session, key, Member{session, nick, number}, head);
+    admit_locked(session, key, Member{session, nick, number, {}}, head);
     welcome_back_locked(*session, nick, std::to_string(away_ms), fresh, head, std::move(lines), partial);
   }
   wake_writers();
@@ -900,16 +900,23 @@ void Room::enter_locked(const StreamEvent& e) {
                             Backplane::Claim::release);
         return;
       }
-      admit_locked(session, key, Member{session, event.nick, it->second.token.empty() ? 0u : 1u}, head);
+      admit_locked(session, key,
+                   Member{session, event.nick, it->second.token.empty() ? 0u : 1u,
+                          it->second.token.empty() ? std::string() : token_hash(it->second.token)},
+                   head);
       welcome_locked(session, event.nick, head, e.id, it->second.token);
       it->second.admitted = true;
       admitted_.notify_all();
       return;
     }
     case Event::Kind::leave:
+      // An instance-lost LEAVE for one of this instance's members: a reaper declared this
+      // instance lost while it was cut off from Redis (the LEAVE carries this instance as its
+      // origin). They are still here, and this instance says so again (announce_members,
+      // first thing when it is back): its own clients never saw them go, so they are not shown
+      // this.
+      if (event.code == to_string(LeaveCause::instance_lost) && members_.contains(key)) return;
       roster_ = roster_.without(key);
-      // (A LEAVE from elsewhere for one of this instance's members means this instance was
-      // declared lost meanwhile: announce_members() says they are still here.)
       append_locked(event, roster_.size(), &e);
       return;
     case Event::Kind::nick:
@@ -986,7 +993,7 @@ void Room::enter_back_locked(const StreamEvent& e) {
     const auto body = line.substr(line.find(' ') + 1);
     return body == "JOIN " + nick || body.starts_with("BACK " + nick + " ");
   });
-  admit_locked(r.session, key, Member{r.session, nick, 1}, head);
+  admit_locked(r.session, key, Member{r.session, nick, 1, new_hash}, head);
   welcome_back_locked(*r.session, nick, event.arg, r.token, head, std::move(lines), partial);
   r.admitted = true;
   admitted_.notify_all();
@@ -1074,8 +1081,11 @@ void Room::link_changed(bool whole, const std::string& detail) {
 void Room::announce_members() {
   std::lock_guard lock(mutex_);
   if (closed_) return;
+  // Ahead of what they said while Redis did not have them (the queue kept it), each with its
+  // seat: one the reaper held for it is taken back.
   for (const auto& [key, member] : members_) {
-    backplane_->publish(Event{Event::Kind::join, member.nick, {}, {}, {}, {}}, Backplane::Claim::take);
+    backplane_->publish(Event{Event::Kind::join, member.nick, {}, {}, {}, {}}, Backplane::Claim::take, member.seat_hash,
+                        0, true);
   }
 }
 

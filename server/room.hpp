@@ -143,6 +143,7 @@ class Room {
     std::shared_ptr<Session> session;
     std::string nick;
     std::uint64_t seat = 0;  // its seat (joined with ids), else 0
+    std::string seat_hash;   // shared: its seat's token hash in Redis ("" none)
   };
   using Members = std::map<std::string, Member>;  // key: fold_nick(nick)
   using Clock = std::chrono::steady_clock;

@@ -1183,7 +1183,13 @@
       if (!handleTagged(line)) addLine('error', 'unrecognised line from server: ' + line);
       return;
     }
-    if (line.startsWith('#')) return; // remarks for people (the greeting, hints)
+    // Remarks for people: before joining, the greeting and hints (not shown); once in the room,
+    // a remark about this server for its members alone (the room is split from the other
+    // servers, a line not sent), shown as it is.
+    if (line.startsWith('#')) {
+      if (S.phase === 'joined') addLine('info', line.replace(/^# ?/, ''));
+      return;
+    }
     const [verb, rest] = splitWord(line);
     const [first, afterFirst] = splitWord(rest);
     const [second, afterSecond] = splitWord(afterFirst);

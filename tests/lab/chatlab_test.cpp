@@ -152,6 +152,27 @@ TEST_CASE("chatlab kill: a killed process's kernel sends a FIN", "[lab][scenario
   check_phase(result.phases[0], "closed", {"reader"});
 }
 
+TEST_CASE("chatlab instance-lost: the victim's chatserver is killed; the survivor's reaper says it once",
+          "[lab][scenario][redis]") {
+  const auto result = run_scenario("instance-lost", lab_options());
+  INFO(timeline_text(result));
+  REQUIRE(result.phases.size() == 1);
+  const auto& phase = result.phases[0];
+  check_phase(phase, "instance-lost", {"backplane"});
+  REQUIRE(phase.leave_line);
+  CHECK(phase.leave_line->find("stopped answering (no heartbeat for 3.0 s)") != std::string::npos);
+  // The second chatserver's lines are on the timeline, marked B; the victim saw its own end.
+  const auto& events = phase.events;
+  CHECK(std::any_of(events.begin(), events.end(), [](const LabEvent& e) { return e.source.rfind("B ", 0) == 0; }));
+  CHECK(std::any_of(events.begin(), events.end(), [](const LabEvent& e) {
+    return e.source == "victim" && e.text.rfind("gone: ", 0) == 0;
+  }));
+  // Exactly one decision: one reaper for the whole room.
+  CHECK(std::count_if(events.begin(), events.end(), [](const LabEvent& e) {
+          return e.source == "backplane" && e.text.rfind("ends victim: ", 0) == 0;
+        }) == 1);
+}
+
 TEST_CASE("chatlab crash-unread: unread data turns the close into an RST", "[lab][scenario]") {
   const auto result = run_scenario("crash-unread", lab_options());
   INFO(timeline_text(result));

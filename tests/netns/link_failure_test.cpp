@@ -577,3 +577,57 @@ TEST_CASE("chatserver resumes the seat of a client with ids after its link was d
                        << (replay.empty() ? std::string() : replay.front()) << "\n  ...\n  "
                        << (replay.empty() ? std::string() : replay.back()) << "\n  " << *back);
 }
+
+// One room on two chatservers (--redis, docs/scale-out.md), one of them cut from Redis by its
+// link going down, then healed: the other side's reaper declares it lost (instance-lost), the
+// cut-off side tells its members the room is split and keeps what they say, and when the link
+// is back it announces them again, before what they said, and says the room is whole.
+TEST_CASE("a chatserver cut from Redis by its link: lost for the others, split for its own, whole again when healed",
+          "[netns][redis]") {
+  auto net = network_or_skip();
+  if (!net) return;  // skipped; the WARN says why
+  REQUIRE(::access("/usr/bin/redis-server", X_OK) == 0);  // the README's test command installs it
+  Host& core = net->add_host("core");  // Redis and chatserver A
+  Host& edge = net->add_host("edge");  // chatserver B, cut off below
+  const std::string port = "6390";     // inside the namespaces only
+  Subprocess redis(net->in_host(core, {"/usr/bin/redis-server", "--bind", core.address, "--port", port, "--save", "",
+                                       "--appendonly", "no", "--protected-mode", "no", "--dir", "/tmp", "--logfile",
+                                       ""}));
+  REQUIRE(redis.wait_for_line(Stream::out, "Ready to accept connections", patience));
+  const std::vector<std::string> shared{"--redis", "redis://" + core.address + ":" + port, "--room", "partition",
+                                        "--instance-timeout", "3s", "--db", "none", "--ping-interval", no_heartbeat};
+  auto a = start_server(*net, core, shared);
+  auto b = start_server(*net, edge, shared);
+  auto alice = start_client(*net, core, core.address, a.port, "alice", {"--ping-interval", no_heartbeat, "--verbose"});
+  auto bob = start_client(*net, edge, edge.address, b.port, "bob", {"--ping-interval", no_heartbeat});
+  REQUIRE(alice->wait_for_line(Stream::out, "*** bob joined", patience));
+
+  const auto down = Clock::now();
+  net->link_down(edge);
+  std::string seen_alice, seen_bob;
+  // The others: bob's server stopped answering, once, within the instance timeout (+ slack).
+  const auto lost = line_with(*alice, Stream::out, "bob was lost with their server", down + 3s + slack, seen_alice);
+  INFO("alice said:\n" << seen_alice);
+  REQUIRE(lost);
+  CHECK(lost->find("stopped answering (no heartbeat for 3.0 s)") != std::string::npos);
+  // bob's own server: the room is split, and bob is still in it there.
+  const auto split = line_with(*bob, Stream::out, "the room is split since", Clock::now() + slack, seen_bob);
+  INFO("bob said:\n" << seen_bob);
+  REQUIRE(split);
+  REQUIRE(bob->write("said during the partition\n"));
+
+  net->link_up(edge);
+  REQUIRE(line_with(*bob, Stream::out, "the room is whole again", Clock::now() + slack + 10s, seen_bob));
+  // alice: bob is back (announced again), then what he said while cut off, in that order.
+  const auto said = line_with(*alice, Stream::out, "<bob> said during the partition", Clock::now() + slack, seen_alice);
+  REQUIRE(said);
+  const auto back_at = seen_alice.find("*** bob joined", seen_alice.find("bob was lost"));
+  CHECK(back_at != std::string::npos);
+  CHECK(back_at < seen_alice.find("<bob> said during the partition"));
+  // bob never saw himself leave: his own server kept him.
+  REQUIRE(bob->write("/who\n"));
+  REQUIRE(line_with(*bob, Stream::out, "online", Clock::now() + patience, seen_bob));
+  CHECK(seen_bob.find("bob was lost") == std::string::npos);
+  WARN("a chatserver cut from Redis: the others read instance-lost after " << millis(Clock::now() - down)
+                                                                           << " ms at most (3 s instance timeout)");
+}
