@@ -38,6 +38,9 @@ bool resumable(LeaveCause cause) {
 // after it still fits.
 std::size_t replay_budget(const ServerConfig& config) { return config.send_queue / 2; }
 
+// Shared: what a member is told when the backplane's buffer for a split is full.
+constexpr const char* not_kept_line = "# not sent: this server has been cut off from the room for too long and keeps no more";
+
 constexpr std::size_t max_replay_events = 50'000;   // read from the disk for one resume at most
 constexpr std::size_t max_kept_privates = 100'000;  // private messages kept for held seats at most
 // How long, and how many, tokens that no longer work are remembered (to say "expired" or
@@ -427,31 +430,13 @@ void Room::notice(const std::string& text) {
   wake_writers();
 }
 
-void Room::say(Session& from, std::string_view text) {
-  if (backplane_ != nullptr) {
-    std::string nick;
-    {
-      std::lock_guard lock(mutex_);
-      const auto it = find_locked(from);
-      if (it == members_.end()) return;
-      nick = it->second.nick;
-    }
-    if (!backplane_->publish(Event{Event::Kind::msg, nick, {}, {}, std::string(text), {}})) {
-      from.reply_line("# not sent: this server has been cut off from the room for too long and keeps no more");
-    }
-    return;
-  }
-  {
-    std::lock_guard lock(mutex_);
-    const auto it = find_locked(from);
-    if (it == members_.end()) return;
-    append_locked(Event{Event::Kind::msg, it->second.nick, {}, {}, std::string(text), {}});
-  }
-  wake_writers();
-}
+void Room::say(Session& from, std::string_view text) { speak(from, Event::Kind::msg, text); }
 
-void Room::me(Session& from, std::string_view text) {
+void Room::me(Session& from, std::string_view text) { speak(from, Event::Kind::me, text); }
+
+void Room::speak(Session& from, Event::Kind kind, std::string_view text) {
   if (backplane_ != nullptr) {
+    // Shared: published; every member (this one too) gets it when it comes back from the stream.
     std::string nick;
     {
       std::lock_guard lock(mutex_);
@@ -459,8 +444,8 @@ void Room::me(Session& from, std::string_view text) {
       if (it == members_.end()) return;
       nick = it->second.nick;
     }
-    if (!backplane_->publish(Event{Event::Kind::me, nick, {}, {}, std::string(text), {}})) {
-      from.reply_line("# not sent: this server has been cut off from the room for too long and keeps no more");
+    if (!backplane_->publish(Event{kind, nick, {}, {}, std::string(text), {}})) {
+      from.reply_line(not_kept_line);
     }
     return;
   }
@@ -468,7 +453,7 @@ void Room::me(Session& from, std::string_view text) {
     std::lock_guard lock(mutex_);
     const auto it = find_locked(from);
     if (it == members_.end()) return;
-    append_locked(Event{Event::Kind::me, it->second.nick, {}, {}, std::string(text), {}});
+    append_locked(Event{kind, it->second.nick, {}, {}, std::string(text), {}});
   }
   wake_writers();
 }
@@ -486,7 +471,7 @@ bool Room::priv(Session& from, std::string_view to, std::string_view text) {
       event = Event{Event::Kind::priv, sender->second.nick, *name, {}, std::string(text), {}};
     }
     if (!backplane_->publish(event)) {
-      from.reply_line("# not sent: this server has been cut off from the room for too long and keeps no more");
+      from.reply_line(not_kept_line);
     }
     return true;
   }

@@ -195,6 +195,8 @@ class Room {
   // One event as `session`'s mode shows it (no LF); nullopt if not shown in that mode.
   static std::optional<std::string> line_for(const Session& session, const Event& event);
   void wake_writers();  // without mutex_: room events were appended
+  // say() and me(): a MSG or ME from `from`.
+  void speak(Session& from, Event::Kind kind, std::string_view text);
 
   // Shared: the reader side of a JOIN (publish with the claim, wait to be admitted).
   JoinResult join_shared(const std::shared_ptr<Session>& session, const std::string& nick);

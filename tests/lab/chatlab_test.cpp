@@ -152,7 +152,7 @@ TEST_CASE("chatlab kill: a killed process's kernel sends a FIN", "[lab][scenario
   check_phase(result.phases[0], "closed", {"reader"});
 }
 
-TEST_CASE("chatlab instance-lost: the victim's chatserver is killed; the survivor's reaper says it once",
+TEST_CASE("chatlab instance-lost: the victim's chatserver is killed, and the survivor's reaper says it once",
           "[lab][scenario][redis]") {
   const auto result = run_scenario("instance-lost", lab_options());
   INFO(timeline_text(result));

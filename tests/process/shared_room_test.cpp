@@ -79,6 +79,14 @@ std::unique_ptr<LineClient> join(std::uint16_t port, const std::string& nick, st
   return c;
 }
 
+// A new connection's answer to HELLO <nick> (the greeting skipped): WELCOME, or the ERROR.
+std::string hello_answer(std::uint16_t port, const std::string& nick) {
+  LineClient c(port);
+  REQUIRE(read_line_within(c, wait_long).starts_with("#"));
+  REQUIRE(c.send_line("HELLO " + nick));
+  return read_line_within(c, wait_long);
+}
+
 // Reads until a tagged line whose body is exactly `body`.
 std::string read_event(LineClient& c, const std::string& body, std::vector<std::string>* log = nullptr) {
   return read_until_within(
@@ -226,10 +234,7 @@ TEST_CASE("shared room: a kill -9'd chatserver's members each leave with instanc
   REQUIRE(w0->send_line("WHO"));
   CHECK(read_until_within(*w0, wait_long, [](const std::string& l) { return l.starts_with("USERS "); }) ==
         "USERS w0 w1");
-  LineClient other(cluster.port(1));
-  REQUIRE(read_line_within(other, wait_long).starts_with("#"));
-  REQUIRE(other.send_line("HELLO x1"));
-  CHECK(read_line_within(other, wait_long) == "ERROR nick-held x1");
+  CHECK(hello_answer(cluster.port(1), "x1") == "ERROR nick-held x1");
   REQUIRE(w0->send_line("STATS"));
   const auto stats = read_until_within(*w0, wait_long, [](const std::string& l) { return l.starts_with("STATS "); });
   CHECK(stats.find(" redis_linked=1 ") != std::string::npos);
@@ -247,10 +252,7 @@ TEST_CASE("shared room: a chatserver stopped cleanly says its members left with 
   const auto leave = read_until_within(*w, wait_long, tagged_starting("LEAVE y "));
   CHECK(must_tag(leave).body == "LEAVE y shutdown server shutting down");
   // y's seat is held (its nickname too), and y resumes on the server left.
-  LineClient other(cluster.port(0));
-  REQUIRE(read_line_within(other, wait_long).starts_with("#"));
-  REQUIRE(other.send_line("HELLO Y"));
-  CHECK(read_line_within(other, wait_long) == "ERROR nick-held Y");
+  CHECK(hello_answer(cluster.port(0), "Y") == "ERROR nick-held Y");
   LineClient back(cluster.port(0));
   REQUIRE(read_line_within(back, wait_long).starts_with("#"));
   REQUIRE(back.send_line("RESUME " + y_token + " " + std::to_string(y_last)));
@@ -440,12 +442,7 @@ TEST_CASE("shared room: the members of a kill -9'd chatserver resume on another,
   for (int i = 1; i <= 5; ++i) REQUIRE(w0->send_line("SAY missed " + std::to_string(i)));
   read_until_within(*w0, wait_long, tagged_starting("LEAVE x1 instance-lost "));
   // While its seat is held, its nickname is not free.
-  {
-    LineClient other(cluster.port(1));
-    REQUIRE(read_line_within(other, wait_long).starts_with("#"));
-    REQUIRE(other.send_line("HELLO x1"));
-    CHECK(read_line_within(other, wait_long) == "ERROR nick-held x1");
-  }
+  CHECK(hello_answer(cluster.port(1), "x1") == "ERROR nick-held x1");
   REQUIRE(w0->send_line("SAY after the loss"));
   read_event(*w0, "MSG w0 after the loss");
 
