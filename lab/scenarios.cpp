@@ -708,10 +708,16 @@ PhaseResult run_phase(const PhaseSpec& spec, const LabOptions& options, std::siz
   const auto wait = spec.expected_cause.empty() ? options.watch : options.wait;
   const auto leave = observer.wait_leave("victim", SteadyClock::now() + wait);
   // The reader logs "disconnected" on its way out, after the LEAVE went to the others: once
-  // that line is in, the story is complete. (Shared: the victim's reader died with its server.)
+  // that line is in, the story is complete. Shared: the victim's reader died with its server,
+  // and the survivor's backplane logs its decision when Redis answers the reaper, which may be
+  // after the LEAVE came back through the stream.
   if (leave && !spec.shared) {
     timeline.wait_for([](const std::string& source, const std::string& text) {
       return source.rfind("reader", 0) == 0 && text.rfind("disconnected: ", 0) == 0;
+    }, SteadyClock::now() + 5s);
+  } else if (leave) {
+    timeline.wait_for([](const std::string& source, const std::string& text) {
+      return source == "backplane" && text.rfind("ends victim: ", 0) == 0;
     }, SteadyClock::now() + 5s);
   }
   if (spec.after) spec.after(ctx);

@@ -657,6 +657,22 @@ void Backplane::read_reply(const RedisValue& reply) {
   if (!events.empty() && callbacks_.events) callbacks_.events(std::move(events));
 }
 
+void Backplane::settle_reap() {
+  // A reap in flight: its LEAVEs may be among the events just read. Redis answered it before it
+  // woke this XREAD, so the answer is here or microseconds away: take it first, so that the
+  // reaper's decision is logged before the room hears of it (chatlab reads them in that order).
+  const auto deadline = Clock::now() + Millis(50);
+  const auto reap_pending = [this] {
+    return cmd_ && std::any_of(cmd_pending_.begin(), cmd_pending_.end(),
+                               [](const auto& p) { return p.first == Pending::reap; });
+  };
+  while (reap_pending() && Clock::now() < deadline) {
+    pollfd p{cmd_->fd(), POLLIN, 0};
+    if (::poll(&p, 1, 5) > 0 && (p.revents & (POLLIN | POLLHUP | POLLERR)) != 0 && !cmd_->read_some()) return;
+    take_cmd_replies();
+  }
+}
+
 void Backplane::take_cmd_replies() {
   while (cmd_ && !cmd_pending_.empty()) {
     auto reply = cmd_->next_reply();
@@ -708,6 +724,8 @@ void Backplane::run() {
     while (cmd_ && read_->in_flight() > 0) {
       auto reply = read_->next_reply();
       if (!reply) break;
+      settle_reap();
+      if (!cmd_) break;
       read_reply(*reply);
       if (cmd_) issue_xread();
     }

@@ -147,6 +147,8 @@ class Backplane {
   Result publish_and_wait(const Event& event, Claim claim, Millis timeout, std::string seat = {});
 
   const std::string& instance() const { return options_.instance; }
+  // Events kept while Redis cannot be reached (BackplaneOptions::buffer_max).
+  std::size_t buffer_max() const { return options_.buffer_max; }
   // The id of the last event in the stream when this instance started (0: an empty room).
   std::uint64_t start_id() const { return start_id_; }
   // Who was in the room (every instance's members) at that same point of the stream: read in
@@ -176,6 +178,7 @@ class Backplane {
   void read_reply(const RedisValue& reply);  // an XREAD answer
   void cmd_reply(Pending what, const RedisValue& reply);
   void take_cmd_replies();  // the replies that have arrived on "cmd", each to cmd_reply()
+  void settle_reap();       // before events read now reach the room: a reap in flight's answer
   void issue_xread();
   std::string link_error() const;  // the broken connection's URL and error
   std::vector<std::string> event_command(const Outgoing& out) const;

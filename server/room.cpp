@@ -41,7 +41,10 @@ std::size_t replay_budget(const ServerConfig& config) { return config.send_queue
 // Shared: what a member is told when the backplane's buffer for a split is full.
 constexpr const char* not_kept_line = "# not sent: this server has been cut off from the room for too long and keeps no more";
 
-constexpr std::size_t max_replay_events = 50'000;   // read from the disk for one resume at most
+constexpr std::size_t max_replay_events = 50'000;
+// Shared: events shown here during a split and not yet back from the stream, at most (the
+// backplane keeps 10,000 for it).
+constexpr std::size_t max_split_shown = 20'000;   // read from the disk for one resume at most
 constexpr std::size_t max_kept_privates = 100'000;  // private messages kept for held seats at most
 // How long, and how many, tokens that no longer work are remembered (to say "expired" or
 // "already used" rather than "unknown").
@@ -119,6 +122,20 @@ std::uint64_t Room::append_locked(const Event& event, std::optional<std::size_t>
   archive_.append(ArchivedEvent{tagged.id, tagged.time_ms, event});
   ++stats_.events;
   transcript_.record(event, online);
+  return history_.head();
+}
+
+std::uint64_t Room::append_split_locked(const Event& event, std::optional<std::size_t> online) {
+  // No id yet (the stream gives it when the room is whole again): the line without a tag in
+  // every mode, and not archived. split_shown_ remembers it, so that it is not shown twice here
+  // when it comes back from the stream.
+  const auto now = std::chrono::system_clock::now();
+  auto text = render_line(event, now, online);
+  const std::string protocol = format_event(event);
+  history_.append(with_lf(protocol), text ? with_lf(std::move(*text)) : std::string(), with_lf(protocol));
+  ++stats_.events;
+  transcript_.record(event, online);
+  if (split_shown_.size() < max_split_shown) split_shown_.push_back(event);
   return history_.head();
 }
 
@@ -391,6 +408,7 @@ void Room::leave(Session& session) {
     // its cause as detected, when it comes back from the stream.
     Event event;
     std::int64_t hold_ms = 0;
+    bool split = false;
     {
       std::lock_guard lock(mutex_);
       if (closed_) return;
@@ -402,6 +420,17 @@ void Room::leave(Session& session) {
       if (it->second.seat != 0 && resumable(d.cause)) hold_ms = config_.resume_window.count();
       members_.erase(it);
       stats_.count_leave(d.cause);
+      if (!split_since_.empty()) {
+        // Split: this instance's members hear it now; the others when the link is back.
+        backplane_->publish(event, Backplane::Claim::release, {}, hold_ms);
+        roster_ = roster_.without(fold_nick(event.nick));
+        append_split_locked(event, roster_.size());
+        split = true;
+      }
+    }
+    if (split) {
+      wake_writers();
+      return;
     }
     backplane_->publish(event, Backplane::Claim::release, {}, hold_ms);
     return;
@@ -437,14 +466,27 @@ void Room::me(Session& from, std::string_view text) { speak(from, Event::Kind::m
 void Room::speak(Session& from, Event::Kind kind, std::string_view text) {
   if (backplane_ != nullptr) {
     // Shared: published; every member (this one too) gets it when it comes back from the stream.
-    std::string nick;
+    // Split: this instance's members get it now, without an id; the others when whole again.
+    Event event;
+    bool shown = false;
     {
       std::lock_guard lock(mutex_);
       const auto it = find_locked(from);
       if (it == members_.end()) return;
-      nick = it->second.nick;
+      event = Event{kind, it->second.nick, {}, {}, std::string(text), {}};
+      if (!split_since_.empty()) {
+        if (backplane_->publish(event)) {
+          append_split_locked(event);
+          shown = true;
+        } else {
+          from.reply_line(not_kept_line);
+          return;
+        }
+      }
     }
-    if (!backplane_->publish(Event{kind, nick, {}, {}, std::string(text), {}})) {
+    if (shown) {
+      wake_writers();
+    } else if (!backplane_->publish(event)) {
       from.reply_line(not_kept_line);
     }
     return;
@@ -857,6 +899,15 @@ void Room::enter_locked(const StreamEvent& e) {
   const Event& event = e.event;
   const bool own = e.origin == backplane_->instance();
   const auto key = fold_nick(event.nick);
+  // Shown here already, during the split (append_split_locked): back in the stream's order for
+  // the others, not shown twice here. Own events come back in the order they were published.
+  if (own && !split_shown_.empty()) {
+    const Event& shown = split_shown_.front();
+    if (shown.kind == event.kind && shown.nick == event.nick && shown.text == event.text && shown.code == event.code) {
+      split_shown_.pop_front();
+      return;
+    }
+  }
   switch (event.kind) {
     case Event::Kind::join: {
       // A JOIN for someone the room already has, under that name, is no news: an instance
@@ -1056,7 +1107,8 @@ void Room::link_changed(bool whole, const std::string& detail) {
     split_since_ = detail + " (since " + clock_time(std::chrono::system_clock::now()) + ")";
     tell_members_locked("the room is split since " + clock_time(std::chrono::system_clock::now()) +
                         ": this server cannot reach the others (" + detail +
-                        "); what you say is kept and goes out when the link is back");
+                        "); you hear only the people on this server, and what is said here is kept (up to " +
+                        std::to_string(backplane_->buffer_max()) + " lines) for the others until the link is back");
   } else {
     split_since_.clear();
     tell_members_locked("the room is whole again" + (detail.empty() ? std::string() : ": " + detail));

@@ -205,6 +205,9 @@ class Room {
   // Shared, mutex_ held: one stream event into the History (and, for this instance's own JOIN,
   // the joiner's admission).
   void enter_locked(const StreamEvent& e);
+  // Shared, split, mutex_ held: `event` for this instance's members now, without an id (it is
+  // published too, and kept until the link is back).
+  std::uint64_t append_split_locked(const Event& event, std::optional<std::size_t> online = std::nullopt);
   // Shared, mutex_ held: a BACK from the stream (a seat resumed here or elsewhere).
   void enter_back_locked(const StreamEvent& e);
   // Shared, mutex_ held: a line for this instance's members alone (a remark about this server's
@@ -275,6 +278,7 @@ class Room {
   std::map<std::string, Resuming> resuming_;  // guarded by mutex_
   std::condition_variable admitted_;        // with mutex_: a Joining was admitted
   std::string split_since_;                 // guarded by mutex_: why and since when; "" when whole
+  std::deque<Event> split_shown_;           // guarded by mutex_: shown during a split, not yet back
 };
 
 }  // namespace chat

@@ -260,21 +260,31 @@ TEST_CASE("shared room: a chatserver stopped cleanly says its members left with 
   read_until_within(*w, wait_long, tagged_starting("BACK y "));
 }
 
-TEST_CASE("shared room: Redis restarted empty: the split is told, what was said is kept and delivered, ids go on",
+TEST_CASE("shared room: Redis restarted empty: the split is told, local chat goes on, what was said is delivered once",
           "[redis][shared]") {
   Cluster cluster(2);
   auto alice = join(cluster.port(0), "alice");
+  auto dora = join(cluster.port(0), "dora");  // on alice's server
   auto bob = join(cluster.port(1), "bob");
   read_event(*alice, "JOIN bob");
+  read_event(*dora, "JOIN bob");
   REQUIRE(alice->send_line("SAY before"));
   const auto before = must_tag(read_event(*bob, "MSG alice before")).id;
   read_event(*alice, "MSG alice before");
 
   cluster.redis->stop();
-  for (auto* c : {alice.get(), bob.get()}) {
-    read_until_within(*c, wait_long, [](const std::string& l) { return l.starts_with("# the room is split since "); });
+  for (auto* c : {alice.get(), dora.get(), bob.get()}) {
+    const auto notice =
+        read_until_within(*c, wait_long, [](const std::string& l) { return l.starts_with("# the room is split since "); });
+    CHECK(notice.find("you hear only the people on this server") != std::string::npos);
+    CHECK(notice.find("up to 10000 lines") != std::string::npos);
   }
+  // Local chat goes on: alice and dora, on one server, hear each other at once (no id yet).
   REQUIRE(alice->send_line("SAY during the split"));
+  for (auto* c : {alice.get(), dora.get()}) {
+    CHECK(read_until_within(*c, wait_long, [](const std::string& l) { return l.find("during the split") != std::string::npos; }) ==
+          "MSG alice during the split");
+  }
   // A HELLO cannot claim its nickname now: refused, the connection stays.
   auto carol = std::make_unique<LineClient>(cluster.port(1));
   REQUIRE(read_line_within(*carol, wait_long).starts_with("#"));
@@ -282,21 +292,29 @@ TEST_CASE("shared room: Redis restarted empty: the split is told, what was said 
   CHECK(read_line_within(*carol, wait_long).starts_with("ERROR room-split "));
 
   cluster.redis->start();
-  for (auto* c : {alice.get(), bob.get()}) {
+  // bob, on the other server, gets it once the room is whole, with its id.
+  {
     std::vector<std::string> log;
-    const auto line = read_event(*c, "MSG alice during the split", &log);
+    const auto line = read_event(*bob, "MSG alice during the split", &log);
     CHECK(must_tag(line).id > before);
-    const bool told = std::any_of(log.begin(), log.end(), [](const std::string& l) {
-      return l.starts_with("# the room is whole again");
-    });
-    CHECK(told);
-    // Nobody was announced again: they never left.
-    for (const auto& l : log) CHECK(l.find("JOIN ") == std::string::npos);
+    CHECK(std::any_of(log.begin(), log.end(), [](const std::string& l) { return l.starts_with("# the room is whole again"); }));
+    for (const auto& l : log) CHECK(l.find("JOIN ") == std::string::npos);  // nobody left, nobody is back
   }
-  // And the room works as before: a newcomer sees both.
+  // alice and dora are told the room is whole, and do not get the line a second time.
+  REQUIRE(bob->send_line("SAY marker after the split"));
+  for (auto* c : {alice.get(), dora.get()}) {
+    std::vector<std::string> log;
+    read_event(*c, "MSG bob marker after the split", &log);
+    CHECK(std::any_of(log.begin(), log.end(), [](const std::string& l) { return l.starts_with("# the room is whole again"); }));
+    for (const auto& l : log) {
+      CHECK(l.find("during the split") == std::string::npos);
+      CHECK(l.find("JOIN ") == std::string::npos);
+    }
+  }
+  // And the room works as before: a newcomer sees everyone.
   REQUIRE(carol->send_line("HELLO carol"));
   CHECK(read_line_within(*carol, wait_long) == "WELCOME carol");
-  CHECK(read_line_within(*carol, wait_long) == "USERS alice bob carol");
+  CHECK(read_line_within(*carol, wait_long) == "USERS alice bob carol dora");
 }
 
 TEST_CASE("shared room: chatclient --host a,b fails over to the next chatserver when its own is killed, and resumes",
