@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <mutex>
 #include <ctime>
 
 namespace chat::lab {
@@ -73,12 +74,21 @@ std::optional<ServerLine> parse_server_line(std::string_view line, WallClock::ti
   // that is nearer (a run across midnight).
   const std::time_t t = WallClock::to_time_t(received);
   std::tm local{};
-  localtime_r(&t, &local);
-  local.tm_hour = hours;
-  local.tm_min = minutes;
-  local.tm_sec = seconds;
-  local.tm_isdst = -1;
-  auto at = WallClock::from_time_t(std::mktime(&local)) + std::chrono::microseconds(micros);
+  std::time_t made = 0;
+  {
+    // glibc's mktime rereads the time zone each call (tzset), freeing and copying its name
+    // under a lock of its own that ThreadSanitizer cannot see: with two chatservers' drain
+    // threads parsing at once (instance-lost), one at a time.
+    static std::mutex time_zone;
+    std::lock_guard lock(time_zone);
+    localtime_r(&t, &local);
+    local.tm_hour = hours;
+    local.tm_min = minutes;
+    local.tm_sec = seconds;
+    local.tm_isdst = -1;
+    made = std::mktime(&local);
+  }
+  auto at = WallClock::from_time_t(made) + std::chrono::microseconds(micros);
   using namespace std::chrono_literals;
   if (at - received > 12h) at -= 24h;
   if (received - at > 12h) at += 24h;

@@ -14,7 +14,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <ctime>
 
 namespace chat {
 namespace {
@@ -755,15 +754,6 @@ namespace {
 // back on the stream (one round trip each on a working link).
 constexpr auto shared_join_patience = std::chrono::seconds(5);
 
-std::string clock_time(std::chrono::system_clock::time_point t) {
-  const std::time_t s = std::chrono::system_clock::to_time_t(t);
-  std::tm tm{};
-  localtime_r(&s, &tm);
-  char text[16];
-  std::strftime(text, sizeof text, "%H:%M:%S", &tm);
-  return text;
-}
-
 }  // namespace
 
 void Room::share(Backplane& backplane, const std::vector<std::string>& roster) {
@@ -1104,8 +1094,8 @@ void Room::link_changed(bool whole, const std::string& detail) {
   std::lock_guard lock(mutex_);
   if (closed_) return;
   if (!whole) {
-    split_since_ = detail + " (since " + clock_time(std::chrono::system_clock::now()) + ")";
-    tell_members_locked("the room is split since " + clock_time(std::chrono::system_clock::now()) +
+    split_since_ = detail + " (since " + clock_stamp(std::chrono::system_clock::now()) + ")";
+    tell_members_locked("the room is split since " + clock_stamp(std::chrono::system_clock::now()) +
                         ": this server cannot reach the others (" + detail +
                         "); you hear only the people on this server, and what is said here is kept (up to " +
                         std::to_string(backplane_->buffer_max()) + " lines) for the others until the link is back");
