@@ -119,6 +119,9 @@ ChildProcess::ChildProcess(std::vector<std::string> argv, Output out, Output err
   };
   route(out, outp[1], STDOUT_FILENO);
   route(err, errp[1], STDERR_FILENO);
+  // Nothing else: a socket this process holds (Asio does not open them close-on-exec) must not
+  // live on in the child, where closing it here would no longer end the connection.
+  posix_spawn_file_actions_addclosefrom_np(&actions, STDERR_FILENO + 1);
 
   // chatbench ignores SIGPIPE and handles SIGINT/SIGTERM; the child must not inherit that.
   posix_spawnattr_t attr;

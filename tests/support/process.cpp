@@ -64,6 +64,9 @@ Subprocess::Subprocess(std::vector<std::string> argv) {
   posix_spawn_file_actions_adddup2(&actions, in[0], STDIN_FILENO);
   posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
   posix_spawn_file_actions_adddup2(&actions, err[1], STDERR_FILENO);
+  // Nothing else: a socket this process holds (Asio does not open them close-on-exec) must not
+  // live on in the child, where closing it here would no longer end the connection.
+  posix_spawn_file_actions_addclosefrom_np(&actions, STDERR_FILENO + 1);
 
   // The child starts with default SIGPIPE handling and no blocked signals, whatever the test
   // runner did to its own.
