@@ -21,7 +21,8 @@ using Clock = std::chrono::steady_clock;
 // The event script: KEYS none (every key is built from the prefix in ARGV[1]; one Redis, no
 // cluster). ARGV: prefix, maxlen, origin, serial, ms, kind, nick, arg, code, text, claim, floor,
 // seat, hold. Returns the event's id; -1 if this origin's serial was applied already (a resend
-// after a broken connection); an error TAKEN, HELD, UNKNOWN or EXPIRED if the claim is refused.
+// after a broken connection), -2 for `register`; an error TAKEN, HELD, UNKNOWN, EXPIRED or MOVED
+// if the claim is refused, FORGOTTEN if the instance is not in the set (see below).
 //
 // Seats (a client that joined with ids may RESUME on any instance): `seats` maps a token's
 // hash to "nick<TAB>dropped ms<TAB>expires ms" (0 0 while connected), `seat_of` a folded
@@ -31,15 +32,38 @@ using Clock = std::chrono::steady_clock;
 //   rename   (NICK)   the seat follows the nickname
 //   resume   (BACK)   ARGV[13] = the old token's hash, ARGV[9] (code) = the new one's; the
 //                     event's nick and arg (ms away) come from the seat
+//   announce (JOIN)   a member again, after Redis forgot this instance; ARGV[13] = its seat's
+//                     hash. Its nickname taken meanwhile: the JOIN is for nick_2 (or _3, ...)
+//                     with arg = the old name, and `alias:<origin>` maps old to new (events
+//                     still published under the old name are rewritten); its seat resumed
+//                     elsewhere meanwhile (`resumed:<hash>`): MOVED
+//   register          the instance is in the set again (after its members' announce JOINs)
+// An instance reaped while it was only cut off or stalled is out of `instances` until an
+// announce or register puts it back: meanwhile its other events are refused (FORGOTTEN) and
+// the backplane sends them again behind those.
 constexpr const char* event_script = R"lua(
 local p, maxlen, origin, serial = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
-local applied = tonumber(redis.call('HGET', p .. 'serials', origin) or '0')
+local applied = tonumber(redis.call('GET', p .. 'serial:' .. origin) or '0')
 if serial <= applied then return -1 end
+local claim = ARGV[11]
+-- An instance Redis forgot (reaped while it was only cut off or stalled, or Redis restarted
+-- empty) is out of the set until it has announced its members again: what it publishes before
+-- that is refused and sent again after (a name may have been given away meanwhile).
+if claim == 'announce' or claim == 'register' then
+  redis.call('SADD', p .. 'instances', origin)
+elseif redis.call('SISMEMBER', p .. 'instances', origin) == 0 then
+  return redis.error_reply('FORGOTTEN')
+end
+if claim == 'register' then
+  redis.call('SET', p .. 'serial:' .. origin, serial, 'PX', 3600000)
+  return -2
+end
 local clock = redis.call('TIME')  -- seats expire by Redis's clock: one clock for every instance
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-local claim, nick, arg, code = ARGV[11], ARGV[7], ARGV[8], ARGV[9]
+local nick, arg, code = ARGV[7], ARGV[8], ARGV[9]
 local nicks, members, seats, seat_of = p .. 'nicks', p .. 'members:' .. origin, p .. 'seats', p .. 'seat_of'
-local nkey, akey = string.lower(nick), string.lower(arg)
+local aliases = p .. 'alias:' .. origin
+local nkey = string.lower(nick)
 local function seat_fields(value)
   local n, dropped, expires = string.match(value, '^(.*)\t(%d+)\t(%d+)$')
   return n, tonumber(dropped), tonumber(expires)
@@ -51,27 +75,74 @@ local function close_seat(key)
     redis.call('HDEL', seat_of, key)
   end
 end
-if claim == 'take' then
-  local owner = redis.call('HGET', nicks, nkey)
+-- Why this instance cannot have the nickname `key` now ('HELD', 'TAKEN'), or nil (a seat held
+-- for `seat` itself, or one whose time ran out, is no obstacle; the latter is closed).
+local function refusal(key, seat)
+  local owner = redis.call('HGET', nicks, key)
   if owner == 'held' then
-    local h = redis.call('HGET', seat_of, nkey)
+    local h = redis.call('HGET', seat_of, key)
     local value = h and redis.call('HGET', seats, h)
     local _, _, expires = seat_fields(value or '\t0\t0')
-    -- Held for another seat (not this one's own, announced again after Redis forgot its
-    -- instance), and not expired: refused.
-    if value and expires > now and h ~= ARGV[13] then return redis.error_reply('HELD') end
-    if h ~= ARGV[13] then close_seat(nkey) end
+    if value and expires > now and h ~= seat then return 'HELD' end
+    if h ~= seat then close_seat(key) end
   elseif owner and owner ~= origin then
-    return redis.error_reply('TAKEN')
+    return 'TAKEN'
   end
-  redis.call('HSET', nicks, nkey, origin)
-  redis.call('HSET', members, nkey, nick)
-  if ARGV[13] ~= '' then
-    close_seat(nkey)
-    redis.call('HSET', seats, ARGV[13], nick .. '\t0\t0')
-    redis.call('HSET', seat_of, nkey, ARGV[13])
+  return nil
+end
+local function take(key, n, seat)
+  redis.call('HSET', nicks, key, origin)
+  redis.call('HSET', members, key, n)
+  redis.call('HDEL', aliases, key)
+  if seat ~= '' then
+    close_seat(key)
+    redis.call('HSET', seats, seat, n .. '\t0\t0')
+    redis.call('HSET', seat_of, key, seat)
   end
+end
+-- An event under a name this instance's member lost while Redis had forgotten the instance
+-- (announce, below) goes out under the member's new name: its sender may not know yet.
+if claim ~= 'take' and claim ~= 'announce' and claim ~= 'resume' and redis.call('EXISTS', aliases) == 1
+    and redis.call('HGET', nicks, nkey) ~= origin then
+  local renamed = redis.call('HGET', aliases, nkey)
+  if renamed then
+    nick = renamed
+    nkey = string.lower(renamed)
+  end
+end
+if claim == 'take' then
+  local why = refusal(nkey, ARGV[13])
+  if why then return redis.error_reply(why) end
+  take(nkey, nick, ARGV[13])
+elseif claim == 'announce' then
+  -- A member announced again after Redis forgot this instance (it was declared lost while cut
+  -- off, or Redis restarted empty). If its seat was resumed elsewhere meanwhile, that
+  -- connection is the member now (its BACK is in the stream): this one is stale.
+  if ARGV[13] ~= '' and redis.call('EXISTS', p .. 'resumed:' .. ARGV[13]) == 1 then
+    return redis.error_reply('MOVED')
+  end
+  -- If someone else took its nickname meanwhile, it goes on under the first free one of
+  -- nick_2 ... nick_99 (the JOIN's arg names the old one), and what this instance publishes
+  -- under the old name from now on goes out under the new one.
+  local chosen = nil
+  for i = 1, 99 do
+    local candidate = nick
+    if i > 1 then candidate = string.sub(nick, 1, 23 - #tostring(i)) .. '_' .. i end
+    if not refusal(string.lower(candidate), ARGV[13]) then
+      chosen = candidate
+      break
+    end
+  end
+  if not chosen then return redis.error_reply('TAKEN') end
+  if chosen ~= nick then
+    redis.call('HSET', aliases, nkey, chosen)
+    arg = nick
+    nick = chosen
+    nkey = string.lower(chosen)
+  end
+  take(nkey, nick, ARGV[13])
 elseif claim == 'rename' then
+  local akey = string.lower(arg)
   local owner = redis.call('HGET', nicks, akey)
   if owner and akey ~= nkey then
     return redis.error_reply(owner == 'held' and 'HELD' or 'TAKEN')
@@ -115,6 +186,9 @@ elseif claim == 'resume' then
   redis.call('HSET', nicks, key, origin)
   redis.call('HSET', members, key, n)
   redis.call('HDEL', seats, ARGV[13])
+  -- (For a while: an instance that announces its member again under this old seat finds that
+  -- the seat has moved on.)
+  redis.call('SET', p .. 'resumed:' .. ARGV[13], 1, 'PX', 600000)
   redis.call('HSET', seats, code, n .. '\t0\t0')
   redis.call('HSET', seat_of, key, code)
   nick = n
@@ -128,18 +202,23 @@ if id <= floor then
 end
 redis.call('XADD', p .. 'stream', 'MAXLEN', '~', maxlen, '*', 'id', id, 'o', origin, 's', serial,
            'ms', ARGV[5], 'k', ARGV[6], 'n', nick, 'a', arg, 'c', code, 't', ARGV[10])
-redis.call('HSET', p .. 'serials', origin, serial)
+-- (Kept an hour after the last event, also when the instance is reaped: if it was only cut
+-- off, it comes back knowing which of what it had in flight got in.)
+redis.call('SET', p .. 'serial:' .. origin, serial, 'PX', 3600000)
 return id
 )lua";
 
-// The heartbeat. ARGV: prefix, origin, ttl ms, label. Returns 1 if this instance was not in
-// the instance set (its first beat, or it was reaped meanwhile), else 0.
+// The heartbeat. ARGV: prefix, origin, ttl ms, label, "first" or "again". Returns 1 if this
+// instance is not in the instance set: on its first beat it is added; on a later one it was
+// reaped meanwhile (or Redis restarted empty), and it stays out until its members are
+// announced again (the event script's register). Else 0.
 constexpr const char* beat_script = R"lua(
 local p, origin = ARGV[1], ARGV[2]
-local added = redis.call('SADD', p .. 'instances', origin)
 redis.call('SET', p .. 'alive:' .. origin, ARGV[4], 'PX', ARGV[3])
 redis.call('HSET', p .. 'labels', origin, ARGV[4])
-return added
+if redis.call('SISMEMBER', p .. 'instances', origin) == 1 then return 0 end
+if ARGV[5] == 'first' then redis.call('SADD', p .. 'instances', origin) end
+return 1
 )lua";
 
 // The reaper: every instance whose heartbeat key has expired is removed and each of its
@@ -184,9 +263,8 @@ for _, inst in ipairs(redis.call('SMEMBERS', p .. 'instances')) do
                  'ms', ms, 'k', 'leave', 'n', m[i + 1], 'a', '', 'c', 'instance-lost', 't', detail)
       table.insert(lost, detail .. '\t' .. m[i + 1])
     end
-    redis.call('DEL', p .. 'members:' .. inst)
+    redis.call('DEL', p .. 'members:' .. inst, p .. 'alias:' .. inst)
     redis.call('HDEL', p .. 'labels', inst)
-    redis.call('HDEL', p .. 'serials', inst)
     reaped = reaped + 1
   end
 end
@@ -202,7 +280,7 @@ local m = redis.call('HGETALL', p .. 'members:' .. origin)
 for i = 1, #m, 2 do
   if redis.call('HGET', p .. 'nicks', m[i]) == origin then redis.call('HDEL', p .. 'nicks', m[i]) end
 end
-redis.call('DEL', p .. 'members:' .. origin, p .. 'alive:' .. origin)
+redis.call('DEL', p .. 'members:' .. origin, p .. 'alive:' .. origin, p .. 'alias:' .. origin, p .. 'serial:' .. origin)
 redis.call('SREM', p .. 'instances', origin)
 redis.call('HDEL', p .. 'labels', origin)
 return 1
@@ -252,6 +330,8 @@ const char* claim_word(Backplane::Claim claim) {
     case Backplane::Claim::rename: return "rename";
     case Backplane::Claim::release: return "release";
     case Backplane::Claim::resume: return "resume";
+    case Backplane::Claim::announce: return "announce";
+    case Backplane::Claim::register_again: return "register";
     case Backplane::Claim::none: break;
   }
   return "";
@@ -433,10 +513,27 @@ bool Backplane::connect() {
     reap_sha_ = load(reap_script);
     const auto ttl = options_.instance_timeout * 2 / 3;
     const auto beat = cmd_->command({"EVALSHA", beat_sha_, "0", key(""), options_.instance,
-                                     std::to_string(ttl.count()), options_.label},
+                                     std::to_string(ttl.count()), options_.label, registered_once_ ? "again" : "first"},
                                     options_.connect_timeout);
     if (beat.is_error()) throw RedisError(cmd_->where() + ": " + beat.str);
-    if (registered_once_ && beat.integer == 1 && callbacks_.forgotten) callbacks_.forgotten();
+    if (registered_once_ && beat.integer == 1) {
+      // Redis forgot this instance while the link was down (declared lost, or restarted
+      // empty). Of what was in flight when it broke, an event at or below the last serial Redis
+      // applied for this instance is in the stream already: dropped. The others never got in:
+      // they are never-sent events again, so that the members' JOINs, announced again now, go
+      // ahead of them (an event published under a name Redis gave away meanwhile would be
+      // taken for someone else's).
+      const auto applied = cmd_->command({"GET", key("serial:" + options_.instance)}, options_.connect_timeout);
+      if (applied.is_error()) throw RedisError(cmd_->where() + ": " + applied.str);
+      const auto last = to_u64(applied.str);
+      {
+        std::lock_guard lock(mutex_);
+        std::erase_if(queue_, [&](const Outgoing& o) { return o.sent && o.serial <= last; });
+        for (auto& o : queue_) o.sent = false;
+        stats_.queued = queue_.size();
+      }
+      forgotten();
+    }
     registered_once_ = true;
   } catch (const RedisError& e) {
     disconnect(e.what());  // (again: the next try after a longer backoff)
@@ -478,6 +575,12 @@ void Backplane::disconnect(std::string why) {
   // script skips a serial it applied already. A claim's caller is told `unavailable` now (its
   // JOIN may or may not be in the stream: the Room treats an own event nobody waits for).
   std::deque<Outgoing> resend;
+  // Refused while Redis had forgotten this instance: not applied, and sent before what is in
+  // flight (the next connect() sorts them by the serial Redis applied last).
+  for (auto& out : refused_) resend.push_back(std::move(out));
+  refused_.clear();
+  holding_ = false;
+  rejoining_ = false;  // (connect() asks again)
   for (auto& out : in_flight_) {
     if (out.reply) {
       out.reply->set_value(Result{Outcome::unavailable, 0, true});
@@ -522,9 +625,45 @@ void Backplane::issue_xread() {
   xread_sent_ = Clock::now() + Millis(block);  // (its answer is due by then)
 }
 
+void Backplane::forgotten() {
+  rejoining_ = true;  // (later heartbeats say "not in the set" too, until the register is in)
+  log_warn("backplane: this instance was declared lost (or Redis restarted empty); its members are announced again");
+  {
+    std::lock_guard lock(mutex_);
+    // Back in the set once its members' JOINs are in (the Room's announce JOINs go ahead of
+    // this, as `first`).
+    Outgoing again{next_serial_++, unix_now_ms(), Event{Event::Kind::comment, {}, {}, {}, {}, {}}, Claim::register_again,
+                   nullptr, {}, 0};
+    const auto at = std::find_if(queue_.begin(), queue_.end(), [](const Outgoing& o) { return !o.sent; });
+    const auto index = at - queue_.begin();
+    queue_.insert(at, std::move(again));
+    for (auto it = queue_.begin() + index + 1; it != queue_.end(); ++it) it->serial = next_serial_++;
+    stats_.queued = queue_.size() + in_flight_count_;
+  }
+  if (callbacks_.forgotten) callbacks_.forgotten();
+}
+
 void Backplane::send_events() {
   constexpr std::size_t max_in_flight = 256;
   std::deque<Outgoing> batch;
+  if (holding_) {
+    if (!in_flight_.empty()) return;  // answers still to come: some may be refused
+    // What was refused goes right behind the register (and the announce JOINs before it), in
+    // its order, with new serials (as does everything behind it: serials grow in send order).
+    holding_ = false;
+    std::lock_guard lock(mutex_);
+    const auto reg = std::find_if(queue_.begin(), queue_.end(),
+                                  [](const Outgoing& o) { return o.claim == Claim::register_again; });
+    auto at = reg == queue_.end() ? queue_.begin() : std::next(reg);
+    const auto index = at - queue_.begin();
+    for (auto& out : refused_) {
+      out.sent = false;
+      at = std::next(queue_.insert(at, std::move(out)));
+    }
+    refused_.clear();
+    for (auto it = queue_.begin() + index; it != queue_.end(); ++it) it->serial = next_serial_++;
+    stats_.queued = queue_.size();
+  }
   {
     std::lock_guard lock(mutex_);
     while (!queue_.empty() && in_flight_.size() + batch.size() < max_in_flight) {
@@ -543,7 +682,8 @@ void Backplane::send_events() {
 
 void Backplane::heartbeat() {
   const auto ttl = options_.instance_timeout * 2 / 3;
-  cmd_->append({"EVALSHA", beat_sha_, "0", key(""), options_.instance, std::to_string(ttl.count()), options_.label});
+  cmd_->append({"EVALSHA", beat_sha_, "0", key(""), options_.instance, std::to_string(ttl.count()), options_.label,
+                "again"});
   cmd_pending_.emplace_back(Pending::heartbeat, Clock::now());
   next_beat_ = Clock::now() + options_.instance_timeout / 6;
 }
@@ -567,6 +707,11 @@ void Backplane::cmd_reply(Pending what, const RedisValue& reply) {
       if (in_flight_.empty()) return;
       Outgoing out = std::move(in_flight_.front());
       in_flight_.pop_front();
+      if (reply.is_error() && (reply.str == "FORGOTTEN" || reply.str == "ERR FORGOTTEN")) {
+        refused_.push_back(std::move(out));  // not applied: sent again behind the announce JOINs
+        return;
+      }
+      if (out.claim == Claim::register_again) rejoining_ = false;
       Result result;
       // (Redis 7 puts "ERR " before a script's error reply.)
       const auto refused = [&](const char* word) {
@@ -580,6 +725,10 @@ void Backplane::cmd_reply(Pending what, const RedisValue& reply) {
         result.outcome = Outcome::unknown;
       } else if (refused("EXPIRED")) {
         result.outcome = Outcome::expired;
+      } else if (refused("MOVED")) {
+        // (announce: nobody waits; the BACK in the stream ends the stale member here.)
+        log_info("backplane: ", out.event.nick, " is not announced again: its seat was resumed on another server");
+        result.outcome = Outcome::taken;
       } else if (reply.is_error()) {
         log_warn("backplane: an event was refused: ", reply.str);
         result.outcome = Outcome::unavailable;
@@ -597,9 +746,12 @@ void Backplane::cmd_reply(Pending what, const RedisValue& reply) {
       return;
     }
     case Pending::heartbeat:
-      if (reply.integer == 1 && callbacks_.forgotten) {
-        log_warn("backplane: this instance was declared lost (its heartbeat went missing); its members are announced again");
-        callbacks_.forgotten();
+      if (reply.integer == 1 && !rejoining_) {
+        // Every event in flight now is refused (FORGOTTEN) unless Redis applied it before it
+        // forgot this instance: nothing more goes out until their answers are in, and the
+        // refused ones go again behind the announce JOINs (send_events).
+        holding_ = true;
+        forgotten();
       }
       return;
     case Pending::reap:

@@ -84,6 +84,13 @@ class Backplane {
               // seat, the seat is held that long and the nickname kept for it
     resume,   // BACK: `seat` is the old token's hash, event.code the new one's; Redis fills in
               // the nickname and the time away (refused: unknown / expired)
+    announce, // JOIN of a member Redis forgot (this instance was declared lost, or Redis
+              // restarted empty): like take, but if another took the nickname meanwhile the JOIN
+              // comes back as nick_2 (...) with arg = the old name, and this instance's events
+              // under the old name are published under the new one; if its seat was resumed
+              // elsewhere meanwhile, refused (the member here is stale: the BACK replaces it)
+    register_again,  // (the backplane's own, after the announce JOINs: the instance is back in
+                     // the set, and its other events are accepted again)
   };
   // taken: another has the nickname; held: it is kept for a dropped seat; unknown / expired: a
   // resume's token opens no seat (unknown or already used) / its seat's time ran out.
@@ -174,6 +181,7 @@ class Backplane {
   void disconnect(std::string why);  // (by value: `why` may be a dying connection's error) // backplane thread: the room is split from now
   void send_events();                      // backplane thread: queued events onto "cmd"
   void heartbeat();
+  void forgotten();  // backplane thread: Redis forgot this instance: register again, announce
   void reap();
   void read_reply(const RedisValue& reply);  // an XREAD answer
   void cmd_reply(Pending what, const RedisValue& reply);
@@ -200,6 +208,12 @@ class Backplane {
   std::deque<std::pair<Pending, std::chrono::steady_clock::time_point>> cmd_pending_;
   std::chrono::steady_clock::time_point xread_sent_{};  // the XREAD in flight on "read"
   std::deque<Outgoing> in_flight_;          // events sent on "cmd", not yet answered
+  // Redis forgot this instance (a heartbeat said so) while events were in flight: nothing more
+  // is sent until they are answered; those refused (FORGOTTEN) wait in refused_ and then go
+  // behind the announce JOINs.
+  bool holding_ = false;
+  std::deque<Outgoing> refused_;
+  bool rejoining_ = false;  // forgotten() queued the register, which is not answered yet
   std::string last_stream_id_ = "0-0";      // XREAD's position
   std::uint64_t last_id_ = 0;               // the highest room id seen
   bool registered_once_ = false;

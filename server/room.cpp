@@ -893,18 +893,39 @@ void Room::enter_locked(const StreamEvent& e) {
   // the others, not shown twice here. Own events come back in the order they were published.
   if (own && !split_shown_.empty()) {
     const Event& shown = split_shown_.front();
-    if (shown.kind == event.kind && shown.nick == event.nick && shown.text == event.text && shown.code == event.code) {
+    const auto renamed = renamed_.find(fold_nick(shown.nick));  // (announced again under a new name)
+    const bool same_nick = shown.nick == event.nick || (renamed != renamed_.end() && renamed->second == event.nick);
+    if (shown.kind == event.kind && same_nick && shown.text == event.text && shown.code == event.code) {
       split_shown_.pop_front();
+      // It was shown here without an id. The archive gets it now, with its id (HISTORY BEFORE,
+      // SEARCH and a resume here find it). When the last one is back, clients with ids get a
+      // tagged remark with its id: their last id moves past these lines, so a resume (here or
+      // elsewhere) does not give them again. Nobody else is shown the remark.
+      archive_.append(ArchivedEvent{e.id, e.time_ms, event});
+      if (split_shown_.empty()) {
+        renamed_.clear();
+        Event note{Event::Kind::comment, {}, {}, {}, "what was said here during the split is in the room's history now", {}};
+        note.id = e.id;
+        note.time_ms = e.time_ms;
+        history_.append(std::string(), std::string(), with_lf(format_tagged(note)));
+      }
       return;
     }
   }
   switch (event.kind) {
     case Event::Kind::join: {
+      if (own && !event.arg.empty()) {  // a member announced again under a new name
+        enter_renamed_locked(e);
+        return;
+      }
       // A JOIN for someone the room already has, under that name, is no news: an instance
       // announcing its members again after Redis forgot it (restarted empty, or it was declared
-      // lost while they stayed). Every instance skips it alike: the roster is the same on all.
+      // lost while they stayed). Nor is this instance's own such JOIN here, where its members
+      // never saw them go (the instance-lost LEAVE was not shown).
       const std::string* present = roster_.find(key);
-      const bool news = present == nullptr || *present != event.nick;
+      const auto member = own ? members_.find(key) : members_.end();
+      const bool again = member != members_.end() && member->second.nick == event.nick && !joining_.contains(key);
+      const bool news = !again && (present == nullptr || *present != event.nick);
       roster_ = roster_.with(key, event.nick);
       const auto head = news ? append_locked(event, roster_.size(), &e) : history_.head();
       const auto it = own ? joining_.find(key) : joining_.end();
@@ -941,8 +962,10 @@ void Room::enter_locked(const StreamEvent& e) {
       // origin). They are still here, and this instance says so again (announce_members,
       // first thing when it is back): its own clients never saw them go, so they are not shown
       // this.
-      if (event.code == to_string(LeaveCause::instance_lost) && members_.contains(key)) return;
+      // The roster loses them all the same, as everywhere: while Redis has forgotten this
+      // instance, another server may give the name to someone else, whose JOIN is news here.
       roster_ = roster_.without(key);
+      if (event.code == to_string(LeaveCause::instance_lost) && members_.contains(key)) return;
       append_locked(event, roster_.size(), &e);
       return;
     case Event::Kind::nick:
@@ -975,6 +998,37 @@ void Room::enter_locked(const StreamEvent& e) {
     default:
       return;  // nothing else is published
   }
+}
+
+void Room::enter_renamed_locked(const StreamEvent& e) {
+  // This instance's member `arg`, announced again after Redis had forgotten the instance, came
+  // back as `nick`: while this server was cut off, someone on another server took the name
+  // (their JOIN came before this one in the stream). The others see `nick` join (they saw `arg`
+  // lost with its server); here, where nobody saw it go, it is a rename.
+  const Event& event = e.event;
+  const auto key = fold_nick(event.nick);
+  const auto old_key = fold_nick(event.arg);
+  roster_ = roster_.with(key, event.nick);  // (the old name is someone else's now)
+  const auto m = members_.find(old_key);
+  if (m == members_.end() || m->second.nick != event.arg) {
+    // Renamed already (announced twice: the link broke again meanwhile): no news. Else gone
+    // meanwhile (its LEAVE follows, under the new name): a JOIN, as the others see it.
+    const auto renamed = members_.find(key);
+    if (renamed != members_.end() && renamed->second.nick == event.nick) return;
+    Event join = event;
+    join.arg.clear();
+    append_locked(join, roster_.size(), &e);
+    return;
+  }
+  Member member = std::move(m->second);
+  members_.erase(m);
+  member.nick = event.nick;
+  member.session->set_nick(event.nick);
+  members_.emplace(key, std::move(member));
+  if (!split_shown_.empty()) renamed_[old_key] = event.nick;  // what it said while split comes back renamed
+  tell_members_locked("while this server was cut off from the room, someone on another server took the name " +
+                      event.arg + "; " + event.arg + " here is now " + event.nick);
+  append_locked(Event{Event::Kind::nick, event.arg, event.nick, {}, {}, {}}, std::nullopt, &e);
 }
 
 void Room::enter_back_locked(const StreamEvent& e) {
@@ -1111,8 +1165,8 @@ void Room::announce_members() {
   // Ahead of what they said while Redis did not have them (the queue kept it), each with its
   // seat: one the reaper held for it is taken back.
   for (const auto& [key, member] : members_) {
-    backplane_->publish(Event{Event::Kind::join, member.nick, {}, {}, {}, {}}, Backplane::Claim::take, member.seat_hash,
-                        0, true);
+    backplane_->publish(Event{Event::Kind::join, member.nick, {}, {}, {}, {}}, Backplane::Claim::announce,
+                        member.seat_hash, 0, true);
   }
 }
 

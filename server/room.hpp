@@ -30,8 +30,10 @@
 // joiner is admitted where its JOIN lands in the stream; a LEAVE leaves members_ at once and is
 // published; a PRIV goes through the stream for its id and is shown by the instances of its
 // sender and recipient. members_ is this instance's sessions; roster_ is the whole room's (kept
-// by the stream's JOIN, LEAVE and NICK events). Seats (TOKEN, RESUME) are not offered yet when
-// shared.
+// by the stream's JOIN, LEAVE and NICK events). Seats live in Redis, so a client resumes on any
+// instance. When Redis forgets this instance (it was declared lost while cut off, or Redis
+// restarted empty) its members are announced again; one whose name someone else took meanwhile
+// goes on as name_2 (a NICK here, a JOIN elsewhere).
 #pragma once
 
 #include "common/net.hpp"
@@ -208,6 +210,9 @@ class Room {
   // Shared, split, mutex_ held: `event` for this instance's members now, without an id (it is
   // published too, and kept until the link is back).
   std::uint64_t append_split_locked(const Event& event, std::optional<std::size_t> online = std::nullopt);
+  // Shared, mutex_ held: this instance's own JOIN of a member announced again under a new name
+  // (Backplane::Claim::announce): a rename here.
+  void enter_renamed_locked(const StreamEvent& e);
   // Shared, mutex_ held: a BACK from the stream (a seat resumed here or elsewhere).
   void enter_back_locked(const StreamEvent& e);
   // Shared, mutex_ held: a line for this instance's members alone (a remark about this server's
@@ -279,6 +284,9 @@ class Room {
   std::condition_variable admitted_;        // with mutex_: a Joining was admitted
   std::string split_since_;                 // guarded by mutex_: why and since when; "" when whole
   std::deque<Event> split_shown_;           // guarded by mutex_: shown during a split, not yet back
+  // guarded by mutex_: fold_nick(old) -> new, members renamed while split_shown_ still held
+  // what they said under the old name (it comes back from the stream under the new one)
+  std::map<std::string, std::string> renamed_;
 };
 
 }  // namespace chat

@@ -263,7 +263,8 @@ TEST_CASE("shared room: a chatserver stopped cleanly says its members left with 
 TEST_CASE("shared room: Redis restarted empty: the split is told, local chat goes on, what was said is delivered once",
           "[redis][shared]") {
   Cluster cluster(2);
-  auto alice = join(cluster.port(0), "alice");
+  std::string alice_token;
+  auto alice = join(cluster.port(0), "alice", &alice_token);
   auto dora = join(cluster.port(0), "dora");  // on alice's server
   auto bob = join(cluster.port(1), "bob");
   read_event(*alice, "JOIN bob");
@@ -293,28 +294,57 @@ TEST_CASE("shared room: Redis restarted empty: the split is told, local chat goe
 
   cluster.redis->start();
   // bob, on the other server, gets it once the room is whole, with its id.
+  std::uint64_t split_id = 0;
   {
     std::vector<std::string> log;
     const auto line = read_event(*bob, "MSG alice during the split", &log);
-    CHECK(must_tag(line).id > before);
+    split_id = must_tag(line).id;
+    CHECK(split_id > before);
     CHECK(std::any_of(log.begin(), log.end(), [](const std::string& l) { return l.starts_with("# the room is whole again"); }));
     for (const auto& l : log) CHECK(l.find("JOIN ") == std::string::npos);  // nobody left, nobody is back
   }
-  // alice and dora are told the room is whole, and do not get the line a second time.
+  // alice and dora are told the room is whole, and do not get the line a second time. Their
+  // last id moves past it: a tagged remark with the id the line got.
   REQUIRE(bob->send_line("SAY marker after the split"));
+  std::uint64_t alice_last = 0;
   for (auto* c : {alice.get(), dora.get()}) {
     std::vector<std::string> log;
     read_event(*c, "MSG bob marker after the split", &log);
     CHECK(std::any_of(log.begin(), log.end(), [](const std::string& l) { return l.starts_with("# the room is whole again"); }));
+    int remarks = 0;
     for (const auto& l : log) {
-      CHECK(l.find("during the split") == std::string::npos);
+      INFO(l);
+      CHECK(l.find("MSG alice during the split") == std::string::npos);
       CHECK(l.find("JOIN ") == std::string::npos);
+      const auto t = parse_tagged(l);
+      if (t && t->body == "# what was said here during the split is in the room's history now") {
+        CHECK(t->id == split_id);
+        if (c == alice.get()) alice_last = t->id;
+        ++remarks;
+      }
     }
+    CHECK(remarks == 1);
   }
   // And the room works as before: a newcomer sees everyone.
   REQUIRE(carol->send_line("HELLO carol"));
   CHECK(read_line_within(*carol, wait_long) == "WELCOME carol");
   CHECK(read_line_within(*carol, wait_long) == "USERS alice bob carol dora");
+  // alice drops, and resumes on the other server from that id (as if she had dropped right
+  // after the remark): the replay has bob's marker, not what she heard during the split.
+  alice->close_with_reset();
+  read_until_within(*bob, wait_long, tagged_starting("LEAVE alice "));
+  {
+    LineClient back(cluster.port(1));
+    REQUIRE(read_line_within(back, wait_long).starts_with("#"));
+    REQUIRE(back.send_line("RESUME " + alice_token + " " + std::to_string(alice_last)));
+    CHECK(read_line_within(back, wait_long).starts_with("RESUMED alice "));
+    std::vector<std::string> log;
+    read_until_within(back, wait_long, [](const std::string& l) { return l == "HISTORY END missed"; }, &log);
+    CHECK(std::any_of(log.begin(), log.end(), [](const std::string& l) {
+      return parse_tagged(l) && parse_tagged(l)->body == "MSG bob marker after the split";
+    }));
+    for (const auto& l : log) CHECK(l.find("during the split") == std::string::npos);
+  }
 }
 
 TEST_CASE("shared room: chatclient --host a,b fails over to the next chatserver when its own is killed, and resumes",
@@ -502,4 +532,115 @@ TEST_CASE("shared room: the members of a kill -9'd chatserver resume on another,
   REQUIRE(read_line_within(again, wait_long).starts_with("#"));
   REQUIRE(again.send_line("RESUME " + token + " " + std::to_string(last_id)));
   CHECK(read_line_within(again, wait_long).starts_with("ERROR bad-token "));
+}
+
+namespace {
+
+// HELLO <nick> without ids (an nc user), read to its USERS line.
+std::unique_ptr<LineClient> join_plain(std::uint16_t port, const std::string& nick) {
+  auto c = std::make_unique<LineClient>(port);
+  REQUIRE(read_line_within(*c, wait_long).starts_with("#"));
+  REQUIRE(c->send_line("HELLO " + nick));
+  REQUIRE(read_line_within(*c, wait_long) == "WELCOME " + nick);
+  REQUIRE(read_line_within(*c, wait_long).starts_with("USERS "));
+  return c;
+}
+
+// Stops chatserver `i` (SIGSTOP) until `seen` has read every `lost` member's instance-lost LEAVE:
+// the others declared it lost while it could not say otherwise.
+void freeze_until_lost(Cluster& cluster, std::size_t i, LineClient& seen, std::set<std::string> lost) {
+  REQUIRE(cluster.servers.at(i)->process().signal(SIGSTOP));
+  read_until_within(
+      seen, wait_long,
+      [&](const std::string& l) {
+        const auto t = parse_tagged(l);
+        if (t && t->body.starts_with("LEAVE ") && t->body.find(" instance-lost ") != std::string::npos) {
+          lost.erase(t->body.substr(6, t->body.find(' ', 6) - 6));
+        }
+        return lost.empty();
+      },
+      nullptr, "the frozen server's members leave with instance-lost");
+}
+
+}  // namespace
+
+TEST_CASE("shared room: a member whose name was taken while its server was cut off goes on as name_2, and its lines "
+          "are never put in the other's mouth",
+          "[redis][shared]") {
+  Cluster cluster(2);
+  auto alice = join_plain(cluster.port(0), "alice");  // nc-style: no seat, so the reaper frees her name
+  auto dora = join(cluster.port(0), "dora");          // alice's neighbour, with ids (and a seat)
+  auto bob = join(cluster.port(1), "bob");
+  read_event(*dora, "JOIN bob");
+
+  freeze_until_lost(cluster, 0, *bob, {"alice", "dora"});
+  // Meanwhile someone on bob's server takes the free name.
+  auto other = join(cluster.port(1), "alice");
+  read_event(*bob, "JOIN alice");
+  // And the first alice says something her frozen server has not read yet.
+  REQUIRE(alice->send_line("SAY said while frozen"));
+  REQUIRE(cluster.servers[0]->process().signal(SIGCONT));
+
+  // Her own server tells her, then renames her: NICK, which every client follows for itself.
+  {
+    std::vector<std::string> log;
+    read_until_within(*alice, wait_long, [](const std::string& l) { return l == "NICK alice alice_2"; }, &log);
+    CHECK(std::any_of(log.begin(), log.end(), [](const std::string& l) {
+      return l == "# while this server was cut off from the room, someone on another server took the name alice; "
+                  "alice here is now alice_2";
+    }));
+  }
+  read_event(*dora, "NICK alice alice_2");
+  // On bob's server she is someone who joined (they saw her lost), and what she said is hers.
+  for (auto* c : {bob.get(), other.get()}) {
+    std::vector<std::string> log;
+    read_event(*c, "MSG alice_2 said while frozen", &log);
+    CHECK(std::any_of(log.begin(), log.end(), [](const std::string& l) {
+      return parse_tagged(l) && parse_tagged(l)->body == "JOIN alice_2";
+    }));
+    for (const auto& l : log) CHECK(l.find("MSG alice said") == std::string::npos);
+  }
+  // Both go on under their names, each heard by everyone.
+  REQUIRE(alice->send_line("SAY now as alice_2"));
+  read_event(*bob, "MSG alice_2 now as alice_2");
+  REQUIRE(other->send_line("SAY the other alice"));
+  CHECK(read_until_within(*alice, wait_long, [](const std::string& l) { return l.find("the other alice") != std::string::npos; }) ==
+        "MSG alice the other alice");
+  read_event(*dora, "MSG alice the other alice");
+  for (auto* c : {bob.get(), dora.get()}) {
+    REQUIRE(c->send_line("WHO"));
+    CHECK(read_until_within(*c, wait_long, [](const std::string& l) { return l.starts_with("USERS "); }) ==
+          "USERS alice alice_2 bob dora");
+  }
+}
+
+TEST_CASE("shared room: a member whose seat was resumed elsewhere while its server was cut off is ended there",
+          "[redis][shared]") {
+  Cluster cluster(2);
+  std::string token;
+  std::uint64_t last = 0;
+  auto dora = join(cluster.port(0), "dora", &token, &last);
+  auto bob = join(cluster.port(1), "bob");
+  last = must_tag(read_event(*dora, "JOIN bob")).id;
+
+  freeze_until_lost(cluster, 0, *bob, {"dora"});
+  // dora's client gave up on the frozen server and resumed on bob's.
+  LineClient back(cluster.port(1));
+  REQUIRE(read_line_within(back, wait_long).starts_with("#"));
+  REQUIRE(back.send_line("RESUME " + token + " " + std::to_string(last)));
+  REQUIRE(read_line_within(back, wait_long).starts_with("RESUMED dora "));
+  read_until_within(*bob, wait_long, tagged_starting("BACK dora "));
+  REQUIRE(cluster.servers[0]->process().signal(SIGCONT));
+
+  // The stale connection on the first server is ended; nobody sees dora join or leave again.
+  CHECK(dora->wait_closed(wait_long));
+  const auto after = lines_for(*bob, 3000ms);
+  for (const auto& l : after) {
+    CHECK(l.find("JOIN dora") == std::string::npos);
+    CHECK(l.find("LEAVE dora") == std::string::npos);
+  }
+  REQUIRE(back.send_line("SAY still here"));
+  read_event(*bob, "MSG dora still here");
+  REQUIRE(bob->send_line("WHO"));
+  CHECK(read_until_within(*bob, wait_long, [](const std::string& l) { return l.starts_with("USERS "); }) == "USERS bob dora");
 }
