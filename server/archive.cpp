@@ -1384,6 +1384,11 @@ void Archive::seat_closed(std::uint64_t seat) {
 
 // ---- readers ----------------------------------------------------------------------------------
 
+void Archive::not_kept_upto(std::uint64_t id) {
+  std::lock_guard lock(mutex_);
+  state_->gone_upto = std::max(state_->gone_upto, id);  // (persisted with the next batch)
+}
+
 std::uint64_t Archive::last_id() const {
   std::lock_guard lock(mutex_);
   return state_->last_id;

@@ -103,6 +103,9 @@ class Archive {
 
   // ---- the room's side: O(1), no I/O ----------------------------------------------------------
   void append(ArchivedEvent event);
+  // The events up to `id` that are not here already were never kept (a chatserver joining a
+  // shared room starts after them): after() says complete = false for an id below it.
+  void not_kept_upto(std::uint64_t id);
   void seat_opened(const SeatRecord& seat);                       // a new seat (dropped_ms 0)
   void seat_renamed(std::uint64_t seat, std::string nick);
   void seat_token(std::uint64_t seat, std::string token_hash);    // a resume gave it a new token

@@ -392,6 +392,17 @@ Backplane::Backplane(BackplaneOptions options, Callbacks callbacks)
     for (const auto& nick : snap.elements[2].elements) start_roster_.push_back(nick.str);
   }
   start_id_ = last_id_;
+  if (options_.preload > 0 && last_stream_id_ != "0-0") {
+    // The recent past, up to exactly that end (XREVRANGE's end is inclusive).
+    const auto past = cmd_->command({"XREVRANGE", key("stream"), last_stream_id_, "-", "COUNT",
+                                     std::to_string(options_.preload)},
+                                    options_.connect_timeout);
+    if (past.is_error()) throw RedisError(cmd_->where() + ": " + past.str);
+    for (auto it = past.elements.rbegin(); it != past.elements.rend(); ++it) {
+      std::string stream_id;
+      if (auto e = decode(*it, stream_id)) start_events_.push_back(std::move(*e));
+    }
+  }
   wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (wake_fd_ < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
   cmd_.reset();  // the thread connects (and loads the scripts) itself

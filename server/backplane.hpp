@@ -62,6 +62,7 @@ struct BackplaneOptions {
   std::size_t buffer_max = 10'000;    // events kept while Redis is unreachable (and in flight)
   std::uint64_t id_floor = 0;         // ids handed out stay above this (the local archive's last)
   Millis resume_window{0};            // a lost instance's members' seats are held this long (reaper)
+  std::size_t preload = 0;            // the stream's last events read at start (start_events())
 };
 
 // One room event as it came out of the stream.
@@ -161,6 +162,10 @@ class Backplane {
   // Who was in the room (every instance's members) at that same point of the stream: read in
   // one step with it, so the events after start_id() update exactly this list.
   const std::vector<std::string>& start_roster() const { return start_roster_; }
+  // The stream's last events up to start_id() (at most BackplaneOptions::preload, oldest first):
+  // the room's recent past, for the history and the replays of an instance that was not there.
+  // The owner, once, before start().
+  std::vector<StreamEvent> take_start_events() { return std::move(start_events_); }
   Stats stats() const;
 
  private:
@@ -199,6 +204,7 @@ class Backplane {
   std::string beat_sha_;
   std::uint64_t start_id_ = 0;  // set in the constructor
   std::vector<std::string> start_roster_;  // set in the constructor
+  std::vector<StreamEvent> start_events_;  // set in the constructor, taken by the owner
 
   // The backplane thread's own (and the constructor's before start()):
   std::unique_ptr<RedisConnection> cmd_;

@@ -106,7 +106,8 @@ std::uint64_t Room::next_id() const {
   return id_of(history_.head());
 }
 
-std::uint64_t Room::append_locked(const Event& event, std::optional<std::size_t> online, const StreamEvent* from) {
+std::uint64_t Room::append_locked(const Event& event, std::optional<std::size_t> online, const StreamEvent* from,
+                                  bool live) {
   const auto now = from != nullptr ? std::chrono::system_clock::time_point(std::chrono::milliseconds(from->time_ms))
                                    : std::chrono::system_clock::now();
   Event tagged = event;
@@ -119,8 +120,10 @@ std::uint64_t Room::append_locked(const Event& event, std::optional<std::size_t>
                                    : format_event(event);
   history_.append(with_lf(protocol), text ? with_lf(std::move(*text)) : std::string(), with_lf(format_tagged(tagged)));
   archive_.append(ArchivedEvent{tagged.id, tagged.time_ms, event});
-  ++stats_.events;
-  transcript_.record(event, online);
+  if (live) {
+    ++stats_.events;
+    transcript_.record(event, online);
+  }
   return history_.head();
 }
 
@@ -756,10 +759,43 @@ constexpr auto shared_join_patience = std::chrono::seconds(5);
 
 }  // namespace
 
-void Room::share(Backplane& backplane, const std::vector<std::string>& roster) {
+void Room::share(Backplane& backplane, const std::vector<std::string>& roster, std::vector<StreamEvent> past,
+                 std::uint64_t start_id) {
   std::lock_guard lock(mutex_);
   backplane_ = &backplane;
   for (const auto& nick : roster) roster_ = roster_.with(fold_nick(nick), nick);
+  // The room's recent past (the roster above already counts it). What lies between the
+  // archive's last event and the first of these was said while this server was not there:
+  // resumes from before it are partial.
+  const auto archived = archive_.last_id();
+  const std::uint64_t first = past.empty() ? start_id + 1 : past.front().id;
+  if (first > archived + 1) archive_.not_kept_upto(first - 1);
+  for (auto& e : past) {
+    if (e.id <= archived) continue;  // (in this server's own archive already)
+    Event& event = e.event;
+    switch (event.kind) {
+      case Event::Kind::priv:
+        privates_.push_back(Private{event, 0, 0, Clock::now() + 2 * config_.resume_window});
+        break;
+      case Event::Kind::back:
+        event.code.clear();  // (the new token's hash)
+        append_locked(event, std::nullopt, &e, false);
+        break;
+      case Event::Kind::join:
+        event.arg.clear();  // (an announce under a new name: a JOIN for everyone but its own server)
+        append_locked(event, std::nullopt, &e, false);
+        break;
+      case Event::Kind::leave:
+      case Event::Kind::msg:
+      case Event::Kind::me:
+      case Event::Kind::nick:
+      case Event::Kind::comment:
+        append_locked(event, std::nullopt, &e, false);
+        break;
+      default:
+        break;
+    }
+  }
   // Seats do not move between instances yet: the ones an earlier run kept are let go.
   for (const auto& [number, seat] : seats_) {
     forget_token_locked(seat.token_hash, Gone::expired);

@@ -125,9 +125,13 @@ class Room {
 
   // ---- shared (--redis) ----
   // The main thread, once, before any thread starts: from now on the room lives in `backplane`'s
-  // stream; `roster` is who is in it (Backplane::start_roster()). Seats kept from an earlier
-  // run are let go (they do not resume across instances yet).
-  void share(Backplane& backplane, const std::vector<std::string>& roster);
+  // stream; `roster` is who is in it (Backplane::start_roster()), `past` the stream's last events
+  // up to `start_id` (Backplane::take_start_events()): they go into the history and the archive,
+  // so that newcomers here get the room's recent history and a seat resumes here with what it
+  // missed before this server started (what is older than `past` and not in the archive already
+  // is said to be missing: partial). Seats kept from an earlier standalone run are let go.
+  void share(Backplane& backplane, const std::vector<std::string>& roster, std::vector<StreamEvent> past,
+             std::uint64_t start_id);
   bool shared() const { return backplane_ != nullptr; }
   // The backplane thread: events from the stream, in its order (this instance's own included).
   void enter(std::vector<StreamEvent> events);
@@ -171,9 +175,10 @@ class Room {
 
   // Formats `event` for every mode, appends it to the history, the archive and the transcript.
   // Requires mutex_ held. Returns the new head (the event's sequence number + 1). `from`: the
-  // event as it came from the stream (shared), whose id and time it takes.
+  // event as it came from the stream (shared), whose id and time it takes. `live` false: the
+  // room's past, read at start (share()): not in the transcript nor the counters.
   std::uint64_t append_locked(const Event& event, std::optional<std::size_t> online = std::nullopt,
-                              const StreamEvent* from = nullptr);
+                              const StreamEvent* from = nullptr, bool live = true);
   std::uint64_t id_of(std::uint64_t seq) const { return id_base_ + seq + 1; }
   // Requires mutex_ held: the seat is gone for good (the archive forgets it too).
   void close_seat_locked(std::uint64_t seat);

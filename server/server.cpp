@@ -32,6 +32,7 @@ Server::Server(ServerConfig config)
   o.instance_timeout = config_.instance_timeout;
   o.resume_window = config_.resume_window;  // a lost instance's seats are held this long
   o.id_floor = archive_.last_id();  // the ids this server's clients hold stay below the room's next ones
+  o.preload = 10'000;  // the room's recent past, for newcomers' history and resumes here
   // How the others name this server in an instance-lost LEAVE: host:port, with the host's name
   // when it listens on every address.
   const auto ep = listener_->local_endpoint();
@@ -51,7 +52,7 @@ Server::Server(ServerConfig config)
   } catch (const RedisError& e) {
     throw RedisError(std::string("cannot reach Redis (--redis): ") + e.what());
   }
-  room_.share(*backplane_, backplane_->start_roster());
+  room_.share(*backplane_, backplane_->start_roster(), backplane_->take_start_events(), backplane_->start_id());
 }
 
 Server::~Server() { stop(); }

@@ -48,12 +48,14 @@ struct Cluster {
   explicit Cluster(std::size_t n, std::vector<std::string> extra = {}) {
     REQUIRE(RedisProcess::available());  // the README's test command installs redis-server
     redis = std::make_unique<RedisProcess>(dir.path());
-    for (std::size_t i = 0; i < n; ++i) {
-      std::vector<std::string> args{"--db", "none", "--log-level", "warn", "--redis", redis->unix_url(),
-                                    "--room", "test", "--instance-timeout", "1500ms"};
-      args.insert(args.end(), extra.begin(), extra.end());
-      servers.push_back(std::make_unique<ServerProcess>(args));
-    }
+    for (std::size_t i = 0; i < n; ++i) add(extra);
+  }
+  // One more chatserver in the room (its index is the count before).
+  void add(const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> args{"--db", "none", "--log-level", "warn", "--redis", redis->unix_url(),
+                                  "--room", "test", "--instance-timeout", "1500ms"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    servers.push_back(std::make_unique<ServerProcess>(args));
   }
   std::uint16_t port(std::size_t i) const { return servers.at(i)->port(); }
 };
@@ -643,4 +645,54 @@ TEST_CASE("shared room: a member whose seat was resumed elsewhere while its serv
   read_event(*bob, "MSG dora still here");
   REQUIRE(bob->send_line("WHO"));
   CHECK(read_until_within(*bob, wait_long, [](const std::string& l) { return l.starts_with("USERS "); }) == "USERS bob dora");
+}
+
+TEST_CASE("shared room: a chatserver started later has the room's recent past: newcomers' history, and resumes with "
+          "nothing missed",
+          "[redis][shared]") {
+  Cluster cluster(1);
+  std::string token;
+  std::uint64_t last = 0;
+  auto alice = join(cluster.port(0), "alice", &token, &last);
+  auto bob = join(cluster.port(0), "bob");
+  REQUIRE(bob->send_line("SAY seen by alice"));
+  last = must_tag(read_event(*alice, "MSG bob seen by alice")).id;
+  alice->close_with_reset();
+  read_until_within(*bob, wait_long, tagged_starting("LEAVE alice "));
+  std::vector<std::string> said;
+  for (int i = 0; i < 5; ++i) {
+    said.push_back("MSG bob missed " + std::to_string(i));
+    REQUIRE(bob->send_line("SAY missed " + std::to_string(i)));
+    read_event(*bob, said.back());
+  }
+  // A second chatserver joins the room only now.
+  cluster.add();
+  // A newcomer there gets the room's recent history, as on the first.
+  {
+    auto carol = std::make_unique<LineClient>(cluster.port(1));
+    REQUIRE(read_line_within(*carol, wait_long).starts_with("#"));
+    REQUIRE(carol->send_line("HELLO carol ids"));
+    REQUIRE(read_line_within(*carol, wait_long) == "WELCOME carol");
+    REQUIRE(read_line_within(*carol, wait_long).starts_with("TOKEN "));
+    REQUIRE(read_line_within(*carol, wait_long) == "USERS bob carol");
+    const auto recent = read_block_within(*carol, "recent", wait_long);
+    std::vector<std::string> bodies;
+    for (const auto& l : recent.lines) bodies.push_back(must_tag(l).body);
+    for (const auto& m : said) CHECK(std::find(bodies.begin(), bodies.end(), m) != bodies.end());
+  }
+  // alice resumes there: exactly what she missed, in order, and not partial.
+  LineClient back(cluster.port(1));
+  REQUIRE(read_line_within(back, wait_long).starts_with("#"));
+  REQUIRE(back.send_line("RESUME " + token + " " + std::to_string(last)));
+  REQUIRE(read_line_within(back, wait_long).starts_with("RESUMED alice "));
+  REQUIRE(read_line_within(back, wait_long).starts_with("TOKEN "));
+  REQUIRE(read_line_within(back, wait_long).starts_with("USERS "));
+  const auto missed = read_block_within(back, "missed", wait_long);
+  CHECK_FALSE(missed.partial);
+  std::vector<std::string> bodies;
+  for (const auto& l : missed.lines) {
+    const auto t = must_tag(l);
+    if (!t.body.starts_with("LEAVE alice ") && t.body.find(" carol") == std::string::npos) bodies.push_back(t.body);
+  }
+  CHECK(bodies == said);
 }
