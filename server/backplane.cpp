@@ -214,8 +214,10 @@ return id
 // announced again (the event script's register). Else 0.
 constexpr const char* beat_script = R"lua(
 local p, origin = ARGV[1], ARGV[2]
+local clock = redis.call('TIME')
 redis.call('SET', p .. 'alive:' .. origin, ARGV[4], 'PX', ARGV[3])
 redis.call('HSET', p .. 'labels', origin, ARGV[4])
+redis.call('HSET', p .. 'beats', origin, tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000))
 if redis.call('SISMEMBER', p .. 'instances', origin) == 1 then return 0 end
 if ARGV[5] == 'first' then redis.call('SADD', p .. 'instances', origin) end
 return 1
@@ -224,7 +226,9 @@ return 1
 // The reaper: every instance whose heartbeat key has expired is removed and each of its
 // members gets a LEAVE <nick> instance-lost, all in one atomic step, so exactly one survivor
 // does it; a member with a seat keeps it, held for `hold` ms, so it may resume on a survivor.
-// ARGV: prefix, maxlen, ms, silence ("3.0 s"), floor, hold. Returns {instances reaped, then
+// ARGV: prefix, maxlen, ms, silence (the timeout, "3.0 s": said when its last beat's time is
+// unknown), floor, hold. The detail says how long it has been silent by Redis's clock (its last
+// beat's time is in `beats`). Returns {instances reaped, then
 // "<detail><TAB><nick>" for each member it turned into a LEAVE}.
 constexpr const char* reap_script = R"lua(
 local p, maxlen, ms, silence, floor = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
@@ -237,6 +241,9 @@ for _, inst in ipairs(redis.call('SMEMBERS', p .. 'instances')) do
   if redis.call('EXISTS', p .. 'alive:' .. inst) == 0 then
     redis.call('SREM', p .. 'instances', inst)
     local label = redis.call('HGET', p .. 'labels', inst) or inst
+    -- How long it has been silent, by Redis's clock (its last beat's time), else the timeout.
+    local beat = tonumber(redis.call('HGET', p .. 'beats', inst) or '0')
+    if beat > 0 and now > beat then silence = string.format('%.1f s', (now - beat) / 1000) end
     local detail = 'server ' .. label .. ' stopped answering (no heartbeat for ' .. silence .. ')'
     local m = redis.call('HGETALL', p .. 'members:' .. inst)
     for i = 1, #m, 2 do
@@ -265,6 +272,7 @@ for _, inst in ipairs(redis.call('SMEMBERS', p .. 'instances')) do
     end
     redis.call('DEL', p .. 'members:' .. inst, p .. 'alias:' .. inst)
     redis.call('HDEL', p .. 'labels', inst)
+    redis.call('HDEL', p .. 'beats', inst)
     reaped = reaped + 1
   end
 end
@@ -283,6 +291,7 @@ end
 redis.call('DEL', p .. 'members:' .. origin, p .. 'alive:' .. origin, p .. 'alias:' .. origin, p .. 'serial:' .. origin)
 redis.call('SREM', p .. 'instances', origin)
 redis.call('HDEL', p .. 'labels', origin)
+redis.call('HDEL', p .. 'beats', origin)
 return 1
 )lua";
 
