@@ -31,6 +31,7 @@ LinkOptions link_options(const ClientOptions& o) {
   link.port = o.port;
   link.servers = o.servers;
   link.nick = o.nick;
+  link.password = o.password;
   link.keepalive = o.keepalive;
   link.ping_interval = o.ping_interval;
   link.ping_timeout = o.ping_timeout;

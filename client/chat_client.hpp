@@ -53,6 +53,7 @@ struct ClientOptions {
   std::uint16_t port = 15600;
   std::vector<ServerAddress> servers;  // --host a,b,c: fail over in turn (LinkOptions::servers)
   std::string nick;
+  std::string password;           // the room's (--password-file, --ask-password); "": none
   KeepaliveConfig keepalive{};    // on the socket, with TCP_USER_TIMEOUT (apply_keepalive)
   Millis ping_interval{15'000};   // quiet time before we PING the server; 0: no heartbeat
   Millis ping_timeout{10'000};    // after our PING, how long the server may stay silent

@@ -318,6 +318,8 @@ Link::Outcome Link::session(std::stop_token stop, bool& ever_joined, std::string
   Command resume{Verb::resume, token_, {}};
   resume.id = last_id_;
   std::string out = resuming ? format_command(resume) + "\n" : hello_line(nick);
+  // The room password, once per connection, before the first HELLO or RESUME.
+  if (!options_.password.empty()) out = format_command(Command{Verb::pass, {}, options_.password}) + "\n" + out;
   // When writes began to make no progress; `stalled` says whether they have (a plain time
   // point: GCC 12 warns falsely about std::optional<time_point> here).
   bool stalled = false;
@@ -419,6 +421,15 @@ Link::Outcome Link::session(std::stop_token stop, bool& ever_joined, std::string
         return;
       }
       case K::error: {
+        if (!joined && ev.code == to_string(ErrorCode::bad_password)) {
+          // The room's password is missing or wrong (--password-file, --ask-password): trying
+          // again with the same one would only be slowed down further. Said, and the end.
+          LinkEvent refused = make(LinkEvent::Kind::refused);
+          refused.event = ev;
+          post(std::move(refused));
+          result = Outcome::refused;
+          return;
+        }
         if (resuming && !joined) {
           // The seat is gone (expired, already resumed, a server that forgot it) or the server
           // does not know RESUME: forget the token and join afresh, as a first join would.

@@ -56,6 +56,7 @@ struct LinkOptions {
   // next one in turn, with the same backoff; `host` and `port` are then not used. Empty: one.
   std::vector<ServerAddress> servers;
   std::string nick;
+  std::string password;  // the room password: PASS before each HELLO or RESUME ("": none)
   KeepaliveConfig keepalive{};
   Millis ping_interval{15'000};  // silence before a heartbeat PING; 0: no heartbeat
   Millis ping_timeout{10'000};   // silence after our PING before the server counts as gone

@@ -16,9 +16,14 @@
 
 #include <CLI/CLI.hpp>
 
+#include <fcntl.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include <clocale>
+#include <fstream>
+#include <optional>
+#include <string>
 #include <csignal>
 #include <exception>
 #include <iostream>
@@ -36,6 +41,26 @@ CLI::Validator parsed_by(Parse parse) {
         return parse(text, &error) ? std::string() : error;
       },
       "");
+}
+
+// A line typed on the controlling terminal after `prompt`, without echo; nullopt without one.
+std::optional<std::string> read_password(const char* prompt) {
+  const int fd = ::open("/dev/tty", O_RDWR | O_CLOEXEC);
+  if (fd < 0) return std::nullopt;
+  termios saved{};
+  ::tcgetattr(fd, &saved);
+  termios quiet = saved;
+  quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
+  ::tcsetattr(fd, TCSAFLUSH, &quiet);
+  [[maybe_unused]] auto w = ::write(fd, prompt, std::char_traits<char>::length(prompt));
+  std::string line;
+  char c = 0;
+  while (line.size() < 4096 && ::read(fd, &c, 1) == 1 && c != '\n') line += c;
+  ::tcsetattr(fd, TCSAFLUSH, &saved);
+  w = ::write(fd, "\n", 1);
+  ::close(fd);
+  if (!line.empty() && line.back() == '\r') line.pop_back();
+  return line;
 }
 
 }  // namespace
@@ -85,6 +110,13 @@ int main(int argc, char** argv) {
           },
           ""))
       ->type_name("NICK");
+  std::string password_file;
+  bool ask_password = false;
+  app.add_option("--password-file", password_file,
+                 "The room's password is the first line of FILE (for a server started with --password-file)")
+      ->check(CLI::ExistingFile.description(""))
+      ->type_name("FILE");
+  app.add_flag("--ask-password", ask_password, "Ask for the room's password on the terminal (not echoed) before joining");
   group("Connection");
   app.add_option("--keepalive", keepalive, "TCP keepalive IDLE,INTERVAL,COUNT, or off")
       ->check(parsed_by(chat::parse_keepalive))
@@ -143,6 +175,22 @@ int main(int argc, char** argv) {
     std::cerr << "--nick is required (in script mode, when stdin or stdout is not a terminal)\n"
               << "Run with --help for more information." << std::endl;
     return chat::exit_usage;
+  }
+
+  if (!password_file.empty()) {
+    std::ifstream file(password_file);
+    if (!std::getline(file, options.password) || options.password.empty()) {
+      std::cerr << "--password-file: " << password_file << " holds no password on its first line\n";
+      return chat::exit_usage;
+    }
+    if (options.password.back() == '\r') options.password.pop_back();
+  } else if (ask_password) {
+    auto password = read_password("room password: ");
+    if (!password) {
+      std::cerr << "--ask-password: no terminal to ask on\n";
+      return chat::exit_usage;
+    }
+    options.password = std::move(*password);
   }
 
   // The checks above have accepted these already.

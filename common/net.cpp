@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
@@ -18,6 +19,67 @@
 #include <stdexcept>
 
 namespace chat {
+
+namespace {
+
+// An IPv4 address in IPv6 clothes (::ffff:a.b.c.d) as the IPv4 address it is.
+asio::ip::address unmapped(const asio::ip::address& a) {
+  if (a.is_v6() && a.to_v6().is_v4_mapped()) return asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6());
+  return a;
+}
+
+// The address's bytes with every bit past `prefix` cleared.
+template <typename Bytes>
+Bytes masked(Bytes bytes, unsigned prefix) {
+  for (std::size_t i = 0; i < bytes.size(); ++i) {
+    const unsigned first_bit = static_cast<unsigned>(i) * 8;
+    if (prefix >= first_bit + 8) continue;
+    const unsigned keep = prefix > first_bit ? prefix - first_bit : 0;  // 0..7 bits of this byte
+    bytes[i] = static_cast<unsigned char>(bytes[i] & (0xFF00u >> keep));
+  }
+  return bytes;
+}
+
+asio::ip::address masked(const asio::ip::address& a, unsigned prefix) {
+  if (a.is_v4()) return asio::ip::address_v4(masked(a.to_v4().to_bytes(), prefix));
+  return asio::ip::address_v6(masked(a.to_v6().to_bytes(), prefix));
+}
+
+}  // namespace
+
+bool AddressRange::contains(const asio::ip::address& address) const {
+  const auto a = unmapped(address);
+  if (a.is_v4() != network.is_v4()) return false;
+  return masked(a, prefix) == network;
+}
+
+std::string AddressRange::to_string() const { return network.to_string() + "/" + std::to_string(prefix); }
+
+std::optional<AddressRange> parse_address_range(std::string_view text, std::string* error) {
+  const auto fail = [&](std::string why) -> std::optional<AddressRange> {
+    if (error) *error = std::move(why);
+    return std::nullopt;
+  };
+  const auto slash = text.find('/');
+  std::error_code ec;
+  const auto address = asio::ip::make_address(std::string(text.substr(0, slash)), ec);
+  if (ec) return fail("'" + std::string(text) + "' is not an address or a range like 10.0.0.0/8 or fd00::/8");
+  AddressRange range;
+  const auto a = unmapped(address);
+  const unsigned bits = a.is_v4() ? 32 : 128;
+  range.prefix = bits;
+  if (slash != std::string_view::npos) {
+    const auto digits = text.substr(slash + 1);
+    unsigned prefix = 0;
+    const auto [end, pec] = std::from_chars(digits.data(), digits.data() + digits.size(), prefix);
+    if (digits.empty() || pec != std::errc() || end != digits.data() + digits.size() || prefix > bits) {
+      return fail("'" + std::string(text) + "': the prefix length after '/' must be 0 to " + std::to_string(bits));
+    }
+    range.prefix = prefix;
+  }
+  range.network = masked(a, range.prefix);
+  return range;
+}
 
 std::error_code apply_keepalive(asio::ip::tcp::socket& socket, const KeepaliveConfig& config) {
   std::error_code ec;

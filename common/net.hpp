@@ -19,6 +19,18 @@
 
 namespace chat {
 
+// An address range in CIDR notation: 10.0.0.0/8, 192.168.1.7 (one address: /32), 2001:db8::/32,
+// fd00::1 (/128). IPv4 addresses seen as IPv6 (::ffff:10.0.0.5, on a dual-stack socket) are
+// matched as IPv4. Pure value type.
+struct AddressRange {
+  asio::ip::address network;  // with the bits past the prefix cleared
+  unsigned prefix = 0;
+  bool contains(const asio::ip::address& address) const;
+  std::string to_string() const;  // "10.0.0.0/8"
+};
+// nullopt (and `error` says why) if `text` is not one.
+std::optional<AddressRange> parse_address_range(std::string_view text, std::string* error = nullptr);
+
 // An integer socket option at (Level, Name) in the shape Asio's set_option() takes
 // (SettableSocketOption): how TCP_KEEPIDLE & co. are set without leaving Asio.
 template <int Level, int Name>

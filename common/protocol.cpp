@@ -128,6 +128,7 @@ std::string_view to_string(ErrorCode code) {
     case ErrorCode::bad_token: return "bad-token";
     case ErrorCode::no_history: return "no-history";
     case ErrorCode::room_split: return "room-split";
+    case ErrorCode::bad_password: return "bad-password";
   }
   return "unknown";
 }
@@ -149,6 +150,7 @@ ParseResult parse_protocol_line(std::string_view line) {
   if (iequals(verb, "RESUME")) return resume_command(rest);
   if (iequals(verb, "HISTORY")) return history_command(rest);
   if (iequals(verb, "SEARCH")) return text_command(Verb::search, rest, "SEARCH <words>");
+  if (iequals(verb, "PASS")) return text_command(Verb::pass, rest, "PASS <password>");
   if (!verb.empty()) return refuse(ErrorCode::unknown_command, std::string(verb));
   const bool blank = line.find_first_not_of(" \t") == std::string_view::npos;
   return refuse(ErrorCode::unknown_command, blank ? "(empty line)" : "(line starts with a space)");
@@ -195,6 +197,7 @@ std::string format_command(const Command& cmd) {
     case Verb::resume: return "RESUME " + cmd.arg + " " + std::to_string(cmd.id);
     case Verb::history: return "HISTORY BEFORE " + std::to_string(cmd.id) + " " + std::to_string(cmd.count);
     case Verb::search: return join("SEARCH", cmd.text);
+    case Verb::pass: return join("PASS", cmd.text);
   }
   return {};
 }

@@ -16,7 +16,7 @@ inline constexpr std::string_view protocol_greeting_prefix = "#";
 
 // ---- client to server -------------------------------------------------------------------
 
-enum class Verb { hello, say, me, priv, nick, who, ping, pong, quit, help, stats, resume, history, search };
+enum class Verb { hello, say, me, priv, nick, who, ping, pong, quit, help, stats, resume, history, search, pass };
 
 // One request from a client. Which fields are used depends on the verb:
 //   hello: arg = the nickname, text = "ids" when the client asks for ids (HELLO <nick> ids)
@@ -26,6 +26,7 @@ enum class Verb { hello, say, me, priv, nick, who, ping, pong, quit, help, stats
 //   resume: arg = token, id = the last event id the client saw (RESUME <token> <id>)
 //   history: id = before this id, count (HISTORY BEFORE <id> <n>)
 //   search: text = the words (SEARCH <words>)
+//   pass: text = the room password (PASS <password>, before HELLO or RESUME; --password-file)
 struct Command {
   Verb verb;
   std::string arg;
@@ -44,6 +45,7 @@ enum class ErrorCode {
   bad_token,   // RESUME: the token is wrong, expired or already used; join afresh
   no_history,  // HISTORY or SEARCH: the room keeps no history, or it is not available now
   room_split,  // --redis: this server cannot reach the room's other servers now; try again soon
+  bad_password,  // --password-file: no password, or a wrong one, before HELLO or RESUME
 };
 std::string_view to_string(ErrorCode code);
 

@@ -33,6 +33,7 @@ constexpr std::array bye_table{
     Phrase{"error", "the server ended your session after an error"},
     Phrase{"server-full", "the server is full; try again later"},
     Phrase{"too-many", "too many connections from your address"},
+    Phrase{"not-allowed", "this server does not take connections from your address"},
     Phrase{"server-busy", "the server is out of resources; try again later"},
     Phrase{"handshake-timeout", "you did not choose a nickname in time"},
     Phrase{"", "the server ended your session"},
@@ -60,6 +61,7 @@ constexpr std::array refusal_table{
     Phrase{"nick-held", "the nickname {detail} is kept for someone who dropped and may come back"},
     Phrase{"bad-token", "could not resume[: {detail}]; joining afresh"},
     Phrase{"no-history", "no history[: {detail}]"},
+    Phrase{"bad-password", "this room has a password[: {detail}]"},
     Phrase{"room-split", "this server cannot reach the rest of the room right now[: {detail}]; try again in a moment"},
     Phrase{"", "the server refused that ({code})[: {detail}]"},
 };

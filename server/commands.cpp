@@ -6,7 +6,9 @@
 #include "server/room.hpp"
 #include "server/session.hpp"
 
+#include <chrono>
 #include <string>
+#include <thread>
 
 namespace chat {
 namespace {
@@ -20,8 +22,11 @@ bool starts_with(std::string_view line, std::string_view verb) {
   return line.size() == verb.size() || line[verb.size()] == ' ';
 }
 
-// A program's first line: HELLO, or RESUME to take a seat back (docs/protocol.md).
-bool starts_protocol(std::string_view line) { return starts_with(line, "HELLO") || starts_with(line, "RESUME"); }
+// A program's first line: HELLO, RESUME to take a seat back, or PASS (the room password) before
+// either (docs/protocol.md).
+bool starts_protocol(std::string_view line) {
+  return starts_with(line, "HELLO") || starts_with(line, "RESUME") || starts_with(line, "PASS");
+}
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -70,11 +75,18 @@ void Commands::handshake(std::string_view line) {
     }
     const auto& cmd = std::get<Command>(parsed);
     switch (cmd.verb) {
+      case Verb::pass:
+        pass_ = cmd.text;  // (checked at HELLO or RESUME)
+        return;
       case Verb::hello:
+        if (!authorized(pass_)) return;
         session_.use_ids(cmd.text == "ids");
         join(cmd.arg);
         return;
-      case Verb::resume: resume(cmd); return;
+      case Verb::resume:
+        if (!authorized(pass_)) return;
+        resume(cmd);
+        return;
       case Verb::ping: session_.reply(Event{Event::Kind::pong, {}, cmd.arg, {}, {}, {}}); return;
       case Verb::pong: return;
       case Verb::quit: session_.end(LeaveCause::quit, cmd.text, "quit"); return;
@@ -83,7 +95,18 @@ void Commands::handshake(std::string_view line) {
       default: session_.refuse({ErrorCode::not_joined, "send HELLO <nick> first"}); return;
     }
   }
-  // Text mode: a line is a nickname, unless it is a command.
+  // Text mode: a line is a nickname, unless it is a command; or, after a nickname in a room
+  // with a password, the password, as typed.
+  if (!waiting_nick_.empty()) {
+    if (!authorized(std::string(line))) {
+      session_.reply_line("# type the room's password again");
+      return;
+    }
+    const std::string nick = std::move(waiting_nick_);
+    waiting_nick_.clear();
+    join(nick);
+    return;
+  }
   const auto text = trim(line);
   if (text.empty()) return;
   if (text.front() == '/') {
@@ -105,7 +128,39 @@ void Commands::handshake(std::string_view line) {
     session_.reply_line("# type a nickname to join (1-24 characters: A-Z a-z 0-9 _ ! -)");
     return;
   }
+  if (room_.password() != nullptr && !authorized_) {
+    waiting_nick_ = std::get<Command>(parsed).arg;
+    session_.reply_line("# this room has a password: type it");
+    return;
+  }
   join(std::get<Command>(parsed).arg);
+}
+
+bool Commands::authorized(const std::optional<std::string>& password) {
+  RoomPassword* room_password = room_.password();
+  if (room_password == nullptr || authorized_) return true;
+  if (!password) {
+    session_.refuse({ErrorCode::bad_password, "send PASS <password> before HELLO or RESUME"});
+    return false;
+  }
+  const std::string address = session_.address().to_string();
+  // An address that keeps guessing waits longer for each answer, on any of its connections.
+  const auto until = std::chrono::steady_clock::now() + room_.guesses().delay(address);
+  while (std::chrono::steady_clock::now() < until && !session_.ended()) {
+    std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(
+        until - std::chrono::steady_clock::now(), std::chrono::milliseconds(100)));
+  }
+  if (session_.ended()) return false;
+  if (room_password->check(*password)) {
+    authorized_ = true;
+    room_.guesses().succeeded(address);
+    return true;
+  }
+  room_.guesses().failed(address);
+  room_.count_wrong_password();
+  log_info("wrong room password from ", session_.peer());
+  session_.refuse({ErrorCode::bad_password, "wrong password"});
+  return false;
 }
 
 void Commands::join(std::string_view nick) {
@@ -181,6 +236,7 @@ void Commands::command(const Command& cmd) {
       return;
     case Verb::history: history(cmd); return;
     case Verb::search: search(cmd.text); return;
+    case Verb::pass: return;  // (joined: the password did its work already)
   }
 }
 

@@ -10,6 +10,7 @@
 #include "common/protocol.hpp"
 
 #include <cstddef>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -31,6 +32,11 @@ class Commands {
 
  private:
   void handshake(std::string_view line);
+  // The room password (--password-file): true if this connection may join. Else the client is
+  // told why (ERROR bad-password). A password given is checked after a wait that grows with
+  // the wrong ones from its address (Guesses), before anything about the nickname is said.
+  // Reader thread; a check may take ~100 ms (scrypt), the wait up to 16 s.
+  bool authorized(const std::optional<std::string>& password);
   void command(const Command& cmd);
   void join(std::string_view nick);
   void resume(const Command& cmd);
@@ -45,6 +51,10 @@ class Commands {
 
   Session& session_;
   Room& room_;
+  // The reader thread's own:
+  std::optional<std::string> pass_;  // PASS <password>, for the HELLO or RESUME after it
+  bool authorized_ = false;          // the password was right (or the room has none)
+  std::string waiting_nick_;         // text mode: a nickname typed, waiting for the password line
 };
 
 }  // namespace chat

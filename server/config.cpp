@@ -2,14 +2,19 @@
 
 #include "common/cli.hpp"
 #include "common/net.hpp"
+#include "server/password.hpp"
 #include "server/redis.hpp"
 
 #include <CLI/CLI.hpp>
+
+#include <termios.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
 #include <iterator>
 #include <map>
@@ -20,6 +25,46 @@
 
 namespace chat {
 namespace {
+
+// One line from stdin; on a terminal, after `prompt` on stderr and without echo.
+std::optional<std::string> read_secret(const char* prompt) {
+  const bool tty = ::isatty(STDIN_FILENO) == 1;
+  termios saved{};
+  if (tty) {
+    std::cerr << prompt << std::flush;
+    ::tcgetattr(STDIN_FILENO, &saved);
+    termios quiet = saved;
+    quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
+    ::tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+  }
+  std::string line;
+  const bool got = static_cast<bool>(std::getline(std::cin, line));
+  if (tty) {
+    ::tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved);
+    std::cerr << "\n";
+  }
+  if (!got) return std::nullopt;
+  if (!line.empty() && line.back() == '\r') line.pop_back();
+  return line;
+}
+
+// chatserver --hash-password: the hash of a password read from the terminal (twice) or stdin.
+int hash_password_command() {
+  const auto password = read_secret("room password: ");
+  if (!password || password->empty()) {
+    std::cerr << "chatserver: --hash-password: no password given\n";
+    return 2;
+  }
+  if (::isatty(STDIN_FILENO) == 1) {
+    const auto again = read_secret("the same again: ");
+    if (!again || *again != *password) {
+      std::cerr << "chatserver: --hash-password: the two did not match\n";
+      return 2;
+    }
+  }
+  std::cout << hash_password(*password) << "\n";
+  return 0;
+}
 
 // An option whose text goes through one of common/units.hpp's parsers: the parser's own
 // message becomes the usage error, the parsed value lands in `target`.
@@ -93,14 +138,14 @@ class NumberedConfig : public CLI::ConfigTOML {
     }
     std::istringstream again(text);
     auto items = CLI::ConfigTOML::from_config(again);
-    // CLI11 splits a value at commas, or else at spaces, into a list. Only web-origin takes a
-    // list (web-origin = ["http://a", "http://b"]): for the others, pieces split at commas go
+    // CLI11 splits a value at commas, or else at spaces, into a list. Only web-origin and allow
+    // take a list (web-origin = ["http://a", "http://b"]): for the others, pieces split at commas go
     // back together ("keepalive = 2s, 1s, 2" is one value), and a value split at spaces must
     // have been meant as one and needs quotes.
     for (auto& item : items) {
       if (item.inputs.size() < 2) continue;
       const std::string key = item.name.starts_with("--") ? item.name.substr(2) : item.name;
-      if (key == "web-origin") continue;
+      if (key == "web-origin" || key == "allow") continue;
       if (values_[key].find(',') == std::string::npos) {
         throw LineError(lines_[key], key + ": a value with spaces must be in quotes");
       }
@@ -186,6 +231,11 @@ std::variant<ServerConfig, int> parse_server_args(int argc, const char* const* a
   bool print_config = false;
   app.add_flag("--print-config", print_config, "Write the effective settings in the --config format, then exit")
       ->configurable(false);
+  bool hash_password_only = false;
+  app.add_flag("--hash-password", hash_password_only,
+               "Read a room password (asked twice on a terminal, without echo; else one line of stdin), write its "
+               "hash for --password-file to stdout, then exit")
+      ->configurable(false);
 
   // --help shows each value as people type it (DURATION, SIZE, N: the footer explains them),
   // not CLI11's types and checks ("UINT:UINT in [1 - 100000]"): hence the type names, and the
@@ -266,6 +316,15 @@ std::variant<ServerConfig, int> parse_server_args(int argc, const char* const* a
       ->check(quiet(CLI::Range(std::size_t{1}, std::size_t{1'000'000})));
   add_duration(app, "--flood-grace", c.flood_grace,
                "A client slowed by flood control without a break this long leaves with cause flood", "10s");
+  app.add_option("--allow", c.allow,
+                 "Only addresses in this range may connect, e.g. 10.0.0.0/8 or 192.168.1.0/24 (repeatable; "
+                 "others get 'BYE not-allowed'); default: any")
+      ->type_name("CIDR")
+      ->take_all();
+  app.add_option("--password-file", c.password_file,
+                 "A room password is needed to join; FILE holds its hash (chatserver --hash-password > FILE), "
+                 "never the password itself")
+      ->type_name("FILE");
   app.add_option("--max-per-ip", c.max_per_ip,
                  "Connections from one address; more get 'BYE too-many' (loopback counts too); 0: no limit")
       ->capture_default_str()
@@ -324,8 +383,15 @@ std::variant<ServerConfig, int> parse_server_args(int argc, const char* const* a
   try {
     app.parse(argc, argv);
     c.web = web == "on";
-    // `web-origin=""`, as --print-config writes the default, is no origin.
+    // `web-origin=""`, as --print-config writes the default, is no origin (allow too).
     std::erase_if(c.web_origins, [](const std::string& o) { return o.empty(); });
+    std::erase_if(c.allow, [](const std::string& a) { return a.empty(); });
+    for (auto& range : c.allow) {
+      std::string error;
+      const auto parsed = parse_address_range(range, &error);
+      if (!parsed) throw CLI::ValidationError("--allow", error);
+      range = parsed->to_string();
+    }
     if (!c.web_root.empty()) {
       if (const auto error = CLI::ExistingDirectory(c.web_root); !error.empty()) {
         throw CLI::ValidationError("--web-root", error);
@@ -393,6 +459,17 @@ std::variant<ServerConfig, int> parse_server_args(int argc, const char* const* a
       }
     }
     c.probe = probe == "epoll" ? ProbeMethod::epoll : probe == "poll" ? ProbeMethod::poll : ProbeMethod::auto_;
+    if (!c.password_file.empty()) {
+      std::ifstream file(c.password_file);
+      std::string line;
+      if (!file || !std::getline(file, line)) {
+        throw CLI::ValidationError("--password-file", "cannot read " + c.password_file);
+      }
+      while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+      std::string error;
+      if (!parse_password_hash(line, &error)) throw CLI::ValidationError("--password-file", c.password_file + ": " + error);
+      c.password_hash = line;
+    }
   } catch (const NumberedConfig::LineError& e) {
     std::cerr << "chatserver: " << app.get_config_ptr()->as<std::string>() << ":" << e.line << ": " << e.what()
               << "\n";
@@ -411,6 +488,7 @@ std::variant<ServerConfig, int> parse_server_args(int argc, const char* const* a
     std::cout << app.config_to_str(true, true);
     return 0;
   }
+  if (hash_password_only) return hash_password_command();
   return c;
 }
 

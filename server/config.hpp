@@ -57,6 +57,13 @@ struct ServerConfig {
   std::size_t max_burst = 50;          // lines a client may send at once before it is slowed
   Millis flood_grace{10'000};          // slowed without a break this long: leaves with cause flood
   std::size_t max_per_ip = 16;         // connections from one address; 0: no limit
+  // --allow: only addresses in these ranges may connect ("10.0.0.0/8", checked and written in
+  // that form by parse_config; the listener turns them into AddressRanges); empty: any.
+  std::vector<std::string> allow;
+  // --password-file: the room password's scrypt hash (server/password.hpp), read and checked by
+  // parse_config ("" no password: anyone who reaches the port joins).
+  std::string password_file;
+  std::string password_hash;
 
   // The web side (server/web.hpp): the page and its WebSocket on the chat port.
   bool web = true;

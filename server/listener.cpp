@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstring>
@@ -28,6 +29,9 @@ Listener::Listener(asio::io_context& io, const ServerConfig& config, Room& room,
   // IPv6, is the one listened on. parse_server_args has resolved it once already, so this
   // fails only if the name has gone from /etc/hosts or DNS since, or the resolver could not be
   // asked then either.
+  for (const auto& text : config.allow) {
+    if (auto range = parse_address_range(text)) allow_.push_back(*range);  // (checked by parse_config)
+  }
   std::string why;
   bind_addresses_ = resolve_host(config.bind, &why);
   if (bind_addresses_.empty()) throw std::runtime_error("cannot listen on " + where + ": " + why);
@@ -108,6 +112,14 @@ void Listener::accept_one() {
   }
   socket.non_blocking(false, ec);  // the reader blocks in recv(2); writers pass MSG_DONTWAIT
   const auto peer = socket.remote_endpoint(ec);
+  // --allow: the door, before anything else is spent on the connection.
+  if (!allow_.empty() && std::none_of(allow_.begin(), allow_.end(),
+                                      [&](const AddressRange& r) { return r.contains(peer.address()); })) {
+    log_info("refused ", peer.address().to_string(), ":", peer.port(), ": not in --allow");
+    ++stats_.refused_not_allowed;
+    refuse(socket.native_handle(), "BYE not-allowed\n");
+    return;
+  }
   const auto live = sessions_.live(peer.address());
   if (live.all >= config_.max_clients) {
     log_warn("refused ", peer.address().to_string(), ":", peer.port(), ": ", config_.max_clients,
@@ -153,7 +165,9 @@ void Listener::accept_one() {
     if (socket.is_open()) refuse(socket.native_handle(), "BYE server-busy\n");
     return;
   }
-  log_info("accepted ", session->peer(), " as ", to_string(id));
+  // (At debug: the "joined from" line names the address of everyone who joins, and the end of a
+  // connection that never did says where it came from.)
+  log_debug("accepted ", session->peer(), " as ", to_string(id));
   sessions_.add(session);
   ++stats_.connected;
   ++stats_.accepted;

@@ -63,6 +63,7 @@ class Listener {
   asio::ip::tcp::acceptor acceptor_;  // listener thread only, once started
   asio::ip::tcp::endpoint endpoint_;  // immutable after construction
   std::vector<asio::ip::address> bind_addresses_;  // immutable after construction
+  std::vector<AddressRange> allow_;                // --allow (empty: any); immutable after construction
   Wakeup wakeup_;                     // stop() signals it to interrupt poll(2)
   std::uint64_t next_id_ = 1;         // listener thread only
   int reserve_fd_ = -1;               // listener thread only: /dev/null, given up to refuse a client when out of descriptors

@@ -60,6 +60,11 @@ Room::Room(const ServerConfig& config, Transcript& transcript, ServerStats& stat
       writers_(writers),
       archive_(archive),
       id_base_(archive.run() << 32),
+      password_([&]() -> std::unique_ptr<RoomPassword> {
+        if (config.password_hash.empty()) return nullptr;
+        auto hash = parse_password_hash(config.password_hash);  // (parse_server_args checked it)
+        return hash ? std::make_unique<RoomPassword>(std::move(*hash)) : nullptr;
+      }()),
       // The history keeps the last --send-queue bytes of events (members' cursors keep what
       // they still need on their own): the recent past, for a client that reconnects to catch
       // up on one day. Nothing reads it yet; the bound is what matters now.
@@ -1171,6 +1176,8 @@ Room::ResumeResult Room::resume_shared(const std::shared_ptr<Session>& session, 
     default: return closed_ ? ResumeResult::closed : ResumeResult::split;
   }
 }
+
+void Room::count_wrong_password() { ++stats_.wrong_password; }
 
 void Room::tell_members_locked(const std::string& text) {
   const Event comment{Event::Kind::comment, {}, {}, {}, text, {}};

@@ -41,6 +41,7 @@
 #include "server/archive.hpp"
 #include "server/config.hpp"
 #include "server/history.hpp"
+#include "server/password.hpp"
 #include "server/roster.hpp"
 
 #include <chrono>
@@ -122,6 +123,12 @@ class Room {
 
   // The room's events in order; the writers read it without the room's lock.
   const History& history() const { return history_; }
+
+  // --password-file: the room password (nullptr: none), and who has been guessing it. Reader
+  // threads, without the room's lock (each has its own).
+  RoomPassword* password() { return password_.get(); }
+  Guesses& guesses() { return guesses_; }
+  void count_wrong_password();  // (STATS wrong_password)
 
   // ---- shared (--redis) ----
   // The main thread, once, before any thread starts: from now on the room lives in `backplane`'s
@@ -243,6 +250,8 @@ class Room {
   WriterPool& writers_;
   Archive& archive_;
   const std::uint64_t id_base_;  // run * 2^32: set once
+  const std::unique_ptr<RoomPassword> password_;  // set once (--password-file), or null
+  Guesses guesses_;
   mutable std::mutex mutex_;
   History history_;     // appended under mutex_; read by writers without it
   Members members_;     // guarded by mutex_

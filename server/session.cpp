@@ -471,7 +471,15 @@ void Session::read_loop() {
     log_error("leave failed: ", e.what());
   }
   if (auto d = departure()) {
-    log_info("disconnected: ", to_string(d->cause), " (", d->detail, ")");
+    if (joined()) {
+      log_info("disconnected: ", to_string(d->cause), " (", d->detail, ")");
+    } else if (mode() == Mode::undecided) {
+      // Never said a line: a health check (HAProxy's, every 2 s per chatserver, reads the
+      // greeting and closes), a port scan, a browser's spare connection. Only at debug.
+      log_debug("closed before saying anything, from ", peer(), ": ", to_string(d->cause), " (", d->detail, ")");
+    } else {
+      log_info("disconnected before joining, from ", peer(), ": ", to_string(d->cause), " (", d->detail, ")");
+    }
   }
   part_done(reader_done_);
 }

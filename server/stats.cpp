@@ -93,6 +93,8 @@ std::string ServerStats::line(std::size_t joined, std::size_t writers, std::size
   add("throttles", throttles.load());
   add("refused_full", refused_full.load());
   add("refused_per_ip", refused_per_ip.load());
+  add("refused_not_allowed", refused_not_allowed.load());
+  add("wrong_password", wrong_password.load());
   add("refused_busy", refused_busy.load());
   add("history_chunks", history_chunks);
   add("uptime_s", uptime.count());

@@ -36,6 +36,8 @@ class ServerStats {
   std::atomic<std::uint64_t> throttles{0};     // times a reader waited for flood control
   std::atomic<std::uint64_t> refused_full{0};  // connections refused: BYE server-full
   std::atomic<std::uint64_t> refused_per_ip{0};  // connections refused: BYE too-many
+  std::atomic<std::uint64_t> refused_not_allowed{0};  // connections refused: BYE not-allowed (--allow)
+  std::atomic<std::uint64_t> wrong_password{0};       // wrong room passwords (--password-file)
   std::atomic<std::uint64_t> refused_busy{0};  // connections refused or ended: BYE server-busy
   std::atomic<std::uint64_t> backlog_peak{0}; // the largest backlog the poller or a writer saw
   std::atomic<std::uint64_t> backlog_now{0};  // the largest backlog at the last sweep

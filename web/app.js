@@ -46,6 +46,8 @@
     joinHost: $('join-host'),
     nick: $('nick'),
     nickError: $('nick-error'),
+    password: $('password'),
+    passwordRow: $('password-row'),
     join: $('join'),
     chatView: $('chat-view'),
     topbar: document.querySelector('.topbar'),
@@ -833,15 +835,35 @@
     searches: [], // the words of each SEARCH not yet answered, oldest first
     fillAfterResume: false, // a reloaded tab resumed: load what came before the missed part
     marker: '', // after RESUMED: "away 41 s, 12 messages you missed", shown where they start
+    password: '', // the room's password, once the server asked for one (memory only)
   };
 
   function sendLine(line) {
     if (S.ws && S.ws.readyState === WebSocket.OPEN) S.ws.send(line);
   }
 
+  // The room password (chatserver --password-file), if the server asked for one: before each
+  // HELLO or RESUME. Kept in this tab's memory only, never stored.
+  function pass() {
+    if (S.password) sendLine(`PASS ${S.password}`);
+  }
+
   // Joining always asks for ids: tagged lines, a resume token, and the recent history.
   function hello(nick) {
+    pass();
     sendLine(`HELLO ${nick} ids`);
+  }
+
+  // ERROR bad-password: back to the form, which now asks for the room's password too.
+  function passwordRefused() {
+    const had = S.password !== '';
+    dropSocket();
+    S.password = '';
+    S.onForm = true;
+    ui.passwordRow.hidden = false;
+    formFailed(had ? 'Wrong password: try again.' : 'This room has a password: type it below.');
+    ui.password.value = '';
+    ui.password.focus();
   }
 
   function dropSocket() {
@@ -901,6 +923,7 @@
       if (S.token) {
         // We held a seat: ask for it back, with everything after the last event we saw.
         S.phase = 'resuming';
+        pass();
         sendLine(`RESUME ${S.token} ${S.lastId}`);
       } else {
         S.phase = 'joining';
@@ -1238,6 +1261,7 @@
         return;
       case 'ERROR': {
         if (first === '') break;
+        if (first === 'bad-password' && S.phase !== 'joined') return passwordRefused();
         if (S.phase === 'resuming') return resumeRefused(first, afterFirst);
         if ((S.phase === 'joining' || S.phase === 'choosing') && refused(first, afterFirst)) return;
         if (first === 'no-history') {
@@ -1339,6 +1363,7 @@
     }
     ui.nick.removeAttribute('aria-invalid');
     ui.nickError.textContent = '';
+    if (!ui.passwordRow.hidden) S.password = ui.password.value;
     saveNick(nick);
     if (S.token && fold(nick) !== fold(S.wanted)) forgetToken(); // a seat is resumed under its own name
     S.wanted = nick;

@@ -23,6 +23,10 @@ ConnectDialog::ConnectDialog(const ConnectChoice& given, QWidget* parent) : QDia
   port_->setValue(given.port != 0 ? given.port : settings.value("port", 15600).toInt());
   nick_ = new QLineEdit(given.nick.empty() ? settings.value("nick").toString() : QString::fromStdString(given.nick));
   nick_->setMaxLength(static_cast<int>(max_nick_length));
+  password_ = new QLineEdit(QString::fromStdString(given.password));
+  password_->setEchoMode(QLineEdit::Password);
+  password_->setPlaceholderText("only if the room has one");
+  password_->setObjectName("password");
   host_->setObjectName("host");
   port_->setObjectName("port");
   nick_->setObjectName("nick");
@@ -34,6 +38,7 @@ ConnectDialog::ConnectDialog(const ConnectChoice& given, QWidget* parent) : QDia
   form->addRow("&Server:", host_);
   form->addRow("&Port:", port_);
   form->addRow("&Nickname:", nick_);
+  form->addRow("Room pass&word:", password_);
   buttons_ = new QDialogButtonBox(QDialogButtonBox::Ok | QDialogButtonBox::Cancel);
   buttons_->button(QDialogButtonBox::Ok)->setText("&Connect");
   connect(buttons_, &QDialogButtonBox::accepted, this, &ConnectDialog::accept);
@@ -51,7 +56,7 @@ ConnectDialog::ConnectDialog(const ConnectChoice& given, QWidget* parent) : QDia
 
 ConnectChoice ConnectDialog::choice() const {
   return {host_->text().trimmed().toStdString(), static_cast<std::uint16_t>(port_->value()),
-          nick_->text().toStdString()};
+          nick_->text().toStdString(), password_->text().toStdString()};
 }
 
 void ConnectDialog::check() {

@@ -1,5 +1,6 @@
 // ConnectDialog: server, port and nickname, asked for when the command line does not give all
-// three. The last values are remembered with QSettings. Enter connects, Esc cancels.
+// three, and the room's password for a server that has one (optional, shown as dots). The last
+// values are remembered with QSettings, the password never. Enter connects, Esc cancels.
 //
 // GUI thread only.
 #pragma once
@@ -21,6 +22,7 @@ struct ConnectChoice {
   std::string host;
   std::uint16_t port = 15600;
   std::string nick;
+  std::string password;  // the room's (chatserver --password-file); "": none
 };
 
 class ConnectDialog : public QDialog {
@@ -39,6 +41,7 @@ class ConnectDialog : public QDialog {
   QLineEdit* host_ = nullptr;
   QSpinBox* port_ = nullptr;
   QLineEdit* nick_ = nullptr;
+  QLineEdit* password_ = nullptr;
   QLabel* problem_ = nullptr;
   QDialogButtonBox* buttons_ = nullptr;
 };

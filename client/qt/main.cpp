@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <fstream>
 #include <iostream>
 #include <stdexcept>
 
@@ -25,7 +26,7 @@ int main(int argc, char** argv) {
   // The command line first, so --help, --version and a usage error work without a display.
   // Qt's own options (-platform, -style, ...) start with one dash and are left for QApplication.
   chat::LinkOptions options;
-  chat::qt::ConnectChoice given{{}, 0, {}};
+  chat::qt::ConnectChoice given{{}, 0, {}, {}};
   std::string keepalive = chat::format_keepalive(options.keepalive);
   CLI::App cli{"chatclient-qt: a desktop window for the chat server (the connect dialog asks for what is not given)",
                "chatclient-qt"};
@@ -41,6 +42,10 @@ int main(int argc, char** argv) {
             return problem ? "'" + nick + "': " + *problem : std::string();
           },
           "NICK"));
+  std::string password_file;
+  cli.add_option("--password-file", password_file,
+                 "The room's password is the first line of FILE (else the connect dialog has a field for it)")
+      ->check(CLI::ExistingFile);
   cli.add_option("--keepalive", keepalive, "TCP keepalive IDLE,INTERVAL,COUNT, or off")->capture_default_str();
   bool verbose = false;
   cli.add_flag("--verbose", verbose,
@@ -55,6 +60,13 @@ int main(int argc, char** argv) {
     auto k = chat::parse_keepalive(keepalive, &error);
     if (!k) throw CLI::ValidationError("--keepalive", error);
     options.keepalive = *k;
+    if (!password_file.empty()) {
+      std::ifstream file(password_file);
+      if (!std::getline(file, given.password) || given.password.empty()) {
+        throw CLI::ValidationError("--password-file", password_file + " holds no password on its first line");
+      }
+      if (given.password.back() == '\r') given.password.pop_back();
+    }
     if (!given.host.empty()) {
       try {
         (void)chat::parse_server_list(given.host, given.port != 0 ? given.port : options.port);
@@ -111,6 +123,7 @@ int main(int argc, char** argv) {
   options.port = options.servers.front().port;
   if (options.servers.size() == 1) options.servers.clear();  // one server: host and port say it
   options.nick = given.nick;
+  options.password = given.password;
   chat::qt::ChatWindow window(options, verbose);
   open = &window;
   window.show();

@@ -46,7 +46,9 @@ std::set<std::string> options_in_help() {
   std::set<std::string> names;
   const std::regex option(R"(--([a-z][a-z-]+))");
   for (std::sregex_iterator it(help.begin(), help.end(), option), end; it != end; ++it) names.insert((*it)[1]);
-  for (const char* not_a_setting : {"help", "version", "config", "print-config"}) names.erase(not_a_setting);
+  for (const char* not_a_setting : {"help", "version", "config", "print-config", "hash-password"}) {
+    names.erase(not_a_setting);
+  }
   return names;
 }
 
@@ -67,6 +69,8 @@ const std::vector<std::string> every_option_changed{
     "--ping-timeout", "1.5s",       "--send-queue", "2MiB",     "--send-timeout", "9s",
     "--writers", "3",               "--max-rate", "12.5",       "--max-burst", "9",
     "--flood-grace", "2m",          "--max-per-ip", "0",        "--web", "off",
+    "--allow", "10.0.0.0/8",        "--allow", "192.168.1.7",
+    "--password-file", "/tmp/chat-config-test-room.pass",
     "--web-root", "/tmp",           "--web-origin", "http://a.example:8080",
     "--web-origin", "https://b.example",
     "--db", "/tmp/some chat.db",    "--history", "20",          "--history-keep", "30d",
@@ -79,6 +83,10 @@ const std::vector<std::string> every_option_changed{
 TEST_CASE("chatserver --print-config writes every option, and reading it back with --config gives the same settings",
           "[process][config]") {
   TempDir dir;
+  // --password-file is read when the options are: a well-formed hash (of no password in
+  // particular) where the list above says.
+  std::ofstream("/tmp/chat-config-test-room.pass")
+      << "$scrypt$ln=10,r=8,p=1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n";
   const auto options = options_in_help();
   REQUIRE(options.size() >= 20);
 

@@ -223,3 +223,32 @@ TEST_CASE("SIGHUP when the log file cannot be reopened keeps writing to the old 
   CHECK(text.find("still joined") != std::string::npos);
   std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("the info log names who joined and left, not each silent connection (a health check every 2 s)",
+          "[process]") {
+  ServerProcess server({"--log-level", "info"});
+  // Three health checks: connect, read the greeting, close.
+  for (int i = 0; i < 3; ++i) {
+    LineClient probe(server.port());
+    REQUIRE(probe.expect_line("# chatserver", patience));
+    probe.close();
+  }
+  // Someone who tried a name that is not one and left; someone who joined and quit.
+  {
+    LineClient shy(server.port());
+    REQUIRE(shy.send_line("HELLO no?such!name"));
+    REQUIRE(shy.expect_line("ERROR bad-nick", patience));
+  }
+  {
+    auto alice = join(server.port(), "alice");
+    REQUIRE(alice->send_line("QUIT"));
+    CHECK(alice->wait_closed(patience));
+  }
+  std::string seen;
+  REQUIRE(server.process().wait_for_line(Stream::err, "[reader alice] info: disconnected: quit", patience, &seen));
+  INFO(seen);
+  CHECK(seen.find("info: joined from 127.0.0.1:") != std::string::npos);
+  CHECK(seen.find("info: disconnected before joining, from 127.0.0.1:") != std::string::npos);
+  CHECK(seen.find("accepted") == std::string::npos);                  // (at debug)
+  CHECK(seen.find("before saying anything") == std::string::npos);  // (at debug)
+}

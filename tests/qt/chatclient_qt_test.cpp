@@ -245,7 +245,7 @@ TEST_CASE("chatclient-qt: the server stopped shows the cause and a countdown, an
 TEST_CASE("chatclient-qt's connect dialog checks the nickname, remembers the values, and Esc cancels", "[qt]") {
   QSettings().clear();
   {
-    chat::qt::ConnectDialog dialog({{}, 0, {}});
+    chat::qt::ConnectDialog dialog({{}, 0, {}, {}});
     auto* ok = dialog.findChild<QDialogButtonBox*>()->button(QDialogButtonBox::Ok);
     auto* host = dialog.findChild<QLineEdit*>("host");
     auto* nick = dialog.findChild<QLineEdit*>("nick");
@@ -260,18 +260,25 @@ TEST_CASE("chatclient-qt's connect dialog checks the nickname, remembers the val
     CHECK(ok->isEnabled());
     host->setText("10.1.2.3");
     dialog.findChild<QSpinBox*>("port")->setValue(16000);
+    // The room password: optional, shown as dots, never remembered.
+    auto* password = dialog.findChild<QLineEdit*>("password");
+    REQUIRE(password);
+    CHECK(password->echoMode() == QLineEdit::Password);
+    QTest::keyClicks(password, "open sesame");
     dialog.accept();
     CHECK(dialog.result() == QDialog::Accepted);
     CHECK(dialog.choice().host == "10.1.2.3");
     CHECK(dialog.choice().port == 16000);
     CHECK(dialog.choice().nick == "dora");
+    CHECK(dialog.choice().password == "open sesame");
   }
-  chat::qt::ConnectDialog again({{}, 0, {}});
+  chat::qt::ConnectDialog again({{}, 0, {}, {}});
   CHECK(again.choice().host == "10.1.2.3");
   CHECK(again.choice().port == 16000);
   CHECK(again.choice().nick == "dora");
+  CHECK(again.choice().password.empty());
   // What the command line gives wins over what was remembered.
-  chat::qt::ConnectDialog given({"example.lan", 15601, {}});
+  chat::qt::ConnectDialog given({"example.lan", 15601, {}, {}});
   CHECK(given.choice().host == "example.lan");
   CHECK(given.choice().port == 15601);
   given.show();

@@ -306,3 +306,43 @@ TEST_CASE("Wakeup: each Wakeup has its own fd", "[net][wakeup]") {
   CHECK(poll_now(a.fd(), POLLIN) == POLLIN);
   CHECK(poll_now(b.fd(), POLLIN) == 0);
 }
+
+TEST_CASE("address ranges: CIDR parsing, membership, and IPv4 on a dual-stack socket", "[net][allow]") {
+  using asio::ip::make_address;
+  const auto range = [](const char* text) {
+    std::string error;
+    auto r = chat::parse_address_range(text, &error);
+    INFO(text << ": " << error);
+    REQUIRE(r);
+    return *r;
+  };
+  const auto lan = range("10.0.0.0/8");
+  CHECK(lan.to_string() == "10.0.0.0/8");
+  CHECK(lan.contains(make_address("10.1.2.3")));
+  CHECK_FALSE(lan.contains(make_address("11.0.0.1")));
+  CHECK(lan.contains(make_address("::ffff:10.9.9.9")));  // IPv4 as a dual-stack socket reports it
+  CHECK_FALSE(lan.contains(make_address("fd00::1")));
+  // Bits past the prefix are cleared; a bare address is one host.
+  CHECK(range("192.168.1.77/24").to_string() == "192.168.1.0/24");
+  CHECK(range("192.168.1.77/23").to_string() == "192.168.0.0/23");
+  const auto host = range("192.168.1.7");
+  CHECK(host.to_string() == "192.168.1.7/32");
+  CHECK(host.contains(make_address("192.168.1.7")));
+  CHECK_FALSE(host.contains(make_address("192.168.1.8")));
+  CHECK(range("0.0.0.0/0").contains(make_address("203.0.113.9")));
+  const auto v6 = range("fd00:1234::/32");
+  CHECK(v6.to_string() == "fd00:1234::/32");
+  CHECK(v6.contains(make_address("fd00:1234:5::1")));
+  CHECK_FALSE(v6.contains(make_address("fd00:1235::1")));
+  CHECK_FALSE(v6.contains(make_address("10.0.0.1")));
+  CHECK(range("::1").contains(make_address("::1")));
+  CHECK(range("::ffff:10.0.0.7").to_string() == "10.0.0.7/32");
+  // Not ranges: each with a reason.
+  for (const char* bad : {"10.0.0.0/33", "10.0.0.0/", "10.0.0.0/x", "10.0.0.0/8/8", "lan", "", "fd00::/129",
+                          "10.0.0.0/-1", "10.0.0.0/ 8"}) {
+    std::string error;
+    INFO(bad);
+    CHECK_FALSE(chat::parse_address_range(bad, &error));
+    CHECK_FALSE(error.empty());
+  }
+}

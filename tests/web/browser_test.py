@@ -24,8 +24,10 @@ pictures' screenshot.py.
 import argparse
 import os
 import signal
+import subprocess
 import sys
 import re
+import tempfile
 import time
 import unittest
 import urllib.request
@@ -250,6 +252,33 @@ class WebPageTest(unittest.TestCase):
         line = page.wait_line('msg', 'hi from a TCP client')
         self.assertRegex(line, r'^\d\d:\d\d:\d\d ', 'each line starts with HH:MM:SS')
         self.assertIn(other.nick, line)
+        self.assertEqual(page.errors(), [], 'no console errors, no CSP violations')
+
+    def test_room_password(self):
+        """A room with a password (chatserver --password-file): the form asks for it once the
+        server says so, a wrong one is said in words, the right one joins."""
+        if OPTS.url:
+            self.skipTest('needs --server (a chatserver of its own, with a password)')
+        hashed = subprocess.run([OPTS.server, '--hash-password'], input='open sesame\n', capture_output=True,
+                                text=True, check=True, timeout=WAIT).stdout.strip()
+        with tempfile.NamedTemporaryFile('w', suffix='.pass', delete=False) as f:
+            f.write(hashed + '\n')
+        self.addCleanup(os.unlink, f.name)
+        server = ChatServer(OPTS.server, extra=['--password-file', f.name])
+        self.addCleanup(server.stop)
+        page = Page()
+        self.addCleanup(page.quit)
+        page.open(f'http://127.0.0.1:{server.port}/')
+        self.assertTrue(page.js("return document.getElementById('password-row').hidden"), 'no password field at first')
+        page.el('#nick').send_keys(self.nick(), Keys.ENTER)
+        page.until(lambda: not page.js("return document.getElementById('password-row').hidden"),
+                   message='the form did not ask for the password')
+        self.assertIn('This room has a password', page.el('#nick-error').text)
+        self.assertEqual(page.js('return document.activeElement.id'), 'password')
+        page.el('#password').send_keys('open says me', Keys.ENTER)
+        page.until(lambda: 'Wrong password' in page.el('#nick-error').text, message='a wrong one was not said')
+        page.el('#password').send_keys('open sesame', Keys.ENTER)
+        page.until(lambda: page.state() == 'connected', message=f'did not join: {page.status()!r}')
         self.assertEqual(page.errors(), [], 'no console errors, no CSP violations')
 
     def test_nickname_checked_refused_and_remembered(self):
