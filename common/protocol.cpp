@@ -87,6 +87,14 @@ ParseResult hello_command(std::string_view rest) {
   return nick_command(Verb::hello, rest);  // a space in it is a bad nickname, as it always was
 }
 
+// KICK <nick> [reason]: the reason is the rest of the line, spaces and all.
+ParseResult kick_command(std::string_view rest, std::string_view usage) {
+  auto [nick, reason] = split_word(rest);
+  if (nick.empty()) return refuse(ErrorCode::bad_args, "usage: " + std::string(usage));
+  if (nick_problem(nick)) return refuse(ErrorCode::no_such_nick, std::string(nick));
+  return Command{Verb::kick, std::string(nick), std::string(reason)};
+}
+
 ParseResult resume_command(std::string_view rest) {
   auto [token, last] = split_word(rest);
   const auto id = parse_number(last);
@@ -129,6 +137,7 @@ std::string_view to_string(ErrorCode code) {
     case ErrorCode::no_history: return "no-history";
     case ErrorCode::room_split: return "room-split";
     case ErrorCode::bad_password: return "bad-password";
+    case ErrorCode::not_operator: return "not-operator";
   }
   return "unknown";
 }
@@ -151,6 +160,8 @@ ParseResult parse_protocol_line(std::string_view line) {
   if (iequals(verb, "HISTORY")) return history_command(rest);
   if (iequals(verb, "SEARCH")) return text_command(Verb::search, rest, "SEARCH <words>");
   if (iequals(verb, "PASS")) return text_command(Verb::pass, rest, "PASS <password>");
+  if (iequals(verb, "OPER")) return text_command(Verb::oper, rest, "OPER <password>");
+  if (iequals(verb, "KICK")) return kick_command(rest, "KICK <nick> [reason]");
   if (!verb.empty()) return refuse(ErrorCode::unknown_command, std::string(verb));
   const bool blank = line.find_first_not_of(" \t") == std::string_view::npos;
   return refuse(ErrorCode::unknown_command, blank ? "(empty line)" : "(line starts with a space)");
@@ -170,6 +181,8 @@ ParseResult parse_text_input(std::string_view line) {
   if (iequals(word, "quit")) return Command{Verb::quit, {}, std::string(rest)};
   if (iequals(word, "help")) return Command{Verb::help, {}, {}};
   if (iequals(word, "search")) return text_command(Verb::search, rest, "/search <words>");
+  if (iequals(word, "oper")) return text_command(Verb::oper, rest, "/oper <password>");
+  if (iequals(word, "kick")) return kick_command(rest, "/kick <nick> [reason]");
   return refuse(ErrorCode::unknown_command, "/" + std::string(word) + " (type /help for the commands)");
 }
 
@@ -198,17 +211,20 @@ std::string format_command(const Command& cmd) {
     case Verb::history: return "HISTORY BEFORE " + std::to_string(cmd.id) + " " + std::to_string(cmd.count);
     case Verb::search: return join("SEARCH", cmd.text);
     case Verb::pass: return join("PASS", cmd.text);
+    case Verb::oper: return join("OPER", cmd.text);
+    case Verb::kick: return join("KICK", cmd.text.empty() ? cmd.arg : cmd.arg + " " + cmd.text);
   }
   return {};
 }
 
 namespace {
-constexpr std::array<std::pair<LeaveCause, std::string_view>, 10> cause_tokens{{
+constexpr std::array<std::pair<LeaveCause, std::string_view>, 11> cause_tokens{{
     {LeaveCause::quit, "quit"},         {LeaveCause::closed, "closed"},
     {LeaveCause::reset, "reset"},       {LeaveCause::timeout, "timeout"},
     {LeaveCause::no_pong, "no-pong"},   {LeaveCause::too_slow, "too-slow"},
     {LeaveCause::flood, "flood"},       {LeaveCause::error, "error"},
     {LeaveCause::shutdown, "shutdown"}, {LeaveCause::instance_lost, "instance-lost"},
+    {LeaveCause::kicked, "kicked"},
 }};
 }  // namespace
 

@@ -16,7 +16,7 @@ inline constexpr std::string_view protocol_greeting_prefix = "#";
 
 // ---- client to server -------------------------------------------------------------------
 
-enum class Verb { hello, say, me, priv, nick, who, ping, pong, quit, help, stats, resume, history, search, pass };
+enum class Verb { hello, say, me, priv, nick, who, ping, pong, quit, help, stats, resume, history, search, pass, oper, kick };
 
 // One request from a client. Which fields are used depends on the verb:
 //   hello: arg = the nickname, text = "ids" when the client asks for ids (HELLO <nick> ids)
@@ -27,6 +27,8 @@ enum class Verb { hello, say, me, priv, nick, who, ping, pong, quit, help, stats
 //   history: id = before this id, count (HISTORY BEFORE <id> <n>)
 //   search: text = the words (SEARCH <words>)
 //   pass: text = the room password (PASS <password>, before HELLO or RESUME; --password-file)
+//   oper: text = the operators' password (OPER <password>; --admin-password-file)
+//   kick: arg = the nickname, text = the reason, may be empty (KICK <nick> [reason])
 struct Command {
   Verb verb;
   std::string arg;
@@ -46,6 +48,7 @@ enum class ErrorCode {
   no_history,  // HISTORY or SEARCH: the room keeps no history, or it is not available now
   room_split,  // --redis: this server cannot reach the room's other servers now; try again soon
   bad_password,  // --password-file: no password, or a wrong one, before HELLO or RESUME
+  not_operator,  // KICK from someone who has not given the operators' password (OPER)
 };
 std::string_view to_string(ErrorCode code);
 
@@ -73,7 +76,8 @@ std::string format_command(const Command& cmd);
 // Why a member left the room. The tokens are part of the protocol.
 // instance_lost: with --redis, the member's chatserver stopped answering; the LEAVE comes from
 // another instance (docs/scale-out.md).
-enum class LeaveCause { quit, closed, reset, timeout, no_pong, too_slow, flood, error, shutdown, instance_lost };
+// kicked: an operator removed the member (KICK, --admin-password-file); the detail says who.
+enum class LeaveCause { quit, closed, reset, timeout, no_pong, too_slow, flood, error, shutdown, instance_lost, kicked };
 std::string_view to_string(LeaveCause cause);
 std::optional<LeaveCause> leave_cause_from(std::string_view token);
 // The cause, the BYE reasons and the error codes in words for people: common/wording.hpp.

@@ -89,6 +89,8 @@ const std::vector<std::string>& help_lines() {
       "***   /who                 who is online",
       "***   /search <words>      find earlier messages",
       "***   /quit [reason]       leave",
+      "***   /oper <password>     become an operator (a server with operators)",
+      "***   /kick <nick> [why]   operators: remove someone from the room",
       "***   //text               say a line that starts with /",
   };
   return lines;

@@ -135,7 +135,9 @@ bool Timeline::wait_for(const std::function<bool(const std::string&, const std::
 void Timeline::add_server_line(const std::string& line, const std::string& prefix) {
   const auto now = WallClock::now();
   if (auto parsed = parse_server_line(line, now)) {
-    if (parsed->level == "debug") return;
+    // Debug lines are left out, but for the listener's "accepted 127.0.0.1:4000 as #2": it
+    // names each connection's number (the ignored clients' lines are found by it).
+    if (parsed->level == "debug" && !(parsed->role == "listener" && parsed->message.rfind("accepted ", 0) == 0)) return;
     add(prefix + parsed->role, parsed->level == "trace" || parsed->level == "info"
                                      ? std::move(parsed->message)
                                      : parsed->level + ": " + parsed->message,

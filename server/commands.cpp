@@ -143,6 +143,17 @@ bool Commands::authorized(const std::optional<std::string>& password) {
     session_.refuse({ErrorCode::bad_password, "send PASS <password> before HELLO or RESUME"});
     return false;
   }
+  if (password_matches(*room_password, *password)) {
+    authorized_ = true;
+    return true;
+  }
+  if (session_.ended()) return false;
+  log_info("wrong room password from ", session_.peer());
+  session_.refuse({ErrorCode::bad_password, "wrong password"});
+  return false;
+}
+
+bool Commands::password_matches(RoomPassword& expected, const std::string& password) {
   const std::string address = session_.address().to_string();
   // An address that keeps guessing waits longer for each answer, on any of its connections.
   const auto until = std::chrono::steady_clock::now() + room_.guesses().delay(address);
@@ -151,16 +162,47 @@ bool Commands::authorized(const std::optional<std::string>& password) {
         until - std::chrono::steady_clock::now(), std::chrono::milliseconds(100)));
   }
   if (session_.ended()) return false;
-  if (room_password->check(*password)) {
-    authorized_ = true;
+  if (expected.check(password)) {
     room_.guesses().succeeded(address);
     return true;
   }
   room_.guesses().failed(address);
   room_.count_wrong_password();
-  log_info("wrong room password from ", session_.peer());
-  session_.refuse({ErrorCode::bad_password, "wrong password"});
   return false;
+}
+
+void Commands::oper(const std::string& password) {
+  RoomPassword* admin = room_.admin_password();
+  if (admin == nullptr) {
+    session_.refuse({ErrorCode::bad_args, "this server has no operators (chatserver --admin-password-file)"});
+    return;
+  }
+  if (operator_) return;
+  if (!password_matches(*admin, password)) {
+    if (session_.ended()) return;
+    log_info("wrong operator password from ", session_.peer());
+    session_.refuse({ErrorCode::bad_password, "wrong operator password"});
+    return;
+  }
+  operator_ = true;
+  log_info("is an operator now");
+  const bool text = session_.mode() == Session::Mode::text;
+  session_.reply_line(text ? "# you are an operator: /kick <nick> [reason] removes someone from the room"
+                           : "# you are an operator: KICK <nick> [reason] removes someone from the room");
+}
+
+void Commands::kick(const std::string& nick, const std::string& reason) {
+  if (!operator_) {
+    session_.refuse({ErrorCode::not_operator, session_.mode() == Session::Mode::text ? "/kick" : "KICK"});
+    return;
+  }
+  switch (room_.kick(session_, nick, reason)) {
+    case Room::KickResult::kicked: log_info("kicked ", nick, reason.empty() ? "" : ": ", reason); return;
+    case Room::KickResult::no_such_nick: session_.refuse({ErrorCode::no_such_nick, nick}); return;
+    case Room::KickResult::not_here:
+      session_.refuse({ErrorCode::bad_args, nick + " is on another chatserver of the room (kicks do not cross servers yet)"});
+      return;
+  }
 }
 
 void Commands::join(std::string_view nick) {
@@ -237,6 +279,8 @@ void Commands::command(const Command& cmd) {
     case Verb::history: history(cmd); return;
     case Verb::search: search(cmd.text); return;
     case Verb::pass: return;  // (joined: the password did its work already)
+    case Verb::oper: oper(cmd.text); return;
+    case Verb::kick: kick(cmd.arg, cmd.text); return;
   }
 }
 

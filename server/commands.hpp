@@ -19,6 +19,7 @@ namespace chat {
 
 struct ArchivedEvent;
 class Room;
+class RoomPassword;
 class Session;
 
 class Commands {
@@ -37,6 +38,11 @@ class Commands {
   // the wrong ones from its address (Guesses), before anything about the nickname is said.
   // Reader thread; a check may take ~100 ms (scrypt), the wait up to 16 s.
   bool authorized(const std::optional<std::string>& password);
+  // `password` against `expected`, after the wait its address has earned (Guesses); a wrong
+  // one is counted and logged. Reader thread.
+  bool password_matches(RoomPassword& expected, const std::string& password);
+  void oper(const std::string& password);                          // OPER, /oper
+  void kick(const std::string& nick, const std::string& reason);  // KICK, /kick
   void command(const Command& cmd);
   void join(std::string_view nick);
   void resume(const Command& cmd);
@@ -54,6 +60,7 @@ class Commands {
   // The reader thread's own:
   std::optional<std::string> pass_;  // PASS <password>, for the HELLO or RESUME after it
   bool authorized_ = false;          // the password was right (or the room has none)
+  bool operator_ = false;            // OPER with the operators' password: may KICK
   std::string waiting_nick_;         // text mode: a nickname typed, waiting for the password line
 };
 

@@ -325,6 +325,10 @@ std::variant<ServerConfig, int> parse_server_args(int argc, const char* const* a
                  "A room password is needed to join; FILE holds its hash (chatserver --hash-password > FILE), "
                  "never the password itself")
       ->type_name("FILE");
+  app.add_option("--admin-password-file", c.admin_password_file,
+                 "Operators: whoever gives this password (/oper PASSWORD, or OPER) may remove people from the room "
+                 "(/kick NICK [reason]); FILE holds its hash (chatserver --hash-password > FILE)")
+      ->type_name("FILE");
   app.add_option("--max-per-ip", c.max_per_ip,
                  "Connections from one address; more get 'BYE too-many' (loopback counts too); 0: no limit")
       ->capture_default_str()
@@ -459,16 +463,19 @@ std::variant<ServerConfig, int> parse_server_args(int argc, const char* const* a
       }
     }
     c.probe = probe == "epoll" ? ProbeMethod::epoll : probe == "poll" ? ProbeMethod::poll : ProbeMethod::auto_;
-    if (!c.password_file.empty()) {
-      std::ifstream file(c.password_file);
+    // The password files hold hashes (chatserver --hash-password), checked now.
+    const auto read_hash = [](const std::string& option, const std::string& path) {
+      std::ifstream file(path);
       std::string line;
-      if (!file || !std::getline(file, line)) {
-        throw CLI::ValidationError("--password-file", "cannot read " + c.password_file);
-      }
+      if (!file || !std::getline(file, line)) throw CLI::ValidationError(option, "cannot read " + path);
       while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
       std::string error;
-      if (!parse_password_hash(line, &error)) throw CLI::ValidationError("--password-file", c.password_file + ": " + error);
-      c.password_hash = line;
+      if (!parse_password_hash(line, &error)) throw CLI::ValidationError(option, path + ": " + error);
+      return line;
+    };
+    if (!c.password_file.empty()) c.password_hash = read_hash("--password-file", c.password_file);
+    if (!c.admin_password_file.empty()) {
+      c.admin_password_hash = read_hash("--admin-password-file", c.admin_password_file);
     }
   } catch (const NumberedConfig::LineError& e) {
     std::cerr << "chatserver: " << app.get_config_ptr()->as<std::string>() << ":" << e.line << ": " << e.what()

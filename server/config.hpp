@@ -64,6 +64,9 @@ struct ServerConfig {
   // parse_config ("" no password: anyone who reaches the port joins).
   std::string password_file;
   std::string password_hash;
+  // --admin-password-file: the operators' password's hash, the same way (OPER, then KICK).
+  std::string admin_password_file;
+  std::string admin_password_hash;
 
   // The web side (server/web.hpp): the page and its WebSocket on the chat port.
   bool web = true;

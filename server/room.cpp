@@ -29,8 +29,16 @@ std::int64_t unix_ms(std::chrono::system_clock::time_point t) {
 
 // A drop the seat survives: not one the client chose (quit) or earned (flood), and not the
 // server going away (close() keeps the seats for a restart on its own).
+// A password from its hash (parse_server_args checked it); null for "" (none).
+std::unique_ptr<RoomPassword> password_from(const std::string& hash_line) {
+  if (hash_line.empty()) return nullptr;
+  auto hash = parse_password_hash(hash_line);
+  return hash ? std::make_unique<RoomPassword>(std::move(*hash)) : nullptr;
+}
+
 bool resumable(LeaveCause cause) {
-  return cause != LeaveCause::quit && cause != LeaveCause::flood && cause != LeaveCause::shutdown;
+  return cause != LeaveCause::quit && cause != LeaveCause::flood && cause != LeaveCause::shutdown &&
+         cause != LeaveCause::kicked;
 }
 
 // The most a replay may queue for one client: half its --send-queue, so that the live stream
@@ -60,11 +68,8 @@ Room::Room(const ServerConfig& config, Transcript& transcript, ServerStats& stat
       writers_(writers),
       archive_(archive),
       id_base_(archive.run() << 32),
-      password_([&]() -> std::unique_ptr<RoomPassword> {
-        if (config.password_hash.empty()) return nullptr;
-        auto hash = parse_password_hash(config.password_hash);  // (parse_server_args checked it)
-        return hash ? std::make_unique<RoomPassword>(std::move(*hash)) : nullptr;
-      }()),
+      password_(password_from(config.password_hash)),
+      admin_password_(password_from(config.admin_password_hash)),
       // The history keeps the last --send-queue bytes of events (members' cursors keep what
       // they still need on their own): the recent past, for a client that reconnects to catch
       // up on one day. Nothing reads it yet; the bound is what matters now.
@@ -1178,6 +1183,20 @@ Room::ResumeResult Room::resume_shared(const std::shared_ptr<Session>& session, 
 }
 
 void Room::count_wrong_password() { ++stats_.wrong_password; }
+
+Room::KickResult Room::kick(Session& by, const std::string& nick, const std::string& reason) {
+  std::shared_ptr<Session> target;
+  {
+    std::lock_guard lock(mutex_);
+    const auto key = fold_nick(nick);
+    const auto it = members_.find(key);
+    if (it == members_.end()) return roster_.find(key) != nullptr ? KickResult::not_here : KickResult::no_such_nick;
+    target = it->second.session;
+  }
+  // Its reader wakes, and its leave() tells the room, as for any other end.
+  target->end(LeaveCause::kicked, "by " + by.nick() + (reason.empty() ? std::string() : ": " + reason), "kicked");
+  return KickResult::kicked;
+}
 
 void Room::tell_members_locked(const std::string& text) {
   const Event comment{Event::Kind::comment, {}, {}, {}, text, {}};

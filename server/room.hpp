@@ -95,6 +95,12 @@ class Room {
   // False if nobody has that nickname. Only sender and recipient get the PRIV line.
   bool priv(Session& from, std::string_view to, std::string_view text);
 
+  // An operator's KICK: `nick` (a member of this server) is ended with cause kicked, the detail
+  // naming `by` and the reason; it gets BYE kicked, the room LEAVE <nick> kicked. not_here: with
+  // --redis, someone on another chatserver (kicks do not cross servers yet).
+  enum class KickResult { kicked, no_such_nick, not_here };
+  KickResult kick(Session& by, const std::string& nick, const std::string& reason);
+
   enum class RenameResult { renamed, unchanged, nick_in_use, nick_held, split };
   RenameResult rename(Session& session, const std::string& nick);
 
@@ -127,6 +133,7 @@ class Room {
   // --password-file: the room password (nullptr: none), and who has been guessing it. Reader
   // threads, without the room's lock (each has its own).
   RoomPassword* password() { return password_.get(); }
+  RoomPassword* admin_password() { return admin_password_.get(); }  // (--admin-password-file)
   Guesses& guesses() { return guesses_; }
   void count_wrong_password();  // (STATS wrong_password)
 
@@ -250,7 +257,8 @@ class Room {
   WriterPool& writers_;
   Archive& archive_;
   const std::uint64_t id_base_;  // run * 2^32: set once
-  const std::unique_ptr<RoomPassword> password_;  // set once (--password-file), or null
+  const std::unique_ptr<RoomPassword> password_;        // set once (--password-file), or null
+  const std::unique_ptr<RoomPassword> admin_password_;  // set once (--admin-password-file), or null
   Guesses guesses_;
   mutable std::mutex mutex_;
   History history_;     // appended under mutex_; read by writers without it

@@ -73,7 +73,7 @@ std::string ServerStats::line(std::size_t joined, std::size_t writers, std::size
   add("writes", writes.load());
   for (auto cause : {LeaveCause::quit, LeaveCause::closed, LeaveCause::reset, LeaveCause::timeout, LeaveCause::no_pong,
                      LeaveCause::too_slow, LeaveCause::flood, LeaveCause::error, LeaveCause::shutdown,
-                     LeaveCause::instance_lost}) {
+                     LeaveCause::instance_lost, LeaveCause::kicked}) {
     std::string key = "leave_" + std::string(to_string(cause));
     std::replace(key.begin(), key.end(), '-', '_');
     add(key, leaves_[static_cast<std::size_t>(cause)].load());

@@ -56,7 +56,7 @@ class ServerStats {
  private:
   static constexpr std::size_t sweep_window = 100;  // the last 10 s at the default 100 ms
   const std::chrono::steady_clock::time_point started_;
-  std::array<std::atomic<std::uint64_t>, 10> leaves_{};  // by LeaveCause
+  std::array<std::atomic<std::uint64_t>, 11> leaves_{};  // by LeaveCause
   mutable std::mutex sweep_mutex_;
   std::array<std::uint32_t, sweep_window> sweeps_us_{};  // guarded by sweep_mutex_: a ring
   std::array<std::uint32_t, sweep_window> sweeps_cpu_us_{};  // guarded by sweep_mutex_: the same sweeps' CPU time

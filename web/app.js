@@ -161,8 +161,11 @@
   }
 
   const leaveWords = (nick, cause, detail) =>
-    say('leave', cause, { nick, detail: cause === 'quit' ? detail : '', quiet: quietTime(detail), code: cause });
-  const byeWords = (reason, detail) => say('bye', reason, { detail: reason === 'flood' ? detail : '', code: reason });
+    say('leave', cause, {
+      nick, detail: ['quit', 'kicked', 'instance-lost'].includes(cause) ? detail : '', quiet: quietTime(detail), code: cause,
+    });
+  const byeWords = (reason, detail) =>
+    say('bye', reason, { detail: reason === 'flood' || reason === 'kicked' ? detail : '', code: reason });
   const lostWords = (cause, detail) => say('lost', cause, { quiet: quietTime(detail), code: cause });
   const refusalWords = (code, detail) => say('refusal', code, { detail, code });
   // What a tap or a hover shows: the protocol's token and detail.
@@ -251,6 +254,12 @@
       case 'help': return { kind: 'help' };
       case 'clear': return { kind: 'clear' };
       case 'search': return /^[ \t]*$/.test(rest) ? usage('/search <words>') : { kind: 'search', words: rest.trim() };
+      // Operators (chatserver --admin-password-file): the server checks who may.
+      case 'oper': return rest === '' ? usage('/oper <password>') : { kind: 'send', wire: 'OPER ' + rest };
+      case 'kick': {
+        const [who] = splitWord(rest);
+        return who === '' ? usage('/kick <nick> [reason]') : { kind: 'send', wire: 'KICK ' + rest };
+      }
       default:
         return { kind: 'error', code: 'unknown-command', detail: `/${word} (type /help for the commands)` };
     }
@@ -265,6 +274,8 @@
     ['/quit [reason]', 'leave'],
     ['//text', 'say a line that starts with /'],
     ['/search <words>', 'find earlier messages holding every word'],
+    ['/oper <password>', 'become an operator (a server with operators)'],
+    ['/kick <nick> [reason]', 'operators: remove someone from the room'],
     ['/clear', 'clear the conversation'],
     ['/help', 'this list'],
     ['Up / Down', 'recall what you typed'],

@@ -175,3 +175,56 @@ TEST_CASE("chatserver --allow: an address outside every range gets BYE not-allow
   CHECK(out.find("--allow") != std::string::npos);
   CHECK(out.find("10.0.0.0/33") != std::string::npos);
 }
+
+TEST_CASE("operators: OPER with the operators' password, then KICK removes someone, with who and why",
+          "[process][access]") {
+  const auto hashed = hash_run("trusted hands\n");
+  REQUIRE(hashed.code == 0);
+  TempDir dir("chat_access");
+  ServerProcess server({"--db", "none", "--admin-password-file", write_file(dir, "admin.pass", hashed.out + "\n")});
+  const auto join = [&](const std::string& nick) {
+    auto c = std::make_unique<LineClient>(server.port());
+    REQUIRE(next(*c).starts_with("# chatserver"));
+    REQUIRE(c->send_line("HELLO " + nick));
+    REQUIRE(next(*c) == "WELCOME " + nick);
+    REQUIRE(c->expect_line("USERS ", patience));
+    return c;
+  };
+  auto alice = join("alice");
+  auto bob = join("bob");
+  auto carol = join("carol");
+  REQUIRE(alice->expect_line("JOIN carol", patience));
+  // Not yet an operator: refused; a wrong password: refused, and counted.
+  REQUIRE(alice->send_line("KICK bob"));
+  CHECK(next(*alice) == "ERROR not-operator KICK");
+  REQUIRE(alice->send_line("OPER guess"));
+  CHECK(next(*alice) == "ERROR bad-password wrong operator password");
+  REQUIRE(alice->send_line("OPER trusted hands"));
+  CHECK(next(*alice) == "# you are an operator: KICK <nick> [reason] removes someone from the room");
+  REQUIRE(alice->send_line("KICK nobody"));
+  CHECK(next(*alice) == "ERROR no-such-nick nobody");
+  // bob is told who and why, and goes; everyone else hears it once.
+  REQUIRE(alice->send_line("KICK Bob flooding the room"));
+  CHECK(bob->expect_line("BYE kicked by alice: flooding the room", patience));
+  CHECK(bob->wait_closed(patience));
+  for (auto* c : {alice.get(), carol.get()}) CHECK(c->expect_line("LEAVE bob kicked by alice: flooding the room", patience));
+  // A kicked member's nickname is free at once (no seat is held for it).
+  auto again = join("bob");
+  // Text mode: /oper and /kick, the same way.
+  LineClient dora(server.port());
+  REQUIRE(next(dora).starts_with("# chatserver"));
+  REQUIRE(dora.send_line("dora"));
+  REQUIRE(dora.expect_line("*** welcome, dora", patience));
+  REQUIRE(dora.send_line("/kick carol"));
+  CHECK(dora.expect_line("only an operator may do that (/oper <password> first)", patience));
+  REQUIRE(dora.send_line("/oper trusted hands"));
+  CHECK(dora.expect_line("# you are an operator: /kick <nick> [reason] removes someone from the room", patience));
+  REQUIRE(dora.send_line("/kick carol"));
+  CHECK(carol->expect_line("BYE kicked by dora", patience));
+  CHECK(dora.expect_line("*** carol was removed from the room by dora", patience));
+  REQUIRE(alice->send_line("STATS"));
+  const auto stats = alice->expect_line("STATS ", patience);
+  REQUIRE(stats);
+  CHECK(stats->find(" leave_kicked=2") != std::string::npos);
+  CHECK(stats->find(" wrong_password=1") != std::string::npos);
+}

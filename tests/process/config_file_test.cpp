@@ -70,7 +70,7 @@ const std::vector<std::string> every_option_changed{
     "--writers", "3",               "--max-rate", "12.5",       "--max-burst", "9",
     "--flood-grace", "2m",          "--max-per-ip", "0",        "--web", "off",
     "--allow", "10.0.0.0/8",        "--allow", "192.168.1.7",
-    "--password-file", "/tmp/chat-config-test-room.pass",
+    "--password-file", "/tmp/chat-config-test-room.pass", "--admin-password-file", "/tmp/chat-config-test-room.pass",
     "--web-root", "/tmp",           "--web-origin", "http://a.example:8080",
     "--web-origin", "https://b.example",
     "--db", "/tmp/some chat.db",    "--history", "20",          "--history-keep", "30d",
