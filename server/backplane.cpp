@@ -110,6 +110,12 @@ if claim ~= 'take' and claim ~= 'announce' and claim ~= 'resume' and redis.call(
     nkey = string.lower(renamed)
   end
 end
+-- An event under a name another instance's member has now, from a member of this one who left
+-- while Redis had forgotten this instance (no alias): refused, not put in the other's mouth.
+if (claim == '' or claim == 'release' or claim == 'rename') and nick ~= '' then
+  local owner = redis.call('HGET', nicks, nkey)
+  if owner and owner ~= origin and owner ~= 'held' then return redis.error_reply('NOTYOURS') end
+end
 if claim == 'take' then
   local why = refusal(nkey, ARGV[13])
   if why then return redis.error_reply(why) end
@@ -128,7 +134,11 @@ elseif claim == 'announce' then
   for i = 1, 99 do
     local candidate = nick
     if i > 1 then candidate = string.sub(nick, 1, 23 - #tostring(i)) .. '_' .. i end
-    if not refusal(string.lower(candidate), ARGV[13]) then
+    local ckey = string.lower(candidate)
+    -- A stand-in this instance has already is another member's, unless it is this one's own
+    -- (announced twice: the link broke again meanwhile).
+    local ours = i > 1 and redis.call('HGET', nicks, ckey) == origin and redis.call('HGET', aliases, nkey) ~= candidate
+    if not ours and not refusal(ckey, ARGV[13]) then
       chosen = candidate
       break
     end
@@ -243,8 +253,9 @@ for _, inst in ipairs(redis.call('SMEMBERS', p .. 'instances')) do
     local label = redis.call('HGET', p .. 'labels', inst) or inst
     -- How long it has been silent, by Redis's clock (its last beat's time), else the timeout.
     local beat = tonumber(redis.call('HGET', p .. 'beats', inst) or '0')
-    if beat > 0 and now > beat then silence = string.format('%.1f s', (now - beat) / 1000) end
-    local detail = 'server ' .. label .. ' stopped answering (no heartbeat for ' .. silence .. ')'
+    local silent = silence
+    if beat > 0 and now > beat then silent = string.format('%.1f s', (now - beat) / 1000) end
+    local detail = 'server ' .. label .. ' stopped answering (no heartbeat for ' .. silent .. ')'
     local m = redis.call('HGETALL', p .. 'members:' .. inst)
     for i = 1, #m, 2 do
       local h = redis.call('HGET', p .. 'seat_of', m[i])
@@ -682,7 +693,7 @@ void Backplane::send_events() {
     }
     refused_.clear();
     for (auto it = queue_.begin() + index; it != queue_.end(); ++it) it->serial = next_serial_++;
-    stats_.queued = queue_.size();
+    stats_.queued = queue_.size() + in_flight_count_;
   }
   {
     std::lock_guard lock(mutex_);
@@ -728,7 +739,28 @@ void Backplane::cmd_reply(Pending what, const RedisValue& reply) {
       Outgoing out = std::move(in_flight_.front());
       in_flight_.pop_front();
       if (reply.is_error() && (reply.str == "FORGOTTEN" || reply.str == "ERR FORGOTTEN")) {
+        {
+          std::lock_guard lock(mutex_);
+          --in_flight_count_;  // (counted again when it is sent again)
+        }
         refused_.push_back(std::move(out));  // not applied: sent again behind the announce JOINs
+        // Redis forgot this instance, maybe before its heartbeat's answer says so: nothing more
+        // goes out until what is in flight is answered, then the members are announced again.
+        holding_ = true;
+        if (!rejoining_) forgotten();
+        return;
+      }
+      if (reply.is_error() && (reply.str == "NOTYOURS" || reply.str == "ERR NOTYOURS")) {
+        // Said under a name another server's member has now, by a member of this one who left
+        // while Redis had forgotten this instance (its LEAVE, or what it said before): not put
+        // in the other's mouth; shown here already, counted as not kept.
+        log_info("backplane: not published (", out.event.nick, " is another server's member's name now): ",
+                 kind_token(out.event.kind), " ", out.event.text);
+        std::lock_guard lock(mutex_);
+        --in_flight_count_;
+        ++stats_.lost;
+        ++lost_since_split_;
+        stats_.queued = queue_.size() + in_flight_count_;
         return;
       }
       if (out.claim == Claim::register_again) rejoining_ = false;

@@ -6,6 +6,8 @@
 #include "server/room.hpp"
 #include "server/session.hpp"
 
+#include <openssl/crypto.h>
+
 #include <chrono>
 #include <string>
 #include <thread>
@@ -79,12 +81,12 @@ void Commands::handshake(std::string_view line) {
         pass_ = cmd.text;  // (checked at HELLO or RESUME)
         return;
       case Verb::hello:
-        if (!authorized(pass_)) return;
+        if (!authorized_once()) return;
         session_.use_ids(cmd.text == "ids");
         join(cmd.arg);
         return;
       case Verb::resume:
-        if (!authorized(pass_)) return;
+        if (!authorized_once()) return;
         resume(cmd);
         return;
       case Verb::ping: session_.reply(Event{Event::Kind::pong, {}, cmd.arg, {}, {}, {}}); return;
@@ -151,6 +153,16 @@ bool Commands::authorized(const std::optional<std::string>& password) {
   log_info("wrong room password from ", session_.peer());
   session_.refuse({ErrorCode::bad_password, "wrong password"});
   return false;
+}
+
+bool Commands::authorized_once() {
+  const bool ok = authorized(pass_);
+  // Each PASS is checked once; the password does not stay in this connection's memory.
+  if (pass_) {
+    OPENSSL_cleanse(pass_->data(), pass_->size());
+    pass_.reset();
+  }
+  return ok;
 }
 
 bool Commands::password_matches(RoomPassword& expected, const std::string& password) {

@@ -38,6 +38,7 @@ class Commands {
   // the wrong ones from its address (Guesses), before anything about the nickname is said.
   // Reader thread; a check may take ~100 ms (scrypt), the wait up to 16 s.
   bool authorized(const std::optional<std::string>& password);
+  bool authorized_once();  // authorized(pass_), then pass_ is wiped and forgotten
   // `password` against `expected`, after the wait its address has earned (Guesses); a wrong
   // one is counted and logged. Reader thread.
   bool password_matches(RoomPassword& expected, const std::string& password);

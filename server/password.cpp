@@ -7,7 +7,9 @@
 
 #include <algorithm>
 #include <charconv>
+#include <semaphore>
 #include <stdexcept>
+#include <thread>
 #include <vector>
 
 namespace chat {
@@ -39,8 +41,19 @@ std::optional<std::string> unbase64(std::string_view text) {
   return out;
 }
 
+// At most this many scrypt checks at once, whatever the number of readers asking (each takes 32
+// MiB at ln=15, and up to 1 GiB at the largest parameters a file may give): the others wait.
+std::counting_semaphore<8>& scrypt_slots() {
+  static std::counting_semaphore<8> slots(static_cast<std::ptrdiff_t>(std::clamp(std::thread::hardware_concurrency(), 1u, 8u)));
+  return slots;
+}
+
 std::string scrypt(std::string_view password, const std::string& salt, unsigned log2_n, unsigned r, unsigned p) {
   std::string key(key_bytes, '\0');
+  scrypt_slots().acquire();
+  struct Release {
+    ~Release() { scrypt_slots().release(); }
+  } release;
   if (EVP_PBE_scrypt(password.data(), password.size(), reinterpret_cast<const unsigned char*>(salt.data()),
                      salt.size(), std::uint64_t{1} << log2_n, r, p, scrypt_max_memory,
                      reinterpret_cast<unsigned char*>(key.data()), key.size()) != 1) {

@@ -938,11 +938,18 @@ void Room::enter_locked(const StreamEvent& e) {
   // Shown here already, during the split (append_split_locked): back in the stream's order for
   // the others, not shown twice here. Own events come back in the order they were published.
   if (own && !split_shown_.empty()) {
-    const Event& shown = split_shown_.front();
-    const auto renamed = renamed_.find(fold_nick(shown.nick));  // (announced again under a new name)
-    const bool same_nick = shown.nick == event.nick || (renamed != renamed_.end() && renamed->second == event.nick);
-    if (shown.kind == event.kind && same_nick && shown.text == event.text && shown.code == event.code) {
-      split_shown_.pop_front();
+    // Own events come back in the order they were published, so this one is the first shown
+    // line it matches; lines ahead of that one never made it into the stream (refused by Redis
+    // as said under a name given away meanwhile, or not kept): they are let go. (Looked for
+    // among the first 256, so that a line never shown costs little.)
+    const auto same = [&](const Event& shown) {
+      const auto renamed = renamed_.find(fold_nick(shown.nick));  // (announced again under a new name)
+      const bool same_nick = shown.nick == event.nick || (renamed != renamed_.end() && renamed->second == event.nick);
+      return shown.kind == event.kind && same_nick && shown.text == event.text && shown.code == event.code;
+    };
+    const auto window = split_shown_.begin() + static_cast<std::ptrdiff_t>(std::min<std::size_t>(split_shown_.size(), 256));
+    if (const auto match = std::find_if(split_shown_.begin(), window, same); match != window) {
+      split_shown_.erase(split_shown_.begin(), match + 1);
       // It was shown here without an id. The archive gets it now, with its id (HISTORY BEFORE,
       // SEARCH and a resume here find it). When the last one is back, clients with ids get a
       // tagged remark with its id: their last id moves past these lines, so a resume (here or
@@ -1064,6 +1071,12 @@ void Room::enter_renamed_locked(const StreamEvent& e) {
     Event join = event;
     join.arg.clear();
     append_locked(join, roster_.size(), &e);
+    return;
+  }
+  if (members_.contains(key)) {
+    // (The event script picks a name no member of this instance has; should one have it all
+    // the same, the member keeps its old name here rather than be lost from members_.)
+    log_warn("announced again as ", event.nick, ", a name a member here has; ", event.arg, " keeps its name here");
     return;
   }
   Member member = std::move(m->second);

@@ -577,16 +577,22 @@ TEST_CASE("shared room: a member whose name was taken while its server was cut o
           "[redis][shared]") {
   Cluster cluster(2);
   auto alice = join_plain(cluster.port(0), "alice");  // nc-style: no seat, so the reaper frees her name
+  auto carl = join_plain(cluster.port(0), "carl");    // another, who will leave before coming back
   auto dora = join(cluster.port(0), "dora");          // alice's neighbour, with ids (and a seat)
   auto bob = join(cluster.port(1), "bob");
   read_event(*dora, "JOIN bob");
 
-  freeze_until_lost(cluster, 0, *bob, {"alice", "dora"});
-  // Meanwhile someone on bob's server takes the free name.
+  freeze_until_lost(cluster, 0, *bob, {"alice", "carl", "dora"});
+  // Meanwhile people on bob's server take the free names.
   auto other = join(cluster.port(1), "alice");
   read_event(*bob, "JOIN alice");
-  // And the first alice says something her frozen server has not read yet.
+  auto other_carl = join(cluster.port(1), "carl");
+  read_event(*bob, "JOIN carl");
+  // The first alice says something her frozen server has not read yet; the first carl says
+  // something and quits.
   REQUIRE(alice->send_line("SAY said while frozen"));
+  REQUIRE(carl->send_line("SAY carl said while frozen"));
+  REQUIRE(carl->send_line("QUIT"));
   REQUIRE(cluster.servers[0]->process().signal(SIGCONT));
 
   // Her own server tells her, then renames her: NICK, which every client follows for itself.
@@ -606,19 +612,36 @@ TEST_CASE("shared room: a member whose name was taken while its server was cut o
     CHECK(std::any_of(log.begin(), log.end(), [](const std::string& l) {
       return parse_tagged(l) && parse_tagged(l)->body == "JOIN alice_2";
     }));
-    for (const auto& l : log) CHECK(l.find("MSG alice said") == std::string::npos);
+    for (const auto& l : log) {
+      CHECK(l.find("MSG alice said") == std::string::npos);
+      CHECK(l.find("MSG carl carl said") == std::string::npos);
+      CHECK(l.find("LEAVE carl ") == std::string::npos);
+    }
   }
+  CHECK(carl->wait_closed(wait_long));
   // Both go on under their names, each heard by everyone.
   REQUIRE(alice->send_line("SAY now as alice_2"));
-  read_event(*bob, "MSG alice_2 now as alice_2");
+  std::vector<std::string> bob_saw;  // everything bob reads from here on, checked below
+  read_event(*bob, "MSG alice_2 now as alice_2", &bob_saw);
   REQUIRE(other->send_line("SAY the other alice"));
   CHECK(read_until_within(*alice, wait_long, [](const std::string& l) { return l.find("the other alice") != std::string::npos; }) ==
         "MSG alice the other alice");
   read_event(*dora, "MSG alice the other alice");
+  // The first carl's line and leave were never the second carl's: bob saw neither as carl's
+  // (as carl_2's, if the first carl was announced again before it quit), and carl is still here.
+  {
+    REQUIRE(other_carl->send_line("SAY marker from the second carl"));
+    read_event(*bob, "MSG carl marker from the second carl", &bob_saw);
+    for (const auto& l : lines_for(*bob, 2000ms)) bob_saw.push_back(l);
+    for (const auto& l : bob_saw) {
+      CHECK(l.find("MSG carl carl said") == std::string::npos);
+      CHECK(l.find("LEAVE carl ") == std::string::npos);
+    }
+  }
   for (auto* c : {bob.get(), dora.get()}) {
     REQUIRE(c->send_line("WHO"));
     CHECK(read_until_within(*c, wait_long, [](const std::string& l) { return l.starts_with("USERS "); }) ==
-          "USERS alice alice_2 bob dora");
+          "USERS alice alice_2 bob carl dora");
   }
 }
 
