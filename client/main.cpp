@@ -17,7 +17,6 @@
 #include <CLI/CLI.hpp>
 
 #include <fcntl.h>
-#include <termios.h>
 #include <unistd.h>
 
 #include <clocale>
@@ -47,19 +46,8 @@ CLI::Validator parsed_by(Parse parse) {
 std::optional<std::string> read_password(const char* prompt) {
   const int fd = ::open("/dev/tty", O_RDWR | O_CLOEXEC);
   if (fd < 0) return std::nullopt;
-  termios saved{};
-  ::tcgetattr(fd, &saved);
-  termios quiet = saved;
-  quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
-  ::tcsetattr(fd, TCSAFLUSH, &quiet);
-  [[maybe_unused]] auto w = ::write(fd, prompt, std::char_traits<char>::length(prompt));
-  std::string line;
-  char c = 0;
-  while (line.size() < 4096 && ::read(fd, &c, 1) == 1 && c != '\n') line += c;
-  ::tcsetattr(fd, TCSAFLUSH, &saved);
-  w = ::write(fd, "\n", 1);
+  auto line = chat::cli::read_hidden_line(fd, fd, prompt);
   ::close(fd);
-  if (!line.empty() && line.back() == '\r') line.pop_back();
   return line;
 }
 

@@ -1,5 +1,8 @@
 #include "common/cli.hpp"
 
+#include <termios.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cctype>
 #include <iostream>
@@ -105,6 +108,33 @@ int exit_for(CLI::App& app, const CLI::ParseError& error, std::string_view progr
   }
   app.exit(error);
   return exit_usage;
+}
+
+std::optional<std::string> read_hidden_line(int in, int out, std::string_view prompt) {
+  const bool tty = ::isatty(in) == 1;
+  termios saved{};
+  if (tty) {
+    ::tcgetattr(in, &saved);
+    termios quiet = saved;
+    quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
+    ::tcsetattr(in, TCSAFLUSH, &quiet);
+    [[maybe_unused]] auto w = ::write(out, prompt.data(), prompt.size());
+  }
+  std::string line;
+  char c = 0;
+  bool any = false;
+  while (line.size() < 4096 && ::read(in, &c, 1) == 1) {
+    any = true;
+    if (c == '\n') break;
+    line += c;
+  }
+  if (tty) {
+    ::tcsetattr(in, TCSAFLUSH, &saved);
+    [[maybe_unused]] auto w = ::write(out, "\n", 1);
+  }
+  if (!any) return std::nullopt;
+  if (!line.empty() && line.back() == '\r') line.pop_back();
+  return line;
 }
 
 }  // namespace chat::cli

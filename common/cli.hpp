@@ -73,4 +73,9 @@ std::optional<std::string> unknown_option_message(const CLI::App& app, const CLI
 // exit_usage. Main thread.
 int exit_for(CLI::App& app, const CLI::ParseError& error, std::string_view program);
 
+// One line (at most 4096 bytes, without its LF or CR) read from `in`. When `in` is a terminal,
+// `prompt` goes to `out` first and the line is not echoed (a password); otherwise no prompt.
+// nullopt at end of input before any byte. Any thread; blocks until the line or the end.
+std::optional<std::string> read_hidden_line(int in, int out, std::string_view prompt);
+
 }  // namespace chat::cli

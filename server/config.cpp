@@ -7,7 +7,6 @@
 
 #include <CLI/CLI.hpp>
 
-#include <termios.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -26,37 +25,15 @@
 namespace chat {
 namespace {
 
-// One line from stdin; on a terminal, after `prompt` on stderr and without echo.
-std::optional<std::string> read_secret(const char* prompt) {
-  const bool tty = ::isatty(STDIN_FILENO) == 1;
-  termios saved{};
-  if (tty) {
-    std::cerr << prompt << std::flush;
-    ::tcgetattr(STDIN_FILENO, &saved);
-    termios quiet = saved;
-    quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
-    ::tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
-  }
-  std::string line;
-  const bool got = static_cast<bool>(std::getline(std::cin, line));
-  if (tty) {
-    ::tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved);
-    std::cerr << "\n";
-  }
-  if (!got) return std::nullopt;
-  if (!line.empty() && line.back() == '\r') line.pop_back();
-  return line;
-}
-
 // chatserver --hash-password: the hash of a password read from the terminal (twice) or stdin.
 int hash_password_command() {
-  const auto password = read_secret("room password: ");
+  const auto password = cli::read_hidden_line(STDIN_FILENO, STDERR_FILENO, "room password: ");
   if (!password || password->empty()) {
     std::cerr << "chatserver: --hash-password: no password given\n";
     return 2;
   }
   if (::isatty(STDIN_FILENO) == 1) {
-    const auto again = read_secret("the same again: ");
+    const auto again = cli::read_hidden_line(STDIN_FILENO, STDERR_FILENO, "the same again: ");
     if (!again || *again != *password) {
       std::cerr << "chatserver: --hash-password: the two did not match\n";
       return 2;
