@@ -24,6 +24,7 @@
 #include <ctime>
 #include <filesystem>
 #include <functional>
+#include <new>
 
 namespace chat::tls {
 namespace {
@@ -301,20 +302,69 @@ std::optional<SelfSigned> make_self_signed(const std::string& dir, const std::ve
 
 // ---- Engine ----------------------------------------------------------------------------------
 
+// The BIO between OpenSSL and an Engine's two strings.
+struct EngineBio {
+  // Strings keep their capacity when emptied; one that grew for a large batch gives it back.
+  static constexpr std::size_t keep_capacity = 32 * 1024;
+
+  static Engine* of(BIO* b) { return static_cast<Engine*>(BIO_get_data(b)); }
+  static int read(BIO* b, char* to, int size) {
+    BIO_clear_retry_flags(b);
+    Engine* e = of(b);
+    const std::size_t left = e->in_.size() - e->in_at_;
+    if (left == 0) {
+      BIO_set_retry_read(b);  // nothing yet: "try again later", not the end of the stream
+      return -1;
+    }
+    const std::size_t n = std::min<std::size_t>(left, static_cast<std::size_t>(size));
+    std::memcpy(to, e->in_.data() + e->in_at_, n);
+    e->in_at_ += n;
+    if (e->in_at_ == e->in_.size()) {
+      e->in_at_ = 0;
+      if (e->in_.capacity() > keep_capacity) {
+        std::string().swap(e->in_);
+      } else {
+        e->in_.clear();
+      }
+    }
+    return static_cast<int>(n);
+  }
+  static int write(BIO* b, const char* from, int size) {
+    BIO_clear_retry_flags(b);
+    of(b)->out_.append(from, static_cast<std::size_t>(size));
+    return size;
+  }
+  static long ctrl(BIO*, int cmd, long, void*) {
+    // OpenSSL flushes after each flight of handshake messages: the bytes are already in out_.
+    return cmd == BIO_CTRL_FLUSH ? 1 : 0;
+  }
+  static int create(BIO* b) {
+    BIO_set_init(b, 1);
+    return 1;
+  }
+  static const BIO_METHOD* method() {
+    static BIO_METHOD* m = [] {
+      BIO_METHOD* made = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "chat tls engine");
+      BIO_meth_set_read(made, &EngineBio::read);
+      BIO_meth_set_write(made, &EngineBio::write);
+      BIO_meth_set_ctrl(made, &EngineBio::ctrl);
+      BIO_meth_set_create(made, &EngineBio::create);
+      return made;
+    }();
+    return m;
+  }
+};
+
 Engine::Engine(const Context& context, Role role, const std::string& host) {
   ssl_ = SSL_new(context.get());
-  in_ = BIO_new(BIO_s_mem());
-  out_ = BIO_new(BIO_s_mem());
-  if (ssl_ == nullptr || in_ == nullptr || out_ == nullptr) {
-    BIO_free(in_);
-    BIO_free(out_);
+  BIO* bio = EngineBio::method() != nullptr ? BIO_new(EngineBio::method()) : nullptr;
+  if (ssl_ == nullptr || bio == nullptr) {
+    BIO_free(bio);
     SSL_free(ssl_);
     throw std::bad_alloc();
   }
-  // An empty memory BIO reads as "retry later", not as the end of the stream.
-  BIO_set_mem_eof_return(in_, -1);
-  BIO_set_mem_eof_return(out_, -1);
-  SSL_set_bio(ssl_, in_, out_);
+  BIO_set_data(bio, this);
+  SSL_set_bio(ssl_, bio, bio);  // one BIO both ways: SSL_free frees it
   if (role == Role::server) {
     SSL_set_accept_state(ssl_);
   } else {
@@ -322,10 +372,10 @@ Engine::Engine(const Context& context, Role role, const std::string& host) {
     if (!host.empty()) {
       unsigned char ip[sizeof(in6_addr)];
       const bool is_ip = inet_pton(AF_INET, host.c_str(), ip) == 1 || inet_pton(AF_INET6, host.c_str(), ip) == 1;
-      if (!is_ip) SSL_set_tlsext_host_name(ssl_, host.c_str());  // SNI is for names only
       if (is_ip) {
         X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl_), host.c_str());
       } else {
+        SSL_set_tlsext_host_name(ssl_, host.c_str());  // SNI is for names only
         SSL_set1_host(ssl_, host.c_str());
       }
     }
@@ -339,9 +389,7 @@ Engine::Status Engine::fail(std::string_view what) {
   return Status::failed;
 }
 
-void Engine::put_input(std::string_view bytes) {
-  if (!bytes.empty()) BIO_write(in_, bytes.data(), static_cast<int>(bytes.size()));
-}
+void Engine::put_input(std::string_view bytes) { in_.append(bytes); }
 
 Engine::Status Engine::start_handshake() {
   const int r = SSL_do_handshake(ssl_);
@@ -407,16 +455,21 @@ void Engine::close_notify() {
   ERR_clear_error();
 }
 
-std::size_t Engine::output_size() const { return BIO_ctrl_pending(out_); }
-
-std::size_t Engine::take_output(char* to, std::size_t size) {
-  const int n = BIO_read(out_, to, static_cast<int>(std::min<std::size_t>(size, 1 << 30)));
-  return n > 0 ? static_cast<std::size_t>(n) : 0;
+void Engine::consume_output(std::size_t bytes) {
+  out_at_ += std::min(bytes, out_.size() - out_at_);
+  if (out_at_ == out_.size()) {
+    out_at_ = 0;
+    if (out_.capacity() > EngineBio::keep_capacity) {
+      std::string().swap(out_);
+    } else {
+      out_.clear();
+    }
+  }
 }
 
 std::string Engine::take_output() {
-  std::string out(output_size(), '\0');
-  out.resize(take_output(out.data(), out.size()));
+  std::string out(output());
+  consume_output(out.size());
   return out;
 }
 

@@ -31,7 +31,6 @@
 
 struct ssl_ctx_st;
 struct ssl_st;
-struct bio_st;
 struct x509_st;
 
 namespace chat::tls {
@@ -107,9 +106,10 @@ class Engine {
   void close_notify();
   bool peer_closed() const { return peer_closed_; }
 
-  // Ciphertext waiting to be sent, and taking it (at most `size` bytes into `to`).
-  std::size_t output_size() const;
-  std::size_t take_output(char* to, std::size_t size);
+  // Ciphertext waiting to be sent: look at it, then say how much the socket took.
+  std::string_view output() const { return std::string_view(out_).substr(out_at_); }
+  void consume_output(std::size_t bytes);
+  std::size_t output_size() const { return out_.size() - out_at_; }
   std::string take_output();
 
   const std::string& error() const { return error_; }
@@ -121,11 +121,17 @@ class Engine {
   std::string verify_result() const;
 
  private:
+  friend struct EngineBio;
   Status fail(std::string_view what);
 
+  // OpenSSL reads the input and writes the output through a BIO of ours (EngineBio): the
+  // bytes are kept in these strings, which give their memory back once empty (an idle
+  // connection keeps no buffer; OpenSSL's own go with SSL_MODE_RELEASE_BUFFERS).
   ssl_st* ssl_ = nullptr;
-  bio_st* in_ = nullptr;   // owned by ssl_
-  bio_st* out_ = nullptr;  // owned by ssl_
+  std::string in_;          // received, not yet read by OpenSSL, from in_at_ on
+  std::size_t in_at_ = 0;
+  std::string out_;         // to send, from out_at_ on
+  std::size_t out_at_ = 0;
   bool peer_closed_ = false;
   bool sent_close_ = false;
   std::string error_;

@@ -225,7 +225,7 @@ void Commands::join(std::string_view nick) {
                session_.mode() == Session::Mode::text ? "text mode"
                : session_.ids()                       ? "protocol mode with ids"
                                                       : "protocol mode",
-               ", ", session_.framing_name(), ")");
+               ", ", session_.framing_name(), session_.tls() ? " over TLS" : "", ")");
       return;
     case Room::JoinResult::nick_in_use:
       session_.refuse({ErrorCode::nick_in_use, std::string(nick)});
@@ -303,7 +303,7 @@ void Commands::resume(const Command& cmd) {
     case Room::ResumeResult::resumed:
       set_thread_role("reader " + session_.nick());
       log_info("resumed from ", session_.peer(), " as ", to_string(session_.id()), " (protocol mode with ids, ",
-               session_.framing_name(), ")");
+               session_.framing_name(), session_.tls() ? " over TLS" : "", ")");
       return;
     case Room::ResumeResult::unknown:
     case Room::ResumeResult::used:

@@ -2,6 +2,7 @@
 
 #include "common/cli.hpp"
 #include "common/net.hpp"
+#include "common/tls.hpp"
 #include "server/password.hpp"
 #include "server/redis.hpp"
 
@@ -344,6 +345,20 @@ std::variant<ServerConfig, int> parse_server_args(int argc, const char* const* a
                "instance-lost",
                "3s");
 
+  group("TLS");
+  app.add_option("--tls-cert", c.tls_cert,
+                 "TLS on the chat port: the certificate chain (PEM); a connection that starts with a TLS "
+                 "ClientHello is TLS (https://, wss://, chatclient --tls); read again on SIGHUP")
+      ->type_name("FILE");
+  app.add_option("--tls-key", c.tls_key, "The certificate's private key (PEM), with --tls-cert")->type_name("FILE");
+  std::string self_signed;
+  app.add_option("--self-signed", self_signed,
+                 "TLS with a self-signed certificate for a LAN, made in DIR on the first start and reused after "
+                 "(DIR/cert.pem, DIR/key.pem); clients pin it (chatclient --tls --tls-pin)")
+      ->type_name("DIR");
+  app.add_flag("--tls-only", c.tls_only,
+               "Refuse clear-text connections (they are told to use chatclient --tls or openssl s_client)");
+
   group("Web");
   std::string web = "on";
   app.add_option("--web", web, "Serve the web page and its WebSocket (/ws) on the chat port")
@@ -453,6 +468,28 @@ std::variant<ServerConfig, int> parse_server_args(int argc, const char* const* a
     if (!c.password_file.empty()) c.password_hash = read_hash("--password-file", c.password_file);
     if (!c.admin_password_file.empty()) {
       c.admin_password_hash = read_hash("--admin-password-file", c.admin_password_file);
+    }
+    if (!self_signed.empty()) {
+      if (!c.tls_cert.empty() || !c.tls_key.empty()) {
+        throw CLI::ValidationError("--self-signed", "give either --self-signed or --tls-cert and --tls-key");
+      }
+      std::string error;
+      const auto made = tls::make_self_signed(self_signed, tls::local_names(), error);
+      if (!made) throw CLI::ValidationError("--self-signed", error);
+      c.tls_cert = made->cert_file;
+      c.tls_key = made->key_file;
+    }
+    if (c.tls_cert.empty() != c.tls_key.empty()) {
+      throw CLI::ValidationError(c.tls_cert.empty() ? "--tls-key" : "--tls-cert",
+                                 "give both --tls-cert and --tls-key (or --self-signed DIR)");
+    }
+    if (!c.tls_cert.empty()) {
+      // Read now, so that a wrong file is a usage error; the server reads them again to start.
+      std::string error;
+      if (!tls::server_context(c.tls_cert, c.tls_key, error)) throw CLI::ValidationError("--tls-cert", error);
+    }
+    if (c.tls_only && c.tls_cert.empty()) {
+      throw CLI::ValidationError("--tls-only", "needs a certificate: --tls-cert and --tls-key, or --self-signed DIR");
     }
   } catch (const NumberedConfig::LineError& e) {
     std::cerr << "chatserver: " << app.get_config_ptr()->as<std::string>() << ":" << e.line << ": " << e.what()

@@ -68,6 +68,13 @@ struct ServerConfig {
   std::string admin_password_file;
   std::string admin_password_hash;
 
+  // TLS on the chat port (server/tls_transport.hpp): a connection that begins with a ClientHello
+  // is TLS. Both files PEM, read again on SIGHUP; "" no TLS. --self-signed DIR fills them with
+  // a certificate made (once) in DIR.
+  std::string tls_cert;
+  std::string tls_key;
+  bool tls_only = false;               // clear-text connections are refused (tls-required)
+
   // The web side (server/web.hpp): the page and its WebSocket on the chat port.
   bool web = true;
   std::string web_root;                // serve the page from here instead of the built-in copy

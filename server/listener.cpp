@@ -21,8 +21,8 @@
 namespace chat {
 
 Listener::Listener(asio::io_context& io, const ServerConfig& config, Room& room, SessionRegistry& sessions,
-                   WriterPool& writers, ServerStats& stats, WebSite* web)
-    : io_(io), config_(config), room_(room), sessions_(sessions), writers_(writers), stats_(stats), web_(web),
+                   WriterPool& writers, ServerStats& stats, WebSite* web, TlsServer* tls)
+    : io_(io), config_(config), room_(room), sessions_(sessions), writers_(writers), stats_(stats), web_(web), tls_(tls),
       acceptor_(io) {
   const std::string where = config.bind + ":" + std::to_string(config.port);
   // A host name (--bind localhost) stands for one address or more: the first, IPv4 before
@@ -158,7 +158,7 @@ void Listener::accept_one() {
   const ClientId id{next_id_++};
   std::shared_ptr<Session> session;
   try {
-    session = std::make_shared<Session>(id, std::move(socket), config_, room_, stats_, web_);
+    session = std::make_shared<Session>(id, std::move(socket), config_, room_, stats_, web_, tls_);
   } catch (const std::bad_alloc&) {
     log_error("refused ", peer.address().to_string(), ":", peer.port(), ": out of memory");
     ++stats_.refused_busy;

@@ -28,15 +28,17 @@ class ServerStats;
 class SessionRegistry;
 class WriterPool;
 class WebSite;
+class TlsServer;
 
 class Listener {
  public:
   // Opens, binds and listens on --bind (an address, or the first address of a host name).
   // Throws std::system_error ("cannot listen on 0.0.0.0:15600: Address already in use") or
   // std::runtime_error (a name that no longer resolves) on failure.
-  // `web`: the web side each new session may turn to (nullptr: --web off).
+  // `web`: the web side each new session may turn to (nullptr: --web off); `tls`: the
+  // certificate for connections that begin with a ClientHello (nullptr: no TLS).
   Listener(asio::io_context& io, const ServerConfig& config, Room& room, SessionRegistry& sessions,
-           WriterPool& writers, ServerStats& stats, WebSite* web = nullptr);
+           WriterPool& writers, ServerStats& stats, WebSite* web = nullptr, TlsServer* tls = nullptr);
   ~Listener();
 
   asio::ip::tcp::endpoint local_endpoint() const { return endpoint_; }
@@ -60,6 +62,7 @@ class Listener {
   WriterPool& writers_;
   ServerStats& stats_;
   WebSite* web_;
+  TlsServer* tls_;
   asio::ip::tcp::acceptor acceptor_;  // listener thread only, once started
   asio::ip::tcp::endpoint endpoint_;  // immutable after construction
   std::vector<asio::ip::address> bind_addresses_;  // immutable after construction

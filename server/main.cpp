@@ -1,5 +1,6 @@
 // chatserver: parse the options, start the server, wait for SIGINT/SIGTERM, stop it. SIGHUP
-// reopens the --log-file (logrotate renames it, then sends SIGHUP).
+// reopens the --log-file (logrotate renames it, then sends SIGHUP) and reads the TLS certificate
+// and key again (a renewed certificate).
 //
 // The main thread blocks the three signals before any other thread exists (so every thread
 // inherits the mask) and waits for them with sigwait(): no signal handler runs anywhere,
@@ -61,8 +62,9 @@ int main(int argc, char** argv) {
     if (!files_short.empty()) chat::log_warn(files_short);
     int signal = 0;
     while (sigwait(&stop_signals, &signal) == 0 && signal == SIGHUP) {
-      chat::log_info("received SIGHUP, reopening the log file");
+      chat::log_info("received SIGHUP, reopening the log file", config.tls_cert.empty() ? "" : " and the TLS certificate");
       server.reopen_log();
+      server.reload_tls();
     }
     chat::log_info("received ", signal == SIGINT ? "SIGINT" : "SIGTERM", ", shutting down");
     server.stop();

@@ -2,12 +2,14 @@
 
 #include "common/protocol.hpp"
 #include "common/render.hpp"
+#include "server/tls_transport.hpp"
 
 #include <asio/error.hpp>
 
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -109,6 +111,32 @@ Outbox::Written Outbox::write_some(int fd, std::size_t budget) {
     inbox_.clear();
   }
   const StreamMode mode = mode_.load();
+  TlsTransport* const tls = transport_.load();
+  if (tls != nullptr) {
+    if (!tls->established()) {
+      // Nothing goes out before the handshake is done (its replies are the reader's). A session
+      // that ends meanwhile (the handshake timeout) gets its FIN without the BYE: the client
+      // could not read it.
+      const bool ending = std::any_of(pending_.begin(), pending_.end(),
+                                      [](const Item& item) { return item.kind == Item::Kind::last; });
+      out.state = ending ? Written::State::finished : Written::State::idle;
+      return out;
+    }
+    const auto sent = tls->flush();  // what the socket did not take last time goes first
+    if (sent.error != 0) {
+      out.state = Written::State::failed;
+      out.error = std::error_code(sent.error, asio::error::get_system_category());
+      return out;
+    }
+    if (sent.blocked) {
+      out.state = Written::State::blocked;
+      return out;
+    }
+    if (tls_finishing_) {
+      out.state = Written::State::finished;  // the BYE and the close_notify are out
+      return out;
+    }
+  }
 
   // Gather: own items and room entries, merged by their stamps, into at most max_pieces iovecs.
   // Lines that go out as they are and lie back to back (a chunk of the history) are one iovec,
@@ -238,7 +266,17 @@ Outbox::Written Outbox::write_some(int fd, std::size_t budget) {
   }
 
   std::size_t written = 0;
-  if (total > 0) {
+  bool tls_blocked = false;
+  if (tls != nullptr && (total > 0 || last_included)) {
+    const auto sent = tls->send(iov, iovs, total, last_included);
+    if (sent.error != 0) {
+      out.state = Written::State::failed;
+      out.error = std::error_code(sent.error, asio::error::get_system_category());
+      return out;
+    }
+    written = total;  // all encrypted; what the socket did not take waits in the transport
+    tls_blocked = sent.blocked;
+  } else if (total > 0) {
     msghdr msg{};
     msg.msg_iov = iov;
     msg.msg_iovlen = iovs;
@@ -265,8 +303,11 @@ Outbox::Written Outbox::write_some(int fd, std::size_t budget) {
   if (written < total) {
     out.state = Written::State::blocked;
   } else if (last_included) {
-    out.state = Written::State::finished;
+    tls_finishing_ = tls_blocked;
+    out.state = tls_blocked ? Written::State::blocked : Written::State::finished;
     cursor_ = HistoryCursor();
+  } else if (tls_blocked) {
+    out.state = Written::State::blocked;
   } else {
     out.state = more_pending() ? Written::State::more : Written::State::idle;
   }

@@ -45,6 +45,8 @@
 
 namespace chat {
 
+class TlsTransport;
+
 class Outbox {
  public:
   struct Item {
@@ -95,6 +97,10 @@ class Outbox {
   // new framing (a WebSocket upgrade); `framing` must outlive the Outbox.
   void set_framing(const Framing& framing) { framing_.store(&framing); }
   const Framing& framing() const { return *framing_.load(); }
+  // TLS from now on (server/tls_transport.hpp): the batches are encrypted before they are sent.
+  // Set once by the reader when the client's first bytes were a ClientHello, before anything is
+  // written; `transport` must outlive the Outbox. Nothing is written before its handshake is done.
+  void set_transport(TlsTransport& transport) { transport_.store(&transport); }
   std::size_t limit() const { return limit_; }
 
   // Queues an item. `full`: it would take the backlog over the limit (nothing was queued; the
@@ -126,7 +132,8 @@ class Outbox {
 
   // ---- the writer thread ----------------------------------------------------------------------
   // Writes what is pending to `fd`, at most about `budget` bytes, in one sendmsg(2) that never
-  // blocks (more calls only if a write was interrupted).
+  // blocks (more calls only if a write was interrupted). With TLS, the batch is encrypted and
+  // sent by the transport; what the socket does not take waits there (state blocked).
   Written write_some(int fd, std::size_t budget);
 
  private:
@@ -150,6 +157,7 @@ class Outbox {
   std::atomic<StreamMode> mode_{StreamMode::protocol};
   std::atomic<bool> reader_waiting_{false};
   std::atomic<const Framing*> framing_;
+  std::atomic<TlsTransport*> transport_{nullptr};
   const History& history_;
   const std::size_t limit_;
 
@@ -165,6 +173,7 @@ class Outbox {
   bool cursor_in_room_ = false;
   std::size_t partial_ = 0;  // bytes of the first pending piece already written
   bool partial_is_room_ = false;  // ...and that piece is the room entry at the cursor, not pending_'s front
+  bool tls_finishing_ = false;  // the last item is encrypted, with its close_notify; it waits to be sent
   std::vector<Piece> pieces_;  // write_some's list of what it gathered, kept to reuse its memory
 };
 

@@ -312,8 +312,9 @@ std::uint64_t Poller::check_timers(Session& s, Session::Clock::time_point now) {
   }
   if (!s.joined()) {
     if (now - s.accepted_at() > config_.handshake_timeout) {
-      if (tracing()) log_trace("handshake ", s.label(), ": no nickname within ", format_duration(now - s.accepted_at()));
-      s.end(LeaveCause::timeout, "no nickname within " + format_duration(config_.handshake_timeout),
+      const char* what = s.tls_handshaking() ? "no TLS handshake" : "no nickname";
+      if (tracing()) log_trace("handshake ", s.label(), ": ", what, " within ", format_duration(now - s.accepted_at()));
+      s.end(LeaveCause::timeout, std::string(what) + " within " + format_duration(config_.handshake_timeout),
             "handshake-timeout");
     }
     return 0;

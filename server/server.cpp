@@ -3,6 +3,7 @@
 #include "common/log.hpp"
 #include "common/net.hpp"
 #include "server/session.hpp"
+#include "server/tls_transport.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -13,6 +14,17 @@
 #include <unistd.h>
 
 namespace chat {
+namespace {
+
+std::unique_ptr<TlsServer> load_tls(const ServerConfig& config) {
+  if (config.tls_cert.empty()) return nullptr;
+  std::string error;
+  auto tls = TlsServer::load(config.tls_cert, config.tls_key, error);
+  if (!tls) throw std::runtime_error("cannot start TLS: " + error);
+  return tls;
+}
+
+}  // namespace
 
 Server::Server(ServerConfig config)
     : config_(std::move(config)),
@@ -22,8 +34,9 @@ Server::Server(ServerConfig config)
       room_(config_, transcript_, stats_, writers_, archive_),  // keeps a reference; writers_ is built next
       writers_(config_, room_.history(), stats_),
       web_(config_),
+      tls_(load_tls(config_)),
       listener_(std::make_unique<Listener>(io_, config_, room_, sessions_, writers_, stats_,
-                                           config_.web ? &web_ : nullptr)),
+                                           config_.web ? &web_ : nullptr, tls_.get())),
       poller_(config_, sessions_, stats_) {
   if (config_.redis.empty()) return;
   BackplaneOptions o;
@@ -64,9 +77,15 @@ std::string host_port(const asio::ip::address& a, std::uint16_t port) {
   return (a.is_v6() ? "[" + a.to_string() + "]" : a.to_string()) + ":" + std::to_string(port);
 }
 
-// How to join at `a`: "http://192.168.1.20:15600/ (a browser) or nc 192.168.1.20 15600".
-std::string how_to_join(const asio::ip::address& a, std::uint16_t port, bool web) {
+// How to join at `a`: "http://192.168.1.20:15600/ (a browser) or nc 192.168.1.20 15600"; with
+// TLS, https:// and chatclient --tls (and nc no more, with --tls-only).
+std::string how_to_join(const asio::ip::address& a, std::uint16_t port, bool web, bool tls, bool tls_only) {
   const std::string nc = "nc " + a.to_string() + " " + std::to_string(port);
+  const std::string tls_client = "chatclient --tls --host " + a.to_string() + " --port " + std::to_string(port);
+  if (tls) {
+    const std::string programs = tls_client + (tls_only ? "" : ", or " + nc);
+    return web ? "at https://" + host_port(a, port) + "/ (a browser) or " + programs : "with " + programs;
+  }
   return web ? "at http://" + host_port(a, port) + "/ (a browser) or " + nc : "with " + nc;
 }
 
@@ -94,6 +113,9 @@ void Server::start() {
            format_keepalive(config_.keepalive), ", poll every ", format_duration(config_.poll_interval), ", ",
            config_.writers, " writer thread", config_.writers == 1 ? "" : "s",
            config_.web ? ", the web page and its WebSocket on the same port" : "");
+  if (tls_) {
+    log_info("TLS on the same port", config_.tls_only ? " (and only TLS: --tls-only)" : "", ": ", tls_->describe());
+  }
   if (archive_.on_disk()) {
     log_info("history in ", archive_.path(), " (--db; run ", archive_.run(), "), ", config_.history,
              " events shown to a newcomer, seats held ", format_duration(config_.resume_window), " for a resume");
@@ -127,14 +149,24 @@ void Server::announce_addresses(const asio::ip::tcp::endpoint& ep) const {
   const auto port = ep.port();
   if (reachable.empty()) {
     log_info("only this machine can join for now (it has no network address but loopback), ",
-             how_to_join(asio::ip::address_v4::loopback(), port, config_.web));
+             how_to_join(asio::ip::address_v4::loopback(), port, config_.web, tls_ != nullptr, config_.tls_only));
   } else {
-    log_info("people on your network can join ", how_to_join(reachable.front(), port, config_.web));
+    log_info("people on your network can join ", how_to_join(reachable.front(), port, config_.web, tls_ != nullptr, config_.tls_only));
     std::string others;
     for (std::size_t i = 1; i < reachable.size(); ++i) others += (i == 1 ? "" : ", ") + reachable[i].to_string();
     if (!others.empty()) log_info("this machine's other addresses work too: ", others);
   }
   log_info("to keep the chat to this machine: --bind 127.0.0.1");
+}
+
+void Server::reload_tls() {
+  if (!tls_) return;
+  std::string error;
+  if (tls_->reload(error)) {
+    log_info("TLS certificate read again: ", tls_->describe());
+  } else {
+    log_error("TLS certificate not reloaded (the old one stays): ", error);
+  }
 }
 
 void Server::stop() {

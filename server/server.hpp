@@ -24,6 +24,7 @@
 #include "server/room.hpp"
 #include "server/stats.hpp"
 #include "server/transcript.hpp"
+#include "server/tls_transport.hpp"
 #include "server/web.hpp"
 #include "server/writer.hpp"
 
@@ -56,6 +57,10 @@ class Server {
 
   // The transcript (--log-file) is closed and opened again: SIGHUP, after logrotate. Main thread.
   void reopen_log() { transcript_.reopen(); }
+  // The TLS certificate and key are read again (SIGHUP: a renewed certificate): new connections
+  // get them, connected clients keep theirs. On failure the old ones stay and it is logged.
+  // Main thread.
+  void reload_tls();
 
   const Room& room() const { return room_; }
 
@@ -72,6 +77,7 @@ class Server {
   WriterPool writers_;
   SessionRegistry sessions_;
   WebSite web_;
+  std::unique_ptr<TlsServer> tls_;  // --tls-cert/--self-signed only; reloaded by reload_tls()
   std::unique_ptr<Listener> listener_;
   Poller poller_;
   std::unique_ptr<Backplane> backplane_;  // --redis only; its callbacks call room_

@@ -1,8 +1,10 @@
 #include "server/session.hpp"
 
 #include "common/log.hpp"
+#include "common/http.hpp"
 #include "common/render.hpp"
 #include "common/text.hpp"
+#include "common/tls.hpp"
 #include "server/poller.hpp"
 #include "server/room.hpp"
 #include "server/stats.hpp"
@@ -55,6 +57,7 @@ std::string format_rate(double lines_per_second) {
 }  // namespace
 
 bool Session::wait_readable(std::chrono::milliseconds timeout) {
+  if (!plain_.empty()) return true;  // TLS: decrypted with the handshake's last bytes
   pollfd p{fd_, POLLIN | POLLRDHUP, 0};
   int r;
   do {
@@ -66,7 +69,7 @@ bool Session::wait_readable(std::chrono::milliseconds timeout) {
 std::string to_string(ClientId id) { return "#" + std::to_string(static_cast<std::uint64_t>(id)); }
 
 Session::Session(ClientId id, asio::ip::tcp::socket socket, const ServerConfig& config, Room& room, ServerStats& stats,
-                 WebSite* web)
+                 WebSite* web, TlsServer* tls)
     : fd_(socket.native_handle()),
       last_received_(Clock::now().time_since_epoch().count()),
       outbox_(room.history(), config.send_queue, lines_),
@@ -79,7 +82,8 @@ Session::Session(ClientId id, asio::ip::tcp::socket socket, const ServerConfig& 
       peer_(endpoint_text(socket_)),
       address_(peer_address(socket_)),
       accepted_at_(Clock::time_point(Clock::duration(last_received_.load()))),
-      commands_(*this, room) {
+      commands_(*this, room),
+      tls_server_(tls) {
   if (web != nullptr) door_.emplace(*this, *web);
   if (config.max_rate > 0) {
     flood_.emplace(config.max_rate, static_cast<double>(config.max_burst), config.flood_grace, accepted_at_);
@@ -92,7 +96,8 @@ Session::~Session() {
 }
 
 void Session::start() {
-  if (!door_) greet();
+  // The door (--web) or the TLS door (--tls-cert) greets once it knows who came.
+  if (!door_ && tls_server_ == nullptr) greet();
   try {
     reader_ = NamedThread("reader " + to_string(id_), small_stack, [this] { read_loop(); });
   } catch (...) {
@@ -404,15 +409,158 @@ void Session::receive(std::string_view bytes) {
 
 void Session::greet() { reply_line(greeting()); }
 
+bool Session::tls_door() {
+  // A TLS client speaks first (its ClientHello, 0x16); a person on nc waits to be greeted.
+  if (wait_readable(WebDoor::first_bytes_wait)) {
+    char first[2];
+    ssize_t n;
+    do {
+      n = ::recv(fd_, first, sizeof first, MSG_PEEK);
+    } while (n < 0 && errno == EINTR);
+    if (n > 0 && tls::looks_like_client_hello(std::string_view(first, static_cast<std::size_t>(n)))) {
+      return tls_handshake();
+    }
+  }
+  if (!config_.tls_only) return true;
+  refuse_clear_text();
+  return false;
+}
+
+bool Session::tls_handshake() {
+  tls_ = std::make_unique<TlsTransport>(tls_server_->context(), fd_);
+  outbox_.set_transport(*tls_);  // before anything is written: the writer waits for the handshake
+  tls_on_ = true;
+  std::array<char, read_chunk> buffer;
+  while (!ended()) {
+    std::error_code ec;
+    const std::size_t n = socket_.read_some(asio::buffer(buffer), ec);
+    if (ec) {
+      // A FIN the server's own shutdown(2) made (the handshake timeout) is no finding.
+      if (!(ec == asio::error::eof && ended())) {
+        end(cause_of(ec), what_was_seen(ec) + " during the TLS handshake (reader, " + time_since_traffic() + ")");
+      }
+      return false;
+    }
+    last_received_ = Clock::now().time_since_epoch().count();
+    bool output_left = false;
+    const auto read = tls_->receive(std::string_view(buffer.data(), n), plain_, output_left, [this] { return ended(); });
+    switch (read) {
+      case TlsTransport::Read::ok:
+        break;
+      case TlsTransport::Read::closed:
+        end(LeaveCause::closed, "close_notify during the TLS handshake (reader)");
+        return false;
+      case TlsTransport::Read::failed:
+        ++stats_.tls_failed;
+        // Worth the info log: a browser that does not trust the certificate ends here, with an
+        // alert that says so ("tlsv1 alert unknown ca").
+        log_info("TLS handshake failed, from ", peer(), ": ", tls_->error());
+        end(LeaveCause::error, "TLS handshake failed: " + tls_->error() + " (reader)");
+        return false;
+      case TlsTransport::Read::send_failed: {
+        const std::error_code error(tls_->send_error(), asio::error::get_system_category());
+        end(cause_of(error), what_was_seen(error) + " during the TLS handshake (reader)");
+        return false;
+      }
+    }
+    if (tls_->established()) {
+      ++stats_.tls_clients;
+      log_debug("TLS handshake done: ", tls_->describe());
+      if (output_left) wake_writer();  // a TLS 1.3 session ticket
+      return true;
+    }
+  }
+  return false;
+}
+
+void Session::refuse_clear_text() {
+  ++stats_.refused_clear_text;
+  // The bytes the client sent are read first: a socket closed with unread bytes sends an RST,
+  // which could cost the client the line below. A few KiB at most, and not waited for.
+  char head[4096];
+  ssize_t n;
+  do {
+    n = ::recv(fd_, head, sizeof head, MSG_DONTWAIT);
+  } while (n < 0 && errno == EINTR);
+  const std::string_view sent(head, n > 0 ? static_cast<std::size_t>(n) : 0);
+  for (int k = 0; k < 16 && n > 0; ++k) n = ::recv(fd_, head, sizeof head, MSG_DONTWAIT);
+  std::error_code ec;
+  const auto local = socket_.local_endpoint(ec);
+  const std::string host = ec ? std::string("HOST") : local.address().to_string();
+  const std::string port = ec ? std::string("PORT") : std::to_string(local.port());
+  // A browser on http:// is sent to https:// (at the host it asked for).
+  if (http::sniff(sent) == http::Sniff::http) {
+    const auto at = sent.find("\r\nHost: ");
+    const auto end_of = at == std::string_view::npos ? at : sent.find("\r\n", at + 8);
+    std::string where = host + ":" + port;
+    if (end_of != std::string_view::npos) {
+      const auto asked = sent.substr(at + 8, end_of - at - 8);
+      if (!asked.empty() && asked.size() < 256 &&
+          asked.find_first_of(" \t\r\n\"<>") == std::string_view::npos) {
+        where = std::string(asked);
+      }
+    }
+    end_with(LeaveCause::error, "http:// on a --tls-only server: sent to https://",
+             "HTTP/1.1 301 Moved Permanently\r\nLocation: https://" + where +
+                 "/\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    return;
+  }
+  end_with(LeaveCause::error, "clear text on a --tls-only server",
+           "BYE tls-required this chatserver speaks TLS only: chatclient --tls --host " + host + " --port " + port +
+               ", or openssl s_client -quiet -connect " + host + ":" + port + "\n");
+}
+
+bool Session::decrypt(std::string_view cipher) {
+  bool output_left = false;
+  const auto read = tls_->receive(cipher, plain_, output_left, [this] { return ended(); });
+  if (output_left) wake_writer();  // what the engine has to say (a key update's answer)
+  if (!plain_.empty()) {
+    receive(plain_);  // what came before a close_notify or bad record too, in order
+    plain_.clear();
+  }
+  switch (read) {
+    case TlsTransport::Read::ok:
+      return !ended();
+    case TlsTransport::Read::closed: {
+      // TLS's own end of the stream: a client that said goodbye this way is not cut off, and an
+      // unfinished last line is its last word, as after a FIN in clear text.
+      if (ended()) return false;
+      if (tracing()) log_trace("TLS: close_notify");
+      std::string last;
+      if (reading_framing().take_partial(last)) Reading(*this).line(last);
+      end(LeaveCause::closed, "close_notify (reader, " + time_since_traffic() + ")");
+      return false;
+    }
+    case TlsTransport::Read::failed:
+      end(LeaveCause::error, "bad TLS data: " + tls_->error() + " (reader)");
+      return false;
+    case TlsTransport::Read::send_failed:
+      break;  // only during the handshake
+  }
+  return !ended();
+}
+
 void Session::read_loop() {
   set_thread_role("reader " + to_string(id_));
   try {
     std::array<char, read_chunk> buffer;
+    // --tls-cert: a ClientHello first is TLS, and its handshake is run now.
+    const bool open = tls_server_ == nullptr || tls_door();
     // --web: an HTTP client speaks first, a person on nc waits for the greeting (web.hpp).
-    if (door_) door_->await_first_bytes();
-    while (!ended()) {
+    if (open && door_) {
+      door_->await_first_bytes(tls_server_ != nullptr && !tls() ? WebDoor::first_bytes_wait : Millis{0});
+    } else if (open && tls_server_ != nullptr) {
+      greet();
+    }
+    while (open && !ended()) {
       if (joined()) apply_backpressure();
       if (ended()) break;
+      if (!plain_.empty()) {
+        // Decrypted with the handshake's last bytes (a browser's request may come with them).
+        receive(plain_);
+        plain_.clear();
+        continue;
+      }
       std::error_code ec;
       const std::size_t n = socket_.read_some(asio::buffer(buffer), ec);
       if (ec) {
@@ -436,21 +584,30 @@ void Session::read_loop() {
                                 : std::string("recv: 0 bytes, end of stream (the peer sent FIN)"));
           }
           // After a FIN, an unfinished last line is still the client's last word; after a reset,
-          // nothing is (docs/protocol.md).
+          // nothing is (docs/protocol.md). Nor after a FIN without TLS's close_notify: the line
+          // may have been cut short by whoever sent that FIN.
           std::string last;
-          if (ec == asio::error::eof && !ended() && reading_framing().take_partial(last)) Reading(*this).line(last);
+          if (ec == asio::error::eof && !ended() && !tls() && reading_framing().take_partial(last)) {
+            Reading(*this).line(last);
+          }
         } else if (tracing()) {
           log_trace("recv: error ", ec.message(), " (errno ", ec.value(), ")");
         }
         // The end of stream the server's own shutdown(2) made (another thread decided) is no
         // finding of the reader's: it would only read as "closed by peer" where no peer closed.
         if (ec == asio::error::eof && ended()) break;
-        end(cause_of(ec), what_was_seen(ec) + " (reader, " + time_since_traffic() + ")");
+        const bool cut = tls() && ec == asio::error::eof;  // TLS: a FIN before any close_notify
+        end(cause_of(ec), what_was_seen(ec) + (cut ? " without close_notify" : "") + " (reader, " +
+                              time_since_traffic() + ")");
         break;
       }
       last_received_ = Clock::now().time_since_epoch().count();
       if (tracing()) log_trace("recv: ", n, " bytes");
-      receive(std::string_view(buffer.data(), n));
+      if (tls()) {
+        if (!decrypt(std::string_view(buffer.data(), n))) break;
+      } else {
+        receive(std::string_view(buffer.data(), n));
+      }
     }
   } catch (const std::bad_alloc&) {
     // Out of memory while serving this client: it is told so and closed; the server goes on.

@@ -6,6 +6,8 @@
 //                    acts on each line (commands.cpp)
 //   its Outbox     - what the client is still to be sent; one of the --writers threads
 //                    (writer.cpp) writes it, never blocking on this client's socket
+//   its TLS        - when its first bytes were a ClientHello (--tls-cert): a TlsTransport under
+//                    the framing, which the reader and the writer share (tls_transport.hpp)
 //
 // Created by the listener thread (make_shared, WriterPool::adopt, then start()). Owned by the
 // SessionRegistry; the writer that adopted it holds a reference too, until it has written the
@@ -32,6 +34,7 @@
 #include "server/framing.hpp"
 #include "server/outbox.hpp"
 #include "server/poller.hpp"
+#include "server/tls_transport.hpp"
 #include "server/web.hpp"
 #include "server/writer.hpp"
 
@@ -88,9 +91,10 @@ class Session : public std::enable_shared_from_this<Session> {
   std::vector<std::unique_ptr<Framing>> upgrades_;
 
  public:
-  // `web`: the page and the WebSocket upgrade, when --web is on (else nullptr).
+  // `web`: the page and the WebSocket upgrade, when --web is on (else nullptr); `tls`: the
+  // certificate, when TLS is on (else nullptr).
   Session(ClientId id, asio::ip::tcp::socket socket, const ServerConfig& config, Room& room, ServerStats& stats,
-          WebSite* web = nullptr);
+          WebSite* web = nullptr, TlsServer* tls = nullptr);
   ~Session();
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
@@ -146,7 +150,12 @@ class Session : public std::enable_shared_from_this<Session> {
   // Received bytes: through the door (--web) until it is open, then through the framing.
   void receive(std::string_view bytes);
   const ServerConfig& config() const { return config_; }
-  // Waits until the socket has something to read (or is closed); false after `timeout`.
+  // Does this client speak TLS? (Set by its reader before anything is written.)
+  bool tls() const { return tls_on_.load(); }
+  // A TLS client whose handshake is not done yet (tls_ is set before tls_on_).
+  bool tls_handshaking() const { return tls_on_.load() && !tls_->established(); }
+  // Waits until the socket has something to read (or is closed), or TLS holds plaintext not
+  // yet read; false after `timeout`.
   bool wait_readable(std::chrono::milliseconds timeout);
 
   // ---- the Room, with its lock held ---------------------------------------------------------
@@ -198,6 +207,13 @@ class Session : public std::enable_shared_from_this<Session> {
   void read_loop();
   Framing& reading_framing() { return upgrades_.empty() ? lines_ : *upgrades_.back(); }
   void apply_backpressure();
+  // --tls-cert: is this a TLS client? Runs its handshake if it is, refuses clear text with
+  // --tls-only. False if the session has ended.
+  bool tls_door();
+  bool tls_handshake();
+  void refuse_clear_text();
+  // The plaintext of `cipher` (the TLS reader's part): false if the session has ended.
+  bool decrypt(std::string_view cipher);
   // Flood control before each line; false if the client has just been ended for flooding.
   bool apply_flood_control();
   // The first call for this session records the departure and returns true; later ones false.
@@ -220,6 +236,12 @@ class Session : public std::enable_shared_from_this<Session> {
   Commands commands_;             // reader thread only
   std::optional<WebDoor> door_;   // reader thread only; --web on: HTTP or lines? (web.hpp)
   std::optional<FloodControl> flood_;  // reader thread only; nullopt: --max-rate 0
+  TlsServer* const tls_server_;   // nullptr: no TLS on this server
+  // Made by the reader for a TLS client before anything is written; the writer reaches it
+  // through outbox_. Kept until the session goes.
+  std::unique_ptr<TlsTransport> tls_;
+  std::atomic<bool> tls_on_{false};
+  std::string plain_;             // reader thread only: decrypted, not yet given to the framing
 
   std::atomic<bool> reader_done_{false};
   std::atomic<bool> writer_done_{false};

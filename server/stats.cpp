@@ -94,6 +94,9 @@ std::string ServerStats::line(std::size_t joined, std::size_t writers, std::size
   add("refused_full", refused_full.load());
   add("refused_per_ip", refused_per_ip.load());
   add("refused_not_allowed", refused_not_allowed.load());
+  add("refused_clear_text", refused_clear_text.load());
+  add("tls_clients", tls_clients.load());
+  add("tls_failed", tls_failed.load());
   add("wrong_password", wrong_password.load());
   add("refused_busy", refused_busy.load());
   add("history_chunks", history_chunks);

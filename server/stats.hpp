@@ -37,6 +37,9 @@ class ServerStats {
   std::atomic<std::uint64_t> refused_full{0};  // connections refused: BYE server-full
   std::atomic<std::uint64_t> refused_per_ip{0};  // connections refused: BYE too-many
   std::atomic<std::uint64_t> refused_not_allowed{0};  // connections refused: BYE not-allowed (--allow)
+  std::atomic<std::uint64_t> refused_clear_text{0};   // clear-text connections refused by --tls-only
+  std::atomic<std::uint64_t> tls_clients{0};          // TLS handshakes completed
+  std::atomic<std::uint64_t> tls_failed{0};           // TLS handshakes that failed (bad ClientHello, untrusted certificate)
   std::atomic<std::uint64_t> wrong_password{0};       // wrong room passwords (--password-file)
   std::atomic<std::uint64_t> refused_busy{0};  // connections refused or ended: BYE server-busy
   std::atomic<std::uint64_t> backlog_peak{0}; // the largest backlog the poller or a writer saw

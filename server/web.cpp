@@ -202,8 +202,8 @@ WebSite::Answer WebSite::file(const http::Request& request, std::string_view pat
 
 // ---- WebDoor (the reader thread) --------------------------------------------------------------
 
-void WebDoor::await_first_bytes() {
-  if (session_.wait_readable(first_bytes_wait)) return;
+void WebDoor::await_first_bytes(std::chrono::milliseconds waited) {
+  if (session_.wait_readable(std::max(first_bytes_wait - waited, std::chrono::milliseconds(0)))) return;
   if (site_.browser_at(session_.address())) {
     log_debug("no bytes within ", format_duration(first_bytes_wait), " from an address that spoke HTTP: waiting up to ",
               format_duration(patient_wait), " (a browser's spare connection?)");
@@ -272,7 +272,7 @@ void WebDoor::handle_request() {
   // A page's files are fetched over several connections, some of them spares. (A WebSocket
   // never is: browsers open one connection for it and leave no spare.)
   if (!answer.upgrade) site_.note_browser(session_.address());
-  log_info("HTTP ", request.method, " ", request.target, ": ", answer.status);
+  log_info(session_.tls() ? "HTTPS " : "HTTP ", request.method, " ", request.target, ": ", answer.status);
   if (answer.upgrade) {
     // The 101 goes out as it is; every line after it is a frame.
     session_.send_raw(std::move(answer.bytes));

@@ -106,8 +106,9 @@ class WebDoor {
   // Decided: the connection speaks lines or WebSocket frames; its bytes go to its framing.
   bool open() const { return state_ == State::open; }
   // Waits for the connection's first bytes (first_bytes_wait, or patient_wait where a browser
-  // is), and greets it if none came: a person is waiting.
-  void await_first_bytes();
+  // is), and greets it if none came: a person is waiting. `waited`: how long the TLS door
+  // already waited for them.
+  void await_first_bytes(std::chrono::milliseconds waited = std::chrono::milliseconds(0));
   // Bytes that arrived while the door was not open.
   void feed(std::string_view bytes);
 
