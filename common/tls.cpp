@@ -114,7 +114,12 @@ bool write_file(const std::string& path, mode_t mode, const std::function<bool(B
 }  // namespace
 
 bool looks_like_client_hello(std::string_view first) {
-  if (first.empty() || static_cast<unsigned char>(first[0]) != handshake_record) return false;
+  if (first.empty()) return false;
+  const auto b0 = static_cast<unsigned char>(first[0]);
+  // An SSL 2 style hello (a scanner's: a two-byte length with the top bit set, then type 1) is
+  // no text either: OpenSSL refuses it, with an alert, rather than the client being greeted.
+  if ((b0 & 0x80) != 0 && first.size() >= 3 && first[2] == 1) return true;
+  if (b0 != handshake_record) return false;
   // A TLS record's version is 3.1 (TLS 1.0, what a ClientHello's record says) to 3.4.
   return first.size() < 2 || first[1] == 3;
 }
@@ -226,7 +231,16 @@ std::optional<SelfSigned> make_self_signed(const std::string& dir, const std::ve
   namespace fs = std::filesystem;
   SelfSigned out{(fs::path(dir) / "cert.pem").string(), (fs::path(dir) / "key.pem").string(), false};
   std::error_code ec;
-  if (fs::exists(out.cert_file, ec) && fs::exists(out.key_file, ec)) return out;
+  if (fs::exists(out.cert_file, ec) && fs::exists(out.key_file, ec)) {
+    auto cert = read_certificate(out.cert_file);
+    ERR_clear_error();
+    int days = 0, seconds = 0;
+    if (cert && ASN1_TIME_diff(&days, &seconds, nullptr, X509_get0_notAfter(cert.get())) == 1 && days >= 30) return out;
+    // Unreadable, or it expires soon: a new one, the old kept beside it.
+    fs::rename(out.cert_file, out.cert_file + ".old", ec);
+    fs::rename(out.key_file, out.key_file + ".old", ec);
+    out.renewed = true;
+  }
   if (!fs::exists(dir, ec)) {
     if (!fs::create_directories(dir, ec)) {
       error = "cannot make " + dir + ": " + ec.message();
@@ -248,7 +262,7 @@ std::optional<SelfSigned> make_self_signed(const std::string& dir, const std::ve
   BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(cert.get()));
   BN_free(bn);
   X509_gmtime_adj(X509_getm_notBefore(cert.get()), -3600);  // a clock a little behind still accepts it
-  X509_gmtime_adj(X509_getm_notAfter(cert.get()), 825L * 24 * 3600);
+  X509_gmtime_adj(X509_getm_notAfter(cert.get()), 397L * 24 * 3600);
   X509_set_pubkey(cert.get(), key.get());
   const std::string cn = names.empty() ? std::string("chatserver") : names.front();
   X509_NAME* subject = X509_get_subject_name(cert.get());

@@ -65,10 +65,12 @@ struct SelfSigned {
   std::string cert_file;  // DIR/cert.pem
   std::string key_file;   // DIR/key.pem (mode 0600)
   bool created = false;   // false: they were there already and are reused
+  bool renewed = false;   // created because the one there expires within 30 days (kept as *.old)
 };
 // Makes DIR (0700) and a key and certificate in it for `names` (host names, and IP addresses
-// written as such: they become the certificate's subjectAltName entries), valid for 825 days,
-// unless DIR already holds both files. nullopt and `error` set on failure.
+// written as such: they become the certificate's subjectAltName entries), valid for 397 days
+// (what browsers accept of a server certificate), unless DIR already holds both files and the
+// certificate is good for 30 days more. nullopt and `error` set on failure.
 std::optional<SelfSigned> make_self_signed(const std::string& dir, const std::vector<std::string>& names,
                                            std::string& error);
 // This machine's names for a certificate: its host name, localhost, 127.0.0.1, ::1 and the

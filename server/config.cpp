@@ -478,6 +478,12 @@ std::variant<ServerConfig, int> parse_server_args(int argc, const char* const* a
       if (!made) throw CLI::ValidationError("--self-signed", error);
       c.tls_cert = made->cert_file;
       c.tls_key = made->key_file;
+      if (made->renewed) {
+        c.tls_made = "the certificate in " + self_signed + " was about to expire: made a new one (clients that pinned "
+                     "the old one will be warned that it changed)";
+      } else if (made->created) {
+        c.tls_made = "made a self-signed certificate in " + self_signed + " (kept for the next starts)";
+      }
     }
     if (c.tls_cert.empty() != c.tls_key.empty()) {
       throw CLI::ValidationError(c.tls_cert.empty() ? "--tls-key" : "--tls-cert",

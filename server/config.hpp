@@ -74,6 +74,7 @@ struct ServerConfig {
   std::string tls_cert;
   std::string tls_key;
   bool tls_only = false;               // clear-text connections are refused (tls-required)
+  std::string tls_made;                // --self-signed: what was made now, for the log ("" nothing)
 
   // The web side (server/web.hpp): the page and its WebSocket on the chat port.
   bool web = true;

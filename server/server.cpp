@@ -113,6 +113,7 @@ void Server::start() {
            format_keepalive(config_.keepalive), ", poll every ", format_duration(config_.poll_interval), ", ",
            config_.writers, " writer thread", config_.writers == 1 ? "" : "s",
            config_.web ? ", the web page and its WebSocket on the same port" : "");
+  if (!config_.tls_made.empty()) log_info(config_.tls_made);
   if (tls_) {
     log_info("TLS on the same port", config_.tls_only ? " (and only TLS: --tls-only)" : "", ": ", tls_->describe());
   }

@@ -412,7 +412,7 @@ void Session::greet() { reply_line(greeting()); }
 bool Session::tls_door() {
   // A TLS client speaks first (its ClientHello, 0x16); a person on nc waits to be greeted.
   if (wait_readable(WebDoor::first_bytes_wait)) {
-    char first[2];
+    char first[3];
     ssize_t n;
     do {
       n = ::recv(fd_, first, sizeof first, MSG_PEEK);
@@ -448,7 +448,8 @@ bool Session::tls_handshake() {
       case TlsTransport::Read::ok:
         break;
       case TlsTransport::Read::closed:
-        end(LeaveCause::closed, "close_notify during the TLS handshake (reader)");
+        end(LeaveCause::closed, tls_->established() ? "close_notify right after the TLS handshake (reader)"
+                                                    : "close_notify during the TLS handshake (reader)");
         return false;
       case TlsTransport::Read::failed:
         ++stats_.tls_failed;

@@ -57,10 +57,11 @@ TlsTransport::Read TlsTransport::receive(std::string_view cipher, std::string& p
       return Read::failed;
     }
   }
-  if (status == tls::Engine::Status::closed) return Read::closed;
   if (handshaking) {
     // The handshake's replies: the reader sends them itself (no writer sends before the
-    // handshake is done), waiting for room in the socket without the lock.
+    // handshake is done), waiting for room in the socket without the lock. Also when the
+    // client's Finished came with its close_notify (openssl s_client with nothing to say): the
+    // session tickets made on the Finished still go out, as the client may wait for them.
     while (true) {
       Sent sent;
       {
@@ -68,15 +69,17 @@ TlsTransport::Read TlsTransport::receive(std::string_view cipher, std::string& p
         sent = flush_locked();
       }
       if (sent.error != 0) {
+        if (status == tls::Engine::Status::closed) break;  // it has gone: its close_notify says how
         send_errno_ = sent.error;
         return Read::send_failed;
       }
       if (!sent.blocked) break;
-      if (give_up()) return Read::ok;  // the session is ending: its end says why
+      if (give_up()) return status == tls::Engine::Status::closed ? Read::closed : Read::ok;
       pollfd p{fd_, POLLOUT, 0};
       ::poll(&p, 1, 100);
     }
   }
+  if (status == tls::Engine::Status::closed) return Read::closed;
   output_left = waiting_.load(std::memory_order_relaxed) > 0;
   return Read::ok;
 }
