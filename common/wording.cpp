@@ -36,6 +36,7 @@ constexpr std::array bye_table{
     Phrase{"server-full", "the server is full; try again later"},
     Phrase{"too-many", "too many connections from your address"},
     Phrase{"not-allowed", "this server does not take connections from your address"},
+    Phrase{"tls-required", "this server takes TLS connections only[; {detail}]"},
     Phrase{"server-busy", "the server is out of resources; try again later"},
     Phrase{"handshake-timeout", "you did not choose a nickname in time"},
     Phrase{"", "the server ended your session"},
@@ -187,7 +188,7 @@ std::string leave(std::string_view nick, std::string_view cause, std::string_vie
 }
 
 std::string bye(std::string_view reason, std::string_view detail) {
-  const bool said = reason == "flood" || reason == "kicked";
+  const bool said = reason == "flood" || reason == "kicked" || reason == "tls-required";
   return say(bye_table, reason, Values{{}, said ? detail : std::string_view(), {}, reason});
 }
 

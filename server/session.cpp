@@ -507,7 +507,7 @@ void Session::refuse_clear_text() {
     return;
   }
   end_with(LeaveCause::error, "clear text on a --tls-only server",
-           "BYE tls-required this chatserver speaks TLS only: chatclient --tls --host " + host + " --port " + port +
+           "BYE tls-required connect with chatclient --tls --host " + host + " --port " + port +
                ", or openssl s_client -quiet -connect " + host + ":" + port + "\n");
 }
 

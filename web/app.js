@@ -165,7 +165,7 @@
       nick, detail: ['quit', 'kicked', 'instance-lost'].includes(cause) ? detail : '', quiet: quietTime(detail), code: cause,
     });
   const byeWords = (reason, detail) =>
-    say('bye', reason, { detail: reason === 'flood' || reason === 'kicked' ? detail : '', code: reason });
+    say('bye', reason, { detail: reason === 'flood' || reason === 'kicked' || reason === 'tls-required' ? detail : '', code: reason });
   const lostWords = (cause, detail) => say('lost', cause, { quiet: quietTime(detail), code: cause });
   const refusalWords = (code, detail) => say('refusal', code, { detail, code });
   // What a tap or a hover shows: the protocol's token and detail.

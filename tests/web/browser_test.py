@@ -22,6 +22,9 @@ pictures' screenshot.py.
 """
 
 import argparse
+import base64
+import hashlib
+import shutil
 import os
 import signal
 import subprocess
@@ -279,6 +282,41 @@ class WebPageTest(unittest.TestCase):
         page.until(lambda: 'Wrong password' in page.el('#nick-error').text, message='a wrong one was not said')
         page.el('#password').send_keys('open sesame', Keys.ENTER)
         page.until(lambda: page.state() == 'connected', message=f'did not join: {page.status()!r}')
+        self.assertEqual(page.errors(), [], 'no console errors, no CSP violations')
+
+    def test_https_with_a_self_signed_certificate(self):
+        """TLS (chatserver --self-signed DIR): the page over https:// and its WebSocket over
+        wss://, in a Chromium told to accept exactly that certificate (its key's SPKI hash), as a
+        person accepts it once; a TCP client in clear text on the same port reads the page's line."""
+        if OPTS.url:
+            self.skipTest('needs --server (a chatserver of its own, with TLS)')
+        tls_dir = tempfile.mkdtemp(prefix='chat-browser-tls-')
+        self.addCleanup(shutil.rmtree, tls_dir, True)
+        server = ChatServer(OPTS.server, extra=['--self-signed', tls_dir])
+        self.addCleanup(server.stop)
+        pubkey = subprocess.run(['openssl', 'x509', '-pubkey', '-noout', '-in', os.path.join(tls_dir, 'cert.pem')],
+                                capture_output=True, check=True).stdout
+        der = subprocess.run(['openssl', 'pkey', '-pubin', '-outform', 'der'], input=pubkey, capture_output=True,
+                             check=True).stdout
+        spki = base64.b64encode(hashlib.sha256(der).digest()).decode()
+        other = self.peer(self.nick('p'), port=server.port)
+        page = Page.__new__(Page)
+        page.driver = chromium(args=('--no-default-browser-check', '--ignore-certificate-errors-spki-list=' + spki))
+        page.driver.set_page_load_timeout(WAIT * 2)
+        page.driver.set_script_timeout(WAIT)
+        page.quitted = False
+        self.addCleanup(page.quit)
+        page.open(f'https://127.0.0.1:{server.port}/')
+        self.assertEqual(page.js('return location.protocol'), 'https:')
+        mark = other.mark()
+        nick = self.nick()
+        page.join(nick)
+        other.expect(f'JOIN {nick}$', since=mark)
+        page.type('over wss')
+        other.expect(f'MSG {nick} over wss$', since=mark)
+        other.send('SAY clear text reaches TLS')
+        page.wait_line('msg', 'clear text reaches TLS')
+        self.assertTrue(any('websocket over TLS' in line for line in server.log), 'the server saw a wss:// join')
         self.assertEqual(page.errors(), [], 'no console errors, no CSP violations')
 
     def test_nickname_checked_refused_and_remembered(self):
