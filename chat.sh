@@ -35,8 +35,9 @@ DEB_PACKAGES=(help2man dpkg-dev file)
 # Chromium driven by Selenium (Debian's /usr/bin/python3 and its modules).
 # and the backplane's tests: a real redis-server, started by the tests on a private socket, and
 # HAProxy in front of several chatservers (the shipped example, packaging/haproxy-chat.cfg).
+# and chatclient --tls against a TLS server nobody here wrote: `openssl s_server`.
 TEST_PACKAGES=(ncat ngircd libasio-doc jq "${DEB_PACKAGES[@]}" logrotate systemd qt6-base-dev
-  python3 python3-websockets chromium chromium-driver python3-selenium redis-server haproxy)
+  python3 python3-websockets chromium chromium-driver python3-selenium redis-server haproxy openssl)
 # The fuzz targets (tests/fuzz): clang and its compiler-rt (libFuzzer, ASan and UBSan runtimes;
 # on Debian 12 libclang-rt-dev is libclang-rt-14-dev, which --no-install-recommends leaves out).
 FUZZ_PACKAGES=(clang libclang-rt-dev)

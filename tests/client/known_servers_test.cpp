@@ -1,7 +1,10 @@
 // The known_servers file (client/known_servers.hpp) and the decision after a TLS handshake, on
 // their own: parsing, bounds, the file's modes, and every row of check_certificate's rules. No
-// network.
+// network. Also the other pure pieces of chatclient's TLS: the clear-text password warning and
+// what the screen model makes of `secured` and `certificate` events.
+#include "client/chat_client.hpp"
 #include "client/known_servers.hpp"
+#include "client/screen_model.hpp"
 #include "tests/support/temp_dir.hpp"
 
 #include <catch2/catch.hpp>
@@ -213,4 +216,70 @@ TEST_CASE("check_certificate: verified, pinned, changed, refused, and trusted on
     CHECK_FALSE(t.accepted);
     CHECK(t.lines.back().find("--known-servers FILE") != std::string::npos);
   }
+}
+
+TEST_CASE("chatclient warns about a room password in clear text only when it would cross the network",
+          "[known-servers]") {
+  chat::ClientOptions o;
+  o.password = "secret";
+  o.host = "192.168.1.20";
+  CHECK(chat::clear_text_password_warning(o) ==
+        "warning: the room password crosses the network in clear text (--tls encrypts it)");
+  o.tls = true;
+  CHECK_FALSE(chat::clear_text_password_warning(o));
+  o.tls = false;
+  for (const char* local : {"127.0.0.1", "127.1.2.3", "localhost", "::1"}) {
+    o.host = local;
+    CHECK_FALSE(chat::clear_text_password_warning(o));
+  }
+  o.servers = {{"127.0.0.1", 15600}, {"chat.lan", 15600}};  // one of several is enough
+  CHECK(chat::clear_text_password_warning(o));
+  o.password.clear();
+  CHECK_FALSE(chat::clear_text_password_warning(o));
+}
+
+TEST_CASE("the screen model shows TLS in the status line and the certificate's lines in the pane",
+          "[known-servers]") {
+  chat::ScreenModel model("127.0.0.1:15600", "alice");
+  const auto at = chat::Moment::now();
+  chat::LinkEvent connecting;
+  connecting.kind = chat::LinkEvent::Kind::connecting;
+  connecting.text = "127.0.0.1:15600";
+  model.apply(connecting, at);
+
+  chat::LinkEvent pinned;
+  pinned.kind = chat::LinkEvent::Kind::certificate;
+  pinned.lines = {"The server's certificate is not signed by an authority this machine trusts.",
+                  "Its fingerprint is " + fp_a};
+  model.apply(pinned, at);
+  chat::LinkEvent secured;
+  secured.kind = chat::LinkEvent::Kind::secured;
+  secured.server = "127.0.0.1:15600";
+  secured.tls = "TLSv1.3 TLS_AES_256_GCM_SHA384";
+  secured.text = "pinned certificate " + fp_a;
+  model.apply(secured, at);
+  chat::LinkEvent joined;
+  joined.kind = chat::LinkEvent::Kind::joined;
+  joined.nick = "alice";
+  model.apply(joined, at);
+
+  const auto& lines = model.lines();
+  std::string text;
+  for (const auto& line : lines) text += line.text + "\n";
+  CHECK(text.find("*** The server's certificate is not signed by an authority this machine trusts.\n"
+                  "*** Its fingerprint is " + fp_a + "\n"
+                  "*** connected to 127.0.0.1:15600 over TLSv1.3 TLS_AES_256_GCM_SHA384 (pinned certificate " +
+                  fp_a + ")\n") != std::string::npos);
+  CHECK(model.status(std::chrono::steady_clock::now()).starts_with("127.0.0.1:15600 | alice | connected over TLSv1.3 | "));
+
+  // A refusal is red; the next connection attempt forgets the TLS of the last one.
+  chat::LinkEvent refused;
+  refused.kind = chat::LinkEvent::Kind::certificate;
+  refused.error = true;
+  refused.lines = {"WARNING: the certificate of 127.0.0.1:15600 has changed since it was pinned!"};
+  model.apply(refused, at);
+  CHECK(model.lines().back().category == chat::Category::error);
+  model.apply(connecting, at);
+  model.apply(joined, at);
+  CHECK(model.status(std::chrono::steady_clock::now()).starts_with("127.0.0.1:15600 | alice | connected | "));
 }
