@@ -35,7 +35,8 @@ DEB_PACKAGES=(help2man dpkg-dev file)
 # Chromium driven by Selenium (Debian's /usr/bin/python3 and its modules).
 # and the backplane's tests: a real redis-server, started by the tests on a private socket, and
 # HAProxy in front of several chatservers (the shipped example, packaging/haproxy-chat.cfg).
-# and TLS: the openssl command (s_client, test certificates) and testssl.sh, which rates it.
+# and TLS: the openssl command (s_client and s_server, test certificates) and testssl.sh, which
+# rates the server's TLS.
 TEST_PACKAGES=(ncat ngircd libasio-doc jq "${DEB_PACKAGES[@]}" logrotate systemd qt6-base-dev
   python3 python3-websockets chromium chromium-driver python3-selenium redis-server haproxy openssl testssl.sh)
 # The fuzz targets (tests/fuzz): clang and its compiler-rt (libFuzzer, ASan and UBSan runtimes;

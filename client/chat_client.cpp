@@ -25,6 +25,17 @@ Event error_event(std::string_view code, std::string detail) {
 
 }  // namespace
 
+std::optional<std::string> clear_text_password_warning(const ClientOptions& o) {
+  if (o.tls || o.password.empty()) return std::nullopt;
+  const auto local = [](const std::string& host) {
+    return host == "localhost" || host.starts_with("127.") || host == "::1";
+  };
+  bool remote = !local(o.host);
+  for (const auto& server : o.servers) remote = remote || !local(server.host);
+  if (!remote) return std::nullopt;
+  return "warning: the room password crosses the network in clear text (--tls encrypts it)";
+}
+
 LinkOptions link_options(const ClientOptions& o) {
   LinkOptions link;
   link.host = o.host;
@@ -38,6 +49,9 @@ LinkOptions link_options(const ClientOptions& o) {
   link.max_line = o.max_line;
   link.quit_wait = o.quit_wait;
   link.reconnect = o.reconnect;
+  link.tls = o.tls;
+  link.tls_pin = o.tls_pin;
+  link.known_servers = o.known_servers;
   return link;
 }
 
@@ -156,6 +170,14 @@ void ChatClient::handle(const LinkEvent& event) {
       server_ = event.text;
       return;
     case K::rtt:
+      return;
+    case K::secured:
+      print_stamped("*** " + secured_words(event));
+      return;
+    case K::certificate:
+      // On stderr, as ssh says such things: a script's stdout holds the room alone.
+      for (const auto& line : event.lines) err_ << line << '\n';
+      err_.flush();
       return;
     case K::joined:
       joined_ = true;

@@ -18,12 +18,15 @@
 //   --- earlier messages (12) ---          (on joining: the last messages before we came)
 //   --- away 41 s, 12 messages you missed ---   (after a resume: where the missed part starts)
 //   --- now ---
+// Over TLS the connection is announced before the welcome ("*** connected to HOST:PORT over
+// TLSv1.3 ... (verified certificate)"); what is said about a certificate that was refused or
+// pinned just now goes to `err`, line by line, as ssh says it.
 // `/history [n]` prints the n messages (50) before the oldest one printed so far, between
 // "--- earlier messages (n) ---" and "--- end of earlier messages ---"; `/search <words>`
 // between "--- found (n) ---" and "--- end of search ---".
 //
 // Exit codes: 0 after the user quit (stdin EOF or /quit); 1 when the server could not be
-// reached, refused the nickname, or went away (printed once, in words: "*** disconnected: the
+// reached, refused the nickname or the server's certificate, or went away (printed once, in words: "*** disconnected: the
 // server has stopped"; with `verbose` the cause and detail follow in brackets). With `reconnect`
 // a lost server is announced the same way, then the Link tries again.
 #pragma once
@@ -61,7 +64,14 @@ struct ClientOptions {
   Millis quit_wait{2'000};        // after QUIT, how long to wait for BYE / the close
   bool reconnect = false;         // a lost server: reconnect with backoff instead of exit 1
   bool verbose = false;           // show the protocol's detail after each leave, goodbye, refusal
+  bool tls = false;               // --tls (LinkOptions::tls)
+  bool tls_pin = false;           // --tls-pin: trust on first use
+  std::string known_servers;      // --known-servers FILE; "": the default
 };
+
+// The warning chatclient prints when the room password would cross the network in clear
+// text: a password, no TLS, and a server that is not this machine (localhost, 127.x, ::1).
+std::optional<std::string> clear_text_password_warning(const ClientOptions& options);
 
 // The Link settings that `options` name, as interactive mode uses them; script mode adds its
 // own (no round-trip PINGs, a refused nickname ends the session).

@@ -1,5 +1,6 @@
 #include "client/link.hpp"
 
+#include "client/known_servers.hpp"
 #include "client/sanitize.hpp"
 #include "common/line_framer.hpp"
 #include "common/log.hpp"
@@ -148,6 +149,20 @@ void Link::run(std::stop_token stop) {
   set_thread_role("network");
 
   try {
+    if (options_.tls) {
+      std::string error;
+      tls_context_ = tls::client_context(error);
+      if (!tls_context_) {
+        LinkEvent note = make(LinkEvent::Kind::notice);
+        note.text = "cannot use TLS: " + error;
+        note.error = true;
+        post(std::move(note));
+        LinkEvent ended = make(LinkEvent::Kind::ended);
+        ended.error = true;
+        post(std::move(ended));
+        return;
+      }
+    }
     bool ever_joined = false;
     while (true) {
       // Attempt 0 is the first connection; 1, 2, ... are the retries after it failed or was
@@ -159,6 +174,9 @@ void Link::run(std::stop_token stop) {
 
       std::string unreachable;
       const Outcome outcome = session(stop, ever_joined, unreachable);
+      say_goodbye();
+      tls_.reset();
+      wire_.clear();
       socket_.reset();  // closed here, on the only thread that ever used it
       if (outcome == Outcome::stopped) return;
       if (outcome == Outcome::quit) break;
@@ -289,15 +307,123 @@ std::optional<std::string> Link::connect(std::stop_token stop) {
   return failure;
 }
 
-Link::Outcome Link::session(std::stop_token stop, bool& ever_joined, std::string& unreachable) {
-  if (auto failure = connect(stop)) {
-    if (stop.stop_requested()) return Outcome::stopped;
-    {
-      std::lock_guard lock(mutex_);
-      if (quit_) return Outcome::quit;
+std::optional<std::string> Link::handshake(std::stop_token stop, std::string& early, bool& refused) {
+  const ServerAddress target = server();
+  const std::string where = target.text();
+  const int fd = socket_->native_handle();
+  tls_.emplace(tls_context_, tls::Engine::Role::client, target.host);
+  // Said when a handshake fails: a server without TLS answers a ClientHello in clear text,
+  // which OpenSSL reads as a bad record ("wrong version number", "packet length too long").
+  const auto failed = [&](const std::string& why) {
+    return "cannot connect to " + where + " over TLS: " + why + " (does the server take TLS?)";
+  };
+  if (tls_->start_handshake() == tls::Engine::Status::failed) return failed(tls_->error());
+
+  // Bounded by the connect timeout, as the TCP connect before it.
+  const auto deadline = Clock::now() + options_.connect_timeout;
+  std::array<char, 16384> buf;
+  while (!tls_->established()) {
+    wire_ += tls_->take_output();
+    while (!wire_.empty()) {
+      const ssize_t n = ::send(fd, wire_.data(), wire_.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n > 0) {
+        wire_.erase(0, static_cast<std::size_t>(n));
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+      return "cannot connect to " + where + ": " + std::generic_category().message(errno);
     }
+    std::array<pollfd, 2> fds{{{fd, static_cast<short>(POLLIN | (wire_.empty() ? 0 : POLLOUT)), 0},
+                               {to_net_.fd(), POLLIN, 0}}};
+    const int ready = poll_fds(fds.data(), fds.size(), deadline);
+    if (stop.stop_requested()) return "stopped";
+    if (fds[1].revents != 0) {
+      to_net_.clear();
+      std::lock_guard lock(mutex_);
+      if (quit_) return "quit";
+    }
+    if (ready == 0) {
+      return "cannot connect to " + where + ": the TLS handshake did not finish within " +
+             format_duration(options_.connect_timeout);
+    }
+    if ((fds[0].revents & (POLLIN | POLLERR | POLLHUP)) == 0) continue;
+    const ssize_t got = ::recv(fd, buf.data(), buf.size(), MSG_DONTWAIT);
+    if (got < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) continue;
+    if (got == 0) return failed("the server closed the connection during the handshake");
+    if (got < 0) return "cannot connect to " + where + ": " + std::generic_category().message(errno);
+    tls_->put_input({buf.data(), static_cast<std::size_t>(got)});
+    // Once the handshake ends this decrypts what came with it (the greeting, often).
+    if (tls_->read(early, 1 << 20) == tls::Engine::Status::failed) return failed(tls_->error());
+  }
+  wire_ += tls_->take_output();  // our last handshake message; the session's first write sends it
+
+  // The certificate (client/known_servers.hpp says the rules).
+  CertificateCheck check;
+  check.host = target.host;
+  check.server = known_server_key(target.host, target.port);
+  check.verify_error = tls_->verify_result();
+  check.fingerprint = tls_->peer_fingerprint();
+  check.pin = options_.tls_pin;
+  check.known_servers = options_.known_servers.empty() ? default_known_servers_path() : options_.known_servers;
+  Trust trust = check_certificate(check);
+  for (auto& warning : trust.warnings) {
+    LinkEvent note = make(LinkEvent::Kind::notice);
+    note.text = "warning: " + sanitize(warning);
+    post(std::move(note));
+  }
+  if (!trust.lines.empty()) {
+    LinkEvent said = make(LinkEvent::Kind::certificate);
+    // OpenSSL's reason and the host are the only words not ours; a line each, made safe.
+    for (auto& line : trust.lines) said.lines.push_back(sanitize(line));
+    said.error = !trust.accepted;
+    post(std::move(said));
+  }
+  if (!trust.accepted) {
+    refused = true;
+    return "the certificate of " + where + " was not trusted";
+  }
+  LinkEvent secured = make(LinkEvent::Kind::secured);
+  secured.server = where;
+  secured.tls = tls_->describe();
+  secured.text = trust.how;
+  post(std::move(secured));
+  return std::nullopt;
+}
+
+void Link::say_goodbye() {
+  if (!socket_ || !socket_->is_open()) return;
+  if (tls_) {
+    tls_->close_notify();
+    wire_ += tls_->take_output();
+  }
+  // Once, without waiting: what the socket does not take now (a server that stopped reading,
+  // or is gone) goes with the connection.
+  if (!wire_.empty()) (void)::send(socket_->native_handle(), wire_.data(), wire_.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+  wire_.clear();
+}
+
+Link::Outcome Link::session(std::stop_token stop, bool& ever_joined, std::string& unreachable) {
+  const auto stopped_or_quit = [&]() -> std::optional<Outcome> {
+    if (stop.stop_requested()) return Outcome::stopped;
+    std::lock_guard lock(mutex_);
+    if (quit_) return Outcome::quit;
+    return std::nullopt;
+  };
+  if (auto failure = connect(stop)) {
+    if (auto end = stopped_or_quit()) return *end;
     unreachable = std::move(*failure);
     return Outcome::unreachable;
+  }
+  std::string early;  // plaintext that came with the end of the TLS handshake
+  if (options_.tls) {
+    bool refused = false;
+    if (auto failure = handshake(stop, early, refused)) {
+      if (auto end = stopped_or_quit()) return *end;
+      if (refused) return Outcome::refused;
+      unreachable = std::move(*failure);
+      return Outcome::unreachable;
+    }
   }
 
   const int fd = socket_->native_handle();
@@ -511,6 +637,31 @@ Link::Outcome Link::session(std::stop_token stop, bool& ever_joined, std::string
     post(std::move(server));
   };
 
+  const auto feed = [&](std::string_view bytes) {
+    framer.feed(bytes, [&](const LineFramer::Piece& piece) {
+      if (result) return;
+      if (piece.kind == LineFramer::Piece::Kind::too_long) {
+        notice("a line from the server was longer than " + std::to_string(options_.max_line) +
+                   " bytes and was discarded",
+               true);
+        return;
+      }
+      handle_line(piece.text);
+    });
+  };
+  // The server's close_notify: its clean end; nothing more comes. (Ours answers it: say_goodbye.)
+  const auto closed_by_peer = [&] {
+    std::string partial;  // "BYE shutdown" without its LF still counts
+    if (framer.take_partial(partial)) handle_line(partial);
+    if (result) return *result;
+    if (quitting) return Outcome::quit;
+    post_lost("closed", "connection closed by peer with close_notify");
+    return Outcome::lost;
+  };
+  feed(early);  // what came with the end of the TLS handshake
+  if (result) return *result;
+  if (tls_ && tls_->peer_closed()) return closed_by_peer();  // and its close_notify, at once
+
   while (true) {
     // What the driving thread asked for.
     std::deque<Command> commands;
@@ -538,11 +689,24 @@ Link::Outcome Link::session(std::stop_token stop, bool& ever_joined, std::string
       out += format_command(Command{Verb::quit, {}, *quit_reason}) + "\n";
     }
 
+    // The lines become bytes for the socket: as they are, or under TLS encrypted into records
+    // (with whatever else the engine has to send, such as an answer to a key update).
+    if (tls_) {
+      if (!out.empty() && !tls_->write(out)) {
+        post_lost("error", "TLS: " + sanitize(tls_->error()));
+        return Outcome::lost;
+      }
+      out.clear();
+      wire_ += tls_->take_output();
+    } else {
+      wire_ += out;
+      out.clear();
+    }
     // Write what the kernel takes now; the rest waits for POLLOUT.
-    while (!out.empty()) {
-      const ssize_t n = ::send(fd, out.data(), out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    while (!wire_.empty()) {
+      const ssize_t n = ::send(fd, wire_.data(), wire_.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
       if (n > 0) {
-        out.erase(0, static_cast<std::size_t>(n));
+        wire_.erase(0, static_cast<std::size_t>(n));
         stalled = false;
         continue;
       }
@@ -553,7 +717,7 @@ Link::Outcome Link::session(std::stop_token stop, bool& ever_joined, std::string
         break;
       }
       // A send error: the read below reports the cause (the socket is readable with it).
-      out.clear();
+      wire_.clear();
       break;
     }
 
@@ -572,7 +736,7 @@ Link::Outcome Link::session(std::stop_token stop, bool& ever_joined, std::string
       if (joined && options_.rtt_interval > Millis::zero()) deadline = earliest(deadline, last_ping + options_.rtt_interval);
     }
 
-    std::array<pollfd, 2> fds{{{fd, static_cast<short>(POLLIN | (out.empty() ? 0 : POLLOUT)), 0},
+    std::array<pollfd, 2> fds{{{fd, static_cast<short>(POLLIN | (wire_.empty() ? 0 : POLLOUT)), 0},
                                {to_net_.fd(), POLLIN, 0}}};
     poll_fds(fds.data(), fds.size(), deadline);
     if (stop.stop_requested()) return Outcome::stopped;
@@ -623,21 +787,30 @@ Link::Outcome Link::session(std::stop_token stop, bool& ever_joined, std::string
       if (framer.take_partial(partial)) handle_line(partial);
       if (result) return *result;
       if (quitting) return Outcome::quit;
-      post_lost(std::string(to_string(cause_of(ec))), what_was_seen(ec));
+      // Under TLS a FIN before the server's close_notify could be someone cutting the stream
+      // short (a truncation attack looks the same as a crash): said, in the detail.
+      post_lost(std::string(to_string(cause_of(ec))),
+                what_was_seen(ec) + (tls_ && got == 0 ? " without close_notify (TLS: what came last may be cut short)" : ""));
       return Outcome::lost;
     }
     last_heard = now;
-    framer.feed({buf.data(), static_cast<std::size_t>(got)}, [&](const LineFramer::Piece& piece) {
-      if (result) return;
-      if (piece.kind == LineFramer::Piece::Kind::too_long) {
-        notice("a line from the server was longer than " + std::to_string(options_.max_line) +
-                   " bytes and was discarded",
-               true);
-        return;
-      }
-      handle_line(piece.text);
-    });
+    if (!tls_) {
+      feed({buf.data(), static_cast<std::size_t>(got)});
+      if (result) return *result;
+      continue;
+    }
+    tls_->put_input({buf.data(), static_cast<std::size_t>(got)});
+    std::string plain;
+    // Everything the input decrypts to (no more than it holds: bounded by one recv and a
+    // record that was incomplete before it).
+    const auto status = tls_->read(plain, 1 << 20);
+    feed(plain);
     if (result) return *result;
+    if (status == tls::Engine::Status::failed) {
+      post_lost("error", "TLS: " + sanitize(tls_->error()));
+      return Outcome::lost;
+    }
+    if (status == tls::Engine::Status::closed) return closed_by_peer();
   }
 }
 

@@ -28,6 +28,17 @@
 //
 // The socket's descriptor is not shared, so the driving thread stops the network thread with
 // request_stop() + to_net_.signal() (no shutdown() needed).
+//
+// TLS (LinkOptions::tls, chatclient --tls; docs/tls.md): after the TCP connect the network
+// thread runs the handshake with a tls::Engine (common/tls.hpp), bounded by connect_timeout,
+// checks the certificate (client/known_servers.hpp: the system's authorities, else a pinned
+// fingerprint, else --tls-pin's trust on first use) and then runs the same line protocol
+// inside it. The engine does no I/O: this thread's own poll(2), recv and send move the
+// ciphertext, exactly as they move clear text, so nothing else changes (the heartbeat, the
+// keepalive checks and the stall timeout look at the same socket). A certificate that is
+// refused ends the Link (`certificate` with error, then `ended`): never retried, the user
+// must act. The end of a connection says whether the server sent close_notify; ours goes out
+// before our FIN.
 #pragma once
 
 #include "client/link_event.hpp"
@@ -35,6 +46,7 @@
 #include "common/net.hpp"
 #include "common/protocol.hpp"
 #include "common/server_list.hpp"
+#include "common/tls.hpp"
 #include "common/units.hpp"
 
 #include <cstdint>
@@ -68,6 +80,11 @@ struct LinkOptions {
   Millis connect_timeout{10'000};
   Millis quit_wait{2'000};  // after QUIT, how long to wait for BYE / the close
   int max_ghost_tries = 5;  // suffixed nicknames to try on a rejoin before giving up on one
+  // TLS (see above): the connection runs inside TLS; `host` (each server's) is the name its
+  // certificate must carry, and the name sent with SNI.
+  bool tls = false;
+  bool tls_pin = false;       // trust an unverified certificate on first use, and pin it
+  std::string known_servers;  // the pins' file; "": default_known_servers_path()
   // Called on the network thread after each event is queued, besides event_fd() becoming
   // readable: for a driving thread that waits in an event loop of its own rather than in
   // poll(2) (the Qt window posts itself a queued call). Must be quick and must not block.
@@ -106,6 +123,13 @@ class Link {
   // One connection, from connect to its end. `unreachable` says why the connect failed.
   Outcome session(std::stop_token stop, bool& ever_joined, std::string& unreachable);
   std::optional<std::string> connect(std::stop_token stop);  // error message, or nullopt
+  // The TLS handshake on the connected socket, then the certificate check. nullopt: trusted
+  // (plaintext that came with the handshake's end is in `early`); else why it failed, and
+  // `refused` says whether that was the certificate (the user must act: no retry).
+  std::optional<std::string> handshake(std::stop_token stop, std::string& early, bool& refused);
+  // The polite end of a TLS connection: what waits in wire_, then close_notify, as far as the
+  // socket takes them now (never waits).
+  void say_goodbye();
   bool wait(std::stop_token stop, Millis delay);             // false: stop or quit came first
   void post(LinkEvent event);
   // The connection ended: `cause` is a leave cause token, or a BYE reason when `goodbye`.
@@ -129,6 +153,13 @@ class Link {
   // Network thread only: connected, used and closed there.
   asio::io_context io_;
   std::optional<asio::ip::tcp::socket> socket_;
+  // Network thread only, with options_.tls: the client context (made once, when the thread
+  // starts) and this connection's engine (made for each connection, gone with it).
+  tls::Context tls_context_;
+  std::optional<tls::Engine> tls_;
+  // Network thread only: bytes for the socket that it has not taken yet (the lines, or under
+  // TLS their records). Emptied for each connection.
+  std::string wire_;
 
   std::mutex mutex_;
   std::deque<LinkEvent> events_;     // guarded by mutex_: network thread -> driving thread

@@ -20,6 +20,7 @@
 #include <cstddef>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace chat {
 
@@ -73,6 +74,14 @@ struct LinkEvent {
                  // text = why the last attempt could not connect, or "" after a loss;
                  // server = "host:port" it goes to when there are several (failover), else ""
     rtt,         // a PONG answered our PING after `delay`
+    secured,     // (TLS) the handshake finished and the certificate was trusted: server =
+                 // "host:port", tls = the engine's describe() ("TLSv1.3 TLS_AES_256_GCM_SHA384"),
+                 // text = why it was trusted ("verified certificate", "pinned certificate
+                 // SHA256:..."); secured_words() says it. Before the join.
+    certificate, // (TLS) what to say about the server's certificate, in `lines`: with error, it
+                 // was refused (an unverified certificate without --tls-pin, or one that differs
+                 // from the pinned one) and `ended` follows; without, it was pinned just now
+                 // (trust on first use). Front ends show every line, as it is.
     ended,       // the network thread is done (after /quit, or a loss without reconnecting);
                  // error = the session ended because the server was lost
   };
@@ -80,7 +89,9 @@ struct LinkEvent {
   Event event{Event::Kind::comment, {}, {}, {}, {}, {}};
   std::string text;
   std::string nick;
-  std::string server;  // retry: see above
+  std::string server;  // retry, secured: see above
+  std::string tls;     // secured: see above
+  std::vector<std::string> lines;  // certificate: see above
   bool rejoin = false;
   bool error = false;
   int attempt = 0;
@@ -100,6 +111,12 @@ inline std::string reconnecting_words(const LinkEvent& retry) {
 inline std::string trying_again_words(const LinkEvent& retry) {
   return "; trying " + (retry.server.empty() ? std::string("again") : retry.server) + " in " +
          format_duration(retry.delay);
+}
+
+// "connected to 127.0.0.1:15600 over TLSv1.3 TLS_AES_256_GCM_SHA384 (pinned certificate
+// SHA256:...)" for a `secured` event.
+inline std::string secured_words(const LinkEvent& secured) {
+  return "connected to " + secured.server + " over " + secured.tls + " (" + secured.text + ")";
 }
 
 inline std::string resume_marker(std::string_view away_ms, std::string_view missed) {

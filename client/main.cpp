@@ -105,6 +105,17 @@ int main(int argc, char** argv) {
       ->check(CLI::ExistingFile.description(""))
       ->type_name("FILE");
   app.add_flag("--ask-password", ask_password, "Ask for the room's password on the terminal (not echoed) before joining");
+  group("TLS");
+  app.add_flag("--tls", options.tls,
+               "Connect over TLS (the server's certificate must be signed by an authority this machine trusts, "
+               "or pinned: --tls-pin)");
+  app.add_flag("--tls-pin", options.tls_pin,
+               "Implies --tls. Trust a certificate no authority signed the first time a server shows it, as ssh does, "
+               "and pin it: another certificate from that server is refused from then on");
+  app.add_option("--known-servers", options.known_servers,
+                 "The pinned certificates, one 'host:port SHA256:...' a line (default: "
+                 "$XDG_CONFIG_HOME/chat/known_servers, else ~/.config/chat/known_servers)")
+      ->type_name("FILE");
   group("Connection");
   app.add_option("--keepalive", keepalive, "TCP keepalive IDLE,INTERVAL,COUNT, or off")
       ->check(parsed_by(chat::parse_keepalive))
@@ -197,6 +208,8 @@ int main(int argc, char** argv) {
   options.ping_timeout = *chat::parse_duration(ping_timeout);
   options.max_line = *chat::parse_size(max_line);
   options.reconnect = interactive ? !no_reconnect : reconnect;
+  if (options.tls_pin) options.tls = true;
+  if (auto warning = chat::clear_text_password_warning(options)) std::cerr << "chatclient: " << *warning << std::endl;
 
   if (interactive) {
     // ncursesw draws UTF-8 (and wcwidth() measures it) only under the user's locale.

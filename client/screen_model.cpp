@@ -225,6 +225,7 @@ void ScreenModel::apply(const LinkEvent& ev, const Moment& at) {
   switch (ev.kind) {
     case K::connecting:  // the status line says it; the pane has the retry's line already
       state_ = LinkState::connecting;
+      tls_.clear();
       attempt_ = ev.attempt;
       if (!ev.text.empty()) server_ = ev.text;  // with several servers: the one tried now
       return;
@@ -294,6 +295,13 @@ void ScreenModel::apply(const LinkEvent& ev, const Moment& at) {
       }
       return;
     case K::rtt: rtt_ = ev.delay; return;
+    case K::secured:
+      tls_ = ev.tls.substr(0, ev.tls.find(' '));  // "TLSv1.3" of "TLSv1.3 TLS_AES_256_GCM_SHA384"
+      add("*** " + secured_words(ev), Category::info, at);
+      return;
+    case K::certificate:
+      for (const auto& line : ev.lines) add("*** " + line, ev.error ? Category::error : Category::info, at);
+      return;
     case K::ended:
       state_ = LinkState::offline;
       users_.clear();
@@ -470,6 +478,7 @@ std::string ScreenModel::status(std::chrono::steady_clock::time_point now) const
     case LinkState::connecting: s += attempt_ > 0 ? "reconnecting (attempt " + std::to_string(attempt_) + ")" : "connecting"; break;
     case LinkState::joined:
       s += "connected";
+      if (!tls_.empty()) s += " over " + tls_;
       s += rtt_ ? " | rtt " + std::to_string(rtt_->count()) + " ms" : " | rtt ?";
       break;
     case LinkState::waiting_retry: {

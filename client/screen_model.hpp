@@ -150,7 +150,7 @@ class ScreenModel {
   // Why the last connection was lost, in words ("no reply to PING within 10 s"), until the next
   // join; the status shows it while reconnecting or offline.
   const std::string& lost_reason() const { return lost_reason_; }
-  // e.g. "127.0.0.1:15600 | alice | connected | rtt 1 ms" or
+  // e.g. "127.0.0.1:15600 | alice | connected | rtt 1 ms", "... | connected over TLSv1.3 | ..." or
   // "127.0.0.1:15600 | alice | reconnecting in 4 s (attempt 3) | lost: connection closed by peer".
   std::string status(std::chrono::steady_clock::time_point now) const;
   // When the status text next changes by itself (the countdown), if it does.
@@ -201,6 +201,7 @@ class ScreenModel {
   int attempt_ = 0;
   bool details_ = false;
   std::optional<Millis> rtt_;
+  std::string tls_;  // "TLSv1.3" while connected over TLS (`secured`), else ""
   std::string lost_reason_;
 
   // History.

@@ -17,6 +17,7 @@
 #include <cwchar>
 #include <iostream>
 #include <system_error>
+#include <vector>
 
 namespace chat {
 namespace {
@@ -143,6 +144,9 @@ class Tui {
   }
 
   int run(int signal_fd);
+  // The lines of a refused TLS certificate, if one was: said again on the terminal once the
+  // full screen is gone, so that the warning stays in the scrollback, as ssh's does.
+  const std::vector<std::string>& refusal() const { return refusal_; }
 
  private:
   void draw();
@@ -164,6 +168,7 @@ class Tui {
   bool ended_by_loss_ = false;
   bool quitting_ = false;
   Clock::time_point quit_deadline_{};
+  std::vector<std::string> refusal_;
 };
 
 void Tui::start_quit(std::string reason) {
@@ -175,6 +180,7 @@ void Tui::start_quit(std::string reason) {
 
 void Tui::apply_events() {
   for (auto& ev : link_.take_events()) {
+    if (ev.kind == LinkEvent::Kind::certificate && ev.error) refusal_ = ev.lines;
     if (ev.kind == LinkEvent::Kind::ended) {
       link_ended_ = true;
       ended_by_loss_ = ev.error;
@@ -418,12 +424,16 @@ int run_interactive(LinkOptions options, bool verbose) {
   if (signal_fd < 0) throw std::system_error(errno, std::generic_category(), "signalfd");
 
   int code = 0;
+  std::vector<std::string> refusal;
   {
     Curses curses;
     Tui tui(std::move(options), verbose);
     code = tui.run(signal_fd);
+    refusal = tui.refusal();
   }  // the Link's thread is joined, then the terminal restored
   ::close(signal_fd);
+  for (const auto& line : refusal) std::cerr << line << '\n';
+  std::cerr << std::flush;
   return code;
 }
 

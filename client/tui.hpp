@@ -27,7 +27,9 @@ std::optional<std::string> ask_nick(std::istream& in, std::ostream& out);
 // stdout on a terminal and the locale set (setlocale(LC_ALL, "")). Blocks SIGINT, SIGTERM and
 // SIGHUP in the calling thread (and so in the Link's thread) and reads them from a signalfd.
 // Returns the exit code: 0 after /quit, Ctrl-C, Ctrl-D or a signal; 1 if the session had
-// already ended because the server was gone (--no-reconnect) when the user left.
+// already ended because the server was gone (--no-reconnect) or its TLS certificate was
+// refused when the user left. A refused certificate's lines are written to stderr again once
+// the terminal is restored, so that the warning stays on it, as ssh's does.
 // `verbose`: the protocol's detail after each leave, goodbye and refusal (ScreenModel::show_details).
 int run_interactive(LinkOptions options, bool verbose = false);
 

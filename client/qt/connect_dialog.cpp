@@ -2,6 +2,7 @@
 
 #include "common/text.hpp"
 
+#include <QCheckBox>
 #include <QDialogButtonBox>
 #include <QFormLayout>
 #include <QLabel>
@@ -30,6 +31,16 @@ ConnectDialog::ConnectDialog(const ConnectChoice& given, QWidget* parent) : QDia
   host_->setObjectName("host");
   port_->setObjectName("port");
   nick_->setObjectName("nick");
+  tls_ = new QCheckBox("over &TLS (encrypted)");
+  tls_->setObjectName("tls");
+  tls_->setChecked(given.tls || settings.value("tls", false).toBool());
+  tls_pin_ = new QCheckBox("trust its certificate on &first use (pin it, as ssh does)");
+  tls_pin_->setObjectName("tls_pin");
+  tls_pin_->setToolTip("For a server whose certificate no authority signed (chatserver --self-signed): it is "
+                       "trusted the first time and pinned; another certificate from it is refused later");
+  tls_pin_->setChecked(given.tls_pin);
+  connect(tls_, &QCheckBox::toggled, tls_pin_, &QCheckBox::setEnabled);
+  tls_pin_->setEnabled(tls_->isChecked());
   problem_ = new QLabel;
   problem_->setTextFormat(Qt::PlainText);
   problem_->setStyleSheet("color: #d32f2f");
@@ -39,6 +50,8 @@ ConnectDialog::ConnectDialog(const ConnectChoice& given, QWidget* parent) : QDia
   form->addRow("&Port:", port_);
   form->addRow("&Nickname:", nick_);
   form->addRow("Room pass&word:", password_);
+  form->addRow("", tls_);
+  form->addRow("", tls_pin_);
   buttons_ = new QDialogButtonBox(QDialogButtonBox::Ok | QDialogButtonBox::Cancel);
   buttons_->button(QDialogButtonBox::Ok)->setText("&Connect");
   connect(buttons_, &QDialogButtonBox::accepted, this, &ConnectDialog::accept);
@@ -56,7 +69,8 @@ ConnectDialog::ConnectDialog(const ConnectChoice& given, QWidget* parent) : QDia
 
 ConnectChoice ConnectDialog::choice() const {
   return {host_->text().trimmed().toStdString(), static_cast<std::uint16_t>(port_->value()),
-          nick_->text().toStdString(), password_->text().toStdString()};
+          nick_->text().toStdString(), password_->text().toStdString(), tls_->isChecked(),
+          tls_->isChecked() && tls_pin_->isChecked()};
 }
 
 void ConnectDialog::check() {
@@ -81,6 +95,7 @@ void ConnectDialog::accept() {
   settings.setValue("host", QString::fromStdString(c.host));
   settings.setValue("port", c.port);
   settings.setValue("nick", QString::fromStdString(c.nick));
+  settings.setValue("tls", c.tls);
   QDialog::accept();
 }
 

@@ -1,6 +1,8 @@
 // ConnectDialog: server, port and nickname, asked for when the command line does not give all
-// three, and the room's password for a server that has one (optional, shown as dots). The last
-// values are remembered with QSettings, the password never. Enter connects, Esc cancels.
+// three, and the room's password for a server that has one (optional, shown as dots); "TLS"
+// (LinkOptions::tls) and "Trust on first use" (LinkOptions::tls_pin, which needs TLS). The
+// last values are remembered with QSettings, the password and the trust never (trusting a
+// certificate is a decision for each new server). Enter connects, Esc cancels.
 //
 // GUI thread only.
 #pragma once
@@ -11,6 +13,7 @@
 #include <optional>
 #include <string>
 
+class QCheckBox;
 class QDialogButtonBox;
 class QLabel;
 class QLineEdit;
@@ -23,6 +26,8 @@ struct ConnectChoice {
   std::uint16_t port = 15600;
   std::string nick;
   std::string password;  // the room's (chatserver --password-file); "": none
+  bool tls = false;
+  bool tls_pin = false;  // trust an unverified certificate on first use, and pin it
 };
 
 class ConnectDialog : public QDialog {
@@ -42,6 +47,8 @@ class ConnectDialog : public QDialog {
   QSpinBox* port_ = nullptr;
   QLineEdit* nick_ = nullptr;
   QLineEdit* password_ = nullptr;
+  QCheckBox* tls_ = nullptr;
+  QCheckBox* tls_pin_ = nullptr;
   QLabel* problem_ = nullptr;
   QDialogButtonBox* buttons_ = nullptr;
 };

@@ -1,4 +1,4 @@
-// chatclient-qt: the desktop window. The command line (--host, --port, --nick, --keepalive),
+// chatclient-qt: the desktop window. The command line (--host, --port, --nick, --tls, --keepalive),
 // a connect dialog for whatever it does not give, then the
 // window until it is closed (or SIGINT / SIGTERM). The network side is chatclient's Link
 // (client/link.hpp). Threads: the GUI thread (this one) and the Link's network thread
@@ -26,7 +26,7 @@ int main(int argc, char** argv) {
   // The command line first, so --help, --version and a usage error work without a display.
   // Qt's own options (-platform, -style, ...) start with one dash and are left for QApplication.
   chat::LinkOptions options;
-  chat::qt::ConnectChoice given{{}, 0, {}, {}};
+  chat::qt::ConnectChoice given{{}, 0, {}, {}, false, false};
   std::string keepalive = chat::format_keepalive(options.keepalive);
   CLI::App cli{"chatclient-qt: a desktop window for the chat server (the connect dialog asks for what is not given)",
                "chatclient-qt"};
@@ -46,6 +46,12 @@ int main(int argc, char** argv) {
   cli.add_option("--password-file", password_file,
                  "The room's password is the first line of FILE (else the connect dialog has a field for it)")
       ->check(CLI::ExistingFile);
+  cli.add_flag("--tls", given.tls, "Connect over TLS (the connect dialog has the same choice)");
+  cli.add_flag("--tls-pin", given.tls_pin,
+               "Implies --tls. Trust a certificate no authority signed the first time a server shows it, and pin it");
+  cli.add_option("--known-servers", options.known_servers,
+                 "The pinned certificates (default: $XDG_CONFIG_HOME/chat/known_servers, else "
+                 "~/.config/chat/known_servers)");
   cli.add_option("--keepalive", keepalive, "TCP keepalive IDLE,INTERVAL,COUNT, or off")->capture_default_str();
   bool verbose = false;
   cli.add_flag("--verbose", verbose,
@@ -53,6 +59,7 @@ int main(int argc, char** argv) {
   cli.footer("Qt's own options (-platform offscreen, -style Fusion, ...) are passed on to Qt.");
   try {
     cli.parse(argc, argv);
+    if (given.tls_pin) given.tls = true;
     for (const auto& extra : cli.remaining()) {
       if (extra.starts_with("--")) throw CLI::ExtrasError({extra});
     }
@@ -124,6 +131,8 @@ int main(int argc, char** argv) {
   if (options.servers.size() == 1) options.servers.clear();  // one server: host and port say it
   options.nick = given.nick;
   options.password = given.password;
+  options.tls = given.tls || given.tls_pin;
+  options.tls_pin = given.tls_pin;
   chat::qt::ChatWindow window(options, verbose);
   open = &window;
   window.show();

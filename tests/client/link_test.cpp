@@ -302,3 +302,27 @@ TEST_CASE("link: HISTORY BEFORE and SEARCH go out only once joined", "[link][res
   CHECK(expect_line(*conn) == "HISTORY BEFORE 42 50");
   CHECK(expect_line(*conn) == "SEARCH cats and dogs");
 }
+
+TEST_CASE("link over TLS: a handshake the server never answers fails within the connect timeout, said once",
+          "[link][tls]") {
+  FakeServer server;  // accepts, and never says a word: no ServerHello
+  auto options = options_for(server.port());
+  options.tls = true;
+  options.connect_timeout = chat::Millis{300};
+  options.reconnect = false;
+  Link link(options);
+  Events events(link);
+  const auto started = std::chrono::steady_clock::now();
+  link.start();
+  auto conn = server.accept(kWait);
+  REQUIRE(conn);
+  auto failed = events.next(LinkEvent::Kind::unreachable);
+  REQUIRE(failed);
+  CHECK(failed->text == "cannot connect to 127.0.0.1:" + std::to_string(server.port()) +
+                            ": the TLS handshake did not finish within 300 ms");
+  // Not before the timeout; well before the test's own deadline.
+  CHECK(std::chrono::steady_clock::now() - started >= 300ms);
+  auto ended = events.next(LinkEvent::Kind::ended);
+  REQUIRE(ended);
+  CHECK(ended->error);
+}

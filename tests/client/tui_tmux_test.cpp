@@ -11,6 +11,8 @@
 #include "tests/client/tmux_session.hpp"
 #include "tests/process/server_process.hpp"
 #include "tests/support/line_client.hpp"
+#include "tests/support/temp_dir.hpp"
+#include "tests/support/tls_servers.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -428,4 +430,31 @@ TEST_CASE("tui: history dimmed between separators, Page Up at the top pages back
   CHECK(count(screen, "<bob> you missed this") == 1);
   REQUIRE(tui.wait_for([](const std::string& s) { return status_row(s).find("| alice | connected") != std::string::npos; },
                        kWait, false, &screen));
+}
+
+TEST_CASE("tui: a refused TLS certificate is said in red, not retried, and said again on the terminal after /quit",
+          "[tui][tls]") {
+  chat::test::TestCertificate cert("tui_tls");
+  chat::test::OpensslServer server(cert);
+  chat::test::TempDir home("tui_tls_home");
+  // The shell stays after chatclient, so that what it left on the terminal can be read.
+  TmuxSession tui(client_command(server.port(), "--nick alice --tls --known-servers " +
+                                                    (home.path() / "known_servers").string()) +
+                      "; echo chatclient exited $?; read x",
+                  150, 30);
+  std::string screen;
+  REQUIRE(tui.wait_for_text("not reconnecting", kWait, &screen));
+  INFO(screen);
+  CHECK(row_with(screen, "The server's certificate is not signed by an authority this machine trusts.") != "");
+  CHECK(status_row(screen).find(" | alice | disconnected") != std::string::npos);
+  const std::string coloured = tui.capture(true);
+  CHECK(sets_colour(row_with(coloured, "Its fingerprint is " + cert.fingerprint()), "31"));
+
+  REQUIRE(tui.type("/quit"));
+  REQUIRE(tui.keys({"Enter"}));
+  REQUIRE(tui.wait_for_text("chatclient exited 1", kWait, &screen));
+  // The full screen is gone; the warning stays, as ssh's does.
+  CHECK(screen.find(" | alice | ") == std::string::npos);
+  CHECK(row_with(screen, "Its fingerprint is " + cert.fingerprint()) != "");
+  CHECK(row_with(screen, "The server's certificate is not signed by an authority this machine trusts.") != "");
 }

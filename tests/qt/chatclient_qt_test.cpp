@@ -1,7 +1,8 @@
 // chatclient-qt against a real chatserver on 127.0.0.1 port 0, with Qt's offscreen platform:
 // joining, the user list following JOIN / NICK / LEAVE, typing (QTest key clicks), colours,
 // text that looks like HTML shown as it is, a very long line, Ctrl+L, the connect dialog, and a
-// server that stops and comes back.
+// server that stops and comes back; over TLS against `openssl s_server`, a certificate refused
+// and one pinned on first use.
 #define CATCH_CONFIG_RUNNER
 #include "client/qt/chat_window.hpp"
 #include "client/qt/connect_dialog.hpp"
@@ -10,10 +11,13 @@
 #include "tests/qt/qt_support.hpp"
 #include "tests/support/line_client.hpp"
 #include "tests/support/process.hpp"
+#include "tests/support/temp_dir.hpp"
+#include "tests/support/tls_servers.hpp"
 
 #include <catch2/catch.hpp>
 
 #include <QApplication>
+#include <QCheckBox>
 #include <QDialogButtonBox>
 #include <QLabel>
 #include <QLineEdit>
@@ -245,7 +249,7 @@ TEST_CASE("chatclient-qt: the server stopped shows the cause and a countdown, an
 TEST_CASE("chatclient-qt's connect dialog checks the nickname, remembers the values, and Esc cancels", "[qt]") {
   QSettings().clear();
   {
-    chat::qt::ConnectDialog dialog({{}, 0, {}, {}});
+    chat::qt::ConnectDialog dialog({{}, 0, {}, {}, false, false});
     auto* ok = dialog.findChild<QDialogButtonBox*>()->button(QDialogButtonBox::Ok);
     auto* host = dialog.findChild<QLineEdit*>("host");
     auto* nick = dialog.findChild<QLineEdit*>("nick");
@@ -272,19 +276,78 @@ TEST_CASE("chatclient-qt's connect dialog checks the nickname, remembers the val
     CHECK(dialog.choice().nick == "dora");
     CHECK(dialog.choice().password == "open sesame");
   }
-  chat::qt::ConnectDialog again({{}, 0, {}, {}});
+  chat::qt::ConnectDialog again({{}, 0, {}, {}, false, false});
   CHECK(again.choice().host == "10.1.2.3");
   CHECK(again.choice().port == 16000);
   CHECK(again.choice().nick == "dora");
   CHECK(again.choice().password.empty());
   // What the command line gives wins over what was remembered.
-  chat::qt::ConnectDialog given({"example.lan", 15601, {}, {}});
+  chat::qt::ConnectDialog given({"example.lan", 15601, {}, {}, false, false});
   CHECK(given.choice().host == "example.lan");
   CHECK(given.choice().port == 15601);
   given.show();
   QTest::keyClick(&given, Qt::Key_Escape);
   CHECK(given.result() == QDialog::Rejected);
   CHECK(!given.isVisible());
+}
+
+TEST_CASE("chatclient-qt's connect dialog offers TLS, and trust on first use only with it", "[qt][tls]") {
+  QSettings().clear();
+  {
+    chat::qt::ConnectDialog dialog({{}, 0, "dora", {}, false, false});
+    auto* tls = dialog.findChild<QCheckBox*>("tls");
+    auto* pin = dialog.findChild<QCheckBox*>("tls_pin");
+    REQUIRE(tls);
+    REQUIRE(pin);
+    CHECK_FALSE(tls->isChecked());
+    CHECK_FALSE(pin->isEnabled());  // trusting a certificate means nothing without TLS
+    tls->setChecked(true);
+    CHECK(pin->isEnabled());
+    pin->setChecked(true);
+    CHECK(dialog.choice().tls);
+    CHECK(dialog.choice().tls_pin);
+    tls->setChecked(false);
+    CHECK_FALSE(dialog.choice().tls_pin);
+    tls->setChecked(true);
+    dialog.accept();
+    CHECK(dialog.result() == QDialog::Accepted);
+  }
+  // TLS is remembered; trust is a decision for each server, never remembered.
+  chat::qt::ConnectDialog again({{}, 0, {}, {}, false, false});
+  CHECK(again.choice().tls);
+  CHECK_FALSE(again.choice().tls_pin);
+  chat::qt::ConnectDialog given({{}, 0, {}, {}, true, true});
+  CHECK(given.choice().tls_pin);
+  QSettings().clear();
+}
+
+TEST_CASE("chatclient-qt over TLS shows why a certificate is refused in the window, and connects once it is pinned",
+          "[qt][tls]") {
+  TestCertificate cert("qt_tls");
+  OpensslServer server(cert);
+  TempDir home("qt_tls_home");
+  auto options = options_for(server.port(), "alice");
+  options.tls = true;
+  options.known_servers = (home.path() / "known_servers").string();
+  {
+    ChatWindow w(options);
+    w.show();
+    CHECK(wait_until([&] { return w.link_ended(); }, patience));
+    CHECK(pane_has(w, "The server's certificate is not signed by an authority this machine trusts."));
+    CHECK(pane_has(w, QString::fromStdString("Its fingerprint is " + cert.fingerprint())));
+    CHECK(pane_has(w, "connect again with --tls-pin"));
+    CHECK(w.status_text().contains("disconnected"));
+  }
+  options.tls_pin = true;
+  ChatWindow w(options);
+  w.show();
+  // s_server's stdin plays the server (the window's Link goes on meanwhile in its own thread).
+  REQUIRE(server.process().wait_for_line(Stream::out, "HELLO alice ids", patience));
+  REQUIRE(server.process().write("WELCOME alice\nUSERS alice bob\n"));
+  CHECK(wait_until([&] { return user_names(w) == QStringList{"alice", "bob"}; }, patience));
+  CHECK(pane_has(w, QString::fromStdString("Trusted on first use (--tls-pin) and pinned in " + options.known_servers)));
+  CHECK(pane_has(w, QString::fromStdString("over TLSv1.3 TLS_")));
+  CHECK(w.status_text().contains("| alice | connected over TLSv1.3"));
 }
 
 TEST_CASE("chatclient-qt --help, --version and bad usage need no display", "[qt]") {
