@@ -529,7 +529,9 @@ bool Session::decrypt(std::string_view cipher) {
       if (tracing()) log_trace("TLS: close_notify");
       std::string last;
       if (reading_framing().take_partial(last)) Reading(*this).line(last);
-      end(LeaveCause::closed, "close_notify (reader, " + time_since_traffic() + ")");
+      // Answered in kind (RFC 8446 6.1): what is due goes out, then our close_notify and a FIN,
+      // within --goodbye-timeout like any polite end.
+      end_with(LeaveCause::closed, "close_notify (reader, " + time_since_traffic() + ")", std::string());
       return false;
     }
     case TlsTransport::Read::failed:

@@ -3,10 +3,13 @@
 #include "tests/process/server_process.hpp"
 #include "tests/support/chatclient_args.hpp"
 #include "tests/support/line_client.hpp"
+#include "tests/support/temp_dir.hpp"
 
 #include <catch2/catch.hpp>
 
 #include <csignal>
+#include <filesystem>
+#include <fstream>
 #include <memory>
 #include <regex>
 
@@ -86,4 +89,42 @@ TEST_CASE("chatclient cannot join with a nickname in use", "[process][client]") 
   REQUIRE(alice.expect_line("WELCOME Alice", patience));
   Subprocess p({CHATCLIENT_PATH, "--host", "127.0.0.1", "--port", std::to_string(server.port()), "--nick", "alice"});
   CHECK(p.wait_exit(patience) == 1);
+}
+
+TEST_CASE("chatclient --tls: refused unpinned, pinned on first use, then chatting over TLS with an nc user",
+          "[process][client][tls]") {
+  TempDir dir("chat_client_tls");
+  const auto tls_dir = (dir.path() / "tls").string();
+  const auto known = (dir.path() / "known_servers").string();
+  ServerProcess server({"--self-signed", tls_dir});
+  {
+    // A self-signed certificate is not trusted by itself: refused, with its fingerprint.
+    Subprocess refused(chatclient_args(server.port(), "alice", {"--tls", "--known-servers", known}));
+    refused.close_stdin();
+    std::string seen;
+    while (auto line = refused.read_line(Stream::err, patience)) seen += *line + "\n";
+    INFO(seen);
+    CHECK(seen.find("Its fingerprint is SHA256:") != std::string::npos);
+    CHECK(refused.wait_exit(patience) == 1);
+    CHECK_FALSE(std::filesystem::exists(known));
+  }
+  auto alice = start_client(server.port(), "alice", {"--tls-pin", "--known-servers", known});
+  std::ifstream pins(known);
+  std::string pin;
+  REQUIRE(std::getline(pins, pin));
+  CHECK(pin.find(":" + std::to_string(server.port()) + " SHA256:") != std::string::npos);
+  LineClient carol(server.port());  // nc, in clear text, on the same port
+  REQUIRE(carol.send_line("carol"));
+  REQUIRE(carol.expect_line("*** welcome, carol", patience));
+  REQUIRE(alice->write("hello over TLS\n"));
+  REQUIRE(carol.expect_line("<alice> hello over TLS", patience));
+  REQUIRE(carol.send_line("hi from clear text"));
+  REQUIRE(alice->wait_for_line(Stream::out, "<carol> hi from clear text", patience));
+  // The server closes politely (BYE, close_notify, FIN): said as the server having stopped.
+  REQUIRE(server.process().signal(SIGTERM));
+  std::string seen;
+  const bool lost = alice->wait_for_line(Stream::out, "*** disconnected: the server has stopped", patience, &seen);
+  INFO(seen);
+  CHECK(lost);
+  CHECK(alice->wait_exit(patience) == 1);
 }
