@@ -90,7 +90,7 @@ class Wire {
 // The victim's connection: its blocking socket and, with --tls, the TLS engine its bytes go
 // through. The victim moves the ciphertext itself, with the same send(2) and recv(2) as clear
 // text, so every scenario breaks it the same way (a FIN, an RST, a stopped process) whatever
-// it speaks.
+// it speaks. Threads: the victim's only thread makes, uses and destroys it.
 class Connection {
  public:
   enum class Opened {
