@@ -8,6 +8,8 @@
 //   chatlab kill                      one scenario, as a table
 //   chatlab --json hang               the same as one JSON document
 //   chatlab hang -- --ping-timeout 3s more chatserver options (they come last and win)
+//   chatlab --tls kill                the same scenario over TLS (a certificate made for the run)
+//   chatlab tls-close                 tls-close and tls-cut are about TLS: always over TLS
 //   sudo chatlab cable-pull           cable-pull, host-reboot, poll-only and wifi-drop need root
 //                                     (network namespaces); without it chatlab says so and exits 2
 //
@@ -19,7 +21,8 @@
 //
 // Threads: the main thread runs the scenario; the objects it creates own the rest (the
 // server's stderr drain thread, the observer's reader, the ss sampler). `chatlab victim` is the
-// victim process (an internal mode, single-threaded; `chatlab victim --web` the browser's page):
+// victim process (an internal mode, single-threaded; `chatlab victim --web` the browser's page,
+// `--tls` over TLS):
 // it is told apart before the lab's own command line is parsed, so that the help and usage
 // people read show no subcommand.
 #include "bench/child_process.hpp"
@@ -65,14 +68,15 @@ class LabFormatter : public CLI::Formatter {
   }
 };
 
-// `chatlab victim [--web | --ids] ADDRESS PORT`: the victim process that chatlab starts (internal).
+// `chatlab victim [--web | --ids] [--tls] ADDRESS PORT`: the victim process that chatlab starts (internal).
 int victim_main(int argc, char** argv) {
   CLI::App app{"chatlab's victim process (internal: chatlab starts it)", "chatlab victim"};
   std::string address;
   int port = 0;
-  bool web = false, ids = false;
+  bool web = false, ids = false, tls = false;
   auto* web_flag = app.add_flag("--web", web, "Be a browser's page: the WebSocket at /ws");
   app.add_flag("--ids", ids, "Join with ids, keep the resume token, and RESUME on `reconnect`")->excludes(web_flag);
+  app.add_flag("--tls", tls, "Speak TLS to the lab's own chatserver (its certificate is not verified)");
   app.add_option("address", address)->required();
   app.add_option("port", port)->required()->check(CLI::Range(1, 65535));
   try {
@@ -80,13 +84,14 @@ int victim_main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
-  return chat::lab::run_victim(address, static_cast<std::uint16_t>(port), web, ids);
+  return chat::lab::run_victim(address, static_cast<std::uint16_t>(port), web, ids, tls);
 }
 
 std::string scenario_list() {
   std::string text;
   for (const auto& name : chat::lab::scenario_names()) {
-    text += "  " + name + (chat::lab::needs_netns(name) ? " (root)" : "") + ": " + chat::lab::scenario_summary(name) + "\n";
+    text += "  " + name + (chat::lab::needs_netns(name) ? " (root)" : "") + (chat::lab::always_tls(name) ? " (TLS)" : "") +
+            ": " + chat::lab::scenario_summary(name) + "\n";
   }
   return text;
 }
@@ -99,7 +104,8 @@ int main(int argc, char** argv) {
   CLI::App app{"chatlab: break a chat client in one way and watch which chatserver thread notices, when, and why.",
                "chatlab"};
   app.formatter(std::make_shared<LabFormatter>());
-  app.footer("Scenarios:\n" + scenario_list() + "\nWalk-through: docs/lab.md");
+  app.footer("Scenarios:\n" + scenario_list() +
+             "\nEvery scenario runs over TLS too, with --tls. Walk-through: docs/lab.md");
   app.get_formatter()->column_width(30);
 
   chat::lab::LabOptions options;
@@ -108,6 +114,9 @@ int main(int argc, char** argv) {
   std::string wait = "60s", watch = "10s";
   app.add_flag("--json", json, "Print the timeline as one JSON document");
   app.add_flag("--list", list, "List the scenarios");
+  app.add_flag("--tls", options.tls,
+               "Run the scenario over TLS: chatserver gets a certificate made for the run, the observer and the "
+               "victim speak TLS to it (the tls-* scenarios always do)");
   app.add_option("--server", options.server_path, "The chatserver to start (default: the one beside chatlab)");
   app.add_option("--wait", wait, "Longest wait for the LEAVE after the fault")->capture_default_str();
   app.add_option("--watch", watch, "poll-only: how long to watch nothing happen")->capture_default_str();
@@ -162,7 +171,7 @@ int main(int argc, char** argv) {
       std::cout << chat::lab::json_result(result) << "\n";
       return result.ok() ? 0 : 1;
     }
-    chat::lab::print_scenario_head(scenario, std::cout);
+    chat::lab::print_scenario_head(scenario, std::cout, options.tls || chat::lab::always_tls(scenario));
     std::cout.flush();
     const auto phases = chat::lab::phase_count(scenario);
     chat::lab::ScenarioProgress progress;

@@ -1,6 +1,7 @@
 #include "lab/observer.hpp"
 
 #include "common/log.hpp"
+#include "lab/tls_client.hpp"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -116,18 +117,22 @@ std::optional<TaggedLine> parse_tagged(const std::string& line, WallClock::time_
 }
 
 Observer::Observer(const std::string& address, std::uint16_t port, const std::string& netns, Timeline& timeline,
-                   bool ids)
-    : timeline_(timeline), ids_(ids), fd_(connect_tcp(address, port, netns, std::chrono::seconds(10))),
-      port_(local_port(fd_)) {
+                   Options options)
+    : timeline_(timeline), options_(options), tls_(options.tls ? ready_client(address) : nullptr),
+      fd_(connect_tcp(address, port, netns, std::chrono::seconds(10))), port_(local_port(fd_)) {
   try {
     timeline_.ignore_client("observer", port_);
-    if (!send_line(ids_ ? "HELLO observer ids" : "HELLO observer")) {
+    // Before the reader thread starts: this thread is the engine's only user.
+    const std::string early = tls_ ? client_handshake(*tls_, fd_, std::chrono::seconds(10)) : std::string();
+    if (!send_line(options_.ids ? "HELLO observer ids" : "HELLO observer")) {
       throw std::runtime_error("the observer could not send HELLO");
     }
-    reader_ = std::jthread([this](std::stop_token stop) { read_loop(stop); });
-  } catch (...) {
+    reader_ = std::jthread([this, early = std::move(early)](std::stop_token stop) mutable {
+      read_loop(stop, std::move(early));
+    });
+  } catch (const std::exception& e) {
     ::close(fd_);
-    throw;
+    throw std::runtime_error(std::string("the observer could not join: ") + e.what());
   }
   // Joined before anyone else arrives: a victim that joined first would be in the observer's
   // USERS line, and no JOIN would ever come for it.
@@ -159,34 +164,73 @@ bool send_all(int fd, std::string_view data) {
 
 bool Observer::send_line(const std::string& line) {
   std::lock_guard lock(send_mutex_);
-  return send_all(fd_, line + "\n");
+  if (!tls_) return send_all(fd_, line + "\n");
+  {
+    std::lock_guard engine(tls_mutex_);
+    if (!tls_->write(line + "\n")) return false;
+  }
+  return send_engine_output();
+}
+
+bool Observer::send_engine_output() {
+  std::string out;
+  {
+    std::lock_guard engine(tls_mutex_);
+    out = tls_->take_output();
+  }
+  return out.empty() || send_all(fd_, out);
+}
+
+bool Observer::open(std::string_view cipher, std::string& plain) {
+  tls::Engine::Status status;
+  bool output = false;
+  std::string error;
+  {
+    std::lock_guard engine(tls_mutex_);
+    tls_->put_input(cipher);
+    // A recv(2) brings at most 16 KiB of records: their plaintext is well under the limit.
+    status = tls_->read(plain, 1u << 20);
+    output = tls_->output_size() > 0;
+    if (status == tls::Engine::Status::failed) error = tls_->error();
+  }
+  if (output) {
+    // What the engine has to say (an alert, a key update's answer): sent by this thread, after
+    // any line another thread is sending now.
+    std::lock_guard lock(send_mutex_);
+    send_engine_output();
+  }
+  if (status == tls::Engine::Status::closed) {
+    timeline_.add("observer", "the server's close_notify: the TLS stream is over");
+    return false;
+  }
+  if (status == tls::Engine::Status::failed) {
+    timeline_.add("observer", "bad TLS data from the server: " + error);
+    return false;
+  }
+  return true;
 }
 
 bool Observer::say(const std::string& text) { return send_line("SAY " + text); }
 
-void Observer::read_loop(std::stop_token stop) {
+void Observer::read_loop(std::stop_token stop, std::string early) {
   set_thread_role("observer");
-  std::string buffer;
+  std::string buffer = std::move(early);
+  std::string plain;  // over TLS: what one recv(2)'s records held
   char chunk[16384];
-  while (!stop.stop_requested()) {
-    pollfd p{fd_, POLLIN, 0};
-    if (::poll(&p, 1, 100) <= 0) continue;  // 100 ms: how soon a stop request is seen
-    const ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
-    if (n <= 0) {
-      if (n < 0 && errno == EINTR) continue;
-      timeline_.add("observer", n == 0 ? "the server closed the connection" : std::string("recv: ") + std::strerror(errno));
-      std::lock_guard lock(mutex_);
-      gone_ = true;
-      cv_.notify_all();
-      return;
-    }
-    buffer.append(chunk, static_cast<std::size_t>(n));
+  const auto gone = [this](const std::string& why) {
+    if (!why.empty()) timeline_.add("observer", why);
+    std::lock_guard lock(mutex_);
+    gone_ = true;
+    cv_.notify_all();
+  };
+  // Every whole line in `buffer`, acted on and taken out.
+  const auto read_lines = [&] {
     for (auto eol = buffer.find('\n'); eol != std::string::npos; eol = buffer.find('\n')) {
       std::string line = buffer.substr(0, eol);
       buffer.erase(0, eol + 1);
       if (!line.empty() && line.back() == '\r') line.pop_back();
       const auto now = WallClock::now();
-      if (ids_ && !line.empty() && line[0] == '@') {
+      if (options_.ids && !line.empty() && line[0] == '@') {
         // A room event with its tag: kept whole, then read as the line after the tag.
         if (auto t = parse_tagged(line, now)) {
           const bool shown = t->rest.rfind("MSG ", 0) == 0 || t->rest.rfind("BACK ", 0) == 0;
@@ -227,10 +271,36 @@ void Observer::read_loop(std::stop_token stop) {
         cv_.notify_all();
       } else if (line.rfind("BYE", 0) == 0 || line.rfind("ERROR", 0) == 0) {
         timeline_.add("observer", line, now);
+      } else if (options_.show_victim && line.rfind("MSG victim ", 0) == 0) {
+        timeline_.add("observer", line, now);  // what the victim said, as the others read it
       }
-      // MSG lines (the observer's own, in the not-reading scenario) are not events.
+      // Other MSG lines (the observer's own, in the not-reading scenario) are not events.
     }
+  };
+  while (!stop.stop_requested()) {
+    read_lines();
     if (buffer.size() > (1u << 20)) buffer.clear();  // no line is this long; bounded anyway
+
+    pollfd p{fd_, POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0) continue;  // 100 ms: how soon a stop request is seen
+    const ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
+    if (n <= 0) {
+      if (n < 0 && errno == EINTR) continue;
+      gone(n == 0 ? "the server closed the connection" : std::string("recv: ") + std::strerror(errno));
+      return;
+    }
+    if (!tls_) {
+      buffer.append(chunk, static_cast<std::size_t>(n));
+      continue;
+    }
+    plain.clear();
+    const bool open_still = open(std::string_view(chunk, static_cast<std::size_t>(n)), plain);
+    buffer += plain;  // what came before a close_notify is read too
+    if (!open_still) {
+      read_lines();  // the server's last words first
+      gone("");
+      return;
+    }
   }
 }
 

@@ -8,17 +8,26 @@
 // replay must equal. The JOIN and LEAVE it waits for are then read without their tags, and its
 // own MSG lines and a BACK go on the timeline too, with their tags.
 //
+// Over TLS (chatlab --tls) it runs the handshake in its constructor and then reads and writes
+// through a tls::Engine, moving the ciphertext itself (lab/tls_client.hpp: nothing is verified,
+// the server is the lab's own).
+//
 // Threads: the constructor connects on the calling thread (the main thread) and starts the
 // observer's reader thread, which reads every line and answers PINGs; the destructor stops and
 // joins it. say() and the wait_*() calls are for the main thread; the state they share with
-// the reader thread is guarded by mutex_, and sending by send_mutex_.
+// the reader thread is guarded by mutex_, and sending by send_mutex_. Over TLS both threads use
+// the one engine: tls_mutex_ is held for each engine call (microseconds), never while a thread
+// waits; ciphertext is taken out of the engine only with send_mutex_ held, so it goes on the
+// wire in the engine's order.
 #pragma once
 
+#include "common/tls.hpp"
 #include "lab/timeline.hpp"
 
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -60,9 +69,13 @@ std::optional<TaggedLine> parse_tagged(const std::string& line, WallClock::time_
 
 class Observer {
  public:
-  // `ids`: join with ids (HELLO observer ids) and keep the tagged lines.
+  struct Options {
+    bool ids = false;           // join with ids (HELLO observer ids) and keep the tagged lines
+    bool tls = false;           // speak TLS (the lab's own server: nothing verified)
+    bool show_victim = false;   // put the victim's MSG lines on the timeline (what the others read)
+  };
   Observer(const std::string& address, std::uint16_t port, const std::string& netns, Timeline& timeline,
-           bool ids = false);
+           Options options);
   ~Observer();
   Observer(const Observer&) = delete;
   Observer& operator=(const Observer&) = delete;
@@ -83,15 +96,24 @@ class Observer {
   std::optional<TaggedLine> wait_tagged(const std::string& prefix, std::chrono::steady_clock::time_point deadline);
 
  private:
-  void read_loop(std::stop_token stop);
+  void read_loop(std::stop_token stop, std::string early);
   bool send_line(const std::string& line);
+  // Over TLS: the received ciphertext's plaintext, appended to `plain`; false when the stream
+  // is over (close_notify, bad records: said on the timeline).
+  bool open(std::string_view cipher, std::string& plain);
+  // Over TLS: sends what the engine has made meanwhile (with send_mutex_ held).
+  bool send_engine_output();
   std::optional<LeaveSeen> find_leave(const std::string& nick) const;  // with mutex_ held
 
   Timeline& timeline_;
-  const bool ids_;
+  const Options options_;
+  std::mutex send_mutex_;  // one line at a time: the main thread's SAYs, the reader's PONGs
+  std::mutex tls_mutex_;   // held for each call on tls_
+  // Guarded by tls_mutex_; null in clear text. Made before fd_ (ready_client: its ClientHello
+  // goes right after the connect).
+  std::unique_ptr<tls::Engine> tls_;
   int fd_ = -1;
   std::uint16_t port_ = 0;
-  std::mutex send_mutex_;  // one line at a time: the main thread's SAYs, the reader's PONGs
   mutable std::mutex mutex_;
   std::condition_variable cv_;
   std::vector<std::string> joined_;  // guarded by mutex_

@@ -6,6 +6,7 @@
 #include "lab/network.hpp"
 #include "lab/observer.hpp"
 #include "lab/ss_watch.hpp"
+#include "lab/tls_client.hpp"
 
 #include <algorithm>
 #include <charconv>
@@ -62,6 +63,7 @@ struct Context {
   std::chrono::milliseconds wait{60'000};  // LabOptions::wait: the longest wait for the LEAVE
   ResumeRecord resume{};
   bench::ServerProcess* victim_server = nullptr;  // shared: the victim's chatserver (B)
+  bool tls = false;  // the victim and the observer speak TLS
 
   // Time 0: called right before the fault is injected.
   void mark(std::string what) {
@@ -133,12 +135,19 @@ struct PhaseSpec {
   // One room on two chatservers through a redis-server started for the phase (--redis): the
   // observer on the first, the victim on the second ("B"; its lines on the timeline say so).
   bool shared = false;
+  bool tls = false;                     // over TLS even without LabOptions::tls (the tls-* scenarios)
+  std::string tls_detail = {};          // over TLS, the LEAVE's detail must contain this instead
+  std::string unexpected_detail = {};   // the LEAVE's detail must not contain this
+  bool show_victim = false;             // the observer puts the victim's MSG lines on the timeline
+  // A check of its own after the verdict: false fails the phase; `said` goes into the verdict.
+  std::function<bool(const PhaseResult&, std::string& said)> also = {};
 };
 
 struct Scenario {
   std::string name;
   std::string summary;
   std::vector<PhaseSpec> phases;
+  std::string tls_note = {};  // over TLS: what differs from clear text ("" when nothing does)
 };
 
 PhaseSpec cable_pull_phase(std::string title, std::vector<std::string> args, std::string expected) {
@@ -407,8 +416,8 @@ void check_resume(PhaseResult& r, const ResumeRecord& rr) {
 
 std::vector<Scenario> make_scenarios() {
   std::vector<Scenario> all;
-  auto add = [&](std::string name, std::string summary, PhaseSpec phase) {
-    all.push_back(Scenario{std::move(name), std::move(summary), {std::move(phase)}});
+  auto add = [&](std::string name, std::string summary, PhaseSpec phase, std::string tls_note = {}) {
+    all.push_back(Scenario{std::move(name), std::move(summary), {std::move(phase)}, std::move(tls_note)});
   };
   {
     PhaseSpec p{"", false, lab_timings, "quit", {"reader"}, {}, [](Context& c) {
@@ -419,18 +428,28 @@ std::vector<Scenario> make_scenarios() {
   }
   {
     PhaseSpec p{"", false, lab_timings, "closed", {"reader"}, {}, [](Context& c) {
-                  c.mark("the victim closes its socket without a word: its kernel sends a FIN");
+                  c.mark(c.tls ? "the victim closes its socket without a word, and without TLS's close_notify: its "
+                                 "kernel sends a FIN"
+                               : "the victim closes its socket without a word: its kernel sends a FIN");
                   c.tell_victim("close");
                 }};
-    add("close", "A FIN with nothing unread: the reader's blocking recv() returns 0 at once.", p);
+    p.tls_detail = "without close_notify";
+    add("close", "A FIN with nothing unread: the reader's blocking recv() returns 0 at once.", p,
+        "A FIN that comes without TLS's close_notify first is the same FIN to the reader, and still closed, but "
+        "the detail says \"without close_notify\": a cut connection (or an attacker cutting it short) looks the "
+        "same (tls-close is the polite end).");
   }
   {
     PhaseSpec p{"", false, lab_timings, "closed", {"reader"}, {}, [](Context& c) {
                   c.mark("kill -KILL " + std::to_string(c.victim.pid()) +
-                         " (the victim's process); its kernel closes the socket with a FIN");
+                         " (the victim's process); its kernel closes the socket with a FIN" +
+                         (c.tls ? ", and no close_notify: a killed process says no goodbye" : ""));
                   c.victim.signal(SIGKILL);
                 }};
-    add("kill", "A crashed process, a live host: the kernel closes the socket for it, and a FIN is a FIN.", p);
+    p.tls_detail = "without close_notify";
+    add("kill", "A crashed process, a live host: the kernel closes the socket for it, and a FIN is a FIN.", p,
+        "A killed process sends no close_notify: its kernel's FIN comes alone, and the detail says \"without "
+        "close_notify\".");
   }
   {
     PhaseSpec p{"", false, lab_timings, "reset", {"reader", "poller", "writer"},
@@ -536,7 +555,9 @@ std::vector<Scenario> make_scenarios() {
     p.after = [](Context& c) { c.victim_says("gone: ", SteadyClock::now() + 2s); };
     add("web-tab-closed", "A browser tab closed: its WebSocket sends a close frame 1001 (going away), then a FIN. "
                           "The same reader reads the frame in its recv() and ends the session closed, naming the code.",
-        p);
+        p,
+        "The page is on https:// and its WebSocket on wss://: the close frame comes inside a TLS record, then a "
+        "close_notify and the FIN. The reader decides on the frame, the first of the three, as in clear text.");
   }
   {
     PhaseSpec p{"", false, lab_timings, "no-pong", {"poller"}, {}, [](Context& c) {
@@ -560,7 +581,9 @@ std::vector<Scenario> make_scenarios() {
         "and last id. The heartbeat (--ping-interval 1s --ping-timeout 1s) finds it gone, timeout: not even the "
         "PING was ACKed; the others read the LEAVE. The link comes back, the victim reconnects and sends RESUME, "
         "and gets RESUMED and the replay of exactly what the others read meanwhile, then live lines.",
-        p);
+        p,
+        "The victim's new connection makes a new TLS session (a full handshake) before its RESUME; the seat and "
+        "the replay are the chat's, not TLS's, and come back the same.");
   }
   // One room on two chatservers: the victim's chatserver is killed; the survivor's reaper says
   // the victim is gone, once.
@@ -579,6 +602,55 @@ std::vector<Scenario> make_scenarios() {
         "which turns each of its members into one LEAVE instance-lost, once for the whole room.",
         p);
   }
+  // Over TLS, the two ways a client's stream can end: TLS's own goodbye, or a FIN alone. Each
+  // victim first sends a line without its LF: whether the others read it tells the two apart.
+  const auto last_words = [](bool delivered) {
+    return [delivered](const PhaseResult& r, std::string& said) {
+      const bool read = std::any_of(r.events.begin(), r.events.end(), [](const LabEvent& e) {
+        return e.source == "observer" && e.text == "MSG victim my last words";
+      });
+      said = std::string(read ? "the others read the unfinished last line (\"my last words\")"
+                              : "the unfinished last line (\"my last words\") was not delivered") +
+             (delivered ? ": after a close_notify it is the client's last word"
+                        : ": without a close_notify it may have been cut short");
+      return read == delivered;
+    };
+  };
+  {
+    PhaseSpec p{"", false, lab_timings, "closed", {"reader"}, {}, [](Context& c) {
+                  c.mark("the victim ends its TLS stream politely: after an unfinished line (\"SAY my last words\", no "
+                         "LF), a close_notify alert, then a FIN");
+                  c.tell_victim("close-notify");
+                }};
+    p.tls = true;
+    p.expected_detail = "close_notify (reader";
+    p.unexpected_detail = "without close_notify";
+    p.show_victim = true;
+    p.also = last_words(true);
+    // The victim reads on until the server's end of the stream.
+    p.after = [](Context& c) { c.victim_says("gone: ", SteadyClock::now() + 2s); };
+    add("tls-close",
+        "TLS's own goodbye: a close_notify alert, then a FIN. The reader's SSL_read sees the end "
+        "of the TLS stream and ends the session closed, detail close_notify; an unfinished line before it is the "
+        "client's last word, and the others read it, as after a FIN in clear text.",
+        p);
+  }
+  {
+    PhaseSpec p{"", false, lab_timings, "closed", {"reader"}, {}, [](Context& c) {
+                  c.mark("the victim's TLS stream is cut: after an unfinished line (\"SAY my last words\", no LF), a "
+                         "FIN without a close_notify");
+                  c.tell_victim("cut");
+                }};
+    p.tls = true;
+    p.expected_detail = "without close_notify";
+    p.show_victim = true;
+    p.also = last_words(false);
+    add("tls-cut",
+        "A TLS stream that ends with a FIN and no close_notify: the reader's recv() returns 0 as "
+        "for close, cause closed, and the detail says \"without close_notify\". A cut connection and an attacker "
+        "truncating it look the same, so the unfinished last line is dropped, not delivered.",
+        p);
+  }
   return all;
 }
 
@@ -592,6 +664,17 @@ const Scenario& find_scenario(const std::string& name) {
     if (s.name == name) return s;
   }
   throw std::invalid_argument("no scenario '" + name + "'");
+}
+
+// What a run over TLS is, and what differs for this scenario.
+std::string tls_note(const Scenario& s) {
+  std::string note =
+      "chatlab makes a self-signed certificate for this run (removed at the end) and starts chatserver with it; the "
+      "observer and the victim speak TLS to it and verify nothing (it is the lab's own server). The detectors are "
+      "the same threads with the same rules: TLS is under the framing, and the kernel's facts (a FIN, an RST, "
+      "no ACK) are the same.";
+  if (!s.tls_note.empty()) note += " " + s.tls_note;
+  return note;
 }
 
 // The thread that ended the session, from the server's "ends victim: ..." trace line.
@@ -614,8 +697,9 @@ void find_detector(PhaseResult& r) {
 
 void judge(PhaseResult& r) {
   const auto ms = [](double v) { return bench::format_ms(v) + " ms"; };
-  const bool detail_ok = r.expected_detail.empty() ||
-                         (r.leave_line && r.leave_line->find(r.expected_detail) != std::string::npos);
+  const bool detail_ok =
+      (r.expected_detail.empty() || (r.leave_line && r.leave_line->find(r.expected_detail) != std::string::npos)) &&
+      (r.unexpected_detail.empty() || !r.leave_line || r.leave_line->find(r.unexpected_detail) == std::string::npos);
   if (r.expected_cause.empty()) {
     r.ok = !r.leave_line;
     r.verdict = r.ok ? "nothing noticed: no detector fired, and the victim is still a member for the others"
@@ -634,16 +718,26 @@ void judge(PhaseResult& r) {
               ms(r.detected_ms) + "; the others read the LEAVE after " + ms(r.leave_ms) +
               (r.ok ? " (as expected)"
                     : " (expected " + r.expected_cause +
-                          (detail_ok ? std::string() : ", with \"" + r.expected_detail + "\" in the detail") + ")");
+                          (detail_ok || r.expected_detail.empty() ? std::string()
+                                                                  : ", with \"" + r.expected_detail + "\" in the detail") +
+                          (detail_ok || r.unexpected_detail.empty()
+                               ? std::string()
+                               : ", without \"" + r.unexpected_detail + "\" in the detail") +
+                          ")");
 }
 
+// `cert`: the certificate for a phase over TLS (null when the scenario runs in clear text).
 PhaseResult run_phase(const PhaseSpec& spec, const LabOptions& options, std::size_t index,
-                      const ScenarioProgress& progress) {
+                      const ScenarioProgress& progress, const LabCertificate* cert) {
+  const bool tls = options.tls || spec.tls;
+  if (tls && cert == nullptr) throw std::logic_error("a phase over TLS without a certificate");
   PhaseResult r;
   r.title = spec.title;
+  r.tls = tls;
   r.expected_cause = spec.expected_cause;
   r.expected_detectors = spec.detectors;
-  r.expected_detail = spec.expected_detail;
+  r.expected_detail = tls && !spec.tls_detail.empty() ? spec.tls_detail : spec.expected_detail;
+  r.unexpected_detail = spec.unexpected_detail;
   Timeline timeline;
 
   std::unique_ptr<LabNetwork> net;
@@ -666,7 +760,12 @@ PhaseResult run_phase(const PhaseSpec& spec, const LabOptions& options, std::siz
     launch.prefix = {ip_path(), "netns", "exec", server_host->ns_name};
     launch.bind = server_host->address;
   }
-  r.server_args = with(with({"--trace"}, spec.server_args), options.extra);
+  r.server_args = with({"--trace"}, spec.server_args);
+  if (tls) {
+    r.server_args = with(r.server_args, {"--tls-cert", cert->cert_file(), "--tls-key", cert->key_file()});
+    r.tls_certificate = cert->fingerprint();
+  }
+  r.server_args = with(r.server_args, options.extra);
   std::unique_ptr<bench::RedisServer> redis;
   if (spec.shared) {
     redis = std::make_unique<bench::RedisServer>();
@@ -683,16 +782,18 @@ PhaseResult run_phase(const PhaseSpec& spec, const LabOptions& options, std::siz
   }
   const std::uint16_t victim_port_on_server = server_b ? server_b->port() : server.port();
   const std::string netns = net ? server_host->ns_name : std::string();
-  Observer observer(launch.bind, server.port(), netns, timeline, spec.resumes);
+  Observer observer(launch.bind, server.port(), netns, timeline, Observer::Options{spec.resumes, tls, spec.show_victim});
 
   std::vector<std::string> victim_argv{options.self_path, "victim", launch.bind, std::to_string(victim_port_on_server)};
   if (spec.web_victim) victim_argv.insert(victim_argv.begin() + 2, "--web");
   if (spec.resumes) victim_argv.insert(victim_argv.begin() + 2, "--ids");
+  if (tls) victim_argv.insert(victim_argv.begin() + 2, "--tls");
   if (net) victim_argv = net->in_host(*client_host, victim_argv);
   ChildProcess victim(victim_argv, ChildProcess::Output::pipe, ChildProcess::Output::inherit);
   Context ctx{victim, observer, timeline, net.get(), client_host, {}, {}};
   ctx.wait = options.wait;
   ctx.victim_server = server_b.get();
+  ctx.tls = tls;
   const auto joined = ctx.victim_says("joined from port ", SteadyClock::now() + 10s);
   if (!joined || !observer.wait_join("victim", SteadyClock::now() + 10s)) {
     throw std::runtime_error("the victim did not join");
@@ -736,6 +837,12 @@ PhaseResult run_phase(const PhaseSpec& spec, const LabOptions& options, std::siz
   }
   find_detector(r);
   judge(r);
+  if (spec.also) {
+    std::string said;
+    const bool also_ok = spec.also(r, said);
+    r.ok = r.ok && also_ok;
+    r.verdict += "; " + said + (also_ok ? "" : " (NOT as expected)");
+  }
   if (spec.resumes) {
     check_resume(r, ctx.resume);
     r.ok = r.ok && r.replay_ok;
@@ -769,13 +876,24 @@ bool needs_netns(const std::string& name) {
   return std::any_of(s.phases.begin(), s.phases.end(), [](const PhaseSpec& p) { return p.netns; });
 }
 
+bool always_tls(const std::string& name) {
+  const auto& s = find_scenario(name);
+  return std::any_of(s.phases.begin(), s.phases.end(), [](const PhaseSpec& p) { return p.tls; });
+}
+
 std::string scenario_summary(const std::string& name) { return find_scenario(name).summary; }
 
 ScenarioResult run_scenario(const std::string& name, const LabOptions& options, const ScenarioProgress& progress) {
   const auto& s = find_scenario(name);
-  ScenarioResult result{s.name, s.summary, {}};
+  ScenarioResult result{s.name, s.summary, options.tls || always_tls(name), {}, {}};
+  // Over TLS: one certificate for the run, in a directory of its own that goes with it.
+  std::unique_ptr<LabCertificate> cert;
+  if (result.tls) {
+    cert = std::make_unique<LabCertificate>();
+    result.tls_note = tls_note(s);
+  }
   for (std::size_t k = 0; k < s.phases.size(); ++k) {
-    result.phases.push_back(run_phase(s.phases[k], options, k, progress));
+    result.phases.push_back(run_phase(s.phases[k], options, k, progress, cert.get()));
     if (progress.done) progress.done(k, result.phases.back());
   }
   return result;
@@ -783,8 +901,9 @@ ScenarioResult run_scenario(const std::string& name, const LabOptions& options, 
 
 std::size_t phase_count(const std::string& name) { return find_scenario(name).phases.size(); }
 
-void print_scenario_head(const std::string& name, std::ostream& out) {
+void print_scenario_head(const std::string& name, std::ostream& out, bool tls) {
   out << "chatlab " << name << ": " << scenario_summary(name) << "\n";
+  if (tls) out << "over TLS: " << tls_note(find_scenario(name)) << "\n";
 }
 
 void print_phase_head(const PhaseResult& phase, std::size_t index, std::size_t phases, std::ostream& out) {
@@ -794,6 +913,7 @@ void print_phase_head(const PhaseResult& phase, std::size_t index, std::size_t p
   for (const auto& a : phase.server_args) out << " " << a;
   if (!phase.server_netns.empty()) out << " (in network namespace " << phase.server_netns << ")";
   out << "\n";
+  if (phase.tls) out << "the certificate, made for this run: " << phase.tls_certificate << "\n";
 }
 
 void print_phase_table(const PhaseResult& p, std::ostream& out) {
@@ -837,7 +957,7 @@ void print_phase_table(const PhaseResult& p, std::ostream& out) {
 }
 
 void print_result(const ScenarioResult& result, std::ostream& out) {
-  print_scenario_head(result.name, out);
+  print_scenario_head(result.name, out, result.tls);
   for (std::size_t k = 0; k < result.phases.size(); ++k) {
     print_phase_head(result.phases[k], k, result.phases.size(), out);
     print_phase_table(result.phases[k], out);
@@ -848,13 +968,18 @@ std::string json_result(const ScenarioResult& result) {
   bench::Json j;
   j.begin_object();
   j.field("scenario", result.name).field("summary", result.summary).field("ok", result.ok());
+  j.field("tls", result.tls);
+  if (result.tls) j.field("tls_note", result.tls_note);
   j.begin_array("phases");
   for (const auto& p : result.phases) {
     j.begin_object();
     j.field("title", p.title).field("fault", p.fault).field("server_args", p.server_args);
     if (!p.server_netns.empty()) j.field("server_netns", p.server_netns);
+    j.field("tls", p.tls);
+    if (p.tls) j.field("tls_certificate", p.tls_certificate);
     j.field("expected_cause", p.expected_cause).field("expected_detectors", p.expected_detectors);
     if (!p.expected_detail.empty()) j.field("expected_detail", p.expected_detail);
+    if (!p.unexpected_detail.empty()) j.field("unexpected_detail", p.unexpected_detail);
     j.field("cause", p.cause).field("leave", p.leave_line.value_or("")).field("leave_ms", p.leave_ms);
     j.field("detector", p.detector).field("detected_ms", p.detected_ms);
     j.field("evidence", p.evidence).field("decision", p.decision);

@@ -1,7 +1,9 @@
 #include "lab/victim.hpp"
 
+#include "common/tls.hpp"
 #include "common/websocket.hpp"
 #include "lab/observer.hpp"
+#include "lab/tls_client.hpp"
 
 #include <poll.h>
 #include <sys/ioctl.h>
@@ -17,9 +19,11 @@
 #include <cstdio>
 #include <cstring>
 #include <exception>
+#include <memory>
 #include <optional>
 #include <random>
 #include <string_view>
+#include <utility>
 
 namespace chat::lab {
 namespace {
@@ -83,17 +87,115 @@ class Wire {
   std::mt19937 rng_;
 };
 
-// A browser's opening handshake on the connected socket `fd`: GET /ws with an Origin that is
-// the server itself (as the page it serves would send), bounded by 10 s. Returns what came
-// after the 101's head (the first frames, if any); nullopt, said on stderr, if refused.
-std::optional<std::string> open_websocket(int fd, const std::string& host_port, Wire& wire) {
+// The victim's connection: its blocking socket and, with --tls, the TLS engine its bytes go
+// through. The victim moves the ciphertext itself, with the same send(2) and recv(2) as clear
+// text, so every scenario breaks it the same way (a FIN, an RST, a stopped process) whatever
+// it speaks. Threads: the victim's only thread makes, uses and destroys it.
+class Connection {
+ public:
+  enum class Opened {
+    ok,      // go on (the plaintext, if any, is appended)
+    closed,  // the server's close_notify: nothing more will come
+    failed,  // bad records: error() says why
+  };
+
+  // `engine`: null in clear text; with TLS, ready_client's (its ClientHello made).
+  Connection(int fd, std::unique_ptr<tls::Engine> engine) : fd_(fd), engine_(std::move(engine)) {}
+  ~Connection() { close(); }
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  int fd() const { return fd_; }
+  bool tls() const { return engine_ != nullptr; }
+  // The handshake (with --tls), bounded by `timeout`; the plaintext that came with its last
+  // bytes. Throws std::runtime_error.
+  std::string handshake(std::chrono::milliseconds timeout) {
+    return engine_ ? client_handshake(*engine_, fd_, timeout) : std::string();
+  }
+  // "TLSv1.3 TLS_AES_256_GCM_SHA384, the server's certificate SHA256:..."
+  std::string describe() const {
+    return engine_->describe() + ", the server's certificate " + engine_->peer_fingerprint();
+  }
+  // The bytes that carry `plain` on the wire: itself, or its TLS records.
+  std::string seal(std::string_view plain) {
+    if (!engine_) return std::string(plain);
+    if (!engine_->write(plain)) return {};
+    return engine_->take_output();
+  }
+  // Sends `plain`, waiting for room in the socket (after what send_now() left unsent).
+  bool send(std::string_view plain) {
+    const std::string bytes = seal(plain);
+    if (!unsent_.empty() && !send_all(fd_, std::exchange(unsent_, {}))) return false;
+    return !bytes.empty() && send_all(fd_, bytes);
+  }
+  // Sends without waiting (flooding): first the rest of what the socket did not take last time,
+  // then `plain`'s bytes, as far as the socket takes them now. A line (or frame, or TLS record)
+  // cut by a full socket waits here and goes first next time, before anything else: a new line
+  // is made only once the last one is all out, so nothing is interleaved and what waits is one
+  // line at most. False when something still waits (errno EAGAIN) or the send failed (errno).
+  bool send_now(std::string_view plain = {}) {
+    if (!flush_unsent()) return false;
+    if (plain.empty()) return true;
+    unsent_ = seal(plain);
+    return flush_unsent();
+  }
+  // TLS's goodbye: a close_notify alert, sent (with --tls; nothing in clear text).
+  bool send_close_notify() {
+    if (!engine_) return true;
+    engine_->close_notify();
+    return send_all(fd_, engine_->take_output());
+  }
+  // Received bytes: their plaintext appended to `plain`.
+  Opened open(std::string_view bytes, std::string& plain) {
+    if (!engine_) {
+      plain.append(bytes);
+      return Opened::ok;
+    }
+    engine_->put_input(bytes);
+    // A recv(2) brings at most 16 KiB of records: their plaintext is well under the limit.
+    const auto status = engine_->read(plain, 1u << 20);
+    // What the engine has to say (an alert, a key update's answer) goes at once.
+    if (engine_->output_size() > 0) send_all(fd_, engine_->take_output());
+    if (status == tls::Engine::Status::closed) return Opened::closed;
+    if (status == tls::Engine::Status::failed) return Opened::failed;
+    return Opened::ok;
+  }
+  std::string error() const { return engine_ ? engine_->error() : std::string(); }
+  // close(2): a FIN (an RST with unread bytes), and never a close_notify.
+  void close() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  bool flush_unsent() {
+    while (!unsent_.empty()) {
+      const ssize_t n = ::send(fd_, unsent_.data(), unsent_.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return false;
+      unsent_.erase(0, static_cast<std::size_t>(n));
+    }
+    return true;
+  }
+
+  int fd_;
+  std::unique_ptr<tls::Engine> engine_;  // null in clear text
+  std::string unsent_;  // send_now(): the part of a line the socket did not take
+};
+
+// A browser's opening handshake on the connection: GET /ws with an Origin that is the server
+// itself (as the page it serves would send: https:// over TLS), bounded by 10 s. `in` holds
+// what was already read (the plaintext that came with TLS's handshake). Returns what came after
+// the 101's head (the first frames, if any); nullopt, said on stderr, if refused.
+std::optional<std::string> open_websocket(Connection& conn, const std::string& host_port, Wire& wire,
+                                          std::string in) {
   const std::string key = wire.key();
-  if (!send_all(fd, ws::client_handshake(host_port, "/ws", key, "http://" + host_port))) {
+  const std::string origin = (conn.tls() ? "https://" : "http://") + host_port;
+  if (!conn.send(ws::client_handshake(host_port, "/ws", key, origin))) {
     std::fprintf(stderr, "victim: cannot send the WebSocket handshake\n");
     return std::nullopt;
   }
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  std::string in;
   char chunk[4096];
   while (true) {
     if (const auto end = in.find("\r\n\r\n"); end != std::string::npos) {
@@ -106,20 +208,44 @@ std::optional<std::string> open_websocket(int fd, const std::string& host_port, 
       return in.substr(end + 4);
     }
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    pollfd p{fd, POLLIN, 0};
+    pollfd p{conn.fd(), POLLIN, 0};
     if (in.size() > 16384 || left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) != 1) {
       std::fprintf(stderr, "victim: no answer to the WebSocket handshake\n");
       return std::nullopt;
     }
-    const ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
+    const ssize_t n = ::recv(conn.fd(), chunk, sizeof chunk, 0);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
+    if (n <= 0 || conn.open(std::string_view(chunk, static_cast<std::size_t>(n)), in) != Connection::Opened::ok) {
       std::fprintf(stderr, "victim: the server closed the connection during the WebSocket handshake\n");
       return std::nullopt;
     }
-    in.append(chunk, static_cast<std::size_t>(n));
   }
 }
+
+// A new connection to the server, with TLS's handshake when `tls`; null, said on stderr (or
+// as "gone: ..." when `reconnecting`), if it cannot be made. `early`: the plaintext that came
+// with the handshake.
+std::unique_ptr<Connection> connect_to(const std::string& address, std::uint16_t port, bool tls, bool reconnecting,
+                                       std::string& early) {
+  std::unique_ptr<Connection> conn;
+  try {
+    auto engine = tls ? ready_client(address) : nullptr;  // the ClientHello goes right after the connect
+    conn = std::make_unique<Connection>(connect_tcp(address, port, "", std::chrono::seconds(10)), std::move(engine));
+    early = conn->handshake(std::chrono::seconds(10));
+  } catch (const std::exception& e) {
+    if (reconnecting) {
+      report(std::string("gone: cannot reconnect: ") + e.what());
+    } else {
+      std::fprintf(stderr, "victim: %s\n", e.what());
+    }
+    return nullptr;
+  }
+  if (tls) report("TLS: " + conn->describe() + " (the lab's own, not verified)");
+  return conn;
+}
+
+// What the victim says before it goes in the close-notify and cut commands, without its LF.
+constexpr std::string_view last_words = "SAY my last words";
 
 std::string describe(std::uint16_t code) {
   std::string text = std::to_string(code);
@@ -129,31 +255,29 @@ std::string describe(std::uint16_t code) {
 
 }  // namespace
 
-int run_victim(const std::string& address, std::uint16_t port, bool web, bool ids) {
+int run_victim(const std::string& address, std::uint16_t port, bool web, bool ids, bool tls) {
   std::signal(SIGPIPE, SIG_IGN);
   Wire wire(web);
-  int fd = -1;
-  try {
-    fd = connect_tcp(address, port, "", std::chrono::seconds(10));
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "victim: %s\n", e.what());
-    return 1;
-  }
+  std::string early;  // plaintext that came with TLS's handshake (usually none)
+  std::unique_ptr<Connection> conn = connect_to(address, port, tls, false, early);
+  if (!conn) return 1;
 
   std::string in;       // from the server: lines (after the handshake's head, with --web)
   std::string control;  // from chatlab, on stdin
   std::optional<ws::MessageReader> frames;  // --web: the server's frames
   if (web) {
-    auto rest = open_websocket(fd, address + ":" + std::to_string(port), wire);
+    auto rest = open_websocket(*conn, address + ":" + std::to_string(port), wire, std::move(early));
     if (!rest) return 1;
     in = std::move(*rest);
     frames.emplace(ws::MessageReader::Options{ws::MessageReader::Role::client, 1u << 20, true});
-  } else if (!send_all(fd, ids ? "HELLO victim ids\n" : "HELLO victim\n")) {
+  } else if (!conn->send(ids ? "HELLO victim ids\n" : "HELLO victim\n")) {
     return 1;
+  } else {
+    in = std::move(early);
   }
 
   bool joined = false, reading = true, flooding = false, reported_unread = false;
-  bool closing = false;  // --web: it sent its close frame and FIN, and reads until the end
+  bool closing = false;  // it said goodbye (a close frame, a close_notify) and a FIN, and reads until the end
   unsigned long flood_count = 0;
   int exit_code = -1;  // set when a line or frame ends the victim
   // --ids: what a RESUME needs, kept from the connection that dropped.
@@ -186,19 +310,19 @@ int run_victim(const std::string& address, std::uint16_t port, bool web, bool id
       }
     }
     if (line.rfind("PING", 0) == 0) {
-      if (!closing) send_all(fd, wire.line("PONG" + std::string(line.substr(4))));
+      if (!closing) conn->send(wire.line("PONG" + std::string(line.substr(4))));
     } else if (web && !joined && line.rfind("# chatserver", 0) == 0) {
       // The page sends HELLO once greeted, as a protocol client does.
-      send_all(fd, wire.line("HELLO victim"));
+      conn->send(wire.line("HELLO victim"));
     } else if (!joined && line.rfind("WELCOME ", 0) == 0) {
       joined = true;
-      report("joined from port " + std::to_string(local_port(fd)));
+      report("joined from port " + std::to_string(local_port(conn->fd())));
     } else if (!joined && line.rfind("ERROR ", 0) == 0) {
       std::fprintf(stderr, "victim: could not join: %.*s\n", static_cast<int>(line.size()), line.data());
       exit_code = 1;
     }
   };
-  // Bytes from the server, split into lines or frames.
+  // Plaintext from the server, split into lines or frames.
   const auto on_bytes = [&](std::string_view bytes) {
     if (!web) {
       in.append(bytes);
@@ -217,7 +341,7 @@ int run_victim(const std::string& address, std::uint16_t port, bool web, bool id
         case Kind::text: on_line(e.payload); return;
         case Kind::binary: return;
         case Kind::ping:
-          if (!closing) send_all(fd, wire.frame(ws::Opcode::pong, e.payload));
+          if (!closing) conn->send(wire.frame(ws::Opcode::pong, e.payload));
           return;
         case Kind::pong: return;
         case Kind::close:
@@ -225,7 +349,7 @@ int run_victim(const std::string& address, std::uint16_t port, bool web, bool id
           // echoes). The end of the stream follows.
           report("the server's close frame: " + describe(e.code) +
                  (e.payload.empty() ? std::string() : ": " + std::string(e.payload)));
-          if (!closing) send_all(fd, wire.close(e.code == ws::close_code::no_status ? ws::close_code::normal : e.code));
+          if (!closing) conn->send(wire.close(e.code == ws::close_code::no_status ? ws::close_code::normal : e.code));
           return;
         case Kind::fail:
           report("gone: WebSocket: " + e.detail + " (close " + std::to_string(e.code) + ")");
@@ -239,9 +363,22 @@ int run_victim(const std::string& address, std::uint16_t port, bool web, bool id
     in.clear();
     on_bytes(first);
   }
+  // The connection is over (`what` it saw). With --ids the victim stays, waiting to be told to
+  // reconnect: true. Otherwise false: it exits.
+  const auto gone = [&](const std::string& what) {
+    if (!ids) {
+      report("gone: " + what);
+      return false;
+    }
+    report("gone: " + what + " (it keeps its token and last id " + std::to_string(last_id) + " to resume)");
+    conn.reset();
+    in.clear();
+    return true;
+  };
 
   char chunk[16384];
   while (exit_code < 0) {
+    const int fd = conn ? conn->fd() : -1;
     pollfd p[2] = {{STDIN_FILENO, POLLIN, 0}, {fd, 0, 0}};
     if (reading) p[1].events |= POLLIN;
     if (flooding) p[1].events |= POLLOUT;
@@ -256,38 +393,62 @@ int run_victim(const std::string& address, std::uint16_t port, bool web, bool id
         const std::string command = control.substr(0, eol);
         control.erase(0, eol + 1);
         if (command == "reconnect" && ids && !web) {
-          // The network is back: a new connection, and RESUME with what it kept.
-          if (fd >= 0) ::close(fd);
-          fd = -1;
+          // The network is back: a new connection (and TLS handshake), and RESUME with what it kept.
+          conn.reset();
           in.clear();
-          try {
-            fd = connect_tcp(address, port, "", std::chrono::seconds(10));
-          } catch (const std::exception& e) {
-            report(std::string("gone: cannot reconnect: ") + e.what());
-            return 1;
-          }
+          conn = connect_to(address, port, tls, true, early);
+          if (!conn) return 1;
           resuming = true;
-          report("reconnected from port " + std::to_string(local_port(fd)) +
-                 " (a new TCP connection); sends RESUME <its token> " + std::to_string(last_id));
-          if (!send_all(fd, "RESUME " + token + " " + std::to_string(last_id) + "\n")) {
+          report("reconnected from port " + std::to_string(local_port(conn->fd())) +
+                 " (a new TCP connection" + (tls ? ", a new TLS session" : "") + "); sends RESUME <its token> " +
+                 std::to_string(last_id));
+          if (!conn->send("RESUME " + token + " " + std::to_string(last_id) + "\n")) {
             report("gone: cannot send RESUME");
             return 1;
           }
+          if (!early.empty()) on_bytes(std::exchange(early, {}));
+        } else if (!conn) {
+          // No connection (--ids, gone): only `reconnect` means anything now.
         } else if (command == "quit") {
-          send_all(fd, wire.line("QUIT lab"));
+          conn->send(wire.line("QUIT lab"));
         } else if (command == "close" && web) {
-          // A closed tab: the browser says 1001 (going away) and lets the connection go.
+          // A closed tab: the browser says 1001 (going away) and lets the connection go (over
+          // TLS, with TLS's own goodbye after the frame).
           flooding = false;
           reading = true;
           closing = true;
           const auto at = std::chrono::system_clock::now();  // on the timeline before the server reads it
-          send_all(fd, wire.close(ws::close_code::going_away));
-          ::shutdown(fd, SHUT_WR);
-          report("sends a close frame 1001 (going away), then a FIN (shutdown)", at);
+          conn->send(wire.close(ws::close_code::going_away));
+          conn->send_close_notify();
+          ::shutdown(conn->fd(), SHUT_WR);
+          report(std::string("sends a close frame 1001 (going away), then ") +
+                     (tls ? "a close_notify and a FIN (shutdown)" : "a FIN (shutdown)"),
+                 at);
         } else if (command == "close") {
-          ::close(fd);
-          report("closed its socket");
+          conn->close();
+          report(tls ? "closed its socket without a close_notify: a FIN alone" : "closed its socket");
           return 0;
+        } else if (command == "close-notify" || command == "cut") {
+          // A line cut short (no LF), then the end: TLS's goodbye and a FIN, or a FIN alone.
+          // Over TLS the server takes the unfinished line as the last word only after a
+          // close_notify (in clear text, after any FIN).
+          const auto at = std::chrono::system_clock::now();
+          conn->send(web ? wire.line(last_words) : std::string(last_words));  // a frame is whole, a line is not
+          if (command == "cut") {
+            conn->close();
+            report("sends \"" + std::string(last_words) + "\" without its LF, then closes its socket: a FIN, " +
+                       (tls ? "no close_notify" : "nothing more"),
+                   at);
+            return 0;
+          }
+          flooding = false;
+          reading = true;
+          closing = true;
+          conn->send_close_notify();
+          ::shutdown(conn->fd(), SHUT_WR);
+          report("sends \"" + std::string(last_words) + "\" without its LF, then " +
+                     (tls ? "a close_notify and a FIN (shutdown)" : "a FIN (shutdown)"),
+                 at);
         } else if (command == "stop-reading") {
           reading = false;
           report("stopped reading");
@@ -296,6 +457,7 @@ int run_victim(const std::string& address, std::uint16_t port, bool web, bool id
         }
       }
     }
+    if (!conn) continue;
 
     if (!reading && (p[1].revents & (POLLHUP | POLLERR))) {
       // poll reports these even when not asked: the connection is over (and polling again at
@@ -306,7 +468,7 @@ int run_victim(const std::string& address, std::uint16_t port, bool web, bool id
 
     if (!reading && !reported_unread) {
       int unread = 0;
-      if (::ioctl(fd, FIONREAD, &unread) == 0 && unread > 0) {
+      if (::ioctl(conn->fd(), FIONREAD, &unread) == 0 && unread > 0) {
         report("unread " + std::to_string(unread) + " bytes wait in its receive queue");
         reported_unread = true;
       }
@@ -314,37 +476,32 @@ int run_victim(const std::string& address, std::uint16_t port, bool web, bool id
 
     if (flooding && (p[1].revents & POLLOUT)) {
       // As many lines as the socket takes now; then poll again (and read the echoes).
-      for (int i = 0; i < 64; ++i) {
-        const std::string line = wire.line("SAY flood line " + std::to_string(++flood_count));
-        const ssize_t n = ::send(fd, line.data(), line.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-        if (n < 0) {
-          report(std::string("gone: send: ") + std::strerror(errno));
-          return 0;
-        }
-        // A partial line (or frame) is finished with blocking sends: the next must start whole.
-        if (static_cast<std::size_t>(n) < line.size() && !send_all(fd, std::string_view(line).substr(n))) break;
+      bool more = conn->send_now();  // what the socket did not take last time goes first
+      for (int i = 0; i < 64 && more; ++i) more = conn->send_now(wire.line("SAY flood line " + std::to_string(++flood_count)));
+      if (!more && errno != EAGAIN && errno != EWOULDBLOCK) {
+        report(std::string("gone: send: ") + std::strerror(errno));
+        return 0;
       }
     }
 
-    if (reading && fd >= 0 && (p[1].revents & (POLLIN | POLLHUP | POLLERR))) {
-      const ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
+    if (reading && (p[1].revents & (POLLIN | POLLHUP | POLLERR))) {
+      const ssize_t n = ::recv(conn->fd(), chunk, sizeof chunk, 0);
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) {
-        const std::string what = n == 0 ? "end of stream" : std::strerror(errno);
-        if (ids) {
-          // A client that can resume stays: it waits to be told to reconnect.
-          report("gone: recv: " + what + " (it keeps its token and last id " + std::to_string(last_id) +
-                 " to resume)");
-          ::close(fd);
-          fd = -1;
-          in.clear();
-          continue;
-        }
-        report("gone: recv: " + what);
+        if (gone("recv: " + (n == 0 ? std::string("end of stream") : std::string(std::strerror(errno))))) continue;
         return 0;
       }
-      on_bytes(std::string_view(chunk, static_cast<std::size_t>(n)));
+      std::string plain;
+      const auto opened = conn->open(std::string_view(chunk, static_cast<std::size_t>(n)), plain);
+      on_bytes(plain);  // what came before a close_notify too
+      if (opened == Connection::Opened::closed) {
+        if (gone("the server's close_notify (TLS's end of the stream)")) continue;
+        return 0;
+      }
+      if (opened == Connection::Opened::failed) {
+        if (gone("bad TLS data: " + conn->error())) continue;
+        return 0;
+      }
     }
   }
   return exit_code;

@@ -75,7 +75,11 @@ std::uint64_t Outbox::backlog() const {
     const auto sent = room_sent_.load();
     room = head_bytes > sent ? head_bytes - sent : 0;
   }
-  return own_bytes_.load() + room + kernel_bytes_.load(std::memory_order_relaxed);
+  // Over TLS a batch is counted as written once it is encrypted: what the socket did not take
+  // of it (up to a writer's turn, 256 KiB) waits in the transport, and is behind all the same.
+  const TlsTransport* tls = transport_.load();
+  const std::uint64_t encrypted = tls != nullptr ? tls->waiting() : 0;
+  return own_bytes_.load() + room + encrypted + kernel_bytes_.load(std::memory_order_relaxed);
 }
 
 void Outbox::notify_reader() {

@@ -17,7 +17,8 @@
 // same for every framing.
 //
 // Bounded: backlog() is the bytes this client is behind, wherever they wait: own lines queued,
-// room bytes not yet written, and what the kernel holds in the socket (counted while the
+// room bytes not yet written, over TLS the ciphertext its transport holds unsent (a batch the
+// socket did not take), and what the kernel holds in the socket (counted while the
 // socket is full; the listener caps the kernel's unsent part with TCP_NOTSENT_LOWAT). push()
 // refuses a line that would take it over the limit, and the session ends a client that is over
 // it (too-slow). Memory: own lines up to the limit, and a cursor that keeps

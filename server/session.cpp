@@ -442,6 +442,8 @@ bool Session::tls_handshake() {
       return false;
     }
     last_received_ = Clock::now().time_since_epoch().count();
+    // Traced as every other recv: the handshake's last bytes may carry the client's first line.
+    if (tracing()) log_trace("recv: ", n, " bytes (TLS handshake)");
     bool output_left = false;
     const auto read = tls_->receive(std::string_view(buffer.data(), n), plain_, output_left, [this] { return ended(); });
     switch (read) {
@@ -466,7 +468,12 @@ bool Session::tls_handshake() {
     }
     if (tls_->established()) {
       ++stats_.tls_clients;
-      log_debug("TLS handshake done: ", tls_->describe());
+      // A trace line with --trace (chatlab's timeline shows trace lines, not debug ones).
+      if (tracing()) {
+        log_trace("TLS handshake done: ", tls_->describe());
+      } else {
+        log_debug("TLS handshake done: ", tls_->describe());
+      }
       if (output_left) wake_writer();  // a TLS 1.3 session ticket
       return true;
     }

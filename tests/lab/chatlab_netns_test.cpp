@@ -1,5 +1,5 @@
 // chatlab's scenarios in network namespaces: cable-pull, host-reboot, poll-only and wifi-drop
-// (a seat resumed after the link was down, its replay checked). They need root and iproute2;
+// (a seat resumed after the link was down, its replay checked), and wifi-drop over TLS. They need root and iproute2;
 // elsewhere each passes with a WARN "skipped: <why>" (Catch2 v2 has no SKIP), and the chatlab
 // program says so with exit 2.
 #include "tests/lab/lab_check.hpp"
@@ -23,9 +23,9 @@ using namespace std::chrono_literals;
 
 namespace {
 
-std::optional<ScenarioResult> run_or_skip(const std::string& name) {
+std::optional<ScenarioResult> run_or_skip(const std::string& name, const LabOptions& options = lab_options()) {
   try {
-    return run_scenario(name, lab_options());
+    return run_scenario(name, options);
   } catch (const LabUnavailable& e) {
     WARN("skipped: " << e.what());
     return std::nullopt;
@@ -185,6 +185,27 @@ TEST_CASE("chatlab wifi-drop: the link drops, the server notices, the victim res
   // The first live line is the observer's welcome, after the replay.
   const auto* live = step_named(phase, "first live line");
   CHECK(live->what.find(" MSG observer welcome back") != std::string::npos);
+}
+
+TEST_CASE("chatlab --tls wifi-drop: a TLS client's link drops, and it resumes on a new TLS session",
+          "[lab][netns][resume][tls]") {
+  const auto result = run_or_skip("wifi-drop", tls_options());
+  if (!result) return;
+  INFO(timeline_text(*result));
+  REQUIRE(result->phases.size() == 1);
+  const auto& phase = result->phases[0];
+  // Not even the PING's record was ACKed: timeout, as in clear text.
+  check_phase(phase, "timeout", {"poller", "reader"});
+  check_over_tls(phase);
+  CHECK(phase.replay_ok);
+  CHECK(phase.replay_count >= 2);
+  // Two handshakes: the first connection's and the new one's, before its RESUME.
+  CHECK(std::count_if(phase.events.begin(), phase.events.end(), [](const LabEvent& e) {
+          return e.source == "victim" && e.text.rfind("TLS: TLSv1.", 0) == 0;
+        }) == 2);
+  const auto* reconnect = step_named(phase, "reconnect");
+  REQUIRE(reconnect);
+  CHECK(reconnect->what.find("a new TLS session") != std::string::npos);
 }
 
 TEST_CASE("chatlab wifi-drop prints each step of the resume and says the replay matched", "[lab][netns][program][resume]") {

@@ -7,6 +7,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <iterator>
 #include <sstream>
@@ -286,6 +288,123 @@ TEST_CASE("chatlab web-hang: the poller's heartbeat finds a stopped browser page
   CHECK(phase.leave_ms < 5000);
 }
 
+// ---- over TLS -------------------------------------------------------------------------------
+
+namespace {
+
+bool observer_read(const PhaseResult& phase, const std::string& line) {
+  return std::any_of(phase.events.begin(), phase.events.end(),
+                     [&](const LabEvent& e) { return e.source == "observer" && e.text == line; });
+}
+
+// The --tls-cert the phase's chatserver ran with.
+std::string cert_file_of(const PhaseResult& phase) {
+  const auto it = std::find(phase.server_args.begin(), phase.server_args.end(), "--tls-cert");
+  return it == phase.server_args.end() || std::next(it) == phase.server_args.end() ? std::string() : *std::next(it);
+}
+
+}  // namespace
+
+TEST_CASE("chatlab --tls quit: the reader reads QUIT through TLS, and the certificate goes afterwards",
+          "[lab][scenario][tls]") {
+  const auto result = run_scenario("quit", tls_options());
+  INFO(timeline_text(result));
+  REQUIRE(result.phases.size() == 1);
+  const auto& phase = result.phases[0];
+  check_phase(phase, "quit", {"reader"});
+  check_over_tls(phase);
+  CHECK(result.tls);
+  // The certificate was made for the run, in a directory of its own, removed at the end.
+  const auto cert = cert_file_of(phase);
+  REQUIRE_FALSE(cert.empty());
+  CHECK(cert.find("/chatlab-tls-") != std::string::npos);
+  CHECK(::access(cert.c_str(), F_OK) != 0);
+  CHECK(::access(cert.substr(0, cert.rfind('/')).c_str(), F_OK) != 0);
+}
+
+TEST_CASE("chatlab tls-close: a close_notify then a FIN is closed close_notify, and the last line is delivered",
+          "[lab][scenario][tls]") {
+  // Over TLS without --tls: the scenario is about TLS.
+  const auto result = run_scenario("tls-close", lab_options());
+  INFO(timeline_text(result));
+  REQUIRE(result.phases.size() == 1);
+  const auto& phase = result.phases[0];
+  check_phase(phase, "closed", {"reader"});
+  check_over_tls(phase);
+  REQUIRE(phase.leave_line);
+  CHECK(phase.leave_line->rfind("LEAVE victim closed close_notify (reader, ", 0) == 0);
+  CHECK(phase.leave_line->find("without") == std::string::npos);
+  // The reader saw TLS's end of the stream (SSL_ERROR_ZERO_RETURN), not the FIN after it.
+  CHECK(phase.evidence == "TLS: close_notify");
+  // The unfinished line before the close_notify was the victim's last word, read before the LEAVE.
+  CHECK(observer_read(phase, "MSG victim my last words"));
+  CHECK(phase.verdict.find("the others read the unfinished last line") != std::string::npos);
+  // A read, not a wait: well under a second.
+  CHECK(phase.leave_ms < 1000);
+}
+
+TEST_CASE("chatlab tls-cut: a FIN without close_notify is closed, said so, and the cut line is dropped",
+          "[lab][scenario][tls]") {
+  const auto result = run_scenario("tls-cut", lab_options());
+  INFO(timeline_text(result));
+  REQUIRE(result.phases.size() == 1);
+  const auto& phase = result.phases[0];
+  check_phase(phase, "closed", {"reader"});
+  check_over_tls(phase);
+  REQUIRE(phase.leave_line);
+  CHECK(phase.leave_line->find("connection closed by peer without close_notify (reader, ") != std::string::npos);
+  CHECK(phase.evidence.find("end of stream (the peer sent FIN)") != std::string::npos);
+  // The bytes of the unfinished line came (a record), but it may have been cut short: dropped.
+  CHECK_FALSE(observer_read(phase, "MSG victim my last words"));
+  CHECK(phase.leave_ms < 1000);
+}
+
+TEST_CASE("chatlab --tls kill: a killed TLS client's FIN comes without close_notify", "[lab][scenario][tls]") {
+  const auto result = run_scenario("kill", tls_options());
+  INFO(timeline_text(result));
+  REQUIRE(result.phases.size() == 1);
+  const auto& phase = result.phases[0];
+  check_phase(phase, "closed", {"reader"});
+  check_over_tls(phase);
+  REQUIRE(phase.leave_line);
+  CHECK(phase.leave_line->find("without close_notify") != std::string::npos);
+}
+
+TEST_CASE("chatlab --tls crash-unread: unread records turn the close into an RST", "[lab][scenario][tls]") {
+  const auto result = run_scenario("crash-unread", tls_options());
+  INFO(timeline_text(result));
+  REQUIRE(result.phases.size() == 1);
+  check_phase(result.phases[0], "reset", {"reader", "poller", "writer"});
+  check_over_tls(result.phases[0]);
+}
+
+TEST_CASE("chatlab --tls hang: the poller's heartbeat finds a stopped TLS client", "[lab][scenario][tls]") {
+  const auto result = run_scenario("hang", tls_options());
+  INFO(timeline_text(result));
+  REQUIRE(result.phases.size() == 1);
+  const auto& phase = result.phases[0];
+  check_phase(phase, "no-pong", {"poller"});
+  check_over_tls(phase);
+  // The PING went in a record, and its kernel ACKed it: the same verdict as in clear text.
+  CHECK(phase.evidence.find("heartbeat victim: no line") != std::string::npos);
+  CHECK(phase.evidence.find("its kernel ACKs") != std::string::npos);
+  CHECK(phase.leave_ms < 5000);
+}
+
+TEST_CASE("chatlab --tls web-tab-closed: the close frame 1001 inside TLS", "[lab][scenario][tls][web]") {
+  const auto result = run_scenario("web-tab-closed", tls_options());
+  INFO(timeline_text(result));
+  REQUIRE(result.phases.size() == 1);
+  const auto& phase = result.phases[0];
+  check_phase(phase, "closed", {"reader"});
+  check_over_tls(phase);
+  REQUIRE(phase.leave_line);
+  CHECK(phase.leave_line->find("WebSocket close 1001 (going away)") != std::string::npos);
+  CHECK(std::any_of(phase.events.begin(), phase.events.end(), [](const LabEvent& e) {
+    return e.source == "reader victim" && e.text == "HTTPS GET /ws: 101";
+  }));
+}
+
 namespace {
 
 // Every line `lab` writes on `which`, until it closes it (bounded by `timeout` overall).
@@ -362,7 +481,34 @@ TEST_CASE("chatlab the program: a timeline, --json, and exit 2 for what it canno
     CHECK(lab.wait_for_line(Stream::out, "web-hang: ", 10s, &seen));
     INFO(seen);
     CHECK(seen.find("web-tab-closed: ") != std::string::npos);
+    std::string tls_seen;
+    CHECK(lab.wait_for_line(Stream::out, "tls-cut (TLS): ", 10s, &tls_seen));
+    INFO(tls_seen);
+    CHECK(tls_seen.find("tls-close (TLS): ") != std::string::npos);
     CHECK(lab.wait_exit(10s) == 0);
+  }
+  {
+    // --tls: the head says it runs over TLS, the JSON too, and the verdict is the scenario's.
+    Subprocess lab({CHATLAB_PATH, "--tls", "--json", "close"});
+    lab.close_stdin();
+    const auto json = lab.read_line(Stream::out, 30s);
+    REQUIRE(json);
+    CHECK(json->rfind("{\"scenario\":\"close\"", 0) == 0);
+    CHECK(json->find("\"tls\":true") != std::string::npos);
+    CHECK(json->find("\"ok\":true") != std::string::npos);
+    CHECK(json->find("without close_notify") != std::string::npos);
+    CHECK(lab.wait_exit(30s) == 0);
+  }
+  {
+    Subprocess lab({CHATLAB_PATH, "--tls", "quit"});
+    lab.close_stdin();
+    std::string seen;
+    CHECK(lab.wait_for_line(Stream::out, "ok: cause quit, decided by the reader thread", 30s, &seen));
+    INFO(seen);
+    CHECK(seen.find("\nover TLS: ") != std::string::npos);
+    CHECK(seen.find(" --tls-cert ") != std::string::npos);
+    CHECK(seen.find("victim          TLS: TLSv1.") != std::string::npos);
+    CHECK(lab.wait_exit(30s) == 0);
   }
   {
     Subprocess lab({CHATLAB_PATH, "close"});

@@ -26,6 +26,27 @@ inline lab::LabOptions lab_options() {
   return options;
 }
 
+// The same, over TLS (chatlab --tls).
+inline lab::LabOptions tls_options() {
+  auto options = lab_options();
+  options.tls = true;
+  return options;
+}
+
+// A phase that ran over TLS shows it: the victim's handshake (its "TLS: TLSv1.x ..." line, the
+// certificate chatlab made for the run), and the server's reader saying so when it joined.
+inline void check_over_tls(const lab::PhaseResult& phase) {
+  CHECK(phase.tls);
+  CHECK(phase.tls_certificate.rfind("SHA256:", 0) == 0);
+  CHECK(std::any_of(phase.events.begin(), phase.events.end(), [&](const lab::LabEvent& e) {
+    return e.source == "victim" && e.text.rfind("TLS: TLSv1.", 0) == 0 &&
+           e.text.find(phase.tls_certificate) != std::string::npos;
+  }));
+  CHECK(std::any_of(phase.events.begin(), phase.events.end(), [](const lab::LabEvent& e) {
+    return e.source.find("reader victim") != std::string::npos && e.text.find(" over TLS)") != std::string::npos;
+  }));
+}
+
 inline std::string timeline_text(const lab::ScenarioResult& result) {
   std::ostringstream out;
   lab::print_result(result, out);
