@@ -117,6 +117,10 @@ Outbox::Written Outbox::write_some(int fd, std::size_t budget) {
   const StreamMode mode = mode_.load();
   TlsTransport* const tls = transport_.load();
   if (tls != nullptr) {
+    // A batch is encrypted whole, and what the socket does not take of it waits in user space:
+    // at most what the kernel may hold unsent for a clear-text client (a quarter of the limit,
+    // 16 to 64 KiB), so a slow TLS client costs no more memory than another.
+    budget = std::min(budget, std::clamp<std::size_t>(limit_ / 4, 16 * 1024, 64 * 1024));
     if (!tls->established()) {
       // Nothing goes out before the handshake is done (its replies are the reader's). A session
       // that ends meanwhile (the handshake timeout) gets its FIN without the BYE: the client
@@ -127,6 +131,8 @@ Outbox::Written Outbox::write_some(int fd, std::size_t budget) {
       return out;
     }
     const auto sent = tls->flush();  // what the socket did not take last time goes first
+    out.progress = sent.bytes;
+    if (sent.bytes > 0) notify_reader();  // the backlog (waiting()) went down
     if (sent.error != 0) {
       out.state = Written::State::failed;
       out.error = std::error_code(sent.error, asio::error::get_system_category());
@@ -276,6 +282,13 @@ Outbox::Written Outbox::write_some(int fd, std::size_t budget) {
     if (sent.error != 0) {
       out.state = Written::State::failed;
       out.error = std::error_code(sent.error, asio::error::get_system_category());
+      return out;
+    }
+    out.progress += sent.bytes;
+    if (!sent.encrypted) {
+      // What the reader's engine made (an alert, a key update's answer) filled the socket
+      // since the flush above: this batch waits, gathered again next time.
+      out.state = Written::State::blocked;
       return out;
     }
     written = total;  // all encrypted; what the socket did not take waits in the transport

@@ -81,6 +81,7 @@ class Outbox {
     };
     State state = State::idle;
     std::size_t bytes = 0;         // written by this call
+    std::size_t progress = 0;      // bytes the socket took (over TLS: ciphertext, also of an earlier batch)
     std::uint64_t room_entries = 0; // room events completed by this call
     std::error_code error;
   };

@@ -109,6 +109,7 @@ TlsTransport::Sent TlsTransport::flush_locked() {
       break;
     }
     engine_.consume_output(static_cast<std::size_t>(n));
+    sent.bytes += static_cast<std::size_t>(n);
   }
   waiting_.store(engine_.output_size(), std::memory_order_relaxed);
   return sent;
@@ -128,7 +129,7 @@ TlsTransport::Sent TlsTransport::send(const iovec* iovs, std::size_t count, std:
   for (std::size_t i = 0; i < count; ++i) plain.append(static_cast<const char*>(iovs[i].iov_base), iovs[i].iov_len);
   std::lock_guard lock(mutex_);
   Sent sent = flush_locked();
-  if (sent.error != 0) return sent;
+  if (sent.error != 0 || sent.blocked) return sent;  // the socket is still full: nothing more waits here
   for (std::size_t at = 0; at < plain.size(); at += record) {
     if (!engine_.write(std::string_view(plain).substr(at, record))) {
       sent.error = EPROTO;
@@ -136,8 +137,13 @@ TlsTransport::Sent TlsTransport::send(const iovec* iovs, std::size_t count, std:
     }
   }
   if (last) engine_.close_notify();
+  sent.encrypted = true;
   if (plain.capacity() > 1 << 20) std::string().swap(plain);
-  return flush_locked();
+  const std::size_t before = sent.bytes;
+  sent = flush_locked();
+  sent.bytes += before;
+  sent.encrypted = true;
+  return sent;
 }
 
 }  // namespace chat

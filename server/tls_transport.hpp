@@ -83,10 +83,13 @@ class TlsTransport {
   struct Sent {
     int error = 0;          // errno of a failed send (not EAGAIN)
     bool blocked = false;   // ciphertext still waits: park until EPOLLOUT
+    std::size_t bytes = 0;  // ciphertext the socket took (progress, for the stall timer)
+    bool encrypted = false; // send(): the batch was taken (false: blocked before it)
   };
   // Sends what waits from an earlier call.
   Sent flush();
-  // Encrypts `iovs` (`total` plaintext bytes; all of them are taken unless `error`), then a
+  // Encrypts `iovs` (`total` plaintext bytes; all of them are taken unless `error` or
+  // `blocked`: what an earlier call left still waits, and nothing new is encrypted), then a
   // close_notify if `last`, and sends what the socket takes.
   Sent send(const iovec* iovs, std::size_t count, std::size_t total, bool last);
   // Ciphertext waiting to be sent (for the backlog's count).

@@ -217,7 +217,7 @@ bool Writer::service(const std::shared_ptr<Session>& session) {
       // bytes wait. (write_some set it back to 0 when a write took everything.)
       s.outbox().note_kernel_bytes(unsent_bytes(s.native_handle()));
       // The poller ends the client too-slow if this lasts --send-timeout with no progress.
-      if (w.bytes > 0 || !s.write_stalled_since()) {
+      if (w.bytes > 0 || w.progress > 0 || !s.write_stalled_since()) {
         if (tracing() && !s.write_stalled_since()) {
           log_trace("send ", s.label(), ": socket full (EAGAIN) after ", w.bytes, " bytes, ", s.outbox().backlog(),
                     " waiting; parked until EPOLLOUT, too-slow after ", format_duration(config_.send_timeout),
