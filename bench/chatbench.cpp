@@ -13,6 +13,7 @@
 //   build/release/bench/chatbench fanout --max --protocol irc --port 6667 --server-pid 1234
 //   build/release/bench/chatbench fanout --max --protocol ws           # every client a WebSocket
 //   build/release/bench/chatbench fanout --max --protocol mixed        # half of them (--web-share F)
+//   build/release/bench/chatbench --tls fanout --max            # every client over TLS
 //   build/release/bench/chatbench detect                        # detection latency per failure (~45 s)
 //   build/release/bench/chatbench detect --case "not reading"   # one case only (--case repeatable)
 //   build/release/bench/chatbench shutdown                      # SIGTERM with 1000 joined clients
@@ -32,7 +33,10 @@
 // port (GET /ws, then one line per masked text frame; swarm.hpp); `mixed` makes a share of the
 // clients (--web-share F, 0..1, default 0.5, spread evenly over the client numbers) WebSocket
 // clients and the rest TCP line clients, in one room and one run, and reports deliveries/s and
-// latency separately for the two kinds of receiver (fanout.hpp). Progress lines always go to stderr. Exit status: 0 when every
+// latency separately for the two kinds of receiver (fanout.hpp). --tls: the clients speak TLS
+// (chat, ws and mixed; swarm.hpp), and a chatserver started here gets --self-signed with a
+// certificate made in a folder of its own under $TMPDIR, removed afterwards; the certificate is
+// not verified (chatbench's own server; what is measured is the encryption). Progress lines always go to stderr. Exit status: 0 when every
 // measurement completed as expected (right causes, every BYE, every delivery exactly once and in
 // order), 1 otherwise, 2 on a usage error.
 //
@@ -213,6 +217,9 @@ int main(int argc, char** argv) {
                  "instance i mod N; docs/scale-out.md)")
       ->capture_default_str()
       ->check(CLI::Range(1, 8));
+  app.add_flag("--tls", s.target.tls,
+               "fanout/join/scale: the clients speak TLS (a chatserver started here gets --self-signed in a "
+               "temporary folder; the certificate is not verified)");
 
   auto* fanout = app.add_subcommand("fanout", "N clients in one room, S senders: deliveries/s, latency, checked");
   fanout->add_option("--clients", s.fanout.clients, "Clients in the room")->capture_default_str()->check(CLI::Range(2, 20'000));
@@ -337,6 +344,13 @@ int main(int argc, char** argv) {
     if (side_by_side && s.target.port == 0 && !chatserver_protocol) {
       throw CLI::ValidationError("--protocol " + s.protocol,
                                  "needs --port of a running server (chatbench starts only chatserver)");
+    }
+    if (s.target.tls && !side_by_side) {
+      throw CLI::ValidationError("--tls", "goes with fanout, join or scale");
+    }
+    if (s.target.tls && !chatserver_protocol) {
+      throw CLI::ValidationError("--tls", "the TLS clients speak chatserver's protocol (chat, ws or mixed), not " +
+                                              s.protocol);
     }
     if (side_by_side && s.target.port == 0 && s.target.host != "127.0.0.1") {
       throw CLI::ValidationError("--host", "needs --port: chatbench starts chatserver on 127.0.0.1 only");

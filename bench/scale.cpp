@@ -22,6 +22,7 @@ ScaleResult run_scale(const ScaleOptions& o, const TargetOptions& target_options
   r.options = o;
   r.protocol = target_options.protocol;
   r.web_share = target_options.web_share;
+  r.tls = target_options.tls;
   const auto clients = static_cast<std::size_t>(o.clients);
   Target target(target_options, clients);
   r.label = target.label();
@@ -118,7 +119,7 @@ ScaleResult run_scale(const ScaleOptions& o, const TargetOptions& target_options
 void print_scale(const ScaleResult& r, std::ostream& out) {
   const auto& j = r.join;
   const auto& o = r.options;
-  out << "Scale: " << r.label << " (" << describe_protocol(r.protocol, r.web_share) << " protocol, " << r.endpoint << "), " << o.clients
+  out << "Scale: " << r.label << " (" << describe_protocol(r.protocol, r.web_share) << " protocol" << (r.tls ? " over TLS" : "") << ", " << r.endpoint << "), " << o.clients
       << " clients, " << o.in_progress << " connecting at a time\n";
   out << "  in the room: " << j.joined << " of " << j.clients << "; last one after " << format_ms(j.last_join_ms)
       << " ms; join chatter over after " << format_ms(j.chatter_end_ms) << " ms\n";
@@ -161,6 +162,7 @@ void json_scale(const ScaleResult& r, Json& json) {
   json.field("server", r.label);
   json.field("protocol", protocol_name(r.protocol, r.web_share));
   json.field("web_share", r.web_share);
+  json.field("tls", r.tls);
   json.field("clients", r.options.clients);
   json.field("in_progress", r.options.in_progress);
   json_join(r.join, json);

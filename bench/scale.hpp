@@ -36,6 +36,7 @@ struct ScaleResult {
   std::string label;
   Protocol protocol = Protocol::chat;
   double web_share = 0;
+  bool tls = false;  // the clients spoke TLS
   std::string endpoint;
   JoinOutcome join;
   std::optional<ProcSample> after_join;

@@ -9,7 +9,9 @@
 // usage error; --case "not reading" runs the issue's non-reader alone, which leaves too-slow.
 // History (the archive, --db): `history --quick` runs its three parts small (the database on and
 // off in one run, a resume's replay, a file of 5,000 events and the queries on it), checks them
-// clean, and leaves no file in its $TMPDIR.
+// clean, and leaves no file in its $TMPDIR. TLS: fanout --tls checks clean with every client's
+// handshake counted by the server (STATS tls_clients) and the certificate's folder removed;
+// --tls refuses what it does not go with.
 //
 // Threads: the test thread; chatbench (and the chatserver it starts) are processes, driven
 // through tests/support/process.hpp's Subprocess with bounded waits. The handshake-refusal case
@@ -208,6 +210,8 @@ TEST_CASE("chatbench usage errors exit 2 with a message", "[bench][smoke]") {
       {{"nosuchmode"}, "subcommand"},
       {{"history", "--only", "nonsense"}, "--only"},                  // saturation, resume, million
       {{"history", "--events", "10"}, "--events"},                    // the deep query needs 1,002
+      {{"--tls", "detect"}, "--tls"},                                 // side-by-side modes only
+      {{"--tls", "--protocol", "irc", "--port", "6667", "fanout", "--max"}, "--tls"},  // chatserver's protocol
   };
   for (const auto& c : cases) {
     std::string line;
@@ -538,5 +542,28 @@ TEST_CASE("chatbench --json history --quick: the three parts checked clean, no f
   CHECK(contains(o.err, "History: resume after 100 missed lines"));
   std::error_code e;
   CHECK(std::filesystem::is_empty(dir, e));  // the run's directory and its files are gone
+  std::filesystem::remove_all(dir, e);
+}
+
+TEST_CASE("chatbench --json --tls fanout --max: every client over TLS, checked clean, no certificate left behind",
+          "[bench][smoke][tls]") {
+  std::string dir = (std::filesystem::temp_directory_path() / "chatbench-smoke-XXXXXX").string();
+  REQUIRE(::mkdtemp(dir.data()) != nullptr);
+  const auto o = run_chatbench({"--json", "--tls", "fanout", "--max", "--clients", "5", "--senders", "2", "--msgs", "50"},
+                               {"/usr/bin/env", "TMPDIR=" + dir});
+  INFO(o.all());
+  REQUIRE(o.code.has_value());
+  CHECK(*o.code == 0);
+  const auto json = without_spaces(o.out);
+  CHECK(contains(json, "\"tls\":true,"));
+  CHECK(contains(json, "\"sent\":100,"));
+  CHECK(contains(json, "\"deliveries_to_others\":400,"));  // 100 messages x 4 other clients
+  CHECK(contains(json, "\"lost\":0,"));
+  // The server saw five TLS handshakes through: the clients did speak TLS.
+  CHECK(contains(o.out, "tls_clients=5 tls_failed=0"));
+  CHECK(json.ends_with(",\"ok\":true}"));
+  CHECK(contains(o.err, "chat protocol over TLS"));
+  std::error_code e;
+  CHECK(std::filesystem::is_empty(dir, e));  // the --self-signed folder went with the server
   std::filesystem::remove_all(dir, e);
 }
