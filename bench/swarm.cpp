@@ -170,12 +170,26 @@ double Swarm::cpu_seconds() {
 }
 
 void Swarm::start_connects() {
+  std::size_t started = 0;
   while (next_to_start_ < clients_.size() &&
          (options_.max_in_progress == 0 || connecting_ < options_.max_in_progress)) {
+    // The connections that completed meanwhile get their first bytes now (a TLS client's
+    // ClientHello costs a key share: hundreds of them would hold the first ones back).
+    if (options_.tls && ++started % connects_every == 0) serve_connects();
     const std::size_t i = next_to_start_++;
     Client& c = clients_[i];
     c.started = Clock::now();
     ++connecting_;
+    if (options_.tls) {
+      // The ClientHello is made before the connect, so that it leaves with the first ACK as a
+      // real client's does: chatserver takes a connection whose first bytes have not come
+      // within 100 ms for a person on nc, and greets it in clear text (server/web.hpp).
+      c.tls = std::make_unique<tls::Engine>(options_.tls, tls::Engine::Role::client);
+      if (c.tls->start_handshake() == tls::Engine::Status::failed) {
+        end(i, "TLS: " + c.tls->error());
+        continue;
+      }
+    }
     c.fd = ::socket(address_.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (c.fd < 0) {
       end(i, std::string("socket: ") + std::strerror(errno));
@@ -223,15 +237,9 @@ void Swarm::on_connected(std::size_t i) {
   }
   c.watching_out = false;
   c.state = State::handshake;
-  if (options_.tls) {
-    // The ClientHello goes out with the flush below; HELLO (or a web client's GET), queued
-    // next, waits in `out` as plaintext until the handshake is done (flush_tls).
-    c.tls = std::make_unique<tls::Engine>(options_.tls, tls::Engine::Role::client);
-    if (c.tls->start_handshake() == tls::Engine::Status::failed) {
-      end(i, "TLS: " + c.tls->error());
-      return;
-    }
-  }
+  // A TLS client's ClientHello (made in start_connects) goes out with the flush below; HELLO
+  // (or a web client's GET), queued next, waits in `out` as plaintext until the handshake is
+  // done (flush_tls).
   if (c.web) {
     // The opening handshake; HELLO follows the 101 (web_received).
     c.ws = std::make_unique<Web>(options_.max_frame);

@@ -18,15 +18,18 @@
 // (server/web.hpp), and a web client whose GET came later would be taken for one; in a join
 // storm of thousands, one round of the loop can take longer than that.
 //
-// TLS clients (SwarmOptions::tls set, chat dialect only; chatbench --tls): every client runs a
-// tls::Engine (common/tls.hpp) on its socket, in the same event loop and without blocking. On
-// connecting it queues its ClientHello; what it receives is ciphertext, fed to the engine, and the
-// plaintext the engine gives back is read exactly as a clear-text client reads its bytes (lines,
-// or a web client's frames). What a client queues (HELLO, its messages) is plaintext in `out`
-// until the handshake is done; flush() encrypts it into the engine and sends the engine's
-// output as the socket takes it. The server's certificate is not verified: chatbench talks to a
-// chatserver it started itself with a throwaway self-signed certificate (or to the one its user
-// named with --port); what is measured is the cost of the encryption, not of trust.
+// TLS clients (SwarmOptions::tls set; chatserver's protocol, line and web clients alike;
+// chatbench --tls): every client runs a tls::Engine (common/tls.hpp) on its socket, in the same
+// event loop and without blocking. Its ClientHello is made before it connects (the key share
+// costs the generator tens of microseconds, and chatserver greets a connection whose first
+// bytes take longer than 100 ms as a person on nc) and sent when the connect completes. What it
+// receives is ciphertext, fed to the engine; the plaintext the engine gives back is read exactly
+// as a clear-text client reads its bytes (lines, or a web client's frames). What a client queues
+// (HELLO, its messages) is plaintext in `out` until the handshake is done; flush() encrypts it
+// into the engine and sends the engine's output as the socket takes it. The server's
+// certificate is not verified: chatbench talks to a chatserver it started itself with a
+// throwaway self-signed certificate (or to the one its user named with --port); what is
+// measured is the cost of the encryption, not of trust.
 //
 // Why one thread: a load generator that needs as many cores as the server it measures cannot
 // tell the server's limit from its own. The swarm reports its thread's CPU time (cpu_seconds())
