@@ -49,7 +49,7 @@ Target::Target(const TargetOptions& options, std::size_t clients)
       redis_ = std::make_unique<RedisServer>();  // of our own, on a unix socket, nothing saved
       args.insert(args.end(), {"--redis", redis_->url(), "--room", "bench", "--db", "none"});
     }
-    if (options.tls) {
+    if (options.tls || options.tls_server) {
       // A certificate of this run's own, made by chatserver itself (its --self-signed path);
       // the other instances find it there and reuse it.
       tls_dir_ = std::make_unique<TempDir>("chatbench-tls");

@@ -39,6 +39,9 @@ struct TargetOptions {
   std::vector<std::string> server_args;   // extra options for it (--server-arg, repeatable)
   int instances = 1;                      // chatservers started here, sharing one room (--redis)
   bool tls = false;                       // the clients speak TLS (a server started here: --self-signed)
+  // A server started here gets --self-signed even when the clients speak clear text (tls
+  // false): the side-by-side runs (tls_compare.hpp) measure one server configuration.
+  bool tls_server = false;
 };
 
 // The protocol as the command line names it: "chat", "ws" (every client a WebSocket), "mixed"

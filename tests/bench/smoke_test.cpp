@@ -11,7 +11,9 @@
 // off in one run, a resume's replay, a file of 5,000 events and the queries on it), checks them
 // clean, and leaves no file in its $TMPDIR. TLS: fanout --tls checks clean with every client's
 // handshake counted by the server (STATS tls_clients) and the certificate's folder removed;
-// --tls refuses what it does not go with.
+// fanout --compare-tls and scale --compare-tls run clear text and TLS side by side, the clear
+// clients in clear text on a server that has TLS on, and give the ratio; --tls and --compare-tls
+// refuse what they do not go with.
 //
 // Threads: the test thread; chatbench (and the chatserver it starts) are processes, driven
 // through tests/support/process.hpp's Subprocess with bounded waits. The handshake-refusal case
@@ -212,6 +214,9 @@ TEST_CASE("chatbench usage errors exit 2 with a message", "[bench][smoke]") {
       {{"history", "--events", "10"}, "--events"},                    // the deep query needs 1,002
       {{"--tls", "detect"}, "--tls"},                                 // side-by-side modes only
       {{"--tls", "--protocol", "irc", "--port", "6667", "fanout", "--max"}, "--tls"},  // chatserver's protocol
+      {{"fanout", "--max", "--rounds", "2"}, "--compare-tls"},        // --rounds goes with it
+      {{"--tls", "fanout", "--max", "--compare-tls"}, "--compare-tls"},  // it runs both itself
+      {{"--port", "6667", "scale", "--compare-tls"}, "--compare-tls"},   // it starts the servers
   };
   for (const auto& c : cases) {
     std::string line;
@@ -566,4 +571,44 @@ TEST_CASE("chatbench --json --tls fanout --max: every client over TLS, checked c
   std::error_code e;
   CHECK(std::filesystem::is_empty(dir, e));  // the --self-signed folder went with the server
   std::filesystem::remove_all(dir, e);
+}
+
+TEST_CASE("chatbench fanout --compare-tls: clear text and TLS side by side, both checked, and their ratio",
+          "[bench][smoke][tls]") {
+  const auto o = run_chatbench(
+      {"--json", "fanout", "--max", "--clients", "4", "--senders", "2", "--msgs", "30", "--compare-tls"});
+  INFO(o.all());
+  REQUIRE(o.code.has_value());
+  CHECK(*o.code == 0);
+  const auto json = without_spaces(o.out);
+  CHECK(contains(json, "\"compare_tls\":{\"mode\":\"fanout\",\"rounds\":1,"));
+  CHECK(contains(json, "\"clear\":[{\"fanout\":{"));
+  CHECK(contains(json, "\"tls\":[{\"fanout\":{"));
+  CHECK(contains(json, "\"tls_over_clear\":{\"deliveries_per_second\":"));
+  CHECK(std::count(o.out.begin(), o.out.end(), '\n') == 1);
+  // 60 messages x 3 other clients, on each side; the same server configuration (TLS on) both
+  // times, the clear clients in clear text.
+  const std::regex deliveries("\"deliveries_to_others\":180,");
+  CHECK(std::distance(std::sregex_iterator(json.begin(), json.end(), deliveries), std::sregex_iterator()) == 2);
+  CHECK(contains(o.out, "tls_clients=0 tls_failed=0"));
+  CHECK(contains(o.out, "tls_clients=4 tls_failed=0"));
+  CHECK_FALSE(contains(json, "\"ok\":false"));
+  CHECK(json.ends_with(",\"ok\":true}"));
+  // The table for people, on stderr with --json: a row each, and the ratio.
+  CHECK(contains(o.err, "TLS against clear text: fanout --max --clients 4 --senders 2 --msgs 30"));
+  CHECK(contains(o.err, "clear text"));
+  CHECK(contains(o.err, "TLS / clear text (medians): deliveries/s "));
+}
+
+TEST_CASE("chatbench scale --compare-tls: memory per client, clear text and TLS, side by side", "[bench][smoke][tls]") {
+  const auto o = run_chatbench({"scale", "--compare-tls", "--clients", "20", "--duration", "0.5", "--idle", "0.5",
+                                "--rate", "10"});
+  INFO(o.all());
+  REQUIRE(o.code.has_value());
+  CHECK(*o.code == 0);
+  CHECK(contains(o.out, "TLS against clear text: scale --clients 20"));
+  CHECK(std::regex_search(o.out, std::regex("\\n +1 +clear text +20 ")));
+  CHECK(std::regex_search(o.out, std::regex("\\n +1 +TLS +20 ")));
+  CHECK(contains(o.out, "server memory per client after the join, KiB: clear text "));
+  CHECK_FALSE(contains(o.out, "FAILED"));
 }
