@@ -179,17 +179,17 @@ void Swarm::start_connects() {
     const std::size_t i = next_to_start_++;
     Client& c = clients_[i];
     c.started = Clock::now();
-    ++connecting_;
     if (options_.tls) {
       // The ClientHello is made before the connect, so that it leaves with the first ACK as a
       // real client's does: chatserver takes a connection whose first bytes have not come
       // within 100 ms for a person on nc, and greets it in clear text (server/web.hpp).
       c.tls = std::make_unique<tls::Engine>(options_.tls, tls::Engine::Role::client);
       if (c.tls->start_handshake() == tls::Engine::Status::failed) {
-        end(i, "TLS: " + c.tls->error());
+        end(i, "TLS: " + c.tls->error());  // still waiting: not counted as connecting
         continue;
       }
     }
+    ++connecting_;
     c.fd = ::socket(address_.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (c.fd < 0) {
       end(i, std::string("socket: ") + std::strerror(errno));
