@@ -13,6 +13,9 @@
 //   build/release/bench/chatbench fanout --max --protocol irc --port 6667 --server-pid 1234
 //   build/release/bench/chatbench fanout --max --protocol ws           # every client a WebSocket
 //   build/release/bench/chatbench fanout --max --protocol mixed        # half of them (--web-share F)
+//   build/release/bench/chatbench --tls fanout --max            # every client over TLS
+//   build/release/bench/chatbench fanout --max --compare-tls    # clear text, then TLS: both rows, the ratio
+//   build/release/bench/chatbench scale --clients 10000 --compare-tls   # memory per client, clear vs TLS
 //   build/release/bench/chatbench detect                        # detection latency per failure (~45 s)
 //   build/release/bench/chatbench detect --case "not reading"   # one case only (--case repeatable)
 //   build/release/bench/chatbench shutdown                      # SIGTERM with 1000 joined clients
@@ -32,9 +35,14 @@
 // port (GET /ws, then one line per masked text frame; swarm.hpp); `mixed` makes a share of the
 // clients (--web-share F, 0..1, default 0.5, spread evenly over the client numbers) WebSocket
 // clients and the rest TCP line clients, in one room and one run, and reports deliveries/s and
-// latency separately for the two kinds of receiver (fanout.hpp). Progress lines always go to stderr. Exit status: 0 when every
-// measurement completed as expected (right causes, every BYE, every delivery exactly once and in
-// order), 1 otherwise, 2 on a usage error.
+// latency separately for the two kinds of receiver (fanout.hpp). --tls: the clients speak TLS
+// (chat, ws and mixed; swarm.hpp), and a chatserver started here gets --self-signed with a
+// certificate made in a folder of its own under $TMPDIR, removed afterwards; the certificate is
+// not verified (chatbench's own server; what is measured is the encryption). fanout and scale
+// take --compare-tls (with --rounds N): the same load over clear text and over TLS, side by
+// side, and the ratio (tls_compare.hpp). Progress lines always go to stderr. Exit status: 0
+// when every measurement completed as expected (right causes, every BYE, every delivery exactly
+// once and in order), 1 otherwise, 2 on a usage error.
 //
 // The modes (details in fanout.hpp, join_storm.hpp, scale.hpp, detect.hpp, shutdown.hpp):
 //   fanout    deliveries per second and latency p50/p99/max, with a delivery checker (loss,
@@ -69,6 +77,7 @@
 #include "bench/join_storm.hpp"
 #include "bench/scale.hpp"
 #include "bench/shutdown.hpp"
+#include "bench/tls_compare.hpp"
 #include "bench/victim.hpp"
 #include "common/cli.hpp"
 
@@ -101,6 +110,8 @@ struct Settings {
   JoinStormOptions join;
   ScaleOptions scale;
   HistoryOptions history;
+  bool compare_tls = false;  // fanout, scale: --compare-tls
+  int tls_rounds = 1;        // --rounds with --compare-tls
 };
 
 int run(const std::string& mode, Settings& s) {
@@ -137,7 +148,13 @@ int run(const std::string& mode, Settings& s) {
     json_shutdown(result, json);
     ok = ok && result.ok();
   }
-  if (mode == "fanout" || mode == "all") {
+  if (mode == "fanout" && s.compare_tls) {
+    const auto result = run_fanout_tls_compare(s.fanout, s.target, s.tls_rounds, progress);
+    tables << "\n";
+    print_fanout_tls_compare(result, tables);
+    json_fanout_tls_compare(result, json);
+    ok = ok && result.ok();
+  } else if (mode == "fanout" || mode == "all") {
     const auto result = run_fanout(s.fanout, s.target, progress);
     tables << "\n";
     print_fanout(result, tables);
@@ -151,7 +168,13 @@ int run(const std::string& mode, Settings& s) {
     json_join_storm(result, json);
     ok = ok && result.ok();
   }
-  if (mode == "scale") {
+  if (mode == "scale" && s.compare_tls) {
+    const auto result = run_scale_tls_compare(s.scale, s.target, s.tls_rounds, progress);
+    tables << "\n";
+    print_scale_tls_compare(result, tables);
+    json_scale_tls_compare(result, json);
+    ok = ok && result.ok();
+  } else if (mode == "scale") {
     const auto result = run_scale(s.scale, s.target, progress);
     tables << "\n";
     print_scale(result, tables);
@@ -213,6 +236,9 @@ int main(int argc, char** argv) {
                  "instance i mod N; docs/scale-out.md)")
       ->capture_default_str()
       ->check(CLI::Range(1, 8));
+  app.add_flag("--tls", s.target.tls,
+               "fanout/join/scale: the clients speak TLS (a chatserver started here gets --self-signed in a "
+               "temporary folder; the certificate is not verified)");
 
   auto* fanout = app.add_subcommand("fanout", "N clients in one room, S senders: deliveries/s, latency, checked");
   fanout->add_option("--clients", s.fanout.clients, "Clients in the room")->capture_default_str()->check(CLI::Range(2, 20'000));
@@ -236,6 +262,12 @@ int main(int argc, char** argv) {
   fanout->add_option("--window", s.fanout.window, "With --max: messages per sender not yet delivered to all (0: no limit)")
       ->capture_default_str()
       ->check(CLI::Range(0, 1'000'000));
+  auto* fanout_compare = fanout->add_flag("--compare-tls", s.compare_tls,
+                                          "The same load over clear text, then over TLS: both rows and the ratio");
+  auto* fanout_rounds = fanout->add_option("--rounds", s.tls_rounds, "With --compare-tls: clear/TLS pairs, interleaved")
+                            ->capture_default_str()
+                            ->check(CLI::Range(1, 20));
+  fanout_rounds->needs(fanout_compare);
 
   auto* join = app.add_subcommand("join", "N clients connect and join at once: time, refusals, drops, then a round");
   join->add_option("--clients", s.join.clients, "Clients")->capture_default_str()->check(CLI::Range(1, 20'000));
@@ -261,6 +293,12 @@ int main(int argc, char** argv) {
   scale->add_option("--patience", s.scale.patience, "Seconds for everybody to join")
       ->capture_default_str()
       ->check(CLI::Range(1.0, 3600.0));
+  auto* scale_compare = scale->add_flag("--compare-tls", s.compare_tls,
+                                        "The same clients over clear text, then over TLS: memory per client side by side");
+  scale->add_option("--rounds", s.tls_rounds, "With --compare-tls: clear/TLS pairs, interleaved")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 20))
+      ->needs(scale_compare);
 
   auto* detect = app.add_subcommand("detect", "Detection latency per failure, each run a fresh scenario");
   detect->add_option("--runs", s.detect.runs, "Runs per case (no-pong with the 15s/10s defaults runs once)")
@@ -337,6 +375,19 @@ int main(int argc, char** argv) {
     if (side_by_side && s.target.port == 0 && !chatserver_protocol) {
       throw CLI::ValidationError("--protocol " + s.protocol,
                                  "needs --port of a running server (chatbench starts only chatserver)");
+    }
+    if (s.target.tls && !side_by_side) {
+      throw CLI::ValidationError("--tls", "goes with fanout, join or scale");
+    }
+    if (s.target.tls && !chatserver_protocol) {
+      throw CLI::ValidationError("--tls", "the TLS clients speak chatserver's protocol (chat, ws or mixed), not " +
+                                              s.protocol);
+    }
+    if (s.compare_tls && s.target.tls) {
+      throw CLI::ValidationError("--compare-tls", "runs clear text and TLS itself: no --tls");
+    }
+    if (s.compare_tls && s.target.port != 0) {
+      throw CLI::ValidationError("--compare-tls", "starts its chatservers itself (with --self-signed): no --port");
     }
     if (side_by_side && s.target.port == 0 && s.target.host != "127.0.0.1") {
       throw CLI::ValidationError("--host", "needs --port: chatbench starts chatserver on 127.0.0.1 only");

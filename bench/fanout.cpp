@@ -151,6 +151,7 @@ FanoutResult run_fanout(const FanoutOptions& o, const TargetOptions& target_opti
   r.options = o;
   r.protocol = target_options.protocol;
   r.web_share = target_options.web_share;
+  r.tls = target_options.tls;
   const auto clients = static_cast<std::size_t>(o.clients);
   const auto senders = static_cast<std::size_t>(std::min(o.senders, o.clients));
   // With several instances: at least one generator thread per instance, each driving the
@@ -452,7 +453,7 @@ void json_join(const JoinOutcome& j, Json& json) {
 
 void print_fanout(const FanoutResult& r, std::ostream& out) {
   const auto& o = r.options;
-  out << "Fan-out: " << r.label << " (" << describe_protocol(r.protocol, r.web_share) << " protocol, " << r.endpoint << "), " << o.clients
+  out << "Fan-out: " << r.label << " (" << describe_protocol(r.protocol, r.web_share) << " protocol" << (r.tls ? " over TLS" : "") << ", " << r.endpoint << "), " << o.clients
       << " clients, " << offered(o) << "\n";
   out << "  joined: " << r.join.joined << " of " << r.join.clients << " in " << format_ms(r.join.last_join_ms) << " ms\n";
   out << "  deliveries to others: " << format_count(static_cast<double>(r.check.to_others)) << " of "
@@ -494,6 +495,7 @@ void json_fanout(const FanoutResult& r, Json& json) {
   json.field("server", r.label);
   json.field("protocol", protocol_name(r.protocol, r.web_share));
   json.field("web_share", r.web_share);
+  json.field("tls", r.tls);
   json.field("instances", static_cast<long long>(r.instances));
   json.field("clients", o.clients);
   json.field("senders", std::min(o.senders, o.clients));

@@ -66,6 +66,7 @@ struct FanoutResult {
   std::string label;
   Protocol protocol = Protocol::chat;
   double web_share = 0;  // the share of web clients (TargetOptions::web_share)
+  bool tls = false;      // the clients spoke TLS (TargetOptions::tls)
   std::string endpoint;
   JoinOutcome join;
   DeliveryChecker::Report check;

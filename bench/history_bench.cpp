@@ -3,6 +3,7 @@
 #include "bench/child_process.hpp"
 #include "bench/line_conn.hpp"
 #include "bench/proc_stats.hpp"
+#include "bench/temp_dir.hpp"
 #include "common/protocol.hpp"
 
 #include <sqlite3.h>
@@ -25,28 +26,7 @@ namespace {
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
-// ---- files ------------------------------------------------------------------------------------
-
-// A directory of this run's own under $TMPDIR (or /tmp), removed with everything in it.
-class TempDir {
- public:
-  TempDir() {
-    const char* base = ::getenv("TMPDIR");
-    std::string pattern = std::string(base && *base ? base : "/tmp") + "/chatbench-history-XXXXXX";
-    if (::mkdtemp(pattern.data()) == nullptr) throw std::system_error(errno, std::generic_category(), "mkdtemp");
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
+// ---- files (in the run's TempDir, bench/temp_dir.hpp) ---------------------------------------
 
 // A database file with its WAL and shared-memory files.
 void remove_db(const std::string& path) {
@@ -704,7 +684,7 @@ bool HistoryResult::ok() const {
 HistoryResult run_history(const HistoryOptions& options, std::ostream& progress) {
   HistoryResult r;
   r.options = options;
-  TempDir tmp;
+  TempDir tmp("chatbench-history");
   if (options.wants("saturation")) r.saturation = run_saturation(options, tmp, progress);
   if (options.wants("resume")) r.resume = run_resume(options, tmp, progress);
   if (options.wants("million")) r.million = run_million(options, tmp, progress);

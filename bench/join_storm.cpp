@@ -48,6 +48,7 @@ JoinStormResult run_join_storm(const JoinStormOptions& o, const TargetOptions& t
   r.options = o;
   r.protocol = target_options.protocol;
   r.web_share = target_options.web_share;
+  r.tls = target_options.tls;
   const auto clients = static_cast<std::size_t>(o.clients);
   Target target(target_options, clients);
   r.label = target.label();
@@ -91,7 +92,7 @@ JoinStormResult run_join_storm(const JoinStormOptions& o, const TargetOptions& t
 
 void print_join_storm(const JoinStormResult& r, std::ostream& out) {
   const auto& j = r.join;
-  out << "Join storm: " << r.label << " (" << describe_protocol(r.protocol, r.web_share) << " protocol, " << r.endpoint << "), "
+  out << "Join storm: " << r.label << " (" << describe_protocol(r.protocol, r.web_share) << " protocol" << (r.tls ? " over TLS" : "") << ", " << r.endpoint << "), "
       << r.options.clients << " clients connect and join at once\n";
   out << "  in the room: " << j.joined << " of " << j.clients << "; last one after " << format_ms(j.last_join_ms)
       << " ms; join chatter over after " << format_ms(j.chatter_end_ms) << " ms";
@@ -124,6 +125,7 @@ void json_join_storm(const JoinStormResult& r, Json& json) {
   json.field("server", r.label);
   json.field("protocol", protocol_name(r.protocol, r.web_share));
   json.field("web_share", r.web_share);
+  json.field("tls", r.tls);
   json.field("clients", r.options.clients);
   json_join(j, json);
   json.field("chatter_seen", static_cast<long long>(j.chatter_seen));

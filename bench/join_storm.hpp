@@ -30,6 +30,7 @@ struct JoinStormResult {
   std::string label;
   Protocol protocol = Protocol::chat;
   double web_share = 0;
+  bool tls = false;  // the clients spoke TLS
   std::string endpoint;
   JoinOutcome join;
   DeliveryChecker::Report round;      // the messages after the storm

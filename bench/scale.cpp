@@ -22,11 +22,13 @@ ScaleResult run_scale(const ScaleOptions& o, const TargetOptions& target_options
   r.options = o;
   r.protocol = target_options.protocol;
   r.web_share = target_options.web_share;
+  r.tls = target_options.tls;
   const auto clients = static_cast<std::size_t>(o.clients);
   Target target(target_options, clients);
   r.label = target.label();
   r.endpoint = target.host() + ":" + std::to_string(target.port());
 
+  r.at_start = target.sample();
   Swarm swarm(target.swarm_options(static_cast<std::size_t>(o.in_progress)));
   swarm.add_clients(clients);
   Traffic traffic(swarm, static_cast<std::size_t>(o.size));
@@ -84,6 +86,7 @@ ScaleResult run_scale(const ScaleOptions& o, const TargetOptions& target_options
     const auto i0 = Clock::now();
     swarm.run_until([] { return false; }, i0 + seconds(o.idle));  // PINGs are still answered
     const auto idle1 = target.sample();
+    r.after_idle = idle1;
     if (idle0 && idle1) {
       r.idle_cpu = 100 * (idle1->cpu_seconds - idle0->cpu_seconds) /
                    std::chrono::duration<double>(Clock::now() - i0).count();
@@ -115,10 +118,15 @@ ScaleResult run_scale(const ScaleOptions& o, const TargetOptions& target_options
   return r;
 }
 
+std::optional<double> ScaleResult::kib_per_client(const std::optional<ProcSample>& now) const {
+  if (!at_start || !now || join.joined == 0) return std::nullopt;
+  return (now->rss_mib - at_start->rss_mib) * 1024 / static_cast<double>(join.joined);
+}
+
 void print_scale(const ScaleResult& r, std::ostream& out) {
   const auto& j = r.join;
   const auto& o = r.options;
-  out << "Scale: " << r.label << " (" << describe_protocol(r.protocol, r.web_share) << " protocol, " << r.endpoint << "), " << o.clients
+  out << "Scale: " << r.label << " (" << describe_protocol(r.protocol, r.web_share) << " protocol" << (r.tls ? " over TLS" : "") << ", " << r.endpoint << "), " << o.clients
       << " clients, " << o.in_progress << " connecting at a time\n";
   out << "  in the room: " << j.joined << " of " << j.clients << "; last one after " << format_ms(j.last_join_ms)
       << " ms; join chatter over after " << format_ms(j.chatter_end_ms) << " ms\n";
@@ -126,7 +134,11 @@ void print_scale(const ScaleResult& r, std::ostream& out) {
   if (j.timed_out) out << "  FAILED: not everybody joined within " << format_ms(o.patience * 1000) << " ms\n";
   if (r.after_join) {
     out << "  server after the join: " << format_ms(r.after_join->rss_mib) << " MiB resident, " << r.after_join->threads
-        << " threads\n";
+        << " threads";
+    if (const auto kib = r.kib_per_client(r.after_join)) {
+      out << "; " << format_ms(*kib) << " KiB per client (from " << format_ms(r.at_start->rss_mib) << " MiB at start)";
+    }
+    out << "\n";
   }
   out << "  chat: " << format_count(o.rate) << " msg/s for " << format_ms(o.duration * 1000) << " ms: "
       << format_count(static_cast<double>(r.chat.delivered)) << " of " << format_count(static_cast<double>(r.chat.expected))
@@ -134,6 +146,11 @@ void print_scale(const ScaleResult& r, std::ostream& out) {
       << format_ms(r.chat_max_ms) << "\n";
   if (r.chat_by_kind.size() > 1) print_kinds(r.chat_by_kind, out, "    ");
   print_check(r.chat, out, j.clients);
+  if (r.after_idle) {
+    out << "  server after the idle phase: " << format_ms(r.after_idle->rss_mib) << " MiB resident";
+    if (const auto kib = r.kib_per_client(r.after_idle)) out << "; " << format_ms(*kib) << " KiB per client";
+    out << "\n";
+  }
   if (r.idle_cpu) out << "  server CPU while idle: " << format_ms(*r.idle_cpu) << "% of one core\n";
   if (!r.idle_stats.empty()) {
     const auto st = parse_stats(r.idle_stats);
@@ -161,10 +178,15 @@ void json_scale(const ScaleResult& r, Json& json) {
   json.field("server", r.label);
   json.field("protocol", protocol_name(r.protocol, r.web_share));
   json.field("web_share", r.web_share);
+  json.field("tls", r.tls);
   json.field("clients", r.options.clients);
   json.field("in_progress", r.options.in_progress);
   json_join(r.join, json);
+  json_sample("at_start", r.at_start, json);
   json_sample("after_join", r.after_join, json);
+  json_sample("after_idle", r.after_idle, json);
+  if (const auto kib = r.kib_per_client(r.after_join)) json.field("kib_per_client_after_join", *kib);
+  if (const auto kib = r.kib_per_client(r.after_idle)) json.field("kib_per_client_after_idle", *kib);
   json.begin_object("chat");
   json.field("rate", r.options.rate);
   json.field("duration_s", r.options.duration);

@@ -36,9 +36,14 @@ struct ScaleResult {
   std::string label;
   Protocol protocol = Protocol::chat;
   double web_share = 0;
+  bool tls = false;  // the clients spoke TLS
   std::string endpoint;
   JoinOutcome join;
+  std::optional<ProcSample> at_start;    // the server before any client connected
   std::optional<ProcSample> after_join;
+  std::optional<ProcSample> after_idle;  // after the chat and the idle phase
+  // The server's resident memory per client in the room, KiB: (RSS now - RSS at start) / joined.
+  std::optional<double> kib_per_client(const std::optional<ProcSample>& now) const;
   DeliveryChecker::Report chat;     // the chat phase
   double chat_p50_ms = 0, chat_p99_ms = 0, chat_max_ms = 0;
   std::optional<double> idle_cpu;   // percent of one core

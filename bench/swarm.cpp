@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <limits>
 #include <random>
 #include <stdexcept>
 #include <system_error>
@@ -108,6 +109,10 @@ Swarm::Swarm(SwarmOptions options)
     throw std::runtime_error("web clients speak chatserver's protocol only (--protocol " +
                              std::string(to_string(options_.protocol)) + ")");
   }
+  if (options_.tls && options_.protocol != Protocol::chat) {
+    throw std::runtime_error("TLS clients speak chatserver's protocol only (--protocol " +
+                             std::string(to_string(options_.protocol)) + ")");
+  }
   std::random_device seed;
   prng_ = (static_cast<std::uint64_t>(seed()) << 32 | seed()) | 1;  // xorshift must not start at 0
   epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
@@ -165,11 +170,25 @@ double Swarm::cpu_seconds() {
 }
 
 void Swarm::start_connects() {
+  std::size_t started = 0;
   while (next_to_start_ < clients_.size() &&
          (options_.max_in_progress == 0 || connecting_ < options_.max_in_progress)) {
+    // The connections that completed meanwhile get their first bytes now (a TLS client's
+    // ClientHello costs a key share: hundreds of them would hold the first ones back).
+    if (options_.tls && ++started % connects_every == 0) serve_connects();
     const std::size_t i = next_to_start_++;
     Client& c = clients_[i];
     c.started = Clock::now();
+    if (options_.tls) {
+      // The ClientHello is made before the connect, so that it leaves with the first ACK as a
+      // real client's does: chatserver takes a connection whose first bytes have not come
+      // within 100 ms for a person on nc, and greets it in clear text (server/web.hpp).
+      c.tls = std::make_unique<tls::Engine>(options_.tls, tls::Engine::Role::client);
+      if (c.tls->start_handshake() == tls::Engine::Status::failed) {
+        end(i, "TLS: " + c.tls->error());  // still waiting: not counted as connecting
+        continue;
+      }
+    }
     ++connecting_;
     c.fd = ::socket(address_.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (c.fd < 0) {
@@ -218,6 +237,9 @@ void Swarm::on_connected(std::size_t i) {
   }
   c.watching_out = false;
   c.state = State::handshake;
+  // A TLS client's ClientHello (made in start_connects) goes out with the flush below; HELLO
+  // (or a web client's GET), queued next, waits in `out` as plaintext until the handshake is
+  // done (flush_tls).
   if (c.web) {
     // The opening handshake; HELLO follows the 101 (web_received).
     c.ws = std::make_unique<Web>(options_.max_frame);
@@ -237,6 +259,7 @@ void Swarm::on_connected(std::size_t i) {
   } else {
     send(i, dialect_.greeting(nick(i)));
   }
+  if (c.tls) flush(i);  // the ClientHello, whatever was queued
 }
 
 void Swarm::set_joined(std::size_t i, Clock::time_point now) {
@@ -303,6 +326,10 @@ void Swarm::queue_control(std::size_t i, int opcode, std::string_view payload) {
 void Swarm::flush(std::size_t i) {
   Client& c = clients_[i];
   if (c.state == State::ended || c.state == State::connecting || c.state == State::waiting) return;
+  if (c.tls) {
+    flush_tls(i);
+    return;
+  }
   while (c.out_pos < c.out.size()) {
     const ssize_t n = ::send(c.fd, c.out.data() + c.out_pos, c.out.size() - c.out_pos, MSG_NOSIGNAL);
     if (n > 0) {
@@ -325,6 +352,34 @@ void Swarm::flush(std::size_t i) {
     }
     watch_out(i, true);
   }
+}
+
+void Swarm::flush_tls(std::size_t i) {
+  Client& c = clients_[i];
+  tls::Engine& engine = *c.tls;
+  // Once the handshake is done, what was queued is encrypted in one go (records of up to 16 KiB):
+  // the modes queue a batch and then flush, so a batch costs a record, not a record per line.
+  if (c.out_pos < c.out.size() && engine.established()) {
+    if (!engine.write(std::string_view(c.out).substr(c.out_pos))) {
+      end(i, "TLS: cannot encrypt: " + engine.error());
+      return;
+    }
+    c.out.clear();
+    c.out_pos = 0;
+  }
+  while (engine.output_size() > 0) {
+    const auto bytes = engine.output();
+    const ssize_t n = ::send(c.fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+    if (n > 0) {
+      engine.consume_output(static_cast<std::size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    end(i, std::string("send: ") + std::strerror(errno));
+    return;
+  }
+  watch_out(i, engine.output_size() > 0);
 }
 
 void Swarm::close(std::size_t i) { end(i, "closed by chatbench"); }
@@ -350,6 +405,7 @@ void Swarm::end(std::size_t i, std::string reason) {
   c.in.clear();
   c.in.shrink_to_fit();
   if (feeding_ != i) c.ws.reset();  // else once its reader has returned (web_received)
+  c.tls.reset();
   c.out.clear();
   c.out.shrink_to_fit();
   ++ended_;
@@ -411,12 +467,14 @@ void Swarm::on_readable(std::size_t i) {
     if (c.state == State::ended) return;
     // A frame left incomplete by the last read goes to the front of the scratch buffer and the
     // read lands right behind it: only that piece is copied, never the bulk of the data. (A web
-    // client's reader keeps its own partial frame.)
-    const std::size_t carried = c.web ? 0 : c.in.size();
+    // client's reader keeps its own partial frame; a TLS client's goes in front of the
+    // plaintext instead, cipher_received.)
+    const std::size_t carried = c.web || c.tls ? 0 : c.in.size();
     if (carried > 0) std::memcpy(scratch_.data(), c.in.data(), carried);
     const ssize_t n = ::recv(c.fd, scratch_.data() + carried, scratch_.size() - carried, 0);
     if (n == 0) {
-      end(i, c.web && c.ws && !c.ws->upgraded
+      end(i, c.tls && !c.tls->established() ? "connection closed by the server during the TLS handshake"
+             : c.web && c.ws && !c.ws->upgraded
                  ? (c.ws->head.empty() ? "connection closed by the server during the WebSocket handshake"
                                        : "connection closed by the server after: " + c.ws->head.substr(0, 200))
                  : "connection closed by the server");
@@ -430,26 +488,61 @@ void Swarm::on_readable(std::size_t i) {
     }
     const auto now = Clock::now();
     const std::string_view data(scratch_.data(), carried + static_cast<std::size_t>(n));
-    if (c.web) {
-      if (!web_received(i, data, now)) return;
-    } else {
-      std::size_t used = 0;
-      while (used < data.size()) {
-        std::string_view frame;
-        std::size_t consumed = 0;
-        if (!dialect_.next_frame(data.substr(used), options_.max_frame, frame, consumed)) break;
-        if (consumed == 0) {
-          end(i, "a frame over " + std::to_string(options_.max_frame) + " bytes, or out of step");
-          return;
-        }
-        used += consumed;
-        handle_frame(i, frame, now);
-        if (clients_[i].state == State::ended) return;
-      }
-      clients_[i].in.assign(data.substr(used));
+    if (c.tls) {
+      if (!cipher_received(i, data, now)) return;
+    } else if (!plaintext_received(i, data, now)) {
+      return;
     }
     if (static_cast<std::size_t>(n) < scratch_.size() - carried) return;  // drained
   }
+}
+
+bool Swarm::cipher_received(std::size_t i, std::string_view cipher, Clock::time_point now) {
+  Client& c = clients_[i];
+  tls::Engine& engine = *c.tls;
+  const bool was_established = engine.established();
+  engine.put_input(cipher);
+  // The carried partial line first, then all the plaintext this read's records hold (one read's
+  // worth: bounded by scratch_size).
+  plain_.assign(c.web ? std::string_view() : std::string_view(c.in));
+  const auto status = engine.read(plain_, std::numeric_limits<std::size_t>::max());
+  // The handshake's next flight (the client's Finished), or what waited for the handshake.
+  if (engine.output_size() > 0 || (!was_established && engine.established())) {
+    flush(i);
+    if (clients_[i].state == State::ended) return false;
+  }
+  // What came before a close_notify or a bad record is read first: a BYE says more than the end.
+  if (!plain_.empty() && !plaintext_received(i, plain_, now)) return false;
+  switch (status) {
+    case tls::Engine::Status::ok:
+      return true;
+    case tls::Engine::Status::closed:
+      end(i, "TLS close_notify from the server");
+      return false;
+    case tls::Engine::Status::failed:
+      end(i, std::string(was_established ? "TLS: " : "TLS handshake: ") + engine.error());
+      return false;
+  }
+  return true;
+}
+
+bool Swarm::plaintext_received(std::size_t i, std::string_view data, Clock::time_point now) {
+  if (clients_[i].web) return web_received(i, data, now);
+  std::size_t used = 0;
+  while (used < data.size()) {
+    std::string_view frame;
+    std::size_t consumed = 0;
+    if (!dialect_.next_frame(data.substr(used), options_.max_frame, frame, consumed)) break;
+    if (consumed == 0) {
+      end(i, "a frame over " + std::to_string(options_.max_frame) + " bytes, or out of step");
+      return false;
+    }
+    used += consumed;
+    handle_frame(i, frame, now);
+    if (clients_[i].state == State::ended) return false;
+  }
+  clients_[i].in.assign(data.substr(used));
+  return true;
 }
 
 bool Swarm::web_received(std::size_t i, std::string_view bytes, Clock::time_point now) {

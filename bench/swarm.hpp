@@ -18,6 +18,19 @@
 // (server/web.hpp), and a web client whose GET came later would be taken for one; in a join
 // storm of thousands, one round of the loop can take longer than that.
 //
+// TLS clients (SwarmOptions::tls set; chatserver's protocol, line and web clients alike;
+// chatbench --tls): every client runs a tls::Engine (common/tls.hpp) on its socket, in the same
+// event loop and without blocking. Its ClientHello is made before it connects (the key share
+// costs the generator tens of microseconds, and chatserver greets a connection whose first
+// bytes take longer than 100 ms as a person on nc) and sent when the connect completes. What it
+// receives is ciphertext, fed to the engine; the plaintext the engine gives back is read exactly
+// as a clear-text client reads its bytes (lines, or a web client's frames). What a client queues
+// (HELLO, its messages) is plaintext in `out` until the handshake is done; flush() encrypts it
+// into the engine and sends the engine's output as the socket takes it. The server's
+// certificate is not verified: chatbench talks to a chatserver it started itself with a
+// throwaway self-signed certificate (or to the one its user named with --port); what is
+// measured is the cost of the encryption, not of trust.
+//
 // Why one thread: a load generator that needs as many cores as the server it measures cannot
 // tell the server's limit from its own. The swarm reports its thread's CPU time (cpu_seconds())
 // so every report can say when chatbench, not the server, was the bottleneck.
@@ -26,13 +39,16 @@
 // destroys it; on_frame and on_end run on that thread, inside run_once().
 //
 // Memory: a client holds at most one partial incoming frame (bounded by max_frame) and the
-// output its mode queued (the modes keep that under a low-water mark). A web client holds, in
+// output its mode queued (the modes keep that under a low-water mark; with TLS, pending() counts
+// the ciphertext waiting in the engine too). A TLS client's engine holds at most one read's
+// ciphertext (scratch_size) plus a partial record, and gives its buffers back when they empty. A web client holds, in
 // place of the partial frame, the response head until its 101 (at most 16 KiB) and then its
 // MessageReader (at most max_frame of message plus one control frame and one header).
 #pragma once
 
 #include "bench/deadline.hpp"
 #include "bench/wire.hpp"
+#include "common/tls.hpp"
 
 #include <netinet/in.h>
 
@@ -60,6 +76,9 @@ struct SwarmOptions {
   // numbers (0.5: every second one, from client 0). Only with Protocol::chat.
   double web_share = 0;
   std::string web_path = "/ws";     // the WebSocket's path on the server
+  // Non-null: every client speaks TLS with this client context (tls::client_context(); no
+  // verification, see above). Only with Protocol::chat.
+  tls::Context tls;
 };
 
 // Is client number `id` of a run a web client, with `web_share` of them web?
@@ -77,10 +96,11 @@ class Swarm {
     int fd = -1;
     bool web = false;          // a WebSocket client (else the dialect's own framing)
     std::unique_ptr<Web> ws;   // web clients: their WebSocket's state
+    std::unique_ptr<tls::Engine> tls;  // TLS clients: from the connect to the end
     State state = State::waiting;
     std::string in;            // an incomplete frame carried over to the next read (< max_frame)
-    std::string out;
-    std::size_t out_pos = 0;   // out[out_pos..] is not yet written
+    std::string out;           // plaintext; a TLS client's waits here until the handshake is done
+    std::size_t out_pos = 0;   // out[out_pos..] is not yet written (or encrypted)
     bool watching_out = false; // EPOLLOUT registered
     bool welcomed = false;
     std::size_t roster = 0;    // members named on joining, self included
@@ -136,7 +156,13 @@ class Swarm {
   std::string& out(std::size_t i) { return clients_[i].out; }
   bool is_web(std::size_t i) const { return clients_[i].web; }
   std::size_t web_clients() const { return web_count_; }
-  std::size_t pending(std::size_t i) const { return clients_[i].out.size() - clients_[i].out_pos; }
+  bool is_tls() const { return options_.tls != nullptr; }
+  // Bytes queued for client i and not yet taken by its socket (with TLS: plaintext not yet
+  // encrypted, and ciphertext not yet sent).
+  std::size_t pending(std::size_t i) const {
+    const Client& c = clients_[i];
+    return c.out.size() - c.out_pos + (c.tls ? c.tls->output_size() : 0);
+  }
   void flush(std::size_t i);
   // Closes one client (it counts as ended, reason "closed by chatbench").
   void close(std::size_t i);
@@ -164,6 +190,14 @@ class Swarm {
   // A web client's received bytes: the response head until the 101, then frames. False if the
   // client ended.
   bool web_received(std::size_t i, std::string_view bytes, Clock::time_point now);
+  // Plaintext received (a clear-text client's bytes, or what a TLS client's engine decrypted):
+  // frames to the dialect, or to the WebSocket. `data` starts with the carried partial frame
+  // (a line client's `in`). False if the client ended.
+  bool plaintext_received(std::size_t i, std::string_view data, Clock::time_point now);
+  // A TLS client's ciphertext: into the engine, the plaintext out (into plain_, after the
+  // carried partial frame). False if the client ended.
+  bool cipher_received(std::size_t i, std::string_view cipher, Clock::time_point now);
+  void flush_tls(std::size_t i);
   void queue_frames(std::size_t i, std::string_view lines);
   void queue_control(std::size_t i, int opcode, std::string_view payload);
   std::array<std::uint8_t, 4> next_mask();
@@ -191,6 +225,7 @@ class Swarm {
   Clock::time_point last_join_{};
   Clock::time_point last_chatter_{};
   std::vector<char> scratch_;  // the receive buffer shared by every client (max_frame + a read)
+  std::string plain_;          // TLS: a client's carried frame and the plaintext of one read
   std::size_t web_count_ = 0;
   std::uint64_t prng_ = 0;     // xorshift64: WebSocket keys and masks
   // The client whose MessageReader is feeding right now: end() must not free it meanwhile.

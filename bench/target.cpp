@@ -32,6 +32,11 @@ Target::Target(const TargetOptions& options, std::size_t clients)
       web_share_(options.web_share),
       pid_(options.pid),
       label_(options.label) {
+  if (options.tls) {
+    std::string error;
+    tls_context_ = tls::client_context(error);
+    if (!tls_context_) throw std::runtime_error("--tls: " + error);
+  }
   if (options.port == 0) {
     if (options.protocol != Protocol::chat) {
       throw std::runtime_error("--protocol " + std::string(to_string(options.protocol)) +
@@ -43,6 +48,12 @@ Target::Target(const TargetOptions& options, std::size_t clients)
     if (options.instances > 1) {
       redis_ = std::make_unique<RedisServer>();  // of our own, on a unix socket, nothing saved
       args.insert(args.end(), {"--redis", redis_->url(), "--room", "bench", "--db", "none"});
+    }
+    if (options.tls || options.tls_server) {
+      // A certificate of this run's own, made by chatserver itself (its --self-signed path);
+      // the other instances find it there and reuse it.
+      tls_dir_ = std::make_unique<TempDir>("chatbench-tls");
+      args.insert(args.end(), {"--self-signed", tls_dir_->path()});
     }
     args.insert(args.end(), options.server_args.begin(), options.server_args.end());
     server_ = std::make_unique<ServerProcess>(options.server_path, args);
@@ -94,6 +105,7 @@ std::string Target::stop() {
   for (auto& s : more_servers_) code = std::max(code, s->stop());
   if (code != 0) error = "chatserver exited with status " + std::to_string(code);
   if (redis_) redis_->stop();
+  tls_dir_.reset();  // the certificate and key go with the server
   return error;
 }
 
@@ -108,6 +120,7 @@ SwarmOptions Target::swarm_options(std::size_t max_in_progress, std::size_t inst
   so.protocol = protocol_;
   so.web_share = web_share_;
   so.max_in_progress = max_in_progress;
+  so.tls = tls_context_;
   return so;
 }
 

@@ -4,6 +4,10 @@
 // room through a redis-server (/usr/bin/redis-server) that chatbench starts on a unix socket in
 // a temporary folder of its own (docs/scale-out.md). Client i then goes to instance i mod N.
 //
+// With TLS (--tls) the clients speak TLS (swarm.hpp); a chatserver started here gets
+// `--self-signed DIR`, DIR a folder of this Target's own under $TMPDIR (bench/temp_dir.hpp),
+// removed once the server has stopped. chatserver makes the key and certificate there at start.
+//
 // Threads: one thread creates, uses and destroys it (chatbench's main thread).
 #pragma once
 
@@ -11,6 +15,7 @@
 #include "bench/proc_stats.hpp"
 #include "bench/redis_server.hpp"
 #include "bench/swarm.hpp"
+#include "bench/temp_dir.hpp"
 #include "bench/wire.hpp"
 
 #include <memory>
@@ -33,6 +38,10 @@ struct TargetOptions {
   std::string server_path;                // the chatserver to start
   std::vector<std::string> server_args;   // extra options for it (--server-arg, repeatable)
   int instances = 1;                      // chatservers started here, sharing one room (--redis)
+  bool tls = false;                       // the clients speak TLS (a server started here: --self-signed)
+  // A server started here gets --self-signed even when the clients speak clear text (tls
+  // false): the side-by-side runs (tls_compare.hpp) measure one server configuration.
+  bool tls_server = false;
 };
 
 // The protocol as the command line names it: "chat", "ws" (every client a WebSocket), "mixed"
@@ -53,6 +62,7 @@ class Target {
   std::uint16_t port() const { return port_; }
   const std::string& label() const { return label_; }
   int pid() const { return pid_; }  // 0: unknown
+  bool tls() const { return tls_context_ != nullptr; }
   // Options for a Swarm aimed at this server (at instance `instance` mod N), in its protocol,
   // with at most `max_in_progress` connections being set up at once (0: all at once).
   SwarmOptions swarm_options(std::size_t max_in_progress, std::size_t instance = 0) const;
@@ -76,6 +86,9 @@ class Target {
   double web_share_ = 0;
   int pid_ = 0;
   std::string label_;
+  tls::Context tls_context_;             // --tls: the clients' context (no verification)
+  std::unique_ptr<TempDir> tls_dir_;     // --tls, server started here: its --self-signed DIR
+                                         // (declared before the servers: removed after they end)
   std::unique_ptr<ServerProcess> server_;
   // --instances N > 1: the other N - 1 chatservers, and the redis-server they share.
   std::vector<std::unique_ptr<ServerProcess>> more_servers_;

@@ -9,7 +9,11 @@
 // usage error; --case "not reading" runs the issue's non-reader alone, which leaves too-slow.
 // History (the archive, --db): `history --quick` runs its three parts small (the database on and
 // off in one run, a resume's replay, a file of 5,000 events and the queries on it), checks them
-// clean, and leaves no file in its $TMPDIR.
+// clean, and leaves no file in its $TMPDIR. TLS: fanout --tls checks clean with every client's
+// handshake counted by the server (STATS tls_clients) and the certificate's folder removed;
+// fanout --compare-tls and scale --compare-tls run clear text and TLS side by side, the clear
+// clients in clear text on a server that has TLS on, and give the ratio; --tls and --compare-tls
+// refuse what they do not go with.
 //
 // Threads: the test thread; chatbench (and the chatserver it starts) are processes, driven
 // through tests/support/process.hpp's Subprocess with bounded waits. The handshake-refusal case
@@ -208,6 +212,11 @@ TEST_CASE("chatbench usage errors exit 2 with a message", "[bench][smoke]") {
       {{"nosuchmode"}, "subcommand"},
       {{"history", "--only", "nonsense"}, "--only"},                  // saturation, resume, million
       {{"history", "--events", "10"}, "--events"},                    // the deep query needs 1,002
+      {{"--tls", "detect"}, "--tls"},                                 // side-by-side modes only
+      {{"--tls", "--protocol", "irc", "--port", "6667", "fanout", "--max"}, "--tls"},  // chatserver's protocol
+      {{"fanout", "--max", "--rounds", "2"}, "--compare-tls"},        // --rounds goes with it
+      {{"--tls", "fanout", "--max", "--compare-tls"}, "--compare-tls"},  // it runs both itself
+      {{"--port", "6667", "scale", "--compare-tls"}, "--compare-tls"},   // it starts the servers
   };
   for (const auto& c : cases) {
     std::string line;
@@ -539,4 +548,67 @@ TEST_CASE("chatbench --json history --quick: the three parts checked clean, no f
   std::error_code e;
   CHECK(std::filesystem::is_empty(dir, e));  // the run's directory and its files are gone
   std::filesystem::remove_all(dir, e);
+}
+
+TEST_CASE("chatbench --json --tls fanout --max: every client over TLS, checked clean, no certificate left behind",
+          "[bench][smoke][tls]") {
+  std::string dir = (std::filesystem::temp_directory_path() / "chatbench-smoke-XXXXXX").string();
+  REQUIRE(::mkdtemp(dir.data()) != nullptr);
+  const auto o = run_chatbench({"--json", "--tls", "fanout", "--max", "--clients", "5", "--senders", "2", "--msgs", "50"},
+                               {"/usr/bin/env", "TMPDIR=" + dir});
+  INFO(o.all());
+  REQUIRE(o.code.has_value());
+  CHECK(*o.code == 0);
+  const auto json = without_spaces(o.out);
+  CHECK(contains(json, "\"tls\":true,"));
+  CHECK(contains(json, "\"sent\":100,"));
+  CHECK(contains(json, "\"deliveries_to_others\":400,"));  // 100 messages x 4 other clients
+  CHECK(contains(json, "\"lost\":0,"));
+  // The server saw five TLS handshakes through: the clients did speak TLS.
+  CHECK(contains(o.out, "tls_clients=5 tls_failed=0"));
+  CHECK(json.ends_with(",\"ok\":true}"));
+  CHECK(contains(o.err, "chat protocol over TLS"));
+  std::error_code e;
+  CHECK(std::filesystem::is_empty(dir, e));  // the --self-signed folder went with the server
+  std::filesystem::remove_all(dir, e);
+}
+
+TEST_CASE("chatbench fanout --compare-tls: clear text and TLS side by side, both checked, and their ratio",
+          "[bench][smoke][tls]") {
+  const auto o = run_chatbench(
+      {"--json", "fanout", "--max", "--clients", "4", "--senders", "2", "--msgs", "30", "--compare-tls"});
+  INFO(o.all());
+  REQUIRE(o.code.has_value());
+  CHECK(*o.code == 0);
+  const auto json = without_spaces(o.out);
+  CHECK(contains(json, "\"compare_tls\":{\"mode\":\"fanout\",\"rounds\":1,"));
+  CHECK(contains(json, "\"clear\":[{\"fanout\":{"));
+  CHECK(contains(json, "\"tls\":[{\"fanout\":{"));
+  CHECK(contains(json, "\"tls_over_clear\":{\"deliveries_per_second\":"));
+  CHECK(std::count(o.out.begin(), o.out.end(), '\n') == 1);
+  // 60 messages x 3 other clients, on each side; the same server configuration (TLS on) both
+  // times, the clear clients in clear text.
+  const std::regex deliveries("\"deliveries_to_others\":180,");
+  CHECK(std::distance(std::sregex_iterator(json.begin(), json.end(), deliveries), std::sregex_iterator()) == 2);
+  CHECK(contains(o.out, "tls_clients=0 tls_failed=0"));
+  CHECK(contains(o.out, "tls_clients=4 tls_failed=0"));
+  CHECK_FALSE(contains(json, "\"ok\":false"));
+  CHECK(json.ends_with(",\"ok\":true}"));
+  // The table for people, on stderr with --json: a row each, and the ratio.
+  CHECK(contains(o.err, "TLS against clear text: fanout --max --clients 4 --senders 2 --msgs 30"));
+  CHECK(contains(o.err, "clear text"));
+  CHECK(contains(o.err, "TLS / clear text (medians): deliveries/s "));
+}
+
+TEST_CASE("chatbench scale --compare-tls: memory per client, clear text and TLS, side by side", "[bench][smoke][tls]") {
+  const auto o = run_chatbench({"scale", "--compare-tls", "--clients", "20", "--duration", "0.5", "--idle", "0.5",
+                                "--rate", "10"});
+  INFO(o.all());
+  REQUIRE(o.code.has_value());
+  CHECK(*o.code == 0);
+  CHECK(contains(o.out, "TLS against clear text: scale --clients 20"));
+  CHECK(std::regex_search(o.out, std::regex("\\n +1 +clear text +20 ")));
+  CHECK(std::regex_search(o.out, std::regex("\\n +1 +TLS +20 ")));
+  CHECK(contains(o.out, "server memory per client after the join, KiB: clear text "));
+  CHECK_FALSE(contains(o.out, "FAILED"));
 }
