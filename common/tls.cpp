@@ -98,6 +98,7 @@ bool write_file(const std::string& path, mode_t mode, const std::function<bool(B
   // Made with its mode from the start (a key is never readable by others, not even briefly).
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
   if (fd < 0) return false;
+  ::fchmod(fd, mode);  // a file that was there keeps its mode through O_CREAT
   FILE* f = ::fdopen(fd, "w");
   if (f == nullptr) {
     ::close(fd);
@@ -406,6 +407,7 @@ Engine::Status Engine::fail(std::string_view what) {
 void Engine::put_input(std::string_view bytes) { in_.append(bytes); }
 
 Engine::Status Engine::start_handshake() {
+  ERR_clear_error();  // SSL_get_error reads this thread's queue: nothing from before may be in it
   const int r = SSL_do_handshake(ssl_);
   if (r == 1) return Status::ok;
   const int e = SSL_get_error(ssl_, r);
@@ -418,6 +420,7 @@ bool Engine::established() const { return SSL_is_init_finished(ssl_) == 1; }
 Engine::Status Engine::read(std::string& plain, std::size_t max) {
   if (peer_closed_) return Status::closed;
   if (!error_.empty()) return Status::failed;
+  ERR_clear_error();
   if (!established()) {
     const int r = SSL_do_handshake(ssl_);
     if (r != 1) {
@@ -449,6 +452,7 @@ Engine::Status Engine::read(std::string& plain, std::size_t max) {
 
 bool Engine::write(std::string_view plain) {
   if (!error_.empty() || !established()) return false;
+  ERR_clear_error();
   while (!plain.empty()) {
     // A memory BIO takes everything: SSL_write returns the whole piece (records of 16 KiB).
     const int n = std::min<std::size_t>(plain.size(), 1 << 30);

@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <cctype>
 #include <array>
 #include <cstdio>
 #include <thread>
@@ -410,8 +411,10 @@ void Session::receive(std::string_view bytes) {
 void Session::greet() { reply_line(greeting()); }
 
 bool Session::tls_door() {
-  // A TLS client speaks first (its ClientHello, 0x16); a person on nc waits to be greeted.
-  if (wait_readable(WebDoor::first_bytes_wait)) {
+  // A TLS client speaks first (its ClientHello, 0x16); a person on nc waits to be greeted. With
+  // --tls-only nobody is greeted in clear text, so a ClientHello held up on its way (a lost
+  // segment is sent again after 200 ms or more) gets two seconds before the refusal.
+  if (wait_readable(config_.tls_only ? std::chrono::milliseconds(2000) : WebDoor::first_bytes_wait)) {
     char first[3];
     ssize_t n;
     do {
@@ -450,14 +453,24 @@ bool Session::tls_handshake() {
       case TlsTransport::Read::ok:
         break;
       case TlsTransport::Read::closed:
-        end(LeaveCause::closed, tls_->established() ? "close_notify right after the TLS handshake (reader)"
-                                                    : "close_notify during the TLS handshake (reader)");
+        if (tls_->established()) {
+          // Lines may have come with the handshake's end and the close_notify (a bot that
+          // connects, says its piece and closes): they are read first, then the close.
+          tls_peer_closed_ = true;
+          return true;
+        }
+        end(LeaveCause::closed, "close_notify during the TLS handshake (reader)");
         return false;
       case TlsTransport::Read::failed:
         ++stats_.tls_failed;
-        // Worth the info log: a browser that does not trust the certificate ends here, with an
-        // alert that says so ("tlsv1 alert unknown ca").
-        log_info("TLS handshake failed, from ", peer(), ": ", tls_->error());
+        // A browser that does not trust the certificate ends here, with an alert that says so
+        // ("tlsv1 alert unknown ca"): worth the info log. Scanners' old protocols and odd
+        // hellos are many, and debug.
+        if (const auto why = tls_->error(); why.find("alert") != std::string::npos) {
+          log_info("TLS handshake failed, from ", peer(), ": ", why);
+        } else {
+          log_debug("TLS handshake failed, from ", peer(), ": ", why);
+        }
         end(LeaveCause::error, "TLS handshake failed: " + tls_->error() + " (reader)");
         return false;
       case TlsTransport::Read::send_failed: {
@@ -490,7 +503,7 @@ void Session::refuse_clear_text() {
   do {
     n = ::recv(fd_, head, sizeof head, MSG_DONTWAIT);
   } while (n < 0 && errno == EINTR);
-  const std::string_view sent(head, n > 0 ? static_cast<std::size_t>(n) : 0);
+  const std::string sent(head, n > 0 ? static_cast<std::size_t>(n) : 0);  // kept: `head` is reused below
   for (int k = 0; k < 16 && n > 0; ++k) n = ::recv(fd_, head, sizeof head, MSG_DONTWAIT);
   std::error_code ec;
   const auto local = socket_.local_endpoint(ec);
@@ -498,14 +511,21 @@ void Session::refuse_clear_text() {
   const std::string port = ec ? std::string("PORT") : std::to_string(local.port());
   // A browser on http:// is sent to https:// (at the host it asked for).
   if (http::sniff(sent) == http::Sniff::http) {
-    const auto at = sent.find("\r\nHost: ");
-    const auto end_of = at == std::string_view::npos ? at : sent.find("\r\n", at + 8);
-    std::string where = host + ":" + port;
-    if (end_of != std::string_view::npos) {
-      const auto asked = sent.substr(at + 8, end_of - at - 8);
-      if (!asked.empty() && asked.size() < 256 &&
-          asked.find_first_of(" \t\r\n\"<>") == std::string_view::npos) {
-        where = std::string(asked);
+    // The Host header (any case), if it is a host and port and nothing else.
+    std::string lower = sent;
+    std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+    std::string where = (!ec && local.address().is_v6() ? "[" + host + "]" : host) + ":" + port;
+    if (const auto at = lower.find("\r\nhost:"); at != std::string::npos) {
+      auto from = sent.find_first_not_of(" \t", at + 7);
+      const auto to = sent.find("\r\n", at + 7);
+      if (from != std::string::npos && to != std::string::npos && from < to) {
+        std::string asked = sent.substr(from, to - from);
+        while (!asked.empty() && (asked.back() == ' ' || asked.back() == '\t')) asked.pop_back();
+        const bool plain = !asked.empty() && asked.size() < 256 && std::all_of(asked.begin(), asked.end(), [](char c) {
+          return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '.' || c == '-' || c == ':' || c == '[' ||
+                 c == ']';
+        });
+        if (plain) where = asked;
       }
     }
     end_with(LeaveCause::error, "http:// on a --tls-only server: sent to https://",
@@ -516,6 +536,18 @@ void Session::refuse_clear_text() {
   end_with(LeaveCause::error, "clear text on a --tls-only server",
            "BYE tls-required connect with chatclient --tls --host " + host + " --port " + port +
                ", or openssl s_client -quiet -connect " + host + ":" + port + "\n");
+}
+
+void Session::tls_closed() {
+  // TLS's own end of the stream: a client that said goodbye this way is not cut off, and an
+  // unfinished last line is its last word, as after a FIN in clear text.
+  if (ended()) return;
+  if (tracing()) log_trace("TLS: close_notify");
+  std::string last;
+  if (reading_framing().take_partial(last)) Reading(*this).line(last);
+  // Answered in kind (RFC 8446 6.1): what is due goes out, then our close_notify and a FIN,
+  // within --goodbye-timeout like any polite end.
+  end_with(LeaveCause::closed, "close_notify (reader, " + time_since_traffic() + ")", std::string());
 }
 
 bool Session::decrypt(std::string_view cipher) {
@@ -529,18 +561,9 @@ bool Session::decrypt(std::string_view cipher) {
   switch (read) {
     case TlsTransport::Read::ok:
       return !ended();
-    case TlsTransport::Read::closed: {
-      // TLS's own end of the stream: a client that said goodbye this way is not cut off, and an
-      // unfinished last line is its last word, as after a FIN in clear text.
-      if (ended()) return false;
-      if (tracing()) log_trace("TLS: close_notify");
-      std::string last;
-      if (reading_framing().take_partial(last)) Reading(*this).line(last);
-      // Answered in kind (RFC 8446 6.1): what is due goes out, then our close_notify and a FIN,
-      // within --goodbye-timeout like any polite end.
-      end_with(LeaveCause::closed, "close_notify (reader, " + time_since_traffic() + ")", std::string());
+    case TlsTransport::Read::closed:
+      tls_closed();
       return false;
-    }
     case TlsTransport::Read::failed:
       end(LeaveCause::error, "bad TLS data: " + tls_->error() + " (reader)");
       return false;
@@ -570,6 +593,10 @@ void Session::read_loop() {
         receive(plain_);
         plain_.clear();
         continue;
+      }
+      if (tls_peer_closed_) {  // ... and a close_notify after them
+        tls_closed();
+        break;
       }
       std::error_code ec;
       const std::size_t n = socket_.read_some(asio::buffer(buffer), ec);

@@ -212,6 +212,8 @@ class Session : public std::enable_shared_from_this<Session> {
   bool tls_door();
   bool tls_handshake();
   void refuse_clear_text();
+  // The client's close_notify: its last word, then the polite end.
+  void tls_closed();
   // The plaintext of `cipher` (the TLS reader's part): false if the session has ended.
   bool decrypt(std::string_view cipher);
   // Flood control before each line; false if the client has just been ended for flooding.
@@ -242,6 +244,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::unique_ptr<TlsTransport> tls_;
   std::atomic<bool> tls_on_{false};
   std::string plain_;             // reader thread only: decrypted, not yet given to the framing
+  bool tls_peer_closed_ = false;  // reader thread only: a close_notify came with the handshake's end
 
   std::atomic<bool> reader_done_{false};
   std::atomic<bool> writer_done_{false};
