@@ -320,7 +320,7 @@ std::optional<SelfSigned> make_self_signed(const std::string& dir, const std::ve
 // The BIO between OpenSSL and an Engine's two strings.
 struct EngineBio {
   // Strings keep their capacity when emptied; one that grew for a large batch gives it back.
-  static constexpr std::size_t keep_capacity = 32 * 1024;
+  static constexpr std::size_t keep_capacity = 16 * 1024;
 
   static Engine* of(BIO* b) { return static_cast<Engine*>(BIO_get_data(b)); }
   static int read(BIO* b, char* to, int size) {
@@ -477,12 +477,12 @@ void Engine::consume_output(std::size_t bytes) {
   out_at_ += std::min(bytes, out_.size() - out_at_);
   if (out_at_ == out_.size()) {
     out_at_ = 0;
-    if (out_.capacity() > EngineBio::keep_capacity) {
-      std::string().swap(out_);
-    } else {
-      out_.clear();
-    }
+    out_.clear();
   }
+}
+
+void Engine::trim_output() {
+  if (out_.empty() && out_.capacity() > EngineBio::keep_capacity) std::string().swap(out_);
 }
 
 std::string Engine::take_output() {

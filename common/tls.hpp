@@ -111,6 +111,12 @@ class Engine {
   // Ciphertext waiting to be sent: look at it, then say how much the socket took.
   std::string_view output() const { return std::string_view(out_).substr(out_at_); }
   void consume_output(std::size_t bytes);
+  // Gives the output string's memory back if it is empty and large (a busy connection keeps it
+  // from batch to batch; an idle one should not).
+  void trim_output();
+  // Room for `bytes` more output: a batch's records are appended without the string doubling
+  // (64 KiB doubled is 128 KiB, where malloc maps and unmaps fresh pages every time).
+  void reserve_output(std::size_t bytes) { out_.reserve(out_.size() + bytes); }
   std::size_t output_size() const { return out_.size() - out_at_; }
   std::string take_output();
 

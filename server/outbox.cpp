@@ -327,6 +327,7 @@ Outbox::Written Outbox::write_some(int fd, std::size_t budget) {
     out.state = Written::State::blocked;
   } else {
     out.state = more_pending() ? Written::State::more : Written::State::idle;
+    if (tls != nullptr && out.state == Written::State::idle) tls->idle();
   }
   if (written > 0) notify_reader();
   return out;

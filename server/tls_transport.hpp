@@ -92,6 +92,8 @@ class TlsTransport {
   // `blocked`: what an earlier call left still waits, and nothing new is encrypted), then a
   // close_notify if `last`, and sends what the socket takes.
   Sent send(const iovec* iovs, std::size_t count, std::size_t total, bool last);
+  // Nothing is left to send for now: the buffers of a busy spell are given back.
+  void idle();
   // Ciphertext waiting to be sent (for the backlog's count).
   std::size_t waiting() const { return waiting_.load(std::memory_order_relaxed); }
 
