@@ -73,7 +73,7 @@ std::string ServerStats::line(std::size_t joined, std::size_t writers, std::size
   add("writes", writes.load());
   for (auto cause : {LeaveCause::quit, LeaveCause::closed, LeaveCause::reset, LeaveCause::timeout, LeaveCause::no_pong,
                      LeaveCause::too_slow, LeaveCause::flood, LeaveCause::error, LeaveCause::shutdown,
-                     LeaveCause::instance_lost, LeaveCause::kicked}) {
+                     LeaveCause::instance_lost, LeaveCause::kicked, LeaveCause::banned}) {
     std::string key = "leave_" + std::string(to_string(cause));
     std::replace(key.begin(), key.end(), '-', '_');
     add(key, leaves_[static_cast<std::size_t>(cause)].load());
@@ -94,6 +94,7 @@ std::string ServerStats::line(std::size_t joined, std::size_t writers, std::size
   add("refused_full", refused_full.load());
   add("refused_per_ip", refused_per_ip.load());
   add("refused_not_allowed", refused_not_allowed.load());
+  add("refused_banned", refused_banned.load());
   add("wrong_password", wrong_password.load());
   add("refused_busy", refused_busy.load());
   add("history_chunks", history_chunks);

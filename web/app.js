@@ -162,10 +162,13 @@
 
   const leaveWords = (nick, cause, detail) =>
     say('leave', cause, {
-      nick, detail: ['quit', 'kicked', 'instance-lost'].includes(cause) ? detail : '', quiet: quietTime(detail), code: cause,
+      nick,
+      detail: ['quit', 'kicked', 'banned', 'instance-lost'].includes(cause) ? detail : '',
+      quiet: quietTime(detail),
+      code: cause,
     });
   const byeWords = (reason, detail) =>
-    say('bye', reason, { detail: reason === 'flood' || reason === 'kicked' ? detail : '', code: reason });
+    say('bye', reason, { detail: ['flood', 'kicked', 'banned'].includes(reason) ? detail : '', code: reason });
   const lostWords = (cause, detail) => say('lost', cause, { quiet: quietTime(detail), code: cause });
   const refusalWords = (code, detail) => say('refusal', code, { detail, code });
   // What a tap or a hover shows: the protocol's token and detail.
@@ -260,6 +263,17 @@
         const [who] = splitWord(rest);
         return who === '' ? usage('/kick <nick> [reason]') : { kind: 'send', wire: 'KICK ' + rest };
       }
+      case 'ban': {
+        // The duration (30s, 10m, 2h, 1d; at most 30d) is the server's to check.
+        const [who, more] = splitWord(rest);
+        const [length] = splitWord(more);
+        return who === '' || length === ''
+          ? usage('/ban <nick> <duration> [reason] (duration: 30s, 10m, 2h or 1d; at most 30d)')
+          : { kind: 'send', wire: 'BAN ' + rest };
+      }
+      case 'unban':
+        return rest === '' || rest.includes(' ') ? usage('/unban <nick or address>') : { kind: 'send', wire: 'UNBAN ' + rest };
+      case 'bans': return { kind: 'send', wire: 'BANS' };
       default:
         return { kind: 'error', code: 'unknown-command', detail: `/${word} (type /help for the commands)` };
     }
@@ -276,6 +290,9 @@
     ['/search <words>', 'find earlier messages holding every word'],
     ['/oper <password>', 'become an operator (a server with operators)'],
     ['/kick <nick> [reason]', 'operators: remove someone from the room'],
+    ['/ban <nick> <duration> [reason]', 'operators: remove someone and keep their nickname and address out (10m, 2h, 1d)'],
+    ['/unban <nick or address>', 'operators: lift a ban'],
+    ['/bans', 'operators: list the bans'],
     ['/clear', 'clear the conversation'],
     ['/help', 'this list'],
     ['Up / Down', 'recall what you typed'],
