@@ -1111,12 +1111,13 @@
     render();
   }
 
-  // An ERROR while joining. Returns true when it was about the nickname.
+  // An ERROR while joining. Returns true when it was about the nickname (or a ban: banned, of
+  // the nickname or of the address; trying the same again would be refused again).
   function refused(code, detail) {
-    if (code !== 'nick-in-use' && code !== 'nick-held' && code !== 'bad-nick') return false;
+    if (!['nick-in-use', 'nick-held', 'bad-nick', 'banned'].includes(code)) return false;
     // nick-held: the server keeps the nickname for a seat that may be resumed, most likely our
     // own old one whose token we lost; like nick-in-use, a suffixed nickname gets us back in.
-    if (S.everJoined && code !== 'bad-nick' && S.ghost < MAX_GHOST_TRIES) {
+    if (S.everJoined && (code === 'nick-in-use' || code === 'nick-held') && S.ghost < MAX_GHOST_TRIES) {
       S.ghost++;
       const next = ghostNick(S.wanted, S.ghost);
       addLine('info', `${S.trying} is still taken (probably by our old connection); trying ${next}`);
@@ -1290,6 +1291,11 @@
       case 'ERROR': {
         if (first === '') break;
         if (first === 'bad-password' && S.phase !== 'joined') return passwordRefused();
+        if (S.phase === 'resuming' && first === 'banned') {
+          // The seat's nickname (or our address) is banned: joining afresh as it would be too.
+          forgetToken();
+          S.phase = 'joining';
+        }
         if (S.phase === 'resuming') return resumeRefused(first, afterFirst);
         if ((S.phase === 'joining' || S.phase === 'choosing') && refused(first, afterFirst)) return;
         if (first === 'no-history') {

@@ -2,7 +2,7 @@
 // member with BYE banned and one LEAVE banned, and keeps its nickname and address out (BYE banned
 // at the door, ERROR banned at HELLO, RESUME, NICK and a text-mode nickname); UNBAN lets them in
 // again; BANS lists them; a ban ends by itself; only an operator may; a bad duration is said;
-// with a database (--db) a restarted server keeps its bans.
+// chatclient stops at ERROR banned; with a database (--db) a restarted server keeps its bans.
 //
 // Every client here connects from 127.0.0.1, so an address ban bans the test's own new
 // connections too: each case lifts it (UNBAN) or ends with it. Every server is a child process
@@ -244,6 +244,15 @@ TEST_CASE("BAN a nickname nobody has: ERROR banned at HELLO, RESUME, NICK and in
   CHECK(next(gina) == "# type another nickname");
   REQUIRE(gina.send_line("gina"));
   CHECK(gina.expect_line("*** welcome, gina", patience));
+
+  // chatclient says so in words and stops (trying again would be refused again).
+  Subprocess client({CHATCLIENT_PATH, "--host", "127.0.0.1", "--port", std::to_string(server.port()), "--nick", "dave"});
+  std::string said;
+  CHECK(client.wait_for_line(Stream::err, "cannot join as dave: banned from this room: dave until " + until, patience,
+                             &said));
+  INFO(said);
+  const auto client_exit = client.wait_exit(patience);
+  CHECK((client_exit && *client_exit != 0));
 
   REQUIRE(alice->expect_line("JOIN gina", patience));  // (after erin's: her NICK to dave was refused)
   REQUIRE(alice->send_line("BANS"));
