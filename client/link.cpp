@@ -556,6 +556,15 @@ Link::Outcome Link::session(std::stop_token stop, bool& ever_joined, std::string
           result = Outcome::refused;
           return;
         }
+        // A banned nickname or address (BAN): the same HELLO, or a RESUME of the same seat,
+        // would be refused again until the ban ends. A refusal, like a bad nickname's: the
+        // person may pick another (/nick), a script ends.
+        const bool banned = ev.code == to_string(ErrorCode::banned);
+        if (banned && resuming && !joined) {
+          resuming = false;
+          token_.clear();
+          last_id_ = 0;
+        }
         if (resuming && !joined) {
           // The seat is gone (expired, already resumed, a server that forgot it) or the server
           // does not know RESUME: forget the token and join afresh, as a first join would.
@@ -574,7 +583,7 @@ Link::Outcome Link::session(std::stop_token stop, bool& ever_joined, std::string
         // that is probably our own seat, whose token was refused: as with our ghost, try the
         // suffixed nicknames.
         const bool taken = ev.code == to_string(ErrorCode::nick_in_use) || ev.code == to_string(ErrorCode::nick_held);
-        const bool nick_refused = taken || ev.code == to_string(ErrorCode::bad_nick);
+        const bool nick_refused = taken || banned || ev.code == to_string(ErrorCode::bad_nick);
         if (!joined && nick_refused) {
           if (ever_joined && taken && ghost < options_.max_ghost_tries) {
             ++ghost;

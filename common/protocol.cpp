@@ -1,6 +1,7 @@
 #include "common/protocol.hpp"
 
 #include "common/text.hpp"
+#include "common/units.hpp"
 
 #include <algorithm>
 #include <array>
@@ -95,6 +96,46 @@ ParseResult kick_command(std::string_view rest, std::string_view usage) {
   return Command{Verb::kick, std::string(nick), std::string(reason)};
 }
 
+// BAN <nick> <duration> [reason]: a duration as common/units reads it (30s, 10m, 2h, 1d), from
+// min_ban to max_ban; the reason is the rest of the line.
+ParseResult ban_command(std::string_view rest, std::string_view usage) {
+  auto [nick, more] = split_word(rest);
+  auto [length, reason] = split_word(more);
+  if (nick.empty() || length.empty()) {
+    return refuse(ErrorCode::bad_args, "usage: " + std::string(usage) + " (duration: 30s, 10m, 2h or 1d; at most 30d)");
+  }
+  if (auto problem = nick_problem(nick)) return refuse(ErrorCode::bad_nick, std::string(nick) + ": " + *problem);
+  const auto duration = parse_duration(length);
+  if (!duration) {
+    return refuse(ErrorCode::bad_args,
+                  "'" + std::string(length) + "' is not a duration: use 30s, 10m, 2h or 1d (at most 30d)");
+  }
+  if (*duration < min_ban || *duration > max_ban) {
+    return refuse(ErrorCode::bad_args, "a ban lasts from 1s to 30d, not " + std::string(length));
+  }
+  Command cmd{Verb::ban, std::string(nick), std::string(reason)};
+  cmd.duration = *duration;
+  return cmd;
+}
+
+// UNBAN <nick or address>: one word; whether it is a nickname or an address is the server's to
+// tell (it knows addresses).
+ParseResult unban_command(std::string_view rest, std::string_view usage) {
+  if (rest.empty() || rest.find(' ') != std::string_view::npos) {
+    return refuse(ErrorCode::bad_args, "usage: " + std::string(usage));
+  }
+  return Command{Verb::unban, std::string(rest), {}};
+}
+
+// "1d", "2h", "10m", "30s", or "1500ms": the largest unit that says `d` exactly.
+std::string duration_word(std::chrono::milliseconds d) {
+  const auto ms = d.count();
+  for (const auto& [unit, size] : {std::pair{"d", 86'400'000LL}, {"h", 3'600'000LL}, {"m", 60'000LL}, {"s", 1'000LL}}) {
+    if (ms != 0 && ms % size == 0) return std::to_string(ms / size) + unit;
+  }
+  return std::to_string(ms) + "ms";
+}
+
 ParseResult resume_command(std::string_view rest) {
   auto [token, last] = split_word(rest);
   const auto id = parse_number(last);
@@ -138,6 +179,7 @@ std::string_view to_string(ErrorCode code) {
     case ErrorCode::room_split: return "room-split";
     case ErrorCode::bad_password: return "bad-password";
     case ErrorCode::not_operator: return "not-operator";
+    case ErrorCode::banned: return "banned";
   }
   return "unknown";
 }
@@ -162,6 +204,9 @@ ParseResult parse_protocol_line(std::string_view line) {
   if (iequals(verb, "PASS")) return text_command(Verb::pass, rest, "PASS <password>");
   if (iequals(verb, "OPER")) return text_command(Verb::oper, rest, "OPER <password>");
   if (iequals(verb, "KICK")) return kick_command(rest, "KICK <nick> [reason]");
+  if (iequals(verb, "BAN")) return ban_command(rest, "BAN <nick> <duration> [reason]");
+  if (iequals(verb, "UNBAN")) return unban_command(rest, "UNBAN <nick or address>");
+  if (iequals(verb, "BANS")) return Command{Verb::bans, {}, {}};
   if (!verb.empty()) return refuse(ErrorCode::unknown_command, std::string(verb));
   const bool blank = line.find_first_not_of(" \t") == std::string_view::npos;
   return refuse(ErrorCode::unknown_command, blank ? "(empty line)" : "(line starts with a space)");
@@ -183,6 +228,9 @@ ParseResult parse_text_input(std::string_view line) {
   if (iequals(word, "search")) return text_command(Verb::search, rest, "/search <words>");
   if (iequals(word, "oper")) return text_command(Verb::oper, rest, "/oper <password>");
   if (iequals(word, "kick")) return kick_command(rest, "/kick <nick> [reason]");
+  if (iequals(word, "ban")) return ban_command(rest, "/ban <nick> <duration> [reason]");
+  if (iequals(word, "unban")) return unban_command(rest, "/unban <nick or address>");
+  if (iequals(word, "bans")) return Command{Verb::bans, {}, {}};
   return refuse(ErrorCode::unknown_command, "/" + std::string(word) + " (type /help for the commands)");
 }
 
@@ -213,18 +261,24 @@ std::string format_command(const Command& cmd) {
     case Verb::pass: return join("PASS", cmd.text);
     case Verb::oper: return join("OPER", cmd.text);
     case Verb::kick: return join("KICK", cmd.text.empty() ? cmd.arg : cmd.arg + " " + cmd.text);
+    case Verb::ban: {
+      const std::string head = cmd.arg + " " + duration_word(cmd.duration);
+      return join("BAN", cmd.text.empty() ? head : head + " " + cmd.text);
+    }
+    case Verb::unban: return join("UNBAN", cmd.arg);
+    case Verb::bans: return "BANS";
   }
   return {};
 }
 
 namespace {
-constexpr std::array<std::pair<LeaveCause, std::string_view>, 11> cause_tokens{{
+constexpr std::array<std::pair<LeaveCause, std::string_view>, 12> cause_tokens{{
     {LeaveCause::quit, "quit"},         {LeaveCause::closed, "closed"},
     {LeaveCause::reset, "reset"},       {LeaveCause::timeout, "timeout"},
     {LeaveCause::no_pong, "no-pong"},   {LeaveCause::too_slow, "too-slow"},
     {LeaveCause::flood, "flood"},       {LeaveCause::error, "error"},
     {LeaveCause::shutdown, "shutdown"}, {LeaveCause::instance_lost, "instance-lost"},
-    {LeaveCause::kicked, "kicked"},
+    {LeaveCause::kicked, "kicked"},     {LeaveCause::banned, "banned"},
 }};
 }  // namespace
 

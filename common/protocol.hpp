@@ -2,6 +2,7 @@
 // formatting / parsing what the server sends. Pure functions; safe from any thread.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -16,7 +17,10 @@ inline constexpr std::string_view protocol_greeting_prefix = "#";
 
 // ---- client to server -------------------------------------------------------------------
 
-enum class Verb { hello, say, me, priv, nick, who, ping, pong, quit, help, stats, resume, history, search, pass, oper, kick };
+enum class Verb {
+  hello, say, me, priv, nick, who, ping, pong, quit, help, stats, resume, history, search, pass, oper, kick,
+  ban, unban, bans,
+};
 
 // One request from a client. Which fields are used depends on the verb:
 //   hello: arg = the nickname, text = "ids" when the client asks for ids (HELLO <nick> ids)
@@ -29,13 +33,22 @@ enum class Verb { hello, say, me, priv, nick, who, ping, pong, quit, help, stats
 //   pass: text = the room password (PASS <password>, before HELLO or RESUME; --password-file)
 //   oper: text = the operators' password (OPER <password>; --admin-password-file)
 //   kick: arg = the nickname, text = the reason, may be empty (KICK <nick> [reason])
+//   ban: arg = the nickname, duration (min_ban to max_ban), text = the reason, may be empty
+//        (BAN <nick> <duration> [reason])
+//   unban: arg = one word, a nickname or an address (the server tells which)
+//   bans: nothing
 struct Command {
   Verb verb;
   std::string arg;
   std::string text;
   std::uint64_t id = 0;
   std::size_t count = 0;
+  std::chrono::milliseconds duration{0};
 };
+
+// How long a BAN may last: 1 s to 30 days (a duration as in common/units: 30s, 10m, 2h, 1d).
+inline constexpr std::chrono::milliseconds min_ban{1'000};
+inline constexpr std::chrono::milliseconds max_ban{30LL * 24 * 3'600'000};
 
 // Most events one HISTORY BEFORE or SEARCH answers with.
 inline constexpr std::size_t max_history_page = 500;
@@ -49,6 +62,7 @@ enum class ErrorCode {
   room_split,  // --redis: this server cannot reach the room's other servers now; try again soon
   bad_password,  // --password-file: no password, or a wrong one, before HELLO or RESUME
   not_operator,  // KICK from someone who has not given the operators' password (OPER)
+  banned,        // HELLO, RESUME or NICK with a banned nickname, or from a banned address (BAN)
 };
 std::string_view to_string(ErrorCode code);
 
@@ -77,7 +91,10 @@ std::string format_command(const Command& cmd);
 // instance_lost: with --redis, the member's chatserver stopped answering; the LEAVE comes from
 // another instance (docs/scale-out.md).
 // kicked: an operator removed the member (KICK, --admin-password-file); the detail says who.
-enum class LeaveCause { quit, closed, reset, timeout, no_pong, too_slow, flood, error, shutdown, instance_lost, kicked };
+// banned: an operator banned the member (BAN); the detail says who, until when, and why.
+enum class LeaveCause {
+  quit, closed, reset, timeout, no_pong, too_slow, flood, error, shutdown, instance_lost, kicked, banned,
+};
 std::string_view to_string(LeaveCause cause);
 std::optional<LeaveCause> leave_cause_from(std::string_view token);
 // The cause, the BYE reasons and the error codes in words for people: common/wording.hpp.

@@ -91,6 +91,9 @@ const std::vector<std::string>& help_lines() {
       "***   /quit [reason]       leave",
       "***   /oper <password>     become an operator (a server with operators)",
       "***   /kick <nick> [why]   operators: remove someone from the room",
+      "***   /ban <nick> <time>   operators: remove and keep out, a reason may follow (10m, 2h, 1d)",
+      "***   /unban <nick|addr>   operators: lift a ban (a nickname or an address)",
+      "***   /bans                operators: list the bans",
       "***   //text               say a line that starts with /",
   };
   return lines;

@@ -68,6 +68,8 @@ std::optional<Millis> parse_duration(std::string_view text, std::string* error) 
     ms_per_unit = 60'000;
   } else if (unit == "h") {
     ms_per_unit = 3'600'000;
+  } else if (unit == "d") {
+    ms_per_unit = 86'400'000;  // (a ban's length: BAN alice 1d)
   } else if (unit.empty() && value == 0) {
     ms_per_unit = 0;
   } else if (unit.empty()) {

@@ -12,7 +12,7 @@ namespace chat {
 
 using Millis = std::chrono::milliseconds;
 
-// "250ms", "1.5s", "2m", "1h"; "0" alone is zero. A unit is required otherwise.
+// "250ms", "1.5s", "2m", "1h", "1d"; "0" alone is zero. A unit is required otherwise.
 // Returns nullopt and sets `error` (if given) for anything else, saying what is wrong:
 // "'10' needs a unit (...)", "unknown unit 'x' in '10x' (use ms, s, m or h, e.g. 100ms, 1.5s, 2m)".
 std::optional<Millis> parse_duration(std::string_view text, std::string* error = nullptr);

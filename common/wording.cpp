@@ -21,6 +21,7 @@ constexpr std::array leave_table{
     Phrase{"shutdown", "{nick} left: the server is shutting down"},
     Phrase{"instance-lost", "{nick} was lost with their server[ ({detail})]"},
     Phrase{"kicked", "{nick} was removed from the room[ {detail}]"},
+    Phrase{"banned", "{nick} was banned from the room[ {detail}]"},
     Phrase{"", "{nick} left"},
 };
 
@@ -28,6 +29,7 @@ constexpr std::array bye_table{
     Phrase{"quit", "you left"},
     Phrase{"shutdown", "the server has stopped"},
     Phrase{"kicked", "you were removed from the room[ {detail}]"},
+    Phrase{"banned", "you are banned from this room[ {detail}]"},
     Phrase{"no-pong", "the server disconnected you: your client stopped answering"},
     Phrase{"timeout", "the server disconnected you: the connection timed out"},
     Phrase{"too-slow", "the server disconnected you: your connection could not keep up"},
@@ -66,6 +68,7 @@ constexpr std::array refusal_table{
     Phrase{"no-history", "no history[: {detail}]"},
     Phrase{"bad-password", "this room has a password[: {detail}]"},
     Phrase{"not-operator", "only an operator may do that (/oper <password> first)"},
+    Phrase{"banned", "banned from this room[: {detail}]"},
     Phrase{"room-split", "this server cannot reach the rest of the room right now[: {detail}]; try again in a moment"},
     Phrase{"", "the server refused that ({code})[: {detail}]"},
 };
@@ -181,14 +184,14 @@ std::string say(std::span<const Phrase> table, std::string_view key, const Value
 
 std::string leave(std::string_view nick, std::string_view cause, std::string_view detail) {
   const std::string quiet = quiet_time(detail);
-  // The detail is for people after a quit (the reason), a kick (who, and why) and a lost server
-  // (which one); the others' is the detector's, for --verbose.
-  const bool said = cause == "quit" || cause == "kicked" || cause == "instance-lost";
+  // The detail is for people after a quit (the reason), a kick or a ban (who, until when, and
+  // why) and a lost server (which one); the others' is the detector's, for --verbose.
+  const bool said = cause == "quit" || cause == "kicked" || cause == "banned" || cause == "instance-lost";
   return say(leave_table, cause, Values{nick, said ? detail : std::string_view(), quiet, cause});
 }
 
 std::string bye(std::string_view reason, std::string_view detail) {
-  const bool said = reason == "flood" || reason == "kicked" || reason == "tls-required";
+  const bool said = reason == "flood" || reason == "kicked" || reason == "banned" || reason == "tls-required";
   return say(bye_table, reason, Values{{}, said ? detail : std::string_view(), {}, reason});
 }
 

@@ -14,18 +14,23 @@
 //                      emptied by a delete trigger, so pruning events prunes the index too
 //   seats              one row per seat that may be resumed (open = 1); closing a seat clears
 //                      its token hash and sets open = 0, and the next prune deletes the row
+//   bans               one row per banned nickname (BAN), until its time is up or it is
+//                      lifted; created by every open when it is not there (CREATE TABLE IF NOT
+//                      EXISTS): a database of an earlier chatserver gets it without a new schema
+//                      version, and an earlier chatserver reading this one ignores it
 //
 // Memory: the "ring" holds every event not yet written (the queue's and the batch in flight)
 // plus the last options.recent written ones, so the common questions (recent(), a resume a
 // few seconds back) never touch the disk. With --db none the ring is the whole history.
 //
-// Locks: mutex_ guards State (the ring, the queue, the seats' mirror, the counters); the
-// room's side holds it only to push. Db's reader pool has a mutex of its own. The writer's
+// Locks: mutex_ guards State (the ring, the queue, the seats' and the bans' mirrors, the
+// counters); the room's side (and Bans) holds it only to push. Db's reader pool has a mutex of its own. The writer's
 // connection is the constructor's, then the archive thread's (or stop()'s, if start() was
 // never called): never two threads at once, so it is opened with SQLITE_OPEN_NOMUTEX.
 #include "server/archive.hpp"
 
 #include "common/log.hpp"
+#include "common/text.hpp"
 
 #include <sqlite3.h>
 
@@ -219,6 +224,19 @@ CREATE TABLE seats(
   dropped_ms INTEGER NOT NULL, -- 0: connected when last written
   open INTEGER NOT NULL        -- 1: may be resumed; 0: closed, deleted by the next prune
 );
+)sql";
+
+// Not part of schema_sql: every open runs it, so that a database made before bans were kept
+// gets the table (schema version 1 either way).
+constexpr const char* bans_sql = R"sql(
+CREATE TABLE IF NOT EXISTS bans(
+  nick_key TEXT PRIMARY KEY,   -- fold_nick(nick): one ban per nickname, ignoring case
+  nick TEXT NOT NULL,
+  address TEXT NOT NULL,       -- '' when unknown (the nickname was not connected here)
+  until_ms INTEGER NOT NULL,   -- Unix ms: over from then on (deleted at the next open)
+  by_nick TEXT NOT NULL,
+  reason TEXT NOT NULL
+) WITHOUT ROWID;
 )sql";
 
 // ---- the files this process holds -----------------------------------------------------------
@@ -471,8 +489,8 @@ class Archive::Db {
   sqlite3* writer = nullptr;
 
   // The writer's statements (prepare_writer(), once the schema is there).
-  Stmt begin, commit, rollback, insert_event, index_events, upsert_seat, close_seat, meta_max, meta_set, oldest_after_offset,
-      oldest_times, delete_upto, delete_closed_seats;
+  Stmt begin, commit, rollback, insert_event, index_events, upsert_seat, close_seat, upsert_ban, delete_ban, meta_max,
+      meta_set, oldest_after_offset, oldest_times, delete_upto, delete_closed_seats;
   void prepare_writer();
 
   // Archive thread: rows in `events`; -1 until the first prune pass that needs it counts them
@@ -580,8 +598,9 @@ Archive::Db::~Db() {
     std::lock_guard lock(pool_mutex_);
     idle_.clear();
   }
-  for (Stmt* st : {&begin, &commit, &rollback, &insert_event, &index_events, &upsert_seat, &close_seat, &meta_max, &meta_set,
-                   &oldest_after_offset, &oldest_times, &delete_upto, &delete_closed_seats}) {
+  for (Stmt* st : {&begin, &commit, &rollback, &insert_event, &index_events, &upsert_seat, &close_seat, &upsert_ban,
+                   &delete_ban, &meta_max, &meta_set, &oldest_after_offset, &oldest_times, &delete_upto,
+                   &delete_closed_seats}) {
     *st = Stmt();
   }
   // The last connection to close checkpoints the WAL into the file and removes it.
@@ -609,6 +628,11 @@ void Archive::Db::prepare_writer() {
                      "INSERT INTO seats(seat, token_hash, nick, dropped_ms, open) VALUES (?1, ?2, ?3, ?4, 1)"
                      " ON CONFLICT(seat) DO UPDATE SET token_hash = ?2, nick = ?3, dropped_ms = ?4, open = 1");
   close_seat = Stmt(writer, "UPDATE seats SET open = 0, token_hash = '' WHERE seat = ?");
+  upsert_ban = Stmt(writer,
+                    "INSERT INTO bans(nick_key, nick, address, until_ms, by_nick, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+                    " ON CONFLICT(nick_key) DO UPDATE SET nick = ?2, address = ?3, until_ms = ?4, by_nick = ?5,"
+                    " reason = ?6");
+  delete_ban = Stmt(writer, "DELETE FROM bans WHERE nick_key = ?");
   meta_max = Stmt(writer, "UPDATE meta SET value = max(value, ?2) WHERE key = ?1");
   meta_set = Stmt(writer, "UPDATE meta SET value = ?2 WHERE key = ?1");
   oldest_after_offset = Stmt(writer, "SELECT id FROM events ORDER BY id LIMIT 1 OFFSET ?");
@@ -645,6 +669,8 @@ struct Archive::State {
   std::size_t in_flight_count = 0;   // events in the batch being written
   std::unordered_map<std::uint64_t, SeatRecord> seats;  // the open seats, as they are now
   std::unordered_set<std::uint64_t> dirty_seats;        // to write: upsert, or close if not in `seats`
+  std::unordered_map<std::string, BanRecord> bans;      // the bans, as they are now, by fold_nick
+  std::unordered_set<std::string> dirty_bans;           // to write: upsert, or delete if not in `bans`
   std::uint64_t max_seat = 0;
   Clock::time_point first_waiting{};  // when the queue last went from empty to not empty
 
@@ -664,7 +690,7 @@ struct Archive::State {
   std::optional<std::int64_t> test_extra_pages;  // test_limit_pages(), for the next batch
   std::size_t queue_limit = max_queued;          // test_limit_queue() lowers it
 
-  std::size_t waiting() const { return queue.size() + dirty_seats.size(); }
+  std::size_t waiting() const { return queue.size() + dirty_seats.size() + dirty_bans.size(); }
 
   // The first id not yet written or dropped (queue or batch in flight); UINT64_MAX: none.
   std::uint64_t unsaved_from() const {
@@ -796,6 +822,12 @@ Archive::Archive(ArchiveOptions options) : options_(std::move(options)), state_(
         exec(w, ("PRAGMA application_id = " + std::to_string(chat_application_id)).c_str());
         exec(w, ("PRAGMA user_version = " + std::to_string(schema_version)).c_str());
       }
+      exec(w, bans_sql);
+      {
+        // Bans whose time is up are not loaded; their rows go now.
+        Stmt over(w, "DELETE FROM bans WHERE until_ms <= ?");
+        over.bind(1, unix_ms_now()).run();
+      }
       // A file from before the index was filled a batch at a time had a trigger doing it row by
       // row: without this, each message would be indexed twice.
       exec(w, "DROP TRIGGER IF EXISTS events_fts_insert");
@@ -869,6 +901,14 @@ END)sql");
       }
     }
     s.max_seat = last_seat_;
+    {
+      Stmt q(w, "SELECT nick, address, until_ms, by_nick, reason FROM bans ORDER BY nick_key");
+      while (q.step()) {
+        BanRecord b{q.text(0), q.text(1), q.int64(2), q.text(3), q.text(4)};
+        s.bans.emplace(fold_nick(b.nick), b);
+        bans_at_start_.push_back(std::move(b));
+      }
+    }
     {
       Stmt q(w, (std::string("SELECT ") + event_columns + " FROM events ORDER BY id DESC LIMIT ?").c_str());
       q.bind(1, static_cast<std::int64_t>(std::min<std::size_t>(options_.recent, max_limit)));
@@ -998,6 +1038,17 @@ void Archive::write_batch(std::unique_lock<std::mutex>& lock) {
     seats.push_back({seat, it == s.seats.end() ? std::nullopt : std::optional<SeatRecord>(it->second)});
   }
   s.dirty_seats.clear();
+  struct BanWrite {
+    std::string key;
+    std::optional<BanRecord> record;  // nullopt: lifted or over
+  };
+  std::vector<BanWrite> bans;
+  bans.reserve(s.dirty_bans.size());
+  for (const auto& key : s.dirty_bans) {
+    const auto it = s.bans.find(key);
+    bans.push_back({key, it == s.bans.end() ? std::nullopt : std::optional<BanRecord>(it->second)});
+  }
+  s.dirty_bans.clear();
   const std::uint64_t max_seat = s.max_seat;
   const std::uint64_t gone_upto = s.gone_upto;
   s.in_flight_from = events.empty() ? 0 : events.front()->id;
@@ -1044,6 +1095,19 @@ void Archive::write_batch(std::unique_lock<std::mutex>& lock) {
           db.close_seat.bind(1, w.seat).run();
         }
       }
+      for (const auto& b : bans) {
+        if (b.record) {
+          db.upsert_ban.bind(1, std::string_view(b.key))
+              .bind(2, std::string_view(b.record->nick))
+              .bind(3, std::string_view(b.record->address))
+              .bind(4, b.record->until_ms)
+              .bind(5, std::string_view(b.record->by))
+              .bind(6, std::string_view(b.record->reason))
+              .run();
+        } else {
+          db.delete_ban.bind(1, std::string_view(b.key)).run();
+        }
+      }
       db.meta_max.bind(1, std::string_view("last_seat")).bind(2, max_seat).run();
       db.meta_max.bind(1, std::string_view("gone_upto")).bind(2, gone_upto).run();
     });
@@ -1056,7 +1120,7 @@ void Archive::write_batch(std::unique_lock<std::mutex>& lock) {
   s.in_flight_from = 0;
   s.in_flight_count = 0;
   std::string tell;
-  const std::uint64_t records = events.size() + seats.size();
+  const std::uint64_t records = events.size() + seats.size() + bans.size();
   if (error.empty()) {
     s.counters.written += events.size();
     if (!events.empty()) s.written_upto = events.back()->id;
@@ -1098,8 +1162,9 @@ void Archive::write_batch(std::unique_lock<std::mutex>& lock) {
     }
   } else {
     if (!events.empty()) s.note_lost(events.front()->id, events.back()->id, events.size());
-    // The seats' rows are not lost: their state is still in `seats`; write it next time.
+    // The seats' and bans' rows are not lost: their state is still in the mirrors; written next time.
     for (const auto& w : seats) s.dirty_seats.insert(w.seat);
+    for (const auto& b : bans) s.dirty_bans.insert(b.key);
     if (!s.dirty_seats.empty() && s.queue.empty()) s.first_waiting = Clock::now();
     if (!s.in_trouble) {
       s.in_trouble = true;
@@ -1380,6 +1445,38 @@ void Archive::seat_closed(std::uint64_t seat) {
     s.first_waiting = Clock::now();
     wake_.notify_one();
   }
+}
+
+namespace {
+// A ban's row to write with the next batch (mutex_ held), as seats are (change_seat). `S` is
+// Archive::State.
+template <typename S>
+void mark_ban(S& s, std::condition_variable& wake, std::string key) {
+  const std::size_t before = s.waiting();
+  s.dirty_bans.insert(std::move(key));
+  if (before == 0 && s.waiting() == 1) {
+    s.first_waiting = Clock::now();  // the batch clock starts now
+    wake.notify_one();
+  }
+}
+}  // namespace
+
+void Archive::ban_set(const BanRecord& ban) {
+  if (!on_disk()) return;
+  auto key = fold_nick(ban.nick);
+  std::lock_guard lock(mutex_);
+  State& s = *state_;
+  s.bans[key] = ban;
+  mark_ban(s, wake_, std::move(key));
+}
+
+void Archive::ban_lifted(std::string_view nick) {
+  if (!on_disk()) return;
+  auto key = fold_nick(nick);
+  std::lock_guard lock(mutex_);
+  State& s = *state_;
+  if (s.bans.erase(key) == 0) return;
+  mark_ban(s, wake_, std::move(key));
 }
 
 // ---- readers ----------------------------------------------------------------------------------

@@ -1,8 +1,10 @@
-// Archive: the room's public events kept in SQLite (and in memory), and the seats that may be
-// resumed, so that both survive a restart. docs/threads.md, "The archive: history on disk, off the delivery path".
+// Archive: the room's public events kept in SQLite (and in memory), the seats that may be
+// resumed, and the operators' bans, so that they survive a restart. docs/threads.md, "The archive: history on disk, off the delivery path".
 //
-//   the room's side   append(), seat_*(): with the room's lock held, O(1) and no I/O: the
-//                     record goes into an in-memory queue (and the recent ring) and that is all
+//   the room's side   append(), seat_*(), ban_*(): O(1) and no I/O (append and seat_* with the
+//                     room's lock held, ban_* with the Bans' lock): the record goes into an
+//                     in-memory queue (and the recent ring), or a seat or ban is marked to be
+//                     written, and that is all
 //   the archive thread ("archive"): wakes every batch_interval (or when batch_max records
 //                     wait), takes the whole queue under mutex_ and writes it in ONE
 //                     transaction (WAL, synchronous=NORMAL), then prunes (--history-keep)
@@ -21,10 +23,12 @@
 // is written again it calls it once more ("recovered", with the ids that were lost).
 //
 // With path "" (--db none) nothing touches the disk: the ring is the whole history (at most
-// --history-keep N events, or 100,000 without it), no thread is started, seat_*() do nothing.
+// --history-keep N events, or 100,000 without it), no thread is started, seat_*() and ban_*()
+// do nothing.
 //
-// Threads: append() and seat_*() from any thread, in practice under the room's lock (mutex_
-// is held only to push); queries from any thread; start()/stop() from the owner (Server).
+// Threads: append() and seat_*() from any thread, in practice under the room's lock; ban_*()
+// from any thread, in practice under Bans' lock (mutex_ is held only to push); queries from
+// any thread; start()/stop() from the owner (Server).
 #pragma once
 
 #include "common/protocol.hpp"
@@ -68,6 +72,16 @@ struct SeatRecord {
   std::int64_t dropped_ms = 0;  // Unix ms when its connection was lost; 0: connected when the run ended
 };
 
+// A ban (BAN, server/bans.hpp): a nickname, and the address it was connected from when it was
+// banned, until a time. One per nickname (ignoring case).
+struct BanRecord {
+  std::string nick;           // as it was spelt
+  std::string address;        // "10.0.0.5", "fd00::2"; "" when unknown (it was not connected here)
+  std::int64_t until_ms = 0;  // Unix ms: the ban is over from then on
+  std::string by;             // the operator's nickname
+  std::string reason;         // may be ""
+};
+
 struct ArchiveOptions {
   std::string path;                  // the database file; "": memory only (--db none)
   std::size_t recent = 4096;         // events kept in memory besides the disk (>= --history)
@@ -100,6 +114,8 @@ class Archive {
   const std::vector<SeatRecord>& seats_at_start() const { return seats_at_start_; }
   // The largest seat number ever used (so new seats never reuse one).
   std::uint64_t last_seat() const { return last_seat_; }
+  // The bans the last run left that are not over yet (loaded at open; empty for memory only).
+  const std::vector<BanRecord>& bans_at_start() const { return bans_at_start_; }
 
   // ---- the room's side: O(1), no I/O ----------------------------------------------------------
   void append(ArchivedEvent event);
@@ -112,6 +128,10 @@ class Archive {
   void seat_dropped(std::uint64_t seat, std::int64_t when_ms);    // held for the resume window
   void seat_back(std::uint64_t seat);                             // resumed: connected again
   void seat_closed(std::uint64_t seat);                           // gone for good (quit, expired)
+  // A ban made (or made again: the nickname's row is replaced), and one lifted or over. The
+  // row is written with the next batch, as it is then.
+  void ban_set(const BanRecord& ban);
+  void ban_lifted(std::string_view nick);
 
   // ---- readers ----------------------------------------------------------------------------
   // The last `n` events (memory only: at most options.recent), oldest first.
@@ -180,6 +200,7 @@ class Archive {
   std::uint64_t run_ = 1;
   std::uint64_t last_seat_ = 0;
   std::vector<SeatRecord> seats_at_start_;
+  std::vector<BanRecord> bans_at_start_;
 
   std::function<void(std::string)> trouble_;  // set before start(); called by the archive thread
   // The writer's connection (the constructor's thread, then the archive thread; stop()'s after

@@ -2,7 +2,9 @@
 
 #include "common/log.hpp"
 #include "common/render.hpp"
+#include "common/text.hpp"
 #include "server/archive.hpp"
+#include "server/bans.hpp"
 #include "server/room.hpp"
 #include "server/session.hpp"
 
@@ -199,15 +201,25 @@ void Commands::oper(const std::string& password) {
   operator_ = true;
   log_info("is an operator now");
   const bool text = session_.mode() == Session::Mode::text;
-  session_.reply_line(text ? "# you are an operator: /kick <nick> [reason] removes someone from the room"
-                           : "# you are an operator: KICK <nick> [reason] removes someone from the room");
+  session_.reply_line(text ? "# you are an operator: /kick <nick> [reason] removes someone from the room, "
+                             "/ban <nick> <duration> [reason] keeps them out (/unban, /bans)"
+                           : "# you are an operator: KICK <nick> [reason] removes someone from the room, "
+                             "BAN <nick> <duration> [reason] keeps them out (UNBAN, BANS)");
+}
+
+bool Commands::may(std::string_view verb) {
+  if (operator_) return true;
+  std::string named(verb);
+  if (session_.mode() == Session::Mode::text) {
+    for (char& c : named) c = c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+    named.insert(0, "/");
+  }
+  session_.refuse({ErrorCode::not_operator, named});
+  return false;
 }
 
 void Commands::kick(const std::string& nick, const std::string& reason) {
-  if (!operator_) {
-    session_.refuse({ErrorCode::not_operator, session_.mode() == Session::Mode::text ? "/kick" : "KICK"});
-    return;
-  }
+  if (!may("KICK")) return;
   switch (room_.kick(session_, nick, reason)) {
     case Room::KickResult::kicked: log_info("kicked ", nick, reason.empty() ? "" : ": ", reason); return;
     case Room::KickResult::no_such_nick: session_.refuse({ErrorCode::no_such_nick, nick}); return;
@@ -217,7 +229,99 @@ void Commands::kick(const std::string& nick, const std::string& reason) {
   }
 }
 
+void Commands::ban(const Command& cmd) {
+  if (!may("BAN")) return;
+  auto outcome = room_.ban(session_, cmd.arg, cmd.duration, cmd.text);
+  const auto now = std::chrono::system_clock::now();
+  switch (outcome.result) {
+    case Room::BanResult::banned:
+      // The operator reads what was banned (the address too) before the room's LEAVE.
+      log_info("banned ", Bans::describe(outcome.ban, now));
+      session_.reply_line("# banned " + Bans::describe(outcome.ban, now));
+      outcome.member->end(LeaveCause::banned, outcome.detail, "banned");
+      return;
+    case Room::BanResult::banned_absent:
+      log_info("banned ", Bans::describe(outcome.ban, now), " (not connected)");
+      session_.reply_line("# banned " + Bans::describe(outcome.ban, now, "(no address: not connected here)"));
+      return;
+    case Room::BanResult::not_here:
+      session_.refuse({ErrorCode::bad_args, cmd.arg + " is on another chatserver of the room (bans do not cross servers yet)"});
+      return;
+    case Room::BanResult::full:
+      session_.refuse({ErrorCode::bad_args, "too many bans (" + std::to_string(Bans::max_bans) +
+                                                "): lift some with UNBAN first"});
+      return;
+    case Room::BanResult::self: session_.refuse({ErrorCode::bad_args, "you cannot ban yourself"}); return;
+  }
+}
+
+void Commands::unban(const std::string& nick_or_address) {
+  if (!may("UNBAN")) return;
+  std::vector<BanRecord> lifted;
+  if (!nick_problem(nick_or_address)) {
+    lifted = room_.bans().lift_nick(nick_or_address);
+  } else {
+    std::error_code bad;
+    const auto address = asio::ip::make_address(nick_or_address, bad);
+    if (bad) {
+      session_.refuse({ErrorCode::bad_args, nick_or_address + " is neither a nickname nor an address"});
+      return;
+    }
+    lifted = room_.bans().lift_address(address);
+  }
+  if (lifted.empty()) {
+    session_.refuse({ErrorCode::bad_args, nick_or_address + " is not banned"});
+    return;
+  }
+  for (const auto& ban : lifted) {
+    const std::string what = ban.nick + " " + (ban.address.empty() ? std::string("(no address)") : ban.address);
+    log_info("unbanned ", what);
+    session_.reply_line("# unbanned " + what);
+  }
+}
+
+void Commands::list_bans() {
+  if (!may("BANS")) return;
+  // At most max_listed lines: a reply is bounded like any other (--send-queue).
+  constexpr std::size_t max_listed = 500;
+  const auto now = std::chrono::system_clock::now();
+  const auto bans = room_.bans().list(now);
+  session_.reply_line("# bans (" + std::to_string(bans.size()) + ")");
+  for (std::size_t i = 0; i < bans.size() && i < max_listed; ++i) {
+    session_.reply_line("# banned " + Bans::describe(bans[i], now));
+  }
+  if (bans.size() > max_listed) {
+    session_.reply_line("# ... and " + std::to_string(bans.size() - max_listed) + " more (UNBAN <nick or address>)");
+  }
+}
+
+std::optional<std::string> Commands::nick_banned(std::string_view nick) {
+  const auto now = std::chrono::system_clock::now();
+  const auto ban = room_.bans().for_nick(nick, now);
+  if (!ban) return std::nullopt;
+  return std::string(nick) + " until " + Bans::until_text(ban->until_ms, now);
+}
+
+std::optional<std::string> Commands::address_banned() {
+  const auto now = std::chrono::system_clock::now();
+  const auto ban = room_.bans().for_address(session_.address(), now);
+  if (!ban) return std::nullopt;
+  return Bans::address_text(session_.address()) + " until " + Bans::until_text(ban->until_ms, now);
+}
+
 void Commands::join(std::string_view nick) {
+  // A banned nickname may try another; a banned address (banned since it came in) cannot.
+  if (const auto why = nick_banned(nick)) {
+    log_info("refused ", session_.peer(), " as ", nick, ": banned (", *why, ")");
+    session_.refuse({ErrorCode::banned, *why});
+    if (session_.mode() == Session::Mode::text) session_.reply_line("# type another nickname");
+    return;
+  }
+  if (const auto why = address_banned()) {
+    log_info("refused ", session_.peer(), " as ", nick, ": banned (", *why, ")");
+    session_.refuse({ErrorCode::banned, *why});
+    return;
+  }
   switch (room_.join(session_.shared_from_this(), std::string(nick))) {
     case Room::JoinResult::joined:
       set_thread_role("reader " + std::string(nick));
@@ -256,6 +360,10 @@ void Commands::command(const Command& cmd) {
       if (!room_.priv(session_, cmd.arg, cmd.text)) session_.refuse({ErrorCode::no_such_nick, cmd.arg});
       return;
     case Verb::nick: {
+      if (const auto why = nick_banned(cmd.arg)) {
+        session_.refuse({ErrorCode::banned, *why});
+        return;
+      }
       const auto old = session_.nick();
       switch (room_.rename(session_, cmd.arg)) {
         case Room::RenameResult::renamed:
@@ -293,10 +401,22 @@ void Commands::command(const Command& cmd) {
     case Verb::pass: return;  // (joined: the password did its work already)
     case Verb::oper: oper(cmd.text); return;
     case Verb::kick: kick(cmd.arg, cmd.text); return;
+    case Verb::ban: ban(cmd); return;
+    case Verb::unban: unban(cmd.arg); return;
+    case Verb::bans: list_bans(); return;
   }
 }
 
 void Commands::resume(const Command& cmd) {
+  // A banned nickname (or address) does not take its seat back either.
+  const auto nick = room_.seat_nick(cmd.arg);
+  auto why = nick ? nick_banned(*nick) : std::nullopt;
+  if (!why) why = address_banned();
+  if (why) {
+    log_info("refused ", session_.peer(), "'s resume: banned (", *why, ")");
+    session_.refuse({ErrorCode::banned, *why});
+    return;
+  }
   session_.use_ids(true);
   const auto result = room_.resume(session_.shared_from_this(), cmd.arg, cmd.id);
   switch (result) {

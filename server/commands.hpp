@@ -43,7 +43,17 @@ class Commands {
   // one is counted and logged. Reader thread.
   bool password_matches(RoomPassword& expected, const std::string& password);
   void oper(const std::string& password);                          // OPER, /oper
+  // True for an operator; else the client is told ERROR not-operator, naming `verb` as it was
+  // typed (KICK, or /kick in text mode).
+  bool may(std::string_view verb);
   void kick(const std::string& nick, const std::string& reason);  // KICK, /kick
+  void ban(const Command& cmd);                                    // BAN, /ban
+  void unban(const std::string& nick_or_address);                  // UNBAN, /unban
+  void list_bans();                                                // BANS, /bans
+  // ERROR banned's detail when `nick` is banned now ("bob until 14:05"), else nullopt.
+  std::optional<std::string> nick_banned(std::string_view nick);
+  // The same for this connection's address ("10.0.0.5 until 14:05"): banned since it came in.
+  std::optional<std::string> address_banned();
   void command(const Command& cmd);
   void join(std::string_view nick);
   void resume(const Command& cmd);
@@ -61,7 +71,7 @@ class Commands {
   // The reader thread's own:
   std::optional<std::string> pass_;  // PASS <password>, for the HELLO or RESUME after it
   bool authorized_ = false;          // the password was right (or the room has none)
-  bool operator_ = false;            // OPER with the operators' password: may KICK
+  bool operator_ = false;            // OPER with the operators' password: may KICK, BAN, UNBAN, BANS
   std::string waiting_nick_;         // text mode: a nickname typed, waiting for the password line
 };
 

@@ -305,7 +305,8 @@ std::variant<ServerConfig, int> parse_server_args(int argc, const char* const* a
       ->type_name("FILE");
   app.add_option("--admin-password-file", c.admin_password_file,
                  "Operators: whoever gives this password (/oper PASSWORD, or OPER) may remove people from the room "
-                 "(/kick NICK [reason]); FILE holds its hash (chatserver --hash-password > FILE)")
+                 "(/kick NICK [reason]) and keep them out for a time (/ban NICK 10m [reason], /unban, /bans); "
+                 "FILE holds its hash (chatserver --hash-password > FILE)")
       ->type_name("FILE");
   app.add_option("--max-per-ip", c.max_per_ip,
                  "Connections from one address; more get 'BYE too-many' (loopback counts too); 0: no limit")

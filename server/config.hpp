@@ -64,7 +64,7 @@ struct ServerConfig {
   // parse_config ("" no password: anyone who reaches the port joins).
   std::string password_file;
   std::string password_hash;
-  // --admin-password-file: the operators' password's hash, the same way (OPER, then KICK).
+  // --admin-password-file: the operators' password's hash, the same way (OPER, then KICK, BAN).
   std::string admin_password_file;
   std::string admin_password_hash;
 

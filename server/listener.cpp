@@ -2,6 +2,7 @@
 
 #include "common/log.hpp"
 #include "server/registry.hpp"
+#include "server/room.hpp"
 #include "server/session.hpp"
 #include "server/stats.hpp"
 #include "server/writer.hpp"
@@ -14,6 +15,7 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <new>
 #include <stdexcept>
@@ -118,6 +120,15 @@ void Listener::accept_one() {
     log_info("refused ", peer.address().to_string(), ":", peer.port(), ": not in --allow");
     ++stats_.refused_not_allowed;
     refuse(socket.native_handle(), "BYE not-allowed\n");
+    return;
+  }
+  // A banned address (BAN, server/bans.hpp): told until when, and nothing else.
+  if (const auto ban = room_.bans().for_address(peer.address())) {
+    const auto until = Bans::until_text(ban->until_ms, std::chrono::system_clock::now());
+    log_info("refused ", peer.address().to_string(), ":", peer.port(), ": banned until ", until, " (", ban->nick,
+             " by ", ban->by, ")");
+    ++stats_.refused_banned;
+    refuse(socket.native_handle(), "BYE banned until " + until + "\n");
     return;
   }
   const auto live = sessions_.live(peer.address());

@@ -2,10 +2,12 @@
 //
 // It never reads from a client: a client that connects and says nothing cannot delay anyone
 // else. Each accepted socket gets its keepalive options and a new Session with its own reader
-// thread, handed to one of the writer threads. Refused at once, with one line: clients over
-// --max-clients ("BYE server-full"), over --max-per-ip from one address ("BYE too-many"), and
-// clients that arrive while the process is out of descriptors, threads or memory ("BYE
-// server-busy": one descriptor is kept in reserve to be able to say so).
+// thread, handed to one of the writer threads. Refused at once, with one line: clients from
+// outside --allow ("BYE not-allowed"), from a banned address ("BYE banned until 14:05": the
+// Room's Bans, which have a lock of their own), over --max-clients ("BYE server-full"), over
+// --max-per-ip from one address ("BYE too-many"), and clients that arrive while the process is
+// out of descriptors, threads or memory ("BYE server-busy": one descriptor is kept in reserve to
+// be able to say so).
 //
 // Threads: constructed and stopped by the main thread; run() is the listener thread.
 #pragma once

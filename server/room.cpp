@@ -38,7 +38,7 @@ std::unique_ptr<RoomPassword> password_from(const std::string& hash_line) {
 
 bool resumable(LeaveCause cause) {
   return cause != LeaveCause::quit && cause != LeaveCause::flood && cause != LeaveCause::shutdown &&
-         cause != LeaveCause::kicked;
+         cause != LeaveCause::kicked && cause != LeaveCause::banned;
 }
 
 // The most a replay may queue for one client: half its --send-queue, so that the live stream
@@ -70,6 +70,7 @@ Room::Room(const ServerConfig& config, Transcript& transcript, ServerStats& stat
       id_base_(archive.run() << 32),
       password_(password_from(config.password_hash)),
       admin_password_(password_from(config.admin_password_hash)),
+      bans_(archive),
       // The history keeps the last --send-queue bytes of events (members' cursors keep what
       // they still need on their own): the recent past, for a client that reconnects to catch
       // up on one day. Nothing reads it yet; the bound is what matters now.
@@ -643,7 +644,7 @@ std::string Room::stats_line() const {
   line += " archived=" + std::to_string(a.written) + " archive_queue=" + std::to_string(a.queued) +
           " archive_lost=" + std::to_string(a.lost) + " archive_batches=" + std::to_string(a.batches) +
           " archive_max_batch_ms=" + std::to_string(static_cast<std::uint64_t>(a.max_batch_ms + 0.5)) +
-          " held_seats=" + std::to_string(held_seats());
+          " held_seats=" + std::to_string(held_seats()) + " bans=" + std::to_string(bans_.size());
   return line;
 }
 
@@ -1209,6 +1210,52 @@ Room::KickResult Room::kick(Session& by, const std::string& nick, const std::str
   // Its reader wakes, and its leave() tells the room, as for any other end.
   target->end(LeaveCause::kicked, "by " + by.nick() + (reason.empty() ? std::string() : ": " + reason), "kicked");
   return KickResult::kicked;
+}
+
+Room::BanOutcome Room::ban(Session& by, const std::string& nick, std::chrono::milliseconds duration,
+                           const std::string& reason) {
+  BanOutcome out;
+  const auto key = fold_nick(nick);
+  const std::string op = by.nick();
+  if (key == fold_nick(op)) {
+    out.result = BanResult::self;
+    return out;
+  }
+  {
+    std::lock_guard lock(mutex_);
+    const auto it = members_.find(key);
+    if (it == members_.end() && roster_.find(key) != nullptr) {
+      out.result = BanResult::not_here;
+      return out;
+    }
+    if (it != members_.end()) out.member = it->second.session;
+  }
+  const auto now = std::chrono::system_clock::now();
+  out.ban.nick = out.member ? out.member->nick() : nick;
+  out.ban.address = out.member ? Bans::address_text(out.member->address()) : std::string();
+  out.ban.until_ms = unix_ms(now + duration);
+  out.ban.by = op;
+  out.ban.reason = reason;
+  if (bans_.add(out.ban, now) == Bans::Added::full) {
+    out.result = BanResult::full;
+    out.member.reset();
+    return out;
+  }
+  if (!out.member) return out;
+  out.result = BanResult::banned;
+  out.detail = "by " + op + " until " + Bans::until_text(out.ban.until_ms, now) + (reason.empty() ? "" : ": " + reason);
+  return out;
+}
+
+std::optional<std::string> Room::seat_nick(std::string_view token) const {
+  if (backplane_ != nullptr) return std::nullopt;
+  const auto hash = token_hash(token);
+  std::lock_guard lock(mutex_);
+  const auto found = by_token_.find(hash);
+  if (found == by_token_.end()) return std::nullopt;
+  const auto seat = seats_.find(found->second);
+  if (seat == seats_.end()) return std::nullopt;
+  return seat->second.nick;
 }
 
 void Room::tell_members_locked(const std::string& text) {

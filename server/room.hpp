@@ -39,6 +39,7 @@
 #include "common/net.hpp"
 #include "common/protocol.hpp"
 #include "server/archive.hpp"
+#include "server/bans.hpp"
 #include "server/config.hpp"
 #include "server/history.hpp"
 #include "server/password.hpp"
@@ -100,6 +101,27 @@ class Room {
   // --redis, someone on another chatserver (kicks do not cross servers yet).
   enum class KickResult { kicked, no_such_nick, not_here };
   KickResult kick(Session& by, const std::string& nick, const std::string& reason);
+
+  // An operator's BAN: `nick` is banned for `duration` (Bans), with the address it is connected
+  // from when it is a member of this server. banned: it is, and `member` is to be ended with
+  // LeaveCause::banned and `detail` ("by alice until 14:05: flooding"; BYE banned, LEAVE <nick>
+  // banned): the caller does it, after it has answered the operator, so that the answer comes
+  // before the LEAVE. banned_absent: nobody here has that nickname; the nickname alone is
+  // banned. not_here: with --redis, someone on another chatserver (bans are this server's
+  // only). full: Bans::max_bans are held. self: an operator cannot ban itself.
+  enum class BanResult { banned, banned_absent, not_here, full, self };
+  struct BanOutcome {
+    BanResult result = BanResult::banned_absent;
+    BanRecord ban;                    // what was banned (banned, banned_absent)
+    std::shared_ptr<Session> member;  // banned: the member to end
+    std::string detail;               // banned: its LEAVE's and BYE's detail
+  };
+  BanOutcome ban(Session& by, const std::string& nick, std::chrono::milliseconds duration, const std::string& reason);
+  // The bans (BAN, UNBAN, BANS; the listener's door). Any thread: Bans has its own lock.
+  Bans& bans() { return bans_; }
+  // The nickname of the seat `token` opens (RESUME), to refuse a banned one before anything
+  // else; nullopt for a token that opens none here (and always with --redis: seats live there).
+  std::optional<std::string> seat_nick(std::string_view token) const;
 
   enum class RenameResult { renamed, unchanged, nick_in_use, nick_held, split };
   RenameResult rename(Session& session, const std::string& nick);
@@ -260,6 +282,7 @@ class Room {
   const std::unique_ptr<RoomPassword> password_;        // set once (--password-file), or null
   const std::unique_ptr<RoomPassword> admin_password_;  // set once (--admin-password-file), or null
   Guesses guesses_;
+  mutable Bans bans_;  // its own lock (mutable: every lookup lets go of the bans that are over); from the archive at start
   mutable std::mutex mutex_;
   History history_;     // appended under mutex_; read by writers without it
   Members members_;     // guarded by mutex_

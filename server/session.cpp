@@ -159,7 +159,7 @@ void Session::end(LeaveCause cause, std::string detail, std::string_view bye) {
   // A BYE repeats the detail where it tells the client something it does not know.
   const bool bye_with_detail =
       cause == LeaveCause::shutdown || cause == LeaveCause::timeout || cause == LeaveCause::flood ||
-      cause == LeaveCause::kicked;
+      cause == LeaveCause::kicked || cause == LeaveCause::banned;
   const Event bye_event{Event::Kind::bye, {}, {}, std::string(bye), bye_with_detail ? detail : std::string(), {}};
   // nc stays open after the server's FIN until its user stops it: the words say how (not to
   // a WebSocket, whose page closes by itself).

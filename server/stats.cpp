@@ -73,7 +73,7 @@ std::string ServerStats::line(std::size_t joined, std::size_t writers, std::size
   add("writes", writes.load());
   for (auto cause : {LeaveCause::quit, LeaveCause::closed, LeaveCause::reset, LeaveCause::timeout, LeaveCause::no_pong,
                      LeaveCause::too_slow, LeaveCause::flood, LeaveCause::error, LeaveCause::shutdown,
-                     LeaveCause::instance_lost, LeaveCause::kicked}) {
+                     LeaveCause::instance_lost, LeaveCause::kicked, LeaveCause::banned}) {
     std::string key = "leave_" + std::string(to_string(cause));
     std::replace(key.begin(), key.end(), '-', '_');
     add(key, leaves_[static_cast<std::size_t>(cause)].load());
@@ -97,6 +97,7 @@ std::string ServerStats::line(std::size_t joined, std::size_t writers, std::size
   add("refused_clear_text", refused_clear_text.load());
   add("tls_clients", tls_clients.load());
   add("tls_failed", tls_failed.load());
+  add("refused_banned", refused_banned.load());
   add("wrong_password", wrong_password.load());
   add("refused_busy", refused_busy.load());
   add("history_chunks", history_chunks);

@@ -40,6 +40,7 @@ class ServerStats {
   std::atomic<std::uint64_t> refused_clear_text{0};   // clear-text connections refused by --tls-only
   std::atomic<std::uint64_t> tls_clients{0};          // TLS handshakes completed
   std::atomic<std::uint64_t> tls_failed{0};           // TLS handshakes that failed (bad ClientHello, untrusted certificate)
+  std::atomic<std::uint64_t> refused_banned{0};       // connections refused: BYE banned (BAN)
   std::atomic<std::uint64_t> wrong_password{0};       // wrong room passwords (--password-file)
   std::atomic<std::uint64_t> refused_busy{0};  // connections refused or ended: BYE server-busy
   std::atomic<std::uint64_t> backlog_peak{0}; // the largest backlog the poller or a writer saw
@@ -59,7 +60,7 @@ class ServerStats {
  private:
   static constexpr std::size_t sweep_window = 100;  // the last 10 s at the default 100 ms
   const std::chrono::steady_clock::time_point started_;
-  std::array<std::atomic<std::uint64_t>, 11> leaves_{};  // by LeaveCause
+  std::array<std::atomic<std::uint64_t>, 12> leaves_{};  // by LeaveCause
   mutable std::mutex sweep_mutex_;
   std::array<std::uint32_t, sweep_window> sweeps_us_{};  // guarded by sweep_mutex_: a ring
   std::array<std::uint32_t, sweep_window> sweeps_cpu_us_{};  // guarded by sweep_mutex_: the same sweeps' CPU time

@@ -162,10 +162,13 @@
 
   const leaveWords = (nick, cause, detail) =>
     say('leave', cause, {
-      nick, detail: ['quit', 'kicked', 'instance-lost'].includes(cause) ? detail : '', quiet: quietTime(detail), code: cause,
+      nick,
+      detail: ['quit', 'kicked', 'banned', 'instance-lost'].includes(cause) ? detail : '',
+      quiet: quietTime(detail),
+      code: cause,
     });
   const byeWords = (reason, detail) =>
-    say('bye', reason, { detail: reason === 'flood' || reason === 'kicked' || reason === 'tls-required' ? detail : '', code: reason });
+    say('bye', reason, { detail: ['flood', 'kicked', 'banned', 'tls-required'].includes(reason) ? detail : '', code: reason });
   const lostWords = (cause, detail) => say('lost', cause, { quiet: quietTime(detail), code: cause });
   const refusalWords = (code, detail) => say('refusal', code, { detail, code });
   // What a tap or a hover shows: the protocol's token and detail.
@@ -260,6 +263,17 @@
         const [who] = splitWord(rest);
         return who === '' ? usage('/kick <nick> [reason]') : { kind: 'send', wire: 'KICK ' + rest };
       }
+      case 'ban': {
+        // The duration (30s, 10m, 2h, 1d; at most 30d) is the server's to check.
+        const [who, more] = splitWord(rest);
+        const [length] = splitWord(more);
+        return who === '' || length === ''
+          ? usage('/ban <nick> <duration> [reason] (duration: 30s, 10m, 2h or 1d; at most 30d)')
+          : { kind: 'send', wire: 'BAN ' + rest };
+      }
+      case 'unban':
+        return rest === '' || rest.includes(' ') ? usage('/unban <nick or address>') : { kind: 'send', wire: 'UNBAN ' + rest };
+      case 'bans': return { kind: 'send', wire: 'BANS' };
       default:
         return { kind: 'error', code: 'unknown-command', detail: `/${word} (type /help for the commands)` };
     }
@@ -276,6 +290,9 @@
     ['/search <words>', 'find earlier messages holding every word'],
     ['/oper <password>', 'become an operator (a server with operators)'],
     ['/kick <nick> [reason]', 'operators: remove someone from the room'],
+    ['/ban <nick> <duration> [reason]', 'operators: remove someone and keep their nickname and address out (10m, 2h, 1d)'],
+    ['/unban <nick or address>', 'operators: lift a ban'],
+    ['/bans', 'operators: list the bans'],
     ['/clear', 'clear the conversation'],
     ['/help', 'this list'],
     ['Up / Down', 'recall what you typed'],
@@ -1094,12 +1111,13 @@
     render();
   }
 
-  // An ERROR while joining. Returns true when it was about the nickname.
+  // An ERROR while joining. Returns true when it was about the nickname (or a ban: banned, of
+  // the nickname or of the address; trying the same again would be refused again).
   function refused(code, detail) {
-    if (code !== 'nick-in-use' && code !== 'nick-held' && code !== 'bad-nick') return false;
+    if (!['nick-in-use', 'nick-held', 'bad-nick', 'banned'].includes(code)) return false;
     // nick-held: the server keeps the nickname for a seat that may be resumed, most likely our
     // own old one whose token we lost; like nick-in-use, a suffixed nickname gets us back in.
-    if (S.everJoined && code !== 'bad-nick' && S.ghost < MAX_GHOST_TRIES) {
+    if (S.everJoined && (code === 'nick-in-use' || code === 'nick-held') && S.ghost < MAX_GHOST_TRIES) {
       S.ghost++;
       const next = ghostNick(S.wanted, S.ghost);
       addLine('info', `${S.trying} is still taken (probably by our old connection); trying ${next}`);
@@ -1273,6 +1291,11 @@
       case 'ERROR': {
         if (first === '') break;
         if (first === 'bad-password' && S.phase !== 'joined') return passwordRefused();
+        if (S.phase === 'resuming' && first === 'banned') {
+          // The seat's nickname (or our address) is banned: joining afresh as it would be too.
+          forgetToken();
+          S.phase = 'joining';
+        }
         if (S.phase === 'resuming') return resumeRefused(first, afterFirst);
         if ((S.phase === 'joining' || S.phase === 'choosing') && refused(first, afterFirst)) return;
         if (first === 'no-history') {

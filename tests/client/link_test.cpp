@@ -326,3 +326,44 @@ TEST_CASE("link over TLS: a handshake the server never answers fails within the 
   REQUIRE(ended);
   CHECK(ended->error);
 }
+
+TEST_CASE("link: ERROR banned is a refusal, at HELLO and at a RESUME (no second try of the same seat)",
+          "[link][resume]") {
+  FakeServer server;
+  auto options = options_for(server.port());
+  options.give_up_when_refused = true;  // as chatclient in a script
+  {
+    Link link(options);
+    Events events(link);
+    link.start();
+    auto conn = server.accept(kWait);
+    REQUIRE(conn);
+    CHECK(expect_line(*conn) == "HELLO alice ids");
+    REQUIRE(conn->send_line("ERROR banned alice until 14:05"));
+    auto refused = events.next(LinkEvent::Kind::refused);
+    REQUIRE(refused);
+    CHECK(refused->event.code == "banned");
+    CHECK(refused->event.text == "alice until 14:05");
+    REQUIRE(events.next(LinkEvent::Kind::ended));
+  }
+  {
+    // Joined, dropped, and banned meanwhile: the RESUME is refused, and nothing more is tried.
+    Link link(options);
+    Events events(link);
+    link.start();
+    auto conn = server.accept_and_join_ids("alice", {}, test_token(9), {}, kWait);
+    REQUIRE(conn);
+    conn->close();
+    REQUIRE(events.next(LinkEvent::Kind::lost));
+    auto again = server.accept(kWait);
+    REQUIRE(again);
+    CHECK(expect_line(*again) == "RESUME " + test_token(9) + " 0");
+    REQUIRE(again->send_line("ERROR banned alice until 14:05"));
+    auto refused = events.next(LinkEvent::Kind::refused);
+    REQUIRE(refused);
+    CHECK(refused->event.code == "banned");
+    REQUIRE(events.next(LinkEvent::Kind::ended));
+    CHECK_FALSE(again->read_line(kWait));  // no HELLO after it: the connection just ends
+    CHECK(again->closed());
+  }
+}

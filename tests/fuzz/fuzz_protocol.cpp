@@ -32,7 +32,8 @@ using chat::fuzz::escaped;
 namespace {
 
 bool same(const Command& a, const Command& b) {
-  return a.verb == b.verb && a.arg == b.arg && a.text == b.text && a.id == b.id && a.count == b.count;
+  return a.verb == b.verb && a.arg == b.arg && a.text == b.text && a.id == b.id && a.count == b.count &&
+         a.duration == b.duration;
 }
 
 bool same(const Event& a, const Event& b) {
@@ -73,6 +74,10 @@ void check_protocol_line(std::string_view line) {
   const std::string again = chat::format_command(c);
   if (c.verb == Verb::history) FUZZ_CHECK(c.count >= 1 && c.count <= chat::max_history_page, context() + " page size");
   if (c.verb == Verb::resume) FUZZ_CHECK(c.arg.size() >= 32, context() + " accepted a short token");
+  if (c.verb == Verb::ban) {
+    FUZZ_CHECK(!chat::nick_problem(c.arg), context() + " banned nickname '" + escaped(c.arg) + "'");
+    FUZZ_CHECK(c.duration >= chat::min_ban && c.duration <= chat::max_ban, context() + " ban length");
+  }
   const chat::ParseResult back = chat::parse_protocol_line(again);
   FUZZ_CHECK(std::holds_alternative<Command>(back) && same(std::get<Command>(back), c),
              context() + " formatted as '" + escaped(again) + "' does not parse back the same");

@@ -200,7 +200,8 @@ TEST_CASE("operators: OPER with the operators' password, then KICK removes someo
   REQUIRE(alice->send_line("OPER guess"));
   CHECK(next(*alice) == "ERROR bad-password wrong operator password");
   REQUIRE(alice->send_line("OPER trusted hands"));
-  CHECK(next(*alice) == "# you are an operator: KICK <nick> [reason] removes someone from the room");
+  CHECK(next(*alice) == "# you are an operator: KICK <nick> [reason] removes someone from the room, "
+                        "BAN <nick> <duration> [reason] keeps them out (UNBAN, BANS)");
   REQUIRE(alice->send_line("KICK nobody"));
   CHECK(next(*alice) == "ERROR no-such-nick nobody");
   // bob is told who and why, and goes; everyone else hears it once.
@@ -218,7 +219,9 @@ TEST_CASE("operators: OPER with the operators' password, then KICK removes someo
   REQUIRE(dora.send_line("/kick carol"));
   CHECK(dora.expect_line("only an operator may do that (/oper <password> first)", patience));
   REQUIRE(dora.send_line("/oper trusted hands"));
-  CHECK(dora.expect_line("# you are an operator: /kick <nick> [reason] removes someone from the room", patience));
+  CHECK(dora.expect_line("# you are an operator: /kick <nick> [reason] removes someone from the room, "
+                         "/ban <nick> <duration> [reason] keeps them out (/unban, /bans)",
+                         patience));
   REQUIRE(dora.send_line("/kick carol"));
   CHECK(carol->expect_line("BYE kicked by dora", patience));
   CHECK(dora.expect_line("*** carol was removed from the room by dora", patience));

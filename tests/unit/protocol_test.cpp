@@ -304,7 +304,7 @@ TEST_CASE("LeaveCause tokens round-trip through to_string and leave_cause_from",
       {LeaveCause::quit, "quit"},       {LeaveCause::closed, "closed"},     {LeaveCause::reset, "reset"},
       {LeaveCause::timeout, "timeout"}, {LeaveCause::no_pong, "no-pong"},   {LeaveCause::too_slow, "too-slow"},
       {LeaveCause::flood, "flood"},     {LeaveCause::error, "error"},       {LeaveCause::shutdown, "shutdown"},
-      {LeaveCause::instance_lost, "instance-lost"},
+      {LeaveCause::instance_lost, "instance-lost"}, {LeaveCause::kicked, "kicked"}, {LeaveCause::banned, "banned"},
   };
   for (const auto& [cause, token] : all) {
     INFO("token " << token);
@@ -564,4 +564,69 @@ TEST_CASE("tagged lines carry the id and the time, the new lines read back", "[p
   CHECK(e->kind == Event::Kind::token);
   CHECK(e->text == "120");
   CHECK_FALSE(chat::parse_event("BACK alice soon"));
+}
+
+TEST_CASE("operators' BAN, UNBAN and BANS parse, refuse nonsense with a reason, and format back", "[protocol][operators]") {
+  using namespace std::chrono_literals;
+  Command c = proto("BAN bob 10m flooding  the room");
+  check_command(c, Verb::ban, "bob", "flooding  the room");
+  CHECK(c.duration == 10min);
+  CHECK(chat::format_command(c) == "BAN bob 10m flooding  the room");
+  c = proto("ban Bob 1d");
+  check_command(c, Verb::ban, "Bob", "");
+  CHECK(c.duration == 24h);
+  CHECK(chat::format_command(c) == "BAN Bob 1d");
+  CHECK(proto("BAN bob 1.5s").duration == 1500ms);
+  CHECK(chat::format_command(proto("BAN bob 1.5s")) == "BAN bob 1500ms");
+  CHECK(proto("BAN bob 90m").duration == 90min);
+  CHECK(chat::format_command(proto("BAN bob 90m")) == "BAN bob 90m");
+  CHECK(proto("BAN bob 30d").duration == chat::max_ban);
+  // Text mode and chatclient: the same, typed.
+  c = text("/ban bob 2h spam");
+  check_command(c, Verb::ban, "bob", "spam");
+  CHECK(c.duration == 2h);
+  check_command(proto(chat::format_command(c)), Verb::ban, "bob", "spam");
+  CHECK(proto(chat::format_command(c)).duration == 2h);
+
+  // What is wrong is said: the usage, the nickname, the duration, its range.
+  struct Bad {
+    const char* line;
+    ErrorCode code;
+    const char* detail;
+  };
+  for (const Bad& b : {
+           Bad{"BAN", ErrorCode::bad_args, "usage: BAN <nick> <duration> [reason] (duration: 30s, 10m, 2h or 1d; at most 30d)"},
+           Bad{"BAN bob", ErrorCode::bad_args, "usage: BAN <nick> <duration> [reason] (duration: 30s, 10m, 2h or 1d; at most 30d)"},
+           Bad{"BAN bob 10x", ErrorCode::bad_args, "'10x' is not a duration: use 30s, 10m, 2h or 1d (at most 30d)"},
+           Bad{"BAN bob ten minutes", ErrorCode::bad_args, "'ten' is not a duration: use 30s, 10m, 2h or 1d (at most 30d)"},
+           Bad{"BAN bob 10", ErrorCode::bad_args, "'10' is not a duration: use 30s, 10m, 2h or 1d (at most 30d)"},
+           Bad{"BAN bob 31d", ErrorCode::bad_args, "a ban lasts from 1s to 30d, not 31d"},
+           Bad{"BAN bob 0s", ErrorCode::bad_args, "a ban lasts from 1s to 30d, not 0s"},
+           Bad{"BAN bob 500ms", ErrorCode::bad_args, "a ban lasts from 1s to 30d, not 500ms"},
+           Bad{"BAN b.o.b 10m", ErrorCode::bad_nick, "b.o.b: only A-Z a-z 0-9 _ ! - are allowed"},
+       }) {
+    INFO(b.line);
+    const auto r = refusal_of(chat::parse_protocol_line(b.line));
+    CHECK(r.code == b.code);
+    CHECK(r.detail == b.detail);
+  }
+  CHECK(refusal_of(chat::parse_text_input("/ban bob")).detail ==
+        "usage: /ban <nick> <duration> [reason] (duration: 30s, 10m, 2h or 1d; at most 30d)");
+
+  // UNBAN takes one word, a nickname or an address (the server tells which); BANS nothing.
+  check_command(proto("UNBAN bob"), Verb::unban, "bob", "");
+  check_command(proto("unban 10.0.0.5"), Verb::unban, "10.0.0.5", "");
+  check_command(proto("UNBAN ::ffff:10.0.0.5"), Verb::unban, "::ffff:10.0.0.5", "");
+  check_command(text("/unban bob"), Verb::unban, "bob", "");
+  CHECK(chat::format_command(proto("UNBAN bob")) == "UNBAN bob");
+  for (std::string_view bad : {"UNBAN", "UNBAN bob carol", "UNBAN  bob"}) {
+    INFO(bad);
+    CHECK(refusal_of(chat::parse_protocol_line(bad)).detail == "usage: UNBAN <nick or address>");
+  }
+  check_command(proto("BANS"), Verb::bans, "", "");
+  check_command(text("/bans"), Verb::bans, "", "");
+  CHECK(chat::format_command(proto("BANS")) == "BANS");
+  CHECK(chat::to_string(ErrorCode::banned) == "banned");
+  CHECK(chat::to_string(LeaveCause::banned) == "banned");
+  CHECK(chat::leave_cause_from("banned") == LeaveCause::banned);
 }

@@ -108,7 +108,7 @@ TEST_CASE("help_lines lists the commands", "[render]") {
     CHECK(l.rfind("***", 0) == 0);
     all += l + "\n";
   }
-  for (std::string_view cmd : {"/me", "/msg", "@nick", "/nick", "/who", "/quit", "//", "/oper", "/kick"}) {
+  for (std::string_view cmd : {"/me", "/msg", "@nick", "/nick", "/who", "/quit", "//", "/oper", "/kick", "/ban", "/unban", "/bans"}) {
     INFO(cmd);
     CHECK(all.find(cmd) != std::string::npos);
   }

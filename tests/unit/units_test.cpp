@@ -16,6 +16,8 @@ TEST_CASE("parse_duration accepts a number with a unit", "[units]") {
   CHECK(chat::parse_duration("2min") == 120'000ms);
   CHECK(chat::parse_duration("1h") == 3'600'000ms);
   CHECK(chat::parse_duration("0.5h") == 1'800'000ms);
+  CHECK(chat::parse_duration("1d") == 86'400'000ms);
+  CHECK(chat::parse_duration("30d") == 2'592'000'000ms);
   CHECK(chat::parse_duration(".5s") == 500ms);
   CHECK(chat::parse_duration("0s") == 0ms);
   CHECK(chat::parse_duration("0ms") == 0ms);

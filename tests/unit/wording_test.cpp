@@ -82,18 +82,18 @@ TEST_CASE("wording: every token the protocol has, and nothing else, has its phra
   for (auto cause : {chat::LeaveCause::quit, chat::LeaveCause::closed, chat::LeaveCause::reset, chat::LeaveCause::timeout,
                      chat::LeaveCause::no_pong, chat::LeaveCause::too_slow, chat::LeaveCause::flood,
                      chat::LeaveCause::error, chat::LeaveCause::shutdown, chat::LeaveCause::instance_lost,
-                     chat::LeaveCause::kicked}) {
+                     chat::LeaveCause::kicked, chat::LeaveCause::banned}) {
     CHECK(leave.count(std::string(chat::to_string(cause))) == 1);
   }
-  CHECK(leave.size() == 12);  // and the fallback
+  CHECK(leave.size() == 13);  // and the fallback
   const auto refusal = keys(chat::wording::refusal_phrases());
   using E = chat::ErrorCode;
   for (auto code : {E::bad_nick, E::nick_in_use, E::no_such_nick, E::too_long, E::bad_utf8, E::bad_char,
                     E::unknown_command, E::bad_args, E::not_joined, E::nick_held, E::bad_token, E::no_history,
-                    E::room_split, E::bad_password, E::not_operator}) {
+                    E::room_split, E::bad_password, E::not_operator, E::banned}) {
     CHECK(refusal.count(std::string(chat::to_string(code))) == 1);
   }
-  CHECK(refusal.size() == 16);
+  CHECK(refusal.size() == 17);
   // Each table ends with its fallback.
   for (auto table : {chat::wording::leave_phrases(), chat::wording::bye_phrases(), chat::wording::lost_phrases(),
                      chat::wording::refusal_phrases()}) {
