@@ -98,30 +98,43 @@ void json_ratio(Json& json, std::string_view key, const std::vector<double>& tls
   if (const auto r = ratio(median(tls), median(clear))) json.field(key, *r);
 }
 
+// Every round of both sides checked clean, and as many rounds of each.
+template <typename Result>
+bool all_ok(const std::vector<Result>& clear, const std::vector<Result>& tls) {
+  const auto good = [](const std::vector<Result>& v) {
+    return !v.empty() && std::all_of(v.begin(), v.end(), [](const Result& r) { return r.ok(); });
+  };
+  return good(clear) && good(tls) && clear.size() == tls.size();
+}
+
+// `rounds` rounds, each clear text then TLS, on a chatserver with a certificate both times.
+template <typename Result, typename Run>
+void run_rounds(TargetOptions target, int rounds, std::ostream& progress, std::vector<Result>& clear,
+                std::vector<Result>& tls, Run run) {
+  target.tls_server = true;
+  for (int round = 1; round <= rounds; ++round) {
+    for (const bool with_tls : {false, true}) {
+      progress << "compare-tls: round " << round << " of " << rounds << ", " << (with_tls ? "TLS" : "clear text")
+               << "\n";
+      target.tls = with_tls;
+      (with_tls ? tls : clear).push_back(run(target));
+    }
+  }
+}
+
 }  // namespace
 
 // ---- fanout ------------------------------------------------------------------------------------
 
-bool FanoutTlsCompare::ok() const {
-  const auto good = [](const std::vector<FanoutResult>& v) {
-    return !v.empty() && std::all_of(v.begin(), v.end(), [](const FanoutResult& r) { return r.ok(); });
-  };
-  return good(clear) && good(tls) && clear.size() == tls.size();
-}
+bool FanoutTlsCompare::ok() const { return all_ok(clear, tls); }
 
 FanoutTlsCompare run_fanout_tls_compare(const FanoutOptions& options, TargetOptions target, int rounds,
                                         std::ostream& progress) {
   FanoutTlsCompare c;
   c.options = options;
   c.rounds = rounds;
-  target.tls_server = true;
-  for (int round = 1; round <= rounds; ++round) {
-    for (const bool tls : {false, true}) {
-      progress << "compare-tls: round " << round << " of " << rounds << ", " << (tls ? "TLS" : "clear text") << "\n";
-      target.tls = tls;
-      (tls ? c.tls : c.clear).push_back(run_fanout(options, target, progress));
-    }
-  }
+  run_rounds(target, rounds, progress, c.clear, c.tls,
+             [&](const TargetOptions& t) { return run_fanout(options, t, progress); });
   return c;
 }
 
@@ -201,26 +214,15 @@ void json_fanout_tls_compare(const FanoutTlsCompare& c, Json& json) {
 
 // ---- scale -------------------------------------------------------------------------------------
 
-bool ScaleTlsCompare::ok() const {
-  const auto good = [](const std::vector<ScaleResult>& v) {
-    return !v.empty() && std::all_of(v.begin(), v.end(), [](const ScaleResult& r) { return r.ok(); });
-  };
-  return good(clear) && good(tls) && clear.size() == tls.size();
-}
+bool ScaleTlsCompare::ok() const { return all_ok(clear, tls); }
 
 ScaleTlsCompare run_scale_tls_compare(const ScaleOptions& options, TargetOptions target, int rounds,
                                       std::ostream& progress) {
   ScaleTlsCompare c;
   c.options = options;
   c.rounds = rounds;
-  target.tls_server = true;
-  for (int round = 1; round <= rounds; ++round) {
-    for (const bool tls : {false, true}) {
-      progress << "compare-tls: round " << round << " of " << rounds << ", " << (tls ? "TLS" : "clear text") << "\n";
-      target.tls = tls;
-      (tls ? c.tls : c.clear).push_back(run_scale(options, target, progress));
-    }
-  }
+  run_rounds(target, rounds, progress, c.clear, c.tls,
+             [&](const TargetOptions& t) { return run_scale(options, t, progress); });
   return c;
 }
 

@@ -1,10 +1,34 @@
 #include "common/thread.hpp"
 
+#include <pthread.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstdint>
 #include <memory>
 #include <system_error>
 #include <utility>
 
 namespace chat {
+
+void release_unused_stack() {
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)  // their shadow stacks are their own
+  pthread_attr_t attr;
+  if (pthread_getattr_np(pthread_self(), &attr) != 0) return;
+  void* base = nullptr;
+  std::size_t size = 0;
+  const bool got = pthread_attr_getstack(&attr, &base, &size) == 0;
+  pthread_attr_destroy(&attr);
+  if (!got) return;
+  const long page = ::sysconf(_SC_PAGESIZE);
+  if (page <= 0) return;
+  char here = 0;
+  const auto low = (reinterpret_cast<std::uintptr_t>(base) + page - 1) & ~static_cast<std::uintptr_t>(page - 1);
+  // Four pages below this frame stay: the caller's next calls (a line's handling) use them.
+  const auto high = (reinterpret_cast<std::uintptr_t>(&here) - 4 * page) & ~static_cast<std::uintptr_t>(page - 1);
+  if (high > low) ::madvise(reinterpret_cast<void*>(low), high - low, MADV_DONTNEED);
+#endif
+}
 namespace {
 
 struct Start {

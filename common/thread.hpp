@@ -27,6 +27,12 @@ inline constexpr std::size_t small_stack = 2u << 20;
 inline constexpr std::size_t small_stack = 256u << 10;
 #endif
 
+// Gives back to the kernel the pages of the calling thread's stack below the current frame
+// (leaving a few pages of margin): after a deep call that will not come again (a TLS
+// handshake, whose crypto goes much deeper than reading lines), a thread that lives for hours
+// need not keep that memory resident. The pages come back, zeroed, if the stack grows there again.
+void release_unused_stack();
+
 // Names the calling thread for the kernel (at most 15 bytes are kept; longer names are cut).
 void name_current_thread(std::string_view name);
 

@@ -1,6 +1,7 @@
 #include "common/tls.hpp"
 
 #include <openssl/bio.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -314,6 +315,8 @@ std::optional<SelfSigned> make_self_signed(const std::string& dir, const std::ve
   out.created = true;
   return out;
 }
+
+void release_thread_state() { OPENSSL_thread_stop(); }
 
 // ---- Engine ----------------------------------------------------------------------------------
 

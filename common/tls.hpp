@@ -77,6 +77,11 @@ std::optional<SelfSigned> make_self_signed(const std::string& dir, const std::ve
 // addresses of its network interfaces.
 std::vector<std::string> local_names();
 
+// The calling thread's OpenSSL state (its random generators, error queue) is given back; made
+// again if the thread calls OpenSSL later. A reader thread that has done its handshake calls it:
+// with 10,000 readers each keeping it, it adds up.
+void release_thread_state();
+
 class Engine {
  public:
   enum class Role { server, client };

@@ -481,6 +481,8 @@ bool Session::tls_handshake() {
     }
     if (tls_->established()) {
       ++stats_.tls_clients;
+      release_unused_stack();  // the handshake's crypto went deep; reading lines never does
+      tls::release_thread_state();
       // A trace line with --trace (chatlab's timeline shows trace lines, not debug ones).
       if (tracing()) {
         log_trace("TLS handshake done: ", tls_->describe());
