@@ -349,16 +349,16 @@ std::variant<ServerConfig, int> parse_server_args(int argc, const char* const* a
   group("TLS");
   app.add_option("--tls-cert", c.tls_cert,
                  "TLS on the chat port: the certificate chain (PEM); a connection that starts with a TLS "
-                 "ClientHello is TLS (https://, wss://, chatclient --tls); read again on SIGHUP")
+                 "ClientHello is TLS (https://, wss://, chatclient's TLS); read again on SIGHUP")
       ->type_name("FILE");
   app.add_option("--tls-key", c.tls_key, "The certificate's private key (PEM), with --tls-cert")->type_name("FILE");
   std::string self_signed;
   app.add_option("--self-signed", self_signed,
                  "TLS with a self-signed certificate for a LAN, made in DIR on the first start and reused after "
-                 "(DIR/cert.pem, DIR/key.pem); clients pin it (chatclient --tls --tls-pin)")
+                 "(DIR/cert.pem, DIR/key.pem); chatclient pins it on first use (docs/tls.md)")
       ->type_name("DIR");
   app.add_flag("--tls-only", c.tls_only,
-               "Refuse clear-text connections (they are told to use chatclient --tls or openssl s_client)");
+               "Refuse clear-text connections (they are told how to connect with TLS: chatclient, openssl s_client)");
 
   group("Web");
   std::string web = "on";

@@ -76,7 +76,11 @@ const std::vector<std::string> every_option_changed{
     "--db", "/tmp/some chat.db",    "--history", "20",          "--history-keep", "30d",
     "--resume-window", "5m",
     "--redis", "redis://127.0.0.1:6390/2", "--room", "lab", "--instance-timeout", "5s",
+    "--tls-cert", "/tmp/chat-config-test-tls/cert.pem", "--tls-key", "/tmp/chat-config-test-tls/key.pem",
+    "--tls-only",
 };
+// Options that exclude one of the list above: each is checked on its own.
+const std::set<std::string> exclusive_options{"self-signed"};
 
 }  // namespace
 
@@ -89,6 +93,9 @@ TEST_CASE("chatserver --print-config writes every option, and reading it back wi
       << "$scrypt$ln=10,r=8,p=1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n";
   const auto options = options_in_help();
   REQUIRE(options.size() >= 20);
+  // --tls-cert and --tls-key are read when the options are: a certificate made by
+  // --self-signed (which --print-config makes as it parses).
+  REQUIRE(run_to_exit({"--self-signed", "/tmp/chat-config-test-tls", "--print-config"}).first == 0);
 
   SECTION("the defaults") {
     auto [code, printed] = run_to_exit({"--print-config"});
@@ -100,7 +107,7 @@ TEST_CASE("chatserver --print-config writes every option, and reading it back wi
   }
   SECTION("a value other than the default for every option") {
     // Every option of --help is changed by the list above (a new option must be added to it).
-    std::set<std::string> changed;
+    std::set<std::string> changed = exclusive_options;
     for (const auto& arg : every_option_changed) {
       if (arg.rfind("--", 0) == 0) changed.insert(arg.substr(2));
     }
@@ -117,6 +124,15 @@ TEST_CASE("chatserver --print-config writes every option, and reading it back wi
       CHECK(printed.find(std::string("\n") + line + "\n") != std::string::npos);
     }
     auto [again_code, again] = run_to_exit({"--config", dir.write("changed.conf", printed), "--print-config"});
+    CHECK(again_code == 0);
+    CHECK(again == printed);
+  }
+  SECTION("--self-signed, which excludes --tls-cert and --tls-key") {
+    auto [code, printed] = run_to_exit({"--self-signed", "/tmp/chat-config-test-tls", "--print-config"});
+    REQUIRE(code == 0);
+    INFO(printed);
+    CHECK(printed.find("\nself-signed=\"/tmp/chat-config-test-tls\"\n") != std::string::npos);
+    auto [again_code, again] = run_to_exit({"--config", dir.write("tls.conf", printed), "--print-config"});
     CHECK(again_code == 0);
     CHECK(again == printed);
   }
