@@ -113,6 +113,18 @@ std::vector<LinkEvent> Link::take_events() {
   return out;
 }
 
+void Link::end_with_error(std::optional<LinkEvent::Kind> kind, std::string text) {
+  if (kind) {
+    LinkEvent note = make(*kind);
+    note.text = std::move(text);
+    note.error = true;
+    post(std::move(note));
+  }
+  LinkEvent ended = make(LinkEvent::Kind::ended);
+  ended.error = true;
+  post(std::move(ended));
+}
+
 void Link::post(LinkEvent event) {
   {
     std::lock_guard lock(mutex_);
@@ -153,13 +165,7 @@ void Link::run(std::stop_token stop) {
       std::string error;
       tls_context_ = tls::client_context(error);
       if (!tls_context_) {
-        LinkEvent note = make(LinkEvent::Kind::notice);
-        note.text = "cannot use TLS: " + error;
-        note.error = true;
-        post(std::move(note));
-        LinkEvent ended = make(LinkEvent::Kind::ended);
-        ended.error = true;
-        post(std::move(ended));
+        end_with_error(LinkEvent::Kind::notice, "cannot use TLS: " + error);
         return;
       }
     }
@@ -182,14 +188,10 @@ void Link::run(std::stop_token stop) {
       if (outcome == Outcome::quit) break;
       if (outcome == Outcome::refused || !options_.reconnect) {
         if (outcome == Outcome::unreachable) {
-          LinkEvent note = make(LinkEvent::Kind::unreachable);
-          note.text = sanitize(unreachable);
-          note.error = true;
-          post(std::move(note));
+          end_with_error(LinkEvent::Kind::unreachable, sanitize(unreachable));
+        } else {
+          end_with_error();
         }
-        LinkEvent ended = make(LinkEvent::Kind::ended);
-        ended.error = true;
-        post(std::move(ended));
         return;
       }
       // One event per failed try: why it failed (when it was a connect that failed) and when
@@ -213,13 +215,7 @@ void Link::run(std::stop_token stop) {
     }
     post(make(LinkEvent::Kind::ended));
   } catch (const std::exception& e) {
-    LinkEvent note = make(LinkEvent::Kind::notice);
-    note.text = std::string("internal error in the network thread: ") + e.what();
-    note.error = true;
-    post(std::move(note));
-    LinkEvent ended = make(LinkEvent::Kind::ended);
-    ended.error = true;
-    post(std::move(ended));
+    end_with_error(LinkEvent::Kind::notice, std::string("internal error in the network thread: ") + e.what());
   }
 }
 

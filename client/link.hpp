@@ -132,6 +132,8 @@ class Link {
   void say_goodbye();
   bool wait(std::stop_token stop, Millis delay);             // false: stop or quit came first
   void post(LinkEvent event);
+  // The Link gives up: `text` as an error event of `kind` (if any), then `ended` with an error.
+  void end_with_error(std::optional<LinkEvent::Kind> kind = std::nullopt, std::string text = {});
   // The connection ended: `cause` is a leave cause token, or a BYE reason when `goodbye`.
   void post_lost(std::string cause, std::string detail, bool goodbye = false);
   Millis send_patience() const;  // how long a send may make no progress

@@ -5,6 +5,7 @@
 #include "client/chat_client.hpp"
 #include "client/known_servers.hpp"
 #include "client/screen_model.hpp"
+#include "tests/support/files.hpp"
 #include "tests/support/temp_dir.hpp"
 
 #include <catch2/catch.hpp>
@@ -19,6 +20,8 @@
 using chat::check_certificate;
 using chat::CertificateCheck;
 using chat::parse_known_servers;
+using chat::test::file_text;
+using chat::test::mode_of;
 using chat::test::TempDir;
 
 namespace {
@@ -26,19 +29,6 @@ namespace {
 // Two fingerprints of the right shape (43 base64 characters after "SHA256:").
 const std::string fp_a = "SHA256:" + std::string(42, 'A') + "0";
 const std::string fp_b = "SHA256:" + std::string(42, 'b') + "+";
-
-std::string file_text(const std::filesystem::path& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-mode_t mode_of(const std::filesystem::path& path) {
-  struct stat st {};
-  REQUIRE(::stat(path.c_str(), &st) == 0);
-  return st.st_mode & 0777;
-}
 
 CertificateCheck unverified(const std::filesystem::path& file, const std::string& fingerprint, bool pin) {
   CertificateCheck c;

@@ -7,6 +7,7 @@
 // Everything runs on 127.0.0.1 with kernel-chosen ports; each server and client is a
 // Subprocess, ended by pid. No test sleeps: each waits for a line or an exit, with a deadline.
 #include "tests/support/chatclient_args.hpp"
+#include "tests/support/files.hpp"
 #include "tests/support/process.hpp"
 #include "tests/support/temp_dir.hpp"
 #include "tests/support/tls_servers.hpp"
@@ -27,25 +28,14 @@ using chat::test::chatclient_args;
 using chat::test::OpensslServer;
 using chat::test::Stream;
 using chat::test::Subprocess;
+using chat::test::file_text;
+using chat::test::mode_of;
 using chat::test::TempDir;
 using chat::test::TestCertificate;
 
 namespace {
 
 constexpr auto kWait = 10'000ms;  // a TLS handshake under a sanitizer on two busy cores
-
-std::string file_text(const std::filesystem::path& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-mode_t mode_of(const std::filesystem::path& path) {
-  struct stat st {};
-  REQUIRE(::stat(path.c_str(), &st) == 0);
-  return st.st_mode & 0777;
-}
 
 // Everything left on a stream until the process closed it (after it exited).
 std::string rest_of(Subprocess& process, Stream which) {

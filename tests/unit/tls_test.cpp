@@ -2,11 +2,10 @@
 // close_notify, garbage; the ClientHello sniff; self-signed certificates and fingerprints.
 #include "common/tls.hpp"
 
+#include "tests/support/files.hpp"
 #include "tests/support/temp_dir.hpp"
 
 #include <catch2/catch.hpp>
-
-#include <sys/stat.h>
 
 #include <filesystem>
 #include <string>
@@ -107,11 +106,8 @@ TEST_CASE("tls: --self-signed makes a key only its owner reads, and reuses it", 
   const auto first = chat::tls::make_self_signed(where, chat::tls::local_names(), error);
   REQUIRE(first);
   CHECK(first->created);
-  struct stat st {};
-  REQUIRE(::stat(first->key_file.c_str(), &st) == 0);
-  CHECK((st.st_mode & 0777) == 0600);
-  REQUIRE(::stat(where.c_str(), &st) == 0);
-  CHECK((st.st_mode & 0777) == 0700);
+  CHECK(chat::test::mode_of(first->key_file) == 0600);
+  CHECK(chat::test::mode_of(where) == 0700);
   const auto print = chat::tls::file_fingerprint(first->cert_file);
   const auto again = chat::tls::make_self_signed(where, chat::tls::local_names(), error);
   REQUIRE(again);

@@ -134,13 +134,19 @@ class Peer:
             self.send('HELLO ' + nick)
             self.expect(r'WELCOME ')
 
+    def _recv(self):
+        """Some bytes; b'' at the end; None if nothing came yet (a subclass that polls)."""
+        try:
+            return self.sock.recv(65536)
+        except OSError:
+            return b''
+
     def _read(self):
         buf = b''
         while True:
-            try:
-                data = self.sock.recv(65536)
-            except OSError:
-                data = b''
+            data = self._recv()
+            if data is None:
+                continue
             if not data:
                 break
             buf += data

@@ -88,7 +88,11 @@ class TlsPeer(chatweb.Peer):
             self.expect(r'WELCOME ')
 
     def _recv(self):
-        """Some bytes, b'' at the end, None if nothing yet."""
+        """Some bytes, b'' at the end, None if nothing yet (chatweb.Peer._read calls it)."""
+        try:
+            select.select([self.sock], [], [], 0.1)
+        except (OSError, ValueError):
+            return b''
         with self.lock:
             try:
                 data = self.sock.recv(65536)
@@ -99,31 +103,6 @@ class TlsPeer(chatweb.Peer):
                 return None
             except (OSError, ValueError):
                 return b''
-
-    def _read(self):
-        buf = b''
-        while True:
-            try:
-                select.select([self.sock], [], [], 0.1)
-            except (OSError, ValueError):
-                break
-            data = self._recv()
-            if data is None:
-                continue
-            if not data:
-                break
-            buf += data
-            while b'\n' in buf:
-                raw, buf = buf.split(b'\n', 1)
-                line = raw.decode('utf-8', 'replace')
-                if line.startswith('PING') and self.answer_pings:
-                    self.send('PONG' + line[4:])
-                with self.cond:
-                    self.lines.append(line)
-                    self.cond.notify_all()
-        with self.cond:
-            self.closed = True
-            self.cond.notify_all()
 
     def send(self, line):
         data = line.encode() + b'\n'
